@@ -1,0 +1,1 @@
+//! Lexicon analyzer (to be written).

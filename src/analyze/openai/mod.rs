@@ -1,0 +1,1 @@
+//! OpenAI analyzer (to be written).

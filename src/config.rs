@@ -1,0 +1,466 @@
+//! Settings, layered: built-in defaults, then `config.toml`, then environment
+//! variables (`POWERPULSE__SECTION__KEY=value`, plus the few well-known names
+//! listed in [`Settings::load`]).
+//!
+//! API keys never live here: the config names the environment variable that
+//! holds the key (`analyzer.openai.api_key_env`) and the key itself is read
+//! into a [`secrecy::SecretString`] by the analyzer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub ingest: IngestSettings,
+    pub analyzer: AnalyzerSettings,
+    pub storage: StorageSettings,
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// A message containing any of these (case-insensitive) is an autoresponse.
+    pub autoresponse_patterns: Vec<String>,
+    /// Largest upload the HTTP endpoint accepts, in bytes.
+    pub max_upload_bytes: u64,
+    /// Longest single field (message text) accepted; longer rows are skipped with a warning.
+    pub max_field_bytes: usize,
+    /// Explicit column names, overriding the built-in aliases.
+    pub columns: ColumnOverrides,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            autoresponse_patterns: vec!["*977#".to_string()],
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_field_bytes: 1024 * 1024,
+            columns: ColumnOverrides::default(),
+        }
+    }
+}
+
+/// Header names to use instead of the aliases, one per logical column.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColumnOverrides {
+    pub conversation_id: Option<String>,
+    pub sender: Option<String>,
+    pub text: Option<String>,
+    pub timestamp: Option<String>,
+    pub sender_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `openai` when the API key variable is set, `lexicon` otherwise.
+    Auto,
+    Lexicon,
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyzerSettings {
+    pub backend: Backend,
+    /// Conversations in flight at once (the AnalyzerActor pool size).
+    pub concurrency: usize,
+    /// Conversations the dispatcher loads and hands out together.
+    pub batch_size: usize,
+    pub openai: OpenAiSettings,
+}
+
+impl Default for AnalyzerSettings {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+            concurrency: 5,
+            batch_size: 5,
+            openai: OpenAiSettings::default(),
+        }
+    }
+}
+
+/// A per-minute limit: a number, or `"auto"` to adopt what the provider announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSetting {
+    Auto,
+    PerMinute(u32),
+}
+
+impl Serialize for RateSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RateSetting::Auto => s.serialize_str("auto"),
+            RateSetting::PerMinute(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(0) => Err(serde::de::Error::custom("a per-minute limit must be > 0")),
+            Raw::Number(n) => Ok(RateSetting::PerMinute(n)),
+            Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(RateSetting::Auto),
+            Raw::Text(t) => t
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(RateSetting::PerMinute)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "expected \"auto\" or a positive number, got {t:?}"
+                    ))
+                }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// Base URL of an OpenAI-compatible API (OpenAI, Azure, vLLM, Ollama, llama.cpp).
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: String,
+    /// `"bearer"` (OpenAI and most servers) or `"api-key"` (Azure OpenAI).
+    pub auth: AuthStyle,
+    /// Azure's `api-version` query parameter, when set.
+    pub api_version: Option<String>,
+    pub requests_per_minute: RateSetting,
+    pub tokens_per_minute: RateSetting,
+    pub max_retries: u32,
+    pub timeout_seconds: u64,
+    pub max_output_tokens: u32,
+    /// Token budget for the transcript part of a prompt; longer ones are trimmed
+    /// keeping their start and end.
+    pub max_transcript_tokens: u32,
+    /// Longest single message kept whole, in tokens; longer ones are trimmed.
+    pub max_message_tokens: u32,
+    /// Send `response_format: json_schema` (turn off for servers that reject it).
+    pub structured_output: bool,
+    /// USD per million tokens, by model name.
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthStyle {
+    Bearer,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        let mut prices = BTreeMap::new();
+        prices.insert(
+            "gpt-4o".to_string(),
+            ModelPrice {
+                input_per_million: 2.5,
+                output_per_million: 10.0,
+            },
+        );
+        prices.insert(
+            "gpt-4o-mini".to_string(),
+            ModelPrice {
+                input_per_million: 0.15,
+                output_per_million: 0.6,
+            },
+        );
+        Self {
+            base_url: "https://api.openai.com/v1".to_string(),
+            model: "gpt-4o".to_string(),
+            api_key_env: "OPENAI_API_KEY".to_string(),
+            auth: AuthStyle::Bearer,
+            api_version: None,
+            requests_per_minute: RateSetting::Auto,
+            tokens_per_minute: RateSetting::Auto,
+            max_retries: 6,
+            timeout_seconds: 60,
+            max_output_tokens: 200,
+            max_transcript_tokens: 3000,
+            max_message_tokens: 400,
+            structured_output: true,
+            prices,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The redb database file.
+    pub path: PathBuf,
+    /// Results per write transaction.
+    pub batch_size: usize,
+    /// Longest a result waits for its batch to fill before it is committed anyway.
+    pub flush_ms: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("powerpulse.redb"),
+            batch_size: 256,
+            flush_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Bearer token required on `/api` routes; better set through `POWERPULSE_TOKEN`.
+    pub token: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_string(),
+            token: None,
+        }
+    }
+}
+
+/// Well-known environment variables and the setting each one sets.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("OPENAI_BASE_URL", "analyzer.openai.base_url"),
+    ("POWERPULSE_TOKEN", "server.token"),
+    ("POWERPULSE_DB", "storage.path"),
+];
+
+/// Prefix of the generic override form `POWERPULSE__ANALYZER__CONCURRENCY=200`.
+const ENV_PREFIX: &str = "POWERPULSE__";
+
+impl Settings {
+    /// Loads settings: defaults, then `path` (or `./config.toml` when it exists
+    /// and no path is given), then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly (for tests
+    /// and embedders).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let default_path = Path::new("config.toml");
+        let file = match path {
+            Some(p) => Some(p),
+            None if default_path.exists() => Some(default_path),
+            None => None,
+        };
+        let mut tree = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: p.to_path_buf(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let key = if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                rest.split("__")
+                    .map(|part| part.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            } else if let Some((_, key)) = ENV_ALIASES.iter().find(|(n, _)| *n == name) {
+                key.to_string()
+            } else {
+                continue;
+            };
+            set_path(&mut tree, &key, parse_env_value(&value)).map_err(|message| {
+                ConfigError::Env {
+                    name: name.clone(),
+                    message,
+                }
+            })?;
+        }
+        let settings: Settings =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: file
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| PathBuf::from("<defaults and environment>")),
+                    message: e.message().to_string(),
+                })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    message: "must be at least 1".to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("analyzer.concurrency", self.analyzer.concurrency)?;
+        positive("analyzer.batch_size", self.analyzer.batch_size)?;
+        positive("storage.batch_size", self.storage.batch_size)?;
+        positive(
+            "analyzer.openai.max_output_tokens",
+            self.analyzer.openai.max_output_tokens as usize,
+        )?;
+        if self.analyzer.concurrency > 4096 {
+            return Err(ConfigError::Invalid {
+                key: "analyzer.concurrency".into(),
+                message: "at most 4096".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An environment value is read as TOML when it parses as a TOML value
+/// (numbers, booleans, arrays), as a plain string otherwise.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(tree: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().ok_or("empty key")?;
+    let mut node = tree;
+    for part in parts {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{part} is not a section"))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let s = Settings::load_with_env(Some(Path::new("config.toml")), env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.analyzer.concurrency, d.analyzer.concurrency);
+        assert_eq!(s.analyzer.batch_size, 5);
+        assert_eq!(s.ingest.autoresponse_patterns, vec!["*977#"]);
+        assert_eq!(s.storage.path, PathBuf::from("powerpulse.redb"));
+        assert_eq!(s.analyzer.backend, Backend::Auto);
+        assert_eq!(s.analyzer.openai.requests_per_minute, RateSetting::Auto);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[analyzer]\nconcurrency = 7\n[analyzer.openai]\ntokens_per_minute = 1000\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(
+            Some(&path),
+            env(&[
+                ("POWERPULSE__ANALYZER__CONCURRENCY", "200"),
+                ("POWERPULSE__ANALYZER__OPENAI__REQUESTS_PER_MINUTE", "500"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.analyzer.concurrency, 200);
+        assert_eq!(
+            s.analyzer.openai.requests_per_minute,
+            RateSetting::PerMinute(500)
+        );
+        assert_eq!(
+            s.analyzer.openai.tokens_per_minute,
+            RateSetting::PerMinute(1000)
+        );
+        assert_eq!(s.analyzer.openai.base_url, "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Settings::load_with_env(
+            Some(Path::new("/nonexistent/none.toml")),
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/none.toml"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[analyzer]\nconcurency = 7\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+
+        let err = Settings::load_with_env(
+            Some(&path),
+            env(&[("POWERPULSE__ANALYZER__CONCURRENCY", "0")]),
+        );
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Ingest: parse exports into message rows (to be written).
