@@ -444,11 +444,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = Settings::load_with_env(
-            Some(Path::new("/nonexistent/none.toml")),
-            env(&[]),
-        )
-        .unwrap_err();
+        let err = Settings::load_with_env(Some(Path::new("/nonexistent/none.toml")), env(&[]))
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/none.toml"));
 
         let dir = tempfile::tempdir().unwrap();

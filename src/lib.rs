@@ -12,5 +12,12 @@
 
 pub mod analyze;
 pub mod config;
+pub mod engine;
+pub mod export;
 pub mod ingest;
 pub mod model;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod store;
+pub mod telemetry;

@@ -1,1 +1,322 @@
-fn main() {}
+//! The `powerpulse` command: a thin clap front-end over the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use powerpulse::analyze::Analyzer;
+use powerpulse::config::{Backend, Settings};
+use powerpulse::engine::Engine;
+use powerpulse::export::{ExportFormat, ExportRow, ExportWriter};
+use powerpulse::model::Stage;
+use powerpulse::pipeline::Submission;
+use powerpulse::report::RunSummary;
+use powerpulse::store::Store;
+use powerpulse::store::actor::GetSummary;
+
+#[derive(Parser)]
+#[command(
+    name = "powerpulse",
+    version,
+    about = "Analyse customer-support chat exports"
+)]
+struct Cli {
+    /// Config file (default: ./config.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database file (overrides storage.path).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse an export, analyse every conversation and store the results.
+    Analyze {
+        /// The export: .csv, .json, .jsonl or .xlsx.
+        file: PathBuf,
+        /// Which analyzer to use (overrides analyzer.backend).
+        #[arg(long, value_enum)]
+        analyzer: Option<AnalyzerArg>,
+        /// Conversations in flight at once (overrides analyzer.concurrency).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Print one JSON object with the summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stored results, one row per conversation.
+    Export {
+        /// Only this upload (default: every upload).
+        #[arg(long)]
+        upload: Option<Uuid>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: FormatArg,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List stored uploads.
+    Uploads {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AnalyzerArg {
+    Auto,
+    Lexicon,
+    Openai,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl From<FormatArg> for ExportFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => ExportFormat::Csv,
+            FormatArg::Json => ExportFormat::Json,
+            FormatArg::Jsonl => ExportFormat::Jsonl,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    powerpulse::telemetry::init("warn");
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref()).context("while loading settings")?;
+    if let Some(db) = cli.db {
+        settings.storage.path = db;
+    }
+    match cli.command {
+        Command::Analyze {
+            file,
+            analyzer,
+            concurrency,
+            json,
+        } => {
+            if let Some(a) = analyzer {
+                settings.analyzer.backend = match a {
+                    AnalyzerArg::Auto => Backend::Auto,
+                    AnalyzerArg::Lexicon => Backend::Lexicon,
+                    AnalyzerArg::Openai => Backend::OpenAi,
+                };
+            }
+            if let Some(c) = concurrency {
+                if c == 0 {
+                    bail!("--concurrency must be at least 1");
+                }
+                settings.analyzer.concurrency = c;
+            }
+            analyze(settings, &file, json)
+        }
+        Command::Export {
+            upload,
+            format,
+            output,
+        } => export(&settings, upload, format.into(), output.as_deref()),
+        Command::Uploads { json } => uploads(&settings, json),
+    }
+}
+
+fn analyze(settings: Settings, file: &Path, json: bool) -> Result<ExitCode> {
+    // Checked here so a missing file never creates a database.
+    if !file.exists() {
+        bail!("{}: no such file", file.display());
+    }
+    let analyzer =
+        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    if settings.analyzer.backend == Backend::Auto && !json {
+        eprintln!(
+            "analyzer: {} ({}) — chosen automatically",
+            analyzer.name(),
+            analyzer.model()
+        );
+    }
+    let filename = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string());
+    let submission = Submission {
+        path: file.to_path_buf(),
+        filename,
+        remove_file_after: false,
+    };
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        let result = run_upload(&engine, submission, json).await;
+        engine.shutdown().await;
+        result
+    })
+}
+
+async fn run_upload(engine: &Engine, submission: Submission, json: bool) -> Result<ExitCode> {
+    let mut ticket = engine.submit(submission).await?;
+    let upload_id = ticket.upload_id;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:>10} [{bar:40}] {pos}/{len} conversations ({eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let mut interrupted = false;
+    let done = loop {
+        tokio::select! {
+            changed = ticket.progress.changed() => {
+                if changed.is_err() {
+                    break (&mut ticket.done).await;
+                }
+                let s = ticket.progress.borrow_and_update().clone();
+                if let Some(bar) = &bar {
+                    bar.set_message(s.stage.as_str());
+                    bar.set_length(s.total_conversations);
+                    bar.set_position(s.processed);
+                }
+            }
+            result = &mut ticket.done => break result,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("\ninterrupted: cancelling (in-flight work is saved)…");
+                let _ = engine.cancel(upload_id).await;
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = done.context("the upload task ended unexpectedly")??;
+    let summary = engine
+        .reader()
+        .send(GetSummary { upload_id })
+        .await
+        .context("while reading the summary")??;
+    let run = RunSummary::new(&report, &summary);
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &run)?;
+        writeln!(out)?;
+    } else {
+        print!("{}", run.render_text());
+    }
+    Ok(match report.record.status {
+        Stage::Completed => ExitCode::SUCCESS,
+        Stage::Cancelled => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn open_existing(settings: &Settings) -> Result<Store> {
+    let path = &settings.storage.path;
+    if !path.exists() {
+        bail!(
+            "{}: no database here yet (run `powerpulse analyze FILE` first, or pass --db)",
+            path.display()
+        );
+    }
+    Ok(Store::open(path)?)
+}
+
+fn export(
+    settings: &Settings,
+    upload: Option<Uuid>,
+    format: ExportFormat,
+    output: Option<&Path>,
+) -> Result<ExitCode> {
+    let store = open_existing(settings)?;
+    let uploads = match upload {
+        Some(id) => {
+            if store.upload(id)?.is_none() {
+                bail!(
+                    "upload {id} not found in {}",
+                    settings.storage.path.display()
+                );
+            }
+            vec![id]
+        }
+        None => store.uploads()?.into_iter().map(|u| u.id).collect(),
+    };
+    let sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut writer = ExportWriter::new(format, sink);
+    let mut failure = None;
+    for id in uploads {
+        store.for_each_row(id, None, |row| match writer.write(&ExportRow::from(row)) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failure = Some(e);
+                Ok(false)
+            }
+        })?;
+        if let Some(e) = failure.take() {
+            return Err(e.into());
+        }
+    }
+    let rows = writer.finish()?;
+    if let Some(path) = output {
+        eprintln!("wrote {rows} rows to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let store = open_existing(settings)?;
+    let all = store.uploads()?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &all)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no uploads yet");
+    }
+    for u in all {
+        println!(
+            "{}  {:<10}  {}  {:>6} conversations  {:>6} analysed  {:>4} failed  {}",
+            u.id,
+            u.status.as_str(),
+            u.created_at.format("%Y-%m-%d %H:%M"),
+            u.counts.conversations,
+            u.counts.analyzed + u.counts.skipped_already_processed,
+            u.counts.failed,
+            u.filename
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -147,6 +147,57 @@ pub struct Analysis {
     pub model: String,
 }
 
+/// Where an upload is in its life. The last three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Parsing,
+    Analyzing,
+    Saving,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Parsing => "parsing",
+            Stage::Analyzing => "analyzing",
+            Stage::Saving => "saving",
+            Stage::Completed => "completed",
+            Stage::Failed => "failed",
+            Stage::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Stage::Completed | Stage::Failed | Stage::Cancelled)
+    }
+}
+
+/// What became of one conversation of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// Analysed during this upload.
+    Analyzed,
+    /// The same content was analysed before; the stored analysis was reused.
+    SkippedAlreadyProcessed,
+    /// The analyzer gave up on it; the reason is stored with it.
+    Failed,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Analyzed => "analyzed",
+            ConversationStatus::SkippedAlreadyProcessed => "skipped_already_processed",
+            ConversationStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Longest summary an analysis may carry, in characters.
 pub const SUMMARY_MAX_CHARS: usize = 200;
 
@@ -196,9 +247,15 @@ mod tests {
 
     #[test]
     fn satisfaction_label_follows_score() {
-        assert_eq!(SatisfactionLabel::from_score(5), SatisfactionLabel::Satisfied);
+        assert_eq!(
+            SatisfactionLabel::from_score(5),
+            SatisfactionLabel::Satisfied
+        );
         assert_eq!(SatisfactionLabel::from_score(3), SatisfactionLabel::Neutral);
-        assert_eq!(SatisfactionLabel::from_score(1), SatisfactionLabel::Dissatisfied);
+        assert_eq!(
+            SatisfactionLabel::from_score(1),
+            SatisfactionLabel::Dissatisfied
+        );
     }
 
     #[test]

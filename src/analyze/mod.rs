@@ -4,12 +4,19 @@
 //! [`openai`] the LLM one. [`Analyzer`] picks between them by configuration;
 //! the `AnalyzerActor` pool (in [`actor`]) is thin wiring over it.
 
+pub mod actor;
 pub mod lexicon;
 pub mod openai;
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AnalyzerSettings, Backend};
 use crate::model::{Analysis, Conversation};
+pub use lexicon::LexiconAnalyzer;
+pub use openai::{OpenAiAnalyzer, OpenAiError};
 
 /// Why one conversation could not be analysed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,4 +62,128 @@ impl LlmUsage {
 pub struct Outcome {
     pub result: Result<Analysis, AnalyzeError>,
     pub usage: LlmUsage,
+}
+
+/// Answers conversations with nothing for an LLM to read (built on first use).
+static FALLBACK: std::sync::LazyLock<LexiconAnalyzer> =
+    std::sync::LazyLock::new(LexiconAnalyzer::new);
+
+/// The configured analyzer, shared by the whole AnalyzerActor pool.
+#[derive(Clone)]
+pub enum Analyzer {
+    Lexicon(Arc<LexiconAnalyzer>),
+    OpenAi(OpenAiAnalyzer),
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Analyzer({}, {})", self.name(), self.model())
+    }
+}
+
+/// Why the configured analyzer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    OpenAi(#[from] OpenAiError),
+}
+
+impl Analyzer {
+    /// Builds the analyzer the settings ask for. `auto` picks `openai` when
+    /// the API key variable is set and non-empty, `lexicon` otherwise.
+    pub fn from_settings(settings: &AnalyzerSettings) -> Result<Self, SetupError> {
+        let backend = match settings.backend {
+            Backend::Auto => {
+                let key_set =
+                    std::env::var(&settings.openai.api_key_env).is_ok_and(|k| !k.trim().is_empty());
+                if key_set {
+                    Backend::OpenAi
+                } else {
+                    Backend::Lexicon
+                }
+            }
+            explicit => explicit,
+        };
+        Ok(match backend {
+            Backend::OpenAi => Analyzer::OpenAi(OpenAiAnalyzer::from_env(&settings.openai)?),
+            _ => Analyzer::lexicon(),
+        })
+    }
+
+    pub fn lexicon() -> Self {
+        Analyzer::Lexicon(Arc::new(LexiconAnalyzer::new()))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Analyzer::Lexicon(_) => LexiconAnalyzer::NAME,
+            Analyzer::OpenAi(_) => OpenAiAnalyzer::NAME,
+        }
+    }
+
+    pub fn model(&self) -> String {
+        match self {
+            Analyzer::Lexicon(_) => LexiconAnalyzer::MODEL.to_string(),
+            Analyzer::OpenAi(a) => a.model().to_string(),
+        }
+    }
+
+    /// Identifies everything that shapes an analysis: two analyzers with the
+    /// same fingerprint give interchangeable results.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            Analyzer::Lexicon(_) => format!("{}/{}", LexiconAnalyzer::NAME, LexiconAnalyzer::MODEL),
+            Analyzer::OpenAi(a) => a.fingerprint(),
+        }
+    }
+
+    /// The processed-content key of a conversation: a hash of this analyzer's
+    /// fingerprint and of everything the analyzer reads (roles and texts of
+    /// the non-autoresponse messages, in order). Ids and timestamps are left
+    /// out, so the same conversation exported again maps to the same key.
+    pub fn content_key(&self, conversation: &Conversation) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(self.fingerprint().as_bytes());
+        for m in conversation.analysable() {
+            h.update(&[0xff]);
+            h.update(m.role.as_str().as_bytes());
+            h.update(&[0]);
+            h.update(m.text.as_bytes());
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Analyses one conversation. A conversation with no customer message
+    /// left after filtering is answered by the lexicon analyzer: there is
+    /// nothing an LLM could add, so no money is spent on it.
+    pub async fn analyze(
+        &self,
+        conversation: &Conversation,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        if cancel.is_cancelled() {
+            return Outcome {
+                result: Err(AnalyzeError::Cancelled),
+                usage: LlmUsage::default(),
+            };
+        }
+        match self {
+            Analyzer::OpenAi(a) if conversation.customer_messages() > 0 => {
+                a.analyze(conversation, cancel).await
+            }
+            Analyzer::OpenAi(a) => {
+                let mut analysis = FALLBACK.analyze(conversation);
+                analysis.analyzer = OpenAiAnalyzer::NAME.to_string();
+                analysis.model = a.model().to_string();
+                Outcome {
+                    result: Ok(analysis),
+                    usage: LlmUsage::default(),
+                }
+            }
+            Analyzer::Lexicon(l) => Outcome {
+                result: Ok(l.analyze(conversation)),
+                usage: LlmUsage::default(),
+            },
+        }
+    }
 }

@@ -1,0 +1,242 @@
+//! Live state of every upload: stage, counts, LLM usage, ETA, and its
+//! cancellation token.
+//!
+//! [`UploadProgress`] is plain code (events in, snapshot out); the
+//! `ProgressActor` ([`actor`]) holds one per upload id, publishes each change
+//! on a `tokio::sync::watch` channel (for SSE, the CLI bar and waiters) and
+//! handles cancel requests.
+
+pub mod actor;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::analyze::LlmUsage;
+use crate::model::Stage;
+
+/// Errors kept in a snapshot, at most this many (the rest are counted).
+const MAX_ERRORS: usize = 50;
+
+/// What happened to an upload; sent by the pipeline to the `ProgressActor`.
+#[derive(Debug, Clone)]
+pub enum ProgressEvent {
+    Stage(Stage),
+    /// Parsing went on: totals so far.
+    Parsed {
+        messages: u64,
+        conversations: u64,
+        autoresponses: u64,
+    },
+    /// A row-level problem that did not stop the upload.
+    Warning(String),
+    /// One conversation has an outcome.
+    Conversation(ConversationOutcome),
+    /// An error that stops the upload (the final `Stage` follows).
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ConversationOutcome {
+    Analyzed(LlmUsage),
+    Skipped,
+    Failed { reason: String, usage: LlmUsage },
+}
+
+/// An upload's state as reported to users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgressSnapshot {
+    pub upload_id: Uuid,
+    pub filename: String,
+    /// Same as `stage`; kept for clients of the original service.
+    pub status: Stage,
+    pub stage: Stage,
+    pub total_conversations: u64,
+    pub messages: u64,
+    /// Conversations with an outcome (analysed, failed or skipped).
+    pub processed: u64,
+    pub analyzed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub autoresponses_filtered: u64,
+    /// 0–100, over conversations once parsing is done.
+    pub percent: f64,
+    pub llm: LlmUsage,
+    pub warnings: u64,
+    pub errors: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub eta_seconds: Option<f64>,
+}
+
+/// One upload's progress; applies events and renders snapshots.
+#[derive(Debug, Clone)]
+pub struct UploadProgress {
+    snapshot: ProgressSnapshot,
+    /// When analysis began, for the ETA.
+    analyzing_since: Option<Instant>,
+    errors_total: u64,
+}
+
+impl UploadProgress {
+    pub fn new(upload_id: Uuid, filename: String) -> Self {
+        let now = Utc::now();
+        Self {
+            snapshot: ProgressSnapshot {
+                upload_id,
+                filename,
+                status: Stage::Parsing,
+                stage: Stage::Parsing,
+                total_conversations: 0,
+                messages: 0,
+                processed: 0,
+                analyzed: 0,
+                failed: 0,
+                skipped: 0,
+                autoresponses_filtered: 0,
+                percent: 0.0,
+                llm: LlmUsage::default(),
+                warnings: 0,
+                errors: Vec::new(),
+                started_at: now,
+                updated_at: now,
+                eta_seconds: None,
+            },
+            analyzing_since: None,
+            errors_total: 0,
+        }
+    }
+
+    pub fn snapshot(&self) -> &ProgressSnapshot {
+        &self.snapshot
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.snapshot.stage
+    }
+
+    /// Applies one event. Events after a final stage are ignored, so a late
+    /// message can never reopen a finished upload.
+    pub fn apply(&mut self, event: ProgressEvent) {
+        if self.snapshot.stage.is_final() {
+            return;
+        }
+        let s = &mut self.snapshot;
+        match event {
+            ProgressEvent::Stage(stage) => {
+                if stage == Stage::Analyzing && self.analyzing_since.is_none() {
+                    self.analyzing_since = Some(Instant::now());
+                }
+                s.stage = stage;
+                s.status = stage;
+                if stage == Stage::Completed {
+                    s.percent = 100.0;
+                    s.eta_seconds = Some(0.0);
+                }
+                if stage.is_final() && stage != Stage::Completed {
+                    s.eta_seconds = None;
+                }
+            }
+            ProgressEvent::Parsed {
+                messages,
+                conversations,
+                autoresponses,
+            } => {
+                s.messages = messages;
+                s.total_conversations = conversations;
+                s.autoresponses_filtered = autoresponses;
+            }
+            ProgressEvent::Warning(_) => s.warnings += 1,
+            ProgressEvent::Conversation(outcome) => {
+                s.processed += 1;
+                match outcome {
+                    ConversationOutcome::Analyzed(usage) => {
+                        s.analyzed += 1;
+                        s.llm.add(&usage);
+                    }
+                    ConversationOutcome::Skipped => s.skipped += 1,
+                    ConversationOutcome::Failed { reason, usage } => {
+                        s.failed += 1;
+                        s.llm.add(&usage);
+                        self.errors_total += 1;
+                        if s.errors.len() < MAX_ERRORS {
+                            s.errors.push(reason);
+                        }
+                    }
+                }
+                if s.total_conversations > 0 {
+                    s.percent = (s.processed as f64 * 100.0 / s.total_conversations as f64)
+                        .clamp(0.0, 100.0);
+                }
+                s.eta_seconds = self.analyzing_since.and_then(|since| {
+                    let remaining = s.total_conversations.saturating_sub(s.processed);
+                    let elapsed = since.elapsed().as_secs_f64();
+                    (s.processed > 0).then(|| elapsed / s.processed as f64 * remaining as f64)
+                });
+            }
+            ProgressEvent::Error(message) => {
+                self.errors_total += 1;
+                if s.errors.len() < MAX_ERRORS {
+                    s.errors.push(message);
+                }
+            }
+        }
+        s.updated_at = Utc::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_percent_and_final_stage() {
+        let mut p = UploadProgress::new(Uuid::new_v4(), "f.csv".into());
+        p.apply(ProgressEvent::Parsed {
+            messages: 10,
+            conversations: 4,
+            autoresponses: 2,
+        });
+        p.apply(ProgressEvent::Stage(Stage::Analyzing));
+        p.apply(ProgressEvent::Conversation(ConversationOutcome::Analyzed(
+            LlmUsage {
+                requests: 1,
+                prompt_tokens: 100,
+                ..Default::default()
+            },
+        )));
+        p.apply(ProgressEvent::Conversation(ConversationOutcome::Skipped));
+        p.apply(ProgressEvent::Conversation(ConversationOutcome::Failed {
+            reason: "refused: no".into(),
+            usage: LlmUsage {
+                requests: 3,
+                retries: 2,
+                ..Default::default()
+            },
+        }));
+        let s = p.snapshot();
+        assert_eq!((s.analyzed, s.skipped, s.failed, s.processed), (1, 1, 1, 3));
+        assert_eq!(s.percent, 75.0);
+        assert_eq!(s.llm.requests, 4);
+        assert_eq!(s.llm.retries, 2);
+        assert_eq!(s.errors, vec!["refused: no".to_string()]);
+        assert!(s.eta_seconds.is_some());
+
+        p.apply(ProgressEvent::Stage(Stage::Cancelled));
+        p.apply(ProgressEvent::Stage(Stage::Completed));
+        p.apply(ProgressEvent::Conversation(ConversationOutcome::Skipped));
+        assert_eq!(p.stage(), Stage::Cancelled, "final stages are sticky");
+        assert_eq!(p.snapshot().processed, 3);
+    }
+
+    #[test]
+    fn errors_are_capped() {
+        let mut p = UploadProgress::new(Uuid::new_v4(), "f.csv".into());
+        for i in 0..(MAX_ERRORS + 10) {
+            p.apply(ProgressEvent::Error(format!("e{i}")));
+        }
+        assert_eq!(p.snapshot().errors.len(), MAX_ERRORS);
+    }
+}

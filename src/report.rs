@@ -1,0 +1,142 @@
+//! The end-of-run summary: what `analyze --json` prints and what
+//! `POST /api/upload?wait=true` answers (the original service's shape plus
+//! our counts).
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::analyze::LlmUsage;
+use crate::model::Stage;
+use crate::pipeline::UploadReport;
+use crate::store::{SentimentCounts, UploadSummary};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub success: bool,
+    pub message: String,
+    pub upload_id: Uuid,
+    pub filename: String,
+    pub status: Stage,
+    pub analyzer: String,
+    pub model: String,
+    pub conversations_processed: u64,
+    /// Every parsed message, autoresponses included.
+    pub messages_processed: u64,
+    pub autoresponses_filtered: u64,
+    pub analyzed: u64,
+    pub failed: u64,
+    pub skipped_already_processed: u64,
+    pub processing_time_seconds: f64,
+    pub sentiment: SentimentCounts,
+    pub average_satisfaction: Option<f64>,
+    pub resolved_rate: Option<f64>,
+    pub llm: LlmUsage,
+    pub warnings: Vec<String>,
+    pub warnings_total: u64,
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn new(report: &UploadReport, summary: &UploadSummary) -> Self {
+        let r = &report.record;
+        let success = r.status == Stage::Completed;
+        let message = match r.status {
+            Stage::Completed => format!(
+                "Analysed {} conversations ({} messages) from {}",
+                r.counts.conversations, r.counts.messages, r.filename
+            ),
+            Stage::Cancelled => format!(
+                "Cancelled after {} of {} conversations",
+                r.counts.processed(),
+                r.counts.conversations
+            ),
+            _ => r
+                .error
+                .clone()
+                .unwrap_or_else(|| "the upload failed".to_string()),
+        };
+        RunSummary {
+            success,
+            message,
+            upload_id: r.id,
+            filename: r.filename.clone(),
+            status: r.status,
+            analyzer: r.analyzer.clone(),
+            model: r.model.clone(),
+            conversations_processed: r.counts.conversations,
+            messages_processed: r.counts.messages,
+            autoresponses_filtered: r.counts.autoresponses_filtered,
+            analyzed: r.counts.analyzed,
+            failed: r.counts.failed,
+            skipped_already_processed: r.counts.skipped_already_processed,
+            processing_time_seconds: report.processing_time_seconds,
+            sentiment: summary.sentiment,
+            average_satisfaction: summary.average_satisfaction,
+            resolved_rate: summary.resolved_rate,
+            llm: r.llm,
+            warnings: r.warnings.clone(),
+            warnings_total: r.warnings_total,
+            error: r.error.clone(),
+        }
+    }
+
+    /// A few human lines for the terminal.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}", self.message);
+        let _ = writeln!(
+            s,
+            "  upload {}  ({}, {} / {}) in {:.2}s",
+            self.upload_id,
+            self.status.as_str(),
+            self.analyzer,
+            self.model,
+            self.processing_time_seconds
+        );
+        let _ = writeln!(
+            s,
+            "  conversations {}  messages {}  autoresponses filtered {}",
+            self.conversations_processed, self.messages_processed, self.autoresponses_filtered
+        );
+        let _ = writeln!(
+            s,
+            "  analysed {}  failed {}  already processed {}",
+            self.analyzed, self.failed, self.skipped_already_processed
+        );
+        let _ = writeln!(
+            s,
+            "  sentiment: {} positive, {} neutral, {} negative",
+            self.sentiment.positive, self.sentiment.neutral, self.sentiment.negative
+        );
+        if let Some(avg) = self.average_satisfaction {
+            let _ = write!(s, "  average satisfaction {avg:.2}/5");
+            if let Some(r) = self.resolved_rate {
+                let _ = write!(s, "  resolved {:.0}%", r * 100.0);
+            }
+            s.push('\n');
+        }
+        if self.llm.requests > 0 {
+            let _ = writeln!(
+                s,
+                "  LLM: {} requests ({} retries, {} rate-limited), {} prompt + {} completion tokens, ~${:.4}",
+                self.llm.requests,
+                self.llm.retries,
+                self.llm.rate_limited,
+                self.llm.prompt_tokens,
+                self.llm.completion_tokens,
+                self.llm.cost_usd
+            );
+        }
+        if self.warnings_total > 0 {
+            let _ = writeln!(s, "  {} warnings:", self.warnings_total);
+            for w in self.warnings.iter().take(10) {
+                let _ = writeln!(s, "    {w}");
+            }
+            if self.warnings_total > 10 {
+                let _ = writeln!(s, "    … (all in --json output, up to 100)");
+            }
+        }
+        s
+    }
+}

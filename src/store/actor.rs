@@ -1,0 +1,255 @@
+//! The actors over [`Store`]: `StoreActor`, the only writer, and
+//! `StoreReader`, a small pool answering queries.
+//!
+//! `StoreActor` runs alone on its own arbiter (a dedicated OS thread), so its
+//! blocking commits never stall another actor. Outcomes are buffered and
+//! committed together: every `storage.batch_size` outcomes or `storage.flush_ms`
+//! after the first unflushed one, whichever comes first. Every other write
+//! (upload records, message batches, deletes) first commits what is buffered,
+//! so writes reach the file in the order they were sent.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::{
+    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, Page, Store,
+    StoreError, StoredMessage, UploadRecord, UploadSummary,
+};
+use crate::model::{Analysis, Conversation};
+
+type StoreResult<T> = Result<T, StoreError>;
+
+/// Records a new upload, or replaces an upload's record (status, counts).
+/// Buffered outcomes are committed in the same transaction.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct PutUpload(pub UploadRecord);
+
+/// Appends a batch of parsed messages to an upload (one transaction).
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct AppendMessages {
+    pub upload_id: Uuid,
+    pub rows: Vec<StoredMessage>,
+}
+
+/// One conversation's outcome. Acknowledged once buffered; durable after the
+/// next batch commit (or a `Flush`/`PutUpload`). An error reports a failed
+/// earlier commit.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct SaveOutcome(pub ConversationResult);
+
+/// Commits everything buffered now.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct Flush;
+
+/// Removes an upload and all its rows. Answers whether it existed.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub struct DeleteUpload(pub Uuid);
+
+pub struct StoreActor {
+    store: Store,
+    pending: Vec<ConversationResult>,
+    batch_size: usize,
+    flush_after: Duration,
+    flush_timer: Option<SpawnHandle>,
+    /// The error of the last failed commit, reported to senders until a commit succeeds.
+    failure: Option<StoreError>,
+}
+
+/// Bound on queued messages: senders using `send().await` wait beyond it.
+const MAILBOX_CAPACITY: usize = 256;
+
+impl StoreActor {
+    pub fn new(store: Store, batch_size: usize, flush_after: Duration) -> Self {
+        Self {
+            store,
+            pending: Vec::with_capacity(batch_size),
+            batch_size: batch_size.max(1),
+            flush_after,
+            flush_timer: None,
+            failure: None,
+        }
+    }
+
+    /// Starts the actor on a dedicated arbiter thread.
+    pub fn start_dedicated(self) -> Addr<Self> {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
+    }
+
+    fn commit(
+        &mut self,
+        ctx: &mut Context<Self>,
+        upload: Option<&UploadRecord>,
+    ) -> StoreResult<()> {
+        if let Some(timer) = self.flush_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if self.pending.is_empty() && upload.is_none() {
+            return match &self.failure {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            };
+        }
+        match self.store.save_results(&self.pending, upload) {
+            Ok(()) => {
+                tracing::debug!(outcomes = self.pending.len(), "committed batch");
+                self.pending.clear();
+                self.failure = None;
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the batch: a later commit retries it (a transient full disk
+                // may clear); the senders learn of the failure meanwhile.
+                tracing::error!(error = %e, "batch commit failed");
+                self.failure = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        // Never lose buffered outcomes on shutdown.
+        let _ = self.commit(ctx, None);
+        Running::Stop
+    }
+}
+
+impl Handler<PutUpload> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: PutUpload, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, Some(&msg.0))
+    }
+}
+
+impl Handler<AppendMessages> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: AppendMessages, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None)?;
+        self.store.put_messages(msg.upload_id, &msg.rows)
+    }
+}
+
+impl Handler<SaveOutcome> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: SaveOutcome, ctx: &mut Self::Context) -> Self::Result {
+        self.pending.push(msg.0);
+        if self.pending.len() >= self.batch_size {
+            return self.commit(ctx, None);
+        }
+        if self.flush_timer.is_none() {
+            self.flush_timer = Some(ctx.run_later(self.flush_after, |act, ctx| {
+                act.flush_timer = None;
+                let _ = act.commit(ctx, None);
+            }));
+        }
+        match &self.failure {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Handler<Flush> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None)
+    }
+}
+
+impl Handler<DeleteUpload> for StoreActor {
+    type Result = StoreResult<bool>;
+    fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None)?;
+        self.store.delete_upload(msg.0)
+    }
+}
+
+/// Answers read queries on a few threads of its own (a `SyncArbiter`), so a
+/// long export never delays the writer or the HTTP workers.
+pub struct StoreReader {
+    store: Store,
+}
+
+impl StoreReader {
+    pub fn start(store: Store, threads: usize) -> Addr<Self> {
+        SyncArbiter::start(threads.max(1), move || StoreReader {
+            store: store.clone(),
+        })
+    }
+}
+
+impl Actor for StoreReader {
+    type Context = SyncContext<Self>;
+}
+
+/// Declares a read query: its message type, reply type and the `Store` call answering it.
+macro_rules! query {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? } -> $out:ty = |$s:ident, $m:ident| $body:expr) => {
+        $(#[$doc])*
+        pub struct $name { $(pub $field: $ty),* }
+
+        impl Message for $name {
+            type Result = StoreResult<$out>;
+        }
+
+        impl Handler<$name> for StoreReader {
+            type Result = StoreResult<$out>;
+            fn handle(&mut self, $m: $name, _: &mut Self::Context) -> Self::Result {
+                let $s = &self.store;
+                $body
+            }
+        }
+    };
+}
+
+query!(
+    /// One upload's record.
+    GetUpload { upload_id: Uuid } -> Option<UploadRecord> = |s, m| s.upload(m.upload_id)
+);
+query!(
+    /// Every upload, newest first.
+    ListUploads {} -> Vec<UploadRecord> = |s, _m| s.uploads()
+);
+query!(
+    /// The next `limit` whole conversations of an upload after `after`.
+    LoadConversations { upload_id: Uuid, after: Option<String>, limit: usize } -> Vec<Conversation>
+        = |s, m| s.load_conversations(m.upload_id, m.after.as_deref(), m.limit)
+);
+query!(
+    /// Stored analyses for content keys, in order.
+    LookupProcessed { keys: Vec<[u8; 32]> } -> Vec<Option<Analysis>> = |s, m| s.lookup_processed(&m.keys)
+);
+query!(
+    /// Which of these conversations already have an outcome.
+    HasOutcome { upload_id: Uuid, conversation_ids: Vec<String> } -> Vec<bool>
+        = |s, m| s.has_outcome(m.upload_id, &m.conversation_ids.iter().map(String::as_str).collect::<Vec<_>>())
+);
+query!(
+    /// One page of outcomes.
+    ListConversations { upload_id: Uuid, filter: ConversationFilter, cursor: Option<String>, limit: usize } -> Page<ConversationRow>
+        = |s, m| s.conversations(m.upload_id, &m.filter, m.cursor.as_deref(), m.limit)
+);
+query!(
+    /// One conversation in full.
+    GetConversation { upload_id: Uuid, conversation_id: String } -> Option<ConversationDetail>
+        = |s, m| s.conversation(m.upload_id, &m.conversation_id)
+);
+query!(
+    /// Aggregates over one upload.
+    GetSummary { upload_id: Uuid } -> UploadSummary = |s, m| s.summary(m.upload_id)
+);

@@ -1,0 +1,735 @@
+//! The embedded database: one redb file holding uploads, their messages,
+//! outcomes and analyses, and the processed-content index.
+//!
+//! This is the only module that touches redb. [`Store`] is plain synchronous
+//! code; its write methods are crate-private because only the `StoreActor`
+//! ([`actor`]) may call them (one writer, committing per batch). Reads are
+//! open to everyone in the crate through [`Store`] or the `StoreReader` actor.
+
+pub mod actor;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::analyze::LlmUsage;
+use crate::model::{Analysis, Conversation, ConversationStatus, Message, SentimentLabel, Stage};
+use tables::{ReadTables, Tables, UploadKey};
+
+/// Layout version written into every new file; a file with a higher one is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Errors of the store. Cloneable and small, so they travel in actor replies;
+/// redb's own errors are flattened to text at this boundary.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path} is in use by another PowerPulse process")]
+    Locked { path: PathBuf },
+    #[error("database {path} is read-only: {message}")]
+    ReadOnly { path: PathBuf, message: String },
+    #[error(
+        "database {path} was written by a newer PowerPulse (schema {found}; this build reads up to {supported})"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("cannot open database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("database error: {0}")]
+    Storage(String),
+    #[error("corrupt {what} record in the database: {message}")]
+    Corrupt { what: &'static str, message: String },
+    #[error("upload {0} not found")]
+    UploadNotFound(Uuid),
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Counts of one upload, as stored and as reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCounts {
+    pub conversations: u64,
+    /// Every parsed message, autoresponses included.
+    pub messages: u64,
+    pub autoresponses_filtered: u64,
+    pub analyzed: u64,
+    pub failed: u64,
+    pub skipped_already_processed: u64,
+}
+
+impl UploadCounts {
+    /// Conversations that have an outcome.
+    pub fn processed(&self) -> u64 {
+        self.analyzed + self.failed + self.skipped_already_processed
+    }
+}
+
+/// One upload as stored in `uploads-v1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: Uuid,
+    pub filename: String,
+    /// `csv`, `json`, `jsonl` or `xlsx`.
+    pub format: String,
+    pub status: Stage,
+    pub analyzer: String,
+    pub model: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: UploadCounts,
+    pub llm: LlmUsage,
+    /// The first warnings (capped); `warnings_total` counts them all.
+    pub warnings: Vec<String>,
+    pub warnings_total: u64,
+    pub error: Option<String>,
+}
+
+/// What became of one conversation (`conversations-v1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub status: ConversationStatus,
+    pub messages: u32,
+    pub customer_messages: u32,
+    pub autoresponses: u32,
+    /// Time of its first message, when known (for sentiment over time).
+    pub started_ms: Option<i64>,
+    /// Why it failed, for `Failed`.
+    pub error: Option<String>,
+}
+
+impl ConversationRecord {
+    pub fn describe(conversation: &Conversation, status: ConversationStatus) -> Self {
+        let autoresponses = conversation
+            .messages
+            .iter()
+            .filter(|m| m.autoresponse)
+            .count();
+        Self {
+            status,
+            messages: conversation.messages.len() as u32,
+            customer_messages: conversation.customer_messages() as u32,
+            autoresponses: autoresponses as u32,
+            started_ms: conversation.messages.iter().filter_map(|m| m.time_ms).min(),
+            error: None,
+        }
+    }
+}
+
+/// A parsed message on its way into `messages-v1`.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub conversation_id: String,
+    /// Row number in the upload (file order), unique within the upload.
+    pub seq: u64,
+    pub message: Message,
+}
+
+/// One conversation's outcome on its way into the store.
+#[derive(Debug, Clone)]
+pub struct ConversationResult {
+    pub upload_id: Uuid,
+    pub conversation_id: String,
+    pub record: ConversationRecord,
+    pub analysis: Option<Analysis>,
+    /// Set when this analysis is new and should answer future identical conversations.
+    pub content_key: Option<[u8; 32]>,
+}
+
+/// A conversation's outcome with its analysis, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRow {
+    pub upload_id: Uuid,
+    pub conversation_id: String,
+    #[serde(flatten)]
+    pub record: ConversationRecord,
+    pub analysis: Option<Analysis>,
+}
+
+/// One conversation in full: messages (autoresponses flagged) and outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationDetail {
+    pub upload_id: Uuid,
+    pub conversation_id: String,
+    pub messages: Vec<Message>,
+    pub record: Option<ConversationRecord>,
+    pub analysis: Option<Analysis>,
+}
+
+/// Which conversations a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ConversationFilter {
+    pub sentiment: Option<SentimentLabel>,
+    pub min_satisfaction: Option<u8>,
+    pub max_satisfaction: Option<u8>,
+    pub status: Option<ConversationStatus>,
+}
+
+impl ConversationFilter {
+    fn matches(&self, record: &ConversationRecord, analysis: Option<&Analysis>) -> bool {
+        if self.status.is_some_and(|s| s != record.status) {
+            return false;
+        }
+        let wants_analysis = self.sentiment.is_some()
+            || self.min_satisfaction.is_some()
+            || self.max_satisfaction.is_some();
+        match analysis {
+            None => !wants_analysis,
+            Some(a) => {
+                self.sentiment.is_none_or(|s| s == a.sentiment.label)
+                    && self
+                        .min_satisfaction
+                        .is_none_or(|m| a.satisfaction.score >= m)
+                    && self
+                        .max_satisfaction
+                        .is_none_or(|m| a.satisfaction.score <= m)
+            }
+        }
+    }
+}
+
+/// One page of a listing; `next_cursor` continues it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentimentCounts {
+    pub positive: u64,
+    pub neutral: u64,
+    pub negative: u64,
+}
+
+/// Aggregates over one upload's outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UploadSummary {
+    pub upload_id: Uuid,
+    pub status: Stage,
+    pub conversations: u64,
+    pub analyzed: u64,
+    pub failed: u64,
+    pub skipped_already_processed: u64,
+    pub sentiment: SentimentCounts,
+    /// Conversations per satisfaction score 1..=5 (index 0 is score 1).
+    pub satisfaction_histogram: [u64; 5],
+    pub average_satisfaction: Option<f64>,
+    /// Share of conversations judged resolved among those where it could be told.
+    pub resolved_rate: Option<f64>,
+    pub failures_by_reason: BTreeMap<String, u64>,
+    /// Mean sentiment score per day (UTC, `YYYY-MM-DD`) of the conversation's first message.
+    pub sentiment_by_day: BTreeMap<String, f64>,
+    pub llm: LlmUsage,
+}
+
+/// The redb file. Cheap to clone; every clone is the same open database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn key(id: Uuid) -> UploadKey {
+    id.as_u128()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: no maps with non-string
+    // keys, no custom serialisers that error.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, checking that this
+    /// build understands its layout.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                path: path.clone(),
+                message: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
+        }
+        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let store = Store {
+            db: Arc::new(db),
+            path,
+        };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        // Read first: a file from a newer build is refused without a single write.
+        let found = {
+            let txn = tables::begin_read(&self.db)?;
+            match txn.open_table(tables::META) {
+                Ok(meta) => meta.get("schema_version")?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match found {
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None => self.write(|t| {
+                t.meta.insert("schema_version", SCHEMA_VERSION)?;
+                Ok(())
+            }),
+        }
+    }
+
+    /// Gives a write failure on a read-only file its own, clearer error.
+    fn write_error(&self, e: redb::Error) -> StoreError {
+        let text = e.to_string();
+        if text.contains("Read-only file system") || text.contains("Permission denied") {
+            StoreError::ReadOnly {
+                path: self.path.clone(),
+                message: text,
+            }
+        } else {
+            StoreError::Storage(text)
+        }
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut tables = Tables::open(&txn)?;
+            f(&mut tables)?
+        };
+        txn.commit().map_err(|e| self.write_error(e.into()))?;
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ReadTables) -> Result<T>) -> Result<T> {
+        let txn = tables::begin_read(&self.db)?;
+        let tables = ReadTables::open(&txn)?;
+        f(&tables)
+    }
+
+    // ---- writes: StoreActor only -------------------------------------------------
+
+    pub(crate) fn put_messages(&self, upload_id: Uuid, rows: &[StoredMessage]) -> Result<()> {
+        self.write(|t| {
+            for row in rows {
+                t.messages.insert(
+                    (key(upload_id), row.conversation_id.as_str(), row.seq),
+                    encode(&row.message).as_slice(),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Commits a batch of outcomes, and optionally an upload record, in one transaction.
+    pub(crate) fn save_results(
+        &self,
+        results: &[ConversationResult],
+        upload: Option<&UploadRecord>,
+    ) -> Result<()> {
+        self.write(|t| {
+            for r in results {
+                let k = (key(r.upload_id), r.conversation_id.as_str());
+                t.conversations.insert(k, encode(&r.record).as_slice())?;
+                if let Some(analysis) = &r.analysis {
+                    let bytes = encode(analysis);
+                    t.analyses.insert(k, bytes.as_slice())?;
+                    if let Some(content_key) = &r.content_key {
+                        t.processed.insert(content_key, bytes.as_slice())?;
+                    }
+                }
+            }
+            if let Some(record) = upload {
+                t.uploads
+                    .insert(key(record.id), encode(record).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes every row of an upload (its processed-index entries stay: they
+    /// remain valid answers for the same content). Returns whether it existed.
+    pub(crate) fn delete_upload(&self, upload_id: Uuid) -> Result<bool> {
+        let k = key(upload_id);
+        self.write(|t| {
+            let existed = t.uploads.remove(k)?.is_some();
+            t.messages
+                .retain_in((k, "", 0)..(k.wrapping_add(1), "", 0), |_, _| false)?;
+            t.conversations
+                .retain_in((k, "")..(k.wrapping_add(1), ""), |_, _| false)?;
+            t.analyses
+                .retain_in((k, "")..(k.wrapping_add(1), ""), |_, _| false)?;
+            Ok(existed)
+        })
+    }
+
+    // ---- reads ---------------------------------------------------------------------
+
+    pub fn upload(&self, upload_id: Uuid) -> Result<Option<UploadRecord>> {
+        self.read(|t| {
+            t.uploads
+                .get(key(upload_id))?
+                .map(|v| decode("upload", v.value()))
+                .transpose()
+        })
+    }
+
+    /// Every upload, newest first.
+    pub fn uploads(&self) -> Result<Vec<UploadRecord>> {
+        let mut all = self.read(|t| {
+            t.uploads
+                .iter()?
+                .map(|entry| {
+                    let (_, v) = entry?;
+                    decode::<UploadRecord>("upload", v.value())
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(all)
+    }
+
+    /// Loads up to `limit` whole conversations of an upload, in conversation-id
+    /// order, starting after `after`. Messages come in timestamp order when
+    /// every message has one, file order otherwise.
+    pub fn load_conversations(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let k = key(upload_id);
+        self.read(|t| {
+            let start = match after {
+                Some(id) => Bound::Excluded((k, id, u64::MAX)),
+                None => Bound::Included((k, "", 0)),
+            };
+            let end = Bound::Excluded((k.wrapping_add(1), "", 0));
+            let mut out: Vec<Conversation> = Vec::new();
+            for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
+                let (kg, v) = entry?;
+                let (_, conversation_id, _) = kg.value();
+                let message: Message = decode("message", v.value())?;
+                match out.last_mut() {
+                    Some(c) if c.id == conversation_id => c.messages.push(message),
+                    _ => {
+                        if out.len() == limit {
+                            break;
+                        }
+                        out.push(Conversation {
+                            id: conversation_id.to_string(),
+                            messages: vec![message],
+                        });
+                    }
+                }
+            }
+            for c in &mut out {
+                c.sort_messages();
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stored analyses for content keys (see `PROCESSED`), in the same order.
+    pub fn lookup_processed(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<Analysis>>> {
+        self.read(|t| {
+            keys.iter()
+                .map(|k| {
+                    t.processed
+                        .get(k)?
+                        .map(|v| decode("analysis", v.value()))
+                        .transpose()
+                })
+                .collect()
+        })
+    }
+
+    /// Conversation ids of an upload that already have an outcome.
+    pub fn has_outcome(&self, upload_id: Uuid, conversation_ids: &[&str]) -> Result<Vec<bool>> {
+        let k = key(upload_id);
+        self.read(|t| {
+            conversation_ids
+                .iter()
+                .map(|id| Ok(t.conversations.get((k, *id))?.is_some()))
+                .collect()
+        })
+    }
+
+    /// One page of an upload's outcomes matching `filter`, after `cursor`
+    /// (a conversation id from a previous page's `next_cursor`).
+    pub fn conversations(
+        &self,
+        upload_id: Uuid,
+        filter: &ConversationFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConversationRow>> {
+        let limit = limit.max(1);
+        let mut items = Vec::new();
+        let mut next_cursor = None;
+        self.for_each_row(upload_id, cursor, |row| {
+            if !filter.matches(&row.record, row.analysis.as_ref()) {
+                return Ok(true);
+            }
+            if items.len() == limit {
+                next_cursor = items
+                    .last()
+                    .map(|r: &ConversationRow| r.conversation_id.clone());
+                return Ok(false);
+            }
+            items.push(row);
+            Ok(true)
+        })?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Visits an upload's outcomes in conversation-id order after `cursor`,
+    /// until `visit` returns `false`.
+    pub fn for_each_row(
+        &self,
+        upload_id: Uuid,
+        cursor: Option<&str>,
+        mut visit: impl FnMut(ConversationRow) -> Result<bool>,
+    ) -> Result<()> {
+        let k = key(upload_id);
+        self.read(|t| {
+            let start = match cursor {
+                Some(id) => Bound::Excluded((k, id)),
+                None => Bound::Included((k, "")),
+            };
+            let end = Bound::Excluded((k.wrapping_add(1), ""));
+            for entry in t.conversations.range::<(UploadKey, &str)>((start, end))? {
+                let (kg, v) = entry?;
+                let (_, conversation_id) = kg.value();
+                let record: ConversationRecord = decode("conversation", v.value())?;
+                let analysis = t
+                    .analyses
+                    .get((k, conversation_id))?
+                    .map(|a| decode("analysis", a.value()))
+                    .transpose()?;
+                let row = ConversationRow {
+                    upload_id,
+                    conversation_id: conversation_id.to_string(),
+                    record,
+                    analysis,
+                };
+                if !visit(row)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn conversation(
+        &self,
+        upload_id: Uuid,
+        conversation_id: &str,
+    ) -> Result<Option<ConversationDetail>> {
+        let k = key(upload_id);
+        self.read(|t| {
+            let mut conversation = Conversation {
+                id: conversation_id.to_string(),
+                messages: Vec::new(),
+            };
+            let range = (k, conversation_id, 0)..=(k, conversation_id, u64::MAX);
+            for entry in t.messages.range(range)? {
+                let (_, v) = entry?;
+                conversation.messages.push(decode("message", v.value())?);
+            }
+            if conversation.messages.is_empty() {
+                return Ok(None);
+            }
+            conversation.sort_messages();
+            let record = t
+                .conversations
+                .get((k, conversation_id))?
+                .map(|v| decode("conversation", v.value()))
+                .transpose()?;
+            let analysis = t
+                .analyses
+                .get((k, conversation_id))?
+                .map(|v| decode("analysis", v.value()))
+                .transpose()?;
+            Ok(Some(ConversationDetail {
+                upload_id,
+                conversation_id: conversation.id,
+                messages: conversation.messages,
+                record,
+                analysis,
+            }))
+        })
+    }
+
+    pub fn summary(&self, upload_id: Uuid) -> Result<UploadSummary> {
+        let upload = self
+            .upload(upload_id)?
+            .ok_or(StoreError::UploadNotFound(upload_id))?;
+        let mut s = UploadSummary {
+            upload_id,
+            status: upload.status,
+            conversations: upload.counts.conversations,
+            analyzed: 0,
+            failed: 0,
+            skipped_already_processed: 0,
+            sentiment: SentimentCounts::default(),
+            satisfaction_histogram: [0; 5],
+            average_satisfaction: None,
+            resolved_rate: None,
+            failures_by_reason: BTreeMap::new(),
+            sentiment_by_day: BTreeMap::new(),
+            llm: upload.llm,
+        };
+        let (mut sat_sum, mut sat_n) = (0u64, 0u64);
+        let (mut resolved, mut resolvable) = (0u64, 0u64);
+        let mut by_day: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        self.for_each_row(upload_id, None, |row| {
+            match row.record.status {
+                ConversationStatus::Analyzed => s.analyzed += 1,
+                ConversationStatus::Failed => s.failed += 1,
+                ConversationStatus::SkippedAlreadyProcessed => s.skipped_already_processed += 1,
+            }
+            if let Some(reason) = &row.record.error {
+                *s.failures_by_reason
+                    .entry(failure_kind(reason))
+                    .or_default() += 1;
+            }
+            if let Some(a) = &row.analysis {
+                match a.sentiment.label {
+                    SentimentLabel::Positive => s.sentiment.positive += 1,
+                    SentimentLabel::Neutral => s.sentiment.neutral += 1,
+                    SentimentLabel::Negative => s.sentiment.negative += 1,
+                }
+                let score = a.satisfaction.score.clamp(1, 5);
+                s.satisfaction_histogram[usize::from(score - 1)] += 1;
+                sat_sum += u64::from(score);
+                sat_n += 1;
+                if let Some(r) = a.resolved {
+                    resolvable += 1;
+                    resolved += u64::from(r);
+                }
+                if let Some(day) = row
+                    .record
+                    .started_ms
+                    .and_then(DateTime::from_timestamp_millis)
+                {
+                    let e = by_day
+                        .entry(day.format("%Y-%m-%d").to_string())
+                        .or_default();
+                    e.0 += a.sentiment.score;
+                    e.1 += 1;
+                }
+            }
+            Ok(true)
+        })?;
+        s.average_satisfaction = (sat_n > 0).then(|| sat_sum as f64 / sat_n as f64);
+        s.resolved_rate = (resolvable > 0).then(|| resolved as f64 / resolvable as f64);
+        s.sentiment_by_day = by_day
+            .into_iter()
+            .map(|(day, (sum, n))| (day, sum / n as f64))
+            .collect();
+        Ok(s)
+    }
+
+    /// Number of messages stored for an upload (for tests and checks).
+    pub fn message_count(&self, upload_id: Uuid) -> Result<u64> {
+        let k = key(upload_id);
+        self.read(|t| {
+            let mut n = 0;
+            for entry in t.messages.range((k, "", 0)..(k.wrapping_add(1), "", 0))? {
+                entry?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Rows in the processed-content index.
+    pub fn processed_len(&self) -> Result<u64> {
+        self.read(|t| Ok(t.processed.len()?))
+    }
+}
+
+/// Groups failure reasons by their leading phrase ("invalid JSON reply: …" → "invalid JSON reply").
+fn failure_kind(reason: &str) -> String {
+    reason
+        .split(':')
+        .next()
+        .unwrap_or(reason)
+        .trim()
+        .to_string()
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            StoreError::Locked {
+                path: path.to_path_buf(),
+            }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::PermissionDenied
+                || io.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+        {
+            StoreError::ReadOnly {
+                path: path.to_path_buf(),
+                message: io.to_string(),
+            }
+        }
+        other => StoreError::Open {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

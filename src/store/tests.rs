@@ -1,0 +1,302 @@
+use super::*;
+use crate::model::{Role, Satisfaction, SatisfactionLabel, Sentiment};
+use redb::ReadableDatabase;
+
+fn message(role: Role, text: &str, time_ms: Option<i64>) -> Message {
+    Message {
+        role,
+        text: text.to_string(),
+        timestamp: None,
+        time_ms,
+        sender_name: None,
+        autoresponse: text.contains("*977#"),
+    }
+}
+
+fn row(conversation_id: &str, seq: u64, text: &str, time_ms: Option<i64>) -> StoredMessage {
+    StoredMessage {
+        conversation_id: conversation_id.to_string(),
+        seq,
+        message: message(Role::Customer, text, time_ms),
+    }
+}
+
+fn upload(id: Uuid) -> UploadRecord {
+    UploadRecord {
+        id,
+        filename: "x.csv".into(),
+        format: "csv".into(),
+        status: Stage::Parsing,
+        analyzer: "lexicon".into(),
+        model: "m".into(),
+        created_at: Utc::now(),
+        finished_at: None,
+        counts: UploadCounts::default(),
+        llm: LlmUsage::default(),
+        warnings: vec![],
+        warnings_total: 0,
+        error: None,
+    }
+}
+
+fn analysis(label: SentimentLabel, score: u8, resolved: Option<bool>) -> Analysis {
+    Analysis {
+        sentiment: Sentiment { label, score: 0.5 },
+        satisfaction: Satisfaction {
+            score,
+            label: SatisfactionLabel::from_score(score),
+        },
+        resolved,
+        summary: "s".into(),
+        analyzer: "lexicon".into(),
+        model: "m".into(),
+    }
+}
+
+fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult {
+    let status = if a.is_some() {
+        ConversationStatus::Analyzed
+    } else {
+        ConversationStatus::Failed
+    };
+    ConversationResult {
+        upload_id,
+        conversation_id: id.to_string(),
+        record: ConversationRecord {
+            status,
+            messages: 1,
+            customer_messages: 1,
+            autoresponses: 0,
+            started_ms: Some(0),
+            error: a.is_none().then(|| "invalid JSON reply: eof".to_string()),
+        },
+        analysis: a,
+        content_key: Some(*blake3::hash(id.as_bytes()).as_bytes()),
+    }
+}
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.redb")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn interleaved_messages_group_into_conversations_in_time_order() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    store
+        .put_messages(
+            id,
+            &[
+                row("b", 0, "b-late", Some(20)),
+                row("a", 1, "a-first", None),
+                row("b", 2, "b-early", Some(10)),
+                row("a", 3, "a-second", None),
+                row("c", 4, "c", None),
+            ],
+        )
+        .unwrap();
+    store
+        .put_messages(other, &[row("a", 0, "other", None)])
+        .unwrap();
+
+    let first = store.load_conversations(id, None, 2).unwrap();
+    let texts: Vec<Vec<&str>> = first
+        .iter()
+        .map(|c| c.messages.iter().map(|m| m.text.as_str()).collect())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![vec!["a-first", "a-second"], vec!["b-early", "b-late"]]
+    );
+    let rest = store.load_conversations(id, Some("b"), 2).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "c");
+    assert_eq!(store.message_count(id).unwrap(), 5);
+    assert_eq!(store.message_count(other).unwrap(), 1);
+}
+
+#[test]
+fn results_summary_and_processed_index_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let id = Uuid::new_v4();
+    {
+        let store = Store::open(&path).unwrap();
+        let mut rec = upload(id);
+        rec.status = Stage::Completed;
+        rec.counts.conversations = 3;
+        store
+            .save_results(
+                &[
+                    outcome(
+                        id,
+                        "1",
+                        Some(analysis(SentimentLabel::Positive, 5, Some(true))),
+                    ),
+                    outcome(
+                        id,
+                        "2",
+                        Some(analysis(SentimentLabel::Negative, 1, Some(false))),
+                    ),
+                    outcome(id, "3", None),
+                ],
+                Some(&rec),
+            )
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.upload(id).unwrap().unwrap().status, Stage::Completed);
+    let s = store.summary(id).unwrap();
+    assert_eq!((s.analyzed, s.failed), (2, 1));
+    assert_eq!(s.sentiment.positive, 1);
+    assert_eq!(s.sentiment.negative, 1);
+    assert_eq!(s.satisfaction_histogram, [1, 0, 0, 0, 1]);
+    assert_eq!(s.average_satisfaction, Some(3.0));
+    assert_eq!(s.resolved_rate, Some(0.5));
+    assert_eq!(s.failures_by_reason.get("invalid JSON reply"), Some(&1));
+    assert_eq!(s.sentiment_by_day.len(), 1);
+
+    let keys = [
+        *blake3::hash(b"1").as_bytes(),
+        *blake3::hash(b"unknown").as_bytes(),
+    ];
+    let found = store.lookup_processed(&keys).unwrap();
+    assert!(found[0].is_some());
+    assert!(found[1].is_none());
+    assert_eq!(
+        store.processed_len().unwrap(),
+        2,
+        "failed outcomes are not indexed"
+    );
+}
+
+#[test]
+fn listing_filters_and_paginates() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let results: Vec<_> = (0..10)
+        .map(|i| {
+            let label = if i % 2 == 0 {
+                SentimentLabel::Positive
+            } else {
+                SentimentLabel::Negative
+            };
+            outcome(
+                id,
+                &format!("c{i:02}"),
+                Some(analysis(label, 1 + (i % 5) as u8, None)),
+            )
+        })
+        .collect();
+    store.save_results(&results, Some(&upload(id))).unwrap();
+
+    let filter = ConversationFilter {
+        sentiment: Some(SentimentLabel::Positive),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .conversations(id, &filter, cursor.as_deref(), 2)
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| r.conversation_id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["c00", "c02", "c04", "c06", "c08"]);
+
+    let filter = ConversationFilter {
+        min_satisfaction: Some(4),
+        ..Default::default()
+    };
+    let page = store.conversations(id, &filter, None, 100).unwrap();
+    assert!(
+        page.items
+            .iter()
+            .all(|r| r.analysis.as_ref().unwrap().satisfaction.score >= 4)
+    );
+    assert_eq!(page.items.len(), 4);
+    assert!(page.next_cursor.is_none());
+}
+
+#[test]
+fn deleting_an_upload_leaves_others_and_the_index() {
+    let (_dir, store) = temp_store();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    for id in [a, b] {
+        store.put_messages(id, &[row("x", 0, "hi", None)]).unwrap();
+        store
+            .save_results(
+                &[outcome(
+                    id,
+                    "x",
+                    Some(analysis(SentimentLabel::Neutral, 3, None)),
+                )],
+                Some(&upload(id)),
+            )
+            .unwrap();
+    }
+    assert!(store.delete_upload(a).unwrap());
+    assert!(!store.delete_upload(a).unwrap());
+    assert!(store.upload(a).unwrap().is_none());
+    assert_eq!(store.message_count(a).unwrap(), 0);
+    assert!(store.conversation(a, "x").unwrap().is_none());
+    assert!(store.conversation(b, "x").unwrap().is_some());
+    assert_eq!(store.processed_len().unwrap(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
+    assert!(err.to_string().contains("newer PowerPulse"));
+    // Nothing was rewritten: the newer version is still what the file says.
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(tables::META).unwrap();
+    assert_eq!(
+        meta.get("schema_version").unwrap().unwrap().value(),
+        SCHEMA_VERSION + 1
+    );
+    assert!(
+        txn.open_table(tables::UPLOADS).is_err(),
+        "no table was created"
+    );
+}
+
+#[test]
+fn a_database_open_elsewhere_is_reported_as_locked() {
+    let (dir, _store) = temp_store();
+    let err = Store::open(dir.path().join("t.redb")).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+}
+
+#[test]
+fn garbage_file_is_a_clear_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    std::fs::write(
+        &path,
+        b"this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(err.to_string().contains("t.redb"), "{err}");
+}
