@@ -238,7 +238,7 @@ impl Default for StorageSettings {
         Self {
             path: PathBuf::from("powerpulse.redb"),
             batch_size: 256,
-            flush_ms: 200,
+            flush_ms: 50,
         }
     }
 }

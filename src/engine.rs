@@ -6,16 +6,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::analyze::Analyzer;
 use crate::analyze::actor::AnalyzerPool;
 use crate::config::Settings;
 use crate::ingest::IngestOptions;
-use crate::ingest::actor::{Drain, StartUpload, UploadActor, UploadTicket};
+use crate::ingest::actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, ProgressActor};
-use crate::store::actor::{Flush, StoreActor, StoreReader};
+use crate::store::actor::{Flush, ListUploads, StoreActor, StoreReader};
 use crate::store::{Store, StoreError};
 
 /// Threads answering read queries.
@@ -64,6 +65,8 @@ impl Engine {
             progress,
             ingest: IngestOptions::from_settings(&settings.ingest),
             batch_size: settings.analyzer.batch_size,
+            shutdown: CancellationToken::new(),
+            spool_dir: Some(spool_dir(&settings.storage.path)),
         };
         let uploads = UploadActor::new(pipeline.clone()).start();
         tracing::info!(
@@ -106,9 +109,31 @@ impl Engine {
         self.store.path().to_path_buf()
     }
 
+    /// Where uploads received over the network are kept until parsed; files
+    /// placed here and submitted with `remove_file_after` survive a crash
+    /// during parsing.
+    pub fn spool_dir(&self) -> PathBuf {
+        spool_dir(self.store.path())
+    }
+
     /// Starts analysing a file in the background.
     pub async fn submit(&self, submission: Submission) -> Result<UploadTicket, UploadError> {
         self.uploads.send(StartUpload(submission)).await?
+    }
+
+    /// Continues an unfinished (or cancelled, or failed) upload in the background.
+    pub async fn resume(&self, upload_id: Uuid) -> Result<UploadTicket, UploadError> {
+        self.uploads.send(ResumeUpload(upload_id)).await?
+    }
+
+    /// Resumes every upload a previous process left unfinished; answers their tickets.
+    pub async fn resume_unfinished(&self) -> Result<Vec<UploadTicket>, UploadError> {
+        let uploads = self.pipeline.reader.send(ListUploads {}).await??;
+        let mut tickets = Vec::new();
+        for upload in uploads.into_iter().filter(|u| u.is_unfinished()) {
+            tickets.push(self.resume(upload.id).await?);
+        }
+        Ok(tickets)
     }
 
     pub async fn cancel(&self, upload_id: Uuid) -> Result<(), CancelError> {
@@ -119,13 +144,22 @@ impl Engine {
             .unwrap_or(Err(CancelError::NotFound(upload_id)))
     }
 
-    /// Stops taking uploads, cancels running ones, waits for their final
-    /// records, commits everything buffered and stops the pool.
+    /// Stops taking uploads, interrupts running ones (they keep an unfinished
+    /// status and resume on the next start), waits until each has stored what
+    /// it has, commits everything buffered and stops the pool.
     pub async fn shutdown(&self) {
+        self.pipeline.shutdown.cancel();
         let _ = self.uploads.send(Drain).await;
         if let Ok(Err(e)) = self.pipeline.store.send(Flush).await {
             tracing::error!(error = %e, "final commit failed");
         }
         self.pipeline.pool.stop();
     }
+}
+
+/// `powerpulse.redb` → `powerpulse.redb.spool/`.
+fn spool_dir(db: &std::path::Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".spool");
+    db.with_file_name(name)
 }

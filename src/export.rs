@@ -196,6 +196,7 @@ mod tests {
                 autoresponses: 1,
                 started_ms: None,
                 error: None,
+                usage: Default::default(),
             },
             analysis: analysed.then(|| Analysis {
                 sentiment: Sentiment {

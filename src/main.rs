@@ -42,7 +42,11 @@ enum Command {
     /// Parse an export, analyse every conversation and store the results.
     Analyze {
         /// The export: .csv, .json, .jsonl or .xlsx.
-        file: PathBuf,
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        file: Option<PathBuf>,
+        /// Continue an unfinished, cancelled or failed upload instead.
+        #[arg(long, value_name = "UPLOAD_ID")]
+        resume: Option<Uuid>,
         /// Which analyzer to use (overrides analyzer.backend).
         #[arg(long, value_enum)]
         analyzer: Option<AnalyzerArg>,
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze {
             file,
+            resume,
             analyzer,
             concurrency,
             json,
@@ -132,7 +137,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 settings.analyzer.concurrency = c;
             }
-            analyze(settings, &file, json)
+            let job = match (file, resume) {
+                (_, Some(id)) => Job::Resume(id),
+                (Some(file), None) => Job::File(file),
+                (None, None) => bail!("give a FILE to analyse or --resume UPLOAD_ID"),
+            };
+            analyze(settings, job, json)
         }
         Command::Export {
             upload,
@@ -143,10 +153,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn analyze(settings: Settings, file: &Path, json: bool) -> Result<ExitCode> {
+/// What `analyze` works on.
+enum Job {
+    File(PathBuf),
+    Resume(Uuid),
+}
+
+fn analyze(settings: Settings, job: Job, json: bool) -> Result<ExitCode> {
     // Checked here so a missing file never creates a database.
-    if !file.exists() {
-        bail!("{}: no such file", file.display());
+    if let Job::File(file) = &job {
+        if !file.exists() {
+            bail!("{}: no such file", file.display());
+        }
+    }
+    if let Job::Resume(_) = job {
+        open_existing(&settings)?;
     }
     let analyzer =
         Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
@@ -157,26 +178,32 @@ fn analyze(settings: Settings, file: &Path, json: bool) -> Result<ExitCode> {
             analyzer.model()
         );
     }
-    let filename = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.display().to_string());
-    let submission = Submission {
-        path: file.to_path_buf(),
-        filename,
-        remove_file_after: false,
-    };
     let system = actix_rt::System::new();
     system.block_on(async move {
         let engine = Engine::start(settings, analyzer).context("while opening the database")?;
-        let result = run_upload(&engine, submission, json).await;
+        let result = run_upload(&engine, job, json).await;
         engine.shutdown().await;
         result
     })
 }
 
-async fn run_upload(engine: &Engine, submission: Submission, json: bool) -> Result<ExitCode> {
-    let mut ticket = engine.submit(submission).await?;
+async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
+    let mut ticket = match job {
+        Job::File(file) => {
+            let filename = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.display().to_string());
+            engine
+                .submit(Submission {
+                    path: file,
+                    filename,
+                    remove_file_after: false,
+                })
+                .await?
+        }
+        Job::Resume(id) => engine.resume(id).await?,
+    };
     let upload_id = ticket.upload_id;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
@@ -317,6 +344,12 @@ fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
             u.counts.failed,
             u.filename
         );
+        if u.is_unfinished() {
+            println!(
+                "    unfinished: resume with `powerpulse analyze --resume {}`",
+                u.id
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,15 +28,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::analyze::actor::AnalyzerPool;
+use crate::analyze::actor::{AnalyzerPool, Lease};
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::ingest::{self, IngestError, IngestOptions, Row};
 use crate::model::{Analysis, Conversation, ConversationStatus, Stage};
 use crate::progress::actor::{ProgressActor, Update};
 use crate::progress::{ConversationOutcome, ProgressEvent};
 use crate::store::actor::{
-    AppendMessages, DeleteUpload, HasOutcome, LoadConversations, LookupProcessed, PutUpload,
-    SaveOutcome, StoreActor, StoreReader,
+    AppendMessages, ClearUploadRows, DeleteUpload, GetTally, HasOutcome, LoadConversations,
+    LookupProcessed, PutUpload, SaveOutcome, StoreActor, StoreReader,
 };
 use crate::store::{
     ConversationRecord, ConversationResult, StoreError, StoredMessage, UploadCounts, UploadRecord,
@@ -60,6 +60,14 @@ pub enum UploadError {
     Analyzer(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("interrupted by shutdown; the upload resumes on the next start")]
+    Interrupted,
+    #[error("upload {0} not found")]
+    NotFound(Uuid),
+    #[error("upload {0} is already running")]
+    AlreadyRunning(Uuid),
+    #[error("upload {0} has already completed")]
+    AlreadyCompleted(Uuid),
 }
 
 impl From<MailboxError> for UploadError {
@@ -95,6 +103,10 @@ pub struct Pipeline {
     pub progress: Addr<ProgressActor>,
     pub ingest: IngestOptions,
     pub batch_size: usize,
+    /// Cancelled when the engine shuts down; every upload's token is a child.
+    pub shutdown: CancellationToken,
+    /// Where HTTP uploads are kept until parsed (so a crash can parse again).
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Counts and usage gathered while an upload runs.
@@ -123,7 +135,7 @@ impl Pipeline {
         self.progress.do_send(Update { upload_id, event });
     }
 
-    /// Runs one upload to its end. The upload must already be registered
+    /// Runs a new upload to its end. The upload must already be registered
     /// with the ProgressActor (which gave `cancel`).
     pub async fn run(
         self,
@@ -131,16 +143,88 @@ impl Pipeline {
         submission: Submission,
         cancel: CancellationToken,
     ) -> Result<UploadReport, UploadError> {
-        let started = Instant::now();
         let span = tracing::info_span!("upload", upload_id = %upload_id);
-        let result = self
-            .run_inner(upload_id, &submission, &cancel, started)
-            .instrument(span)
-            .await;
-        if submission.remove_file_after {
+        let job = async {
+            let started = Instant::now();
+            let reader = ingest::open(&submission.path, &self.ingest)?;
+            let record = UploadRecord {
+                id: upload_id,
+                filename: submission.filename.clone(),
+                format: reader.format().to_string(),
+                status: Stage::Parsing,
+                analyzer: self.analyzer.name().to_string(),
+                model: self.analyzer.model(),
+                created_at: Utc::now(),
+                finished_at: None,
+                counts: UploadCounts::default(),
+                llm: LlmUsage::default(),
+                warnings: Vec::new(),
+                warnings_total: 0,
+                error: None,
+                source: Some(
+                    std::path::absolute(&submission.path).unwrap_or(submission.path.clone()),
+                ),
+            };
+            self.store.send(PutUpload(record.clone())).await??;
+            self.drive(
+                record,
+                Some(reader),
+                submission.remove_file_after,
+                &cancel,
+                started,
+            )
+            .await
+        };
+        let result = job.instrument(span).await;
+        if submission.remove_file_after && result.is_err() {
             let _ = std::fs::remove_file(&submission.path);
         }
-        match &result {
+        self.report_end(upload_id, &result);
+        result
+    }
+
+    /// Continues an upload a previous process did not finish (or a cancelled
+    /// one, on request): parsing again if it stopped while parsing, then
+    /// analysing only the conversations without a stored outcome.
+    pub async fn resume(
+        self,
+        mut record: UploadRecord,
+        cancel: CancellationToken,
+    ) -> Result<UploadReport, UploadError> {
+        let upload_id = record.id;
+        let span = tracing::info_span!("upload", upload_id = %upload_id);
+        let job = async {
+            let started = Instant::now();
+            tracing::info!(status = record.status.as_str(), "resuming upload");
+            let reader = if record.status == Stage::Parsing {
+                let source = record.source.clone().ok_or_else(|| {
+                    UploadError::Analyzer("the uploaded file was not kept; upload it again".into())
+                })?;
+                let reader = ingest::open(&source, &self.ingest)?;
+                self.store.send(ClearUploadRows(upload_id)).await??;
+                Some(reader)
+            } else {
+                None
+            };
+            record.error = None;
+            record.finished_at = None;
+            // Spooled files (HTTP uploads) live next to the database and go once parsed.
+            let spooled = record.source.as_deref().is_some_and(|p| self.is_spooled(p));
+            self.drive(record, reader, spooled, &cancel, started).await
+        };
+        let result = job.instrument(span).await;
+        self.report_end(upload_id, &result);
+        result
+    }
+
+    fn is_spooled(&self, path: &std::path::Path) -> bool {
+        self.spool_dir
+            .as_deref()
+            .is_some_and(|dir| path.starts_with(dir))
+    }
+
+    fn report_end(&self, upload_id: Uuid, result: &Result<UploadReport, UploadError>) {
+        match result {
             Ok(report) => {
                 tracing::info!(
                     status = report.record.status.as_str(),
@@ -148,7 +232,17 @@ impl Pipeline {
                     seconds = report.processing_time_seconds,
                     "upload finished"
                 );
+                if let Some(error) = &report.record.error {
+                    self.progress(upload_id, ProgressEvent::Error(error.clone()));
+                }
                 self.progress(upload_id, ProgressEvent::Stage(report.record.status));
+            }
+            Err(UploadError::Interrupted) => {
+                tracing::info!("upload interrupted by shutdown; it resumes on the next start");
+                self.progress(
+                    upload_id,
+                    ProgressEvent::Error(UploadError::Interrupted.to_string()),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "upload failed");
@@ -156,43 +250,61 @@ impl Pipeline {
                 self.progress(upload_id, ProgressEvent::Stage(Stage::Failed));
             }
         }
-        result
     }
 
-    async fn run_inner(
+    /// Parse (when `reader` is given), analyse, and write the final record.
+    async fn drive(
         &self,
-        upload_id: Uuid,
-        submission: &Submission,
+        mut record: UploadRecord,
+        reader: Option<ingest::RowReader>,
+        remove_source_after_parse: bool,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<UploadReport, UploadError> {
-        let reader = ingest::open(&submission.path, &self.ingest)?;
-        let mut record = UploadRecord {
-            id: upload_id,
-            filename: submission.filename.clone(),
-            format: reader.format().to_string(),
-            status: Stage::Parsing,
-            analyzer: self.analyzer.name().to_string(),
-            model: self.analyzer.model(),
-            created_at: Utc::now(),
-            finished_at: None,
-            counts: UploadCounts::default(),
-            llm: LlmUsage::default(),
-            warnings: Vec::new(),
-            warnings_total: 0,
-            error: None,
-        };
-        self.store.send(PutUpload(record.clone())).await??;
-
+        let upload_id = record.id;
         let mut tally = Tally::default();
-        if let Err(e) = self.parse(upload_id, reader, cancel, &mut tally).await {
-            // A failed parse leaves the database as it was before the upload.
-            self.store.send(DeleteUpload(upload_id)).await??;
-            return Err(e);
+        if let Some(reader) = reader {
+            if let Err(e) = self.parse(upload_id, reader, cancel, &mut tally).await {
+                if matches!(e, UploadError::Ingest(_)) {
+                    // Bad input leaves the database as it was before the upload.
+                    self.store.send(DeleteUpload(upload_id)).await??;
+                }
+                return Err(e);
+            }
+            if self.shutdown.is_cancelled() {
+                // Parsing stopped part-way: it is redone on the next start.
+                return Err(UploadError::Interrupted);
+            }
+            record.counts = tally.counts;
+            record.warnings = std::mem::take(&mut tally.warnings);
+            record.warnings_total = tally.warnings_total;
+            if remove_source_after_parse {
+                if let Some(source) = record.source.take() {
+                    let _ = std::fs::remove_file(source);
+                }
+            }
+        } else {
+            self.progress(
+                upload_id,
+                ProgressEvent::Parsed {
+                    messages: record.counts.messages,
+                    conversations: record.counts.conversations,
+                    autoresponses: record.counts.autoresponses_filtered,
+                },
+            );
         }
-        record.counts = tally.counts;
-        record.warnings = std::mem::take(&mut tally.warnings);
-        record.warnings_total = tally.warnings_total;
+        // Outcomes stored before (by an earlier run of this upload) count too.
+        let before = self
+            .query(GetTally { upload_id })
+            .await
+            .map_err(AnalyzeStop::into_upload)?;
+        tally.counts.analyzed = before.analyzed;
+        tally.counts.failed = before.failed;
+        tally.counts.skipped_already_processed = before.skipped_already_processed;
+        tally.llm = before.llm;
+        if before.analyzed + before.failed + before.skipped_already_processed > 0 {
+            self.progress(upload_id, ProgressEvent::Restored(before));
+        }
 
         let mut final_stage = Stage::Completed;
         if cancel.is_cancelled() {
@@ -215,16 +327,17 @@ impl Pipeline {
                 }
             }
         }
-
-        self.progress(upload_id, ProgressEvent::Stage(Stage::Saving));
-        record.status = final_stage;
         record.counts = tally.counts;
         record.llm = tally.llm;
+        if final_stage == Stage::Cancelled && self.shutdown.is_cancelled() {
+            // Not the user's cancel: keep the upload resumable.
+            self.store.send(PutUpload(record)).await??;
+            return Err(UploadError::Interrupted);
+        }
+        self.progress(upload_id, ProgressEvent::Stage(Stage::Saving));
+        record.status = final_stage;
         record.finished_at = Some(Utc::now());
         self.store.send(PutUpload(record.clone())).await??;
-        if let Some(error) = &record.error {
-            self.progress(upload_id, ProgressEvent::Error(error.clone()));
-        }
         Ok(UploadReport {
             record,
             processing_time_seconds: started.elapsed().as_secs_f64(),
@@ -317,7 +430,8 @@ impl Pipeline {
                     continue;
                 }
                 if let Some(analysis) = cached {
-                    self.record(upload_id, tally, &conversation, Stored::Skipped(analysis))
+                    let skipped = Stored::Skipped(analysis);
+                    self.record(upload_id, tally, &conversation, skipped, None)
                         .await?;
                     continue;
                 }
@@ -372,12 +486,20 @@ impl Pipeline {
         conversation: Conversation,
         key: [u8; 32],
         cancel: CancellationToken,
-    ) -> impl Future<Output = (Conversation, [u8; 32], Outcome)> + use<> {
+    ) -> impl Future<Output = Finished> + use<> {
         let pool = self.pool.clone();
+        let keep_lease = self.analyzer.is_costly();
         async move {
+            let Some(lease) = pool.lease(&cancel).await else {
+                let outcome = Outcome {
+                    result: Err(AnalyzeError::Cancelled),
+                    usage: LlmUsage::default(),
+                };
+                return (conversation, key, outcome, None);
+            };
             // The pool takes the conversation by value; keep a copy for the record.
-            let outcome = pool.analyze(conversation.clone(), cancel).await;
-            (conversation, key, outcome)
+            let outcome = lease.analyze(conversation.clone(), cancel).await;
+            (conversation, key, outcome, keep_lease.then_some(lease))
         }
     }
 
@@ -386,7 +508,7 @@ impl Pipeline {
         &self,
         upload_id: Uuid,
         tally: &mut Tally,
-        (conversation, key, outcome): (Conversation, [u8; 32], Outcome),
+        (conversation, key, outcome, lease): Finished,
         twins: &mut HashMap<[u8; 32], Vec<Conversation>>,
     ) -> Result<(), AnalyzeStop> {
         tally.llm.add(&outcome.usage);
@@ -394,20 +516,16 @@ impl Pipeline {
         match outcome.result {
             Ok(analysis) => {
                 for twin in &waiting {
-                    self.record(upload_id, tally, twin, Stored::Skipped(analysis.clone()))
-                        .await?;
+                    let skipped = Stored::Skipped(analysis.clone());
+                    self.record(upload_id, tally, twin, skipped, None).await?;
                 }
-                self.record(
-                    upload_id,
-                    tally,
-                    &conversation,
-                    Stored::Analyzed {
-                        analysis,
-                        key,
-                        usage: outcome.usage,
-                    },
-                )
-                .await
+                let analyzed = Stored::Analyzed {
+                    analysis,
+                    key,
+                    usage: outcome.usage,
+                };
+                self.record(upload_id, tally, &conversation, analyzed, lease)
+                    .await
             }
             // Cancelled calls leave no outcome: a resumed upload analyses them.
             Err(AnalyzeError::Cancelled) => Ok(()),
@@ -421,13 +539,14 @@ impl Pipeline {
                         reason: reason.clone(),
                         usage: LlmUsage::default(),
                     };
-                    self.record(upload_id, tally, twin, failed).await?;
+                    self.record(upload_id, tally, twin, failed, None).await?;
                 }
                 let failed = Stored::Failed {
                     reason,
                     usage: outcome.usage,
                 };
-                self.record(upload_id, tally, &conversation, failed).await
+                self.record(upload_id, tally, &conversation, failed, lease)
+                    .await
             }
         }
     }
@@ -438,6 +557,7 @@ impl Pipeline {
         tally: &mut Tally,
         conversation: &Conversation,
         stored: Stored,
+        lease: Option<Lease>,
     ) -> Result<(), AnalyzeStop> {
         let (status, analysis, content_key, error, event) = match stored {
             Stored::Analyzed {
@@ -477,7 +597,13 @@ impl Pipeline {
         };
         let mut record = ConversationRecord::describe(conversation, status);
         record.error = error;
-        self.store
+        if let ConversationOutcome::Analyzed(usage) | ConversationOutcome::Failed { usage, .. } =
+            &event
+        {
+            record.usage = *usage;
+        }
+        let durable = self
+            .store
             .send(SaveOutcome(ConversationResult {
                 upload_id,
                 conversation_id: conversation.id.clone(),
@@ -488,6 +614,14 @@ impl Pipeline {
             .await
             .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
             .map_err(AnalyzeStop::Store)?;
+        if let Some(lease) = lease {
+            // The actor stays reserved until the outcome is on disk: calls that
+            // cost money and are not yet durable never exceed the pool size.
+            actix::spawn(async move {
+                let _ = durable.await;
+                drop(lease);
+            });
+        }
         self.progress(upload_id, ProgressEvent::Conversation(event));
         Ok(())
     }
@@ -506,11 +640,24 @@ enum Stored {
     },
 }
 
+/// What a dispatched call gives back: the conversation, its content key, the
+/// outcome, and the actor's lease when it must outlive the call.
+type Finished = (Conversation, [u8; 32], Outcome, Option<Lease>);
+
 /// Why analysis stopped early.
 enum AnalyzeStop {
     /// Nothing more can succeed (quota, key, shutdown).
     Fatal(String),
     Store(StoreError),
+}
+
+impl AnalyzeStop {
+    fn into_upload(self) -> UploadError {
+        match self {
+            AnalyzeStop::Fatal(m) => UploadError::Analyzer(m),
+            AnalyzeStop::Store(e) => UploadError::Store(e),
+        }
+    }
 }
 
 /// A batch of parsed rows and the running totals after it.

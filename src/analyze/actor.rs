@@ -1,14 +1,14 @@
 //! The AnalyzerActor pool: `analyzer.concurrency` actors, each analysing one
 //! conversation at a time, spread over a few arbiter threads.
 //!
-//! [`AnalyzerPool`] hands each call to an idle actor, so a finished call is
+//! [`AnalyzerPool`] leases an idle actor for each call, so a finished call is
 //! replaced at once and the number of calls in flight never exceeds the pool
 //! size, however many uploads run together.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{AnalyzeError, Analyzer, LlmUsage, Outcome};
@@ -82,48 +82,24 @@ impl AnalyzerPool {
         self.actors.len()
     }
 
-    /// Analyses `conversation` on the next idle actor, waiting for one if all are busy.
-    pub async fn analyze(&self, conversation: Conversation, cancel: CancellationToken) -> Outcome {
-        let cancelled = || Outcome {
-            result: Err(AnalyzeError::Cancelled),
-            usage: LlmUsage::default(),
-        };
+    /// Waits for an idle actor and reserves it. `None` when `cancel` fires
+    /// first or the pool is stopping.
+    pub async fn lease(&self, cancel: &CancellationToken) -> Option<Lease> {
         let permit = tokio::select! {
-            permit = self.permits.acquire() => match permit {
-                Ok(p) => p,
-                Err(_) => return cancelled(),
-            },
-            _ = cancel.cancelled() => return cancelled(),
+            permit = self.permits.clone().acquire_owned() => permit.ok()?,
+            _ = cancel.cancelled() => return None,
         };
-        let index = self.take_idle();
-        let outcome = self.actors[index]
-            .send(Analyze {
-                conversation,
-                cancel,
-            })
-            .await;
-        self.return_idle(index);
-        drop(permit);
-        outcome.unwrap_or_else(|_| Outcome {
-            result: Err(AnalyzeError::Fatal("analyzer pool is shutting down".into())),
-            usage: LlmUsage::default(),
-        })
-    }
-
-    fn take_idle(&self) -> usize {
         // A permit guarantees an idle index exists.
-        self.idle
+        let index = self
+            .idle
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
-            .unwrap_or(0)
-    }
-
-    fn return_idle(&self, index: usize) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(index);
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
+        Some(Lease {
+            pool: self.clone(),
+            index,
+            _permit: permit,
+        })
     }
 
     /// Stops the arbiters; in-flight calls end with the actors.
@@ -132,5 +108,44 @@ impl AnalyzerPool {
         for arbiter in self.arbiters.iter() {
             arbiter.stop();
         }
+    }
+}
+
+/// One reserved actor. Dropping the lease makes the actor available again:
+/// for an analyzer that costs money the pipeline keeps the lease until the
+/// outcome is committed, so a crash can repeat at most `concurrency` calls.
+pub struct Lease {
+    pool: AnalyzerPool,
+    index: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Analyses one conversation on the reserved actor.
+    pub async fn analyze(&self, conversation: Conversation, cancel: CancellationToken) -> Outcome {
+        self.pool.actors[self.index]
+            .send(Analyze {
+                conversation,
+                cancel,
+            })
+            .await
+            .unwrap_or_else(|_| Outcome {
+                result: Err(AnalyzeError::Fatal(
+                    "the analyzer pool is shutting down".into(),
+                )),
+                usage: LlmUsage::default(),
+            })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Return the index before the permit (dropped after this body), so a
+        // new permit holder always finds an index.
+        self.pool
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.index);
     }
 }

@@ -114,6 +114,11 @@ impl Analyzer {
         Analyzer::Lexicon(Arc::new(LexiconAnalyzer::new()))
     }
 
+    /// Whether a call costs money (and so must never be repeated needlessly).
+    pub fn is_costly(&self) -> bool {
+        matches!(self, Analyzer::OpenAi(_))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Analyzer::Lexicon(_) => LexiconAnalyzer::NAME,

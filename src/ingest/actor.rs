@@ -8,9 +8,12 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::model::Stage;
 use crate::pipeline::{Pipeline, Submission, UploadError, UploadReport};
 use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{Register, Subscribe};
+use crate::store::UploadRecord;
+use crate::store::actor::GetUpload;
 
 /// Start analysing a file. Answers at once with a ticket; the work goes on
 /// in the background.
@@ -18,8 +21,13 @@ use crate::progress::actor::{Register, Subscribe};
 #[rtype(result = "Result<UploadTicket, UploadError>")]
 pub struct StartUpload(pub Submission);
 
-/// Stop taking uploads, cancel the running ones and answer once each has
-/// written its final record.
+/// Continue a stored upload that is not completed. Answers at once.
+#[derive(Message)]
+#[rtype(result = "Result<UploadTicket, UploadError>")]
+pub struct ResumeUpload(pub Uuid);
+
+/// Stop taking uploads and answer once every running job has ended (the
+/// engine's shutdown token has already told them to stop).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
@@ -62,22 +70,30 @@ impl Actor for UploadActor {
     type Context = Context<Self>;
 }
 
-impl Handler<StartUpload> for UploadActor {
-    type Result = ResponseActFuture<Self, Result<UploadTicket, UploadError>>;
+/// What a job does once registered: run a new upload or resume a stored one.
+enum Launch {
+    New(Submission),
+    Resume(UploadRecord),
+}
 
-    fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) -> Self::Result {
-        if self.draining {
-            return Box::pin(actix::fut::ready(Err(UploadError::ShuttingDown)));
-        }
-        let upload_id = Uuid::new_v4();
+impl UploadActor {
+    /// Registers the upload with the ProgressActor, then spawns its job.
+    fn launch(
+        &mut self,
+        upload_id: Uuid,
+        filename: String,
+        launch: Launch,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<UploadTicket, UploadError>> {
         let progress = self.pipeline.progress.clone();
-        let filename = msg.0.filename.clone();
+        let parent = self.pipeline.shutdown.clone();
         let me = ctx.address();
         let setup = async move {
             let cancel = progress
                 .send(Register {
                     upload_id,
                     filename,
+                    parent,
                 })
                 .await?;
             let receiver = progress
@@ -90,9 +106,12 @@ impl Handler<StartUpload> for UploadActor {
             let (cancel, receiver) = setup?;
             act.running.insert(upload_id, cancel.clone());
             let (done_tx, done_rx) = oneshot::channel();
-            let job = act.pipeline.clone().run(upload_id, msg.0, cancel);
+            let pipeline = act.pipeline.clone();
             actix::spawn(async move {
-                let result = job.await;
+                let result = match launch {
+                    Launch::New(submission) => pipeline.run(upload_id, submission, cancel).await,
+                    Launch::Resume(record) => pipeline.resume(record, cancel).await,
+                };
                 let _ = done_tx.send(result);
                 me.do_send(JobEnded(upload_id));
             });
@@ -103,6 +122,54 @@ impl Handler<StartUpload> for UploadActor {
             })
         }))
     }
+}
+
+impl Handler<StartUpload> for UploadActor {
+    type Result = ResponseActFuture<Self, Result<UploadTicket, UploadError>>;
+
+    fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return refuse(UploadError::ShuttingDown);
+        }
+        let filename = msg.0.filename.clone();
+        self.launch(Uuid::new_v4(), filename, Launch::New(msg.0), ctx)
+    }
+}
+
+impl Handler<ResumeUpload> for UploadActor {
+    type Result = ResponseActFuture<Self, Result<UploadTicket, UploadError>>;
+
+    fn handle(&mut self, msg: ResumeUpload, _: &mut Self::Context) -> Self::Result {
+        let upload_id = msg.0;
+        if self.draining {
+            return refuse(UploadError::ShuttingDown);
+        }
+        if self.running.contains_key(&upload_id) {
+            return refuse(UploadError::AlreadyRunning(upload_id));
+        }
+        let reader = self.pipeline.reader.clone();
+        let lookup = async move { reader.send(GetUpload { upload_id }).await };
+        Box::pin(lookup.into_actor(self).then(move |found, act, ctx| {
+            let record = match found.map_err(UploadError::from).and_then(|r| Ok(r?)) {
+                Ok(Some(record)) => record,
+                Ok(None) => return refuse(UploadError::NotFound(upload_id)),
+                Err(e) => return refuse(e),
+            };
+            if record.status == Stage::Completed {
+                return refuse(UploadError::AlreadyCompleted(upload_id));
+            }
+            // Checked again: another resume may have started while we looked.
+            if act.running.contains_key(&upload_id) {
+                return refuse(UploadError::AlreadyRunning(upload_id));
+            }
+            let filename = record.filename.clone();
+            act.launch(upload_id, filename, Launch::Resume(record), ctx)
+        }))
+    }
+}
+
+fn refuse(e: UploadError) -> ResponseActFuture<UploadActor, Result<UploadTicket, UploadError>> {
+    Box::pin(actix::fut::ready(Err(e)))
 }
 
 impl Handler<JobEnded> for UploadActor {
@@ -124,7 +191,10 @@ impl Handler<Drain> for UploadActor {
         if self.running.is_empty() {
             return Box::pin(async {});
         }
-        tracing::info!(uploads = self.running.len(), "cancelling running uploads");
+        tracing::info!(
+            uploads = self.running.len(),
+            "waiting for running uploads to stop"
+        );
         for token in self.running.values() {
             token.cancel();
         }

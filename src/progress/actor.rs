@@ -15,12 +15,14 @@ use crate::model::Stage;
 /// dropped (their results stay in the store).
 const MAX_FINISHED: usize = 1000;
 
-/// Starts tracking an upload; answers the token that cancels it.
+/// Starts tracking an upload (again, for a resumed one); answers the token
+/// that cancels it, a child of `parent` (the engine's shutdown token).
 #[derive(Message)]
 #[rtype(result = "CancellationToken")]
 pub struct Register {
     pub upload_id: Uuid,
     pub filename: String,
+    pub parent: CancellationToken,
 }
 
 /// Something happened to an upload.
@@ -112,7 +114,7 @@ impl Handler<Register> for ProgressActor {
     fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
         let progress = UploadProgress::new(msg.upload_id, msg.filename);
         let (publisher, _) = watch::channel(progress.snapshot().clone());
-        let cancel = CancellationToken::new();
+        let cancel = msg.parent.child_token();
         self.uploads.insert(
             msg.upload_id,
             Entry {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::analyze::LlmUsage;
 use crate::model::Stage;
+use crate::store::OutcomeTally;
 
 /// Errors kept in a snapshot, at most this many (the rest are counted).
 const MAX_ERRORS: usize = 50;
@@ -36,6 +37,8 @@ pub enum ProgressEvent {
     Conversation(ConversationOutcome),
     /// An error that stops the upload (the final `Stage` follows).
     Error(String),
+    /// A resumed upload starts from the outcomes an earlier run stored.
+    Restored(OutcomeTally),
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +178,17 @@ impl UploadProgress {
                     let elapsed = since.elapsed().as_secs_f64();
                     (s.processed > 0).then(|| elapsed / s.processed as f64 * remaining as f64)
                 });
+            }
+            ProgressEvent::Restored(t) => {
+                s.analyzed = t.analyzed;
+                s.failed = t.failed;
+                s.skipped = t.skipped_already_processed;
+                s.processed = t.analyzed + t.failed + t.skipped_already_processed;
+                s.llm = t.llm;
+                if s.total_conversations > 0 {
+                    s.percent = (s.processed as f64 * 100.0 / s.total_conversations as f64)
+                        .clamp(0.0, 100.0);
+                }
             }
             ProgressEvent::Error(message) => {
                 self.errors_total += 1;

@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, Page, Store,
-    StoreError, StoredMessage, UploadRecord, UploadSummary,
+    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, OutcomeTally,
+    Page, Store, StoreError, StoredMessage, UploadRecord, UploadSummary,
 };
 use crate::model::{Analysis, Conversation};
 
@@ -35,12 +36,21 @@ pub struct AppendMessages {
     pub rows: Vec<StoredMessage>,
 }
 
-/// One conversation's outcome. Acknowledged once buffered; durable after the
-/// next batch commit (or a `Flush`/`PutUpload`). An error reports a failed
-/// earlier commit.
+/// One conversation's outcome. Answered once buffered, with a [`Durable`]
+/// that resolves when the batch holding it is committed. An error reports a
+/// failed earlier commit.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Durable>")]
+pub struct SaveOutcome(pub ConversationResult);
+
+/// Resolves when an outcome is on disk (or its commit failed).
+pub type Durable = oneshot::Receiver<StoreResult<()>>;
+
+/// Removes an upload's messages and outcomes, keeping its record: a parse
+/// is about to be redone.
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
-pub struct SaveOutcome(pub ConversationResult);
+pub struct ClearUploadRows(pub Uuid);
 
 /// Commits everything buffered now.
 #[derive(Message)]
@@ -55,6 +65,8 @@ pub struct DeleteUpload(pub Uuid);
 pub struct StoreActor {
     store: Store,
     pending: Vec<ConversationResult>,
+    /// Told when `pending` is committed, one per buffered outcome.
+    waiting: Vec<oneshot::Sender<StoreResult<()>>>,
     batch_size: usize,
     flush_after: Duration,
     flush_timer: Option<SpawnHandle>,
@@ -70,6 +82,7 @@ impl StoreActor {
         Self {
             store,
             pending: Vec::with_capacity(batch_size),
+            waiting: Vec::with_capacity(batch_size),
             batch_size: batch_size.max(1),
             flush_after,
             flush_timer: None,
@@ -101,13 +114,19 @@ impl StoreActor {
             Ok(()) => {
                 tracing::debug!(outcomes = self.pending.len(), "committed batch");
                 self.pending.clear();
+                for w in self.waiting.drain(..) {
+                    let _ = w.send(Ok(()));
+                }
                 self.failure = None;
                 Ok(())
             }
             Err(e) => {
                 // Keep the batch: a later commit retries it (a transient full disk
-                // may clear); the senders learn of the failure meanwhile.
+                // may clear); whoever waits on it learns of the failure now.
                 tracing::error!(error = %e, "batch commit failed");
+                for w in self.waiting.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
                 self.failure = Some(e.clone());
                 Err(e)
             }
@@ -145,11 +164,17 @@ impl Handler<AppendMessages> for StoreActor {
 }
 
 impl Handler<SaveOutcome> for StoreActor {
-    type Result = StoreResult<()>;
+    type Result = StoreResult<Durable>;
     fn handle(&mut self, msg: SaveOutcome, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(e) = &self.failure {
+            return Err(e.clone());
+        }
+        let (tx, durable) = oneshot::channel();
         self.pending.push(msg.0);
+        self.waiting.push(tx);
         if self.pending.len() >= self.batch_size {
-            return self.commit(ctx, None);
+            self.commit(ctx, None)?;
+            return Ok(durable);
         }
         if self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(self.flush_after, |act, ctx| {
@@ -157,10 +182,15 @@ impl Handler<SaveOutcome> for StoreActor {
                 let _ = act.commit(ctx, None);
             }));
         }
-        match &self.failure {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
+        Ok(durable)
+    }
+}
+
+impl Handler<ClearUploadRows> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: ClearUploadRows, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None)?;
+        self.store.clear_upload_rows(msg.0)
     }
 }
 
@@ -252,4 +282,8 @@ query!(
 query!(
     /// Aggregates over one upload.
     GetSummary { upload_id: Uuid } -> UploadSummary = |s, m| s.summary(m.upload_id)
+);
+query!(
+    /// Outcome counts and LLM usage summed over an upload's stored outcomes.
+    GetTally { upload_id: Uuid } -> OutcomeTally = |s, m| s.tally(m.upload_id)
 );

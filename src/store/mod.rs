@@ -108,6 +108,27 @@ pub struct UploadRecord {
     pub warnings: Vec<String>,
     pub warnings_total: u64,
     pub error: Option<String>,
+    /// The file to parse again if parsing is interrupted; cleared once the
+    /// messages are all stored (spooled uploads are deleted then).
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+}
+
+impl UploadRecord {
+    /// An upload whose job stopped before a final status (a crash, a kill or
+    /// a shutdown): it can be resumed.
+    pub fn is_unfinished(&self) -> bool {
+        !self.status.is_final()
+    }
+}
+
+/// Outcome counts and LLM usage summed over an upload's stored outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OutcomeTally {
+    pub analyzed: u64,
+    pub failed: u64,
+    pub skipped_already_processed: u64,
+    pub llm: LlmUsage,
 }
 
 /// What became of one conversation (`conversations-v1`).
@@ -121,6 +142,10 @@ pub struct ConversationRecord {
     pub started_ms: Option<i64>,
     /// Why it failed, for `Failed`.
     pub error: Option<String>,
+    /// What analysing it cost (kept per conversation so an upload's totals
+    /// survive a crash).
+    #[serde(default)]
+    pub usage: LlmUsage,
 }
 
 impl ConversationRecord {
@@ -137,6 +162,7 @@ impl ConversationRecord {
             autoresponses: autoresponses as u32,
             started_ms: conversation.messages.iter().filter_map(|m| m.time_ms).min(),
             error: None,
+            usage: LlmUsage::default(),
         }
     }
 }
@@ -401,14 +427,16 @@ impl Store {
         let k = key(upload_id);
         self.write(|t| {
             let existed = t.uploads.remove(k)?.is_some();
-            t.messages
-                .retain_in((k, "", 0)..(k.wrapping_add(1), "", 0), |_, _| false)?;
-            t.conversations
-                .retain_in((k, "")..(k.wrapping_add(1), ""), |_, _| false)?;
-            t.analyses
-                .retain_in((k, "")..(k.wrapping_add(1), ""), |_, _| false)?;
+            remove_rows(t, k)?;
             Ok(existed)
         })
+    }
+
+    /// Removes an upload's messages and outcomes but keeps its record: the
+    /// start of a parse that is being redone.
+    pub(crate) fn clear_upload_rows(&self, upload_id: Uuid) -> Result<()> {
+        let k = key(upload_id);
+        self.write(|t| remove_rows(t, k))
     }
 
     // ---- reads ---------------------------------------------------------------------
@@ -679,6 +707,27 @@ impl Store {
         Ok(s)
     }
 
+    /// Counts an upload's stored outcomes by status and sums their LLM usage.
+    pub fn tally(&self, upload_id: Uuid) -> Result<OutcomeTally> {
+        let k = key(upload_id);
+        self.read(|t| {
+            let mut tally = OutcomeTally::default();
+            for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
+                let (_, v) = entry?;
+                let record: ConversationRecord = decode("conversation", v.value())?;
+                match record.status {
+                    ConversationStatus::Analyzed => tally.analyzed += 1,
+                    ConversationStatus::Failed => tally.failed += 1,
+                    ConversationStatus::SkippedAlreadyProcessed => {
+                        tally.skipped_already_processed += 1
+                    }
+                }
+                tally.llm.add(&record.usage);
+            }
+            Ok(tally)
+        })
+    }
+
     /// Number of messages stored for an upload (for tests and checks).
     pub fn message_count(&self, upload_id: Uuid) -> Result<u64> {
         let k = key(upload_id);
@@ -696,6 +745,17 @@ impl Store {
     pub fn processed_len(&self) -> Result<u64> {
         self.read(|t| Ok(t.processed.len()?))
     }
+}
+
+/// Deletes an upload's messages, outcomes and analyses (not its record).
+fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
+    let next = k.wrapping_add(1);
+    t.messages
+        .retain_in((k, "", 0)..(next, "", 0), |_, _| false)?;
+    t.conversations
+        .retain_in((k, "")..(next, ""), |_, _| false)?;
+    t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;
+    Ok(())
 }
 
 /// Groups failure reasons by their leading phrase ("invalid JSON reply: …" → "invalid JSON reply").

@@ -36,6 +36,7 @@ fn upload(id: Uuid) -> UploadRecord {
         warnings: vec![],
         warnings_total: 0,
         error: None,
+        source: None,
     }
 }
 
@@ -69,6 +70,11 @@ fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult
             autoresponses: 0,
             started_ms: Some(0),
             error: a.is_none().then(|| "invalid JSON reply: eof".to_string()),
+            usage: LlmUsage {
+                requests: 1,
+                prompt_tokens: 10,
+                ..Default::default()
+            },
         },
         analysis: a,
         content_key: Some(*blake3::hash(id.as_bytes()).as_bytes()),
