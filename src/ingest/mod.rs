@@ -1,1 +1,515 @@
-//! Ingest: parse exports into message rows (to be written).
+//! Ingest: streaming parsers for support-chat exports, and the autoresponse
+//! filter. Plain code; [`actor`] holds the `UploadActor` that drives it.
+//!
+//! [`open`] detects the format (extension, confirmed by content) and returns
+//! a [`RowReader`]: an iterator of message rows and row-level warnings, in
+//! file order, holding only a bounded window of the file in memory (XLSX,
+//! a zip, is the exception: calamine reads its first sheet whole).
+
+pub mod actor;
+mod columns;
+mod csv;
+mod filter;
+mod json;
+mod time;
+mod xlsx;
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+pub use columns::{Column, ColumnMap};
+pub use filter::AutoresponseFilter;
+pub use time::parse_millis;
+
+use crate::config::{ColumnOverrides, IngestSettings};
+use crate::model::{Message, Role};
+
+/// Bytes looked at to tell the format and spot binary files.
+const SNIFF_BYTES: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Jsonl,
+    Xlsx,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+            Format::Xlsx => "xlsx",
+        })
+    }
+}
+
+/// What ingest needs from the settings.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub columns: ColumnOverrides,
+    pub autoresponse_patterns: Vec<String>,
+    pub max_field_bytes: usize,
+}
+
+impl IngestOptions {
+    pub fn from_settings(s: &IngestSettings) -> Self {
+        Self {
+            columns: s.columns.clone(),
+            autoresponse_patterns: s.autoresponse_patterns.clone(),
+            max_field_bytes: s.max_field_bytes,
+        }
+    }
+}
+
+/// Why a file cannot be read at all. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{file}: cannot read the file: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: the file is empty")]
+    Empty { file: String },
+    #[error("{file}: no messages found ({detail})")]
+    NoMessages { file: String, detail: String },
+    #[error("{file}: this is a binary file, not a {expected} export ({detail})")]
+    Binary {
+        file: String,
+        expected: Format,
+        detail: String,
+    },
+    #[error("{file}: line {line}: {message}")]
+    Malformed {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("{file}: no {} column (looked for {aliases}); headers found: {found}", column.label())]
+    MissingColumn {
+        file: String,
+        column: Column,
+        aliases: String,
+        found: String,
+    },
+    #[error("{file}: not a valid XLSX workbook: {message}")]
+    Xlsx { file: String, message: String },
+    #[error("{file}: unsupported format {extension:?}; use .csv, .json, .jsonl or .xlsx")]
+    UnsupportedFormat { file: String, extension: String },
+}
+
+impl IngestError {
+    /// Whether the file's format (rather than its content) is the problem.
+    pub fn is_unsupported_format(&self) -> bool {
+        matches!(self, IngestError::UnsupportedFormat { .. })
+    }
+}
+
+/// One item of a [`RowReader`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    Message(MessageRow),
+    /// A row skipped, or kept with a caveat.
+    Warning(Warning),
+}
+
+/// One message and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    /// Line (CSV, JSON, JSONL) or spreadsheet row (XLSX) it starts on.
+    pub line: u64,
+    pub conversation_id: String,
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub line: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Sender roles as exports write them → our three roles; `None` when unknown.
+pub fn normalize_role(raw: &str) -> Option<Role> {
+    let r = raw.trim().to_ascii_lowercase();
+    Some(match r.as_str() {
+        "customer" | "user" | "client" | "visitor" | "contact" | "inbound" => Role::Customer,
+        "agent" | "operator" | "staff" | "support" | "admin" | "outbound" => Role::Agent,
+        "bot" | "system" | "auto" | "automated" => Role::Bot,
+        _ => return None,
+    })
+}
+
+/// The fields of one input row, before validation.
+#[derive(Debug, Default)]
+struct RawRow<'a> {
+    line: u64,
+    conversation_id: Option<&'a str>,
+    sender: Option<&'a str>,
+    text: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    sender_name: Option<&'a str>,
+}
+
+/// Turns raw rows into message rows and warnings; shared by every format.
+struct RowBuilder {
+    filter: AutoresponseFilter,
+    max_field_bytes: usize,
+    unknown_roles: HashSet<String>,
+    /// Header names, for warnings that name a field.
+    field_names: [String; 5],
+}
+
+impl RowBuilder {
+    fn new(opts: &IngestOptions) -> Self {
+        Self {
+            filter: AutoresponseFilter::new(&opts.autoresponse_patterns),
+            max_field_bytes: opts.max_field_bytes,
+            unknown_roles: HashSet::new(),
+            field_names: Column::ALL.map(|c| c.label().to_string()),
+        }
+    }
+
+    fn name_fields(&mut self, headers: &[String], map: &ColumnMap) {
+        for (i, column) in Column::ALL.into_iter().enumerate() {
+            if let Some(h) = map.get(column).and_then(|ix| headers.get(ix)) {
+                self.field_names[i] = h.clone();
+            }
+        }
+    }
+
+    fn field_name(&self, column: Column) -> &str {
+        let i = Column::ALL.iter().position(|c| *c == column).unwrap_or(0);
+        &self.field_names[i]
+    }
+
+    fn build(&mut self, raw: RawRow<'_>, out: &mut VecDeque<Row>) {
+        let line = raw.line;
+        let warn = |out: &mut VecDeque<Row>, message: String| {
+            out.push_back(Row::Warning(Warning { line, message }))
+        };
+        let fields = [
+            (Column::ConversationId, raw.conversation_id),
+            (Column::Sender, raw.sender),
+            (Column::Text, raw.text),
+            (Column::Timestamp, raw.timestamp),
+            (Column::SenderName, raw.sender_name),
+        ];
+        for (column, value) in fields {
+            if let Some(v) = value.filter(|v| v.len() > self.max_field_bytes) {
+                let message = format!(
+                    "field \"{}\" is {} bytes, over the {}-byte limit (ingest.max_field_bytes); row skipped",
+                    self.field_name(column),
+                    v.len(),
+                    self.max_field_bytes
+                );
+                return warn(out, message);
+            }
+        }
+        let (Some(id), Some(sender), Some(text)) = (raw.conversation_id, raw.sender, raw.text)
+        else {
+            let missing = [
+                (Column::ConversationId, raw.conversation_id),
+                (Column::Sender, raw.sender),
+                (Column::Text, raw.text),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(c, _)| format!("\"{}\"", self.field_name(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+            return warn(out, format!("missing field {missing}; row skipped"));
+        };
+        let id = id.trim();
+        if id.is_empty() {
+            let message = format!(
+                "empty \"{}\" field; row skipped",
+                self.field_name(Column::ConversationId)
+            );
+            return warn(out, message);
+        }
+        if text.trim().is_empty() {
+            let message = format!(
+                "empty \"{}\" field; row skipped",
+                self.field_name(Column::Text)
+            );
+            return warn(out, message);
+        }
+        let role = match normalize_role(sender) {
+            Some(role) => role,
+            None => {
+                let raw_role = sender.trim().to_string();
+                if self.unknown_roles.insert(raw_role.clone()) {
+                    warn(
+                        out,
+                        format!("unknown sender role \"{raw_role}\", treated as customer"),
+                    );
+                }
+                Role::Customer
+            }
+        };
+        let timestamp = raw
+            .timestamp
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        let message = Message {
+            role,
+            autoresponse: self.filter.is_autoresponse(role, text),
+            time_ms: timestamp.as_deref().and_then(parse_millis),
+            timestamp,
+            sender_name: raw
+                .sender_name
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+            text: text.to_string(),
+        };
+        out.push_back(Row::Message(MessageRow {
+            line,
+            conversation_id: id.to_string(),
+            message,
+        }));
+    }
+}
+
+/// A format's reader: fills `out` with the rows of its next input record.
+trait Source: Send {
+    /// Returns `false` at the end of the file.
+    fn next_rows(
+        &mut self,
+        builder: &mut RowBuilder,
+        out: &mut VecDeque<Row>,
+    ) -> Result<bool, IngestError>;
+}
+
+/// The rows of one export, streamed. After an error it yields nothing more.
+pub struct RowReader {
+    format: Format,
+    file: String,
+    source: Box<dyn Source>,
+    builder: RowBuilder,
+    queue: VecDeque<Row>,
+    messages: u64,
+    done: bool,
+}
+
+impl RowReader {
+    pub fn format(&self) -> Format {
+        self.format
+    }
+}
+
+impl Iterator for RowReader {
+    type Item = Result<Row, IngestError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(row) = self.queue.pop_front() {
+                if matches!(row, Row::Message(_)) {
+                    self.messages += 1;
+                }
+                return Some(Ok(row));
+            }
+            if self.done {
+                return None;
+            }
+            match self.source.next_rows(&mut self.builder, &mut self.queue) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    if self.messages == 0
+                        && self.queue.iter().all(|r| !matches!(r, Row::Message(_)))
+                    {
+                        return Some(Err(IngestError::NoMessages {
+                            file: self.file.clone(),
+                            detail: "no row had a conversation id, a sender and a text".into(),
+                        }));
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.queue.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Opens an export and prepares to stream its rows.
+pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError> {
+    let file = path.display().to_string();
+    let io = |source| IngestError::Io {
+        file: file.clone(),
+        source,
+    };
+    let mut handle = std::fs::File::open(path).map_err(io)?;
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    (&mut handle)
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    if head.iter().all(u8::is_ascii_whitespace) {
+        return Err(IngestError::Empty { file });
+    }
+    let format = detect(path, &head, &file)?;
+    let mut builder = RowBuilder::new(opts);
+    let source: Box<dyn Source> = match format {
+        Format::Xlsx => Box::new(xlsx::XlsxSource::open(path, &file, opts, &mut builder)?),
+        text_format => {
+            let reader = text::decoded(path, &head, &file, text_format)?;
+            match text_format {
+                Format::Csv => Box::new(csv::CsvSource::new(reader, &file, opts, &mut builder)?),
+                Format::Json => Box::new(json::JsonSource::new(reader, &file, opts)),
+                _ => Box::new(json::JsonlSource::new(reader, &file, opts)),
+            }
+        }
+    };
+    Ok(RowReader {
+        format,
+        file,
+        source,
+        builder,
+        queue: VecDeque::new(),
+        messages: 0,
+        done: false,
+    })
+}
+
+/// The format the extension declares, checked against the first bytes.
+fn detect(path: &Path, head: &[u8], file: &str) -> Result<Format, IngestError> {
+    let is_zip = head.starts_with(b"PK\x03\x04");
+    let first = text::first_meaningful_byte(head);
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let declared = match ext.as_str() {
+        "csv" | "tsv" | "txt" => Some(Format::Csv),
+        "json" => Some(Format::Json),
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        "xlsx" | "xlsm" => Some(Format::Xlsx),
+        "" => None,
+        "xls" | "ods" | "numbers" => {
+            return Err(IngestError::UnsupportedFormat {
+                file: file.to_string(),
+                extension: ext,
+            });
+        }
+        _ => None,
+    };
+    match declared {
+        Some(Format::Xlsx) if !is_zip => Err(IngestError::Xlsx {
+            file: file.to_string(),
+            message: "the file is not a zip archive (is it a CSV or an old .xls renamed?)".into(),
+        }),
+        Some(Format::Xlsx) => Ok(Format::Xlsx),
+        Some(expected) if is_zip => Err(IngestError::Binary {
+            file: file.to_string(),
+            expected,
+            detail: "it is a zip archive; an .xlsx saved under another name?".into(),
+        }),
+        Some(f) => Ok(f),
+        None if is_zip => Ok(Format::Xlsx),
+        None => Ok(match first {
+            Some(b'[') => Format::Json,
+            Some(b'{') => Format::Jsonl,
+            _ => Format::Csv,
+        }),
+    }
+}
+
+/// Text decoding shared by CSV, JSON and JSONL: BOM handling, UTF-16, and
+/// the binary-file check.
+mod text {
+    use std::fs::File;
+    use std::io::{BufReader, Read};
+    use std::path::Path;
+
+    use encoding_rs_io::DecodeReaderBytesBuilder;
+
+    use super::{Format, IngestError};
+
+    pub type TextReader = Box<dyn Read + Send>;
+
+    fn utf16(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+        if head.starts_with(&[0xFF, 0xFE]) {
+            Some(encoding_rs::UTF_16LE)
+        } else if head.starts_with(&[0xFE, 0xFF]) {
+            Some(encoding_rs::UTF_16BE)
+        } else {
+            None
+        }
+    }
+
+    /// The first byte that is not whitespace or part of a BOM (UTF-16 files
+    /// are looked at through their low bytes).
+    pub fn first_meaningful_byte(head: &[u8]) -> Option<u8> {
+        let (bytes, step): (&[u8], usize) = match utf16(head) {
+            Some(enc) if enc == encoding_rs::UTF_16LE => (&head[2..], 2),
+            Some(_) => (head.get(3..).unwrap_or_default(), 2),
+            None => (head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head), 1),
+        };
+        bytes
+            .iter()
+            .step_by(step)
+            .copied()
+            .find(|b| !b.is_ascii_whitespace())
+    }
+
+    /// Opens `path` as UTF-8 text (a UTF-8 BOM dropped, UTF-16 with a BOM
+    /// transcoded), refusing files that are evidently binary.
+    pub fn decoded(
+        path: &Path,
+        head: &[u8],
+        file: &str,
+        expected: Format,
+    ) -> Result<TextReader, IngestError> {
+        let binary = |detail: String| IngestError::Binary {
+            file: file.to_string(),
+            expected,
+            detail,
+        };
+        let encoding = utf16(head);
+        if encoding.is_none() {
+            if let Some(at) = head.iter().position(|b| *b == 0) {
+                return Err(binary(format!("NUL byte at offset {at}")));
+            }
+            if let Err(e) = std::str::from_utf8(head) {
+                // A multi-byte character cut by the sniff window is fine.
+                if e.error_len().is_some() {
+                    return Err(binary(format!(
+                        "invalid UTF-8 at byte {}; save the export as UTF-8 or UTF-16",
+                        e.valid_up_to()
+                    )));
+                }
+            }
+        }
+        let handle = File::open(path).map_err(|source| IngestError::Io {
+            file: file.to_string(),
+            source,
+        })?;
+        // The BOM decides: UTF-16 is transcoded, UTF-8 (with or without a
+        // BOM) passes through untouched and is validated by the parsers.
+        let decoder = DecodeReaderBytesBuilder::new()
+            .bom_sniffing(true)
+            .utf8_passthru(true)
+            .strip_bom(true)
+            .build(BufReader::with_capacity(256 * 1024, handle));
+        Ok(Box::new(decoder))
+    }
+}
+
+#[cfg(test)]
+mod tests;
