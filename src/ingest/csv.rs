@@ -2,7 +2,7 @@
 //! with embedded newlines, one reused record buffer.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 
 use super::columns::{Column, ColumnMap};
 use super::text::TextReader;
@@ -40,26 +40,16 @@ pub(super) fn sniff_delimiter(line: &[u8]) -> u8 {
 }
 
 impl CsvSource {
+    /// `header` is the file's first line, already decoded, for sniffing.
     pub(super) fn new(
         text: TextReader,
+        header: &str,
         file: &str,
         opts: &IngestOptions,
         builder: &mut RowBuilder,
     ) -> Result<Self, IngestError> {
-        let mut buffered = BufReader::with_capacity(256 * 1024, text);
-        let io = |source| IngestError::Io {
-            file: file.to_string(),
-            source,
-        };
-        // Peek at the header line without consuming it.
-        let delimiter = {
-            let available = buffered.fill_buf().map_err(io)?;
-            let end = available
-                .iter()
-                .position(|b| *b == b'\n')
-                .unwrap_or(available.len());
-            sniff_delimiter(&available[..end])
-        };
+        let buffered = BufReader::with_capacity(256 * 1024, text);
+        let delimiter = sniff_delimiter(header.as_bytes());
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)

@@ -363,10 +363,11 @@ fn stream_elements<'de, A: SeqAccess<'de>>(
     newlines: &AtomicU64,
 ) -> Result<(), A::Error> {
     loop {
-        let line = newlines.load(Ordering::Relaxed) + 1;
         let Some(value) = seq.next_element::<Value>()? else {
             return Ok(());
         };
+        // The line the element ends on: where its closing brace is.
+        let line = newlines.load(Ordering::Relaxed) + 1;
         if tx.send(Item::Element { line, value }).is_err() {
             // The reader was dropped: stop parsing.
             return Err(serde::de::Error::custom("reader closed"));

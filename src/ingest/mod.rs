@@ -370,7 +370,16 @@ pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError>
         text_format => {
             let reader = text::decoded(path, &head, &file, text_format)?;
             match text_format {
-                Format::Csv => Box::new(csv::CsvSource::new(reader, &file, opts, &mut builder)?),
+                Format::Csv => {
+                    let header = text::first_line(&head);
+                    Box::new(csv::CsvSource::new(
+                        reader,
+                        &header,
+                        &file,
+                        opts,
+                        &mut builder,
+                    )?)
+                }
                 Format::Json => Box::new(json::JsonSource::new(reader, &file, opts)),
                 _ => Box::new(json::JsonlSource::new(reader, &file, opts)),
             }
@@ -466,6 +475,15 @@ mod text {
             .step_by(step)
             .copied()
             .find(|b| !b.is_ascii_whitespace())
+    }
+
+    /// The first line of the sniffed bytes, decoded (for delimiter sniffing).
+    pub fn first_line(head: &[u8]) -> String {
+        let (text, _, _) = match utf16(head) {
+            Some(enc) => enc.decode(head),
+            None => encoding_rs::UTF_8.decode(head),
+        };
+        text.lines().next().unwrap_or_default().to_string()
     }
 
     /// Opens `path` as UTF-8 text (a UTF-8 BOM dropped, UTF-16 with a BOM
