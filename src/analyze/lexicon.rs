@@ -1,1 +1,329 @@
-//! Lexicon analyzer (to be written).
+//! The embedded offline analyzer: VADER (exact parity with the reference
+//! Python vaderSentiment, via `vader-parity`) over the customer's messages,
+//! corrected by support-domain cues.
+//!
+//! How it decides:
+//! 1. Only customer messages count (autoresponses are already filtered).
+//! 2. Each message gets VADER's compound score, then cue corrections:
+//!    complaint cues ("on hold", "still not", "third time", "refund",
+//!    "बत्ती छैन", 😡 …) pull it down; a message that VADER finds positive but
+//!    that carries a complaint cue is sarcasm ("great, another hour on hold,
+//!    thanks a lot") and is turned negative; escalation cues (supervisor,
+//!    regulator, social media) pull down; sincere gratitude (thanks,
+//!    धन्यवाद, 🙏) and resolution cues ("works now", "restored") push up.
+//! 3. The conversation's sentiment is the recency-weighted mean (message i of
+//!    n weighs i + 1, the last one double), labelled with VADER's ±0.05.
+//! 4. Satisfaction 1–5 starts from that score (3 + 2 × score) and moves with
+//!    the ending: gratitude or resolution in the last two customer messages
+//!    (+), escalation or an unresolved complaint at the end (−).
+//! 5. `resolved` is true on resolution cues near the end, false on
+//!    unresolved or escalation cues in the last customer message, else unknown.
+//! 6. The summary names the topic (outage, billing, meter, connection,
+//!    payment, by keyword, English and Nepali) and the outcome.
+//!
+//! Deterministic, no network, never fails on any text (Devanagari, emoji).
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use vader_parity::SentimentIntensityAnalyzer;
+
+use crate::model::{
+    Analysis, Conversation, Role, SUMMARY_MAX_CHARS, Satisfaction, SatisfactionLabel, Sentiment,
+    SentimentLabel, truncate_chars,
+};
+
+/// What a cue phrase signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cue {
+    Complaint,
+    Escalation,
+    Gratitude,
+    Resolution,
+    Unresolved,
+    Topic(Topic),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Topic {
+    Outage,
+    Billing,
+    Meter,
+    Connection,
+    Payment,
+}
+
+impl Topic {
+    const ALL: [Topic; 5] = [
+        Topic::Outage,
+        Topic::Billing,
+        Topic::Meter,
+        Topic::Connection,
+        Topic::Payment,
+    ];
+
+    fn phrase(self) -> &'static str {
+        match self {
+            Topic::Outage => "a power outage",
+            Topic::Billing => "a billing problem",
+            Topic::Meter => "a meter issue",
+            Topic::Connection => "a connection request",
+            Topic::Payment => "a payment issue",
+        }
+    }
+}
+
+/// Complaint and frustration, including sarcasm markers. Matching ignores
+/// ASCII case; Devanagari and emoji match as written.
+const COMPLAINT: &[&str] = &[
+    "on hold", "still not", "still no ", "still waiting", "still without", "not working",
+    "doesn't work", "does not work", "isn't working", "not fixed", "again?", "another hour",
+    "another outage", "third time", "second time", "fourth time", "for days", "for hours",
+    "since yesterday", "since morning", "no power", "no electricity", "power cut", "refund",
+    "overcharged", "double charged", "charged twice", "wrong bill", "cancel my", "worst",
+    "useless", "ridiculous", "terrible", "horrible", "pathetic", "unacceptable",
+    "disappointed", "disappointing", "fed up", "sick of", "tired of", "nobody", "no one",
+    "waste of", "thanks for nothing", "for nothing", "joke", "incompetent", "frustrat",
+    "angry", "annoyed", "not happy", "unhappy", "complain", "नराम्रो", "समस्या",
+    "बत्ती छैन", "बिजुली छैन", "लाइन छैन", "काम गर्दैन", "अझै", "ढिलो", "😡", "😠", "😤",
+    "🤬", "👎", "😞", "😢",
+];
+
+const ESCALATION: &[&str] = &[
+    "supervisor", "manager", "escalate", "formal complaint", "legal action", "lawyer",
+    "regulator", "ombudsman", "consumer court", "social media", "twitter", "facebook",
+    "report you", "उजुरी",
+];
+
+const GRATITUDE: &[&str] = &[
+    "thank", "thx", "appreciate", "grateful", "great help", "very helpful", "धन्यवाद",
+    "dhanyabad", "dhanyavad", "🙏", "😊", "👍", "❤",
+];
+
+const RESOLUTION: &[&str] = &[
+    "works now", "working now", "is working", "fixed", "resolved", "restored", "back on",
+    "is back", "came back", "solved", "that helped", "it helped", "sorted", "all good",
+    "got it", "received it", "payment went through", "बत्ती आयो", "ठीक भयो", "समाधान",
+];
+
+const UNRESOLVED: &[&str] = &[
+    "still not", "still no ", "not resolved", "not fixed", "no solution", "didn't help",
+    "did not help", "nothing has changed", "nothing changed", "still waiting", "unresolved",
+    "still without", "अझै छैन",
+];
+
+const TOPICS: &[(Topic, &[&str])] = &[
+    (
+        Topic::Outage,
+        &["outage", "no power", "power cut", "blackout", "electricity", "load shedding", "बत्ती", "बिजुली"],
+    ),
+    (Topic::Billing, &["bill", "invoice", "charge", "tariff", "बिल"]),
+    (Topic::Meter, &["meter", "reading", "मिटर"]),
+    (Topic::Connection, &["new connection", "connection", "transfer", "जडान"]),
+    (Topic::Payment, &["payment", "paid", "pay ", "esewa", "khalti", "transaction", "भुक्तानी"]),
+];
+
+/// Per-message cue counts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cues {
+    complaint: u32,
+    escalation: u32,
+    gratitude: u32,
+    resolution: u32,
+    unresolved: u32,
+}
+
+pub struct LexiconAnalyzer {
+    vader: SentimentIntensityAnalyzer,
+    matcher: AhoCorasick,
+    /// What each matcher pattern signals, by pattern index.
+    kinds: Vec<Cue>,
+}
+
+impl Default for LexiconAnalyzer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LexiconAnalyzer {
+    pub const NAME: &'static str = "lexicon";
+    /// Bumped whenever the rules change, so stored analyses are not reused.
+    pub const MODEL: &'static str = "vader-support-1";
+
+    pub fn new() -> Self {
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut kinds = Vec::new();
+        let mut add = |list: &[&'static str], cue: Cue| {
+            for p in list {
+                patterns.push(p);
+                kinds.push(cue);
+            }
+        };
+        add(COMPLAINT, Cue::Complaint);
+        add(ESCALATION, Cue::Escalation);
+        add(GRATITUDE, Cue::Gratitude);
+        add(RESOLUTION, Cue::Resolution);
+        add(UNRESOLVED, Cue::Unresolved);
+        for (topic, words) in TOPICS {
+            add(words, Cue::Topic(*topic));
+        }
+        // Overlapping search: "still not" is both a complaint and unresolved.
+        let matcher = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .unwrap_or_else(|e| unreachable!("the cue lists are valid patterns: {e}"));
+        Self {
+            vader: SentimentIntensityAnalyzer::new(),
+            matcher,
+            kinds,
+        }
+    }
+
+    fn cues(&self, text: &str, topics: &mut [u32; 5]) -> Cues {
+        let mut c = Cues::default();
+        for m in self.matcher.find_overlapping_iter(text) {
+            match self.kinds[m.pattern().as_usize()] {
+                Cue::Complaint => c.complaint += 1,
+                Cue::Escalation => c.escalation += 1,
+                Cue::Gratitude => c.gratitude += 1,
+                Cue::Resolution => c.resolution += 1,
+                Cue::Unresolved => c.unresolved += 1,
+                Cue::Topic(t) => topics[t as usize] += 1,
+            }
+        }
+        c
+    }
+
+    /// One message's score: VADER corrected by its cues.
+    fn message_score(&self, text: &str, c: &Cues) -> f64 {
+        let vader = self.vader.polarity_scores(text).compound;
+        let complaints = f64::from(c.complaint.min(3));
+        let mut s = if vader > 0.05 && c.complaint > 0 {
+            // Positive words around a complaint are sarcasm or politeness, not joy.
+            -0.25 - 0.15 * complaints
+        } else {
+            vader - 0.3 * complaints
+        };
+        if c.escalation > 0 {
+            s -= 0.35;
+        }
+        if c.gratitude > 0 && c.complaint == 0 {
+            s += 0.25;
+        }
+        if c.resolution > 0 && c.unresolved == 0 {
+            s += 0.35;
+        }
+        s.clamp(-1.0, 1.0)
+    }
+
+    pub fn analyze(&self, conversation: &Conversation) -> Analysis {
+        let mut topics = [0u32; 5];
+        let mut scored: Vec<(f64, Cues)> = Vec::new();
+        for m in conversation.analysable() {
+            let cues = self.cues(&m.text, &mut topics);
+            if m.role == Role::Customer {
+                scored.push((self.message_score(&m.text, &cues), cues));
+            }
+        }
+        if scored.is_empty() {
+            return self.finish(
+                0.0,
+                3,
+                None,
+                "No customer messages to analyse (only automated or agent messages).".into(),
+            );
+        }
+
+        let n = scored.len();
+        let (mut sum, mut weights) = (0.0, 0.0);
+        for (i, (s, _)) in scored.iter().enumerate() {
+            let w = (i + 1) as f64 * if i + 1 == n { 2.0 } else { 1.0 };
+            sum += s * w;
+            weights += w;
+        }
+        let score = (sum / weights).clamp(-1.0, 1.0);
+
+        let ending = &scored[n.saturating_sub(2)..];
+        let last = scored[n - 1].1;
+        let thanked = ending.iter().any(|(_, c)| c.gratitude > 0 && c.complaint == 0);
+        let fixed = ending
+            .iter()
+            .any(|(_, c)| c.resolution > 0 && c.unresolved == 0);
+        let escalated = scored[n / 2..].iter().any(|(_, c)| c.escalation > 0);
+        let unresolved = last.unresolved > 0 || (last.complaint > 0 && !fixed);
+
+        let mut satisfaction = 3.0 + 2.0 * score;
+        if thanked {
+            satisfaction += 0.75;
+        }
+        if fixed {
+            satisfaction += 0.75;
+        }
+        if escalated {
+            satisfaction -= 1.0;
+        }
+        if unresolved {
+            satisfaction -= 0.75;
+        }
+        let satisfaction = satisfaction.round().clamp(1.0, 5.0) as u8;
+
+        let resolved = if fixed && !unresolved {
+            Some(true)
+        } else if unresolved || last.escalation > 0 {
+            Some(false)
+        } else {
+            None
+        };
+
+        let topic = Topic::ALL
+            .into_iter()
+            .filter(|t| topics[*t as usize] > 0)
+            .max_by_key(|t| (topics[*t as usize], std::cmp::Reverse(*t)))
+            .map_or("an issue", Topic::phrase);
+        let outcome = match resolved {
+            Some(true) => "issue resolved",
+            Some(false) => "issue not resolved",
+            None => "outcome unclear",
+        };
+        let mood = if escalated {
+            "customer asked to escalate"
+        } else if thanked && score > -0.05 {
+            "customer thankful"
+        } else if score <= -0.05 {
+            "customer frustrated"
+        } else if score >= 0.05 {
+            "customer satisfied"
+        } else {
+            "customer neutral"
+        };
+        let summary = format!("Customer reported {topic}; {outcome}, {mood}.");
+        self.finish(score, satisfaction, resolved, summary)
+    }
+
+    fn finish(&self, score: f64, satisfaction: u8, resolved: Option<bool>, summary: String) -> Analysis {
+        let label = if score >= 0.05 {
+            SentimentLabel::Positive
+        } else if score <= -0.05 {
+            SentimentLabel::Negative
+        } else {
+            SentimentLabel::Neutral
+        };
+        Analysis {
+            sentiment: Sentiment {
+                label,
+                score: (score * 1000.0).round() / 1000.0,
+            },
+            satisfaction: Satisfaction {
+                score: satisfaction,
+                label: SatisfactionLabel::from_score(satisfaction),
+            },
+            resolved,
+            summary: truncate_chars(&summary, SUMMARY_MAX_CHARS),
+            analyzer: Self::NAME.to_string(),
+            model: Self::MODEL.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
