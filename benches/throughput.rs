@@ -40,9 +40,15 @@ fn fixtures(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
     let xlsx = dir.join("bench.xlsx");
     let mut book = rust_xlsxwriter::Workbook::new();
     let sheet = book.add_worksheet();
-    for (c, h) in ["conversation_id", "sender", "sender_name", "message", "timestamp"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "conversation_id",
+        "sender",
+        "sender_name",
+        "message",
+        "timestamp",
+    ]
+    .iter()
+    .enumerate()
     {
         sheet.write_string(0, c as u16, *h).unwrap();
     }
@@ -62,7 +68,12 @@ fn fixtures(dir: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
         }
     }
     book.save(&xlsx).unwrap();
-    vec![("csv", csv), ("json", json), ("jsonl", jsonl), ("xlsx", xlsx)]
+    vec![
+        ("csv", csv),
+        ("json", json),
+        ("jsonl", jsonl),
+        ("xlsx", xlsx),
+    ]
 }
 
 fn count_rows(path: &Path, opts: &IngestOptions) -> usize {
@@ -76,7 +87,9 @@ fn ingest_throughput(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let opts = IngestOptions::from_settings(&IngestSettings::default());
     let mut group = c.benchmark_group("ingest");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     for (format, path) in fixtures(dir.path()) {
         let bytes = std::fs::metadata(&path).unwrap().len();
         group.throughput(Throughput::Bytes(bytes));
@@ -92,7 +105,11 @@ fn conversations(n: usize) -> Vec<Conversation> {
     let opts = IngestOptions::from_settings(&IngestSettings::default());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.csv");
-    synth::write_csv(&synth::generate(n, 11), std::fs::File::create(&path).unwrap()).unwrap();
+    synth::write_csv(
+        &synth::generate(n, 11),
+        std::fs::File::create(&path).unwrap(),
+    )
+    .unwrap();
     let mut by_id: std::collections::BTreeMap<String, Vec<Message>> = Default::default();
     for row in ingest::open(&path, &opts).unwrap() {
         if let Ok(Row::Message(m)) = row {
@@ -109,7 +126,12 @@ fn lexicon_throughput(c: &mut Criterion) {
     let convs = conversations(2_000);
     let customer: usize = convs
         .iter()
-        .map(|c| c.messages.iter().filter(|m| m.role == Role::Customer).count())
+        .map(|c| {
+            c.messages
+                .iter()
+                .filter(|m| m.role == Role::Customer)
+                .count()
+        })
         .sum();
     eprintln!(
         "lexicon bench: {} conversations, {:.1} customer messages each",
@@ -155,7 +177,10 @@ fn store_throughput(c: &mut Criterion) {
                         .send(SaveOutcome(ConversationResult {
                             upload_id,
                             conversation_id: conv.id.clone(),
-                            record: ConversationRecord::describe(conv, ConversationStatus::Analyzed),
+                            record: ConversationRecord::describe(
+                                conv,
+                                ConversationStatus::Analyzed,
+                            ),
                             analysis: Some(analysis.clone()),
                             content_key: Some(*blake3::hash(conv.id.as_bytes()).as_bytes()),
                         }))
@@ -170,5 +195,10 @@ fn store_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ingest_throughput, lexicon_throughput, store_throughput);
+criterion_group!(
+    benches,
+    ingest_throughput,
+    lexicon_throughput,
+    store_throughput
+);
 criterion_main!(benches);

@@ -74,51 +74,184 @@ impl Topic {
 /// Complaint and frustration, including sarcasm markers. Matching ignores
 /// ASCII case; Devanagari and emoji match as written.
 const COMPLAINT: &[&str] = &[
-    "on hold", "still not", "still no ", "still waiting", "still without", "not working",
-    "doesn't work", "does not work", "isn't working", "not fixed", "again?", "another hour",
-    "another outage", "third time", "second time", "fourth time", "for days", "for hours",
-    "since yesterday", "since morning", "no power", "no electricity", "power cut", "refund",
-    "overcharged", "double charged", "charged twice", "wrong bill", "cancel my", "worst",
-    "useless", "ridiculous", "terrible", "horrible", "pathetic", "unacceptable",
-    "disappointed", "disappointing", "fed up", "sick of", "tired of", "nobody", "no one",
-    "waste of", "thanks for nothing", "for nothing", "joke", "incompetent", "frustrat",
-    "angry", "annoyed", "not happy", "unhappy", "complain", "नराम्रो", "समस्या",
-    "बत्ती छैन", "बिजुली छैन", "लाइन छैन", "काम गर्दैन", "अझै", "ढिलो", "😡", "😠", "😤",
-    "🤬", "👎", "😞", "😢",
+    "on hold",
+    "still not",
+    "still no ",
+    "still waiting",
+    "still without",
+    "not working",
+    "doesn't work",
+    "does not work",
+    "isn't working",
+    "not fixed",
+    "again?",
+    "another hour",
+    "another outage",
+    "third time",
+    "second time",
+    "fourth time",
+    "for days",
+    "for hours",
+    "since yesterday",
+    "since morning",
+    "no power",
+    "no electricity",
+    "power cut",
+    "refund",
+    "overcharged",
+    "double charged",
+    "charged twice",
+    "wrong bill",
+    "cancel my",
+    "worst",
+    "useless",
+    "ridiculous",
+    "terrible",
+    "horrible",
+    "pathetic",
+    "unacceptable",
+    "disappointed",
+    "disappointing",
+    "fed up",
+    "sick of",
+    "tired of",
+    "nobody",
+    "no one",
+    "waste of",
+    "thanks for nothing",
+    "for nothing",
+    "joke",
+    "incompetent",
+    "frustrat",
+    "angry",
+    "annoyed",
+    "not happy",
+    "unhappy",
+    "complain",
+    "नराम्रो",
+    "समस्या",
+    "बत्ती छैन",
+    "बिजुली छैन",
+    "लाइन छैन",
+    "काम गर्दैन",
+    "अझै",
+    "ढिलो",
+    "😡",
+    "😠",
+    "😤",
+    "🤬",
+    "👎",
+    "😞",
+    "😢",
 ];
 
 const ESCALATION: &[&str] = &[
-    "supervisor", "manager", "escalate", "formal complaint", "legal action", "lawyer",
-    "regulator", "ombudsman", "consumer court", "social media", "twitter", "facebook",
-    "report you", "उजुरी",
+    "supervisor",
+    "manager",
+    "escalate",
+    "formal complaint",
+    "legal action",
+    "lawyer",
+    "regulator",
+    "ombudsman",
+    "consumer court",
+    "social media",
+    "twitter",
+    "facebook",
+    "report you",
+    "उजुरी",
 ];
 
 const GRATITUDE: &[&str] = &[
-    "thank", "thx", "appreciate", "grateful", "great help", "very helpful", "धन्यवाद",
-    "dhanyabad", "dhanyavad", "🙏", "😊", "👍", "❤",
+    "thank",
+    "thx",
+    "appreciate",
+    "grateful",
+    "great help",
+    "very helpful",
+    "धन्यवाद",
+    "dhanyabad",
+    "dhanyavad",
+    "🙏",
+    "😊",
+    "👍",
+    "❤",
 ];
 
 const RESOLUTION: &[&str] = &[
-    "works now", "working now", "is working", "fixed", "resolved", "restored", "back on",
-    "is back", "came back", "solved", "that helped", "it helped", "sorted", "all good",
-    "got it", "received it", "payment went through", "बत्ती आयो", "ठीक भयो", "समाधान",
+    "works now",
+    "working now",
+    "is working",
+    "fixed",
+    "resolved",
+    "restored",
+    "back on",
+    "is back",
+    "came back",
+    "solved",
+    "that helped",
+    "it helped",
+    "sorted",
+    "all good",
+    "got it",
+    "received it",
+    "payment went through",
+    "बत्ती आयो",
+    "ठीक भयो",
+    "समाधान",
 ];
 
 const UNRESOLVED: &[&str] = &[
-    "still not", "still no ", "not resolved", "not fixed", "no solution", "didn't help",
-    "did not help", "nothing has changed", "nothing changed", "still waiting", "unresolved",
-    "still without", "अझै छैन",
+    "still not",
+    "still no ",
+    "not resolved",
+    "not fixed",
+    "no solution",
+    "didn't help",
+    "did not help",
+    "nothing has changed",
+    "nothing changed",
+    "still waiting",
+    "unresolved",
+    "still without",
+    "अझै छैन",
 ];
 
 const TOPICS: &[(Topic, &[&str])] = &[
     (
         Topic::Outage,
-        &["outage", "no power", "power cut", "blackout", "electricity", "load shedding", "बत्ती", "बिजुली"],
+        &[
+            "outage",
+            "no power",
+            "power cut",
+            "blackout",
+            "electricity",
+            "load shedding",
+            "बत्ती",
+            "बिजुली",
+        ],
     ),
-    (Topic::Billing, &["bill", "invoice", "charge", "tariff", "बिल"]),
+    (
+        Topic::Billing,
+        &["bill", "invoice", "charge", "tariff", "बिल"],
+    ),
     (Topic::Meter, &["meter", "reading", "मिटर"]),
-    (Topic::Connection, &["new connection", "connection", "transfer", "जडान"]),
-    (Topic::Payment, &["payment", "paid", "pay ", "esewa", "khalti", "transaction", "भुक्तानी"]),
+    (
+        Topic::Connection,
+        &["new connection", "connection", "transfer", "जडान"],
+    ),
+    (
+        Topic::Payment,
+        &[
+            "payment",
+            "paid",
+            "pay ",
+            "esewa",
+            "khalti",
+            "transaction",
+            "भुक्तानी",
+        ],
+    ),
 ];
 
 /// Per-message cue counts.
@@ -245,7 +378,9 @@ impl LexiconAnalyzer {
 
         let ending = &scored[n.saturating_sub(2)..];
         let last = scored[n - 1].1;
-        let thanked = ending.iter().any(|(_, c)| c.gratitude > 0 && c.complaint == 0);
+        let thanked = ending
+            .iter()
+            .any(|(_, c)| c.gratitude > 0 && c.complaint == 0);
         let fixed = ending
             .iter()
             .any(|(_, c)| c.resolution > 0 && c.unresolved == 0);
@@ -300,7 +435,13 @@ impl LexiconAnalyzer {
         self.finish(score, satisfaction, resolved, summary)
     }
 
-    fn finish(&self, score: f64, satisfaction: u8, resolved: Option<bool>, summary: String) -> Analysis {
+    fn finish(
+        &self,
+        score: f64,
+        satisfaction: u8,
+        resolved: Option<bool>,
+        summary: String,
+    ) -> Analysis {
         let label = if score >= 0.05 {
             SentimentLabel::Positive
         } else if score <= -0.05 {

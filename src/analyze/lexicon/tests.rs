@@ -30,10 +30,16 @@ use SentimentLabel::{Negative as Neg, Neutral as Neu, Positive as Pos};
 const LABELLED: &[(&str, SentimentLabel)] = &[
     ("great, another hour on hold, thanks a lot", Neg),
     ("thanks for nothing", Neg),
-    ("Wow, third time I'm calling about this. Amazing service.", Neg),
+    (
+        "Wow, third time I'm calling about this. Amazing service.",
+        Neg,
+    ),
     ("Sure, great, the power is still not back.", Neg),
     ("Lovely, charged twice again this month", Neg),
-    ("I want to speak to your supervisor, this is unacceptable", Neg),
+    (
+        "I want to speak to your supervisor, this is unacceptable",
+        Neg,
+    ),
     ("No power since yesterday and nobody answers", Neg),
     ("Fantastic, my bill doubled. Refund me.", Neg),
     ("This is the worst service I have ever had", Neg),
@@ -106,7 +112,10 @@ fn sarcastic_complaint_is_negative_and_unsatisfied() {
 #[test]
 fn a_happy_ending_outweighs_an_angry_start() {
     let a = LexiconAnalyzer::new().analyze(&conv(&[
-        (Role::Bot, "Welcome! Dial *977# for self-service. Thank you for contacting us!"),
+        (
+            Role::Bot,
+            "Welcome! Dial *977# for self-service. Thank you for contacting us!",
+        ),
         (Role::Customer, "No power since morning, this is ridiculous"),
         (Role::Agent, "A crew is on the way."),
         (Role::Customer, "Power is back on now. Thank you!"),
@@ -114,7 +123,10 @@ fn a_happy_ending_outweighs_an_angry_start() {
     assert_eq!(a.sentiment.label, Pos, "{a:?}");
     assert_eq!(a.resolved, Some(true));
     assert!(a.satisfaction.score >= 4, "{a:?}");
-    assert_eq!(a.summary, "Customer reported a power outage; issue resolved, customer thankful.");
+    assert_eq!(
+        a.summary,
+        "Customer reported a power outage; issue resolved, customer thankful."
+    );
 }
 
 #[test]
@@ -122,7 +134,10 @@ fn escalation_at_the_end_is_unresolved_and_dissatisfied() {
     let a = LexiconAnalyzer::new().analyze(&conv(&[
         (Role::Customer, "My bill is wrong again"),
         (Role::Agent, "I have raised a ticket."),
-        (Role::Customer, "Not resolved. I want your manager, I'm filing a formal complaint."),
+        (
+            Role::Customer,
+            "Not resolved. I want your manager, I'm filing a formal complaint.",
+        ),
     ]));
     assert_eq!(a.sentiment.label, Neg);
     assert_eq!(a.resolved, Some(false));
@@ -132,10 +147,8 @@ fn escalation_at_the_end_is_unresolved_and_dissatisfied() {
 
 #[test]
 fn no_customer_messages_is_neutral_and_says_so() {
-    let a = LexiconAnalyzer::new().analyze(&conv(&[
-        (Role::Bot, "Dial *977#"),
-        (Role::Agent, "Hello?"),
-    ]));
+    let a = LexiconAnalyzer::new()
+        .analyze(&conv(&[(Role::Bot, "Dial *977#"), (Role::Agent, "Hello?")]));
     assert_eq!(a.sentiment.label, Neu);
     assert_eq!(a.satisfaction.score, 3);
     assert_eq!(a.resolved, None);

@@ -1,1 +1,513 @@
-//! OpenAI analyzer (to be written).
+//! The LLM analyzer: one combined chat-completions call per conversation to
+//! any OpenAI-compatible API (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp
+//! server), paced by [`limits`], retried with backoff, accounted per call.
+
+pub mod limits;
+pub mod prompt;
+pub mod reply;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use super::{AnalyzeError, LlmUsage, Outcome};
+use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
+use crate::model::Conversation;
+use limits::{Limits, LimitsSnapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenAiError {
+    #[error(
+        "the OpenAI analyzer needs an API key in the environment variable {var} (set it, or use --analyzer lexicon)"
+    )]
+    MissingKey { var: String },
+    #[error("invalid analyzer.openai.base_url {url:?}: {reason}")]
+    InvalidBaseUrl { url: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Base of the exponential backoff, and its ceiling.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(20);
+/// 429s do not use up `max_retries` (the pool pause handles them), but a
+/// conversation gives up after this many.
+const MAX_RATE_LIMITED: u32 = 50;
+
+struct Inner {
+    client: reqwest::Client,
+    url: String,
+    key: SecretString,
+    auth: AuthStyle,
+    model: String,
+    price: Option<ModelPrice>,
+    settings: OpenAiSettings,
+    /// Everything in the request body before the transcript, pre-serialised:
+    /// the static prefix is identical bytes on every call.
+    body_prefix: String,
+    /// Rate-limit tokens of the request without its transcript.
+    fixed_tokens: u32,
+    limits: Limits,
+}
+
+/// The OpenAI-compatible analyzer. Cheap to clone: one instance (one HTTP
+/// connection pool, one set of limiters) serves the whole pool.
+#[derive(Clone)]
+pub struct OpenAiAnalyzer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OpenAiAnalyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiAnalyzer")
+            .field("url", &self.inner.url)
+            .field("model", &self.inner.model)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// How one HTTP attempt ended.
+enum Attempt {
+    Done(reply::Parsed),
+    /// Retry after the usual backoff.
+    Retry(String),
+    /// Retry once the pool pause (already set) is over.
+    RateLimited(String),
+    Fatal(String),
+    Failed(String),
+}
+
+impl OpenAiAnalyzer {
+    pub const NAME: &'static str = "openai";
+
+    /// Reads the key from the environment variable the settings name.
+    pub fn from_env(settings: &OpenAiSettings) -> Result<Self, OpenAiError> {
+        let key = std::env::var(&settings.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| OpenAiError::MissingKey {
+                var: settings.api_key_env.clone(),
+            })?;
+        Self::new(settings, SecretString::from(key))
+    }
+
+    pub fn new(settings: &OpenAiSettings, api_key: SecretString) -> Result<Self, OpenAiError> {
+        let base = settings.base_url.trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base).map_err(|e| OpenAiError::InvalidBaseUrl {
+            url: settings.base_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(OpenAiError::InvalidBaseUrl {
+                url: settings.base_url.clone(),
+                reason: "must be http or https".into(),
+            });
+        }
+        let mut url = format!("{base}/chat/completions");
+        if let Some(v) = &settings.api_version {
+            url.push_str("?api-version=");
+            url.push_str(v);
+        }
+        // reqwest is built without a default crypto provider; install ring
+        // once for the process (a no-op when one is already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4096)
+            .build()
+            .map_err(|e| OpenAiError::Client(e.to_string()))?;
+
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), settings.model.clone().into());
+        body.insert("temperature".into(), 0.into());
+        body.insert("max_tokens".into(), settings.max_output_tokens.into());
+        if settings.structured_output {
+            body.insert(
+                "response_format".into(),
+                serde_json::json!({
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "conversation_analysis",
+                        "strict": true,
+                        "schema": prompt::result_schema(),
+                    }
+                }),
+            );
+        }
+        let prefix = serde_json::to_string(&serde_json::Value::Object(body)).unwrap_or_default();
+        // `{...}` → `{..., "messages": [{system}, {"role":"user","content":` + transcript + `}]}`
+        let system = serde_json::to_string(prompt::SYSTEM_PROMPT).unwrap_or_default();
+        let body_prefix = format!(
+            "{},\"messages\":[{{\"role\":\"system\",\"content\":{system}}},{{\"role\":\"user\",\"content\":",
+            prefix.trim_end_matches('}')
+        );
+        let fixed_tokens =
+            prompt::estimate_tokens(prompt::SYSTEM_PROMPT) + settings.max_output_tokens;
+        let max_request_tokens = fixed_tokens + settings.max_transcript_tokens + 64;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                url,
+                key: api_key,
+                auth: settings.auth,
+                model: settings.model.clone(),
+                price: settings.prices.get(&settings.model).copied(),
+                body_prefix,
+                fixed_tokens,
+                limits: Limits::new(
+                    settings.requests_per_minute,
+                    settings.tokens_per_minute,
+                    max_request_tokens,
+                ),
+                settings: settings.clone(),
+            }),
+        })
+    }
+
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            Self::NAME,
+            self.inner.model,
+            prompt::PROMPT_VERSION
+        )
+    }
+
+    pub fn limits(&self) -> LimitsSnapshot {
+        self.inner.limits.snapshot()
+    }
+
+    /// The request body and its rate-limit token count for one conversation.
+    pub fn request(&self, conversation: &Conversation) -> (String, u32) {
+        let s = &self.inner.settings;
+        let transcript =
+            prompt::transcript(conversation, s.max_message_tokens, s.max_transcript_tokens);
+        let tokens = self.inner.fixed_tokens + prompt::estimate_tokens(&transcript);
+        let content = serde_json::to_string(&transcript).unwrap_or_default();
+        let mut body = String::with_capacity(self.inner.body_prefix.len() + content.len() + 4);
+        body.push_str(&self.inner.body_prefix);
+        body.push_str(&content);
+        body.push_str("}]}");
+        (body, tokens)
+    }
+
+    /// Analyses one conversation: paced, retried, cancellable.
+    pub async fn analyze(
+        &self,
+        conversation: &Conversation,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let (body, tokens) = self.request(conversation);
+        let mut usage = LlmUsage::default();
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        let result = loop {
+            if cancel.is_cancelled() {
+                break Err(AnalyzeError::Cancelled);
+            }
+            tokio::select! {
+                _ = self.inner.limits.acquire(tokens) => {}
+                _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
+            }
+            if usage.requests > 0 {
+                usage.retries += 1;
+            }
+            usage.requests += 1;
+            let attempt = tokio::select! {
+                a = self.attempt(&body) => a,
+                _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
+            };
+            let retry_reason = match attempt {
+                Attempt::Done(parsed) => {
+                    let prompt = parsed.usage.map_or(
+                        u64::from(tokens - self.inner.settings.max_output_tokens),
+                        |u| u.prompt_tokens,
+                    );
+                    let completion = parsed
+                        .usage
+                        .map_or(parsed.content_chars.div_ceil(4) as u64, |u| {
+                            u.completion_tokens
+                        });
+                    usage.prompt_tokens += prompt;
+                    usage.completion_tokens += completion;
+                    match parsed.analysis {
+                        Ok(analysis) => break Ok(analysis),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Attempt::RateLimited(reason) => {
+                    usage.rate_limited += 1;
+                    rate_limited += 1;
+                    if rate_limited >= MAX_RATE_LIMITED {
+                        break Err(AnalyzeError::Failed(format!(
+                            "rate limited {rate_limited} times: {reason}"
+                        )));
+                    }
+                    // The pool pause is already set; no backoff of our own.
+                    continue;
+                }
+                Attempt::Retry(reason) => reason,
+                Attempt::Fatal(reason) => break Err(AnalyzeError::Fatal(reason)),
+                Attempt::Failed(reason) => break Err(AnalyzeError::Failed(reason)),
+            };
+            failures += 1;
+            if failures > self.inner.settings.max_retries {
+                break Err(AnalyzeError::Failed(retry_reason));
+            }
+            tracing::debug!(attempt = failures, reason = %retry_reason, "retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(failures)) => {}
+                _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
+            }
+        };
+        if let Some(price) = self.inner.price {
+            usage.cost_usd = usage.prompt_tokens as f64 / 1e6 * price.input_per_million
+                + usage.completion_tokens as f64 / 1e6 * price.output_per_million;
+        }
+        Outcome { result, usage }
+    }
+
+    /// One HTTP request and what to do about its answer.
+    async fn attempt(&self, body: &str) -> Attempt {
+        let inner = &self.inner;
+        let mut request = inner
+            .client
+            .post(&inner.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        request = match inner.auth {
+            AuthStyle::Bearer => request.bearer_auth(inner.key.expose_secret()),
+            AuthStyle::ApiKey => request.header("api-key", inner.key.expose_secret()),
+        };
+        let started = std::time::Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection failed"
+                };
+                return Attempt::Retry(format!("request {kind}: {}", without_url(&e)));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        inner.limits.observe(&headers);
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Retry(format!("response cut off: {}", without_url(&e))),
+        };
+        tracing::debug!(
+            status = status.as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            bytes = bytes.len(),
+            "chat completion"
+        );
+        let error_text = || api_error(&bytes);
+        match status {
+            s if s.is_success() => Attempt::Done(reply::parse(&bytes, Self::NAME, &inner.model)),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let (code, message) = error_text();
+                if code.contains("insufficient_quota") {
+                    return Attempt::Fatal(format!(
+                        "the provider says the quota is exhausted: {message}"
+                    ));
+                }
+                let wait = limits::retry_after(&headers)
+                    .unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
+                inner.limits.pause_for(wait);
+                Attempt::RateLimited(format!("429 {message}"))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let (_, message) = error_text();
+                Attempt::Fatal(format!(
+                    "the API key was rejected ({}): {message}",
+                    status.as_u16()
+                ))
+            }
+            StatusCode::NOT_FOUND => {
+                let (_, message) = error_text();
+                Attempt::Fatal(format!(
+                    "{} answered 404 (wrong base_url or model?): {message}",
+                    inner.url
+                ))
+            }
+            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => {
+                Attempt::Retry(format!("HTTP {}", status.as_u16()))
+            }
+            s if s.is_server_error() => Attempt::Retry(format!("HTTP {}", s.as_u16())),
+            s => {
+                let (_, message) = error_text();
+                Attempt::Failed(format!("request rejected (HTTP {}): {message}", s.as_u16()))
+            }
+        }
+    }
+}
+
+/// Full jitter: a random wait up to min(cap, base × 2^attempt).
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()))
+}
+
+/// A reqwest error without the URL (which may carry an Azure key or secrets
+/// in query parameters on some deployments).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    text
+}
+
+/// `(code or type, message)` of an OpenAI-style error body.
+fn api_error(body: &[u8]) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let e = &v["error"];
+    let code = [&e["code"], &e["type"]]
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = e["message"]
+        .as_str()
+        .map(|m| crate::model::truncate_chars(m, 200))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    (code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Message, Role};
+
+    fn settings() -> OpenAiSettings {
+        OpenAiSettings {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn conversation(text: &str) -> Conversation {
+        Conversation {
+            id: "c1".into(),
+            messages: vec![Message {
+                role: Role::Customer,
+                text: text.into(),
+                timestamp: None,
+                time_ms: None,
+                sender_name: None,
+                autoresponse: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug() {
+        let a = OpenAiAnalyzer::new(&settings(), SecretString::from("sk-very-secret")).unwrap();
+        let debug = format!("{a:?}");
+        assert!(!debug.contains("sk-very-secret"), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let s = OpenAiSettings {
+            api_key_env: "POWERPULSE_TEST_SURELY_UNSET_KEY".into(),
+            ..settings()
+        };
+        let err = OpenAiAnalyzer::from_env(&s).unwrap_err();
+        assert!(err.to_string().contains("POWERPULSE_TEST_SURELY_UNSET_KEY"));
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        for url in ["not a url", "ftp://example.com/v1"] {
+            let s = OpenAiSettings {
+                base_url: url.into(),
+                ..settings()
+            };
+            assert!(matches!(
+                OpenAiAnalyzer::new(&s, SecretString::from("k")),
+                Err(OpenAiError::InvalidBaseUrl { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn requests_share_a_byte_identical_prefix_and_are_valid_json() {
+        let a = OpenAiAnalyzer::new(&settings(), SecretString::from("k")).unwrap();
+        let (one, t1) = a.request(&conversation("no power since morning"));
+        let (two, _) = a.request(&conversation("\"quotes\" and\nnewlines"));
+        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+        serde_json::from_str::<serde_json::Value>(&two).unwrap();
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["temperature"], 0);
+        assert_eq!(v["response_format"]["json_schema"]["strict"], true);
+        assert_eq!(v["messages"][0]["role"], "system");
+        assert_eq!(v["messages"][1]["content"], "C: no power since morning");
+        let common = one
+            .bytes()
+            .zip(two.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(
+            common >= one.find("\"role\":\"user\"").unwrap(),
+            "the system part is shared"
+        );
+        assert!(t1 > a.inner.fixed_tokens);
+    }
+
+    #[test]
+    fn azure_style_url_and_no_structured_output() {
+        let s = OpenAiSettings {
+            base_url: "https://x.openai.azure.com/openai/deployments/gpt4o/".into(),
+            api_version: Some("2024-10-21".into()),
+            auth: AuthStyle::ApiKey,
+            structured_output: false,
+            ..settings()
+        };
+        let a = OpenAiAnalyzer::new(&s, SecretString::from("k")).unwrap();
+        assert_eq!(
+            a.inner.url,
+            "https://x.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
+        );
+        let (body, _) = a.request(&conversation("hi"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v.get("response_format").is_none());
+    }
+
+    #[test]
+    fn backoff_is_bounded_full_jitter() {
+        for attempt in 0..40 {
+            let d = backoff(attempt);
+            assert!(d <= BACKOFF_CAP);
+            assert!(d <= BACKOFF_BASE * 2u32.pow(attempt.min(10)));
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_read() {
+        let (code, message) = api_error(
+            br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        );
+        assert!(code.contains("insufficient_quota"));
+        assert_eq!(message, "You exceeded your current quota");
+        let (code, message) = api_error(b"<html>bad gateway</html>");
+        assert!(code.is_empty());
+        assert!(message.contains("bad gateway"));
+    }
+}
