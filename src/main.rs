@@ -161,10 +161,10 @@ enum Job {
 
 fn analyze(settings: Settings, job: Job, json: bool) -> Result<ExitCode> {
     // Checked here so a missing file never creates a database.
-    if let Job::File(file) = &job {
-        if !file.exists() {
-            bail!("{}: no such file", file.display());
-        }
+    if let Job::File(file) = &job
+        && !file.exists()
+    {
+        bail!("{}: no such file", file.display());
     }
     if let Job::Resume(_) = job {
         open_existing(&settings)?;

@@ -278,10 +278,8 @@ impl Pipeline {
             record.counts = tally.counts;
             record.warnings = std::mem::take(&mut tally.warnings);
             record.warnings_total = tally.warnings_total;
-            if remove_source_after_parse {
-                if let Some(source) = record.source.take() {
-                    let _ = std::fs::remove_file(source);
-                }
+            if remove_source_after_parse && let Some(source) = record.source.take() {
+                let _ = std::fs::remove_file(source);
             }
         } else {
             self.progress(

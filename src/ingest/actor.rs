@@ -73,7 +73,7 @@ impl Actor for UploadActor {
 /// What a job does once registered: run a new upload or resume a stored one.
 enum Launch {
     New(Submission),
-    Resume(UploadRecord),
+    Resume(Box<UploadRecord>),
 }
 
 impl UploadActor {
@@ -110,7 +110,7 @@ impl UploadActor {
             actix::spawn(async move {
                 let result = match launch {
                     Launch::New(submission) => pipeline.run(upload_id, submission, cancel).await,
-                    Launch::Resume(record) => pipeline.resume(record, cancel).await,
+                    Launch::Resume(record) => pipeline.resume(*record, cancel).await,
                 };
                 let _ = done_tx.send(result);
                 me.do_send(JobEnded(upload_id));
@@ -163,7 +163,7 @@ impl Handler<ResumeUpload> for UploadActor {
                 return refuse(UploadError::AlreadyRunning(upload_id));
             }
             let filename = record.filename.clone();
-            act.launch(upload_id, filename, Launch::Resume(record), ctx)
+            act.launch(upload_id, filename, Launch::Resume(Box::new(record)), ctx)
         }))
     }
 }

@@ -31,7 +31,7 @@ pub fn parse_millis(raw: &str) -> Option<i64> {
         });
     }
     if let Ok(f) = s.parse::<f64>() {
-        return f.is_finite().then(|| (f * 1000.0) as i64);
+        return f.is_finite().then_some((f * 1000.0) as i64);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());

@@ -184,7 +184,7 @@ impl Handler<ListProgress> for ProgressActor {
             .filter(|e| msg.include_finished || !e.progress.stage().is_final())
             .map(|e| e.progress.snapshot().clone())
             .collect();
-        all.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        all.sort_by_key(|s| std::cmp::Reverse(s.started_at));
         all
     }
 }

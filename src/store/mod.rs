@@ -461,7 +461,7 @@ impl Store {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        all.sort_by_key(|u| std::cmp::Reverse(u.created_at));
         Ok(all)
     }
 

@@ -77,10 +77,10 @@ pub fn go_duration(d: std::time::Duration) -> String {
 /// integer, boolean, null, type lists, arrays).
 pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result<(), String> {
     use serde_json::Value;
-    if let Some(options) = schema["enum"].as_array() {
-        if !options.contains(value) {
-            return Err(format!("{value} is not one of {options:?}"));
-        }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        return Err(format!("{value} is not one of {options:?}"));
     }
     let types: Vec<&str> = match &schema["type"] {
         Value::String(t) => vec![t.as_str()],
@@ -124,10 +124,10 @@ pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result
             }
         }
         Value::String(s) => {
-            if let Some(max) = schema["maxLength"].as_u64() {
-                if s.chars().count() as u64 > max {
-                    return Err(format!("string longer than {max}"));
-                }
+            if let Some(max) = schema["maxLength"].as_u64()
+                && s.chars().count() as u64 > max
+            {
+                return Err(format!("string longer than {max}"));
             }
         }
         Value::Number(n) => {

@@ -395,10 +395,11 @@ async fn completions(
         {
             c.api_versions.insert(v.to_string());
         }
-        if let Some((sent, until)) = c.window {
-            if now > sent + GRACE && now < until {
-                c.stats.requests_during_retry_after += 1;
-            }
+        if let Some((sent, until)) = c.window
+            && now > sent + GRACE
+            && now < until
+        {
+            c.stats.requests_during_retry_after += 1;
         }
     }
     if request.is_null() {
@@ -682,12 +683,11 @@ fn mood(text: &str) -> Option<&'static str> {
 /// A value fitting `schema`, deterministic for `rng`'s seed.
 fn generate(schema: &Value, text: &str, rng: &mut StdRng, name: &str) -> Value {
     if let Some(options) = schema["enum"].as_array().filter(|o| !o.is_empty()) {
-        if name == "sentiment.label" {
-            if let Some(m) = mood(text) {
-                if options.iter().any(|o| o == m) {
-                    return Value::String(m.into());
-                }
-            }
+        if name == "sentiment.label"
+            && let Some(m) = mood(text)
+            && options.iter().any(|o| o == m)
+        {
+            return Value::String(m.into());
         }
         return options[rng.random_range(0..options.len())].clone();
     }

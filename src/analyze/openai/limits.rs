@@ -190,10 +190,10 @@ impl Limits {
                 .get(format!("x-ratelimit-reset-{kind}"))
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_duration);
-            if let (Some(0), Some(reset)) = (remaining, reset) {
-                if !reset.is_zero() {
-                    self.pause_for(reset);
-                }
+            if let (Some(0), Some(reset)) = (remaining, reset)
+                && !reset.is_zero()
+            {
+                self.pause_for(reset);
             }
         }
     }
@@ -270,16 +270,18 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
     }
     if let Some(v) = text("retry-after") {
-        if let Ok(secs) = v.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
+        if let Ok(secs) = v.parse::<f64>()
+            && secs.is_finite()
+            && secs >= 0.0
+        {
+            return Some(Duration::from_secs_f64(secs));
         }
         if let Ok(when) = chrono::DateTime::parse_from_rfc2822(v) {
             let wait = when.signed_duration_since(chrono::Utc::now());

@@ -1,0 +1,270 @@
+//! The LLM analyzer against the project's fake OpenAI server, over real HTTP
+//! on 127.0.0.1: faults, rate limits, 429 storms, cancellation, quota, keys.
+
+#[path = "../../examples/support/synth.rs"]
+mod synth;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fake_openai::{FakeConfig, FakeServer, Faults, Latency};
+use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
+use powerpulse::config::{Backend, RateSetting, Settings};
+use powerpulse::engine::Engine;
+use powerpulse::model::{Conversation, Message, Role, Stage};
+use powerpulse::pipeline::Submission;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "sk-test-DO-NOT-LOG-4f9a1c";
+
+fn export(dir: &Path, conversations: usize, seed: u64) -> PathBuf {
+    let path = dir.join(format!("export-{conversations}-{seed}.csv"));
+    let rows = synth::generate(conversations, seed);
+    synth::write_csv(&rows, std::fs::File::create(&path).unwrap()).unwrap();
+    path
+}
+
+fn distinct_conversations(n: usize) -> Vec<Conversation> {
+    (0..n)
+        .map(|i| Conversation {
+            id: format!("c{i}"),
+            messages: vec![Message {
+                role: Role::Customer,
+                text: format!(
+                    "Conversation {i}: my meter {i} shows a strange reading, please help."
+                ),
+                timestamp: None,
+                time_ms: None,
+                sender_name: None,
+                autoresponse: false,
+            }],
+        })
+        .collect()
+}
+
+fn openai_settings(server: &FakeServer) -> powerpulse::config::OpenAiSettings {
+    let mut s = Settings::default().analyzer.openai;
+    s.base_url = server.base_url();
+    s.timeout_seconds = 1;
+    s
+}
+
+#[test]
+fn ten_percent_faults_lose_nothing_and_pay_for_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Uniform {
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(40),
+        },
+        faults: Faults::uniform(0.10),
+        hang: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .unwrap();
+    let file = export(dir.path(), 300, 9);
+    let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+        .args([
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ])
+        .current_dir(dir.path())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", server.base_url())
+        .env("POWERPULSE_DB", dir.path().join("llm.redb"))
+        .env("POWERPULSE__ANALYZER__CONCURRENCY", "32")
+        .env("POWERPULSE__ANALYZER__OPENAI__TIMEOUT_SECONDS", "1")
+        .env("RUST_LOG", "powerpulse=trace")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let conversations = s["conversations_processed"].as_u64().unwrap();
+    let analyzed = s["analyzed"].as_u64().unwrap();
+    let skipped = s["skipped_already_processed"].as_u64().unwrap();
+    assert_eq!(s["failed"], 0, "{stdout}");
+    assert_eq!(analyzed + skipped, conversations);
+    let stats = server.stats();
+    assert!(stats.faults > 10, "faults were injected: {stats:?}");
+    assert_eq!(stats.conversations_answered_more_than_once, 0, "{stats:?}");
+    assert_eq!(stats.distinct_conversations_answered, analyzed);
+    assert_eq!(s["llm"]["requests"].as_u64().unwrap(), stats.requests);
+    assert!(s["llm"]["retries"].as_u64().unwrap() >= stats.faults);
+    assert!(s["llm"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(s["llm"]["cost_usd"].as_f64().unwrap() > 0.0);
+    // The key was sent, and never written to the logs.
+    assert_eq!(stats.authorization_seen, vec![format!("Bearer {KEY}")]);
+    assert!(
+        stderr.contains("chat completion"),
+        "trace logs were captured"
+    );
+    assert!(!stderr.contains(KEY), "the API key leaked into the logs");
+    assert!(!stdout.contains(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_equal_to_the_servers_keep_429s_under_one_percent() {
+    let (rpm, tpm) = (3_000, 1_500_000);
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(20)),
+        requests_per_minute: Some(rpm),
+        tokens_per_minute: Some(tpm),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut s = openai_settings(&server);
+    s.requests_per_minute = RateSetting::PerMinute(rpm);
+    s.tokens_per_minute = RateSetting::PerMinute(tpm);
+    let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in distinct_conversations(250) {
+        let a = analyzer.clone();
+        tasks.spawn(async move { a.analyze(&c, &CancellationToken::new()).await });
+    }
+    let mut ok = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        ok += usize::from(outcome.unwrap().result.is_ok());
+    }
+    assert_eq!(ok, 250);
+    let stats = server.stats();
+    assert!(
+        stats.rate_limited * 100 <= stats.requests,
+        "{} of {} requests were rate limited",
+        stats.rate_limited,
+        stats.requests
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_pauses_the_whole_pool() {
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(5)),
+        ..Default::default()
+    })
+    .unwrap();
+    let retry_after = Duration::from_millis(1500);
+    server.rate_limit_storm(3, retry_after);
+    let mut s = openai_settings(&server);
+    s.requests_per_minute = RateSetting::PerMinute(600_000);
+    s.tokens_per_minute = RateSetting::PerMinute(100_000_000);
+    let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in distinct_conversations(60) {
+        let a = analyzer.clone();
+        tasks.spawn(async move { a.analyze(&c, &CancellationToken::new()).await });
+    }
+    let mut rate_limited = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        let o = outcome.unwrap();
+        assert!(o.result.is_ok());
+        rate_limited += o.usage.rate_limited;
+    }
+    let stats = server.stats();
+    assert_eq!(stats.rate_limited, 3);
+    assert_eq!(rate_limited, 3);
+    assert_eq!(
+        stats.requests_during_retry_after, 0,
+        "no request may arrive before retry-after: {stats:?}"
+    );
+    assert!(started.elapsed() >= retry_after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_quota_is_permanent_and_not_retried() {
+    let server = FakeServer::start(FakeConfig::default()).unwrap();
+    server.set_insufficient_quota(true);
+    let analyzer = OpenAiAnalyzer::new(&openai_settings(&server), SecretString::from(KEY)).unwrap();
+    let c = &distinct_conversations(1)[0];
+    let o = analyzer.analyze(c, &CancellationToken::new()).await;
+    let err = o.result.unwrap_err().to_string();
+    assert!(err.contains("quota"), "{err}");
+    assert_eq!(server.stats().requests, 1);
+    assert!(matches!(
+        analyzer.analyze(c, &CancellationToken::new()).await.result,
+        Err(powerpulse::analyze::AnalyzeError::Fatal(_))
+    ));
+}
+
+#[test]
+fn cancelling_stops_llm_traffic_within_a_second_and_keeps_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(150)),
+        ..Default::default()
+    })
+    .unwrap();
+    let file = export(dir.path(), 600, 4);
+    let mut settings = Settings::default();
+    settings.storage.path = dir.path().join("cancel.redb");
+    settings.analyzer.backend = Backend::OpenAi;
+    settings.analyzer.concurrency = 16;
+    settings.analyzer.openai = openai_settings(&server);
+    settings.analyzer.openai.timeout_seconds = 30;
+    let analyzer = Analyzer::OpenAi(
+        OpenAiAnalyzer::new(&settings.analyzer.openai, SecretString::from(KEY)).unwrap(),
+    );
+    actix_rt::System::new().block_on(async move {
+        let engine = Engine::start(settings, analyzer).unwrap();
+        let mut ticket = engine
+            .submit(Submission {
+                path: file,
+                filename: "cancel.csv".into(),
+                remove_file_after: false,
+            })
+            .await
+            .unwrap();
+        // Let it get going.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ticket.progress.borrow().analyzed < 40 {
+            assert!(Instant::now() < deadline, "no progress");
+            let _ = tokio::time::timeout(Duration::from_secs(1), ticket.progress.changed()).await;
+        }
+        engine.cancel(ticket.upload_id).await.unwrap();
+        let cancelled_at = Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(1), &mut ticket.done)
+            .await
+            .expect("the upload ends within a second of cancel")
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.record.status, Stage::Cancelled);
+        let settle = Duration::from_secs(1).saturating_sub(cancelled_at.elapsed());
+        tokio::time::sleep(settle).await;
+        let at_one_second = server.stats().requests;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            server.stats().requests,
+            at_one_second,
+            "traffic continued after cancel"
+        );
+        let counts = report.record.counts;
+        assert!(
+            counts.analyzed >= 40 && counts.processed() < counts.conversations,
+            "{counts:?}"
+        );
+        // A cancelled upload stays cancelled, with its partial results stored.
+        let record = engine
+            .reader()
+            .send(powerpulse::store::actor::GetUpload {
+                upload_id: ticket.upload_id,
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, Stage::Cancelled);
+        assert_eq!(record.counts.analyzed, counts.analyzed);
+        assert!(matches!(
+            engine.cancel(ticket.upload_id).await,
+            Err(powerpulse::progress::actor::CancelError::AlreadyFinished { .. })
+        ));
+        engine.shutdown().await;
+    });
+}
