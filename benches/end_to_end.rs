@@ -115,8 +115,161 @@ fn memory_200mb(dir: &Path) {
 
 mod llm {
     use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
 
-    pub fn run(_dir: &Path) {
-        println!("llm: see the LLM benchmark section (requires the fake server)");
+    use fake_openai::{FakeConfig, FakeServer, Latency};
+    use powerpulse::analyze::OpenAiAnalyzer;
+    use powerpulse::config::{RateSetting, Settings};
+    use powerpulse::model::{Conversation, Message, Role};
+    use tokio_util::sync::CancellationToken;
+
+    const N: usize = 8_000;
+    const RPM: u32 = 16_000;
+    const TPM: u32 = 9_000_000;
+    const MEDIAN: Duration = Duration::from_millis(300);
+    const SIGMA: f64 = 0.5;
+    const CONCURRENCY: usize = 200;
+
+    fn fake() -> FakeServer {
+        FakeServer::start(FakeConfig {
+            latency: Latency::LogNormal {
+                median: MEDIAN,
+                sigma: SIGMA,
+            },
+            requests_per_minute: Some(RPM),
+            tokens_per_minute: Some(TPM),
+            workers: 2,
+            ..Default::default()
+        })
+        .expect("start the fake server")
+    }
+
+    /// max(requests / RPM, tokens / TPM, N × mean latency / concurrency), seconds.
+    fn bound(requests: f64, tokens: f64, n: f64, concurrency: f64) -> f64 {
+        let mean_latency = MEDIAN.as_secs_f64() * (SIGMA * SIGMA / 2.0).exp();
+        (requests / f64::from(RPM) * 60.0)
+            .max(tokens / f64::from(TPM) * 60.0)
+            .max(n * mean_latency / concurrency)
+    }
+
+    pub fn run(dir: &Path) {
+        let export = dir.join("llm-8000.csv");
+        super::write_export(&export, N, 21);
+        let server = fake();
+        let started = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%U %S %M"])
+            .arg(env!("CARGO_BIN_EXE_powerpulse"))
+            .args([
+                "analyze",
+                export.to_str().unwrap(),
+                "--json",
+                "--analyzer",
+                "openai",
+            ])
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("OPENAI_BASE_URL", server.base_url())
+            .env("POWERPULSE_DB", dir.join("llm.redb"))
+            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
+            .output()
+            .expect("run powerpulse");
+        let wall = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+        let time: Vec<f64> = stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let (user, sys, rss_kib) = (time[0], time[1], time[2]);
+        let stats = server.stats();
+        let analyzed = summary["analyzed"].as_u64().unwrap_or(0) as f64;
+        let elapsed = summary["processing_time_seconds"].as_f64().unwrap_or(wall);
+        let b = bound(
+            stats.requests as f64,
+            stats.rate_limit_tokens as f64,
+            analyzed,
+            CONCURRENCY as f64,
+        );
+        println!(
+            "llm end-to-end: {N} conversations ({} analysed, {} skipped as duplicates, {} failed), \
+             fake server {RPM} RPM / {TPM} TPM / {} ms log-normal (sigma {SIGMA}), concurrency {CONCURRENCY}, limits \"auto\"",
+            summary["analyzed"],
+            summary["skipped_already_processed"],
+            summary["failed"],
+            MEDIAN.as_millis()
+        );
+        println!(
+            "  elapsed {elapsed:.2} s (wall {wall:.2} s), bound {b:.2} s, elapsed/bound {:.3}; \
+             429s {} of {} requests; {:.0} rate-limit tokens and {:.0} billed tokens per conversation; \
+             answered twice {}; peak RSS {:.0} MiB; CPU {:.1} us per conversation",
+            elapsed / b,
+            stats.rate_limited,
+            stats.requests,
+            stats.rate_limit_tokens as f64 / analyzed,
+            (stats.prompt_tokens + stats.completion_tokens) as f64 / analyzed,
+            stats.conversations_answered_more_than_once,
+            rss_kib / 1024.0,
+            (user + sys) * 1e6 / N as f64,
+        );
+        drop(server);
+        original_pattern();
+    }
+
+    /// The replaced service: five calls with asyncio.gather, wait for the
+    /// slowest, repeat. Measured on 300 conversations (its elapsed time scales
+    /// linearly), against the same server and limits.
+    fn original_pattern() {
+        let server = fake();
+        let mut settings = Settings::default().analyzer.openai;
+        settings.base_url = server.base_url();
+        settings.requests_per_minute = RateSetting::PerMinute(RPM);
+        settings.tokens_per_minute = RateSetting::PerMinute(TPM);
+        let analyzer = OpenAiAnalyzer::new(&settings, "sk-bench".to_string().into()).unwrap();
+        let n = 300;
+        let conversations: Vec<Conversation> = (0..n)
+            .map(|i| Conversation {
+                id: i.to_string(),
+                messages: vec![Message {
+                    role: Role::Customer,
+                    text: format!(
+                        "Conversation {i}: no power since morning in ward {i}, please help"
+                    ),
+                    timestamp: None,
+                    time_ms: None,
+                    sender_name: None,
+                    autoresponse: false,
+                }],
+            })
+            .collect();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let started = Instant::now();
+        rt.block_on(async {
+            for batch in conversations.chunks(5) {
+                let calls = batch.iter().map(|c| {
+                    let a = analyzer.clone();
+                    async move { a.analyze(c, &CancellationToken::new()).await }
+                });
+                futures_util::future::join_all(calls).await;
+            }
+        });
+        let elapsed = started.elapsed().as_secs_f64();
+        let stats = server.stats();
+        let b = bound(
+            stats.requests as f64,
+            stats.rate_limit_tokens as f64,
+            n as f64,
+            CONCURRENCY as f64,
+        );
+        println!(
+            "  original pattern (batches of 5, wait for all), {n} conversations: {elapsed:.2} s, \
+             bound at our concurrency {b:.2} s, ratio {:.1}; projected for {N}: {:.0} s",
+            elapsed / b,
+            elapsed / n as f64 * N as f64
+        );
     }
 }

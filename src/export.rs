@@ -143,19 +143,52 @@ impl<W: Write> ExportWriter<W> {
     /// Closes the document (CSV header even with no rows, `[]` for empty
     /// JSON) and returns the number of rows written.
     pub fn finish(mut self) -> Result<u64, ExportError> {
-        if let Some(mut w) = self.csv.take() {
+        self.close()?;
+        Ok(self.rows)
+    }
+
+    /// Writes what ends the document and flushes.
+    fn close(&mut self) -> Result<(), ExportError> {
+        if let Some(w) = self.csv.as_mut() {
             if self.rows == 0 {
                 w.write_record(CSV_HEADER)?;
             }
             w.flush()?;
         }
-        if let Some(mut w) = self.out.take() {
+        if let Some(w) = self.out.as_mut() {
             if self.format == ExportFormat::Json {
                 w.write_all(if self.rows == 0 { b"[]\n" } else { b"\n]\n" })?;
             }
             w.flush()?;
         }
-        Ok(self.rows)
+        Ok(())
+    }
+}
+
+impl ExportWriter<Vec<u8>> {
+    /// Takes what has been written so far (for streaming a response in
+    /// chunks); the document goes on where it left off.
+    pub fn drain(&mut self) -> Result<Vec<u8>, ExportError> {
+        if let Some(w) = self.csv.as_mut() {
+            if self.rows == 0 {
+                return Ok(Vec::new());
+            }
+            // The header is out: carry on with a writer that writes none.
+            let fresh = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::new());
+            let done = std::mem::replace(w, fresh);
+            return done
+                .into_inner()
+                .map_err(|e| ExportError::Io(e.into_error()));
+        }
+        Ok(self.out.as_mut().map(std::mem::take).unwrap_or_default())
+    }
+
+    /// Closes the document and returns its last bytes.
+    pub fn finish_into_bytes(mut self) -> Result<Vec<u8>, ExportError> {
+        self.close()?;
+        self.drain()
     }
 }
 
@@ -237,6 +270,25 @@ mod tests {
         assert_eq!(&records[1][11], "failed");
         let empty = export(ExportFormat::Csv, &[]);
         assert_eq!(empty.trim(), CSV_HEADER.join(","));
+    }
+
+    #[test]
+    fn chunked_output_equals_the_whole() {
+        for format in [ExportFormat::Csv, ExportFormat::Json, ExportFormat::Jsonl] {
+            let rows = [row("a", true), row("b", false), row("c", true)];
+            let mut w = ExportWriter::new(format, Vec::new());
+            let mut chunks = Vec::new();
+            for r in &rows {
+                w.write(&ExportRow::from(r.clone())).unwrap();
+                chunks.extend(w.drain().unwrap());
+            }
+            chunks.extend(w.finish_into_bytes().unwrap());
+            assert_eq!(
+                String::from_utf8(chunks).unwrap(),
+                export(format, &rows),
+                "{format:?}"
+            );
+        }
     }
 
     #[test]

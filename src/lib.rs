@@ -9,11 +9,15 @@
 //! - [`analyze`]: the lexicon and OpenAI analyzers; the `AnalyzerActor` pool.
 //! - [`store`]: the redb file (the only module that touches redb); the `StoreActor`.
 //! - [`progress`]: per-upload state, cancellation; the `ProgressActor`.
+//! - [`pipeline`]: one upload's journey through the actors; [`engine`] starts them all.
+//! - [`http`]: the HTTP control endpoint over the engine.
+//! - [`export`], [`report`]: export rows and the end-of-run summary; [`telemetry`]: logging.
 
 pub mod analyze;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod http;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;

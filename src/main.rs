@@ -68,6 +68,15 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Run the HTTP control endpoint (and resume unfinished uploads).
+    Serve {
+        /// Address to listen on (overrides server.bind).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Which analyzer to use (overrides analyzer.backend).
+        #[arg(long, value_enum)]
+        analyzer: Option<AnalyzerArg>,
+    },
     /// List stored uploads.
     Uploads {
         #[arg(long)]
@@ -101,7 +110,10 @@ impl From<FormatArg> for ExportFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    powerpulse::telemetry::init("warn");
+    powerpulse::telemetry::init(match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -125,11 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             if let Some(a) = analyzer {
-                settings.analyzer.backend = match a {
-                    AnalyzerArg::Auto => Backend::Auto,
-                    AnalyzerArg::Lexicon => Backend::Lexicon,
-                    AnalyzerArg::Openai => Backend::OpenAi,
-                };
+                settings.analyzer.backend = a.into();
             }
             if let Some(c) = concurrency {
                 if c == 0 {
@@ -150,6 +158,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
         } => export(&settings, upload, format.into(), output.as_deref()),
         Command::Uploads { json } => uploads(&settings, json),
+        Command::Serve { bind, analyzer } => {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+            }
+            if let Some(a) = analyzer {
+                settings.analyzer.backend = a.into();
+            }
+            serve(settings)
+        }
+    }
+}
+
+impl From<AnalyzerArg> for Backend {
+    fn from(a: AnalyzerArg) -> Self {
+        match a {
+            AnalyzerArg::Auto => Backend::Auto,
+            AnalyzerArg::Lexicon => Backend::Lexicon,
+            AnalyzerArg::Openai => Backend::OpenAi,
+        }
+    }
+}
+
+fn serve(settings: Settings) -> Result<ExitCode> {
+    let addr: std::net::SocketAddr = settings.server.bind.parse().with_context(|| {
+        format!(
+            "server.bind {:?} is not an address like 127.0.0.1:8080",
+            settings.server.bind
+        )
+    })?;
+    let token = settings.server.token.clone().filter(|t| !t.is_empty());
+    powerpulse::http::check_bind(&addr, token.as_deref())
+        .map_err(|e| anyhow::anyhow!(e.detail()))?;
+    let analyzer =
+        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    actix_rt::System::new().block_on(async move {
+        let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        powerpulse::http::serve(engine, listener, token, shutdown_signal())
+            .await
+            .context("while serving")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 

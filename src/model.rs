@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a message, after normalisation of the export's own vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,
@@ -26,7 +26,7 @@ impl Role {
 }
 
 /// One message of a conversation, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     pub role: Role,
     pub text: String,
@@ -73,7 +73,7 @@ impl Conversation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SentimentLabel {
     Positive,
@@ -91,14 +91,14 @@ impl SentimentLabel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sentiment {
     pub label: SentimentLabel,
     /// -1.0 (most negative) ..= 1.0 (most positive).
     pub score: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SatisfactionLabel {
     Satisfied,
@@ -125,7 +125,7 @@ impl SatisfactionLabel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Satisfaction {
     /// 1 (very dissatisfied) ..= 5 (very satisfied).
     pub score: u8,
@@ -133,7 +133,7 @@ pub struct Satisfaction {
 }
 
 /// The result schema every analyzer produces, the lexicon one and the LLM one alike.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Analysis {
     pub sentiment: Sentiment,
     pub satisfaction: Satisfaction,
@@ -148,7 +148,7 @@ pub struct Analysis {
 }
 
 /// Where an upload is in its life. The last three are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Parsing,
@@ -177,7 +177,7 @@ impl Stage {
 }
 
 /// What became of one conversation of an upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     /// Analysed during this upload.

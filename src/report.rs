@@ -10,7 +10,7 @@ use crate::model::Stage;
 use crate::pipeline::UploadReport;
 use crate::store::{SentimentCounts, UploadSummary};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub success: bool,
     pub message: String,

@@ -35,7 +35,7 @@ pub enum AnalyzeError {
 }
 
 /// What calling an LLM cost for one conversation (all zero for the lexicon).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LlmUsage {
     pub requests: u64,
     pub retries: u64,

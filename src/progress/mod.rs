@@ -49,7 +49,7 @@ pub enum ConversationOutcome {
 }
 
 /// An upload's state as reported to users.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProgressSnapshot {
     pub upload_id: Uuid,
     pub filename: String,
@@ -72,6 +72,39 @@ pub struct ProgressSnapshot {
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub eta_seconds: Option<f64>,
+}
+
+impl ProgressSnapshot {
+    /// The state of an upload this process is not running, from its stored record.
+    pub fn from_record(r: &crate::store::UploadRecord) -> Self {
+        let processed = r.counts.processed();
+        ProgressSnapshot {
+            upload_id: r.id,
+            filename: r.filename.clone(),
+            status: r.status,
+            stage: r.status,
+            total_conversations: r.counts.conversations,
+            messages: r.counts.messages,
+            processed,
+            analyzed: r.counts.analyzed,
+            failed: r.counts.failed,
+            skipped: r.counts.skipped_already_processed,
+            autoresponses_filtered: r.counts.autoresponses_filtered,
+            percent: if r.status == Stage::Completed {
+                100.0
+            } else if r.counts.conversations > 0 {
+                processed as f64 * 100.0 / r.counts.conversations as f64
+            } else {
+                0.0
+            },
+            llm: r.llm,
+            warnings: r.warnings_total,
+            errors: r.error.iter().cloned().collect(),
+            started_at: r.created_at,
+            updated_at: r.finished_at.unwrap_or(r.created_at),
+            eta_seconds: None,
+        }
+    }
 }
 
 /// One upload's progress; applies events and renders snapshots.

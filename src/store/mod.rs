@@ -72,7 +72,7 @@ storage_error_from!(
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Counts of one upload, as stored and as reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadCounts {
     pub conversations: u64,
     /// Every parsed message, autoresponses included.
@@ -91,7 +91,7 @@ impl UploadCounts {
 }
 
 /// One upload as stored in `uploads-v1`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadRecord {
     pub id: Uuid,
     pub filename: String,
@@ -111,6 +111,7 @@ pub struct UploadRecord {
     /// The file to parse again if parsing is interrupted; cleared once the
     /// messages are all stored (spooled uploads are deleted then).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub source: Option<PathBuf>,
 }
 
@@ -132,7 +133,7 @@ pub struct OutcomeTally {
 }
 
 /// What became of one conversation (`conversations-v1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationRecord {
     pub status: ConversationStatus,
     pub messages: u32,
@@ -188,7 +189,7 @@ pub struct ConversationResult {
 }
 
 /// A conversation's outcome with its analysis, as read back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationRow {
     pub upload_id: Uuid,
     pub conversation_id: String,
@@ -198,7 +199,7 @@ pub struct ConversationRow {
 }
 
 /// One conversation in full: messages (autoresponses flagged) and outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationDetail {
     pub upload_id: Uuid,
     pub conversation_id: String,
@@ -240,13 +241,13 @@ impl ConversationFilter {
 }
 
 /// One page of a listing; `next_cursor` continues it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SentimentCounts {
     pub positive: u64,
     pub neutral: u64,
@@ -254,7 +255,7 @@ pub struct SentimentCounts {
 }
 
 /// Aggregates over one upload's outcomes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UploadSummary {
     pub upload_id: Uuid,
     pub status: Stage,
@@ -264,6 +265,7 @@ pub struct UploadSummary {
     pub skipped_already_processed: u64,
     pub sentiment: SentimentCounts,
     /// Conversations per satisfaction score 1..=5 (index 0 is score 1).
+    #[schema(value_type = Vec<u64>)]
     pub satisfaction_histogram: [u64; 5],
     pub average_satisfaction: Option<f64>,
     /// Share of conversations judged resolved among those where it could be told.

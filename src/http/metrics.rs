@@ -1,0 +1,187 @@
+//! Prometheus text exposition (format 0.0.4): upload and conversation
+//! counts, LLM usage, and HTTP request latency by route.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::analyze::LlmUsage;
+use crate::model::Stage;
+use crate::progress::ProgressSnapshot;
+use crate::store::UploadRecord;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// HTTP request latencies by (method, route pattern, status).
+#[derive(Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+}
+
+impl HttpMetrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = map
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+}
+
+/// Renders every metric. `live` holds uploads running in this process
+/// (their stored records are not final yet).
+pub fn render(records: &[UploadRecord], live: &[ProgressSnapshot], http: &HttpMetrics) -> String {
+    let mut out = String::new();
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in [
+        Stage::Parsing,
+        Stage::Analyzing,
+        Stage::Saving,
+        Stage::Completed,
+        Stage::Failed,
+        Stage::Cancelled,
+    ] {
+        by_status.insert(s.as_str(), 0);
+    }
+    let (mut analyzed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+    let mut llm = LlmUsage::default();
+    for r in records {
+        let live_one = live
+            .iter()
+            .find(|l| l.upload_id == r.id && !l.stage.is_final());
+        let status = live_one.map_or(r.status, |l| l.stage);
+        *by_status.entry(status.as_str()).or_default() += 1;
+        match live_one {
+            Some(l) => {
+                analyzed += l.analyzed;
+                failed += l.failed;
+                skipped += l.skipped;
+                llm.add(&l.llm);
+            }
+            None => {
+                analyzed += r.counts.analyzed;
+                failed += r.counts.failed;
+                skipped += r.counts.skipped_already_processed;
+                llm.add(&r.llm);
+            }
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "# HELP powerpulse_uploads Uploads in the database, by status."
+    );
+    let _ = writeln!(out, "# TYPE powerpulse_uploads gauge");
+    for (status, n) in &by_status {
+        let _ = writeln!(out, "powerpulse_uploads{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP powerpulse_conversations_total Conversations with an outcome, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE powerpulse_conversations_total counter");
+    for (outcome, n) in [
+        ("analyzed", analyzed),
+        ("failed", failed),
+        ("skipped_already_processed", skipped),
+    ] {
+        let _ = writeln!(
+            out,
+            "powerpulse_conversations_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    for (name, help, value) in [
+        (
+            "powerpulse_llm_requests_total",
+            "LLM HTTP requests sent.",
+            llm.requests,
+        ),
+        (
+            "powerpulse_llm_rate_limited_total",
+            "LLM requests answered 429.",
+            llm.rate_limited,
+        ),
+        (
+            "powerpulse_llm_retries_total",
+            "LLM requests that were retries.",
+            llm.retries,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP powerpulse_llm_tokens_total LLM tokens billed, by kind."
+    );
+    let _ = writeln!(out, "# TYPE powerpulse_llm_tokens_total counter");
+    let _ = writeln!(
+        out,
+        "powerpulse_llm_tokens_total{{kind=\"prompt\"}} {}",
+        llm.prompt_tokens
+    );
+    let _ = writeln!(
+        out,
+        "powerpulse_llm_tokens_total{{kind=\"completion\"}} {}",
+        llm.completion_tokens
+    );
+    let _ = writeln!(
+        out,
+        "# HELP powerpulse_llm_cost_usd_total Estimated LLM cost in US dollars."
+    );
+    let _ = writeln!(out, "# TYPE powerpulse_llm_cost_usd_total counter");
+    let _ = writeln!(out, "powerpulse_llm_cost_usd_total {}", llm.cost_usd);
+
+    let name = "powerpulse_http_request_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} HTTP request latency by route.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let map = http.requests.lock().unwrap_or_else(PoisonError::into_inner);
+    for ((method, route, status), h) in map.iter() {
+        let labels = format!(
+            "method=\"{method}\",route=\"{}\",status=\"{status}\"",
+            route.replace('"', "'")
+        );
+        for (bound, count) in BUCKETS.iter().zip(h.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = HttpMetrics::default();
+        m.observe("GET", "/healthz", 200, Duration::from_millis(3));
+        m.observe("GET", "/healthz", 200, Duration::from_millis(300));
+        let text = render(&[], &[], &m);
+        assert!(text.contains(
+            "powerpulse_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\",le=\"0.005\"} 1"
+        ), "{text}");
+        assert!(text.contains("le=\"1\"} 2"), "{text}");
+        assert!(text.contains("powerpulse_uploads{status=\"completed\"} 0"));
+    }
+}

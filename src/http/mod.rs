@@ -1,0 +1,171 @@
+//! The HTTP control endpoint (`powerpulse serve`): uploads, live progress
+//! (polling and SSE), cancel, results, summaries, exports, health, metrics
+//! and an OpenAPI document.
+//!
+//! Handlers talk to the engine's actors only (never to redb). Errors become
+//! `{"error", "detail"}` JSON in one place ([`error::HttpError`]).
+//! [`serve`] follows mini-redis: it runs until `shutdown` resolves, then
+//! stops accepting, lets in-flight requests finish, and shuts the engine
+//! down so running uploads reach the store.
+
+pub mod error;
+pub mod metrics;
+mod openapi;
+mod routes;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, web};
+
+use crate::engine::Engine;
+pub use error::{ErrorBody, HttpError};
+use metrics::HttpMetrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub metrics: Arc<HttpMetrics>,
+    /// `blake3` of the bearer token, when one is required (compared in constant time).
+    token_hash: Option<blake3::Hash>,
+}
+
+/// Refuses a non-loopback address without a token: the API would be open to
+/// the network.
+pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), HttpError> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(HttpError::Refused(format!(
+            "refusing to listen on {addr} without a token: set server.token or POWERPULSE_TOKEN, \
+             or bind a loopback address such as 127.0.0.1"
+        )))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains and
+/// shuts the engine down.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    token: Option<String>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    check_bind(&addr, token.as_deref()).map_err(|e| std::io::Error::other(e.detail()))?;
+    let state = AppState {
+        engine: engine.clone(),
+        metrics: Arc::new(HttpMetrics::default()),
+        token_hash: token
+            .filter(|t| !t.is_empty())
+            .map(|t| blake3::hash(t.as_bytes())),
+    };
+    let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(30)
+        .run();
+    let handle = server.handle();
+    tracing::info!(%addr, "serving");
+    let resumed = engine.resume_unfinished().await;
+    match resumed {
+        Ok(tickets) if !tickets.is_empty() => {
+            tracing::info!(uploads = tickets.len(), "resumed unfinished uploads")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not resume unfinished uploads"),
+    }
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = shutdown => {
+            tracing::info!("shutting down: no new requests, finishing in-flight ones");
+            // The server future must keep running to carry out the stop.
+            let (_, result) = tokio::join!(handle.stop(true), &mut server);
+            result
+        }
+    };
+    engine.shutdown().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// The whole application: routes, extractor error handlers, auth, metrics.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json_error = |e: actix_web::error::JsonPayloadError, _: &actix_web::HttpRequest| {
+            HttpError::BadRequest(e.to_string()).into()
+        };
+        let query_error = |e: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest| {
+            HttpError::BadRequest(e.to_string()).into()
+        };
+        let path_error = |e: actix_web::error::PathError, _: &actix_web::HttpRequest| {
+            HttpError::BadRequest(e.to_string()).into()
+        };
+        cfg.app_data(web::Data::new(state))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .service(routes::health)
+            .service(
+                web::scope("")
+                    .wrap(from_fn(require_token))
+                    .wrap(from_fn(record_metrics))
+                    .configure(routes::api)
+                    .default_service(web::to(routes::not_found)),
+            );
+    }
+}
+
+/// Every route but `/healthz` needs the bearer token when one is set.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.token_hash);
+    if let Some(expected) = expected {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| blake3::hash(t.trim().as_bytes()));
+        // blake3::Hash compares in constant time.
+        if given != Some(expected) {
+            return Err(HttpError::Unauthorized.into());
+        }
+    }
+    next.call(req).await
+}
+
+async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let method = req.method().to_string();
+    let result = next.call(req).await;
+    if let (Some(metrics), Ok(res)) = (metrics, &result) {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        metrics.observe(&method, &route, res.status().as_u16(), started.elapsed());
+    }
+    result
+}
