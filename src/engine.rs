@@ -16,7 +16,7 @@ use crate::ingest::IngestOptions;
 use crate::ingest::actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, ProgressActor};
-use crate::store::actor::{Flush, ListUploads, StoreActor, StoreReader};
+use crate::store::actor::{Close, CloseReader, ListUploads, StoreActor, StoreReader};
 use crate::store::{Store, StoreError};
 
 /// Threads answering read queries.
@@ -33,7 +33,6 @@ pub enum EngineError {
 pub struct Engine {
     pipeline: Pipeline,
     uploads: Addr<UploadActor>,
-    store: Store,
     settings: Settings,
 }
 
@@ -76,10 +75,12 @@ impl Engine {
             concurrency = settings.analyzer.concurrency,
             "engine started"
         );
+        // Only the actors hold the database from here on, so stopping them
+        // (in `shutdown`) closes it.
+        drop(store);
         Ok(Self {
             pipeline,
             uploads,
-            store,
             settings,
         })
     }
@@ -106,14 +107,14 @@ impl Engine {
 
     /// The database path in use.
     pub fn db_path(&self) -> PathBuf {
-        self.store.path().to_path_buf()
+        self.settings.storage.path.clone()
     }
 
     /// Where uploads received over the network are kept until parsed; files
     /// placed here and submitted with `remove_file_after` survive a crash
     /// during parsing.
     pub fn spool_dir(&self) -> PathBuf {
-        spool_dir(self.store.path())
+        spool_dir(&self.settings.storage.path)
     }
 
     /// Starts analysing a file in the background.
@@ -146,13 +147,15 @@ impl Engine {
 
     /// Stops taking uploads, interrupts running ones (they keep an unfinished
     /// status and resume on the next start), waits until each has stored what
-    /// it has, commits everything buffered and stops the pool.
+    /// it has, commits everything buffered, closes the database and stops the
+    /// pool. The engine is unusable afterwards.
     pub async fn shutdown(&self) {
         self.pipeline.shutdown.cancel();
         let _ = self.uploads.send(Drain).await;
-        if let Ok(Err(e)) = self.pipeline.store.send(Flush).await {
+        if let Ok(Err(e)) = self.pipeline.store.send(Close).await {
             tracing::error!(error = %e, "final commit failed");
         }
+        let _ = self.pipeline.reader.send(CloseReader).await;
         self.pipeline.pool.stop();
     }
 }

@@ -90,6 +90,7 @@ impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UploadNotFound(_) => HttpError::NotFound(e.to_string()),
+            StoreError::Closed => HttpError::Unavailable(e.to_string()),
             other => HttpError::Internal(other.to_string()),
         }
     }

@@ -570,11 +570,10 @@ pub async fn summary(path: web::Path<String>, state: web::Data<AppState>) -> Res
         .progress()
         .send(GetProgress { upload_id: id })
         .await?
+        && !live.stage.is_final()
     {
-        if !live.stage.is_final() {
-            s.llm = live.llm;
-            s.status = live.stage;
-        }
+        s.llm = live.llm;
+        s.status = live.stage;
     }
     Ok(HttpResponse::Ok().json(s))
 }

@@ -8,6 +8,7 @@
 //! (upload records, message batches, deletes) first commits what is buffered,
 //! so writes reach the file in the order they were sent.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -56,6 +57,18 @@ pub struct ClearUploadRows(pub Uuid);
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
 pub struct Flush;
+
+/// Commits what is buffered, then stops the actor and its arbiter thread,
+/// closing its handle on the database (part of a clean shutdown).
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct Close;
+
+/// Makes every `StoreReader` thread let go of the database; later queries
+/// answer `StoreError::Closed`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseReader;
 
 /// Removes an upload and all its rows. Answers whether it existed.
 #[derive(Message)]
@@ -146,6 +159,11 @@ impl Actor for StoreActor {
         let _ = self.commit(ctx, None);
         Running::Stop
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // The arbiter was made for this actor alone.
+        Arbiter::current().stop();
+    }
 }
 
 impl Handler<PutUpload> for StoreActor {
@@ -201,6 +219,15 @@ impl Handler<Flush> for StoreActor {
     }
 }
 
+impl Handler<Close> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
+        let result = self.commit(ctx, None);
+        ctx.stop();
+        result
+    }
+}
+
 impl Handler<DeleteUpload> for StoreActor {
     type Result = StoreResult<bool>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
@@ -212,19 +239,44 @@ impl Handler<DeleteUpload> for StoreActor {
 /// Answers read queries on a few threads of its own (a `SyncArbiter`), so a
 /// long export never delays the writer or the HTTP workers.
 pub struct StoreReader {
-    store: Store,
+    /// Shared by every reader thread; emptied by `CloseReader`. (Sync actors
+    /// live as long as their address, so closing must not wait for that.)
+    store: Arc<RwLock<Option<Store>>>,
 }
 
 impl StoreReader {
     pub fn start(store: Store, threads: usize) -> Addr<Self> {
+        let shared = Arc::new(RwLock::new(Some(store)));
         SyncArbiter::start(threads.max(1), move || StoreReader {
-            store: store.clone(),
+            store: shared.clone(),
         })
+    }
+
+    fn with_store<T>(&self, f: impl FnOnce(&Store) -> StoreResult<T>) -> StoreResult<T> {
+        match self
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(store) => f(store),
+            None => Err(StoreError::Closed),
+        }
     }
 }
 
 impl Actor for StoreReader {
     type Context = SyncContext<Self>;
+}
+
+impl Handler<CloseReader> for StoreReader {
+    type Result = ();
+    fn handle(&mut self, _: CloseReader, _: &mut Self::Context) {
+        self.store
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
 }
 
 /// Declares a read query: its message type, reply type and the `Store` call answering it.
@@ -240,8 +292,7 @@ macro_rules! query {
         impl Handler<$name> for StoreReader {
             type Result = StoreResult<$out>;
             fn handle(&mut self, $m: $name, _: &mut Self::Context) -> Self::Result {
-                let $s = &self.store;
-                $body
+                self.with_store(|$s| $body)
             }
         }
     };

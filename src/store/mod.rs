@@ -50,6 +50,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, message: String },
     #[error("upload {0} not found")]
     UploadNotFound(Uuid),
+    #[error("the database is closed (shutting down)")]
+    Closed,
 }
 
 macro_rules! storage_error_from {

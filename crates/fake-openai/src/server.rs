@@ -370,7 +370,12 @@ async fn completions(
     let now = Instant::now();
     let current = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _in_flight = InFlight(&state.in_flight);
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let problem = parsed.as_ref().err().map(|e| {
+        let head = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        format!("body is not JSON ({e}); it starts with {head:?}")
+    });
+    let request = parsed.unwrap_or(Value::Null);
     let tokens = rate_limit_tokens(&request);
     let conversation = request["messages"]
         .as_array()
@@ -402,12 +407,8 @@ async fn completions(
             c.stats.requests_during_retry_after += 1;
         }
     }
-    if request.is_null() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "body is not JSON",
-        );
+    if let Some(problem) = problem {
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", &problem);
     }
 
     if state.quota_exhausted.load(Ordering::SeqCst) {

@@ -42,6 +42,16 @@ async fn post(client: &reqwest::Client, server: &FakeServer, text: &str) -> reqw
         .unwrap()
 }
 
+/// reqwest is built without a default crypto provider in this workspace.
+fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn client() -> reqwest::Client {
+    install_provider();
+    reqwest::Client::new()
+}
+
 fn content(body: &Value) -> Value {
     serde_json::from_str(body["choices"][0]["message"]["content"].as_str().unwrap()).unwrap()
 }
@@ -49,7 +59,7 @@ fn content(body: &Value) -> Value {
 #[tokio::test]
 async fn replies_fit_the_schema_and_are_deterministic() {
     let server = FakeServer::start(FakeConfig::default()).unwrap();
-    let client = reqwest::Client::new();
+    let client = client();
     let a: Value = post(&client, &server, "C: thanks, it works now")
         .await
         .json()
@@ -89,7 +99,7 @@ async fn limits_answer_429_with_headers_and_consume_nothing() {
         ..Default::default()
     })
     .unwrap();
-    let client = reqwest::Client::new();
+    let client = client();
     // Capacity is six seconds' worth: 6 requests.
     for i in 0..6 {
         let r = post(&client, &server, &format!("C: {i}")).await;
@@ -119,7 +129,7 @@ async fn limits_answer_429_with_headers_and_consume_nothing() {
 #[tokio::test]
 async fn storms_quota_and_retry_after_violations() {
     let server = FakeServer::start(FakeConfig::default()).unwrap();
-    let client = reqwest::Client::new();
+    let client = client();
     server.rate_limit_storm(2, Duration::from_secs(2));
     assert_eq!(post(&client, &server, "C: a").await.status(), 429);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,7 +148,7 @@ async fn storms_quota_and_retry_after_violations() {
 
 #[tokio::test]
 async fn every_fault_kind_can_be_injected() {
-    let client = reqwest::Client::new();
+    let client = client();
     let cases: [(Faults, &str); 8] = [
         (
             Faults {
@@ -264,10 +274,13 @@ async fn timeouts_hang() {
         ..Default::default()
     })
     .unwrap();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let client = {
+        install_provider();
+        reqwest::Client::builder()
+    }
+    .timeout(Duration::from_millis(300))
+    .build()
+    .unwrap();
     let err = client
         .post(format!("{}/chat/completions", server.base_url()))
         .json(&request("C: hi"))

@@ -145,7 +145,8 @@ impl OpenAiAnalyzer {
         let system = serde_json::to_string(prompt::SYSTEM_PROMPT).unwrap_or_default();
         let body_prefix = format!(
             "{},\"messages\":[{{\"role\":\"system\",\"content\":{system}}},{{\"role\":\"user\",\"content\":",
-            prefix.trim_end_matches('}')
+            // Exactly the object's own closing brace (nested objects end in '}' too).
+            prefix.strip_suffix('}').unwrap_or(&prefix)
         );
         let fixed_tokens =
             prompt::estimate_tokens(prompt::SYSTEM_PROMPT) + settings.max_output_tokens;

@@ -1,0 +1,155 @@
+//! Live progress, cancellation with LLM traffic, graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use fake_openai::{FakeConfig, FakeServer, Latency};
+use futures_util::StreamExt;
+use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
+use powerpulse::config::Settings;
+use powerpulse::model::Stage;
+use powerpulse::store::Store;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn llm_app(server: &FakeServer) -> TestApp {
+    let mut settings = Settings::default();
+    settings.analyzer.concurrency = 8;
+    settings.analyzer.openai.base_url = server.base_url();
+    let analyzer =
+        OpenAiAnalyzer::new(&settings.analyzer.openai, "sk-test".to_string().into()).unwrap();
+    spawn_with(Options {
+        settings,
+        analyzer: Some(Analyzer::OpenAi(analyzer)),
+        ..Default::default()
+    })
+}
+
+/// Reads SSE `progress` events until the stream ends.
+async fn read_events(r: reqwest::Response) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut buf = String::new();
+    let mut body = r.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            assert!(event.starts_with("event: progress\n"), "{event}");
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            events.push(serde_json::from_str(data).unwrap());
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_ordered_progress_ending_in_the_final_state() {
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(30)),
+        ..Default::default()
+    })
+    .unwrap();
+    let app = llm_app(&server);
+    let r = app.upload_raw("sse.csv", export_csv(60, 5), false).await;
+    let id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let events = read_events(app.get(&format!("/api/progress/{id}/events")).await).await;
+    assert!(events.len() >= 2, "{} events", events.len());
+    let last = events.last().unwrap();
+    assert_eq!(last["stage"], "completed");
+    assert_eq!(last["processed"], last["total_conversations"]);
+    assert_eq!(last["failed"], 0, "{last}");
+    let processed: Vec<u64> = events
+        .iter()
+        .map(|e| e["processed"].as_u64().unwrap())
+        .collect();
+    assert!(
+        processed.windows(2).all(|w| w[0] <= w[1]),
+        "ordered: {processed:?}"
+    );
+    // Throttled: no more than ~4 a second (plus the first).
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        events.len() as f64 <= secs * 4.0 + 3.0,
+        "{} events in {secs:.2}s",
+        events.len()
+    );
+    // A finished upload answers one final event.
+    let again = read_events(app.get(&format!("/api/progress/{id}/events")).await).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["stage"], "completed");
+    assert!(last["llm"]["requests"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_upload_stops_llm_traffic_and_keeps_results() {
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(120)),
+        ..Default::default()
+    })
+    .unwrap();
+    let app = llm_app(&server);
+    let r = app.upload_form("slow.csv", export_csv(400, 6)).await;
+    let id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = app.get_json(&format!("/api/progress/{id}")).await;
+        if p["analyzed"].as_u64().unwrap() >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {p}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = app.delete(&format!("/api/progress/{id}")).await;
+    assert_eq!(r.status(), 202);
+    let done = app.wait_done(&id).await;
+    assert_eq!(done["stage"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let requests = server.stats().requests;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        server.stats().requests,
+        requests,
+        "no LLM traffic after cancel"
+    );
+    let analyzed = done["analyzed"].as_u64().unwrap();
+    assert!((20..400).contains(&analyzed), "{done}");
+    let page = app
+        .get_json(&format!("/api/uploads/{id}/conversations?limit=500"))
+        .await;
+    assert_eq!(
+        page["items"].as_array().unwrap().len() as u64,
+        done["processed"].as_u64().unwrap()
+    );
+    assert_error(app.delete(&format!("/api/progress/{id}")).await, 409).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_leaves_a_reopenable_database() {
+    let app = spawn_app();
+    let r = app.upload_raw("keep.csv", export_csv(30, 7), true).await;
+    assert_eq!(r.status(), 200);
+    let id: uuid::Uuid = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = app.db();
+    let dir = tokio::task::spawn_blocking(move || app.stop())
+        .await
+        .unwrap();
+    let store = Store::open(&db).expect("the database reopens after shutdown");
+    let upload = store.upload(id).unwrap().unwrap();
+    assert_eq!(upload.status, Stage::Completed);
+    assert_eq!(store.summary(id).unwrap().analyzed, 30);
+    drop(dir);
+}

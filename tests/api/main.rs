@@ -1,0 +1,10 @@
+//! The real HTTP server on 127.0.0.1 (a random port), a real redb file, and
+//! where the LLM matters the project's fake OpenAI server.
+
+#[path = "../../examples/support/synth.rs"]
+mod synth;
+
+mod helpers;
+
+mod endpoints;
+mod lifecycle;
