@@ -135,49 +135,66 @@ impl Pipeline {
         self.progress.do_send(Update { upload_id, event });
     }
 
-    /// Runs a new upload to its end. The upload must already be registered
-    /// with the ProgressActor (which gave `cancel`).
+    /// Opens a new upload's file and records the upload (status `parsing`),
+    /// so that once this returns a crash cannot lose it: the next start
+    /// parses it again. Bad input fails here, before anything is stored.
+    pub async fn create(
+        &self,
+        upload_id: Uuid,
+        submission: &Submission,
+    ) -> Result<(UploadRecord, ingest::RowReader), UploadError> {
+        let path = submission.path.clone();
+        let opts = self.ingest.clone();
+        // XLSX is read whole on open: keep it off the actor threads.
+        let reader = tokio::task::spawn_blocking(move || ingest::open(&path, &opts))
+            .await
+            .map_err(|e| UploadError::Analyzer(format!("parser thread failed: {e}")))??;
+        let record = UploadRecord {
+            id: upload_id,
+            filename: submission.filename.clone(),
+            format: reader.format().to_string(),
+            status: Stage::Parsing,
+            analyzer: self.analyzer.name().to_string(),
+            model: self.analyzer.model(),
+            created_at: Utc::now(),
+            finished_at: None,
+            counts: UploadCounts::default(),
+            llm: LlmUsage::default(),
+            warnings: Vec::new(),
+            warnings_total: 0,
+            error: None,
+            source: Some(std::path::absolute(&submission.path).unwrap_or(submission.path.clone())),
+        };
+        self.store.send(PutUpload(record.clone())).await??;
+        Ok((record, reader))
+    }
+
+    /// Runs a created upload to its end. The upload must already be
+    /// registered with the ProgressActor (which gave `cancel`).
     pub async fn run(
         self,
-        upload_id: Uuid,
-        submission: Submission,
+        record: UploadRecord,
+        reader: ingest::RowReader,
+        remove_file_after: bool,
         cancel: CancellationToken,
     ) -> Result<UploadReport, UploadError> {
+        let upload_id = record.id;
+        let source = record.source.clone();
         let span = tracing::info_span!("upload", upload_id = %upload_id);
-        let job = async {
-            let started = Instant::now();
-            let reader = ingest::open(&submission.path, &self.ingest)?;
-            let record = UploadRecord {
-                id: upload_id,
-                filename: submission.filename.clone(),
-                format: reader.format().to_string(),
-                status: Stage::Parsing,
-                analyzer: self.analyzer.name().to_string(),
-                model: self.analyzer.model(),
-                created_at: Utc::now(),
-                finished_at: None,
-                counts: UploadCounts::default(),
-                llm: LlmUsage::default(),
-                warnings: Vec::new(),
-                warnings_total: 0,
-                error: None,
-                source: Some(
-                    std::path::absolute(&submission.path).unwrap_or(submission.path.clone()),
-                ),
-            };
-            self.store.send(PutUpload(record.clone())).await??;
-            self.drive(
+        let result = self
+            .drive(
                 record,
                 Some(reader),
-                submission.remove_file_after,
+                remove_file_after,
                 &cancel,
-                started,
+                Instant::now(),
             )
-            .await
-        };
-        let result = job.instrument(span).await;
-        if submission.remove_file_after && result.is_err() {
-            let _ = std::fs::remove_file(&submission.path);
+            .instrument(span)
+            .await;
+        // An interrupted upload keeps its file: the next start parses it again.
+        let finished_badly = result.is_err() && !matches!(result, Err(UploadError::Interrupted));
+        if let (true, true, Some(source)) = (remove_file_after, finished_badly, source) {
+            let _ = std::fs::remove_file(source);
         }
         self.report_end(upload_id, &result);
         result
@@ -262,7 +279,11 @@ impl Pipeline {
         started: Instant,
     ) -> Result<UploadReport, UploadError> {
         let upload_id = record.id;
-        let mut tally = Tally::default();
+        // Parse counts come from parsing, or from the record of an earlier run.
+        let mut tally = Tally {
+            counts: record.counts,
+            ..Tally::default()
+        };
         if let Some(reader) = reader {
             if let Err(e) = self.parse(upload_id, reader, cancel, &mut tally).await {
                 if matches!(e, UploadError::Ingest(_)) {

@@ -8,6 +8,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::ingest::RowReader;
 use crate::model::Stage;
 use crate::pipeline::{Pipeline, Submission, UploadError, UploadReport};
 use crate::progress::ProgressSnapshot;
@@ -70,9 +71,14 @@ impl Actor for UploadActor {
     type Context = Context<Self>;
 }
 
-/// What a job does once registered: run a new upload or resume a stored one.
+/// What a job does once registered: run a new upload (already recorded by
+/// `Pipeline::create`) or resume a stored one.
 enum Launch {
-    New(Submission),
+    New {
+        record: Box<UploadRecord>,
+        reader: Box<RowReader>,
+        remove_file_after: bool,
+    },
     Resume(Box<UploadRecord>),
 }
 
@@ -109,7 +115,15 @@ impl UploadActor {
             let pipeline = act.pipeline.clone();
             actix::spawn(async move {
                 let result = match launch {
-                    Launch::New(submission) => pipeline.run(upload_id, submission, cancel).await,
+                    Launch::New {
+                        record,
+                        reader,
+                        remove_file_after,
+                    } => {
+                        pipeline
+                            .run(*record, *reader, remove_file_after, cancel)
+                            .await
+                    }
                     Launch::Resume(record) => pipeline.resume(*record, cancel).await,
                 };
                 let _ = done_tx.send(result);
@@ -127,12 +141,32 @@ impl UploadActor {
 impl Handler<StartUpload> for UploadActor {
     type Result = ResponseActFuture<Self, Result<UploadTicket, UploadError>>;
 
-    fn handle(&mut self, msg: StartUpload, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: StartUpload, _: &mut Self::Context) -> Self::Result {
         if self.draining {
             return refuse(UploadError::ShuttingDown);
         }
-        let filename = msg.0.filename.clone();
-        self.launch(Uuid::new_v4(), filename, Launch::New(msg.0), ctx)
+        let submission = msg.0;
+        let upload_id = Uuid::new_v4();
+        let pipeline = self.pipeline.clone();
+        let create = async move {
+            let created = pipeline.create(upload_id, &submission).await;
+            if created.is_err() && submission.remove_file_after {
+                let _ = std::fs::remove_file(&submission.path);
+            }
+            created.map(|c| (c, submission))
+        };
+        Box::pin(create.into_actor(self).then(move |created, act, ctx| {
+            let ((record, reader), submission) = match created {
+                Ok(c) => c,
+                Err(e) => return refuse(e),
+            };
+            let launch = Launch::New {
+                record: Box::new(record),
+                reader: Box::new(reader),
+                remove_file_after: submission.remove_file_after,
+            };
+            act.launch(upload_id, submission.filename, launch, ctx)
+        }))
     }
 }
 

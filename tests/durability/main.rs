@@ -1,0 +1,321 @@
+//! Crash tests: the real `serve` binary is SIGKILLed at several points of an
+//! upload that talks to the fake OpenAI server, restarted on the same redb
+//! file, and must finish the upload with every conversation analysed once
+//! and at most `concurrency` calls repeated per kill.
+
+#[path = "../../examples/support/synth.rs"]
+mod synth;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_openai::{FakeConfig, FakeServer, Latency};
+use serde_json::Value;
+
+const CONCURRENCY: u64 = 8;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(db: &Path, fake: &FakeServer) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--analyzer",
+            "openai",
+        ])
+        .env("POWERPULSE_DB", db)
+        .env("OPENAI_API_KEY", "sk-crash-test")
+        .env("OPENAI_BASE_URL", fake.base_url())
+        .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+impl Server {
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn progress(c: &reqwest::Client, s: &Server, id: &str) -> Value {
+    c.get(format!("{}/api/progress/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_for(
+    c: &reqwest::Client,
+    s: &Server,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = progress(c, s, id).await;
+        if until(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "timed out: {p}");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+fn export(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let path = dir.join("crash.csv");
+    synth::write_csv(
+        &synth::generate(n, seed),
+        std::fs::File::create(&path).unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+/// Where in the upload the process dies.
+#[derive(Clone, Copy, Debug)]
+enum KillAt {
+    /// Right after the upload is accepted: parsing or just after.
+    Accepted,
+    /// Once this many conversations are analysed.
+    Analyzed(u64),
+}
+
+async fn crash_and_recover(kills: &[KillAt]) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.redb");
+    let fake = FakeServer::start(FakeConfig {
+        latency: Latency::Uniform {
+            min: Duration::from_millis(20),
+            max: Duration::from_millis(60),
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let c = client();
+    let file = export(dir.path(), 300, 77);
+    let mut server = start(&db, &fake);
+    let r = c
+        .post(format!("{}/api/upload?filename=crash.csv", server.base))
+        .body(std::fs::read(&file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for kill in kills {
+        if let KillAt::Analyzed(n) = kill {
+            wait_for(&c, &server, &id, |p| {
+                p["analyzed"].as_u64().unwrap_or(0) >= *n
+            })
+            .await;
+        }
+        server.kill();
+        server = start(&db, &fake);
+    }
+    let done = wait_for(&c, &server, &id, |p| p["stage"] == "completed").await;
+
+    let total = done["total_conversations"].as_u64().unwrap();
+    assert_eq!(total, 300, "{done}");
+    assert_eq!(done["processed"], total, "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    let rows = c
+        .get(format!(
+            "{}/api/uploads/{id}/export?format=jsonl",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, total, "one row per conversation");
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["conversation_id"].as_str().unwrap())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, total, "exactly one outcome each");
+    let analyzed = rows.iter().filter(|r| r["status"] == "analyzed").count() as u64;
+    let skipped = rows
+        .iter()
+        .filter(|r| r["status"] == "skipped_already_processed")
+        .count() as u64;
+    assert_eq!(analyzed + skipped, total);
+    assert_eq!(
+        done["analyzed"].as_u64().unwrap(),
+        analyzed,
+        "progress agrees with the export"
+    );
+    assert_eq!(done["skipped"].as_u64().unwrap(), skipped);
+
+    let stats = fake.stats();
+    let repeated = stats.succeeded - stats.distinct_conversations_answered;
+    assert!(
+        repeated <= CONCURRENCY * kills.len() as u64,
+        "{repeated} calls repeated over {} kills (bound {CONCURRENCY} each): {stats:?}",
+        kills.len()
+    );
+    assert_eq!(stats.distinct_conversations_answered, analyzed);
+
+    // Uploading the same file again costs nothing.
+    let before = fake.stats().requests;
+    let r = c
+        .post(format!(
+            "{}/api/upload?filename=again.csv&wait=true",
+            server.base
+        ))
+        .body(std::fs::read(&file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["skipped_already_processed"], total, "{again}");
+    assert_eq!(
+        fake.stats().requests,
+        before,
+        "zero LLM calls for a re-upload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_parsing_early_and_late_it_still_finishes_once() {
+    crash_and_recover(&[
+        KillAt::Accepted,
+        KillAt::Analyzed(30),
+        KillAt::Analyzed(220),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_repeatedly_mid_analysis() {
+    crash_and_recover(&[
+        KillAt::Analyzed(60),
+        KillAt::Analyzed(120),
+        KillAt::Analyzed(180),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_resume_finishes_an_interrupted_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.redb");
+    let fake = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(40)),
+        ..Default::default()
+    })
+    .unwrap();
+    let file = export(dir.path(), 200, 5);
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_powerpulse"));
+        command
+            .args(args)
+            .env("POWERPULSE_DB", &db)
+            .env("OPENAI_API_KEY", "sk-crash-test")
+            .env("OPENAI_BASE_URL", fake.base_url())
+            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
+            .current_dir(dir.path());
+        command
+    };
+    let mut child = run(&["analyze", file.to_str().unwrap(), "--analyzer", "openai"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.stats().succeeded < 50 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let listing = run(&["uploads", "--json"]).output().unwrap();
+    let uploads: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let upload = &uploads[0];
+    assert_eq!(upload["status"], "analyzing", "{upload}");
+    let id = upload["id"].as_str().unwrap().to_string();
+    let text = String::from_utf8(run(&["uploads"]).output().unwrap().stdout).unwrap();
+    assert!(text.contains(&format!("--resume {id}")), "{text}");
+
+    let out = run(&["analyze", "--resume", &id, "--json", "--analyzer", "openai"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["status"], "completed");
+    let total = s["conversations_processed"].as_u64().unwrap();
+    assert_eq!(
+        s["analyzed"].as_u64().unwrap() + s["skipped_already_processed"].as_u64().unwrap(),
+        total,
+        "{s}"
+    );
+    let stats = fake.stats();
+    assert!(
+        stats.succeeded - stats.distinct_conversations_answered <= CONCURRENCY,
+        "{stats:?}"
+    );
+
+    // A completed upload is not resumed again.
+    let out = run(&["analyze", "--resume", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already completed"));
+}
