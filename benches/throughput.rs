@@ -153,7 +153,7 @@ fn lexicon_throughput(c: &mut Criterion) {
 
 fn store_throughput(c: &mut Criterion) {
     use powerpulse::model::ConversationStatus;
-    use powerpulse::store::actor::{Flush, SaveOutcome, StoreActor};
+    use powerpulse::store::actor::{Flush, SaveOutcome, SaveOutcomes, StoreActor};
     use powerpulse::store::{ConversationRecord, ConversationResult, Store};
 
     let convs = conversations(2_000);
@@ -187,6 +187,27 @@ fn store_throughput(c: &mut Criterion) {
                         .await
                         .unwrap()
                         .unwrap();
+                }
+                actor.send(Flush).await.unwrap().unwrap();
+            })
+        })
+    });
+    let result = |upload_id, conv: &Conversation, analysis: &powerpulse::model::Analysis| {
+        ConversationResult {
+            upload_id,
+            conversation_id: conv.id.clone(),
+            record: ConversationRecord::describe(conv, ConversationStatus::Analyzed),
+            analysis: Some(analysis.clone()),
+            content_key: Some(*blake3::hash(conv.id.as_bytes()).as_bytes()),
+        }
+    };
+    group.bench_function("save_outcome_batches_of_256", |b| {
+        b.iter(|| {
+            system.block_on(async {
+                let upload_id = uuid::Uuid::new_v4();
+                for chunk in analyses.chunks(256) {
+                    let batch = chunk.iter().map(|(c, a)| result(upload_id, c, a)).collect();
+                    actor.send(SaveOutcomes(batch)).await.unwrap().unwrap();
                 }
                 actor.send(Flush).await.unwrap().unwrap();
             })

@@ -108,6 +108,17 @@ impl From<FormatArg> for ExportFormat {
     }
 }
 
+/// Whether an error is a closed stdout (`powerpulse export | head`), which is
+/// the reader's choice, not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe")
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     powerpulse::telemetry::init(match cli.command {
@@ -116,6 +127,7 @@ fn main() -> ExitCode {
     });
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

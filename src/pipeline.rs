@@ -417,9 +417,7 @@ impl Pipeline {
     ) -> Result<(), AnalyzeStop> {
         let window = self.pool.size() + self.batch_size;
         let mut in_flight = FuturesUnordered::new();
-        // Conversations whose content is already in flight in this upload:
-        // they wait for the first one's analysis instead of paying twice.
-        let mut twins: HashMap<[u8; 32], Vec<Conversation>> = HashMap::new();
+        let mut twins = Twins::default();
         let mut after: Option<String> = None;
         let mut stop: Option<AnalyzeStop> = None;
 
@@ -448,17 +446,17 @@ impl Pipeline {
                 if done {
                     continue;
                 }
-                if let Some(analysis) = cached {
+                if let Some(analysis) = cached.or_else(|| twins.recent.get(&key).cloned()) {
                     let skipped = Stored::Skipped(analysis);
                     self.record(upload_id, tally, &conversation, skipped, None)
                         .await?;
                     continue;
                 }
-                if let Some(waiting) = twins.get_mut(&key) {
+                if let Some(waiting) = twins.in_flight.get_mut(&key) {
                     waiting.push(conversation);
                     continue;
                 }
-                twins.insert(key, Vec::new());
+                twins.in_flight.insert(key, Vec::new());
                 while in_flight.len() >= window {
                     let Some(finished) = in_flight.next().await else {
                         break;
@@ -528,12 +526,13 @@ impl Pipeline {
         upload_id: Uuid,
         tally: &mut Tally,
         (conversation, key, outcome, lease): Finished,
-        twins: &mut HashMap<[u8; 32], Vec<Conversation>>,
+        twins: &mut Twins,
     ) -> Result<(), AnalyzeStop> {
         tally.llm.add(&outcome.usage);
-        let waiting = twins.remove(&key).unwrap_or_default();
+        let waiting = twins.in_flight.remove(&key).unwrap_or_default();
         match outcome.result {
             Ok(analysis) => {
+                twins.remember(key, &analysis);
                 for twin in &waiting {
                     let skipped = Stored::Skipped(analysis.clone());
                     self.record(upload_id, tally, twin, skipped, None).await?;
@@ -657,6 +656,30 @@ enum Stored {
         reason: String,
         usage: LlmUsage,
     },
+}
+
+/// Identical conversations within one upload: they wait for the first one's
+/// analysis instead of paying twice.
+#[derive(Default)]
+struct Twins {
+    /// Content in flight → conversations waiting for its analysis.
+    in_flight: HashMap<[u8; 32], Vec<Conversation>>,
+    /// Analyses finished here but perhaps not yet committed to the
+    /// processed-content index (which only shows committed rows).
+    recent: HashMap<[u8; 32], Analysis>,
+}
+
+/// Recent analyses kept; older ones are long committed (a batch commits
+/// within `storage.flush_ms`), so the store answers for them.
+const RECENT_ANALYSES: usize = 4096;
+
+impl Twins {
+    fn remember(&mut self, key: [u8; 32], analysis: &Analysis) {
+        if self.recent.len() >= RECENT_ANALYSES {
+            self.recent.clear();
+        }
+        self.recent.insert(key, analysis.clone());
+    }
 }
 
 /// What a dispatched call gives back: the conversation, its content key, the

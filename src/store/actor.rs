@@ -44,6 +44,12 @@ pub struct AppendMessages {
 #[rtype(result = "StoreResult<Durable>")]
 pub struct SaveOutcome(pub ConversationResult);
 
+/// Several outcomes at once (a caller that has them together saves a
+/// message per outcome). Answered with one `Durable` for all of them.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Durable>")]
+pub struct SaveOutcomes(pub Vec<ConversationResult>);
+
 /// Resolves when an outcome is on disk (or its commit failed).
 pub type Durable = oneshot::Receiver<StoreResult<()>>;
 
@@ -184,11 +190,29 @@ impl Handler<AppendMessages> for StoreActor {
 impl Handler<SaveOutcome> for StoreActor {
     type Result = StoreResult<Durable>;
     fn handle(&mut self, msg: SaveOutcome, ctx: &mut Self::Context) -> Self::Result {
+        self.buffer(vec![msg.0], ctx)
+    }
+}
+
+impl Handler<SaveOutcomes> for StoreActor {
+    type Result = StoreResult<Durable>;
+    fn handle(&mut self, msg: SaveOutcomes, ctx: &mut Self::Context) -> Self::Result {
+        self.buffer(msg.0, ctx)
+    }
+}
+
+impl StoreActor {
+    /// Buffers outcomes; commits when the batch is full, or arms the timer.
+    fn buffer(
+        &mut self,
+        outcomes: Vec<ConversationResult>,
+        ctx: &mut Context<Self>,
+    ) -> StoreResult<Durable> {
         if let Some(e) = &self.failure {
             return Err(e.clone());
         }
         let (tx, durable) = oneshot::channel();
-        self.pending.push(msg.0);
+        self.pending.extend(outcomes);
         self.waiting.push(tx);
         if self.pending.len() >= self.batch_size {
             self.commit(ctx, None)?;

@@ -23,6 +23,9 @@ use crate::analyze::LlmUsage;
 use crate::model::{Analysis, Conversation, ConversationStatus, Message, SentimentLabel, Stage};
 use tables::{ReadTables, Tables, UploadKey};
 
+/// redb page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Layout version written into every new file; a file with a higher one is refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -319,7 +322,12 @@ impl Store {
                 message: format!("cannot create directory {}: {e}", parent.display()),
             })?;
         }
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        // redb's default page cache is 1 GiB; ours holds the hot pages of an
+        // upload's batches and reads, and keeps memory predictable.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
         let store = Store {
             db: Arc::new(db),
             path,

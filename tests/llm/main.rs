@@ -268,3 +268,49 @@ fn cancelling_stops_llm_traffic_within_a_second_and_keeps_results() {
         engine.shutdown().await;
     });
 }
+
+#[test]
+fn repeated_content_within_an_upload_is_paid_for_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(15)),
+        ..Default::default()
+    })
+    .unwrap();
+    // 200 conversations, only 10 distinct contents, spread over the file.
+    let mut csv = String::from("conversation_id,sender,message\n");
+    for i in 0..200 {
+        let topic = i % 10;
+        csv.push_str(&format!(
+            "c{i:03},customer,My meter {topic} is broken again\n"
+        ));
+        csv.push_str(&format!("c{i:03},agent,Sorry about meter {topic}\n"));
+    }
+    let file = dir.path().join("dups.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+        .args([
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ])
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", server.base_url())
+        .env("POWERPULSE_DB", dir.path().join("dups.redb"))
+        .env("POWERPULSE__ANALYZER__CONCURRENCY", "4")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["analyzed"], 10, "{s}");
+    assert_eq!(s["skipped_already_processed"], 190);
+    let stats = server.stats();
+    assert_eq!(stats.requests, 10, "{stats:?}");
+    assert_eq!(stats.conversations_answered_more_than_once, 0);
+}

@@ -80,6 +80,11 @@ pub struct Limits {
     max_request_tokens: u32,
     /// No request leaves before this instant (set by 429s and exhausted quotas).
     pause_until: Mutex<Option<Instant>>,
+    /// Callers wait on the limiters one at a time, in arrival order. Hundreds
+    /// of callers polling a limiter at once wake together, all but one lose,
+    /// and the timer slack of each round loses throughput; a queue in front
+    /// keeps the pace exact (GCRA does not accumulate a late wake-up).
+    gate: tokio::sync::Mutex<()>,
 }
 
 fn initial(setting: RateSetting, auto_start: u32) -> (Option<u32>, LimitSource) {
@@ -100,6 +105,7 @@ impl Limits {
             auto_tokens: tpm == RateSetting::Auto,
             max_request_tokens,
             pause_until: Mutex::new(None),
+            gate: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -118,6 +124,7 @@ impl Limits {
     /// of `tokens` rate-limit tokens.
     pub async fn acquire(&self, tokens: u32) {
         self.wait_pause().await;
+        let _turn = self.gate.lock().await;
         let requests = self
             .requests
             .read()
