@@ -42,11 +42,22 @@ pub struct LlmUsage {
     pub rate_limited: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// `prompt_tokens + completion_tokens` (kept for API clients that want one number).
+    #[serde(default)]
+    pub tokens: u64,
     pub cost_usd: f64,
 }
 
 impl LlmUsage {
+    /// Adds the tokens one reply was billed for.
+    pub fn bill(&mut self, prompt: u64, completion: u64) {
+        self.prompt_tokens += prompt;
+        self.completion_tokens += completion;
+        self.tokens += prompt + completion;
+    }
+
     pub fn add(&mut self, other: &LlmUsage) {
+        self.tokens += other.tokens;
         self.requests += other.requests;
         self.retries += other.retries;
         self.rate_limited += other.rate_limited;

@@ -85,6 +85,7 @@ async fn sse_streams_ordered_progress_ending_in_the_final_state() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["stage"], "completed");
     assert!(last["llm"]["requests"].as_u64().unwrap() > 0);
+    assert!(last["llm"]["tokens"].as_u64().unwrap() > 0, "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,3 +319,123 @@ async fn cli_resume_finishes_an_interrupted_analysis() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already completed"));
 }
+
+/// Runs `powerpulse` with a database path; answers (exit code, stderr).
+fn powerpulse(db: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+        .args(args)
+        .env("POWERPULSE_DB", db)
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A full disk mid-upload is a clear error, and the database keeps what it
+/// had. Needs root to mount a tiny tmpfs (CI runs as root).
+#[test]
+fn a_full_disk_is_a_clear_error_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+            .arg(&mount)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let db = mount.join("full.redb");
+    let small = dir.path().join("small.csv");
+    synth::write_csv(
+        &synth::generate(20, 1),
+        std::fs::File::create(&small).unwrap(),
+    )
+    .unwrap();
+    let (code, err) = powerpulse(&db, &["analyze", small.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let big = dir.path().join("big.csv");
+    synth::write_csv(
+        &synth::generate(6_000, 2),
+        std::fs::File::create(&big).unwrap(),
+    )
+    .unwrap();
+    let (code, err) = powerpulse(&db, &["analyze", big.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // The first upload is intact and the file opens.
+    let store = powerpulse::store::Store::open(&db).expect("the database still opens");
+    let uploads = store.uploads().unwrap();
+    let first = uploads.iter().find(|u| u.filename == "small.csv").unwrap();
+    assert_eq!(first.status, powerpulse::model::Stage::Completed);
+    assert_eq!(store.summary(first.id).unwrap().analyzed, 20);
+}
+
+/// A database file the process may not write is refused at start, untouched.
+#[test]
+fn a_read_only_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ro.redb");
+    let sample = dir.path().join("s.csv");
+    synth::write_csv(
+        &synth::generate(5, 3),
+        std::fs::File::create(&sample).unwrap(),
+    )
+    .unwrap();
+    let (code, err) = powerpulse(&db, &["analyze", sample.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let before = std::fs::read(&db).unwrap();
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Root may write anything: run as `nobody` then.
+    let mut command = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_powerpulse"),
+        ]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+    };
+    let out = command
+        .args(["analyze", sample.to_str().unwrap()])
+        .env("POWERPULSE_DB", &db)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    assert!(err.contains("ro.redb"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
+}

@@ -239,8 +239,7 @@ impl OpenAiAnalyzer {
                         .map_or(parsed.content_chars.div_ceil(4) as u64, |u| {
                             u.completion_tokens
                         });
-                    usage.prompt_tokens += prompt;
-                    usage.completion_tokens += completion;
+                    usage.bill(prompt, completion);
                     match parsed.analysis {
                         Ok(analysis) => break Ok(analysis),
                         Err(e) => e.to_string(),
