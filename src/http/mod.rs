@@ -1,6 +1,6 @@
 //! The HTTP control endpoint (`powerpulse serve`): uploads, live progress
-//! (polling and SSE), cancel, results, summaries, exports, health, metrics
-//! and an OpenAPI document.
+//! (polling and SSE), cancel, results, summaries, exports, health, metrics,
+//! an OpenAPI document, and the dashboard page at `/`.
 //!
 //! Handlers talk to the engine's actors only (never to redb). Errors become
 //! `{"error", "detail"}` JSON in one place ([`error::HttpError`]).
@@ -8,6 +8,7 @@
 //! stops accepting, lets in-flight requests finish, and shuts the engine
 //! down so running uploads reach the store.
 
+mod dashboard;
 pub mod error;
 pub mod metrics;
 mod openapi;
@@ -117,6 +118,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .service(routes::health)
+            .service(dashboard::index)
+            .service(dashboard::asset)
             .service(
                 web::scope("")
                     .wrap(from_fn(require_token))

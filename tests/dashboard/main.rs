@@ -1,0 +1,399 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium` and
+//! `chromedriver`, driven over WebDriver with fantoccini): upload through
+//! the page, watch the bar reach 100%, read counts and a chart, open a
+//! transcript, cancel a slow upload against the fake LLM server. Screenshots
+//! land in `target/dashboard-screenshots/` (not committed).
+
+#[path = "../../examples/support/synth.rs"]
+mod synth;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_openai::{FakeConfig, FakeServer, Latency};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `powerpulse serve` on a free port; answers its base URL.
+fn serve(db: &Path, extra_env: &[(&str, String)]) -> (Process, String) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_powerpulse"));
+    command
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("POWERPULSE_DB", db)
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let child = Process(command.spawn().unwrap());
+    wait_for_port(port);
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn browser(profile: &Path) -> (Process, Client) {
+    let port = free_port();
+    let driver = Process(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000",
+                     format!("--user-data-dir={}", profile.display())]
+        }
+    });
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromedriver session");
+    (driver, client)
+}
+
+/// Evaluates `script` until it returns a truthy value.
+async fn until(c: &Client, script: &str, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap();
+        if !(v.is_null() || v == false || v == "" || v == 0) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(name), png).unwrap();
+}
+
+fn chromium_available() -> bool {
+    let ok = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    ok("chromedriver") && Path::new("/usr/bin/chromium").exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_real_browser() {
+    if !chromium_available() {
+        // CI installs them (.ci/run); elsewhere say so loudly.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromedriver are required in CI"
+        );
+        eprintln!(
+            "SKIPPED: install Debian's chromium and chromium-driver to run the dashboard test"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = serve(&dir.path().join("dash.redb"), &[]);
+    let (_driver, c) = browser(&dir.path().join("profile")).await;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample_export.csv");
+
+    // Upload through the file picker; the live bar reaches 100%.
+    c.goto(&base).await.unwrap();
+    c.find(Locator::Css("#file-input"))
+        .await
+        .unwrap()
+        .send_keys(sample.to_str().unwrap())
+        .await
+        .unwrap();
+    until(
+        &c,
+        "const p = document.querySelector('[data-upload] progress'); return p && p.value === 100",
+        "the bar to reach 100%",
+    )
+    .await;
+    until(
+        &c,
+        "return document.querySelector('[data-upload] .stage').textContent === 'completed'",
+        "completed",
+    )
+    .await;
+    let conversations = c
+        .find(Locator::Css("[data-upload] [data-stat='conversations'] b"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(conversations, "200");
+    let filtered = c
+        .find(Locator::Css(
+            "[data-upload] [data-stat='autoresponses filtered'] b",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(filtered.parse::<u32>().unwrap() > 0);
+    shot(&c, "1-upload-complete.png").await;
+
+    // Past uploads → details with charts.
+    until(
+        &c,
+        "return document.querySelectorAll('#uploads tbody tr').length",
+        "the uploads list",
+    )
+    .await;
+    c.find(Locator::Css("#uploads tbody tr"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return document.querySelectorAll('#chart-sentiment svg rect').length === 3",
+        "the sentiment chart",
+    )
+    .await;
+    let label = c
+        .find(Locator::Css("#chart-sentiment svg"))
+        .await
+        .unwrap()
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        label.contains("positive:") && label.contains("negative:"),
+        "{label}"
+    );
+    until(
+        &c,
+        "return document.querySelectorAll('#chart-satisfaction svg rect').length === 5",
+        "the satisfaction histogram",
+    )
+    .await;
+    until(
+        &c,
+        "return document.querySelector('#chart-time svg path')",
+        "sentiment over time",
+    )
+    .await;
+    until(
+        &c,
+        "return document.querySelectorAll('#conversations tbody tr').length === 25",
+        "the first page",
+    )
+    .await;
+    shot(&c, "2-details.png").await;
+
+    // Filters and paging.
+    c.execute(
+        "const s = document.querySelector('#filters [name=sentiment]'); s.value = 'negative'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "const cells = [...document.querySelectorAll('#conversations tbody td:nth-child(2)')]; return cells.length > 0 && cells.every(td => td.textContent.startsWith('negative'))",
+        "the negative filter",
+    )
+    .await;
+
+    // A transcript with its autoresponses greyed and labelled.
+    c.execute(
+        "const s = document.querySelector('#filters [name=sentiment]'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "return document.querySelectorAll('#conversations tbody tr').length === 25",
+        "the unfiltered page",
+    )
+    .await;
+    let rows = c
+        .find_all(Locator::Css("#conversations tbody tr"))
+        .await
+        .unwrap();
+    let mut opened_autoresponse = false;
+    for row in rows.iter().take(10) {
+        row.click().await.unwrap();
+        until(
+            &c,
+            "return document.querySelectorAll('#transcript .msg').length",
+            "a transcript",
+        )
+        .await;
+        let auto: Value = c
+            .execute(
+                "return document.querySelectorAll('#transcript .msg.autoresponse').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if auto.as_u64().unwrap_or(0) > 0 {
+            let text = c
+                .find(Locator::Css("#transcript .msg.autoresponse .who"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(text.contains("autoresponse"), "{text}");
+            opened_autoresponse = true;
+            break;
+        }
+    }
+    assert!(
+        opened_autoresponse,
+        "one of the first conversations has a bot greeting"
+    );
+    let analysis = c
+        .find(Locator::Css("#transcript .analysis"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(analysis.contains("satisfaction"), "{analysis}");
+    shot(&c, "3-transcript.png").await;
+
+    // Phone width: usable, no sideways scrolling of the page.
+    c.set_window_size(390, 844).await.unwrap();
+    let fits: Value = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, true, "the page fits a phone screen");
+    shot(&c, "4-phone.png").await;
+    c.set_window_size(1400, 1000).await.unwrap();
+
+    // A bad file gets a clear message.
+    let bad = dir.path().join("broken.xlsx");
+    std::fs::write(&bad, "not a workbook").unwrap();
+    c.find(Locator::Css("#file-input"))
+        .await
+        .unwrap()
+        .send_keys(bad.to_str().unwrap())
+        .await
+        .unwrap();
+    let message = until(
+        &c,
+        "const e = document.querySelector('#error'); return !e.hidden && e.textContent",
+        "an error message",
+    )
+    .await;
+    assert!(message.as_str().unwrap().contains("XLSX"), "{message}");
+
+    // Cancel a slow upload against the fake LLM server.
+    let fake = FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(250)),
+        ..Default::default()
+    })
+    .unwrap();
+    let (_llm_server, llm_base) = serve(
+        &dir.path().join("llm.redb"),
+        &[
+            ("OPENAI_API_KEY", "sk-dashboard".to_string()),
+            ("OPENAI_BASE_URL", fake.base_url()),
+            ("POWERPULSE__ANALYZER__CONCURRENCY", "2".to_string()),
+        ],
+    );
+    let slow = dir.path().join("slow.csv");
+    synth::write_csv(
+        &synth::generate(300, 8),
+        std::fs::File::create(&slow).unwrap(),
+    )
+    .unwrap();
+    c.goto(&llm_base).await.unwrap();
+    c.find(Locator::Css("#file-input"))
+        .await
+        .unwrap()
+        .send_keys(slow.to_str().unwrap())
+        .await
+        .unwrap();
+    until(
+        &c,
+        "const p = document.querySelector('[data-upload] progress'); return p && p.value > 0",
+        "analysis to start",
+    )
+    .await;
+    let requests = c
+        .find(Locator::Css("[data-upload] [data-stat='LLM requests'] b"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(requests.replace(',', "").parse::<u64>().unwrap() > 0);
+    c.find(Locator::Css("[data-upload] .cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return document.querySelector('[data-upload] .stage').textContent === 'cancelled'",
+        "cancelled",
+    )
+    .await;
+    shot(&c, "5-cancelled.png").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = fake.stats().requests;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.stats().requests, after, "LLM traffic stopped");
+    assert!(after < 300);
+
+    c.close().await.unwrap();
+}
