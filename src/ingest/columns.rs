@@ -36,6 +36,19 @@ impl Column {
         }
     }
 
+    /// The accepted headers as users write them, for error messages.
+    pub fn display_aliases(self) -> &'static str {
+        match self {
+            Column::ConversationId => {
+                "conversation_id, chat_id, chat, conversation, thread_id, ticket_id, session_id"
+            }
+            Column::Sender => "sender, sender_type, role, author_type, from, direction",
+            Column::Text => "message, text, body, content",
+            Column::Timestamp => "timestamp, time, sent_at, created_at, date",
+            Column::SenderName => "sender_name, author, name",
+        }
+    }
+
     pub fn required(self) -> bool {
         matches!(self, Column::ConversationId | Column::Sender | Column::Text)
     }

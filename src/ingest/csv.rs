@@ -61,11 +61,7 @@ impl CsvSource {
             .iter()
             .map(|h| String::from_utf8_lossy(h).trim().to_string())
             .collect();
-        let map = ColumnMap::find(&headers, &opts.columns);
-        if let Some(column) = map.missing() {
-            return Err(missing_column(file, column, &headers));
-        }
-        builder.name_fields(&headers, &map);
+        let map = builder.header_row(file, &headers, &opts.columns)?;
         Ok(Self {
             file: file.to_string(),
             reader,
@@ -73,36 +69,6 @@ impl CsvSource {
             map,
         })
     }
-}
-
-pub(super) fn missing_column(file: &str, column: Column, headers: &[String]) -> IngestError {
-    IngestError::MissingColumn {
-        file: file.to_string(),
-        column,
-        aliases: column_aliases(column),
-        found: if headers.iter().all(|h| h.is_empty()) {
-            "none".to_string()
-        } else {
-            headers
-                .iter()
-                .map(|h| format!("\"{h}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-    }
-}
-
-fn column_aliases(column: Column) -> String {
-    match column {
-        Column::ConversationId => {
-            "conversation_id, chat_id, chat, conversation, thread_id, ticket_id, session_id"
-        }
-        Column::Sender => "sender, sender_type, role, author_type, from, direction",
-        Column::Text => "message, text, body, content",
-        Column::Timestamp => "timestamp, time, sent_at, created_at, date",
-        Column::SenderName => "sender_name, author, name",
-    }
-    .to_string()
 }
 
 fn csv_error(file: &str, e: csv::Error) -> IngestError {

@@ -18,7 +18,6 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::columns::{Column, ColumnMap, is_nested_id, normalize};
-use super::csv::missing_column;
 use super::text::TextReader;
 use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source, Warning};
 use crate::config::ColumnOverrides;
@@ -136,7 +135,7 @@ impl ObjectRows {
                 .missing()
                 .filter(|c| !(conversation_id.is_some() && *c == Column::ConversationId));
             if let Some(column) = missing {
-                return Err(missing_column(&self.file, column, &keys));
+                return Err(IngestError::missing_column(&self.file, column, &keys));
             }
             builder.name_fields(&keys, &map);
         }

@@ -104,6 +104,24 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// No header names one of the required columns.
+    fn missing_column(file: &str, column: Column, headers: &[String]) -> IngestError {
+        IngestError::MissingColumn {
+            file: file.to_string(),
+            column,
+            aliases: column.display_aliases().to_string(),
+            found: if headers.iter().all(|h| h.is_empty()) {
+                "none".to_string()
+            } else {
+                headers
+                    .iter()
+                    .map(|h| format!("\"{h}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }
+    }
+
     /// Whether the file's format (rather than its content) is the problem.
     pub fn is_unsupported_format(&self) -> bool {
         matches!(self, IngestError::UnsupportedFormat { .. })
@@ -186,6 +204,22 @@ impl RowBuilder {
                 self.field_names[i] = h.clone();
             }
         }
+    }
+
+    /// Maps a header row, refusing one without the required columns, and
+    /// remembers the header names for warnings.
+    fn header_row(
+        &mut self,
+        file: &str,
+        headers: &[String],
+        overrides: &ColumnOverrides,
+    ) -> Result<ColumnMap, IngestError> {
+        let map = ColumnMap::find(headers, overrides);
+        if let Some(column) = map.missing() {
+            return Err(IngestError::missing_column(file, column, headers));
+        }
+        self.name_fields(headers, &map);
+        Ok(map)
     }
 
     fn field_name(&self, column: Column) -> &str {

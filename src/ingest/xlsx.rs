@@ -8,7 +8,6 @@ use std::path::Path;
 use calamine::{Data, Reader, Xlsx};
 
 use super::columns::{Column, ColumnMap};
-use super::csv::missing_column;
 use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source};
 
 pub(super) struct XlsxSource {
@@ -73,11 +72,7 @@ impl XlsxSource {
             .into_iter()
             .map(|h| h.unwrap_or_default().trim().to_string())
             .collect();
-        let map = ColumnMap::find(&headers, &opts.columns);
-        if let Some(column) = map.missing() {
-            return Err(missing_column(file, column, &headers));
-        }
-        builder.name_fields(&headers, &map);
+        let map = builder.header_row(file, &headers, &opts.columns)?;
         Ok(Self {
             rows: rows.collect::<Vec<_>>().into_iter(),
             map,

@@ -107,6 +107,22 @@ async fn until(c: &Client, script: &str, what: &str) -> Value {
     }
 }
 
+/// Picks `path` in the page's file input, which starts an upload.
+async fn choose_file(c: &Client, path: &str) {
+    let input = c.find(Locator::Css("#file-input")).await.unwrap();
+    input.send_keys(path).await.unwrap();
+}
+
+/// The text of the first element matching `css`.
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(screenshots().join(name), png).unwrap();
@@ -142,12 +158,7 @@ async fn the_dashboard_works_in_a_real_browser() {
 
     // Upload through the file picker; the live bar reaches 100%.
     c.goto(&base).await.unwrap();
-    c.find(Locator::Css("#file-input"))
-        .await
-        .unwrap()
-        .send_keys(sample.to_str().unwrap())
-        .await
-        .unwrap();
+    choose_file(&c, sample.to_str().unwrap()).await;
     until(
         &c,
         "const p = document.querySelector('[data-upload] progress'); return p && p.value === 100",
@@ -160,13 +171,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         "completed",
     )
     .await;
-    let conversations = c
-        .find(Locator::Css("[data-upload] [data-stat='conversations'] b"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let conversations = text(&c, "[data-upload] [data-stat='conversations'] b").await;
     assert_eq!(conversations, "200");
     let filtered = c
         .find(Locator::Css(
@@ -279,13 +284,7 @@ async fn the_dashboard_works_in_a_real_browser() {
             .await
             .unwrap();
         if auto.as_u64().unwrap_or(0) > 0 {
-            let text = c
-                .find(Locator::Css("#transcript .msg.autoresponse .who"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = text(&c, "#transcript .msg.autoresponse .who").await;
             assert!(text.contains("autoresponse"), "{text}");
             opened_autoresponse = true;
             break;
@@ -295,13 +294,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         opened_autoresponse,
         "one of the first conversations has a bot greeting"
     );
-    let analysis = c
-        .find(Locator::Css("#transcript .analysis"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let analysis = text(&c, "#transcript .analysis").await;
     assert!(analysis.contains("satisfaction"), "{analysis}");
     shot(&c, "3-transcript.png").await;
 
@@ -321,12 +314,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     // A bad file gets a clear message.
     let bad = dir.path().join("broken.xlsx");
     std::fs::write(&bad, "not a workbook").unwrap();
-    c.find(Locator::Css("#file-input"))
-        .await
-        .unwrap()
-        .send_keys(bad.to_str().unwrap())
-        .await
-        .unwrap();
+    choose_file(&c, bad.to_str().unwrap()).await;
     let message = until(
         &c,
         "const e = document.querySelector('#error'); return !e.hidden && e.textContent",
@@ -356,25 +344,14 @@ async fn the_dashboard_works_in_a_real_browser() {
     )
     .unwrap();
     c.goto(&llm_base).await.unwrap();
-    c.find(Locator::Css("#file-input"))
-        .await
-        .unwrap()
-        .send_keys(slow.to_str().unwrap())
-        .await
-        .unwrap();
+    choose_file(&c, slow.to_str().unwrap()).await;
     until(
         &c,
         "const p = document.querySelector('[data-upload] progress'); return p && p.value > 0",
         "analysis to start",
     )
     .await;
-    let requests = c
-        .find(Locator::Css("[data-upload] [data-stat='LLM requests'] b"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let requests = text(&c, "[data-upload] [data-stat='LLM requests'] b").await;
     assert!(requests.replace(',', "").parse::<u64>().unwrap() > 0);
     c.find(Locator::Css("[data-upload] .cancel"))
         .await
