@@ -46,6 +46,7 @@ impl Engine {
             settings.storage.batch_size,
             Duration::from_millis(settings.storage.flush_ms),
         )
+        .commit_when_awaited(settings.analyzer.concurrency)
         .start_dedicated();
         let reader = StoreReader::start(store.clone(), READER_THREADS);
         let progress = ProgressActor::default().start();

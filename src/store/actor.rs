@@ -4,7 +4,8 @@
 //! `StoreActor` runs alone on its own arbiter (a dedicated OS thread), so its
 //! blocking commits never stall another actor. Outcomes are buffered and
 //! committed together: every `storage.batch_size` outcomes or `storage.flush_ms`
-//! after the first unflushed one, whichever comes first. Every other write
+//! after the first unflushed one, whichever comes first — or at once when as
+//! many senders wait on durability as the analyzer pool has actors. Every other write
 //! (upload records, message batches, deletes) first commits what is buffered,
 //! so writes reach the file in the order they were sent.
 
@@ -87,6 +88,10 @@ pub struct StoreActor {
     /// Told when `pending` is committed, one per buffered outcome.
     waiting: Vec<oneshot::Sender<StoreResult<()>>>,
     batch_size: usize,
+    /// Commit as soon as this many outcomes are awaited by their senders:
+    /// the analyzer pool's size, since a paid call keeps its actor until its
+    /// outcome is on disk, so that many waiting means the pool is stalled.
+    commit_when_awaited: usize,
     flush_after: Duration,
     flush_timer: Option<SpawnHandle>,
     /// The error of the last failed commit, reported to senders until a commit succeeds.
@@ -103,10 +108,17 @@ impl StoreActor {
             pending: Vec::with_capacity(batch_size),
             waiting: Vec::with_capacity(batch_size),
             batch_size: batch_size.max(1),
+            commit_when_awaited: usize::MAX,
             flush_after,
             flush_timer: None,
             failure: None,
         }
+    }
+
+    /// Commits early once `n` senders wait on their outcomes' durability.
+    pub fn commit_when_awaited(mut self, n: usize) -> Self {
+        self.commit_when_awaited = n.max(1);
+        self
     }
 
     /// Starts the actor on a dedicated arbiter thread.
@@ -214,7 +226,9 @@ impl StoreActor {
         let (tx, durable) = oneshot::channel();
         self.pending.extend(outcomes);
         self.waiting.push(tx);
-        if self.pending.len() >= self.batch_size {
+        // A dropped `Durable` is nobody waiting.
+        let awaited = self.waiting.iter().filter(|w| !w.is_closed()).count();
+        if self.pending.len() >= self.batch_size || awaited >= self.commit_when_awaited {
             self.commit(ctx, None)?;
             return Ok(durable);
         }
