@@ -376,3 +376,74 @@ query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.
     GetTally { upload_id: Uuid } -> OutcomeTally = |s, m| s.tally(m.upload_id)
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationStatus, Message, Role};
+    use crate::store::ConversationRecord;
+
+    fn outcome(upload_id: Uuid, id: &str) -> ConversationResult {
+        let conversation = Conversation {
+            id: id.into(),
+            messages: vec![Message {
+                role: Role::Customer,
+                text: "hi".into(),
+                timestamp: None,
+                time_ms: None,
+                sender_name: None,
+                autoresponse: false,
+            }],
+        };
+        ConversationResult {
+            upload_id,
+            conversation_id: id.into(),
+            record: ConversationRecord::describe(&conversation, ConversationStatus::Failed),
+            analysis: None,
+            content_key: None,
+        }
+    }
+
+    #[test]
+    fn commits_when_the_pool_waits_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("a.redb")).unwrap();
+        actix_rt::System::new().block_on(async move {
+            // Neither the batch size nor the timer will fire during the test.
+            let actor = StoreActor::new(store.clone(), 1000, Duration::from_secs(3600))
+                .commit_when_awaited(3)
+                .start();
+            let id = Uuid::new_v4();
+            // Outcomes nobody waits on stay buffered.
+            for i in 0..5 {
+                drop(
+                    actor
+                        .send(SaveOutcome(outcome(id, &format!("x{i}"))))
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            assert_eq!(store.tally(id).unwrap().failed, 0);
+            // Three waiters: the pool is stalled, so the batch goes out now.
+            let mut durables = Vec::new();
+            for i in 0..3 {
+                durables.push(
+                    actor
+                        .send(SaveOutcome(outcome(id, &format!("y{i}"))))
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            for d in durables {
+                tokio::time::timeout(Duration::from_secs(5), d)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+            }
+            assert_eq!(store.tally(id).unwrap().failed, 8);
+        });
+    }
+}
