@@ -44,6 +44,15 @@ fn distinct_conversations(n: usize) -> Vec<Conversation> {
         .collect()
 }
 
+/// The fake server answering after a fixed delay, with no limits or faults.
+fn fixed_latency(ms: u64) -> FakeServer {
+    FakeServer::start(FakeConfig {
+        latency: Latency::Fixed(Duration::from_millis(ms)),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 fn openai_settings(server: &FakeServer) -> powerpulse::config::OpenAiSettings {
     let mut s = Settings::default().analyzer.openai;
     s.base_url = server.base_url();
@@ -144,11 +153,7 @@ async fn limits_equal_to_the_servers_keep_429s_under_one_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_pauses_the_whole_pool() {
-    let server = FakeServer::start(FakeConfig {
-        latency: Latency::Fixed(Duration::from_millis(5)),
-        ..Default::default()
-    })
-    .unwrap();
+    let server = fixed_latency(5);
     let retry_after = Duration::from_millis(1500);
     server.rate_limit_storm(3, retry_after);
     let mut s = openai_settings(&server);
@@ -196,11 +201,7 @@ async fn insufficient_quota_is_permanent_and_not_retried() {
 #[test]
 fn cancelling_stops_llm_traffic_within_a_second_and_keeps_results() {
     let dir = tempfile::tempdir().unwrap();
-    let server = FakeServer::start(FakeConfig {
-        latency: Latency::Fixed(Duration::from_millis(150)),
-        ..Default::default()
-    })
-    .unwrap();
+    let server = fixed_latency(150);
     let file = export(dir.path(), 600, 4);
     let mut settings = Settings::default();
     settings.storage.path = dir.path().join("cancel.redb");
@@ -272,11 +273,7 @@ fn cancelling_stops_llm_traffic_within_a_second_and_keeps_results() {
 #[test]
 fn repeated_content_within_an_upload_is_paid_for_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = FakeServer::start(FakeConfig {
-        latency: Latency::Fixed(Duration::from_millis(15)),
-        ..Default::default()
-    })
-    .unwrap();
+    let server = fixed_latency(15);
     // 200 conversations, only 10 distinct contents, spread over the file.
     let mut csv = String::from("conversation_id,sender,message\n");
     for i in 0..200 {
