@@ -71,6 +71,8 @@ struct RawSentiment {
 #[derive(Deserialize)]
 struct RawSatisfaction {
     score: f64,
+    /// Parsed so that a label outside the enum is a schema violation; the
+    /// label stored is derived from the score.
     #[allow(dead_code)]
     label: Option<SatisfactionLabel>,
 }
