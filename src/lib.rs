@@ -25,3 +25,8 @@ pub mod progress;
 pub mod report;
 pub mod store;
 pub mod telemetry;
+
+/// The README's code examples compile (`cargo test` runs them as doctests).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
