@@ -7,10 +7,13 @@
 //! 2. Each message gets VADER's compound score, then cue corrections:
 //!    complaint cues ("on hold", "still not", "third time", "refund",
 //!    "बत्ती छैन", 😡 …) pull it down; a message that VADER finds positive but
-//!    that carries a complaint cue is sarcasm ("great, another hour on hold,
-//!    thanks a lot") and is turned negative; escalation cues (supervisor,
-//!    regulator, social media) pull down; sincere gratitude (thanks,
-//!    धन्यवाद, 🙏) and resolution cues ("works now", "restored") push up.
+//!    that carries a complaint cue, or a repetition ("again", "फेरि") without
+//!    a resolution, is sarcasm ("great, another hour on hold, thanks a lot")
+//!    and is turned negative; mild positivity that is only courtesy
+//!    ("please", "would like", "okay", or a question) is kept neutral;
+//!    escalation cues (supervisor, regulator, social media) pull down;
+//!    sincere gratitude (thanks, धन्यवाद, 🙏) and resolution cues ("works
+//!    now", "restored") push up.
 //! 3. The conversation's sentiment is the recency-weighted mean (message i of
 //!    n weighs i + 1, the last one double), labelled with VADER's ±0.05.
 //! 4. Satisfaction 1–5 starts from that score (3 + 2 × score) and moves with
@@ -39,6 +42,9 @@ enum Cue {
     Gratitude,
     Resolution,
     Unresolved,
+    Repeat,
+    SincereRepeat,
+    Polite,
     Topic(Topic),
 }
 
@@ -87,11 +93,15 @@ const COMPLAINT: &[&str] = &[
     "again?",
     "another hour",
     "another outage",
+    "another day",
+    "another week",
+    "another month",
     "third time",
     "second time",
     "fourth time",
     "for days",
     "for hours",
+    "for weeks",
     "since yesterday",
     "since morning",
     "no power",
@@ -136,6 +146,10 @@ const COMPLAINT: &[&str] = &[
     "काम गर्दैन",
     "अझै",
     "ढिलो",
+    "बत्ती गयो",
+    "पर्खनु पर्ने",
+    "देखिएन",
+    "गलत",
     "😡",
     "😠",
     "😤",
@@ -187,6 +201,11 @@ const RESOLUTION: &[&str] = &[
     "restored",
     "back on",
     "is back",
+    "are back",
+    "back now",
+    "works again",
+    "working again",
+    "corrected",
     "came back",
     "solved",
     "that helped",
@@ -197,6 +216,7 @@ const RESOLUTION: &[&str] = &[
     "received it",
     "payment went through",
     "बत्ती आयो",
+    "देखियो",
     "ठीक भयो",
     "समाधान",
 ];
@@ -213,8 +233,36 @@ const UNRESOLVED: &[&str] = &[
     "nothing changed",
     "still waiting",
     "unresolved",
+    "not corrected",
     "still without",
     "अझै छैन",
+];
+
+/// Repetition: on its own it is no complaint ("I will check again"), but
+/// next to words VADER finds positive it is the usual shape of sarcasm
+/// ("Wonderful, so I just wait again").
+const REPEAT: &[&str] = &["again", "as usual", "as always", "every time", "फेरि"];
+
+/// Repetition that is sincere; each match cancels one [`REPEAT`] match.
+const SINCERE_REPEAT: &[&str] = &[
+    "thanks again",
+    "thank you again",
+    "works again",
+    "working again",
+];
+
+/// Courtesy and acknowledgement words VADER scores as positive ("please",
+/// "would like", "okay"), which in a support request carry no sentiment.
+const POLITE: &[&str] = &[
+    "please",
+    "would like",
+    "kindly",
+    "okay",
+    "ok,",
+    "ok.",
+    "alright",
+    "noted",
+    "कृपया",
 ];
 
 const TOPICS: &[(Topic, &[&str])] = &[
@@ -262,6 +310,22 @@ struct Cues {
     gratitude: u32,
     resolution: u32,
     unresolved: u32,
+    repeat: u32,
+    polite: u32,
+    /// Set by [`LexiconAnalyzer::score_message`], which alone sees VADER's score.
+    sarcastic: bool,
+}
+
+impl Cues {
+    /// Something in the message is wrong, so any thanks in it is politeness
+    /// or sarcasm, not satisfaction.
+    fn grievance(&self) -> bool {
+        self.complaint > 0 || self.sarcastic
+    }
+
+    fn sincere_thanks(&self) -> bool {
+        self.gratitude > 0 && !self.grievance()
+    }
 }
 
 pub struct LexiconAnalyzer {
@@ -280,7 +344,7 @@ impl Default for LexiconAnalyzer {
 impl LexiconAnalyzer {
     pub const NAME: &'static str = "lexicon";
     /// Bumped whenever the rules change, so stored analyses are not reused.
-    pub const MODEL: &'static str = "vader-support-1";
+    pub const MODEL: &'static str = "vader-support-2";
 
     pub fn new() -> Self {
         let mut patterns: Vec<&str> = Vec::new();
@@ -296,6 +360,9 @@ impl LexiconAnalyzer {
         add(GRATITUDE, Cue::Gratitude);
         add(RESOLUTION, Cue::Resolution);
         add(UNRESOLVED, Cue::Unresolved);
+        add(REPEAT, Cue::Repeat);
+        add(SINCERE_REPEAT, Cue::SincereRepeat);
+        add(POLITE, Cue::Polite);
         for (topic, words) in TOPICS {
             add(words, Cue::Topic(*topic));
         }
@@ -321,26 +388,41 @@ impl LexiconAnalyzer {
                 Cue::Gratitude => c.gratitude += 1,
                 Cue::Resolution => c.resolution += 1,
                 Cue::Unresolved => c.unresolved += 1,
+                Cue::Repeat => c.repeat += 1,
+                Cue::SincereRepeat => c.repeat = c.repeat.saturating_sub(1),
+                Cue::Polite => c.polite += 1,
                 Cue::Topic(t) => topics[t as usize] += 1,
             }
         }
         c
     }
 
-    /// One message's score: VADER corrected by its cues.
-    fn message_score(&self, text: &str, c: &Cues) -> f64 {
+    /// One message's score: VADER corrected by its cues. Marks the cues
+    /// sarcastic when praise sits next to a complaint or a repetition.
+    fn score_message(&self, text: &str, c: &mut Cues) -> f64 {
         let vader = self.vader.polarity_scores(text).compound;
         let complaints = f64::from(c.complaint.min(3));
-        let mut s = if vader > 0.05 && c.complaint > 0 {
+        let sincere = c.gratitude > 0 || c.resolution > 0;
+        // "I would like to …", "Okay.", "What is my meter number?": mild
+        // positivity that is only a request's courtesy.
+        let courtesy = vader > 0.0 && vader < 0.6 && (c.polite > 0 || is_question(text));
+        // VADER has no Devanagari words, so there thanks alone mark the praise.
+        let praise = (vader > 0.05 && !courtesy) || c.gratitude > 0;
+        c.sarcastic = (c.complaint > 0 && (vader > 0.05 || praise))
+            || (c.repeat > 0 && c.resolution == 0 && praise);
+        let mut s = if c.sarcastic {
             // Positive words around a complaint are sarcasm or politeness, not joy.
             -0.25 - 0.15 * complaints
+        } else if courtesy && !sincere {
+            // Into the neutral band (0.6 × 0.08 < 0.05), still ordered by VADER.
+            vader * 0.08
         } else {
             vader - 0.3 * complaints
         };
         if c.escalation > 0 {
             s -= 0.35;
         }
-        if c.gratitude > 0 && c.complaint == 0 {
+        if c.sincere_thanks() {
             s += 0.25;
         }
         if c.resolution > 0 && c.unresolved == 0 {
@@ -353,9 +435,10 @@ impl LexiconAnalyzer {
         let mut topics = [0u32; 5];
         let mut scored: Vec<(f64, Cues)> = Vec::new();
         for m in conversation.analysable() {
-            let cues = self.cues(&m.text, &mut topics);
+            let mut cues = self.cues(&m.text, &mut topics);
             if m.role == Role::Customer {
-                scored.push((self.message_score(&m.text, &cues), cues));
+                let score = self.score_message(&m.text, &mut cues);
+                scored.push((score, cues));
             }
         }
         if scored.is_empty() {
@@ -378,14 +461,12 @@ impl LexiconAnalyzer {
 
         let ending = &scored[n.saturating_sub(2)..];
         let last = scored[n - 1].1;
-        let thanked = ending
-            .iter()
-            .any(|(_, c)| c.gratitude > 0 && c.complaint == 0);
+        let thanked = ending.iter().any(|(_, c)| c.sincere_thanks());
         let fixed = ending
             .iter()
             .any(|(_, c)| c.resolution > 0 && c.unresolved == 0);
         let escalated = scored[n / 2..].iter().any(|(_, c)| c.escalation > 0);
-        let unresolved = last.unresolved > 0 || (last.complaint > 0 && !fixed);
+        let unresolved = last.unresolved > 0 || (last.grievance() && !fixed);
 
         let mut satisfaction = 3.0 + 2.0 * score;
         if thanked {
@@ -464,6 +545,11 @@ impl LexiconAnalyzer {
             model: Self::MODEL.to_string(),
         }
     }
+}
+
+/// Whether the message ends as a question (ASCII or full-width mark).
+fn is_question(text: &str) -> bool {
+    text.trim_end().ends_with(['?', '？'])
 }
 
 #[cfg(test)]

@@ -66,6 +66,14 @@ const LABELLED: &[(&str, SentimentLabel)] = &[
     ("Can you send me the invoice for March?", Neu),
     ("I moved to a new house last week.", Neu),
     ("Please check the reading for April.", Neu),
+    ("Wonderful, so I just wait again. Amazing service.", Neg),
+    ("Great, the lights went out again as usual", Neg),
+    ("वाह, फेरि बत्ती गयो। धन्यवाद है!", Neg),
+    ("Thanks again, it's working again!", Pos),
+    ("Alright, I will check again tomorrow.", Neu),
+    ("Okay.", Neu),
+    ("Could you kindly send me the tariff sheet?", Neu),
+    ("भुक्तानी देखियो, धन्यवाद 👍", Pos),
 ];
 
 #[test]
@@ -97,8 +105,10 @@ fn beats_plain_vader_on_support_text() {
         }
     }
     let n = LABELLED.len();
-    eprintln!("labelled support set: lexicon {ours}/{n}, plain VADER {plain}/{n}");
-    assert!(ours * 10 >= n * 8, "{ours}/{n} right; misses: {misses:#?}");
+    eprintln!(
+        "labelled support set: lexicon {ours}/{n}, plain VADER {plain}/{n}; misses {misses:#?}"
+    );
+    assert!(ours * 10 >= n * 9, "{ours}/{n} right; misses: {misses:#?}");
     assert!(ours > plain, "ours {ours} vs plain VADER {plain} of {n}");
 }
 
@@ -146,6 +156,48 @@ fn escalation_at_the_end_is_unresolved_and_dissatisfied() {
 }
 
 #[test]
+fn repetition_is_sarcasm_only_next_to_praise() {
+    let lexicon = LexiconAnalyzer::new();
+    let sarcastic = lexicon.analyze(&customer(
+        "Wonderful, so I just wait again. Amazing service.",
+    ));
+    assert_eq!(sarcastic.sentiment.label, Neg, "{sarcastic:?}");
+    assert_eq!(sarcastic.resolved, Some(false));
+    assert!(sarcastic.satisfaction.score <= 2, "{sarcastic:?}");
+
+    let plain = lexicon.analyze(&customer("I will call again tomorrow."));
+    assert_eq!(plain.sentiment.label, Neu, "{plain:?}");
+    assert_eq!(plain.resolved, None);
+
+    let thanks = lexicon.analyze(&customer("Thank you again, it works now."));
+    assert_eq!(thanks.sentiment.label, Pos, "{thanks:?}");
+    assert_eq!(thanks.resolved, Some(true));
+}
+
+#[test]
+fn courtesy_in_a_request_is_not_satisfaction() {
+    let a = LexiconAnalyzer::new().analyze(&customer(
+        "I would like to know why my bill is higher, please?",
+    ));
+    assert_eq!(a.sentiment.label, Neu, "{a:?}");
+    assert_eq!(a.satisfaction.score, 3);
+    assert!(a.summary.contains("billing"), "{}", a.summary);
+}
+
+#[test]
+fn nepali_conversation_is_understood() {
+    let a = LexiconAnalyzer::new().analyze(&conv(&[
+        (Role::Customer, "नमस्ते, हाम्रो घरमा बिहानदेखि बत्ती छैन।"),
+        (Role::Agent, "फिडर लाइनमा समस्या छ, टोली पठाइएको छ।"),
+        (Role::Customer, "धन्यवाद, बत्ती आयो 🙏"),
+    ]));
+    assert_eq!(a.sentiment.label, Pos, "{a:?}");
+    assert_eq!(a.resolved, Some(true));
+    assert!(a.satisfaction.score >= 4, "{a:?}");
+    assert!(a.summary.contains("power outage"), "{}", a.summary);
+}
+
+#[test]
 fn no_customer_messages_is_neutral_and_says_so() {
     let a = LexiconAnalyzer::new()
         .analyze(&conv(&[(Role::Bot, "Dial *977#"), (Role::Agent, "Hello?")]));
@@ -177,7 +229,9 @@ proptest! {
             .enumerate()
             .map(|(i, t)| (if i % 2 == 0 { Role::Customer } else { Role::Agent }, t.as_str()))
             .collect();
-        let a = lexicon.analyze(&conv(&messages));
+        let c = conv(&messages);
+        let a = lexicon.analyze(&c);
+        prop_assert_eq!(&a, &lexicon.analyze(&c));
         prop_assert!((-1.0..=1.0).contains(&a.sentiment.score));
         prop_assert!((1..=5).contains(&a.satisfaction.score));
         prop_assert_eq!(a.satisfaction.label, SatisfactionLabel::from_score(a.satisfaction.score));
