@@ -513,10 +513,8 @@ fn detect(path: &Path, head: &[u8], whole_file: bool, file: &str) -> Result<Form
     Ok(match (declared, text::sniff(&content, whole_file)) {
         (_, Sniffed::JsonArray) => Format::Json,
         (_, Sniffed::JsonLines) => Format::Jsonl,
-        // One object is a valid JSON document and a valid one-line JSONL file.
-        (Some(declared @ (Format::Json | Format::Jsonl)), Sniffed::OneJsonObject { .. }) => {
-            declared
-        }
+        // A file of one object is a document when the object holds the
+        // rows, and a one-line JSONL file when it is a row itself.
         (_, Sniffed::OneJsonObject { wrapper: true }) => Format::Json,
         (_, Sniffed::OneJsonObject { wrapper: false }) => Format::Jsonl,
         // A JSON lines file whose first line outgrows the window looks the

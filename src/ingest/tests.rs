@@ -341,9 +341,14 @@ fn bad_input_gets_precise_errors() {
         err("n.json", b"42"),
         IngestError::Malformed { line: 1, .. }
     ));
+    // One object that is neither a row nor holds rows: read as a row, it lacks the columns.
     assert!(matches!(
         err("obj.json", b"{\"x\": 1}"),
-        IngestError::Malformed { .. }
+        IngestError::MissingColumn { .. }
+    ));
+    assert!(matches!(
+        err("obj2.json", b"{\"x\": 1,\n\"y\": 2}"),
+        IngestError::Malformed { line: 2, .. }
     ));
     assert!(matches!(
         err("s.json", b"[\"a\", \"b\"]"),
@@ -398,6 +403,492 @@ fn a_reader_dropped_early_stops_its_parser_thread() {
     let mut reader = open(&path, &opts()).unwrap();
     assert!(matches!(reader.next(), Some(Ok(Row::Message(_)))));
     drop(reader); // must not hang or panic
+}
+
+#[test]
+fn format_displays_lowercase() {
+    let shown: Vec<String> = [Format::Csv, Format::Json, Format::Jsonl, Format::Xlsx]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["csv", "json", "jsonl", "xlsx"]);
+}
+
+#[test]
+fn content_overrides_a_mismatched_text_extension() {
+    let fx = Fixture::new();
+    let row = r#"{"chat":"a","role":"user","text":"hi"}"#;
+    let cases = [
+        // A JSON array saved as .jsonl, JSON lines saved as .json or .csv.
+        ("array.jsonl", format!("[{row},\n{row}]"), Format::Json),
+        ("lines.json", format!("{row}\n{row}\n"), Format::Jsonl),
+        ("lines.csv", format!("{row}\n{row}\n"), Format::Jsonl),
+        // One object: a row whatever the extension says, unless it holds the rows.
+        ("one.json", format!("{row}\n"), Format::Jsonl),
+        ("one.jsonl", format!("{row}\n"), Format::Jsonl),
+        (
+            "conversation.jsonl",
+            format!("{{\"id\": 3, \"messages\": [{row}]}}"),
+            Format::Json,
+        ),
+        // No extension: a wrapper object is a document, a message is a line.
+        (
+            "wrapped",
+            format!("{{\"messages\": [{row}]}}"),
+            Format::Json,
+        ),
+        ("single", row.to_string(), Format::Jsonl),
+        (
+            "pretty",
+            "{\n  \"messages\": [\n    {\"chat\": \"a\", \"role\": \"user\", \"text\": \"hi\"}\n  ]\n}\n"
+                .to_string(),
+            Format::Json,
+        ),
+        ("plain", "chat,role,text\na,user,hi\n".to_string(), Format::Csv),
+    ];
+    for (name, text, format) in cases {
+        let reader = open(&fx.file(name, &text), &opts()).unwrap();
+        assert_eq!(reader.format(), format, "{name}");
+        let rows: Vec<Row> = reader.map(Result::unwrap).collect();
+        assert!(
+            !rows.is_empty() && rows.iter().all(|r| matches!(r, Row::Message(_))),
+            "{name}: {rows:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_means_no_content_whatever_the_encoding() {
+    let fx = Fixture::new();
+    for (name, bytes) in [
+        ("zero.csv", b"".to_vec()),
+        ("bom.csv", b"\xEF\xBB\xBF \r\n".to_vec()),
+        ("bom16.csv", b"\xFF\xFE \x00\n\x00".to_vec()),
+        ("blank.jsonl", b"\n\n\n".to_vec()),
+    ] {
+        let err = open(&fx.file(name, bytes), &opts()).err().unwrap();
+        assert!(matches!(err, IngestError::Empty { .. }), "{name}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(name) && text.contains("no messages"),
+            "{text}"
+        );
+    }
+    // Whitespace longer than the sniff window is not taken for an empty file.
+    let padded = format!(
+        "{}chat,role,text\na,user,hi\n",
+        "\n".repeat(SNIFF_BYTES + 10)
+    );
+    let (rows, _) = read(&fx.file("padded.csv", padded), &opts()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].line, SNIFF_BYTES as u64 + 12);
+}
+
+#[test]
+fn binary_and_badly_encoded_files_name_the_line() {
+    let fx = Fixture::new();
+    let err = open(
+        &fx.file("nul.csv", b"chat,role,text\na,user,hi\n\0\0\x01\x02"),
+        &opts(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, IngestError::Binary { ref detail, .. } if detail.contains("line 3")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nul.csv"), "{err}");
+
+    let err = open(
+        &fx.file("latin1.json", b"[{\"chat\": \"caf\xe9\"}]"),
+        &opts(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, IngestError::Binary { ref detail, .. } if detail.contains("line 1")),
+        "{err}"
+    );
+
+    // Past the sniff window, the CSV reader itself names line and field.
+    let mut text = String::from("chat,role,text\n");
+    while text.len() < SNIFF_BYTES * 2 {
+        text.push_str("a,user,fine\n");
+    }
+    let bad_line = text.lines().count() as u64 + 1;
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"a,user,caf\xe9\n");
+    match read(&fx.file("late.csv", bytes), &opts()).unwrap_err() {
+        IngestError::Malformed {
+            file,
+            line,
+            message,
+        } => {
+            assert!(file.ends_with("late.csv"));
+            assert_eq!(line, bad_line);
+            assert!(message.contains("message text field"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn an_error_ends_the_stream() {
+    let fx = Fixture::new();
+    let path = fx.file(
+        "cut.json",
+        "[{\"chat\":\"a\",\"role\":\"user\",\"text\":\"x\"},\n{\"chat\":",
+    );
+    let items: Vec<_> = open(&path, &opts()).unwrap().collect();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(matches!(items[0], Ok(Row::Message(_))));
+    assert!(matches!(
+        items[1],
+        Err(IngestError::Malformed { line: 2, .. })
+    ));
+}
+
+#[test]
+fn csv_rows_with_extra_fields_are_kept() {
+    let fx = Fixture::new();
+    let (rows, warnings) = read(
+        &fx.file(
+            "extra.csv",
+            "chat,role,text\na,user,hi,surplus,more\nb,agent,ok\n",
+        ),
+        &opts(),
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        simple(&rows),
+        vec![
+            ("a".into(), Role::Customer, "hi".into()),
+            ("b".into(), Role::Agent, "ok".into())
+        ]
+    );
+}
+
+#[test]
+fn every_alias_finds_its_column() {
+    let fx = Fixture::new();
+    let ids = [
+        "conversation_id",
+        "Chat ID",
+        "chat",
+        "Conversation",
+        "thread-id",
+        "TICKET_ID",
+        "session id",
+    ];
+    let senders = [
+        "sender",
+        "Sender Type",
+        "role",
+        "author_type",
+        "From",
+        "direction",
+    ];
+    let texts = ["message", "Text", "body", "CONTENT"];
+    let times = ["timestamp", "time", "sent_at", "Created At", "date"];
+    let names = ["sender_name", "Author", "name"];
+    for i in 0..ids.len() {
+        let header = [
+            ids[i],
+            senders[i % senders.len()],
+            texts[i % texts.len()],
+            times[i % times.len()],
+            names[i % names.len()],
+        ]
+        .join(",");
+        let path = fx.file(
+            "a.csv",
+            format!("{header}\nc9,agent,hello,2026-03-01,Sita\n"),
+        );
+        let (rows, warnings) = read(&path, &opts()).unwrap();
+        assert!(warnings.is_empty(), "{header}: {warnings:?}");
+        let m = &rows[0];
+        assert_eq!(m.conversation_id, "c9", "{header}");
+        assert_eq!(m.message.role, Role::Agent, "{header}");
+        assert_eq!(m.message.text, "hello", "{header}");
+        assert_eq!(
+            m.message.timestamp.as_deref(),
+            Some("2026-03-01"),
+            "{header}"
+        );
+        assert_eq!(m.message.time_ms, Some(1_772_323_200_000), "{header}");
+        assert_eq!(m.message.sender_name.as_deref(), Some("Sita"), "{header}");
+    }
+}
+
+#[test]
+fn missing_columns_are_named_for_every_format() {
+    let fx = Fixture::new();
+    let check = |err: IngestError, name: &str, column: Column, found: &str| {
+        let text = err.to_string();
+        assert!(
+            matches!(err, IngestError::MissingColumn { column: c, .. } if c == column),
+            "{text}"
+        );
+        assert!(
+            text.contains(name) && text.contains(column.label()) && text.contains(found),
+            "{text}"
+        );
+    };
+    check(
+        read(&fx.file("m.csv", "chat,text\na,hi\n"), &opts()).unwrap_err(),
+        "m.csv",
+        Column::Sender,
+        "\"chat\", \"text\"",
+    );
+    check(
+        read(
+            &fx.file("m.json", r#"[{"chat": "a", "role": "user", "note": "hi"}]"#),
+            &opts(),
+        )
+        .unwrap_err(),
+        "m.json",
+        Column::Text,
+        "\"role\"",
+    );
+    check(
+        read(
+            &fx.file("m.jsonl", "{\"role\": \"user\", \"text\": \"hi\"}\n"),
+            &opts(),
+        )
+        .unwrap_err(),
+        "m.jsonl",
+        Column::ConversationId,
+        "\"text\"",
+    );
+    let path = fx.dir.path().join("m.xlsx");
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in ["Ticket", "Role", "Text"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    book.save(&path).unwrap();
+    check(
+        read(&path, &opts()).unwrap_err(),
+        "m.xlsx",
+        Column::ConversationId,
+        "\"Ticket\", \"Role\", \"Text\"",
+    );
+}
+
+#[test]
+fn unknown_role_warnings_stop_after_a_bound() {
+    let fx = Fixture::new();
+    let mut text = String::from("chat,role,text\n");
+    for i in 0..100 {
+        text.push_str(&format!("c,role{i},hi\nc,role{i},again\n"));
+    }
+    let (rows, warnings) = read(&fx.file("roles.csv", text), &opts()).unwrap();
+    assert_eq!(rows.len(), 200);
+    assert_eq!(
+        warnings.len(),
+        MAX_UNKNOWN_ROLE_WARNINGS + 1,
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .last()
+            .unwrap()
+            .message
+            .contains("without a warning")
+    );
+}
+
+#[test]
+fn json_messages_carry_their_own_lines_and_ids() {
+    let fx = Fixture::new();
+    // The id after the messages, numbers as ids and texts, pretty-printed.
+    let doc = r#"[
+  {
+    "messages": [
+      {"role": "user", "text": 42},
+      {
+        "role": "agent",
+        "text": "hello",
+        "sent_at": 1772362800
+      }
+    ],
+    "id": 7
+  },
+  {"id": "b", "messages": [{"role": "user", "text": "second", "conversation_id": "ignored"}]}
+]"#;
+    let (rows, warnings) = read(&fx.file("lines.json", doc), &opts()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        simple(&rows),
+        vec![
+            ("7".into(), Role::Customer, "42".into()),
+            ("7".into(), Role::Agent, "hello".into()),
+            ("b".into(), Role::Customer, "second".into()),
+        ]
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+        vec![4, 5, 13]
+    );
+    assert_eq!(rows[1].message.time_ms, Some(1_772_362_800_000));
+
+    // One conversation as the whole document; its id precedes the messages.
+    let single = r#"{"id": "solo", "messages": [{"role": "user", "text": "hi"}]}"#;
+    let (rows, _) = read(&fx.file("single.json", single), &opts()).unwrap();
+    assert_eq!(rows[0].conversation_id, "solo");
+    // Messages under a top-level key carry their own ids.
+    let rows_doc =
+        r#"{"exported": {"by": "x"}, "messages": [{"chat": "c", "role": "user", "text": "hi"}]}"#;
+    let (rows, _) = read(&fx.file("rows.json", rows_doc), &opts()).unwrap();
+    assert_eq!(rows[0].conversation_id, "c");
+}
+
+#[test]
+fn wrong_json_types_are_warnings_or_errors() {
+    let fx = Fixture::new();
+    let doc = r#"[
+ {"chat": "a", "role": "user", "text": ["x"]},
+ {"chat": "a", "role": "user", "text": "ok", "timestamp": {"at": 1}},
+ "just a string",
+ {"id": "c", "messages": [17, {"role": "user", "text": "fine"}]}
+]"#;
+    let (rows, warnings) = read(&fx.file("types.json", doc), &opts()).unwrap();
+    assert_eq!(
+        simple(&rows),
+        vec![
+            ("a".into(), Role::Customer, "ok".into()),
+            ("c".into(), Role::Customer, "fine".into())
+        ]
+    );
+    assert_eq!(rows[0].message.timestamp, None);
+    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        vec![
+            "line 2: field \"text\" is an array, not text; row skipped",
+            "line 3: field \"timestamp\" is an object, not text; field ignored",
+            "line 4: expected a message object, found a string; skipped",
+            "line 5: expected a message object, found a number; skipped",
+        ]
+    );
+    for (name, text) in [("s.json", "\"text\""), ("t.json", "true")] {
+        let err = read(&fx.file(name, text), &opts()).unwrap_err();
+        assert!(
+            matches!(err, IngestError::Malformed { line: 1, ref message, .. } if message.contains("expected a JSON array")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn jsonl_without_a_single_valid_line_is_an_error() {
+    let fx = Fixture::new();
+    let err = read(&fx.file("junk.jsonl", "{oops\n\n{\"a\": \n"), &opts()).unwrap_err();
+    match err {
+        IngestError::Malformed {
+            ref file,
+            line,
+            ref message,
+        } => {
+            assert!(file.ends_with("junk.jsonl"));
+            assert_eq!(line, 1);
+            assert!(message.starts_with("no line is valid JSON"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_64_mib_field_is_skipped_and_reading_goes_on() {
+    let fx = Fixture::new();
+    let huge = "x".repeat(64 * 1024 * 1024);
+    let mut csv = String::from("chat,role,text\na,user,before\n");
+    csv.push_str(&format!("a,user,\"{huge}\"\na,agent,after\n"));
+    let (rows, warnings) = read(&fx.file("huge.csv", csv), &opts()).unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.message.text.as_str())
+            .collect::<Vec<_>>(),
+        ["before", "after"]
+    );
+    assert_eq!(rows[1].line, 4);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .to_string()
+            .starts_with("line 3: field \"text\" is 67108864 bytes, over the 1048576-byte limit"),
+        "{}",
+        warnings[0].message
+    );
+
+    // JSON lines and JSON arrays hold it the same way (a smaller one: the
+    // JSON parser reads byte by byte and tests run unoptimised).
+    let big = &huge[..4 * 1024 * 1024];
+    let line = |text: &str| format!("{{\"chat\":\"a\",\"role\":\"user\",\"text\":\"{text}\"}}");
+    for (name, text) in [
+        (
+            "huge.jsonl",
+            format!("{}\n{}\n{}\n", line("before"), line(big), line("after")),
+        ),
+        (
+            "huge.json",
+            format!("[{},\n{},\n{}]", line("before"), line(big), line("after")),
+        ),
+    ] {
+        let (rows, warnings) = read(&fx.file(name, text), &opts()).unwrap();
+        assert_eq!(rows.len(), 2, "{name}");
+        assert_eq!(warnings.len(), 1, "{name}");
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("line 2: field \"text\" is 4194304 bytes"),
+            "{name}: {}",
+            warnings[0].message
+        );
+    }
+}
+
+#[test]
+fn xlsx_skips_blank_rows_and_numbers_rows_as_the_sheet_does() {
+    let fx = Fixture::new();
+    let path = fx.dir.path().join("gaps.xlsx");
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in ["chat_id", "role", "message", "time"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    sheet.write_number(1, 0, 7.5).unwrap();
+    sheet.write_string(1, 1, "user").unwrap();
+    sheet.write_string(1, 2, "first").unwrap();
+    sheet.write_number(1, 3, 1_772_362_800.0).unwrap();
+    // Row 3 left blank.
+    sheet.write_number(3, 0, 8.0).unwrap();
+    sheet.write_string(3, 1, "agent").unwrap();
+    sheet.write_string(3, 2, "").unwrap();
+    sheet.write_number(4, 0, 8.0).unwrap();
+    sheet.write_boolean(4, 1, true).unwrap();
+    sheet.write_string(4, 2, "odd role").unwrap();
+    book.save(&path).unwrap();
+
+    let (rows, warnings) = read(&path, &opts()).unwrap();
+    assert_eq!(
+        simple(&rows),
+        vec![
+            ("7.5".into(), Role::Customer, "first".into()),
+            ("8".into(), Role::Customer, "odd role".into())
+        ]
+    );
+    assert_eq!(rows[0].message.time_ms, Some(1_772_362_800_000));
+    assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 5]);
+    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        vec![
+            "line 4: empty \"message\" field; row skipped",
+            "line 5: unknown sender role \"true\", treated as customer",
+        ]
+    );
 }
 
 // ---- round trips ------------------------------------------------------------------

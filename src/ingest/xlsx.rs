@@ -108,11 +108,15 @@ impl Source for XlsxSource {
             }
         };
         let line = self.first_row + row as u64;
+        // Every cell under a mapped header exists, if only empty: an empty
+        // one is reported as empty, not as missing.
         let text: [Option<String>; 5] = Column::ALL.map(|c| {
-            self.map
-                .get(c)
-                .and_then(|ix| self.range.get((row, ix)))
-                .and_then(cell_text)
+            self.map.get(c).map(|ix| {
+                self.range
+                    .get((row, ix))
+                    .and_then(cell_text)
+                    .unwrap_or_default()
+            })
         });
         let [id, sender, message, timestamp, sender_name] = &text;
         builder.build(
