@@ -893,16 +893,74 @@ fn xlsx_skips_blank_rows_and_numbers_rows_as_the_sheet_does() {
 
 // ---- round trips ------------------------------------------------------------------
 
+/// A conversation id as an export may write it: JSON has numbers for ids too.
 #[derive(Debug, Clone)]
-struct Msg {
-    id: String,
-    role: &'static str,
-    text: String,
+enum Id {
+    Text(String),
+    Number(u32),
 }
 
-fn role_of(raw: &str) -> Role {
-    normalize_role(raw).unwrap_or(Role::Customer)
+impl Id {
+    fn text(&self) -> String {
+        match self {
+            Id::Text(s) => s.clone(),
+            Id::Number(n) => n.to_string(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Id::Text(s) => s.as_str().into(),
+            Id::Number(n) => (*n).into(),
+        }
+    }
 }
+
+#[derive(Debug, Clone)]
+struct Msg {
+    id: Id,
+    role: &'static str,
+    text: String,
+    /// As written, and the Unix milliseconds it stands for.
+    timestamp: Option<(String, i64)>,
+    sender_name: Option<String>,
+}
+
+impl Msg {
+    fn fields(&self) -> [String; 5] {
+        [
+            self.id.text(),
+            self.role.to_string(),
+            self.text.clone(),
+            self.timestamp.clone().map(|t| t.0).unwrap_or_default(),
+            self.sender_name.clone().unwrap_or_default(),
+        ]
+    }
+
+    fn json(&self, with_id: bool) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        if with_id {
+            o.insert("conversation_id".into(), self.id.json());
+        }
+        o.insert("sender".into(), self.role.into());
+        o.insert("message".into(), self.text.as_str().into());
+        if let Some((t, _)) = &self.timestamp {
+            o.insert("timestamp".into(), t.as_str().into());
+        }
+        if let Some(n) = &self.sender_name {
+            o.insert("sender_name".into(), n.as_str().into());
+        }
+        o.into()
+    }
+}
+
+const HEADER: [&str; 5] = [
+    "conversation_id",
+    "sender",
+    "message",
+    "timestamp",
+    "sender_name",
+];
 
 fn text_strategy() -> impl Strategy<Value = String> {
     // Commas, quotes, newlines, semicolons, tabs, Devanagari, emoji: what breaks naive parsers.
@@ -911,49 +969,131 @@ fn text_strategy() -> impl Strategy<Value = String> {
         .prop_filter("not blank", |s| !s.trim().is_empty())
 }
 
+fn timestamp_strategy() -> impl Strategy<Value = Option<(String, i64)>> {
+    let formats = prop_oneof![
+        Just("%Y-%m-%dT%H:%M:%SZ"),
+        Just("%Y-%m-%dT%H:%M:%S%:z"),
+        Just("%Y-%m-%d %H:%M:%S"),
+        Just("%Y-%m-%d %H:%M"),
+        Just("%d/%m/%Y %H:%M:%S"),
+        Just("%s"),
+    ];
+    proptest::option::of((0i64..4_000_000_000, formats).prop_map(|(secs, format)| {
+        let at = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+        let minutes_only = format.ends_with("%M");
+        let ms = if minutes_only { secs - secs % 60 } else { secs } * 1000;
+        (at.format(format).to_string(), ms)
+    }))
+}
+
 fn messages_strategy() -> impl Strategy<Value = Vec<Msg>> {
+    let id = prop_oneof![
+        proptest::string::string_regex("[a-z0-9-]{1,8}")
+            .unwrap()
+            .prop_map(Id::Text),
+        (0u32..1_000_000).prop_map(Id::Number),
+    ];
+    let name = proptest::option::of(
+        proptest::string::string_regex("[A-Za-zक-ह]([A-Za-z .क-ह]{0,10}[A-Za-z])?").unwrap(),
+    );
     proptest::collection::vec(
         (
-            proptest::string::string_regex("[a-z0-9-]{1,8}").unwrap(),
+            id,
             prop_oneof![Just("customer"), Just("agent"), Just("bot"), Just("user")],
             text_strategy(),
+            timestamp_strategy(),
+            name,
         )
-            .prop_map(|(id, role, text)| Msg { id, role, text }),
+            .prop_map(|(id, role, text, timestamp, sender_name)| Msg {
+                id,
+                role,
+                text,
+                timestamp,
+                sender_name,
+            }),
         1..25,
     )
 }
 
-fn expected(msgs: &[Msg]) -> Vec<(String, Role, String)> {
+/// The rows a correct reader returns: the model the parsers are checked against.
+fn expected(msgs: &[Msg]) -> Vec<(String, Message)> {
     msgs.iter()
-        .map(|m| (m.id.clone(), role_of(m.role), m.text.clone()))
+        .map(|m| {
+            let role = normalize_role(m.role).unwrap_or(Role::Customer);
+            let message = Message {
+                role,
+                autoresponse: role == Role::Bot || m.text.contains("*977#"),
+                text: m.text.clone(),
+                timestamp: m.timestamp.clone().map(|t| t.0),
+                time_ms: m.timestamp.as_ref().map(|t| t.1),
+                sender_name: m.sender_name.clone(),
+            };
+            (m.id.text(), message)
+        })
         .collect()
 }
 
+fn got(rows: Vec<MessageRow>) -> Vec<(String, Message)> {
+    rows.into_iter()
+        .map(|r| (r.conversation_id, r.message))
+        .collect()
+}
+
+fn encode(text: &str, encoding: &str) -> Vec<u8> {
+    match encoding {
+        "utf-8" => text.as_bytes().to_vec(),
+        "utf-8-bom" => [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
+        "utf-16le" => [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect(),
+        _ => [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect(),
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn csv_round_trips(msgs in messages_strategy()) {
+    fn csv_round_trips(
+        msgs in messages_strategy(),
+        delimiter in prop_oneof![Just(b','), Just(b';'), Just(b'\t')],
+        encoding in prop_oneof![Just("utf-8"), Just("utf-8-bom"), Just("utf-16le"), Just("utf-16be")],
+    ) {
         let fx = Fixture::new();
-        let mut w = ::csv::Writer::from_writer(Vec::new());
-        w.write_record(["conversation_id", "sender", "message"]).unwrap();
+        let mut w = ::csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+        w.write_record(HEADER).unwrap();
         for m in &msgs {
-            w.write_record([m.id.as_str(), m.role, m.text.as_str()]).unwrap();
+            w.write_record(m.fields()).unwrap();
         }
-        let path = fx.file("p.csv", w.into_inner().unwrap());
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let path = fx.file("p.csv", encode(&text, encoding));
         let (rows, warnings) = read(&path, &opts()).unwrap();
         prop_assert!(warnings.is_empty(), "{:?}", warnings);
-        prop_assert_eq!(simple(&rows), expected(&msgs));
+        // Each row starts below the previous one's embedded newlines.
+        let mut line = 2;
+        let mut lines = Vec::new();
+        for m in &msgs {
+            lines.push(line);
+            line += 1 + m.text.matches('\n').count() as u64;
+        }
+        prop_assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), lines);
+        prop_assert_eq!(got(rows), expected(&msgs));
     }
 
     #[test]
-    fn json_rows_and_jsonl_round_trip(msgs in messages_strategy()) {
+    fn json_rows_and_jsonl_round_trip(msgs in messages_strategy(), pretty in any::<bool>()) {
         let fx = Fixture::new();
-        let objects: Vec<serde_json::Value> = msgs
-            .iter()
-            .map(|m| serde_json::json!({"conversation_id": m.id, "sender": m.role, "message": m.text}))
-            .collect();
-        let json = fx.file("p.json", serde_json::to_vec_pretty(&objects).unwrap());
+        let objects: Vec<serde_json::Value> = msgs.iter().map(|m| m.json(true)).collect();
+        let document = if pretty {
+            serde_json::to_vec_pretty(&objects)
+        } else {
+            serde_json::to_vec(&objects)
+        };
+        let json = fx.file("p.json", document.unwrap());
         let jsonl = fx.file(
             "p.jsonl",
             objects.iter().map(|o| o.to_string() + "\n").collect::<String>(),
@@ -961,29 +1101,44 @@ proptest! {
         for path in [json, jsonl] {
             let (rows, warnings) = read(&path, &opts()).unwrap();
             prop_assert!(warnings.is_empty(), "{:?}", warnings);
-            prop_assert_eq!(simple(&rows), expected(&msgs));
+            prop_assert_eq!(got(rows), expected(&msgs));
         }
     }
 
     #[test]
-    fn nested_json_round_trips(msgs in messages_strategy()) {
+    fn nested_json_round_trips(msgs in messages_strategy(), id_last in any::<bool>(), wrapped in any::<bool>()) {
         let fx = Fixture::new();
-        // Group consecutive messages of the same id into conversations.
-        let mut convs: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+        // Consecutive messages of one id make a conversation.
+        let mut convs: Vec<(Id, Vec<serde_json::Value>)> = Vec::new();
         for m in &msgs {
-            let v = serde_json::json!({"role": m.role, "text": m.text});
             match convs.last_mut() {
-                Some((id, ms)) if *id == m.id => ms.push(v),
-                _ => convs.push((m.id.clone(), vec![v])),
+                Some((id, ms)) if id.text() == m.id.text() => ms.push(m.json(false)),
+                _ => convs.push((m.id.clone(), vec![m.json(false)])),
             }
         }
-        let doc: Vec<_> = convs
+        let conversations: Vec<serde_json::Value> = convs
             .into_iter()
-            .map(|(id, messages)| serde_json::json!({"id": id, "messages": messages}))
+            .map(|(id, messages)| {
+                let mut o = serde_json::Map::new();
+                if !id_last {
+                    o.insert("id".into(), id.json());
+                }
+                o.insert("messages".into(), messages.into());
+                if id_last {
+                    o.insert("id".into(), id.json());
+                }
+                o.into()
+            })
             .collect();
-        let path = fx.file("n.json", serde_json::to_vec(&doc).unwrap());
-        let (rows, _) = read(&path, &opts()).unwrap();
-        prop_assert_eq!(simple(&rows), expected(&msgs));
+        let doc = if wrapped {
+            serde_json::json!({"exported_by": "helpdesk", "conversations": conversations})
+        } else {
+            conversations.into()
+        };
+        let path = fx.file("n.json", serde_json::to_vec_pretty(&doc).unwrap());
+        let (rows, warnings) = read(&path, &opts()).unwrap();
+        prop_assert!(warnings.is_empty(), "{:?}", warnings);
+        prop_assert_eq!(got(rows), expected(&msgs));
     }
 
     #[test]
