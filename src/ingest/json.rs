@@ -1,20 +1,24 @@
 //! JSON and JSONL.
 //!
 //! JSON is streamed: a parser thread walks the top-level array (or the
-//! `conversations` / `messages` array of a top-level object) one element at
-//! a time and hands each element over a small bounded channel, so a 200 MB
-//! array is never held whole. Each element is a message row, or a
-//! conversation with an id and a nested `messages` array. JSONL is one such
-//! object per line.
+//! array under a top-level object's `conversations`, `messages`, … key) and
+//! hands over one message object at a time through a small bounded channel,
+//! so a 200 MB array is never held whole. An element is a message row, or a
+//! conversation: an object with an id and a nested `messages` array, whose
+//! messages are streamed too (only those before a late id are buffered).
+//! JSONL is one such object per line.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::columns::{Column, ColumnMap, is_nested_id, normalize};
@@ -22,10 +26,11 @@ use super::text::TextReader;
 use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source, Warning};
 use crate::config::ColumnOverrides;
 
-/// Elements parsed ahead of the consumer.
-const CHANNEL_DEPTH: usize = 64;
+/// Message objects parsed ahead of the consumer.
+const CHANNEL_DEPTH: usize = 16;
 
-/// Top-level object keys whose array holds the rows.
+/// Top-level object keys (normalised) whose array holds conversations or
+/// message rows; `messages` also makes an object a conversation.
 const ARRAY_KEYS: &[&str] = &[
     "conversations",
     "messages",
@@ -35,38 +40,86 @@ const ARRAY_KEYS: &[&str] = &[
     "rows",
 ];
 
-/// Counts newlines as the parser consumes bytes, to report lines.
-struct LineCounter<R> {
-    inner: R,
-    newlines: Arc<AtomicU64>,
+const MESSAGES_KEY: &str = "messages";
+
+/// Whether a top-level object's key names the array of rows.
+pub(super) fn is_array_key(key: &str) -> bool {
+    ARRAY_KEYS.contains(&normalize(key).as_str())
 }
 
-impl<R: Read> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
-        if lines > 0 {
-            self.newlines.fetch_add(lines, Ordering::Relaxed);
+/// The parser's error when the reader was dropped; not reported.
+const CONSUMER_GONE: &str = "the row reader was dropped";
+
+/// A buffered reader that counts the newlines handed to the parser.
+///
+/// serde_json's reader parser pulls one byte at a time, so the count is
+/// exact at every point the visitors look at it. It owns its buffer (rather
+/// than wrapping a `BufReader`) to keep that per-byte path short.
+struct LineCountingReader<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    newlines: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for LineCountingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
         }
+        let n = out.len().min(self.len - self.pos);
+        let chunk = &self.buf[self.pos..self.pos + n];
+        out[..n].copy_from_slice(chunk);
+        let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        if lines > 0 {
+            self.newlines.set(self.newlines.get() + lines);
+        }
+        self.pos += n;
         Ok(n)
     }
 }
 
+/// What the parser thread sends.
 enum Item {
-    Element { line: u64, value: Value },
+    /// One element or nested message, and the line it starts on.
+    Message {
+        line: u64,
+        value: Value,
+        /// The enclosing conversation's id, for nested messages.
+        conversation: Option<Arc<str>>,
+        /// Nested in a conversation (which may lack an id).
+        nested: bool,
+    },
+    /// The document ended well.
+    End,
     Failed(IngestError),
 }
 
-/// Maps an object's keys to the logical columns, and reads a row from it.
+/// Turns message objects into rows: maps their keys to the logical columns
+/// (again only when the keys change) and reads the fields.
 struct ObjectRows {
     file: String,
     overrides: ColumnOverrides,
-    /// The first object decides whether required columns exist at all.
+    /// The first message decides whether the required columns exist at all.
     checked_columns: bool,
+    keys: Vec<String>,
+    map: ColumnMap,
 }
 
 impl ObjectRows {
-    /// The rows of one element: a message, or a conversation of messages.
+    fn new(file: &str, opts: &IngestOptions) -> Self {
+        Self {
+            file: file.to_string(),
+            overrides: opts.columns.clone(),
+            checked_columns: false,
+            keys: Vec::new(),
+            map: ColumnMap::default(),
+        }
+    }
+
+    /// One JSONL line: a message, or a conversation of messages.
     fn element(
         &mut self,
         line: u64,
@@ -74,97 +127,91 @@ impl ObjectRows {
         builder: &mut RowBuilder,
         out: &mut VecDeque<Row>,
     ) -> Result<(), IngestError> {
-        let Value::Object(object) = value else {
-            out.push_back(Row::Warning(Warning {
-                line,
-                message: format!("expected an object, found {}; skipped", kind(&value)),
-            }));
-            return Ok(());
+        let Value::Object(mut object) = value else {
+            return self.message(line, value, None, false, builder, out);
         };
         let messages = object
             .iter()
-            .find(|(k, v)| normalize(k) == "messages" && v.is_array())
+            .find(|(k, v)| v.is_array() && normalize(k) == MESSAGES_KEY)
             .map(|(k, _)| k.clone());
-        match messages {
-            Some(key) => {
-                let id = object
-                    .iter()
-                    .find(|(k, _)| is_nested_id(k, &self.overrides))
-                    .and_then(|(_, v)| scalar(v));
-                let Some(id) = id else {
-                    out.push_back(Row::Warning(Warning {
-                        line,
-                        message: "conversation without an id; skipped".into(),
-                    }));
-                    return Ok(());
-                };
-                let mut object = object;
-                if let Some(Value::Array(items)) = object.remove(&key) {
-                    for item in items {
-                        match item {
-                            Value::Object(m) => self.message(line, &m, Some(&id), builder, out)?,
-                            other => out.push_back(Row::Warning(Warning {
-                                line,
-                                message: format!(
-                                    "message in conversation {id} is {}, not an object; skipped",
-                                    kind(&other)
-                                ),
-                            })),
-                        }
-                    }
-                }
-                Ok(())
+        let Some(key) = messages else {
+            return self.message(line, Value::Object(object), None, false, builder, out);
+        };
+        let conversation = object
+            .iter()
+            .find(|(k, _)| is_nested_id(k, &self.overrides))
+            .and_then(|(_, v)| scalar_text(v))
+            .map(|id| id.into_owned());
+        if let Some(Value::Array(items)) = object.remove(&key) {
+            for item in items {
+                self.message(line, item, conversation.as_deref(), true, builder, out)?;
             }
-            None => self.message(line, &object, None, builder, out),
         }
+        Ok(())
     }
 
+    /// One message object; `conversation` is the enclosing conversation's
+    /// id, which wins over the message's own.
     fn message(
         &mut self,
         line: u64,
-        object: &Map<String, Value>,
-        conversation_id: Option<&str>,
+        value: Value,
+        conversation: Option<&str>,
+        nested: bool,
         builder: &mut RowBuilder,
         out: &mut VecDeque<Row>,
     ) -> Result<(), IngestError> {
-        let keys: Vec<String> = object.keys().cloned().collect();
-        let map = ColumnMap::find(&keys, &self.overrides);
+        let Value::Object(object) = value else {
+            out.push_back(warning(
+                line,
+                format!("expected a message object, found {}; skipped", kind(&value)),
+            ));
+            return Ok(());
+        };
+        if !self.keys.iter().eq(object.keys()) {
+            self.keys = object.keys().cloned().collect();
+            self.map = ColumnMap::find(&self.keys, &self.overrides);
+        }
         if !self.checked_columns {
             self.checked_columns = true;
-            let missing = map
+            // A nested message may take its conversation id from the conversation.
+            let missing = self
+                .map
                 .missing()
-                .filter(|c| !(conversation_id.is_some() && *c == Column::ConversationId));
+                .filter(|c| !(nested && *c == Column::ConversationId));
             if let Some(column) = missing {
-                return Err(IngestError::missing_column(&self.file, column, &keys));
+                return Err(IngestError::missing_column(&self.file, column, &self.keys));
             }
-            builder.name_fields(&keys, &map);
+            builder.name_fields(&self.keys, &self.map);
         }
-        let mut values: [Option<String>; 5] = Default::default();
-        for (i, column) in Column::ALL.into_iter().enumerate() {
-            let Some(v) = map.get(column).and_then(|ix| object.get(&keys[ix])) else {
+        let mut values: [Option<std::borrow::Cow<'_, str>>; 5] = Default::default();
+        for (slot, column) in values.iter_mut().zip(Column::ALL) {
+            let Some(key) = self.map.get(column).and_then(|ix| self.keys.get(ix)) else {
                 continue;
             };
-            match v {
-                Value::Null => {}
-                Value::Object(_) | Value::Array(_) if column.required() => {
-                    out.push_back(Row::Warning(Warning {
-                        line,
-                        message: format!(
-                            "field \"{}\" is {}, not text; row skipped",
-                            keys[map.get(column).unwrap_or(0)],
-                            kind(v)
-                        ),
-                    }));
+            let Some(v) = object.get(key) else { continue };
+            if matches!(v, Value::Object(_) | Value::Array(_)) {
+                let verdict = if column.required() {
+                    "row skipped"
+                } else {
+                    "field ignored"
+                };
+                out.push_back(warning(
+                    line,
+                    format!("field \"{key}\" is {}, not text; {verdict}", kind(v)),
+                ));
+                if column.required() {
                     return Ok(());
                 }
-                other => values[i] = scalar(other),
+                continue;
             }
+            *slot = scalar_text(v);
         }
         let [id, sender, text, timestamp, sender_name] = &values;
         builder.build(
             RawRow {
                 line,
-                conversation_id: conversation_id.or(id.as_deref()),
+                conversation_id: conversation.or(id.as_deref()),
                 sender: sender.as_deref(),
                 text: text.as_deref(),
                 timestamp: timestamp.as_deref(),
@@ -176,13 +223,17 @@ impl ObjectRows {
     }
 }
 
+fn warning(line: u64, message: String) -> Row {
+    Row::Warning(Warning { line, message })
+}
+
 /// Strings as they are, numbers and booleans as written; nothing else.
-fn scalar(v: &Value) -> Option<String> {
+fn scalar_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(n) => Some(n.to_string().into()),
+        Value::Bool(b) => Some(b.to_string().into()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -207,31 +258,32 @@ fn json_message(e: &serde_json::Error) -> String {
 }
 
 pub(super) struct JsonSource {
+    file: String,
     items: Receiver<Item>,
     rows: ObjectRows,
 }
 
 impl JsonSource {
-    pub(super) fn new(text: TextReader, file: &str, opts: &IngestOptions) -> Self {
+    pub(super) fn new(
+        text: TextReader,
+        file: &str,
+        opts: &IngestOptions,
+    ) -> Result<Self, IngestError> {
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
-        let newlines = Arc::new(AtomicU64::new(0));
-        let reader = LineCounter {
-            inner: BufReader::with_capacity(256 * 1024, text),
-            newlines: newlines.clone(),
-        };
         let thread_file = file.to_string();
+        let overrides = opts.columns.clone();
         std::thread::Builder::new()
             .name("json-parser".into())
-            .spawn(move || parse_document(reader, newlines, tx, thread_file))
-            .ok();
-        Self {
-            items: rx,
-            rows: ObjectRows {
+            .spawn(move || parse_document(text, &tx, thread_file, &overrides))
+            .map_err(|source| IngestError::Io {
                 file: file.to_string(),
-                overrides: opts.columns.clone(),
-                checked_columns: false,
-            },
-        }
+                source,
+            })?;
+        Ok(Self {
+            file: file.to_string(),
+            items: rx,
+            rows: ObjectRows::new(file, opts),
+        })
     }
 }
 
@@ -242,64 +294,104 @@ impl Source for JsonSource {
         out: &mut VecDeque<Row>,
     ) -> Result<bool, IngestError> {
         match self.items.recv() {
-            Ok(Item::Element { line, value }) => {
-                self.rows.element(line, value, builder, out)?;
+            Ok(Item::Message {
+                line,
+                value,
+                conversation,
+                nested,
+            }) => {
+                self.rows
+                    .message(line, value, conversation.as_deref(), nested, builder, out)?;
                 Ok(true)
             }
+            Ok(Item::End) => Ok(false),
             Ok(Item::Failed(e)) => Err(e),
-            // The parser thread ends its channel after the last element.
-            Err(_) => Ok(false),
+            // Only a parser thread that died on its own ends the channel
+            // without saying why: never let that pass for the end of the file.
+            Err(_) => Err(IngestError::Io {
+                file: self.file.clone(),
+                source: std::io::Error::other("the JSON parser thread stopped unexpectedly"),
+            }),
         }
     }
 }
 
-/// The parser thread: streams the document's rows into `tx`.
-fn parse_document<R: Read>(
-    reader: LineCounter<R>,
-    newlines: Arc<AtomicU64>,
-    tx: SyncSender<Item>,
+/// The parser thread: streams the document's messages into `tx`, then
+/// `End` or the error that stopped it.
+fn parse_document(
+    text: TextReader,
+    tx: &SyncSender<Item>,
     file: String,
+    overrides: &ColumnOverrides,
 ) {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let top = TopLevel {
-        tx: &tx,
-        newlines: &newlines,
+    let newlines = Rc::new(Cell::new(0));
+    let reader = LineCountingReader {
+        inner: text,
+        buf: vec![0; 256 * 1024].into_boxed_slice(),
+        pos: 0,
+        len: 0,
+        newlines: newlines.clone(),
     };
-    let result = top.deserialize(&mut de).and_then(|()| de.end());
-    if let Err(e) = result {
-        if e.is_io()
-            && tx
-                .send(Item::Failed(IngestError::Io {
-                    file: file.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                }))
-                .is_ok()
-        {
-            return;
-        }
-        // A consumer that went away is not an error worth reporting.
-        let _ = tx.send(Item::Failed(IngestError::Malformed {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let feed = Feed {
+        tx,
+        newlines: &newlines,
+        overrides,
+    };
+    let item = match Document(feed).deserialize(&mut de).and_then(|()| de.end()) {
+        Ok(()) => Item::End,
+        Err(e) if e.is_io() => Item::Failed(IngestError::Io {
+            file,
+            source: e.into(),
+        }),
+        Err(e) => Item::Failed(IngestError::Malformed {
             file,
             line: e.line() as u64,
-            message: json_message(&e),
-        }));
+            message: if e.is_eof() {
+                format!("the JSON is cut short ({})", json_message(&e))
+            } else {
+                json_message(&e)
+            },
+        }),
+    };
+    // A consumer that went away (CONSUMER_GONE) needs no answer.
+    let _ = tx.send(item);
+}
+
+/// What the parser's visitors share: where rows go, and the line counter.
+#[derive(Clone, Copy)]
+struct Feed<'a> {
+    tx: &'a SyncSender<Item>,
+    newlines: &'a Cell<u64>,
+    overrides: &'a ColumnOverrides,
+}
+
+impl Feed<'_> {
+    /// The line of the byte the parser just looked at.
+    fn line(&self) -> u64 {
+        self.newlines.get() + 1
+    }
+
+    fn send<E: serde::de::Error>(&self, item: Item) -> Result<(), E> {
+        self.tx.send(item).map_err(|_| E::custom(CONSUMER_GONE))
+    }
+
+    fn is_conversation_id(&self, key: &str) -> bool {
+        is_nested_id(key, self.overrides)
     }
 }
 
-/// Accepts `[ … ]` or `{ "conversations": [ … ], … }`.
-struct TopLevel<'a> {
-    tx: &'a SyncSender<Item>,
-    newlines: &'a AtomicU64,
-}
+/// The top level: `[ … ]`, or an object holding the array.
+struct Document<'a>(Feed<'a>);
 
-impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+impl<'de> DeserializeSeed<'de> for Document<'_> {
     type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopLevel<'_> {
+impl<'de> Visitor<'de> for Document<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -307,18 +399,33 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        stream_elements(seq, self.tx, self.newlines)
+        Elements(self.0).stream(seq)
     }
 
+    /// `{"conversations": [ … ]}`, `{"messages": [ … ]}`, or one
+    /// conversation `{"id": …, "messages": [ … ]}` (an id after the array
+    /// would mean holding the whole file, so only an id before it counts).
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let feed = self.0;
         let mut found = false;
+        let mut conversation: Option<Arc<str>> = None;
         while let Some(key) = map.next_key::<String>()? {
-            if !found && ARRAY_KEYS.contains(&normalize(&key).as_str()) {
-                found = true;
-                map.next_value_seed(Elements {
-                    tx: self.tx,
-                    newlines: self.newlines,
-                })?;
+            let normalized = normalize(&key);
+            if found {
+                map.next_value::<IgnoredAny>()?;
+            } else if normalized == MESSAGES_KEY {
+                let messages = Messages {
+                    feed,
+                    nested: conversation.is_some(),
+                    conversation: conversation.clone(),
+                    buffer: None,
+                };
+                found = map.next_value_seed(ArrayOrValue(messages))?.is_none();
+            } else if ARRAY_KEYS.contains(&normalized.as_str()) {
+                found = map.next_value_seed(ArrayOrValue(Elements(feed)))?.is_none();
+            } else if conversation.is_none() && feed.is_conversation_id(&key) {
+                let value: Value = map.next_value()?;
+                conversation = scalar_text(&value).map(|id| Arc::from(id.as_ref()));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -327,50 +434,229 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             Ok(())
         } else {
             Err(serde::de::Error::custom(format!(
-                "expected a JSON array, or an object with one of the keys {}",
+                "expected a JSON array, or an object with an array under one of the keys {}",
                 ARRAY_KEYS.join(", ")
             )))
         }
     }
 }
 
-struct Elements<'a> {
-    tx: &'a SyncSender<Item>,
-    newlines: &'a AtomicU64,
+/// Something that consumes a JSON array element by element.
+trait ArrayStream<'de> {
+    fn stream<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error>;
 }
 
-impl<'de> DeserializeSeed<'de> for Elements<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
+/// Streams an array; anything else is returned whole (`Some`).
+struct ArrayOrValue<S>(S);
+
+impl<'de, S: ArrayStream<'de>> DeserializeSeed<'de> for ArrayOrValue<S> {
+    type Value = Option<Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Elements<'_> {
-    type Value = ();
+impl<'de, S: ArrayStream<'de>> Visitor<'de> for ArrayOrValue<S> {
+    type Value = Option<Value>;
+
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array")
+        f.write_str("any JSON value")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        stream_elements(seq, self.tx, self.newlines)
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<Value>, A::Error> {
+        self.0.stream(seq).map(|()| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Option<Value>, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Option<Value>, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Option<Value>, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Option<Value>, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
     }
 }
 
-fn stream_elements<'de, A: SeqAccess<'de>>(
-    mut seq: A,
-    tx: &SyncSender<Item>,
-    newlines: &AtomicU64,
-) -> Result<(), A::Error> {
-    loop {
-        let Some(value) = seq.next_element::<Value>()? else {
-            return Ok(());
+/// The elements of the top-level array: message rows or conversations.
+struct Elements<'a>(Feed<'a>);
+
+impl<'de> ArrayStream<'de> for Elements<'_> {
+    fn stream<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Element(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One element of the top-level array.
+struct Element<'a>(Feed<'a>);
+
+impl<'de> DeserializeSeed<'de> for Element<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        // The parser has just looked at the element's first byte.
+        let line = self.0.line();
+        let element = d.deserialize_any(ElementVisitor(self.0))?;
+        let (value, conversation, nested) = match element {
+            ElementValue::Streamed => return Ok(()),
+            ElementValue::Row(value) => (value, None, false),
         };
-        // The line the element ends on: where its closing brace is.
-        let line = newlines.load(Ordering::Relaxed) + 1;
-        if tx.send(Item::Element { line, value }).is_err() {
-            // The reader was dropped: stop parsing.
-            return Err(serde::de::Error::custom("reader closed"));
+        self.0.send(Item::Message {
+            line,
+            value,
+            conversation,
+            nested,
+        })
+    }
+}
+
+enum ElementValue {
+    /// A conversation, whose messages went out one by one.
+    Streamed,
+    /// A message row, or a non-object the consumer will warn about.
+    Row(Value),
+}
+
+struct ElementVisitor<'a>(Feed<'a>);
+
+impl ElementVisitor<'_> {
+    fn row<E>(v: impl Into<Value>) -> Result<ElementValue, E> {
+        Ok(ElementValue::Row(v.into()))
+    }
+}
+
+impl<'de> Visitor<'de> for ElementVisitor<'_> {
+    type Value = ElementValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message or a conversation")
+    }
+
+    /// A conversation when it has a `messages` array, a message row otherwise.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ElementValue, A::Error> {
+        let feed = self.0;
+        let mut fields = Map::new();
+        let mut conversation: Option<Arc<str>> = None;
+        let mut is_conversation = false;
+        // Messages that came before the conversation's id.
+        let mut early: Vec<(u64, Value)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !is_conversation && normalize(&key) == MESSAGES_KEY {
+                let messages = Messages {
+                    feed,
+                    nested: true,
+                    conversation: conversation.clone(),
+                    buffer: conversation.is_none().then_some(&mut early),
+                };
+                match map.next_value_seed(ArrayOrValue(messages))? {
+                    None => is_conversation = true,
+                    Some(value) => {
+                        fields.insert(key, value);
+                    }
+                }
+                continue;
+            }
+            let value: Value = map.next_value()?;
+            if conversation.is_none() && feed.is_conversation_id(&key) {
+                conversation = scalar_text(&value).map(|id| Arc::from(id.as_ref()));
+            }
+            fields.insert(key, value);
         }
+        if !is_conversation {
+            return Ok(ElementValue::Row(Value::Object(fields)));
+        }
+        for (line, value) in early {
+            feed.send(Item::Message {
+                line,
+                value,
+                conversation: conversation.clone(),
+                nested: true,
+            })?;
+        }
+        Ok(ElementValue::Streamed)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ElementValue, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(ElementValue::Row)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<ElementValue, E> {
+        Self::row(v)
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<ElementValue, E> {
+        Self::row(v)
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<ElementValue, E> {
+        Self::row(v)
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<ElementValue, E> {
+        Self::row(v)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<ElementValue, E> {
+        Self::row(v)
+    }
+
+    fn visit_unit<E>(self) -> Result<ElementValue, E> {
+        Self::row(Value::Null)
+    }
+}
+
+/// A `messages` array: each message is sent as soon as it is parsed, or
+/// kept in `buffer` while the conversation's id is still unknown.
+struct Messages<'a, 'b> {
+    feed: Feed<'a>,
+    nested: bool,
+    conversation: Option<Arc<str>>,
+    buffer: Option<&'b mut Vec<(u64, Value)>>,
+}
+
+impl<'de> ArrayStream<'de> for Messages<'_, '_> {
+    fn stream<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some((line, value)) = seq.next_element_seed(Located(self.feed))? {
+            match self.buffer.as_deref_mut() {
+                Some(buffer) => buffer.push((line, value)),
+                None => self.feed.send(Item::Message {
+                    line,
+                    value,
+                    conversation: self.conversation.clone(),
+                    nested: self.nested,
+                })?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value and the line it starts on.
+struct Located<'a>(Feed<'a>);
+
+impl<'de> DeserializeSeed<'de> for Located<'_> {
+    type Value = (u64, Value);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(u64, Value), D::Error> {
+        let line = self.0.line();
+        Value::deserialize(d).map(|v| (line, v))
     }
 }
 
@@ -379,6 +665,10 @@ pub(super) struct JsonlSource {
     buf: Vec<u8>,
     line: u64,
     rows: ObjectRows,
+    /// Lines that were valid JSON, and the first that was not: a file with
+    /// no valid line at all is not JSON lines.
+    parsed: u64,
+    first_bad: Option<(u64, String)>,
 }
 
 impl JsonlSource {
@@ -387,11 +677,9 @@ impl JsonlSource {
             reader: BufReader::with_capacity(256 * 1024, text),
             buf: Vec::new(),
             line: 0,
-            rows: ObjectRows {
-                file: file.to_string(),
-                overrides: opts.columns.clone(),
-                checked_columns: false,
-            },
+            rows: ObjectRows::new(file, opts),
+            parsed: 0,
+            first_bad: None,
         }
     }
 }
@@ -411,18 +699,32 @@ impl Source for JsonlSource {
                 source,
             })?;
         if n == 0 {
-            return Ok(false);
+            return match self.first_bad.take() {
+                Some((line, message)) if self.parsed == 0 => Err(IngestError::Malformed {
+                    file: self.rows.file.clone(),
+                    line,
+                    message: format!("no line is valid JSON; the first bad one: {message}"),
+                }),
+                _ => Ok(false),
+            };
         }
         self.line += 1;
         if self.buf.iter().all(u8::is_ascii_whitespace) {
             return Ok(true);
         }
         match serde_json::from_slice::<Value>(&self.buf) {
-            Ok(value) => self.rows.element(self.line, value, builder, out)?,
-            Err(e) => out.push_back(Row::Warning(Warning {
-                line: self.line,
-                message: format!("not valid JSON ({}); line skipped", json_message(&e)),
-            })),
+            Ok(value) => {
+                self.parsed += 1;
+                self.rows.element(self.line, value, builder, out)?;
+            }
+            Err(e) => {
+                let message = json_message(&e);
+                out.push_back(warning(
+                    self.line,
+                    format!("not valid JSON ({message}); line skipped"),
+                ));
+                self.first_bad.get_or_insert((self.line, message));
+            }
         }
         Ok(true)
     }

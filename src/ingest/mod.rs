@@ -74,7 +74,7 @@ pub enum IngestError {
         file: String,
         source: std::io::Error,
     },
-    #[error("{file}: the file is empty")]
+    #[error("{file}: no messages: the file is empty")]
     Empty { file: String },
     #[error("{file}: no messages found ({detail})")]
     NoMessages { file: String, detail: String },
@@ -157,14 +157,35 @@ impl fmt::Display for Warning {
     }
 }
 
+/// Sender roles as exports write them, per role.
+const ROLE_NAMES: [(Role, &[&str]); 3] = [
+    (
+        Role::Customer,
+        &[
+            "customer", "user", "client", "visitor", "contact", "inbound",
+        ],
+    ),
+    (
+        Role::Agent,
+        &["agent", "operator", "staff", "support", "admin", "outbound"],
+    ),
+    (Role::Bot, &["bot", "system", "auto", "automated"]),
+];
+
+/// Distinct unknown roles warned about one by one; past this, one last
+/// warning says the rest go unreported (a file with a free-text role column
+/// would otherwise warn on every row).
+const MAX_UNKNOWN_ROLE_WARNINGS: usize = 32;
+
 /// Sender roles as exports write them → our three roles; `None` when unknown.
 pub fn normalize_role(raw: &str) -> Option<Role> {
-    let r = raw.trim().to_ascii_lowercase();
-    Some(match r.as_str() {
-        "customer" | "user" | "client" | "visitor" | "contact" | "inbound" => Role::Customer,
-        "agent" | "operator" | "staff" | "support" | "admin" | "outbound" => Role::Agent,
-        "bot" | "system" | "auto" | "automated" => Role::Bot,
-        _ => return None,
+    // Called once per row: compare in place rather than lowercase a copy.
+    let r = raw.trim();
+    ROLE_NAMES.iter().find_map(|(role, names)| {
+        names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(r))
+            .then_some(*role)
     })
 }
 
@@ -282,12 +303,23 @@ impl RowBuilder {
         let role = match normalize_role(sender) {
             Some(role) => role,
             None => {
-                let raw_role = sender.trim().to_string();
-                if self.unknown_roles.insert(raw_role.clone()) {
+                let raw_role = sender.trim();
+                if self.unknown_roles.len() < MAX_UNKNOWN_ROLE_WARNINGS
+                    && self.unknown_roles.insert(raw_role.to_string())
+                {
                     warn(
                         out,
                         format!("unknown sender role \"{raw_role}\", treated as customer"),
                     );
+                    if self.unknown_roles.len() == MAX_UNKNOWN_ROLE_WARNINGS {
+                        warn(
+                            out,
+                            format!(
+                                "{MAX_UNKNOWN_ROLE_WARNINGS} distinct unknown sender roles so far; \
+                                 further ones are treated as customer without a warning"
+                            ),
+                        );
+                    }
                 }
                 Role::Customer
             }
@@ -394,10 +426,9 @@ pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError>
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut head)
         .map_err(io)?;
-    if head.iter().all(u8::is_ascii_whitespace) {
-        return Err(IngestError::Empty { file });
-    }
-    let format = detect(path, &head, &file)?;
+    // A short read means `head` is the whole file.
+    let whole_file = head.len() < SNIFF_BYTES;
+    let format = detect(path, &head, whole_file, &file)?;
     let mut builder = RowBuilder::new(opts);
     let source: Box<dyn Source> = match format {
         Format::Xlsx => Box::new(xlsx::XlsxSource::open(path, &file, opts, &mut builder)?),
@@ -414,7 +445,7 @@ pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError>
                         &mut builder,
                     )?)
                 }
-                Format::Json => Box::new(json::JsonSource::new(reader, &file, opts)),
+                Format::Json => Box::new(json::JsonSource::new(reader, &file, opts)?),
                 _ => Box::new(json::JsonlSource::new(reader, &file, opts)),
             }
         }
@@ -430,10 +461,12 @@ pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError>
     })
 }
 
-/// The format the extension declares, checked against the first bytes.
-fn detect(path: &Path, head: &[u8], file: &str) -> Result<Format, IngestError> {
+/// The format the extension declares, checked against the first bytes:
+/// the content wins when it is unmistakably another text format (a JSON
+/// array saved as `.jsonl`, JSON lines saved as `.json`), and a declared
+/// format the content cannot be is refused.
+fn detect(path: &Path, head: &[u8], whole_file: bool, file: &str) -> Result<Format, IngestError> {
     let is_zip = head.starts_with(b"PK\x03\x04");
-    let first = text::first_meaningful_byte(head);
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -443,7 +476,6 @@ fn detect(path: &Path, head: &[u8], file: &str) -> Result<Format, IngestError> {
         "json" => Some(Format::Json),
         "jsonl" | "ndjson" => Some(Format::Jsonl),
         "xlsx" | "xlsm" => Some(Format::Xlsx),
-        "" => None,
         "xls" | "ods" | "numbers" => {
             return Err(IngestError::UnsupportedFormat {
                 file: file.to_string(),
@@ -453,29 +485,51 @@ fn detect(path: &Path, head: &[u8], file: &str) -> Result<Format, IngestError> {
         _ => None,
     };
     match declared {
-        Some(Format::Xlsx) if !is_zip => Err(IngestError::Xlsx {
-            file: file.to_string(),
-            message: "the file is not a zip archive (is it a CSV or an old .xls renamed?)".into(),
-        }),
-        Some(Format::Xlsx) => Ok(Format::Xlsx),
-        Some(expected) if is_zip => Err(IngestError::Binary {
-            file: file.to_string(),
-            expected,
-            detail: "it is a zip archive; an .xlsx saved under another name?".into(),
-        }),
-        Some(f) => Ok(f),
-        None if is_zip => Ok(Format::Xlsx),
-        None => Ok(match first {
-            Some(b'[') => Format::Json,
-            Some(b'{') => Format::Jsonl,
-            _ => Format::Csv,
-        }),
+        Some(Format::Xlsx) if !is_zip => {
+            return Err(IngestError::Xlsx {
+                file: file.to_string(),
+                message: "the file is not a zip archive (is it a CSV or an old .xls renamed?)"
+                    .into(),
+            });
+        }
+        Some(Format::Xlsx) => return Ok(Format::Xlsx),
+        Some(expected) if is_zip => {
+            return Err(IngestError::Binary {
+                file: file.to_string(),
+                expected,
+                detail: "it is a zip archive; an .xlsx saved under another name?".into(),
+            });
+        }
+        None if is_zip => return Ok(Format::Xlsx),
+        _ => {}
     }
+    let content = text::head_text(head);
+    if whole_file && content.trim().is_empty() {
+        return Err(IngestError::Empty {
+            file: file.to_string(),
+        });
+    }
+    use text::Sniffed;
+    Ok(match (declared, text::sniff(&content, whole_file)) {
+        (_, Sniffed::JsonArray) => Format::Json,
+        (_, Sniffed::JsonLines) => Format::Jsonl,
+        // A file of one object is a document when the object holds the
+        // rows, and a one-line JSONL file when it is a row itself.
+        (_, Sniffed::OneJsonObject { wrapper: true }) => Format::Json,
+        (_, Sniffed::OneJsonObject { wrapper: false }) => Format::Jsonl,
+        // A JSON lines file whose first line outgrows the window looks the
+        // same as a pretty-printed document: the extension decides.
+        (Some(Format::Jsonl), Sniffed::JsonObject) => Format::Jsonl,
+        (_, Sniffed::JsonObject) => Format::Json,
+        (Some(declared), Sniffed::Other) => declared,
+        (None, Sniffed::Other) => Format::Csv,
+    })
 }
 
-/// Text decoding shared by CSV, JSON and JSONL: BOM handling, UTF-16, and
-/// the binary-file check.
+/// Text decoding shared by CSV, JSON and JSONL: BOM handling, UTF-16, the
+/// binary-file check, and sniffing what the text looks like.
 mod text {
+    use std::borrow::Cow;
     use std::fs::File;
     use std::io::{BufReader, Read};
     use std::path::Path;
@@ -496,28 +550,75 @@ mod text {
         }
     }
 
-    /// The first byte that is not whitespace or part of a BOM (UTF-16 files
-    /// are looked at through their low bytes).
-    pub fn first_meaningful_byte(head: &[u8]) -> Option<u8> {
-        let (bytes, step): (&[u8], usize) = match utf16(head) {
-            Some(enc) if enc == encoding_rs::UTF_16LE => (&head[2..], 2),
-            Some(_) => (head.get(3..).unwrap_or_default(), 2),
-            None => (head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head), 1),
-        };
-        bytes
-            .iter()
-            .step_by(step)
-            .copied()
-            .find(|b| !b.is_ascii_whitespace())
+    /// The sniffed bytes as text, without a BOM, bad sequences replaced (a
+    /// character cut by the sniff window included).
+    pub fn head_text(head: &[u8]) -> Cow<'_, str> {
+        match utf16(head) {
+            Some(enc) => enc.decode_with_bom_removal(head).0,
+            None => String::from_utf8_lossy(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head)),
+        }
     }
 
     /// The first line of the sniffed bytes, decoded (for delimiter sniffing).
     pub fn first_line(head: &[u8]) -> String {
-        let (text, _, _) = match utf16(head) {
-            Some(enc) => enc.decode(head),
-            None => encoding_rs::UTF_8.decode(head),
+        head_text(head)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What the start of a text file looks like.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Sniffed {
+        /// `[` then an object or the end of the array: no CSV header starts so.
+        JsonArray,
+        /// Two or more lines that are each a whole JSON object.
+        JsonLines,
+        /// The whole file is one single-line JSON object; `wrapper` when it
+        /// holds a `conversations`/`messages` array, as a JSON document would.
+        OneJsonObject {
+            wrapper: bool,
+        },
+        /// A JSON object spread over lines (a pretty-printed document).
+        JsonObject,
+        Other,
+    }
+
+    pub fn sniff(text: &str, whole_file: bool) -> Sniffed {
+        let t = text.trim_start();
+        if let Some(rest) = t.strip_prefix('[') {
+            return match rest.trim_start().chars().next() {
+                Some('{' | ']') => Sniffed::JsonArray,
+                // A window of whitespace after `[`: the array may well hold objects.
+                None if !whole_file => Sniffed::JsonArray,
+                _ => Sniffed::Other,
+            };
+        }
+        if !t.starts_with('{') {
+            return Sniffed::Other;
+        }
+        // The last line of a cut-off window is itself cut off: not evidence.
+        let seen = if whole_file {
+            t
+        } else {
+            t.rfind('\n').map_or("", |end| &t[..end])
         };
-        text.lines().next().unwrap_or_default().to_string()
+        let mut lines = seen.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines
+            .next()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        let Some(serde_json::Value::Object(first)) = first else {
+            return Sniffed::JsonObject;
+        };
+        if lines.next().is_some() || !whole_file {
+            return Sniffed::JsonLines;
+        }
+        Sniffed::OneJsonObject {
+            wrapper: first
+                .iter()
+                .any(|(key, value)| value.is_array() && super::json::is_array_key(key)),
+        }
     }
 
     /// Opens `path` as UTF-8 text (a UTF-8 BOM dropped, UTF-16 with a BOM
@@ -533,17 +634,21 @@ mod text {
             expected,
             detail,
         };
-        let encoding = utf16(head);
-        if encoding.is_none() {
+        let line_at = |offset: usize| head[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        if utf16(head).is_none() {
             if let Some(at) = head.iter().position(|b| *b == 0) {
-                return Err(binary(format!("NUL byte at offset {at}")));
+                return Err(binary(format!(
+                    "NUL byte on line {} (byte {at})",
+                    line_at(at)
+                )));
             }
             if let Err(e) = std::str::from_utf8(head) {
                 // A multi-byte character cut by the sniff window is fine.
                 if e.error_len().is_some() {
+                    let at = e.valid_up_to();
                     return Err(binary(format!(
-                        "invalid UTF-8 at byte {}; save the export as UTF-8 or UTF-16",
-                        e.valid_up_to()
+                        "invalid UTF-8 on line {} (byte {at}); save the export as UTF-8 or UTF-16",
+                        line_at(at)
                     )));
                 }
             }

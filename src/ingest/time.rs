@@ -74,6 +74,12 @@ mod tests {
             assert_eq!(parse_millis(s), expected, "{s}");
         }
         assert_eq!(parse_millis("2026-03-01"), Some(1_772_323_200_000));
+        assert_eq!(
+            parse_millis("2026-03-01 11:00:00.250"),
+            Some(1_772_362_800_250)
+        );
+        assert_eq!(parse_millis("2026-03-01T11:00:00"), expected);
+        assert_eq!(parse_millis("01/03/2026 11:00:30"), Some(1_772_362_830_000));
     }
 
     #[test]

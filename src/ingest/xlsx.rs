@@ -1,17 +1,22 @@
 //! XLSX: the first worksheet, first row as the header (via calamine, which
-//! reads the sheet whole: a zip cannot be streamed row by row cheaply).
+//! reads the sheet whole: a zip cannot be streamed row by row cheaply). The
+//! cells stay in calamine's range; each row becomes text only when read.
 
 use std::collections::VecDeque;
 use std::io::BufReader;
 use std::path::Path;
 
-use calamine::{Data, Reader, Xlsx};
+use calamine::{Data, Range, Reader, Xlsx};
 
 use super::columns::{Column, ColumnMap};
 use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source};
 
 pub(super) struct XlsxSource {
-    rows: std::vec::IntoIter<(u64, Vec<Option<String>>)>,
+    range: Range<Data>,
+    /// Index into `range` of the next row to read.
+    next: usize,
+    /// Spreadsheet number (1-based) of the range's first row.
+    first_row: u64,
     map: ColumnMap,
 }
 
@@ -53,31 +58,35 @@ impl XlsxSource {
             .worksheet_range_at(0)
             .ok_or_else(|| xlsx_error("the workbook has no worksheet".into()))?
             .map_err(|e| xlsx_error(e.to_string()))?;
-        let first_row = range.start().map_or(0, |(r, _)| r as u64);
-        let mut rows = range
-            .rows()
-            .enumerate()
-            .map(|(i, cells)| {
-                // Spreadsheet rows are numbered from 1.
-                let number = first_row + i as u64 + 1;
-                (number, cells.iter().map(cell_text).collect::<Vec<_>>())
-            })
-            .filter(|(_, cells)| cells.iter().any(Option::is_some));
-        let Some((_, header)) = rows.next() else {
+        let first_row = range.start().map_or(0, |(r, _)| u64::from(r)) + 1;
+        let Some(header_ix) = range.rows().position(|cells| !is_blank(cells)) else {
             return Err(IngestError::Empty {
                 file: file.to_string(),
             });
         };
-        let headers: Vec<String> = header
-            .into_iter()
-            .map(|h| h.unwrap_or_default().trim().to_string())
+        let headers: Vec<String> = range
+            .rows()
+            .nth(header_ix)
+            .unwrap_or_default()
+            .iter()
+            .map(|h| cell_text(h).unwrap_or_default().trim().to_string())
             .collect();
         let map = builder.header_row(file, &headers, &opts.columns)?;
         Ok(Self {
-            rows: rows.collect::<Vec<_>>().into_iter(),
+            range,
+            next: header_ix + 1,
+            first_row,
             map,
         })
     }
+}
+
+fn is_blank_cell(cell: &Data) -> bool {
+    matches!(cell, Data::Empty | Data::Error(_))
+}
+
+fn is_blank(cells: &[Data]) -> bool {
+    cells.iter().all(is_blank_cell)
 }
 
 impl Source for XlsxSource {
@@ -86,23 +95,38 @@ impl Source for XlsxSource {
         builder: &mut RowBuilder,
         out: &mut VecDeque<Row>,
     ) -> Result<bool, IngestError> {
-        let Some((line, cells)) = self.rows.next() else {
-            return Ok(false);
+        // Blank rows are skipped silently, as a spreadsheet user expects.
+        let width = self.range.width();
+        let row = loop {
+            if self.next >= self.range.height() {
+                return Ok(false);
+            }
+            let row = self.next;
+            self.next += 1;
+            if !(0..width).all(|c| self.range.get((row, c)).is_none_or(is_blank_cell)) {
+                break row;
+            }
         };
-        let get = |c: Column| {
-            self.map
-                .get(c)
-                .and_then(|ix| cells.get(ix))
-                .and_then(|v| v.as_deref())
-        };
+        let line = self.first_row + row as u64;
+        // Every cell under a mapped header exists, if only empty: an empty
+        // one is reported as empty, not as missing.
+        let text: [Option<String>; 5] = Column::ALL.map(|c| {
+            self.map.get(c).map(|ix| {
+                self.range
+                    .get((row, ix))
+                    .and_then(cell_text)
+                    .unwrap_or_default()
+            })
+        });
+        let [id, sender, message, timestamp, sender_name] = &text;
         builder.build(
             RawRow {
                 line,
-                conversation_id: get(Column::ConversationId),
-                sender: get(Column::Sender),
-                text: get(Column::Text),
-                timestamp: get(Column::Timestamp),
-                sender_name: get(Column::SenderName),
+                conversation_id: id.as_deref(),
+                sender: sender.as_deref(),
+                text: message.as_deref(),
+                timestamp: timestamp.as_deref(),
+                sender_name: sender_name.as_deref(),
             },
             out,
         );
