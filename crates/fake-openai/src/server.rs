@@ -166,9 +166,9 @@ fn serve(
             let _ = stop_rx.await;
             handle.stop(true).await;
         });
-        if ready.send(Ok(stop_tx)).is_err() {
-            // Nobody is waiting for the server; dropping the sender stops it.
-        }
+        // If start() is no longer waiting, the unsent stop_tx is dropped
+        // here, which stops the server: nobody could stop it otherwise.
+        let _ = ready.send(Ok(stop_tx));
         server.await
     });
     if let Err(e) = result {
