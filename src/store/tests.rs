@@ -37,6 +37,9 @@ fn upload(id: Uuid) -> UploadRecord {
         warnings_total: 0,
         error: None,
         source: None,
+        parsed: false,
+        progress_mark: 0,
+        starts_without_progress: 1,
     }
 }
 
@@ -305,4 +308,67 @@ fn garbage_file_is_a_clear_open_error() {
     .unwrap();
     let err = Store::open(&path).unwrap_err();
     assert!(err.to_string().contains("t.redb"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_round_trips() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut record = upload(id);
+    let name = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.csv");
+    record.source = Some(std::path::PathBuf::from(name));
+    record.filename = std::path::Path::new(name).display().to_string();
+    store.save_results(&[], Some(&record)).unwrap();
+    let back = store.upload(id).unwrap().unwrap();
+    assert_eq!(back.source.as_deref(), Some(std::path::Path::new(name)));
+    assert_eq!(back.filename, "/tmp/caf\u{fffd}.csv");
+    assert_eq!(store.uploads().unwrap().len(), 1, "listing still works");
+}
+
+#[test]
+fn records_written_before_the_guard_fields_read_back() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut json = serde_json::to_value(upload(id)).unwrap();
+    let object = json.as_object_mut().unwrap();
+    for field in ["parsed", "progress_mark", "starts_without_progress"] {
+        object.remove(field);
+    }
+    object.insert("status".into(), "analyzing".into());
+    object.insert("source".into(), "/data/old.csv".into());
+    let record: UploadRecord = serde_json::from_value(json).unwrap();
+    assert!(record.parsed, "an old record past parsing was parsed");
+    assert!(!record.needs_parse());
+    assert_eq!(
+        record.source.as_deref(),
+        Some(std::path::Path::new("/data/old.csv"))
+    );
+    store.save_results(&[], Some(&record)).unwrap();
+}
+
+#[test]
+fn starts_without_progress_are_counted_and_capped() {
+    let mut record = upload(Uuid::new_v4());
+    // Created: the first start. Two more that got no further are allowed...
+    assert!(record.count_start(0).is_ok());
+    assert!(record.count_start(0).is_ok());
+    assert_eq!(record.starts_without_progress, 3);
+    // ...the fourth is refused, naming the stage.
+    let reason = record.count_start(0).unwrap_err();
+    assert!(reason.contains("while parsing"), "{reason}");
+    // Progress resets the count.
+    let mut record = upload(Uuid::new_v4());
+    record.parsed = true;
+    record.status = Stage::Analyzing;
+    for mark in [1, 1, 5, 5, 9, 9, 9] {
+        assert!(record.count_start(mark).is_ok(), "{mark}");
+    }
+    assert!(
+        record
+            .count_start(9)
+            .unwrap_err()
+            .contains("while analysing")
+    );
 }
