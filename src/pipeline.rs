@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::analyze::actor::{AnalyzerPool, Lease};
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::ingest::{self, IngestError, IngestOptions, Row};
-use crate::model::{Analysis, Conversation, ConversationStatus, Stage};
+use crate::model::{Analysis, ConversationStatus, Stage};
 use crate::progress::actor::{ProgressActor, Update};
 use crate::progress::{ConversationOutcome, ProgressEvent};
 use crate::store::actor::{
@@ -39,7 +39,8 @@ use crate::store::actor::{
     LoadConversations, LookupProcessed, PutUpload, SaveOutcome, StoreActor, StoreReader,
 };
 use crate::store::{
-    ConversationRecord, ConversationResult, StoreError, StoredMessage, UploadCounts, UploadRecord,
+    ConversationRecord, ConversationResult, LoadedConversation, StoreError, StoredMessage,
+    UploadCounts, UploadRecord,
 };
 
 /// Messages written per transaction while parsing.
@@ -508,13 +509,16 @@ impl Pipeline {
                 })
                 .await?;
             let Some(last) = batch.last() else { break };
-            after = Some(last.id.clone());
-            let keys: Vec<[u8; 32]> = batch.iter().map(|c| self.analyzer.content_key(c)).collect();
+            after = Some(last.conversation.id.clone());
+            let keys: Vec<[u8; 32]> = batch
+                .iter()
+                .map(|c| content_key(&self.analyzer, c))
+                .collect();
             let cached = self.query(LookupProcessed { keys: keys.clone() }).await?;
             let done = self
                 .query(HasOutcome {
                     upload_id,
-                    conversation_ids: batch.iter().map(|c| c.id.clone()).collect(),
+                    conversation_ids: batch.iter().map(|c| c.conversation.id.clone()).collect(),
                 })
                 .await?;
 
@@ -578,7 +582,7 @@ impl Pipeline {
 
     fn dispatch(
         &self,
-        conversation: Conversation,
+        conversation: LoadedConversation,
         key: [u8; 32],
         cancel: CancellationToken,
     ) -> impl Future<Output = Finished> + use<> {
@@ -593,7 +597,9 @@ impl Pipeline {
                 return (conversation, key, outcome, None);
             };
             // The pool takes the conversation by value; keep a copy for the record.
-            let outcome = lease.analyze(conversation.clone(), cancel).await;
+            let outcome = lease
+                .analyze(conversation.conversation.clone(), cancel)
+                .await;
             (conversation, key, outcome, keep_lease.then_some(lease))
         }
     }
@@ -651,7 +657,7 @@ impl Pipeline {
         &self,
         upload_id: Uuid,
         tally: &mut Tally,
-        conversation: &Conversation,
+        conversation: &LoadedConversation,
         stored: Stored,
         lease: Option<Lease>,
     ) -> Result<(), AnalyzeStop> {
@@ -691,7 +697,7 @@ impl Pipeline {
                 )
             }
         };
-        let mut record = ConversationRecord::describe(conversation, status);
+        let mut record = ConversationRecord::new(&conversation.counts, status);
         record.error = error;
         if let ConversationOutcome::Analyzed(usage) | ConversationOutcome::Failed { usage, .. } =
             &event
@@ -702,7 +708,7 @@ impl Pipeline {
             .store
             .send(SaveOutcome(ConversationResult {
                 upload_id,
-                conversation_id: conversation.id.clone(),
+                conversation_id: conversation.conversation.id.clone(),
                 record,
                 analysis,
                 content_key,
@@ -741,7 +747,7 @@ enum Stored {
 #[derive(Default)]
 struct Twins {
     /// Content in flight → conversations waiting for its analysis.
-    in_flight: HashMap<[u8; 32], Vec<Conversation>>,
+    in_flight: HashMap<[u8; 32], Vec<LoadedConversation>>,
     /// Analyses finished here but perhaps not yet committed to the
     /// processed-content index (which only shows committed rows).
     recent: HashMap<[u8; 32], Analysis>,
@@ -762,7 +768,7 @@ impl Twins {
 
 /// What a dispatched call gives back: the conversation, its content key, the
 /// outcome, and the actor's lease when it must outlive the call.
-type Finished = (Conversation, [u8; 32], Outcome, Option<Lease>);
+type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
 
 /// Why analysis stopped early.
 enum AnalyzeStop {
@@ -787,6 +793,20 @@ struct ParsedBatch {
     messages: u64,
     conversations: u64,
     autoresponses: u64,
+}
+
+/// The processed-content key of a loaded conversation: what the analyzer
+/// reads, and (for a conversation too long to load whole) how many messages
+/// it has, so a long conversation is not taken for its own start and end.
+fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [u8; 32] {
+    let key = analyzer.content_key(&loaded.conversation);
+    if loaded.conversation.messages.len() == loaded.counts.messages as usize {
+        return key;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&key);
+    h.update(&loaded.counts.messages.to_le_bytes());
+    *h.finalize().as_bytes()
 }
 
 /// Opens an export on a blocking thread (an XLSX is checked and its shared

@@ -262,20 +262,115 @@ pub struct ConversationRecord {
 }
 
 impl ConversationRecord {
+    /// The record of a conversation whose messages are all in `conversation`.
     pub fn describe(conversation: &Conversation, status: ConversationStatus) -> Self {
-        let autoresponses = conversation
-            .messages
-            .iter()
-            .filter(|m| m.autoresponse)
-            .count();
+        Self::new(&MessageCounts::of(&conversation.messages), status)
+    }
+
+    pub fn new(counts: &MessageCounts, status: ConversationStatus) -> Self {
         Self {
             status,
-            messages: conversation.messages.len() as u32,
-            customer_messages: conversation.customer_messages() as u32,
-            autoresponses: autoresponses as u32,
-            started_ms: conversation.messages.iter().filter_map(|m| m.time_ms).min(),
+            messages: counts.messages,
+            customer_messages: counts.customer_messages,
+            autoresponses: counts.autoresponses,
+            started_ms: counts.started_ms,
             error: None,
             usage: LlmUsage::default(),
+        }
+    }
+}
+
+/// Most messages of one conversation loaded for analysis: its first and its
+/// last half of this many. A conversation of a million messages is analysed
+/// on its start and its end (which is all an LLM transcript keeps anyway),
+/// never loaded and cloned whole.
+pub const MAX_LOADED_MESSAGES: usize = 2000;
+
+/// Counts over every message of a conversation, loaded or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub messages: u32,
+    /// Customer messages that are not autoresponses.
+    pub customer_messages: u32,
+    pub autoresponses: u32,
+    /// Time of its first message, when known.
+    pub started_ms: Option<i64>,
+}
+
+impl MessageCounts {
+    pub fn of(messages: &[Message]) -> Self {
+        let mut counts = Self::default();
+        for m in messages {
+            counts.add(m);
+        }
+        counts
+    }
+
+    fn add(&mut self, m: &Message) {
+        self.messages = self.messages.saturating_add(1);
+        if m.autoresponse {
+            self.autoresponses = self.autoresponses.saturating_add(1);
+        } else if m.role == crate::model::Role::Customer {
+            self.customer_messages = self.customer_messages.saturating_add(1);
+        }
+        if let Some(t) = m.time_ms {
+            self.started_ms = Some(self.started_ms.map_or(t, |s| s.min(t)));
+        }
+    }
+}
+
+/// A conversation as loaded for analysis: at most [`MAX_LOADED_MESSAGES`] of
+/// its messages, and the counts of all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConversation {
+    pub conversation: Conversation,
+    pub counts: MessageCounts,
+}
+
+/// A conversation being read message by message: its head, a ring of its
+/// latest messages, and its counts.
+struct Loading {
+    id: String,
+    head: Vec<Message>,
+    tail: std::collections::VecDeque<Message>,
+    counts: MessageCounts,
+}
+
+impl Loading {
+    const HALF: usize = MAX_LOADED_MESSAGES / 2;
+
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            counts: MessageCounts::default(),
+        }
+    }
+
+    fn push(&mut self, message: Message) {
+        self.counts.add(&message);
+        if self.head.len() < Self::HALF {
+            self.head.push(message);
+        } else {
+            if self.tail.len() == Self::HALF {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(message);
+        }
+    }
+
+    fn finish(self) -> LoadedConversation {
+        let mut messages = self.head;
+        messages.extend(self.tail);
+        let mut conversation = Conversation {
+            id: self.id,
+            messages,
+        };
+        conversation.sort_messages();
+        LoadedConversation {
+            conversation,
+            counts: self.counts,
         }
     }
 }
@@ -588,15 +683,17 @@ impl Store {
         Ok(all)
     }
 
-    /// Loads up to `limit` whole conversations of an upload, in conversation-id
-    /// order, starting after `after`. Messages come in timestamp order when
-    /// every message has one, file order otherwise.
+    /// Loads up to `limit` conversations of an upload, in conversation-id
+    /// order, starting after `after`: each with at most
+    /// [`MAX_LOADED_MESSAGES`] of its messages (its first and last ones) and
+    /// the counts of all. Messages come in timestamp order when every loaded
+    /// message has one, file order otherwise.
     pub fn load_conversations(
         &self,
         upload_id: Uuid,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Conversation>> {
+    ) -> Result<Vec<LoadedConversation>> {
         let k = key(upload_id);
         self.read(|t| {
             let start = match after {
@@ -604,26 +701,27 @@ impl Store {
                 None => Bound::Included((k, "", 0)),
             };
             let end = Bound::Excluded((k.wrapping_add(1), "", 0));
-            let mut out: Vec<Conversation> = Vec::new();
+            let mut out: Vec<LoadedConversation> = Vec::new();
+            let mut current: Option<Loading> = None;
             for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id, _) = kg.value();
-                let message: Message = decode("message", v.value())?;
-                match out.last_mut() {
-                    Some(c) if c.id == conversation_id => c.messages.push(message),
-                    _ => {
-                        if out.len() == limit {
-                            break;
-                        }
-                        out.push(Conversation {
-                            id: conversation_id.to_string(),
-                            messages: vec![message],
-                        });
+                if current.as_ref().is_none_or(|c| c.id != conversation_id) {
+                    if let Some(done) = current.take() {
+                        out.push(done.finish());
                     }
+                    if out.len() == limit {
+                        break;
+                    }
+                    current = Some(Loading::new(conversation_id));
+                }
+                let message: Message = decode("message", v.value())?;
+                if let Some(c) = current.as_mut() {
+                    c.push(message);
                 }
             }
-            for c in &mut out {
-                c.sort_messages();
+            if let Some(done) = current {
+                out.push(done.finish());
             }
             Ok(out)
         })

@@ -114,7 +114,13 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
     let first = store.load_conversations(id, None, 2).unwrap();
     let texts: Vec<Vec<&str>> = first
         .iter()
-        .map(|c| c.messages.iter().map(|m| m.text.as_str()).collect())
+        .map(|c| {
+            c.conversation
+                .messages
+                .iter()
+                .map(|m| m.text.as_str())
+                .collect()
+        })
         .collect();
     assert_eq!(
         texts,
@@ -122,7 +128,7 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
     );
     let rest = store.load_conversations(id, Some("b"), 2).unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].id, "c");
+    assert_eq!(rest[0].conversation.id, "c");
     assert_eq!(store.message_count(id).unwrap(), 5);
     assert_eq!(store.message_count(other).unwrap(), 1);
 }
@@ -371,4 +377,45 @@ fn starts_without_progress_are_counted_and_capped() {
             .unwrap_err()
             .contains("while analysing")
     );
+}
+
+#[test]
+fn a_huge_conversation_loads_its_start_and_end_with_exact_counts() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let n = MAX_LOADED_MESSAGES as u64 * 3 + 7;
+    let rows: Vec<StoredMessage> = (0..n)
+        .map(|seq| row("big", seq, &format!("message {seq}"), None))
+        .chain([row("small", n, "hello", Some(5))])
+        .collect();
+    store.put_messages(id, &rows).unwrap();
+    let loaded = store.load_conversations(id, None, 10).unwrap();
+    assert_eq!(loaded.len(), 2);
+    let big = &loaded[0];
+    assert_eq!(big.conversation.id, "big");
+    assert_eq!(big.conversation.messages.len(), MAX_LOADED_MESSAGES);
+    assert_eq!(big.counts.messages as u64, n);
+    assert_eq!(big.counts.customer_messages as u64, n);
+    let texts: Vec<&str> = big
+        .conversation
+        .messages
+        .iter()
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(texts[0], "message 0");
+    assert_eq!(
+        texts[MAX_LOADED_MESSAGES / 2 - 1],
+        format!("message {}", MAX_LOADED_MESSAGES / 2 - 1)
+    );
+    assert_eq!(
+        texts[MAX_LOADED_MESSAGES / 2],
+        format!("message {}", n - MAX_LOADED_MESSAGES as u64 / 2)
+    );
+    assert_eq!(*texts.last().unwrap(), format!("message {}", n - 1));
+    let small = &loaded[1];
+    assert_eq!(
+        small.counts,
+        MessageCounts::of(&small.conversation.messages)
+    );
+    assert_eq!(small.counts.started_ms, Some(5));
 }

@@ -6,3 +6,4 @@ mod helpers;
 mod analyze;
 mod bad_input;
 mod export;
+mod hostile;
