@@ -279,8 +279,9 @@ impl Pipeline {
         result
     }
 
-    /// Marks an upload failed after its job panicked (a bug): the record says
-    /// so, and progress watchers see it end.
+    /// Marks an upload failed after an internal error (a panic in its job or
+    /// its parser thread: a bug): the record says so, and progress watchers
+    /// see it end.
     pub async fn fail_after_panic(&self, upload_id: Uuid, message: &str) {
         let error = UploadError::Internal(message.to_string()).to_string();
         if let Ok(Ok(Some(mut record))) = self.reader.send(GetUpload { upload_id }).await {

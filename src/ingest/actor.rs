@@ -148,10 +148,14 @@ impl UploadActor {
                     Err(panic) => {
                         let message = panic_message(panic.as_ref());
                         tracing::error!(%upload_id, panic = %message, "an upload job panicked; the upload is marked failed");
-                        pipeline.fail_after_panic(upload_id, &message).await;
                         Err(UploadError::Internal(message))
                     }
                 };
+                // A bug (a panic here or on the parser thread) is not worth
+                // retrying on every start: the upload is failed, with why.
+                if let Err(UploadError::Internal(message)) = &result {
+                    pipeline.fail_after_panic(upload_id, message).await;
+                }
                 let _ = done_tx.send(result);
             });
             Ok(UploadTicket {

@@ -122,6 +122,11 @@ impl Limits {
         }
     }
 
+    /// The longest wait honoured (`max_retry_wait_seconds`).
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
     /// A wait a provider asked for, capped at the longest one honoured
     /// (logged the first time it happens).
     pub fn clamp_wait(&self, wait: Duration) -> Duration {

@@ -96,6 +96,10 @@ impl Attempt {
     }
 }
 
+/// Each backoff is at least this many times the one before (as it really
+/// was, pool pauses included).
+const GAP_GROWTH: f64 = 1.25;
+
 /// Characters of an invalid reply quoted back in a re-ask.
 const REASK_REPLY_CHARS: usize = 2000;
 
@@ -266,6 +270,12 @@ impl OpenAiAnalyzer {
         let mut usage = LlmUsage::default();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
+        // The last pause between a failure and its retry that we chose (no
+        // Retry-After), as it really was: a pool-wide 429 pause can stretch
+        // it, and each such pause must be longer than the one before, or the
+        // provider sees retries at a constant interval, not a backoff.
+        let mut last_gap = Duration::ZERO;
+        let mut gap_from: Option<std::time::Instant> = None;
         let result = loop {
             if cancel.is_cancelled() {
                 break Err(AnalyzeError::Cancelled);
@@ -280,6 +290,9 @@ impl OpenAiAnalyzer {
                 usage.retries += 1;
             }
             usage.requests += 1;
+            if let Some(from) = gap_from.take() {
+                last_gap = from.elapsed();
+            }
             let attempt = tokio::select! {
                 a = self.attempt(body) => a,
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
@@ -338,8 +351,14 @@ impl OpenAiAnalyzer {
                 break Err(AnalyzeError::Failed(retry_reason));
             }
             tracing::debug!(attempt = failures, reason = %self.redact(retry_reason), "retrying");
-            // The server's Retry-After when it gave one, else our backoff.
-            let wait = wait.unwrap_or_else(|| backoff(failures));
+            // The server's Retry-After when it gave one, else our backoff,
+            // longer than the last one was.
+            let wait = wait.unwrap_or_else(|| {
+                gap_from = Some(std::time::Instant::now());
+                backoff(failures)
+                    .max(last_gap.mul_f64(GAP_GROWTH))
+                    .min(self.inner.limits.max_wait())
+            });
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
