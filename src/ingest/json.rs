@@ -222,7 +222,7 @@ impl ObjectRows {
 }
 
 fn warning(line: u64, message: String) -> Row {
-    Row::Warning(Warning { line, message })
+    Row::Warning(Warning::new(line, &message))
 }
 
 /// Strings as they are, numbers and booleans as written; nothing else.

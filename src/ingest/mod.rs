@@ -175,6 +175,19 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Longest warning kept, in characters: a warning quotes the file (a role, a
+/// key), and the file may put a megabyte there.
+const MAX_WARNING_CHARS: usize = 300;
+
+impl Warning {
+    pub fn new(line: u64, message: &str) -> Self {
+        Self {
+            line,
+            message: crate::model::truncate_chars(message, MAX_WARNING_CHARS),
+        }
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}: {}", self.line, self.message)
@@ -275,7 +288,7 @@ impl RowBuilder {
     fn build(&mut self, raw: RawRow<'_>, out: &mut VecDeque<Row>) {
         let line = raw.line;
         let warn = |out: &mut VecDeque<Row>, message: String| {
-            out.push_back(Row::Warning(Warning { line, message }))
+            out.push_back(Row::Warning(Warning::new(line, &message)))
         };
         let fields = [
             (Column::ConversationId, raw.conversation_id),

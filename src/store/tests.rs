@@ -419,3 +419,18 @@ fn a_huge_conversation_loads_its_start_and_end_with_exact_counts() {
     );
     assert_eq!(small.counts.started_ms, Some(5));
 }
+
+#[test]
+fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no"))
+        }
+    }
+    let err = encode("upload", &Unencodable).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Encode { what: "upload", .. }),
+        "{err}"
+    );
+}
