@@ -603,3 +603,34 @@ async fn an_idle_event_stream_is_closed() {
     );
     assert_eq!(app.wait_done(&id).await["stage"], "cancelled");
 }
+
+#[test]
+fn server_limits_are_validated_by_name() {
+    let load = |pairs: &[(&str, &str)]| {
+        Settings::load_with_env(
+            Some(std::path::Path::new("config.toml")),
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    };
+    let s = load(&[(
+        "POWERPULSE__SERVER__ALLOWED_HOSTS",
+        r#"["pp.example", "10.0.0.5:8443"]"#,
+    )])
+    .unwrap();
+    assert_eq!(s.server.allowed_hosts, ["pp.example", "10.0.0.5:8443"]);
+    assert_eq!(s.server.max_concurrent_uploads, 8);
+    for (key, value) in [
+        ("POWERPULSE__SERVER__MAX_CONCURRENT_UPLOADS", "0"),
+        ("POWERPULSE__SERVER__BODY_TIMEOUT_SECONDS", "0"),
+        (
+            "POWERPULSE__SERVER__ALLOWED_HOSTS",
+            r#"["https://pp.example/"]"#,
+        ),
+    ] {
+        let e = load(&[(key, value)]).unwrap_err().to_string();
+        let name = key
+            .trim_start_matches("POWERPULSE__SERVER__")
+            .to_ascii_lowercase();
+        assert!(e.contains(&format!("server.{name}")), "{e}");
+    }
+}
