@@ -269,6 +269,22 @@ pub struct ServerSettings {
     pub bind: String,
     /// Bearer token required on `/api` routes; better set through `POWERPULSE_TOKEN`.
     pub token: Option<String>,
+    /// Host names (optionally `name:port`) served besides the loopback names;
+    /// any other `Host` is refused, so DNS rebinding cannot reach the API.
+    /// Required with a non-loopback bind.
+    pub allowed_hosts: Vec<String>,
+    /// Uploads being received or parsed at once; more are answered 429.
+    pub max_concurrent_uploads: usize,
+    /// Open progress event streams at once; more are answered 429.
+    pub max_sse_subscribers: usize,
+    /// An event stream with no change for this long is closed (the client reconnects).
+    pub sse_idle_timeout_seconds: u64,
+    /// Longest a client may take to send a request's headers.
+    pub header_timeout_seconds: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout_seconds: u64,
+    /// Longest an upload's body may take to arrive, whole.
+    pub upload_timeout_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -276,7 +292,48 @@ impl Default for ServerSettings {
         Self {
             bind: "127.0.0.1:8080".to_string(),
             token: None,
+            allowed_hosts: Vec::new(),
+            max_concurrent_uploads: 8,
+            max_sse_subscribers: 64,
+            sse_idle_timeout_seconds: 300,
+            header_timeout_seconds: 5,
+            body_timeout_seconds: 30,
+            upload_timeout_seconds: 600,
         }
+    }
+}
+
+impl ServerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("server.{key}"),
+            message: message.to_string(),
+        };
+        for (key, value) in [
+            ("max_concurrent_uploads", self.max_concurrent_uploads as u64),
+            ("max_sse_subscribers", self.max_sse_subscribers as u64),
+            ("sse_idle_timeout_seconds", self.sse_idle_timeout_seconds),
+            ("header_timeout_seconds", self.header_timeout_seconds),
+            ("body_timeout_seconds", self.body_timeout_seconds),
+            ("upload_timeout_seconds", self.upload_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        for host in &self.allowed_hosts {
+            let bad = host.is_empty()
+                || host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@' | ','));
+            if bad {
+                return Err(invalid(
+                    "allowed_hosts",
+                    &format!(
+                        "{host:?} is not a host name such as \"pp.example\" or \"pp.example:8443\""
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +438,7 @@ impl Settings {
             "analyzer.openai.max_output_tokens",
             self.analyzer.openai.max_output_tokens as usize,
         )?;
+        self.server.validate()?;
         if self.analyzer.concurrency > 4096 {
             return Err(ConfigError::Invalid {
                 key: "analyzer.concurrency".into(),

@@ -202,6 +202,8 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     let token = settings.server.token.clone().filter(|t| !t.is_empty());
     powerpulse::http::check_bind(&addr, token.as_deref())
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
+    powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
+        .map_err(|e| anyhow::anyhow!(e.detail()))?;
     let analyzer =
         Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
     tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");

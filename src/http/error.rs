@@ -1,6 +1,6 @@
 //! Every HTTP error, mapped to a status code and a JSON body in one place.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -34,6 +34,24 @@ pub enum HttpError {
     Unprocessable(String),
     #[error("unauthorized")]
     Unauthorized,
+    /// A cross-site request to a state-changing route.
+    #[error("forbidden")]
+    Forbidden(String),
+    /// A `Host` this server does not answer to (DNS rebinding, a stray proxy).
+    #[error("misdirected request")]
+    Misdirected(String),
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The methods the path has, for the `Allow` header.
+        allow: String,
+        detail: String,
+    },
+    /// A client too slow to send its request.
+    #[error("request timeout")]
+    Timeout(String),
+    /// A cap on concurrent work is reached; retry after `retry_after` seconds.
+    #[error("too many requests")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error("refusing to serve")]
     Refused(String),
     #[error("service unavailable")]
@@ -47,12 +65,17 @@ impl HttpError {
     pub fn detail(&self) -> String {
         match self {
             HttpError::Unauthorized => "send Authorization: Bearer <token>".into(),
+            HttpError::MethodNotAllowed { detail, .. }
+            | HttpError::TooManyRequests { detail, .. } => detail.clone(),
             HttpError::NotFound(d)
             | HttpError::BadRequest(d)
             | HttpError::Conflict(d)
             | HttpError::TooLarge(d)
             | HttpError::Unsupported(d)
             | HttpError::Unprocessable(d)
+            | HttpError::Forbidden(d)
+            | HttpError::Misdirected(d)
+            | HttpError::Timeout(d)
             | HttpError::Refused(d)
             | HttpError::Unavailable(d)
             | HttpError::Internal(d) => d.clone(),
@@ -70,6 +93,11 @@ impl ResponseError for HttpError {
             HttpError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Refused(_) | HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,7 +107,17 @@ impl ResponseError for HttpError {
         if let HttpError::Internal(d) = self {
             tracing::error!(detail = %d, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            HttpError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            HttpError::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
             error: self.to_string(),
             detail: self.detail(),
         })

@@ -140,6 +140,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
     let mut server = start(&db, &fake);
     let r = c
         .post(format!("{}/api/upload?filename=crash.csv", server.base))
+        .header("content-type", "text/csv")
         .body(std::fs::read(&file).unwrap())
         .send()
         .await
@@ -217,6 +218,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
             "{}/api/upload?filename=again.csv&wait=true",
             server.base
         ))
+        .header("content-type", "text/csv")
         .body(std::fs::read(&file).unwrap())
         .send()
         .await
