@@ -99,7 +99,8 @@ pub struct AnalyzerSettings {
     pub backend: Backend,
     /// Conversations in flight at once (the AnalyzerActor pool size).
     pub concurrency: usize,
-    /// Conversations the dispatcher loads and hands out together.
+    /// Conversations read back from the store together (a free analyzer's
+    /// unit of work and of commit; an LLM's queue beyond the pool).
     pub batch_size: usize,
     pub openai: OpenAiSettings,
 }
@@ -109,7 +110,7 @@ impl Default for AnalyzerSettings {
         Self {
             backend: Backend::Auto,
             concurrency: 5,
-            batch_size: 5,
+            batch_size: 256,
             openai: OpenAiSettings::default(),
         }
     }
@@ -493,7 +494,7 @@ mod tests {
             serde_json::to_value(&s).unwrap(),
             serde_json::to_value(Settings::default()).unwrap()
         );
-        assert_eq!(s.analyzer.batch_size, 5);
+        assert_eq!(s.analyzer.batch_size, 256);
         assert_eq!(s.ingest.autoresponse_patterns, vec!["*977#"]);
         assert_eq!(s.analyzer.openai.requests_per_minute, RateSetting::Auto);
     }

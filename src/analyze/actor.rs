@@ -53,8 +53,32 @@ pub struct Analyze {
     pub cancel: CancellationToken,
 }
 
+/// Analyse several conversations one after the other (a free analyzer's
+/// share of a batch); the reply has one outcome per conversation, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Outcome>")]
+pub struct AnalyzeAll {
+    pub conversations: Vec<Conversation>,
+    pub cancel: CancellationToken,
+}
+
 pub struct AnalyzerActor {
     work: Work,
+}
+
+/// One call of `work`, a panic in it caught and turned into a failed outcome.
+async fn guarded(work: Work, conversation: Conversation, cancel: CancellationToken) -> Outcome {
+    let call = work(conversation, cancel);
+    AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
+        Outcome {
+            result: Err(AnalyzeError::Failed(format!(
+                "internal error while analysing: {message}"
+            ))),
+            usage: LlmUsage::default(),
+        }
+    })
 }
 
 impl Actor for AnalyzerActor {
@@ -67,20 +91,24 @@ impl Handler<Analyze> for AnalyzerActor {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, msg: Analyze, _: &mut Self::Context) -> Self::Result {
-        let call = (self.work)(msg.conversation, msg.cancel);
-        let guarded = AssertUnwindSafe(call).catch_unwind().map(|caught| {
-            caught.unwrap_or_else(|panic| {
-                let message = panic_message(panic.as_ref());
-                tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
-                Outcome {
-                    result: Err(AnalyzeError::Failed(format!(
-                        "internal error while analysing: {message}"
-                    ))),
-                    usage: LlmUsage::default(),
-                }
-            })
-        });
-        AtomicResponse::new(Box::pin(guarded.into_actor(self)))
+        let call = guarded(self.work.clone(), msg.conversation, msg.cancel);
+        AtomicResponse::new(Box::pin(call.into_actor(self)))
+    }
+}
+
+impl Handler<AnalyzeAll> for AnalyzerActor {
+    type Result = AtomicResponse<Self, Vec<Outcome>>;
+
+    fn handle(&mut self, msg: AnalyzeAll, _: &mut Self::Context) -> Self::Result {
+        let work = self.work.clone();
+        let all = async move {
+            let mut outcomes = Vec::with_capacity(msg.conversations.len());
+            for conversation in msg.conversations {
+                outcomes.push(guarded(work.clone(), conversation, msg.cancel.clone()).await);
+            }
+            outcomes
+        };
+        AtomicResponse::new(Box::pin(all.into_actor(self)))
     }
 }
 
@@ -125,6 +153,53 @@ impl AnalyzerPool {
 
     pub fn size(&self) -> usize {
         self.actors.len()
+    }
+
+    /// Analyses a batch for a free analyzer: split into one share per
+    /// arbiter thread, each sent whole to an actor on that thread, so every
+    /// core works and the batch costs one message per thread. (Leases and
+    /// the in-flight bound are for calls that cost money.) Outcomes come
+    /// back in order; a share whose actor is gone is failed, not lost.
+    pub async fn analyze_all(
+        &self,
+        conversations: Vec<Conversation>,
+        cancel: CancellationToken,
+    ) -> Vec<Outcome> {
+        let total = conversations.len();
+        if total == 0 {
+            return Vec::new();
+        }
+        let shares = self.arbiters.len().min(total).max(1);
+        let per_share = total.div_ceil(shares);
+        let mut rest = conversations;
+        let mut calls = Vec::with_capacity(shares);
+        // Actor i lives on arbiter i (actors are spread round-robin).
+        for actor in self.actors.iter().take(shares) {
+            let tail = rest.split_off(per_share.min(rest.len()));
+            let share = std::mem::replace(&mut rest, tail);
+            let n = share.len();
+            let call = actor.send(AnalyzeAll {
+                conversations: share,
+                cancel: cancel.clone(),
+            });
+            calls.push(async move {
+                call.await.unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Outcome {
+                            result: Err(AnalyzeError::Fatal(
+                                "the analyzer pool is shutting down".into(),
+                            )),
+                            usage: LlmUsage::default(),
+                        })
+                        .collect()
+                })
+            });
+        }
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Waits for an idle actor and reserves it. `None` when `cancel` fires

@@ -7,6 +7,8 @@
 //! open to everyone in the crate through [`Store`] or the `StoreReader` actor.
 
 pub mod actor;
+mod codec;
+mod migrate;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableTable, ReadableTableMetadata};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,8 +28,10 @@ use tables::{ReadTables, Tables, UploadKey};
 /// redb page cache.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Layout version written into every new file; a file with a higher one is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Layout version written into every new file; a file with a higher one is
+/// refused, one with a lower one is migrated on open (schema 1: JSON values,
+/// one row per message).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Errors of the store. Cloneable and small, so they travel in actor replies;
 /// redb's own errors are flattened to text at this boundary.
@@ -73,7 +77,8 @@ storage_error_from!(
     redb::StorageError,
     redb::TableError,
     redb::TransactionError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -327,6 +332,14 @@ pub struct LoadedConversation {
     pub counts: MessageCounts,
 }
 
+/// A batch of conversations still to analyse, and where the scan goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub conversations: Vec<LoadedConversation>,
+    /// The last conversation id scanned; `None` when nothing was left.
+    pub next: Option<String>,
+}
+
 /// A conversation being read message by message: its head, a ring of its
 /// latest messages, and its counts.
 struct Loading {
@@ -500,6 +513,27 @@ fn key(id: Uuid) -> UploadKey {
     id.as_u128()
 }
 
+/// A compact value that did not decode: a corrupt record.
+fn corrupt(what: &'static str) -> impl Fn(codec::CodecError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn record_of(bytes: &[u8]) -> Result<ConversationRecord> {
+    codec::decode_record(bytes).map_err(corrupt("conversation"))
+}
+
+fn analysis_of(bytes: &[u8]) -> Result<Analysis> {
+    codec::decode_analysis(bytes).map_err(corrupt("analysis"))
+}
+
+/// Calls `each` with every message of a chunk.
+fn messages_of(bytes: &[u8], each: impl FnMut(u64, Message)) -> Result<()> {
+    codec::decode_chunk(bytes, each).map_err(corrupt("message"))
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what,
@@ -561,7 +595,12 @@ impl Store {
                 found: v,
                 supported: SCHEMA_VERSION,
             }),
-            Some(_) => Ok(()),
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(1) => migrate::from_v1(self),
+            Some(v) => Err(StoreError::Open {
+                path: self.path.clone(),
+                message: format!("unknown schema version {v}"),
+            }),
             None => self.write(|t| {
                 t.meta.insert("schema_version", SCHEMA_VERSION)?;
                 Ok(())
@@ -583,7 +622,19 @@ impl Store {
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// A write transaction committed with `durability`: `None` for work a
+    /// crash may lose because it would be redone (a later `Immediate` commit
+    /// makes it durable too), `Immediate` for everything else.
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
         let out = {
             let mut tables = Tables::open(&txn)?;
             f(&mut tables)?
@@ -600,31 +651,55 @@ impl Store {
 
     // ---- writes: StoreActor only -------------------------------------------------
 
-    pub(crate) fn put_messages(&self, upload_id: Uuid, rows: &[StoredMessage]) -> Result<()> {
-        self.write(|t| {
-            for row in rows {
-                t.messages.insert(
-                    (key(upload_id), row.conversation_id.as_str(), row.seq),
-                    encode("message", &row.message)?.as_slice(),
-                )?;
+    /// Stores a batch of parsed messages: one chunk per conversation, keyed
+    /// by its first row number. `durable: false` for batches a crash may
+    /// lose (the parse is redone); the commit that ends parsing seals them.
+    pub(crate) fn put_messages(
+        &self,
+        upload_id: Uuid,
+        rows: &[StoredMessage],
+        durable: bool,
+    ) -> Result<()> {
+        // Conversations in order of first appearance, each with its rows.
+        let mut order: Vec<&str> = Vec::new();
+        let mut groups: std::collections::HashMap<&str, Vec<&StoredMessage>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            groups
+                .entry(row.conversation_id.as_str())
+                .or_insert_with(|| {
+                    order.push(row.conversation_id.as_str());
+                    Vec::new()
+                })
+                .push(row);
+        }
+        self.write_with(durability(durable), |t| {
+            for id in order {
+                let group = &groups[id];
+                let chunk = codec::encode_chunk(group.iter().map(|r| (r.seq, &r.message)));
+                t.messages
+                    .insert((key(upload_id), id, group[0].seq), chunk.as_slice())?;
             }
             Ok(())
         })
     }
 
-    /// Commits a batch of outcomes, and optionally an upload record, in one transaction.
+    /// Commits a batch of outcomes, and optionally an upload record, in one
+    /// transaction (`durable: false` for outcomes a crash may lose because
+    /// redoing them costs nothing).
     pub(crate) fn save_results(
         &self,
         results: &[ConversationResult],
         upload: Option<&UploadRecord>,
+        durable: bool,
     ) -> Result<()> {
-        self.write(|t| {
+        self.write_with(durability(durable), |t| {
             for r in results {
                 let k = (key(r.upload_id), r.conversation_id.as_str());
                 t.conversations
-                    .insert(k, encode("conversation", &r.record)?.as_slice())?;
+                    .insert(k, codec::encode_record(&r.record).as_slice())?;
                 if let Some(analysis) = &r.analysis {
-                    let bytes = encode("analysis", analysis)?;
+                    let bytes = codec::encode_analysis(analysis);
                     t.analyses.insert(k, bytes.as_slice())?;
                     if let Some(content_key) = &r.content_key {
                         t.processed.insert(content_key, bytes.as_slice())?;
@@ -694,6 +769,31 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LoadedConversation>> {
+        self.scan_conversations(upload_id, after, limit, usize::MAX, false)
+            .map(|p| p.conversations)
+    }
+
+    /// Like [`Store::load_conversations`], skipping conversations that already
+    /// have an outcome (without decoding their messages), and scanning at
+    /// most `8 × limit` conversations. `next` continues the scan; `None`
+    /// once nothing is left after `after`.
+    pub fn load_pending(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Pending> {
+        self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), true)
+    }
+
+    fn scan_conversations(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+        skip_done: bool,
+    ) -> Result<Pending> {
         let k = key(upload_id);
         self.read(|t| {
             let start = match after {
@@ -703,27 +803,43 @@ impl Store {
             let end = Bound::Excluded((k.wrapping_add(1), "", 0));
             let mut out: Vec<LoadedConversation> = Vec::new();
             let mut current: Option<Loading> = None;
+            // The conversation being skipped (it has an outcome).
+            let mut skipping: Option<String> = None;
+            let mut scanned = 0usize;
+            let mut next: Option<String> = None;
             for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id, _) = kg.value();
+                if skipping.as_deref() == Some(conversation_id) {
+                    continue;
+                }
                 if current.as_ref().is_none_or(|c| c.id != conversation_id) {
                     if let Some(done) = current.take() {
                         out.push(done.finish());
                     }
-                    if out.len() == limit {
+                    if out.len() >= limit || scanned >= max_scanned {
                         break;
                     }
+                    scanned += 1;
+                    next = Some(conversation_id.to_string());
+                    if skip_done && t.conversations.get((k, conversation_id))?.is_some() {
+                        skipping = Some(conversation_id.to_string());
+                        continue;
+                    }
+                    skipping = None;
                     current = Some(Loading::new(conversation_id));
                 }
-                let message: Message = decode("message", v.value())?;
                 if let Some(c) = current.as_mut() {
-                    c.push(message);
+                    messages_of(v.value(), |_, m| c.push(m))?;
                 }
             }
             if let Some(done) = current {
                 out.push(done.finish());
             }
-            Ok(out)
+            Ok(Pending {
+                conversations: out,
+                next,
+            })
         })
     }
 
@@ -734,7 +850,7 @@ impl Store {
                 .map(|k| {
                     t.processed
                         .get(k)?
-                        .map(|v| decode("analysis", v.value()))
+                        .map(|v| analysis_of(v.value()))
                         .transpose()
                 })
                 .collect()
@@ -798,11 +914,11 @@ impl Store {
             for entry in t.conversations.range::<(UploadKey, &str)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id) = kg.value();
-                let record: ConversationRecord = decode("conversation", v.value())?;
+                let record = record_of(v.value())?;
                 let analysis = t
                     .analyses
                     .get((k, conversation_id))?
-                    .map(|a| decode("analysis", a.value()))
+                    .map(|a| analysis_of(a.value()))
                     .transpose()?;
                 let row = ConversationRow {
                     upload_id,
@@ -832,7 +948,7 @@ impl Store {
             let range = (k, conversation_id, 0)..=(k, conversation_id, u64::MAX);
             for entry in t.messages.range(range)? {
                 let (_, v) = entry?;
-                conversation.messages.push(decode("message", v.value())?);
+                messages_of(v.value(), |_, m| conversation.messages.push(m))?;
             }
             if conversation.messages.is_empty() {
                 return Ok(None);
@@ -841,12 +957,12 @@ impl Store {
             let record = t
                 .conversations
                 .get((k, conversation_id))?
-                .map(|v| decode("conversation", v.value()))
+                .map(|v| record_of(v.value()))
                 .transpose()?;
             let analysis = t
                 .analyses
                 .get((k, conversation_id))?
-                .map(|v| decode("analysis", v.value()))
+                .map(|v| analysis_of(v.value()))
                 .transpose()?;
             Ok(Some(ConversationDetail {
                 upload_id,
@@ -935,7 +1051,7 @@ impl Store {
             let mut tally = OutcomeTally::default();
             for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
                 let (_, v) = entry?;
-                let record: ConversationRecord = decode("conversation", v.value())?;
+                let record = record_of(v.value())?;
                 match record.status {
                     ConversationStatus::Analyzed => tally.analyzed += 1,
                     ConversationStatus::Failed => tally.failed += 1,
@@ -955,8 +1071,8 @@ impl Store {
         self.read(|t| {
             let mut n = 0;
             for entry in t.messages.range((k, "", 0)..(k.wrapping_add(1), "", 0))? {
-                entry?;
-                n += 1;
+                let (_, v) = entry?;
+                messages_of(v.value(), |_, _| n += 1)?;
             }
             Ok(n)
         })
@@ -965,6 +1081,14 @@ impl Store {
     /// Rows in the processed-content index.
     pub fn processed_len(&self) -> Result<u64> {
         self.read(|t| Ok(t.processed.len()?))
+    }
+}
+
+fn durability(durable: bool) -> Durability {
+    if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
     }
 }
 

@@ -105,10 +105,11 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
                 row("a", 3, "a-second", None),
                 row("c", 4, "c", None),
             ],
+            true,
         )
         .unwrap();
     store
-        .put_messages(other, &[row("a", 0, "other", None)])
+        .put_messages(other, &[row("a", 0, "other", None)], true)
         .unwrap();
 
     let first = store.load_conversations(id, None, 2).unwrap();
@@ -159,6 +160,7 @@ fn results_summary_and_processed_index_survive_reopen() {
                     outcome(id, "3", None),
                 ],
                 Some(&rec),
+                true,
             )
             .unwrap();
     }
@@ -206,7 +208,9 @@ fn listing_filters_and_paginates() {
             )
         })
         .collect();
-    store.save_results(&results, Some(&upload(id))).unwrap();
+    store
+        .save_results(&results, Some(&upload(id)), true)
+        .unwrap();
 
     let filter = ConversationFilter {
         sentiment: Some(SentimentLabel::Positive),
@@ -245,7 +249,9 @@ fn deleting_an_upload_leaves_others_and_the_index() {
     let (_dir, store) = temp_store();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     for id in [a, b] {
-        store.put_messages(id, &[row("x", 0, "hi", None)]).unwrap();
+        store
+            .put_messages(id, &[row("x", 0, "hi", None)], true)
+            .unwrap();
         store
             .save_results(
                 &[outcome(
@@ -254,6 +260,7 @@ fn deleting_an_upload_leaves_others_and_the_index() {
                     Some(analysis(SentimentLabel::Neutral, 3, None)),
                 )],
                 Some(&upload(id)),
+                true,
             )
             .unwrap();
     }
@@ -326,7 +333,7 @@ fn a_file_name_that_is_not_utf8_round_trips() {
     let name = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.csv");
     record.source = Some(std::path::PathBuf::from(name));
     record.filename = std::path::Path::new(name).display().to_string();
-    store.save_results(&[], Some(&record)).unwrap();
+    store.save_results(&[], Some(&record), true).unwrap();
     let back = store.upload(id).unwrap().unwrap();
     assert_eq!(back.source.as_deref(), Some(std::path::Path::new(name)));
     assert_eq!(back.filename, "/tmp/caf\u{fffd}.csv");
@@ -351,7 +358,7 @@ fn records_written_before_the_guard_fields_read_back() {
         record.source.as_deref(),
         Some(std::path::Path::new("/data/old.csv"))
     );
-    store.save_results(&[], Some(&record)).unwrap();
+    store.save_results(&[], Some(&record), true).unwrap();
 }
 
 #[test]
@@ -388,7 +395,7 @@ fn a_huge_conversation_loads_its_start_and_end_with_exact_counts() {
         .map(|seq| row("big", seq, &format!("message {seq}"), None))
         .chain([row("small", n, "hello", Some(5))])
         .collect();
-    store.put_messages(id, &rows).unwrap();
+    store.put_messages(id, &rows, true).unwrap();
     let loaded = store.load_conversations(id, None, 10).unwrap();
     assert_eq!(loaded.len(), 2);
     let big = &loaded[0];

@@ -1,0 +1,210 @@
+//! Stage 3, record: outcomes into the store, counts into the tally,
+//! progress out.
+//!
+//! [`outcome`] is plain code: one settled conversation → the row to store
+//! and the progress event, counted in the tally. The wiring saves a free
+//! analyzer's batch in one transaction (no fsync; one progress message per
+//! batch) and a paid call's outcome through the StoreActor's durable
+//! batching, holding its AnalyzerActor's lease until the outcome is on disk.
+
+use uuid::Uuid;
+
+use super::{AnalyzeStop, Pipeline, Settled, Tally};
+use crate::analyze::actor::Lease;
+use crate::model::ConversationStatus;
+use crate::progress::actor::Update;
+use crate::progress::{ConversationOutcome, ProgressEvent};
+use crate::store::actor::{SaveOutcome, SaveOutcomes};
+use crate::store::{ConversationRecord, ConversationResult, LoadedConversation};
+
+/// The row to store for a settled conversation, and its progress event;
+/// counts it in `tally`.
+pub(super) fn outcome(
+    upload_id: Uuid,
+    conversation: &LoadedConversation,
+    settled: Settled,
+    tally: &mut Tally,
+) -> (ConversationResult, ProgressEvent) {
+    let (status, analysis, content_key, event) = match settled {
+        Settled::Analyzed {
+            analysis,
+            key,
+            usage,
+        } => {
+            tally.counts.analyzed += 1;
+            (
+                ConversationStatus::Analyzed,
+                Some(analysis),
+                Some(key),
+                ConversationOutcome::Analyzed(usage),
+            )
+        }
+        Settled::Skipped(analysis) => {
+            tally.counts.skipped_already_processed += 1;
+            (
+                ConversationStatus::SkippedAlreadyProcessed,
+                Some(analysis),
+                None,
+                ConversationOutcome::Skipped,
+            )
+        }
+        Settled::Failed { reason, usage } => {
+            tally.counts.failed += 1;
+            (
+                ConversationStatus::Failed,
+                None,
+                None,
+                ConversationOutcome::Failed { reason, usage },
+            )
+        }
+    };
+    let mut record = ConversationRecord::new(&conversation.counts, status);
+    match &event {
+        ConversationOutcome::Analyzed(usage) => record.usage = *usage,
+        ConversationOutcome::Failed { reason, usage } => {
+            record.usage = *usage;
+            record.error = Some(reason.clone());
+        }
+        ConversationOutcome::Skipped => {}
+    }
+    let result = ConversationResult {
+        upload_id,
+        conversation_id: conversation.conversation.id.clone(),
+        record,
+        analysis,
+        content_key,
+    };
+    (result, ProgressEvent::Conversation(event))
+}
+
+impl Pipeline {
+    /// Records a free analyzer's batch: one transaction, one progress message.
+    pub(super) async fn record_batch(
+        &self,
+        upload_id: Uuid,
+        tally: &mut Tally,
+        settled: Vec<(LoadedConversation, Settled)>,
+    ) -> Result<(), AnalyzeStop> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut results = Vec::with_capacity(settled.len());
+        let mut events = Vec::with_capacity(settled.len());
+        for (conversation, s) in settled {
+            let (result, event) = outcome(upload_id, &conversation, s, tally);
+            results.push(result);
+            events.push(event);
+        }
+        self.store
+            .send(SaveOutcomes {
+                results,
+                durable: false,
+            })
+            .await
+            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(AnalyzeStop::Store)?;
+        self.progress.do_send(Update { upload_id, events });
+        Ok(())
+    }
+
+    /// Records one outcome of a costly analyzer; its lease (if any) is held
+    /// until the outcome is committed.
+    pub(super) async fn record_one(
+        &self,
+        upload_id: Uuid,
+        tally: &mut Tally,
+        conversation: &LoadedConversation,
+        settled: Settled,
+        lease: Option<Lease>,
+    ) -> Result<(), AnalyzeStop> {
+        let (result, event) = outcome(upload_id, conversation, settled, tally);
+        let durable = self
+            .store
+            .send(SaveOutcome(result))
+            .await
+            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(AnalyzeStop::Store)?;
+        if let Some(lease) = lease {
+            // The actor stays reserved until the outcome is on disk: calls that
+            // cost money and are not yet durable never exceed the pool size.
+            actix::spawn(async move {
+                let _ = durable.await;
+                drop(lease);
+            });
+        }
+        self.progress(upload_id, event);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::LlmUsage;
+    use crate::model::{Conversation, Message, Role};
+    use crate::store::MessageCounts;
+
+    fn loaded() -> LoadedConversation {
+        let messages = vec![
+            Message {
+                role: Role::Customer,
+                text: "no power".into(),
+                timestamp: None,
+                time_ms: Some(5),
+                sender_name: None,
+                autoresponse: false,
+            },
+            Message {
+                role: Role::Bot,
+                text: "dial *977#".into(),
+                timestamp: None,
+                time_ms: Some(3),
+                sender_name: None,
+                autoresponse: true,
+            },
+        ];
+        LoadedConversation {
+            counts: MessageCounts {
+                messages: 9,
+                ..MessageCounts::of(&messages)
+            },
+            conversation: Conversation {
+                id: "c1".into(),
+                messages,
+            },
+        }
+    }
+
+    #[test]
+    fn a_failure_is_stored_with_its_reason_and_usage_and_counted() {
+        let mut tally = Tally::default();
+        let usage = LlmUsage {
+            requests: 3,
+            ..LlmUsage::default()
+        };
+        let (result, event) = outcome(
+            Uuid::nil(),
+            &loaded(),
+            Settled::Failed {
+                reason: "invalid JSON reply".into(),
+                usage,
+            },
+            &mut tally,
+        );
+        assert_eq!(tally.counts.failed, 1);
+        assert_eq!(result.record.status, ConversationStatus::Failed);
+        assert_eq!(result.record.error.as_deref(), Some("invalid JSON reply"));
+        assert_eq!(result.record.usage, usage);
+        assert_eq!(
+            result.record.messages, 9,
+            "counts of every message, loaded or not"
+        );
+        assert_eq!(result.record.autoresponses, 1);
+        assert_eq!(result.record.started_ms, Some(3));
+        assert!(result.analysis.is_none() && result.content_key.is_none());
+        assert!(matches!(
+            event,
+            ProgressEvent::Conversation(ConversationOutcome::Failed { .. })
+        ));
+    }
+}
