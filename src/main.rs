@@ -20,6 +20,9 @@ use powerpulse::report::RunSummary;
 use powerpulse::store::Store;
 use powerpulse::store::actor::GetSummary;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "powerpulse",

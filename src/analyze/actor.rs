@@ -23,8 +23,11 @@ use super::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::model::Conversation;
 
 /// What an actor does with one conversation: the analyzer's `analyze`.
+/// Conversations are shared, not copied: the pipeline keeps them to record.
 pub type Work = Arc<
-    dyn Fn(Conversation, CancellationToken) -> Pin<Box<dyn Future<Output = Outcome>>> + Send + Sync,
+    dyn Fn(Arc<Conversation>, CancellationToken) -> Pin<Box<dyn Future<Output = Outcome>>>
+        + Send
+        + Sync,
 >;
 
 /// The work of an [`Analyzer`].
@@ -48,7 +51,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[derive(Message)]
 #[rtype(result = "Outcome")]
 pub struct Analyze {
-    pub conversation: Conversation,
+    pub conversation: Arc<Conversation>,
     /// The upload's token: checked before the call and raced against it.
     pub cancel: CancellationToken,
 }
@@ -58,7 +61,7 @@ pub struct Analyze {
 #[derive(Message)]
 #[rtype(result = "Vec<Outcome>")]
 pub struct AnalyzeAll {
-    pub conversations: Vec<Conversation>,
+    pub conversations: Vec<Arc<Conversation>>,
     pub cancel: CancellationToken,
 }
 
@@ -67,7 +70,11 @@ pub struct AnalyzerActor {
 }
 
 /// One call of `work`, a panic in it caught and turned into a failed outcome.
-async fn guarded(work: Work, conversation: Conversation, cancel: CancellationToken) -> Outcome {
+async fn guarded(
+    work: Work,
+    conversation: Arc<Conversation>,
+    cancel: CancellationToken,
+) -> Outcome {
     let call = work(conversation, cancel);
     AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| {
         let message = panic_message(panic.as_ref());
@@ -162,7 +169,7 @@ impl AnalyzerPool {
     /// back in order; a share whose actor is gone is failed, not lost.
     pub async fn analyze_all(
         &self,
-        conversations: Vec<Conversation>,
+        conversations: Vec<Arc<Conversation>>,
         cancel: CancellationToken,
     ) -> Vec<Outcome> {
         let total = conversations.len();
@@ -242,7 +249,11 @@ pub struct Lease {
 
 impl Lease {
     /// Analyses one conversation on the reserved actor.
-    pub async fn analyze(&self, conversation: Conversation, cancel: CancellationToken) -> Outcome {
+    pub async fn analyze(
+        &self,
+        conversation: Arc<Conversation>,
+        cancel: CancellationToken,
+    ) -> Outcome {
         self.pool.actors[self.index]
             .send(Analyze {
                 conversation,
@@ -292,7 +303,7 @@ mod tests {
     /// Panics on conversations whose id starts with "boom", analyses the rest.
     fn fragile() -> Work {
         let lexicon = Analyzer::lexicon();
-        Arc::new(move |conversation: Conversation, cancel| {
+        Arc::new(move |conversation: Arc<Conversation>, cancel| {
             let lexicon = lexicon.clone();
             Box::pin(async move {
                 if conversation.id.starts_with("boom") {
@@ -312,7 +323,10 @@ mod tests {
             for i in 0..2 {
                 let lease = pool.lease(&cancel).await.unwrap();
                 let outcome = lease
-                    .analyze(conversation(&format!("boom-{round}-{i}")), cancel.clone())
+                    .analyze(
+                        Arc::new(conversation(&format!("boom-{round}-{i}"))),
+                        cancel.clone(),
+                    )
                     .await;
                 match outcome.result {
                     Err(AnalyzeError::Failed(reason)) => {
@@ -322,7 +336,9 @@ mod tests {
                 }
             }
             let lease = pool.lease(&cancel).await.unwrap();
-            let outcome = lease.analyze(conversation("fine"), cancel.clone()).await;
+            let outcome = lease
+                .analyze(Arc::new(conversation("fine")), cancel.clone())
+                .await;
             assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         }
         pool.stop();

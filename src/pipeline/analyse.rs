@@ -15,6 +15,7 @@
 //!   lease goes back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -44,25 +45,28 @@ pub(super) fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [
 /// What to do with one batch under a free analyzer.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
-    /// Answered from the processed-content index.
-    pub skipped: Vec<(LoadedConversation, Analysis)>,
+    /// Answered from the processed-content index (or an earlier batch).
+    pub skipped: Vec<(LoadedConversation, [u8; 32], Analysis)>,
     /// To analyse, each with its content key.
     pub run: Vec<(LoadedConversation, [u8; 32])>,
     /// Identical to `run[i]`: answered by its analysis.
     pub twins: Vec<(LoadedConversation, usize)>,
 }
 
-/// Plans a batch: `cached[i]` is what the index holds for `batch[i]`.
-pub(super) fn plan(
-    batch: Vec<LoadedConversation>,
-    keys: Vec<[u8; 32]>,
-    cached: Vec<Option<Analysis>>,
-) -> Plan {
+/// Plans a batch: `cached[i]` is what the index holds for `batch[i]`, and
+/// `recent` the analyses of earlier batches that the index may not show yet.
+pub(super) fn plan(batch: Batch, recent: &Recent) -> Plan {
     let mut plan = Plan::default();
     let mut first: HashMap<[u8; 32], usize> = HashMap::new();
-    for ((conversation, key), cached) in batch.into_iter().zip(keys).zip(cached) {
-        if let Some(analysis) = cached {
-            plan.skipped.push((conversation, analysis));
+    let Batch {
+        conversations,
+        keys,
+        cached,
+        ..
+    } = batch;
+    for ((conversation, key), cached) in conversations.into_iter().zip(keys).zip(cached) {
+        if let Some(analysis) = cached.or_else(|| recent.get(&key).cloned()) {
+            plan.skipped.push((conversation, key, analysis));
         } else if let Some(&i) = first.get(&key) {
             plan.twins.push((conversation, i));
         } else {
@@ -71,6 +75,36 @@ pub(super) fn plan(
         }
     }
     plan
+}
+
+/// A batch of conversations still to do, as read back.
+pub(super) struct Batch {
+    pub conversations: Vec<LoadedConversation>,
+    pub keys: Vec<[u8; 32]>,
+    /// What the processed-content index holds for each.
+    pub cached: Vec<Option<Analysis>>,
+    /// Where the next batch starts.
+    pub next: String,
+}
+
+/// The analyses of the last two batches of a free analyzer, which the
+/// processed-content index may not show yet: the next batch is read while
+/// this one is analysed, and the last one saved.
+#[derive(Default)]
+pub(super) struct Recent {
+    previous: HashMap<[u8; 32], Analysis>,
+    latest: HashMap<[u8; 32], Analysis>,
+}
+
+impl Recent {
+    fn get(&self, key: &[u8; 32]) -> Option<&Analysis> {
+        self.latest.get(key).or_else(|| self.previous.get(key))
+    }
+
+    /// A batch's analyses; the oldest remembered are forgotten.
+    fn push(&mut self, analyses: HashMap<[u8; 32], Analysis>) {
+        self.previous = std::mem::replace(&mut self.latest, analyses);
+    }
 }
 
 /// Identical conversations within one upload under a costly analyzer: they
@@ -136,6 +170,72 @@ impl Twins {
     }
 }
 
+/// A free analyzer's outcomes for a planned batch: what to record, the
+/// analyses to remember for the next batches, and a fatal error if any
+/// (after which the upload stops, the batch recorded first).
+pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally) -> SettledBatch {
+    // What a twin of `run[i]` gets: its analysis, or its failure (the same
+    // content would fail the same way); nothing when cancelled.
+    let twin_of: Vec<Option<Settled>> = outcomes
+        .iter()
+        .zip(&plan.run)
+        .map(|(o, (_, key))| match &o.result {
+            Ok(analysis) => Some(Settled::Skipped {
+                analysis: analysis.clone(),
+                key: *key,
+            }),
+            Err(AnalyzeError::Failed(reason)) => Some(Settled::Failed {
+                reason: reason.clone(),
+                usage: LlmUsage::default(),
+            }),
+            Err(_) => None,
+        })
+        .collect();
+    let mut settled: Vec<(LoadedConversation, Settled)> = plan
+        .skipped
+        .into_iter()
+        .map(|(c, key, analysis)| (c, Settled::Skipped { analysis, key }))
+        .collect();
+    let mut analyses = HashMap::new();
+    let mut fatal = None;
+    for ((conversation, key), outcome) in plan.run.into_iter().zip(outcomes) {
+        tally.llm.add(&outcome.usage);
+        let usage = outcome.usage;
+        match outcome.result {
+            Ok(analysis) => {
+                analyses.insert(key, analysis.clone());
+                settled.push((
+                    conversation,
+                    Settled::Analyzed {
+                        analysis,
+                        key,
+                        usage,
+                    },
+                ));
+            }
+            Err(AnalyzeError::Failed(reason)) => {
+                settled.push((conversation, Settled::Failed { reason, usage }))
+            }
+            Err(AnalyzeError::Cancelled) => {}
+            Err(AnalyzeError::Fatal(message)) => fatal = Some(message),
+        }
+    }
+    for (conversation, i) in plan.twins {
+        if let Some(s) = &twin_of[i] {
+            settled.push((conversation, s.clone()));
+        }
+    }
+    (settled, analyses, fatal)
+}
+
+/// What [`settle_free`] gives: the conversations to record, the analyses to
+/// remember, and a fatal error.
+pub(super) type SettledBatch = (
+    Vec<(LoadedConversation, Settled)>,
+    HashMap<[u8; 32], Analysis>,
+    Option<String>,
+);
+
 /// What a dispatched call gives back: the conversation, its content key, the
 /// outcome, and the actor's lease when it must outlive the call.
 type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
@@ -155,31 +255,23 @@ impl Pipeline {
         }
     }
 
-    /// The next batch of conversations still to do, with their keys and what
-    /// the processed-content index holds for them; `None` at the end.
+    /// The batch of conversations still to do after `after`, with their keys
+    /// and what the processed-content index holds for them; `None` at the end.
     async fn next_batch(
         &self,
         upload_id: Uuid,
-        after: &mut Option<String>,
-    ) -> Result<
-        Option<(
-            Vec<LoadedConversation>,
-            Vec<[u8; 32]>,
-            Vec<Option<Analysis>>,
-        )>,
-        AnalyzeStop,
-    > {
+        after: Option<String>,
+    ) -> Result<Option<Batch>, AnalyzeStop> {
         let pending = self
             .query(LoadPending {
                 upload_id,
-                after: after.clone(),
+                after,
                 limit: self.batch_size,
             })
             .await?;
         let Some(next) = pending.next else {
             return Ok(None);
         };
-        *after = Some(next);
         let keys: Vec<[u8; 32]> = pending
             .conversations
             .iter()
@@ -190,74 +282,58 @@ impl Pipeline {
         } else {
             self.query(LookupProcessed { keys: keys.clone() }).await?
         };
-        Ok(Some((pending.conversations, keys, cached)))
+        Ok(Some(Batch {
+            conversations: pending.conversations,
+            keys,
+            cached,
+            next,
+        }))
     }
 
+    /// A free analyzer's batches, overlapped: while one batch is analysed
+    /// (on the pool's threads) the next is read (on a reader thread) and the
+    /// last is committed (on the StoreActor's), so the threads work at once
+    /// and no step waits on another's round trip.
     async fn analyse_free(
         &self,
         upload_id: Uuid,
         cancel: &CancellationToken,
         tally: &mut Tally,
     ) -> Result<(), AnalyzeStop> {
-        let mut after = None;
-        while !cancel.is_cancelled() {
-            let Some((batch, keys, cached)) = self.next_batch(upload_id, &mut after).await? else {
+        let mut recent = Recent::default();
+        let mut saving = None;
+        let mut fetched = self.next_batch(upload_id, None).await?;
+        while let Some(batch) = fetched.take() {
+            if cancel.is_cancelled() {
                 break;
-            };
-            let plan = plan(batch, keys, cached);
+            }
+            let after = batch.next.clone();
+            let plan = plan(batch, &recent);
             let calls = plan
                 .run
                 .iter()
-                .map(|(c, _)| c.conversation.clone())
+                .map(|(c, _)| Arc::clone(&c.conversation))
                 .collect();
-            let outcomes = self.pool.analyze_all(calls, cancel.clone()).await;
-            // What a twin of `run[i]` gets: its analysis, or its failure (the
-            // same content would fail the same way); nothing when cancelled.
-            let twin_of: Vec<Option<Settled>> = outcomes
-                .iter()
-                .map(|o| match &o.result {
-                    Ok(analysis) => Some(Settled::Skipped(analysis.clone())),
-                    Err(AnalyzeError::Failed(reason)) => Some(Settled::Failed {
-                        reason: reason.clone(),
-                        usage: LlmUsage::default(),
-                    }),
-                    Err(_) => None,
-                })
-                .collect();
-            let mut settled: Vec<(LoadedConversation, Settled)> = plan
-                .skipped
-                .into_iter()
-                .map(|(c, a)| (c, Settled::Skipped(a)))
-                .collect();
-            let mut fatal = None;
-            for ((conversation, key), outcome) in plan.run.into_iter().zip(outcomes) {
-                tally.llm.add(&outcome.usage);
-                let usage = outcome.usage;
-                match outcome.result {
-                    Ok(analysis) => settled.push((
-                        conversation,
-                        Settled::Analyzed {
-                            analysis,
-                            key,
-                            usage,
-                        },
-                    )),
-                    Err(AnalyzeError::Failed(reason)) => {
-                        settled.push((conversation, Settled::Failed { reason, usage }))
-                    }
-                    Err(AnalyzeError::Cancelled) => {}
-                    Err(AnalyzeError::Fatal(message)) => fatal = Some(message),
-                }
+            let (outcomes, following) = tokio::join!(
+                self.pool.analyze_all(calls, cancel.clone()),
+                self.next_batch(upload_id, Some(after)),
+            );
+            let (settled, analyses, fatal) = settle_free(plan, outcomes, tally);
+            recent.push(analyses);
+            if let Some(previous) = saving.take() {
+                self.saved(previous).await?;
             }
-            for (conversation, i) in plan.twins {
-                if let Some(s) = &twin_of[i] {
-                    settled.push((conversation, s.clone()));
-                }
-            }
-            self.record_batch(upload_id, tally, settled).await?;
+            saving = Some(self.save_batch(upload_id, tally, settled));
             if let Some(message) = fatal {
+                if let Some(last) = saving.take() {
+                    self.saved(last).await?;
+                }
                 return Err(AnalyzeStop::Fatal(message));
             }
+            fetched = following?;
+        }
+        if let Some(last) = saving.take() {
+            self.saved(last).await?;
         }
         Ok(())
     }
@@ -277,10 +353,16 @@ impl Pipeline {
         let mut stop: Option<AnalyzeStop> = None;
 
         'batches: while !cancel.is_cancelled() {
-            let Some((batch, keys, cached)) = self.next_batch(upload_id, &mut after).await? else {
+            let Some(batch) = self.next_batch(upload_id, after.take()).await? else {
                 break;
             };
-            for ((conversation, key), cached) in batch.into_iter().zip(keys).zip(cached) {
+            after = Some(batch.next);
+            let items = batch
+                .conversations
+                .into_iter()
+                .zip(batch.keys)
+                .zip(batch.cached);
+            for ((conversation, key), cached) in items {
                 let (need, conversation) = twins.need(conversation, key, cached);
                 let Some(conversation) = conversation else {
                     continue;
@@ -290,7 +372,7 @@ impl Pipeline {
                         upload_id,
                         tally,
                         &conversation,
-                        Settled::Skipped(analysis),
+                        Settled::Skipped { analysis, key },
                         None,
                     )
                     .await?;
@@ -338,9 +420,8 @@ impl Pipeline {
                 };
                 return (conversation, key, outcome, None);
             };
-            // The pool takes the conversation by value; keep a copy for the record.
             let outcome = lease
-                .analyze(conversation.conversation.clone(), cancel)
+                .analyze(Arc::clone(&conversation.conversation), cancel)
                 .await;
             (conversation, key, outcome, Some(lease))
         }
@@ -359,7 +440,10 @@ impl Pipeline {
         match outcome.result {
             Ok(analysis) => {
                 for twin in &waiting {
-                    let skipped = Settled::Skipped(analysis.clone());
+                    let skipped = Settled::Skipped {
+                        analysis: analysis.clone(),
+                        key,
+                    };
                     self.record_one(upload_id, tally, twin, skipped, None)
                         .await?;
                 }
@@ -416,10 +500,10 @@ mod tests {
         }];
         LoadedConversation {
             counts: MessageCounts::of(&messages),
-            conversation: Conversation {
+            conversation: Arc::new(Conversation {
                 id: id.into(),
                 messages,
-            },
+            }),
         }
     }
 
@@ -442,24 +526,28 @@ mod tests {
 
     #[test]
     fn a_plan_answers_from_the_index_runs_each_content_once_and_pairs_twins() {
-        let batch = vec![
-            loaded("a"),
-            loaded("b"),
-            loaded("c"),
-            loaded("d"),
-            loaded("e"),
-        ];
-        let keys = vec![[1; 32], [2; 32], [1; 32], [3; 32], [2; 32]];
-        let cached = vec![None, None, None, Some(analysis("known")), None];
-        let p = plan(batch, keys, cached);
+        let batch = Batch {
+            conversations: ["a", "b", "c", "d", "e", "f"].map(loaded).into(),
+            keys: vec![[1; 32], [2; 32], [1; 32], [3; 32], [2; 32], [4; 32]],
+            cached: vec![None, None, None, Some(analysis("known")), None, None],
+            next: "f".into(),
+        };
+        let mut recent = Recent::default();
+        recent.push(HashMap::from([([4; 32], analysis("older"))]));
+        recent.push(HashMap::new());
+        let p = plan(batch, &recent);
         let ids = |v: &[(LoadedConversation, [u8; 32])]| {
             v.iter()
                 .map(|(c, _)| c.conversation.id.clone())
                 .collect::<Vec<_>>()
         };
         assert_eq!(ids(&p.run), ["a", "b"]);
-        assert_eq!(p.skipped.len(), 1);
-        assert_eq!(p.skipped[0].0.conversation.id, "d");
+        let skipped: Vec<(&str, &str)> = p
+            .skipped
+            .iter()
+            .map(|(c, _, a)| (c.conversation.id.as_str(), a.summary.as_str()))
+            .collect();
+        assert_eq!(skipped, [("d", "known"), ("f", "older")]);
         let twins: Vec<(String, usize)> = p
             .twins
             .iter()

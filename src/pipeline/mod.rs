@@ -472,8 +472,11 @@ enum Settled {
         key: [u8; 32],
         usage: LlmUsage,
     },
-    /// Answered by an identical conversation's analysis.
-    Skipped(Analysis),
+    /// Answered by the analysis of identical content (`key`).
+    Skipped {
+        analysis: Analysis,
+        key: [u8; 32],
+    },
     Failed {
         reason: String,
         usage: LlmUsage,

@@ -148,6 +148,20 @@ impl Pipeline {
         let runtime = tokio::runtime::Handle::current();
         let thread = tokio::task::spawn_blocking(move || {
             let mut parsed = Parsed::default();
+            // One batch is committed while the next is parsed: the batch is
+            // queued at once, and its commit awaited only after the next.
+            let mut committing: Option<actix::dev::Request<_, AppendMessages>> = None;
+            let settle = |request, parsed: &mut Parsed| match runtime.block_on(request) {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    parsed.store_error = Some(UploadError::from(e));
+                    false
+                }
+                Err(_) => {
+                    parsed.store_error = Some(UploadError::ShuttingDown);
+                    false
+                }
+            };
             let end = parse_rows(reader, PARSE_BATCH, &cancel, |mut batch| {
                 let mut events = Vec::with_capacity(batch.warnings.len() + 1);
                 for w in std::mem::take(&mut batch.warnings) {
@@ -162,26 +176,24 @@ impl Pipeline {
                 let rows = std::mem::take(&mut batch.rows);
                 parsed.last = batch;
                 if !rows.is_empty() {
-                    let append = AppendMessages {
+                    let queued = store.send(AppendMessages {
                         upload_id,
                         rows,
                         durable: false,
-                    };
-                    match runtime.block_on(store.send(append)) {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            parsed.store_error = Some(e.into());
-                            return false;
-                        }
-                        Err(_) => {
-                            parsed.store_error = Some(UploadError::ShuttingDown);
-                            return false;
-                        }
+                    });
+                    if let Some(previous) = committing.replace(queued)
+                        && !settle(previous, &mut parsed)
+                    {
+                        return false;
                     }
                 }
                 progress.do_send(Update { upload_id, events });
                 true
             });
+            // A failed commit is in `store_error`, which the caller checks first.
+            if let Some(last) = committing.take() {
+                settle(last, &mut parsed);
+            }
             (end, parsed)
         });
         let (end, parsed) = thread

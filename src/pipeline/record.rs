@@ -14,7 +14,7 @@ use crate::analyze::actor::Lease;
 use crate::model::ConversationStatus;
 use crate::progress::actor::Update;
 use crate::progress::{ConversationOutcome, ProgressEvent};
-use crate::store::actor::{SaveOutcome, SaveOutcomes};
+use crate::store::actor::{SaveOutcome, SaveOutcomes, StoreActor};
 use crate::store::{ConversationRecord, ConversationResult, LoadedConversation};
 
 /// The row to store for a settled conversation, and its progress event;
@@ -39,12 +39,12 @@ pub(super) fn outcome(
                 ConversationOutcome::Analyzed(usage),
             )
         }
-        Settled::Skipped(analysis) => {
+        Settled::Skipped { analysis, key } => {
             tally.counts.skipped_already_processed += 1;
             (
                 ConversationStatus::SkippedAlreadyProcessed,
                 Some(analysis),
-                None,
+                Some(key),
                 ConversationOutcome::Skipped,
             )
         }
@@ -77,17 +77,24 @@ pub(super) fn outcome(
     (result, ProgressEvent::Conversation(event))
 }
 
+/// A batch on its way to the store, and the progress to report once it is
+/// committed.
+pub(super) struct Saving {
+    request: actix::dev::Request<StoreActor, SaveOutcomes>,
+    upload_id: Uuid,
+    events: Vec<ProgressEvent>,
+}
+
 impl Pipeline {
-    /// Records a free analyzer's batch: one transaction, one progress message.
-    pub(super) async fn record_batch(
+    /// Sends a free analyzer's batch to the store (one transaction, not
+    /// durable) without waiting: [`Pipeline::saved`] waits, then reports
+    /// the batch's progress in one message.
+    pub(super) fn save_batch(
         &self,
         upload_id: Uuid,
         tally: &mut Tally,
         settled: Vec<(LoadedConversation, Settled)>,
-    ) -> Result<(), AnalyzeStop> {
-        if settled.is_empty() {
-            return Ok(());
-        }
+    ) -> Saving {
         let mut results = Vec::with_capacity(settled.len());
         let mut events = Vec::with_capacity(settled.len());
         for (conversation, s) in settled {
@@ -95,15 +102,27 @@ impl Pipeline {
             results.push(result);
             events.push(event);
         }
-        self.store
-            .send(SaveOutcomes {
+        Saving {
+            request: self.store.send(SaveOutcomes {
                 results,
                 durable: false,
-            })
+            }),
+            upload_id,
+            events,
+        }
+    }
+
+    /// Waits for a batch sent by [`Pipeline::save_batch`] to be committed.
+    pub(super) async fn saved(&self, saving: Saving) -> Result<(), AnalyzeStop> {
+        saving
+            .request
             .await
             .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
             .map_err(AnalyzeStop::Store)?;
-        self.progress.do_send(Update { upload_id, events });
+        self.progress.do_send(Update {
+            upload_id: saving.upload_id,
+            events: saving.events,
+        });
         Ok(())
     }
 
@@ -168,10 +187,10 @@ mod tests {
                 messages: 9,
                 ..MessageCounts::of(&messages)
             },
-            conversation: Conversation {
+            conversation: std::sync::Arc::new(Conversation {
                 id: "c1".into(),
                 messages,
-            },
+            }),
         }
     }
 

@@ -278,8 +278,10 @@ fn status_of(b: u8) -> Result<ConversationStatus> {
     }
 }
 
-pub fn encode_record(r: &ConversationRecord) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(24));
+/// A conversation's record, and the processed-index key of its analysis
+/// (the row refers to the analysis there instead of keeping a copy).
+pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(56));
     w.byte(RECORD_V1);
     w.byte(status_byte(r.status));
     w.varint(r.messages.into());
@@ -294,10 +296,18 @@ pub fn encode_record(r: &ConversationRecord) -> Vec<u8> {
     }
     w.opt_str(r.error.as_deref());
     encode_usage(&mut w, &r.usage);
+    match analysis_key {
+        Some(key) => {
+            w.byte(1);
+            w.0.extend_from_slice(key);
+        }
+        None => w.byte(0),
+    }
     w.0
 }
 
-pub fn decode_record(bytes: &[u8]) -> Result<ConversationRecord> {
+/// A record as [`encode_record`] wrote it.
+pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
     let mut r = Reader(bytes);
     r.version(RECORD_V1)?;
     let status = status_of(r.byte()?)?;
@@ -311,7 +321,17 @@ pub fn decode_record(bytes: &[u8]) -> Result<ConversationRecord> {
     };
     let error = r.opt_str()?.map(str::to_string);
     let usage = decode_usage(&mut r)?;
-    Ok(ConversationRecord {
+    let key = match r.byte()? {
+        0 => None,
+        1 => {
+            let bytes = r.0.get(..32).ok_or(CodecError("key cut short"))?;
+            let mut key = [0u8; 32];
+            key.copy_from_slice(bytes);
+            Some(key)
+        }
+        _ => return Err(CodecError("bad key tag")),
+    };
+    let record = ConversationRecord {
         status,
         messages,
         customer_messages,
@@ -319,7 +339,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<ConversationRecord> {
         started_ms,
         error,
         usage,
-    })
+    };
+    Ok((record, key))
 }
 
 /// Usage is all zeros for every free analysis: one byte then.
@@ -479,7 +500,9 @@ mod tests {
                     ..LlmUsage::default()
                 },
             };
-            prop_assert_eq!(decode_record(&encode_record(&record)).unwrap(), record);
+            prop_assert_eq!(decode_record(&encode_record(&record, None)).unwrap(), (record.clone(), None));
+            let key = [status; 32];
+            prop_assert_eq!(decode_record(&encode_record(&record, Some(&key))).unwrap(), (record, Some(key)));
         }
 
         #[test]

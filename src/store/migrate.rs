@@ -30,7 +30,7 @@ pub(super) fn from_v1(store: &Store) -> Result<()> {
     while move_messages(store)? {}
     while move_keyed(store, legacy::CONVERSATIONS, tables::CONVERSATIONS, |b| {
         let record: super::ConversationRecord = json("conversation", b)?;
-        Ok(codec::encode_record(&record))
+        Ok(codec::encode_record(&record, None))
     })? {}
     while move_keyed(store, legacy::ANALYSES, tables::ANALYSES, |b| {
         Ok(codec::encode_analysis(&json::<Analysis>("analysis", b)?))

@@ -291,6 +291,10 @@ impl ConversationRecord {
 /// never loaded and cloned whole.
 pub const MAX_LOADED_MESSAGES: usize = 2000;
 
+/// Messages loaded per batch at most (a batch stops at the conversation
+/// that reaches it), whatever the number of conversations asked for.
+pub const MAX_BATCH_MESSAGES: usize = 32_768;
+
 /// Counts over every message of a conversation, loaded or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MessageCounts {
@@ -328,7 +332,8 @@ impl MessageCounts {
 /// its messages, and the counts of all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedConversation {
-    pub conversation: Conversation,
+    /// Shared: the analyzer reads it while the pipeline keeps it to record.
+    pub conversation: Arc<Conversation>,
     pub counts: MessageCounts,
 }
 
@@ -373,6 +378,11 @@ impl Loading {
         }
     }
 
+    /// Messages held.
+    fn loaded(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
     fn finish(self) -> LoadedConversation {
         let mut messages = self.head;
         messages.extend(self.tail);
@@ -382,7 +392,7 @@ impl Loading {
         };
         conversation.sort_messages();
         LoadedConversation {
-            conversation,
+            conversation: Arc::new(conversation),
             counts: self.counts,
         }
     }
@@ -404,7 +414,9 @@ pub struct ConversationResult {
     pub conversation_id: String,
     pub record: ConversationRecord,
     pub analysis: Option<Analysis>,
-    /// Set when this analysis is new and should answer future identical conversations.
+    /// The key of its content in the processed-content index, which holds
+    /// its analysis (a new one is added there; a reused one is there
+    /// already). `None`: the analysis is stored with the row alone.
     pub content_key: Option<[u8; 32]>,
 }
 
@@ -521,8 +533,23 @@ fn corrupt(what: &'static str) -> impl Fn(codec::CodecError) -> StoreError {
     }
 }
 
-fn record_of(bytes: &[u8]) -> Result<ConversationRecord> {
+/// A stored record and the processed-index key of its analysis.
+fn record_of(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
     codec::decode_record(bytes).map_err(corrupt("conversation"))
+}
+
+/// A conversation's analysis: in the processed-content index under its key
+/// (rows written since schema 2), or in `analyses` (migrated rows).
+fn analysis_for(
+    t: &ReadTables,
+    k: (UploadKey, &str),
+    key: Option<[u8; 32]>,
+) -> Result<Option<Analysis>> {
+    let found = match key {
+        Some(key) => t.processed.get(&key)?,
+        None => t.analyses.get(k)?,
+    };
+    found.map(|v| analysis_of(v.value())).transpose()
 }
 
 fn analysis_of(bytes: &[u8]) -> Result<Analysis> {
@@ -696,15 +723,25 @@ impl Store {
         self.write_with(durability(durable), |t| {
             for r in results {
                 let k = (key(r.upload_id), r.conversation_id.as_str());
-                t.conversations
-                    .insert(k, codec::encode_record(&r.record).as_slice())?;
-                if let Some(analysis) = &r.analysis {
-                    let bytes = codec::encode_analysis(analysis);
-                    t.analyses.insert(k, bytes.as_slice())?;
-                    if let Some(content_key) = &r.content_key {
-                        t.processed.insert(content_key, bytes.as_slice())?;
+                let indexed = match (&r.analysis, &r.content_key) {
+                    (Some(analysis), Some(content_key)) => {
+                        // The row refers to the index: one copy per content.
+                        let fresh = r.record.status == ConversationStatus::Analyzed;
+                        if fresh || t.processed.get(content_key)?.is_none() {
+                            let bytes = codec::encode_analysis(analysis);
+                            t.processed.insert(content_key, bytes.as_slice())?;
+                        }
+                        Some(content_key)
                     }
-                }
+                    (Some(analysis), None) => {
+                        let bytes = codec::encode_analysis(analysis);
+                        t.analyses.insert(k, bytes.as_slice())?;
+                        None
+                    }
+                    (None, _) => None,
+                };
+                let record = codec::encode_record(&r.record, indexed);
+                t.conversations.insert(k, record.as_slice())?;
             }
             if let Some(record) = upload {
                 t.uploads
@@ -774,9 +811,10 @@ impl Store {
     }
 
     /// Like [`Store::load_conversations`], skipping conversations that already
-    /// have an outcome (without decoding their messages), and scanning at
-    /// most `8 × limit` conversations. `next` continues the scan; `None`
-    /// once nothing is left after `after`.
+    /// have an outcome (without decoding their messages), scanning at most
+    /// `8 × limit` conversations and loading about [`MAX_BATCH_MESSAGES`]
+    /// messages at most. `next` continues the scan; `None` once nothing is
+    /// left after `after`.
     pub fn load_pending(
         &self,
         upload_id: Uuid,
@@ -806,6 +844,7 @@ impl Store {
             // The conversation being skipped (it has an outcome).
             let mut skipping: Option<String> = None;
             let mut scanned = 0usize;
+            let mut loaded_messages = 0usize;
             let mut next: Option<String> = None;
             for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
                 let (kg, v) = entry?;
@@ -815,9 +854,13 @@ impl Store {
                 }
                 if current.as_ref().is_none_or(|c| c.id != conversation_id) {
                     if let Some(done) = current.take() {
+                        loaded_messages += done.loaded();
                         out.push(done.finish());
                     }
-                    if out.len() >= limit || scanned >= max_scanned {
+                    if out.len() >= limit
+                        || scanned >= max_scanned
+                        || loaded_messages >= MAX_BATCH_MESSAGES
+                    {
                         break;
                     }
                     scanned += 1;
@@ -914,12 +957,8 @@ impl Store {
             for entry in t.conversations.range::<(UploadKey, &str)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id) = kg.value();
-                let record = record_of(v.value())?;
-                let analysis = t
-                    .analyses
-                    .get((k, conversation_id))?
-                    .map(|a| analysis_of(a.value()))
-                    .transpose()?;
+                let (record, analysis_key) = record_of(v.value())?;
+                let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
                 let row = ConversationRow {
                     upload_id,
                     conversation_id: conversation_id.to_string(),
@@ -954,16 +993,14 @@ impl Store {
                 return Ok(None);
             }
             conversation.sort_messages();
-            let record = t
-                .conversations
-                .get((k, conversation_id))?
-                .map(|v| record_of(v.value()))
-                .transpose()?;
-            let analysis = t
-                .analyses
-                .get((k, conversation_id))?
-                .map(|v| analysis_of(v.value()))
-                .transpose()?;
+            let (record, analysis) = match t.conversations.get((k, conversation_id))? {
+                Some(v) => {
+                    let (record, analysis_key) = record_of(v.value())?;
+                    let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
+                    (Some(record), analysis)
+                }
+                None => (None, None),
+            };
             Ok(Some(ConversationDetail {
                 upload_id,
                 conversation_id: conversation.id,
@@ -1051,7 +1088,7 @@ impl Store {
             let mut tally = OutcomeTally::default();
             for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
                 let (_, v) = entry?;
-                let record = record_of(v.value())?;
+                let (record, _) = record_of(v.value())?;
                 match record.status {
                     ConversationStatus::Analyzed => tally.analyzed += 1,
                     ConversationStatus::Failed => tally.failed += 1,
