@@ -150,6 +150,17 @@ const AUTORESPONSE: u8 = 1 << 2;
 const HAS_TIME: u8 = 1 << 3;
 const HAS_TIMESTAMP: u8 = 1 << 4;
 const HAS_SENDER_NAME: u8 = 1 << 5;
+/// The timestamp is `time_ms` written as `YYYY-MM-DDTHH:MM:SSZ` (most exports
+/// write it so): stored as that flag instead of 20 bytes per message.
+const CANONICAL_TIMESTAMP: u8 = 1 << 6;
+
+/// `ms` as `YYYY-MM-DDTHH:MM:SSZ`, when it is a whole second.
+fn canonical(ms: i64) -> Option<String> {
+    if ms % 1000 != 0 {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
 
 fn role_bits(role: Role) -> u8 {
     match role {
@@ -186,7 +197,13 @@ pub fn encode_chunk<'m>(messages: impl IntoIterator<Item = (u64, &'m Message)>) 
         if m.time_ms.is_some() {
             flags |= HAS_TIME;
         }
-        if m.timestamp.is_some() {
+        let canonical_timestamp = match (&m.timestamp, m.time_ms) {
+            (Some(t), Some(ms)) => canonical(ms).is_some_and(|c| c == *t),
+            _ => false,
+        };
+        if canonical_timestamp {
+            flags |= CANONICAL_TIMESTAMP;
+        } else if m.timestamp.is_some() {
             flags |= HAS_TIMESTAMP;
         }
         if m.sender_name.is_some() {
@@ -196,7 +213,7 @@ pub fn encode_chunk<'m>(messages: impl IntoIterator<Item = (u64, &'m Message)>) 
         if let Some(t) = m.time_ms {
             body.signed(t);
         }
-        if let Some(t) = &m.timestamp {
+        if let (Some(t), false) = (&m.timestamp, canonical_timestamp) {
             body.str(t);
         }
         if let Some(n) = &m.sender_name {
@@ -237,6 +254,12 @@ pub fn decode_chunk(bytes: &[u8], mut each: impl FnMut(u64, Message)) -> Result<
         };
         let timestamp = if flags & HAS_TIMESTAMP != 0 {
             Some(r.str()?.to_string())
+        } else if flags & CANONICAL_TIMESTAMP != 0 {
+            Some(
+                time_ms
+                    .and_then(canonical)
+                    .ok_or(CodecError("canonical timestamp without a time"))?,
+            )
         } else {
             None
         };
@@ -463,6 +486,34 @@ mod tests {
                     autoresponse,
                 },
             )
+    }
+
+    #[test]
+    fn canonical_timestamps_are_a_flag_and_come_back_exactly() {
+        let at = |timestamp: &str, time_ms: i64| Message {
+            role: Role::Customer,
+            text: "hi".into(),
+            timestamp: Some(timestamp.into()),
+            time_ms: Some(time_ms),
+            sender_name: None,
+            autoresponse: false,
+        };
+        let canonical = at("2026-03-02T08:03:17Z", 1_772_438_597_000);
+        let other = at("2026-03-02 08:03:17", 1_772_438_597_000);
+        let fraction = at("2026-03-02T08:03:17.250Z", 1_772_438_597_250);
+        let messages = [canonical, other, fraction];
+        let bytes = encode_chunk(messages.iter().enumerate().map(|(i, m)| (i as u64, m)));
+        let mut back = Vec::new();
+        decode_chunk(&bytes, |_, m| back.push(m)).unwrap();
+        assert_eq!(back, messages);
+        let short = encode_chunk([(0, &messages[0])]);
+        let long = encode_chunk([(0, &messages[1])]);
+        assert!(
+            short.len() + 15 < long.len(),
+            "{} vs {}",
+            short.len(),
+            long.len()
+        );
     }
 
     proptest! {
