@@ -441,3 +441,114 @@ fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
         "{err}"
     );
 }
+
+/// Writes a schema-1 file by hand: JSON values, one row per message.
+fn write_schema_1(path: &std::path::Path, upload_id: Uuid, rows: usize) -> Analysis {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    let k = upload_id.as_u128();
+    let good = analysis(SentimentLabel::Negative, 2, Some(false));
+    {
+        txn.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        let mut record = upload(upload_id);
+        record.status = Stage::Completed;
+        record.parsed = true;
+        txn.open_table(tables::UPLOADS)
+            .unwrap()
+            .insert(k, serde_json::to_vec(&record).unwrap().as_slice())
+            .unwrap();
+        let mut messages = txn.open_table(tables::legacy::MESSAGES).unwrap();
+        let mut conversations = txn.open_table(tables::legacy::CONVERSATIONS).unwrap();
+        let mut analyses = txn.open_table(tables::legacy::ANALYSES).unwrap();
+        let mut processed = txn.open_table(tables::legacy::PROCESSED).unwrap();
+        for i in 0..rows {
+            let id = format!("c{:05}", i / 3);
+            let m = message(Role::Customer, &format!("message {i}"), Some(i as i64));
+            messages
+                .insert(
+                    (k, id.as_str(), i as u64),
+                    serde_json::to_vec(&m).unwrap().as_slice(),
+                )
+                .unwrap();
+            if i % 3 == 0 {
+                let r = outcome(upload_id, &id, Some(good.clone()));
+                conversations
+                    .insert(
+                        (k, id.as_str()),
+                        serde_json::to_vec(&r.record).unwrap().as_slice(),
+                    )
+                    .unwrap();
+                let a = serde_json::to_vec(&good).unwrap();
+                analyses.insert((k, id.as_str()), a.as_slice()).unwrap();
+                processed
+                    .insert(blake3::hash(id.as_bytes()).as_bytes(), a.as_slice())
+                    .unwrap();
+            }
+        }
+    }
+    txn.commit().unwrap();
+    good
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let id = Uuid::new_v4();
+    // More rows than one migration transaction moves.
+    let rows = 50_001;
+    let good = write_schema_1(&path, id, rows);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), rows as u64);
+    let conversations = rows.div_ceil(3);
+    let mut loaded = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .load_conversations(id, after.as_deref(), 4000)
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.conversation.id.clone());
+        loaded.extend(page);
+    }
+    assert_eq!(loaded.len(), conversations);
+    assert_eq!(loaded[1].conversation.messages[2].text, "message 5");
+    assert_eq!(loaded[1].conversation.messages[2].time_ms, Some(5));
+    let mut seen = 0;
+    store
+        .for_each_row(id, None, |row| {
+            assert_eq!(row.analysis.as_ref(), Some(&good));
+            assert_eq!(row.record.usage.prompt_tokens, 10);
+            seen += 1;
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(seen, conversations);
+    assert_eq!(store.processed_len().unwrap(), conversations as u64);
+    assert_eq!(
+        store
+            .lookup_processed(&[*blake3::hash(b"c00001").as_bytes()])
+            .unwrap(),
+        vec![Some(good)]
+    );
+    assert_eq!(store.uploads().unwrap()[0].status, Stage::Completed);
+    drop(store);
+    // Reopened: already schema 2, nothing to do, and the old tables are gone.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), rows as u64);
+    let txn = redb::ReadableDatabase::begin_read(&*store.db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with("-v1") || n == "meta-v1" || n == "uploads-v1"),
+        "{names:?}"
+    );
+}
