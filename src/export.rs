@@ -228,6 +228,7 @@ mod tests {
                 customer_messages: 2,
                 autoresponses: 1,
                 started_ms: None,
+                failure: None,
                 error: None,
                 usage: Default::default(),
             },

@@ -114,11 +114,22 @@ impl From<FormatArg> for ExportFormat {
 /// Whether an error is a closed stdout (`powerpulse export | head`), which is
 /// the reader's choice, not a failure.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     e.chain().any(|cause| {
-        cause
+        let io = cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || cause.to_string().contains("Broken pipe")
+            .map(std::io::Error::kind);
+        // The writers wrap the I/O error in their own.
+        let csv = cause
+            .downcast_ref::<csv::Error>()
+            .and_then(|e| match e.kind() {
+                csv::ErrorKind::Io(io) => Some(io.kind()),
+                _ => None,
+            });
+        let json = cause
+            .downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind);
+        [io, csv, json].contains(&Some(BrokenPipe))
     })
 }
 

@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{AnalyzeError, Analyzer, LlmUsage, Outcome};
+use super::{AnalyzeError, Analyzer, FailureKind, FatalKind, LlmUsage, Outcome};
 use crate::model::Conversation;
 
 /// What an actor does with one conversation: the analyzer's `analyze`.
@@ -80,9 +80,10 @@ async fn guarded(
         let message = panic_message(panic.as_ref());
         tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
         Outcome {
-            result: Err(AnalyzeError::Failed(format!(
-                "internal error while analysing: {message}"
-            ))),
+            result: Err(AnalyzeError::failed(
+                FailureKind::Internal,
+                format!("internal error while analysing: {message}"),
+            )),
             usage: LlmUsage::default(),
         }
     })
@@ -193,8 +194,9 @@ impl AnalyzerPool {
                 call.await.unwrap_or_else(|_| {
                     (0..n)
                         .map(|_| Outcome {
-                            result: Err(AnalyzeError::Fatal(
-                                "the analyzer pool is shutting down".into(),
+                            result: Err(AnalyzeError::fatal(
+                                FatalKind::ShuttingDown,
+                                "the analyzer pool is shutting down",
                             )),
                             usage: LlmUsage::default(),
                         })
@@ -261,8 +263,9 @@ impl Lease {
             })
             .await
             .unwrap_or_else(|_| Outcome {
-                result: Err(AnalyzeError::Fatal(
-                    "the analyzer pool is shutting down".into(),
+                result: Err(AnalyzeError::fatal(
+                    FatalKind::ShuttingDown,
+                    "the analyzer pool is shutting down",
                 )),
                 usage: LlmUsage::default(),
             })
@@ -329,7 +332,11 @@ mod tests {
                     )
                     .await;
                 match outcome.result {
-                    Err(AnalyzeError::Failed(reason)) => {
+                    Err(AnalyzeError::Failed {
+                        kind,
+                        detail: reason,
+                    }) => {
+                        assert_eq!(kind, FailureKind::Internal);
                         assert!(reason.contains("bad conversation boom"), "{reason}")
                     }
                     other => panic!("expected a failure, got {other:?}"),

@@ -4,6 +4,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::analyze::FatalKind;
 use crate::ingest::IngestError;
 use crate::pipeline::UploadError;
 use crate::progress::actor::CancelError;
@@ -173,7 +174,11 @@ impl From<UploadError> for HttpError {
             UploadError::ShuttingDown | UploadError::Interrupted => {
                 HttpError::Unavailable(e.to_string())
             }
-            UploadError::Analyzer(m) => HttpError::Internal(m),
+            UploadError::AnalyzerStopped {
+                kind: FatalKind::ShuttingDown,
+                detail,
+            } => HttpError::Unavailable(detail),
+            UploadError::AnalyzerStopped { detail, .. } => HttpError::Internal(detail),
             UploadError::Internal(_) => HttpError::Internal(e.to_string()),
         }
     }

@@ -184,8 +184,9 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
                 analysis: analysis.clone(),
                 key: *key,
             }),
-            Err(AnalyzeError::Failed(reason)) => Some(Settled::Failed {
-                reason: reason.clone(),
+            Err(AnalyzeError::Failed { kind, detail }) => Some(Settled::Failed {
+                kind: *kind,
+                reason: detail.clone(),
                 usage: LlmUsage::default(),
             }),
             Err(_) => None,
@@ -213,11 +214,18 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
                     },
                 ));
             }
-            Err(AnalyzeError::Failed(reason)) => {
-                settled.push((conversation, Settled::Failed { reason, usage }))
-            }
+            Err(AnalyzeError::Failed { kind, detail }) => settled.push((
+                conversation,
+                Settled::Failed {
+                    kind,
+                    reason: detail,
+                    usage,
+                },
+            )),
             Err(AnalyzeError::Cancelled) => {}
-            Err(AnalyzeError::Fatal(message)) => fatal = Some(message),
+            Err(AnalyzeError::Fatal { kind, detail }) => {
+                fatal = Some(AnalyzeStop::Fatal { kind, detail })
+            }
         }
     }
     for (conversation, i) in plan.twins {
@@ -233,7 +241,7 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
 pub(super) type SettledBatch = (
     Vec<(LoadedConversation, Settled)>,
     HashMap<[u8; 32], Analysis>,
-    Option<String>,
+    Option<AnalyzeStop>,
 );
 
 /// What a dispatched call gives back: the conversation, its content key, the
@@ -324,11 +332,11 @@ impl Pipeline {
                 self.saved(previous).await?;
             }
             saving = Some(self.save_batch(upload_id, tally, settled));
-            if let Some(message) = fatal {
+            if let Some(stop) = fatal {
                 if let Some(last) = saving.take() {
                     self.saved(last).await?;
                 }
-                return Err(AnalyzeStop::Fatal(message));
+                return Err(stop);
             }
             fetched = following?;
         }
@@ -457,13 +465,17 @@ impl Pipeline {
             }
             // Cancelled calls leave no outcome: a resumed upload analyses them.
             Err(AnalyzeError::Cancelled) => Ok(()),
-            Err(AnalyzeError::Fatal(message)) => Err(AnalyzeStop::Fatal(message)),
-            Err(AnalyzeError::Failed(reason)) => {
+            Err(AnalyzeError::Fatal { kind, detail }) => Err(AnalyzeStop::Fatal { kind, detail }),
+            Err(AnalyzeError::Failed {
+                kind,
+                detail: reason,
+            }) => {
                 // Twins of a failed conversation fail with it: the same content
                 // would very likely fail the same way, and paying for it twice is
                 // what we promise not to do.
                 for twin in &waiting {
                     let failed = Settled::Failed {
+                        kind,
                         reason: reason.clone(),
                         usage: LlmUsage::default(),
                     };
@@ -471,6 +483,7 @@ impl Pipeline {
                         .await?;
                 }
                 let failed = Settled::Failed {
+                    kind,
                     reason,
                     usage: outcome.usage,
                 };

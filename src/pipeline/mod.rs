@@ -41,7 +41,7 @@ use uuid::Uuid;
 pub use actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 
 use crate::analyze::actor::AnalyzerPool;
-use crate::analyze::{Analyzer, LlmUsage};
+use crate::analyze::{Analyzer, FailureKind, FatalKind, LlmUsage};
 use crate::ingest::{self, IngestError, IngestOptions};
 use crate::model::{Analysis, Stage};
 use crate::progress::ProgressEvent;
@@ -61,8 +61,9 @@ pub enum UploadError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Analyzer(String),
+    /// The analyzer can do nothing more (quota, key, a redirect, shutdown).
+    #[error("{detail}")]
+    AnalyzerStopped { kind: FatalKind, detail: String },
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("interrupted by shutdown; the upload resumes on the next start")]
@@ -421,7 +422,9 @@ impl Pipeline {
             match self.analyse(upload_id, cancel, &mut tally).await {
                 Ok(()) if cancel.is_cancelled() => final_stage = Stage::Cancelled,
                 Ok(()) => {}
-                Err(AnalyzeStop::Fatal(message)) => {
+                Err(AnalyzeStop::Fatal {
+                    detail: message, ..
+                }) => {
                     final_stage = Stage::Failed;
                     record.error = Some(message);
                 }
@@ -459,7 +462,7 @@ impl Pipeline {
         self.reader
             .send(msg)
             .await
-            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(|_| AnalyzeStop::shutting_down())?
             .map_err(AnalyzeStop::Store)
     }
 }
@@ -473,11 +476,9 @@ enum Settled {
         usage: LlmUsage,
     },
     /// Answered by the analysis of identical content (`key`).
-    Skipped {
-        analysis: Analysis,
-        key: [u8; 32],
-    },
+    Skipped { analysis: Analysis, key: [u8; 32] },
     Failed {
+        kind: FailureKind,
         reason: String,
         usage: LlmUsage,
     },
@@ -486,14 +487,24 @@ enum Settled {
 /// Why analysis stopped early.
 enum AnalyzeStop {
     /// Nothing more can succeed (quota, key, shutdown).
-    Fatal(String),
+    Fatal {
+        kind: FatalKind,
+        detail: String,
+    },
     Store(StoreError),
 }
 
 impl AnalyzeStop {
+    fn shutting_down() -> Self {
+        AnalyzeStop::Fatal {
+            kind: FatalKind::ShuttingDown,
+            detail: "the engine is shutting down".into(),
+        }
+    }
+
     fn into_upload(self) -> UploadError {
         match self {
-            AnalyzeStop::Fatal(m) => UploadError::Analyzer(m),
+            AnalyzeStop::Fatal { kind, detail } => UploadError::AnalyzerStopped { kind, detail },
             AnalyzeStop::Store(e) => UploadError::Store(e),
         }
     }

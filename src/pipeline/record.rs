@@ -25,6 +25,7 @@ pub(super) fn outcome(
     settled: Settled,
     tally: &mut Tally,
 ) -> (ConversationResult, ProgressEvent) {
+    let mut failure = None;
     let (status, analysis, content_key, event) = match settled {
         Settled::Analyzed {
             analysis,
@@ -48,8 +49,13 @@ pub(super) fn outcome(
                 ConversationOutcome::Skipped,
             )
         }
-        Settled::Failed { reason, usage } => {
+        Settled::Failed {
+            kind,
+            reason,
+            usage,
+        } => {
             tally.counts.failed += 1;
+            failure = Some(kind);
             (
                 ConversationStatus::Failed,
                 None,
@@ -59,6 +65,7 @@ pub(super) fn outcome(
         }
     };
     let mut record = ConversationRecord::new(&conversation.counts, status);
+    record.failure = failure;
     match &event {
         ConversationOutcome::Analyzed(usage) => record.usage = *usage,
         ConversationOutcome::Failed { reason, usage } => {
@@ -117,7 +124,7 @@ impl Pipeline {
         saving
             .request
             .await
-            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(|_| AnalyzeStop::shutting_down())?
             .map_err(AnalyzeStop::Store)?;
         self.progress.do_send(Update {
             upload_id: saving.upload_id,
@@ -141,7 +148,7 @@ impl Pipeline {
             .store
             .send(SaveOutcome(result))
             .await
-            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(|_| AnalyzeStop::shutting_down())?
             .map_err(AnalyzeStop::Store)?;
         if let Some(lease) = lease {
             // The actor stays reserved until the outcome is on disk: calls that
@@ -159,7 +166,7 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::LlmUsage;
+    use crate::analyze::{FailureKind, LlmUsage};
     use crate::model::{Conversation, Message, Role};
     use crate::store::MessageCounts;
 
@@ -205,6 +212,7 @@ mod tests {
             Uuid::nil(),
             &loaded(),
             Settled::Failed {
+                kind: FailureKind::InvalidReply,
                 reason: "invalid JSON reply".into(),
                 usage,
             },
@@ -213,6 +221,7 @@ mod tests {
         assert_eq!(tally.counts.failed, 1);
         assert_eq!(result.record.status, ConversationStatus::Failed);
         assert_eq!(result.record.error.as_deref(), Some("invalid JSON reply"));
+        assert_eq!(result.record.failure, Some(FailureKind::InvalidReply));
         assert_eq!(result.record.usage, usage);
         assert_eq!(
             result.record.messages, 9,

@@ -14,7 +14,7 @@
 //! Decoding never trusts a length: every read is bounds-checked and a short
 //! or malformed value is a [`CodecError`], reported as a corrupt record.
 
-use crate::analyze::LlmUsage;
+use crate::analyze::{FailureKind, LlmUsage};
 use crate::model::{
     Analysis, ConversationStatus, Message, Role, Satisfaction, SatisfactionLabel, Sentiment,
     SentimentLabel,
@@ -284,6 +284,17 @@ pub fn decode_chunk(bytes: &[u8], mut each: impl FnMut(u64, Message)) -> Result<
     Ok(())
 }
 
+fn failure_byte(k: FailureKind) -> u8 {
+    FailureKind::ALL.iter().position(|x| *x == k).unwrap_or(0) as u8
+}
+
+fn failure_of(b: u8) -> Result<FailureKind> {
+    FailureKind::ALL
+        .get(usize::from(b))
+        .copied()
+        .ok_or(CodecError("bad failure kind"))
+}
+
 fn status_byte(s: ConversationStatus) -> u8 {
     match s {
         ConversationStatus::Analyzed => 0,
@@ -318,6 +329,7 @@ pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) ->
         None => w.byte(0),
     }
     w.opt_str(r.error.as_deref());
+    w.byte(r.failure.map_or(0, |k| failure_byte(k) + 1));
     encode_usage(&mut w, &r.usage);
     match analysis_key {
         Some(key) => {
@@ -343,6 +355,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
         _ => return Err(CodecError("bad option tag")),
     };
     let error = r.opt_str()?.map(str::to_string);
+    let failure = match r.byte()? {
+        0 => None,
+        b => Some(failure_of(b - 1)?),
+    };
     let usage = decode_usage(&mut r)?;
     let key = match r.byte()? {
         0 => None,
@@ -360,6 +376,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
         customer_messages,
         autoresponses,
         started_ms,
+        failure,
         error,
         usage,
     };
@@ -541,6 +558,7 @@ mod tests {
                 customer_messages: counts.1,
                 autoresponses: counts.2,
                 started_ms: started,
+                failure: error.as_ref().map(|e| FailureKind::ALL[e.len() % FailureKind::ALL.len()]),
                 error,
                 usage: LlmUsage {
                     requests: 1,

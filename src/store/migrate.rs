@@ -29,7 +29,11 @@ pub(super) fn from_v1(store: &Store) -> Result<()> {
     tracing::info!(db = %store.path.display(), "migrating the database from schema 1 to 2");
     while move_messages(store)? {}
     while move_keyed(store, legacy::CONVERSATIONS, tables::CONVERSATIONS, |b| {
-        let record: super::ConversationRecord = json("conversation", b)?;
+        let mut record: super::ConversationRecord = json("conversation", b)?;
+        if record.status == crate::model::ConversationStatus::Failed && record.failure.is_none() {
+            // Schema 1 kept only the message.
+            record.failure = Some(crate::analyze::FailureKind::Other);
+        }
         Ok(codec::encode_record(&record, None))
     })? {}
     while move_keyed(store, legacy::ANALYSES, tables::ANALYSES, |b| {

@@ -21,7 +21,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::analyze::LlmUsage;
+use crate::analyze::{FailureKind, LlmUsage};
 use crate::model::{Analysis, Conversation, ConversationStatus, Message, SentimentLabel, Stage};
 use tables::{ReadTables, Tables, UploadKey};
 
@@ -258,7 +258,9 @@ pub struct ConversationRecord {
     pub autoresponses: u32,
     /// Time of its first message, when known (for sentiment over time).
     pub started_ms: Option<i64>,
-    /// Why it failed, for `Failed`.
+    /// Why it failed, for `Failed`: the kind, and the message.
+    #[serde(default)]
+    pub failure: Option<FailureKind>,
     pub error: Option<String>,
     /// What analysing it cost (kept per conversation so an upload's totals
     /// survive a crash).
@@ -279,6 +281,7 @@ impl ConversationRecord {
             customer_messages: counts.customer_messages,
             autoresponses: counts.autoresponses,
             started_ms: counts.started_ms,
+            failure: None,
             error: None,
             usage: LlmUsage::default(),
         }
@@ -502,6 +505,7 @@ pub struct UploadSummary {
     pub average_satisfaction: Option<f64>,
     /// Share of conversations judged resolved among those where it could be told.
     pub resolved_rate: Option<f64>,
+    /// Failed conversations by kind (`invalid_reply`, `timeout`, … — see `FailureKind`).
     pub failures_by_reason: BTreeMap<String, u64>,
     /// Mean sentiment score per day (UTC, `YYYY-MM-DD`) of the conversation's first message.
     pub sentiment_by_day: BTreeMap<String, f64>,
@@ -636,15 +640,18 @@ impl Store {
     }
 
     /// Gives a write failure on a read-only file its own, clearer error.
-    fn write_error(&self, e: redb::Error) -> StoreError {
-        let text = e.to_string();
-        if text.contains("Read-only file system") || text.contains("Permission denied") {
-            StoreError::ReadOnly {
-                path: self.path.clone(),
-                message: text,
+    fn write_error(&self, e: redb::CommitError) -> StoreError {
+        use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+        match &e {
+            redb::CommitError::Storage(redb::StorageError::Io(io))
+                if matches!(io.kind(), ReadOnlyFilesystem | PermissionDenied) =>
+            {
+                StoreError::ReadOnly {
+                    path: self.path.clone(),
+                    message: io.to_string(),
+                }
             }
-        } else {
-            StoreError::Storage(text)
+            _ => StoreError::Storage(e.to_string()),
         }
     }
 
@@ -666,7 +673,7 @@ impl Store {
             let mut tables = Tables::open(&txn)?;
             f(&mut tables)?
         };
-        txn.commit().map_err(|e| self.write_error(e.into()))?;
+        txn.commit().map_err(|e| self.write_error(e))?;
         Ok(out)
     }
 
@@ -1039,9 +1046,10 @@ impl Store {
                 ConversationStatus::Failed => s.failed += 1,
                 ConversationStatus::SkippedAlreadyProcessed => s.skipped_already_processed += 1,
             }
-            if let Some(reason) = &row.record.error {
+            if row.record.status == ConversationStatus::Failed {
+                let kind = row.record.failure.unwrap_or(FailureKind::Other);
                 *s.failures_by_reason
-                    .entry(failure_kind(reason))
+                    .entry(kind.as_str().to_string())
                     .or_default() += 1;
             }
             if let Some(a) = &row.analysis {
@@ -1138,16 +1146,6 @@ fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
         .retain_in((k, "")..(next, ""), |_, _| false)?;
     t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;
     Ok(())
-}
-
-/// Groups failure reasons by their leading phrase ("invalid JSON reply: …" → "invalid JSON reply").
-fn failure_kind(reason: &str) -> String {
-    reason
-        .split(':')
-        .next()
-        .unwrap_or(reason)
-        .trim()
-        .to_string()
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {

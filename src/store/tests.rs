@@ -72,6 +72,9 @@ fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult
             customer_messages: 1,
             autoresponses: 0,
             started_ms: Some(0),
+            failure: a
+                .is_none()
+                .then_some(crate::analyze::FailureKind::InvalidReply),
             error: a.is_none().then(|| "invalid JSON reply: eof".to_string()),
             usage: LlmUsage {
                 requests: 1,
@@ -173,7 +176,7 @@ fn results_summary_and_processed_index_survive_reopen() {
     assert_eq!(s.satisfaction_histogram, [1, 0, 0, 0, 1]);
     assert_eq!(s.average_satisfaction, Some(3.0));
     assert_eq!(s.resolved_rate, Some(0.5));
-    assert_eq!(s.failures_by_reason.get("invalid JSON reply"), Some(&1));
+    assert_eq!(s.failures_by_reason.get("invalid_reply"), Some(&1));
     assert_eq!(s.sentiment_by_day.len(), 1);
 
     let keys = [
