@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::error::{ErrorBody, HttpError};
 use super::limits::BodyTiming;
 use super::{AppState, guard, metrics, openapi};
-use crate::export::{ExportFormat, ExportRow, ExportWriter};
+use crate::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use crate::ingest::{self, IngestOptions};
 use crate::model::{ConversationStatus, SentimentLabel, Stage};
 use crate::pipeline::Submission;
@@ -35,8 +35,6 @@ type Result<T, E = HttpError> = std::result::Result<T, E>;
 
 /// Server-sent events go out at most this often (the latest state wins).
 const SSE_INTERVAL: Duration = Duration::from_millis(250);
-/// Rows per store page when streaming an export.
-const EXPORT_PAGE: usize = 500;
 
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.service(upload)
@@ -818,19 +816,18 @@ pub async fn export(
                         upload_id: id,
                         filter: ConversationFilter::default(),
                         cursor: s.cursor.take(),
-                        limit: EXPORT_PAGE,
+                        limit: PAGE_ROWS,
                     })
                     .await;
                 let page = match page {
                     Ok(Ok(p)) => p,
                     _ => return Some((Err(HttpError::Internal("export interrupted".into())), s)),
                 };
-                for row in page.items {
-                    if let Err(e) = writer.write(&ExportRow::from(row)) {
-                        return Some((Err(HttpError::Internal(e.to_string())), s));
-                    }
-                }
-                let chunk = match page.next_cursor {
+                let next = match writer.write_page(page) {
+                    Ok(next) => next,
+                    Err(e) => return Some((Err(HttpError::Internal(e.to_string())), s)),
+                };
+                let chunk = match next {
                     Some(c) => {
                         s.cursor = Some(c);
                         let chunk = writer.drain();
