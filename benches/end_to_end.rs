@@ -1,7 +1,10 @@
 //! Whole runs, timed: `cargo bench --bench end_to_end [-- lexicon|memory|llm]`.
 //!
 //! - lexicon: `powerpulse analyze` (the release binary) on a generated
-//!   8,000-conversation / ~60,000-message export; median of 5 runs.
+//!   8,000-conversation / ~60,000-message export, side by side with the
+//!   obvious Python script (csv + vaderSentiment, pip-installed into
+//!   `target/bench-venv`), runs interleaved; medians of 7, their ratio, and
+//!   the database bytes per input byte.
 //! - memory: peak RSS of `analyze` on a ~200 MB export, against 1.5 × file + 64 MiB.
 //! - llm: 8,000 conversations against the fake OpenAI server with binding
 //!   limits and 300 ms log-normal latency: elapsed vs. the bound the limits
@@ -74,25 +77,101 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// The script PowerPulse must beat: read the CSV, drop `*977#` and bot
+/// lines, score each conversation's customer text with VADER.
+const PYTHON_SCRIPT: &str = r#"
+import csv, sys
+from collections import defaultdict
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+analyzer = SentimentIntensityAnalyzer()
+conversations = defaultdict(list)
+with open(sys.argv[1], newline="", encoding="utf-8") as f:
+    for row in csv.DictReader(f):
+        if "*977#" in row["message"] or row["sender"] == "bot":
+            continue
+        if row["sender"] == "customer":
+            conversations[row["conversation_id"]].append(row["message"])
+scores = {c: analyzer.polarity_scores(" ".join(m))["compound"] for c, m in conversations.items()}
+print(len(scores))
+"#;
+
+/// A Python with vaderSentiment, installed on first use; `None` when pip
+/// cannot reach its registry.
+fn python_with_vader() -> Option<std::path::PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let python = venv.join("bin/python");
+    let ready = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import vaderSentiment"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready(&python) {
+        return Some(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "vaderSentiment"])
+            .status()
+            .is_ok_and(|s| s.success());
+    (made && ready(&python)).then_some(python)
+}
+
 fn lexicon_8000(dir: &Path) {
     let export = dir.join("e2e-8000.csv");
     let (messages, bytes) = write_export(&export, 8_000, 3);
-    let mut times = Vec::new();
+    let script = dir.join("vader_script.py");
+    std::fs::write(&script, PYTHON_SCRIPT).expect("write the script");
+    let python = python_with_vader();
+    if python.is_none() {
+        println!("lexicon: no Python with vaderSentiment (pip failed); PowerPulse alone");
+    }
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut rss = 0;
-    for i in 0..5 {
+    let mut db_bytes = 0;
+    for i in 0..7 {
         let db = dir.join(format!("lexicon-{i}.redb"));
         let (elapsed, peak, _) = run_binary(&["analyze", export.to_str().unwrap(), "--json"], &db);
-        times.push(elapsed.as_secs_f64());
+        ours.push(elapsed.as_secs_f64());
         rss = rss.max(peak);
+        db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len());
+        if let Some(python) = &python {
+            let started = Instant::now();
+            let out = Command::new(python)
+                .arg(&script)
+                .arg(&export)
+                .output()
+                .expect("run the Python script");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            theirs.push(started.elapsed().as_secs_f64());
+        }
     }
-    let m = median(times.clone());
+    let m = median(ours.clone());
     println!(
         "lexicon end-to-end: 8000 conversations, {messages} messages, {:.1} MB: median {m:.3} s \
-         ({:.0} conversations/s), runs {times:.3?}, peak RSS {:.1} MiB",
+         ({:.0} conversations/s), runs {ours:.3?}, peak RSS {:.1} MiB, database {:.2} bytes per \
+         input byte",
         bytes as f64 / 1e6,
         8000.0 / m,
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        db_bytes as f64 / bytes as f64
     );
+    if !theirs.is_empty() {
+        let p = median(theirs.clone());
+        println!(
+            "python script (csv + vaderSentiment), same file, interleaved: median {p:.3} s, runs \
+             {theirs:.3?}; PowerPulse is {:.2}x faster",
+            p / m
+        );
+    }
 }
 
 fn memory_200mb(dir: &Path) {

@@ -154,12 +154,41 @@ const HAS_SENDER_NAME: u8 = 1 << 5;
 /// write it so): stored as that flag instead of 20 bytes per message.
 const CANONICAL_TIMESTAMP: u8 = 1 << 6;
 
-/// `ms` as `YYYY-MM-DDTHH:MM:SSZ`, when it is a whole second.
+/// `ms` as `YYYY-MM-DDTHH:MM:SSZ`, when it is a whole second of the years
+/// 0–9999. Written digit by digit: this runs for every message stored and
+/// loaded, where chrono's `format` machinery cost 8 % of a whole run.
 fn canonical(ms: i64) -> Option<String> {
+    use chrono::{Datelike, Timelike};
     if ms % 1000 != 0 {
         return None;
     }
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    let t = chrono::DateTime::from_timestamp_millis(ms)?;
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = [0u8; 20];
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'Z'),
+    ] {
+        out[at] = sep;
+    }
+    String::from_utf8(out.to_vec()).ok()
 }
 
 fn role_bits(role: Role) -> u8 {
@@ -503,6 +532,26 @@ mod tests {
                     autoresponse,
                 },
             )
+    }
+
+    #[test]
+    fn the_canonical_form_is_chronos() {
+        for ms in [
+            0,
+            1_772_438_597_000,
+            -86_400_000,
+            253_402_300_799_000,
+            946_684_800_000,
+        ] {
+            let expected = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            assert_eq!(canonical(ms), Some(expected), "{ms}");
+        }
+        assert_eq!(canonical(1_500), None, "not a whole second");
+        assert_eq!(canonical(-62_198_755_200_000), None, "before year 0");
+        assert_eq!(canonical(253_402_300_800_000), None, "after 9999");
     }
 
     #[test]
