@@ -304,6 +304,9 @@ impl Default for ServerSettings {
     }
 }
 
+/// The longest timeout a setting may ask for.
+const MAX_TIMEOUT_SECONDS: u64 = 365 * 24 * 3600;
+
 impl ServerSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
@@ -320,6 +323,10 @@ impl ServerSettings {
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
+            }
+            // Deadlines are `now + timeout`: keep them far from overflowing.
+            if key.ends_with("_seconds") && value > MAX_TIMEOUT_SECONDS {
+                return Err(invalid(key, "must be at most 31536000 (a year)"));
             }
         }
         for host in &self.allowed_hosts {
@@ -440,6 +447,22 @@ impl Settings {
             self.analyzer.openai.max_output_tokens as usize,
         )?;
         self.server.validate()?;
+        let o = &self.analyzer.openai;
+        for (key, value) in [
+            ("analyzer.openai.timeout_seconds", o.timeout_seconds),
+            (
+                "analyzer.openai.max_retry_wait_seconds",
+                o.max_retry_wait_seconds,
+            ),
+            ("storage.flush_ms", self.storage.flush_ms / 1000),
+        ] {
+            if value > MAX_TIMEOUT_SECONDS {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "at most a year".into(),
+                });
+            }
+        }
         if self.analyzer.concurrency > 4096 {
             return Err(ConfigError::Invalid {
                 key: "analyzer.concurrency".into(),
@@ -528,6 +551,24 @@ mod tests {
             RateSetting::PerMinute(1000)
         );
         assert_eq!(s.analyzer.openai.base_url, "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn timeouts_past_a_year_are_refused_not_overflowed() {
+        for (name, value) in [
+            (
+                "POWERPULSE__SERVER__UPLOAD_TIMEOUT_SECONDS",
+                "18446744073709551615",
+            ),
+            (
+                "POWERPULSE__ANALYZER__OPENAI__MAX_RETRY_WAIT_SECONDS",
+                "99999999999",
+            ),
+            ("POWERPULSE__STORAGE__FLUSH_MS", "18446744073709551615"),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains("at most"), "{name}: {err}");
+        }
     }
 
     #[test]
