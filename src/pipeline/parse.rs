@@ -17,8 +17,8 @@ use super::{Pipeline, Tally, UploadError};
 use crate::ingest::{self, IngestError, Row};
 use crate::progress::ProgressEvent;
 use crate::progress::actor::Update;
-use crate::store::StoredMessage;
 use crate::store::actor::AppendMessages;
+use crate::store::{MessageChunks, StoredMessage};
 
 /// Messages per batch (one store transaction each).
 const PARSE_BATCH: usize = 16_384;
@@ -173,12 +173,13 @@ impl Pipeline {
                     conversations: batch.conversations,
                     autoresponses: batch.autoresponses,
                 });
-                let rows = std::mem::take(&mut batch.rows);
+                // Encoded here, while the StoreActor commits the last batch.
+                let chunks = MessageChunks::encode(&std::mem::take(&mut batch.rows));
                 parsed.last = batch;
-                if !rows.is_empty() {
+                if !chunks.is_empty() {
                     let queued = store.send(AppendMessages {
                         upload_id,
-                        rows,
+                        chunks,
                         durable: false,
                     });
                     if let Some(previous) = committing.replace(queued)

@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, OutcomeTally,
-    Page, Pending, Store, StoreError, StoredMessage, UploadRecord, UploadSummary,
+    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, MessageChunks,
+    OutcomeTally, Page, Pending, Store, StoreError, UploadRecord, UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -35,7 +35,8 @@ pub struct PutUpload(pub UploadRecord);
 #[rtype(result = "StoreResult<()>")]
 pub struct AppendMessages {
     pub upload_id: Uuid,
-    pub rows: Vec<StoredMessage>,
+    /// Encoded by the sender (`MessageChunks::encode`), off this thread.
+    pub chunks: MessageChunks,
     /// `false` while parsing: a crash redoes the parse anyway, and the
     /// record's move to `analyzing` (always durable) seals every batch.
     pub durable: bool,
@@ -208,7 +209,7 @@ impl Handler<AppendMessages> for StoreActor {
     fn handle(&mut self, msg: AppendMessages, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
         self.store
-            .put_messages(msg.upload_id, &msg.rows, msg.durable)
+            .put_chunks(msg.upload_id, &msg.chunks, msg.durable)
     }
 }
 

@@ -410,6 +410,47 @@ pub struct StoredMessage {
     pub message: Message,
 }
 
+/// A batch of parsed messages encoded for `messages-v2`: one chunk per
+/// conversation (its messages of this batch, in file order). Encoding is
+/// plain CPU work done by whoever parsed the batch, so the StoreActor's
+/// thread only inserts.
+#[derive(Debug, Clone, Default)]
+pub struct MessageChunks {
+    /// (conversation id, its first row number, the chunk).
+    chunks: Vec<(String, u64, Vec<u8>)>,
+}
+
+impl MessageChunks {
+    pub fn encode(rows: &[StoredMessage]) -> Self {
+        // Conversations in order of first appearance, each with its rows.
+        let mut order: Vec<&str> = Vec::new();
+        let mut groups: std::collections::HashMap<&str, Vec<&StoredMessage>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            groups
+                .entry(row.conversation_id.as_str())
+                .or_insert_with(|| {
+                    order.push(row.conversation_id.as_str());
+                    Vec::new()
+                })
+                .push(row);
+        }
+        let chunks = order
+            .into_iter()
+            .map(|id| {
+                let group = &groups[id];
+                let chunk = codec::encode_chunk(group.iter().map(|r| (r.seq, &r.message)));
+                (id.to_string(), group[0].seq, chunk)
+            })
+            .collect();
+        Self { chunks }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
 /// One conversation's outcome on its way into the store.
 #[derive(Debug, Clone)]
 pub struct ConversationResult {
@@ -685,34 +726,30 @@ impl Store {
 
     // ---- writes: StoreActor only -------------------------------------------------
 
-    /// Stores a batch of parsed messages: one chunk per conversation, keyed
-    /// by its first row number. `durable: false` for batches a crash may
-    /// lose (the parse is redone); the commit that ends parsing seals them.
+    /// Stores a batch of parsed messages (see [`MessageChunks`]).
+    #[cfg(test)]
     pub(crate) fn put_messages(
         &self,
         upload_id: Uuid,
         rows: &[StoredMessage],
         durable: bool,
     ) -> Result<()> {
-        // Conversations in order of first appearance, each with its rows.
-        let mut order: Vec<&str> = Vec::new();
-        let mut groups: std::collections::HashMap<&str, Vec<&StoredMessage>> =
-            std::collections::HashMap::new();
-        for row in rows {
-            groups
-                .entry(row.conversation_id.as_str())
-                .or_insert_with(|| {
-                    order.push(row.conversation_id.as_str());
-                    Vec::new()
-                })
-                .push(row);
-        }
+        self.put_chunks(upload_id, &MessageChunks::encode(rows), durable)
+    }
+
+    /// Stores an encoded batch: one chunk per conversation, keyed by its
+    /// first row number. `durable: false` for batches a crash may lose (the
+    /// parse is redone); the commit that ends parsing seals them.
+    pub(crate) fn put_chunks(
+        &self,
+        upload_id: Uuid,
+        chunks: &MessageChunks,
+        durable: bool,
+    ) -> Result<()> {
         self.write_with(durability(durable), |t| {
-            for id in order {
-                let group = &groups[id];
-                let chunk = codec::encode_chunk(group.iter().map(|r| (r.seq, &r.message)));
+            for (id, first, chunk) in &chunks.chunks {
                 t.messages
-                    .insert((key(upload_id), id, group[0].seq), chunk.as_slice())?;
+                    .insert((key(upload_id), id.as_str(), *first), chunk.as_slice())?;
             }
             Ok(())
         })
