@@ -564,7 +564,7 @@ mod tests {
                 "POWERPULSE__ANALYZER__OPENAI__MAX_RETRY_WAIT_SECONDS",
                 "99999999999",
             ),
-            ("POWERPULSE__STORAGE__FLUSH_MS", "18446744073709551615"),
+            ("POWERPULSE__STORAGE__FLUSH_MS", "9223372036854775807"),
         ] {
             let err = Settings::load_with_env(None, env(&[(name, value)])).unwrap_err();
             assert!(err.to_string().contains("at most"), "{name}: {err}");
