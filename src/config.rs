@@ -558,7 +558,7 @@ mod tests {
         for (name, value) in [
             (
                 "POWERPULSE__SERVER__UPLOAD_TIMEOUT_SECONDS",
-                "18446744073709551615",
+                "9223372036854775807",
             ),
             (
                 "POWERPULSE__ANALYZER__OPENAI__MAX_RETRY_WAIT_SECONDS",
