@@ -29,24 +29,31 @@ fn free_port() -> u16 {
 }
 
 fn start(db: &Path, fake: &FakeServer) -> Server {
+    spawn_serve(db, "openai", |c| {
+        c.env("OPENAI_API_KEY", "sk-crash-test")
+            .env("OPENAI_BASE_URL", fake.base_url())
+            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string());
+    })
+}
+
+/// `serve` on a free loopback port over `db`, once it accepts connections.
+fn spawn_serve(db: &Path, analyzer: &str, configure: impl FnOnce(&mut Command)) -> Server {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_powerpulse"));
+    command
         .args([
             "serve",
             "--bind",
             &format!("127.0.0.1:{port}"),
             "--analyzer",
-            "openai",
+            analyzer,
         ])
         .env("POWERPULSE_DB", db)
-        .env("OPENAI_API_KEY", "sk-crash-test")
-        .env("OPENAI_BASE_URL", fake.base_url())
-        .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    configure(&mut command);
+    let child = command.spawn().unwrap();
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -446,32 +453,9 @@ fn a_read_only_database_is_refused_untouched() {
 
 /// `serve` with the offline lexicon analyzer (no LLM needed here).
 fn start_offline(db: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--analyzer",
-            "lexicon",
-        ])
-        .env("POWERPULSE_DB", db)
-        .env_remove("OPENAI_API_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
+    spawn_serve(db, "lexicon", |c| {
+        c.env_remove("OPENAI_API_KEY");
+    })
 }
 
 async fn upload_record(c: &reqwest::Client, s: &Server, id: &str) -> Value {
