@@ -85,31 +85,31 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn progress(c: &reqwest::Client, s: &Server, id: &str) -> Value {
-    c.get(format!("{}/api/progress/{id}", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+async fn get_json(c: &reqwest::Client, url: &str) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// Polls `url` (a JSON resource) until `until` holds, for at most 90 s.
+async fn poll(c: &reqwest::Client, url: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = get_json(c, url).await;
+        if until(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {v}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls an upload's live progress.
 async fn wait_for(
     c: &reqwest::Client,
     s: &Server,
     id: &str,
     until: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let p = progress(c, s, id).await;
-        if until(&p) {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "timed out: {p}");
-        tokio::time::sleep(Duration::from_millis(15)).await;
-    }
+    poll(c, &format!("{}/api/progress/{id}", s.base), until).await
 }
 
 fn export(dir: &Path, n: usize, seed: u64) -> PathBuf {
@@ -458,31 +458,14 @@ fn start_offline(db: &Path) -> Server {
     })
 }
 
-async fn upload_record(c: &reqwest::Client, s: &Server, id: &str) -> Value {
-    c.get(format!("{}/api/uploads/{id}", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
+/// Polls an upload's stored record.
 async fn wait_for_record(
     c: &reqwest::Client,
     s: &Server,
     id: &str,
     until: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = upload_record(c, s, id).await;
-        if until(&r) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "timed out: {r}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll(c, &format!("{}/api/uploads/{id}", s.base), until).await
 }
 
 /// A large export (parsing takes a while) and its message count.
