@@ -401,7 +401,7 @@ impl Loading {
     }
 }
 
-/// A parsed message on its way into `messages-v1`.
+/// A parsed message on its way into `messages-v2` (see [`MessageChunks`]).
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub conversation_id: String,
@@ -940,17 +940,6 @@ impl Store {
                         .map(|v| analysis_of(v.value()))
                         .transpose()
                 })
-                .collect()
-        })
-    }
-
-    /// Conversation ids of an upload that already have an outcome.
-    pub fn has_outcome(&self, upload_id: Uuid, conversation_ids: &[&str]) -> Result<Vec<bool>> {
-        let k = key(upload_id);
-        self.read(|t| {
-            conversation_ids
-                .iter()
-                .map(|id| Ok(t.conversations.get((k, *id))?.is_some()))
                 .collect()
         })
     }
