@@ -5,4 +5,5 @@ mod helpers;
 
 mod analyze;
 mod bad_input;
+mod config;
 mod export;
