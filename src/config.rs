@@ -44,6 +44,15 @@ pub struct IngestSettings {
     pub max_upload_bytes: u64,
     /// Longest single field (message text) accepted; longer rows are skipped with a warning.
     pub max_field_bytes: usize,
+    /// XLSX: most rows a sheet may have (its declared size and its real one).
+    pub xlsx_max_rows: u32,
+    /// XLSX: most columns a sheet may have.
+    pub xlsx_max_columns: u32,
+    /// XLSX: most non-empty cells a sheet may have.
+    pub xlsx_max_cells: u64,
+    /// XLSX: most bytes the workbook may inflate to (a zip bomb is refused
+    /// before anything is allocated for it).
+    pub xlsx_max_inflated_bytes: u64,
     /// Explicit column names, overriding the built-in aliases.
     pub columns: ColumnOverrides,
 }
@@ -54,6 +63,10 @@ impl Default for IngestSettings {
             autoresponse_patterns: vec!["*977#".to_string()],
             max_upload_bytes: 100 * 1024 * 1024,
             max_field_bytes: 1024 * 1024,
+            xlsx_max_rows: 1_048_576,
+            xlsx_max_columns: 256,
+            xlsx_max_cells: 50_000_000,
+            xlsx_max_inflated_bytes: 1024 * 1024 * 1024,
             columns: ColumnOverrides::default(),
         }
     }
@@ -159,6 +172,11 @@ pub struct OpenAiSettings {
     pub requests_per_minute: RateSetting,
     pub tokens_per_minute: RateSetting,
     pub max_retries: u32,
+    /// Longest wait a provider's `retry-after` (or reset header) is honoured
+    /// for; longer ones are capped to this.
+    pub max_retry_wait_seconds: u64,
+    /// Largest reply body read; a longer one fails the call.
+    pub max_response_bytes: usize,
     pub timeout_seconds: u64,
     pub max_output_tokens: u32,
     /// Token budget for the transcript part of a prompt; longer ones are trimmed
@@ -212,6 +230,8 @@ impl Default for OpenAiSettings {
             requests_per_minute: RateSetting::Auto,
             tokens_per_minute: RateSetting::Auto,
             max_retries: 6,
+            max_retry_wait_seconds: 120,
+            max_response_bytes: 4 * 1024 * 1024,
             timeout_seconds: 60,
             max_output_tokens: 200,
             max_transcript_tokens: 3000,
@@ -350,6 +370,15 @@ impl Settings {
         positive("analyzer.concurrency", self.analyzer.concurrency)?;
         positive("analyzer.batch_size", self.analyzer.batch_size)?;
         positive("storage.batch_size", self.storage.batch_size)?;
+        positive(
+            "analyzer.openai.max_response_bytes",
+            self.analyzer.openai.max_response_bytes,
+        )?;
+        positive("ingest.xlsx_max_rows", self.ingest.xlsx_max_rows as usize)?;
+        positive(
+            "ingest.xlsx_max_columns",
+            self.ingest.xlsx_max_columns as usize,
+        )?;
         positive(
             "analyzer.openai.max_output_tokens",
             self.analyzer.openai.max_output_tokens as usize,

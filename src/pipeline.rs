@@ -31,15 +31,16 @@ use uuid::Uuid;
 use crate::analyze::actor::{AnalyzerPool, Lease};
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::ingest::{self, IngestError, IngestOptions, Row};
-use crate::model::{Analysis, Conversation, ConversationStatus, Stage};
+use crate::model::{Analysis, ConversationStatus, Stage};
 use crate::progress::actor::{ProgressActor, Update};
 use crate::progress::{ConversationOutcome, ProgressEvent};
 use crate::store::actor::{
-    AppendMessages, ClearUploadRows, DeleteUpload, GetTally, HasOutcome, LoadConversations,
-    LookupProcessed, PutUpload, SaveOutcome, StoreActor, StoreReader,
+    AppendMessages, ClearUploadRows, DeleteUpload, GetTally, GetUpload, HasOutcome,
+    LoadConversations, LookupProcessed, PutUpload, SaveOutcome, StoreActor, StoreReader,
 };
 use crate::store::{
-    ConversationRecord, ConversationResult, StoreError, StoredMessage, UploadCounts, UploadRecord,
+    ConversationRecord, ConversationResult, LoadedConversation, StoreError, StoredMessage,
+    UploadCounts, UploadRecord,
 };
 
 /// Messages written per transaction while parsing.
@@ -68,6 +69,12 @@ pub enum UploadError {
     AlreadyRunning(Uuid),
     #[error("upload {0} has already completed")]
     AlreadyCompleted(Uuid),
+    /// The upload cannot be resumed as it is (the reason says why).
+    #[error("upload {id} cannot be resumed: {reason}")]
+    NotResumable { id: Uuid, reason: String },
+    /// A bug: a panic inside the upload's job (caught; the upload is failed).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<MailboxError> for UploadError {
@@ -146,9 +153,7 @@ impl Pipeline {
         let path = submission.path.clone();
         let opts = self.ingest.clone();
         // XLSX is read whole on open: keep it off the actor threads.
-        let reader = tokio::task::spawn_blocking(move || ingest::open(&path, &opts))
-            .await
-            .map_err(|e| UploadError::Analyzer(format!("parser thread failed: {e}")))??;
+        let reader = open_off_thread(path, opts).await?;
         let record = UploadRecord {
             id: upload_id,
             filename: submission.filename.clone(),
@@ -164,6 +169,9 @@ impl Pipeline {
             warnings_total: 0,
             error: None,
             source: Some(std::path::absolute(&submission.path).unwrap_or(submission.path.clone())),
+            parsed: false,
+            progress_mark: 0,
+            starts_without_progress: 1,
         };
         self.store.send(PutUpload(record.clone())).await??;
         Ok((record, reader))
@@ -201,8 +209,12 @@ impl Pipeline {
     }
 
     /// Continues an upload a previous process did not finish (or a cancelled
-    /// one, on request): parsing again if it stopped while parsing, then
-    /// analysing only the conversations without a stored outcome.
+    /// or failed one, on request): parsing again if its messages are not all
+    /// stored, then analysing only the conversations without a stored outcome.
+    ///
+    /// Each start is counted in the record before any work (the crash-loop
+    /// guard): an upload that [`crate::store::MAX_STARTS_WITHOUT_PROGRESS`] starts in a row
+    /// got no further is marked failed instead.
     pub async fn resume(
         self,
         mut record: UploadRecord,
@@ -213,18 +225,51 @@ impl Pipeline {
         let job = async {
             let started = Instant::now();
             tracing::info!(status = record.status.as_str(), "resuming upload");
-            let reader = if record.status == Stage::Parsing {
-                let source = record.source.clone().ok_or_else(|| {
-                    UploadError::Analyzer("the uploaded file was not kept; upload it again".into())
-                })?;
-                let reader = ingest::open(&source, &self.ingest)?;
+            if record.status.is_final() {
+                // Asked for by a person: a fresh run of attempts.
+                record.starts_without_progress = 0;
+            }
+            let mark = if record.needs_parse() {
+                0
+            } else {
+                let before = self
+                    .query(GetTally { upload_id })
+                    .await
+                    .map_err(AnalyzeStop::into_upload)?;
+                1 + before.analyzed + before.failed + before.skipped_already_processed
+            };
+            if let Err(reason) = record.count_start(mark) {
+                tracing::error!(%reason, "not resuming the upload");
+                record.status = Stage::Failed;
+                record.error = Some(reason);
+                record.finished_at = Some(Utc::now());
+                self.store.send(PutUpload(record.clone())).await??;
+                return Ok(UploadReport {
+                    record,
+                    processing_time_seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            let reader = if record.needs_parse() {
+                let source = record
+                    .source
+                    .clone()
+                    .ok_or_else(|| UploadError::NotResumable {
+                        id: upload_id,
+                        reason: "its parsing did not finish and the uploaded file was not kept; \
+                                 upload the file again"
+                            .into(),
+                    })?;
+                let reader = open_off_thread(source, self.ingest.clone()).await?;
                 self.store.send(ClearUploadRows(upload_id)).await??;
+                record.counts = UploadCounts::default();
                 Some(reader)
             } else {
                 None
             };
             record.error = None;
             record.finished_at = None;
+            // The start is on disk before any work: a crash now still counts.
+            self.store.send(PutUpload(record.clone())).await??;
             // Spooled files (HTTP uploads) live next to the database and go once parsed.
             let spooled = record.source.as_deref().is_some_and(|p| self.is_spooled(p));
             self.drive(record, reader, spooled, &cancel, started).await
@@ -232,6 +277,28 @@ impl Pipeline {
         let result = job.instrument(span).await;
         self.report_end(upload_id, &result);
         result
+    }
+
+    /// Marks an upload failed after an internal error (a panic in its job or
+    /// its parser thread: a bug): the record says so, and progress watchers
+    /// see it end.
+    pub async fn fail_after_panic(&self, upload_id: Uuid, message: &str) {
+        let error = UploadError::Internal(message.to_string()).to_string();
+        if let Ok(Ok(Some(mut record))) = self.reader.send(GetUpload { upload_id }).await {
+            record.status = Stage::Failed;
+            record.error = Some(error.clone());
+            record.finished_at = Some(Utc::now());
+            if let Ok(Err(e)) | Err(e) = self
+                .store
+                .send(PutUpload(record))
+                .await
+                .map_err(|e| StoreError::Storage(e.to_string()))
+            {
+                tracing::error!(error = %e, "could not record the failed upload");
+            }
+        }
+        self.progress(upload_id, ProgressEvent::Error(error));
+        self.progress(upload_id, ProgressEvent::Stage(Stage::Failed));
     }
 
     fn is_spooled(&self, path: &std::path::Path) -> bool {
@@ -284,14 +351,20 @@ impl Pipeline {
             counts: record.counts,
             ..Tally::default()
         };
+        // A spooled file to delete once `analyzing` is committed (never
+        // before: a crash in between would leave nothing to parse again).
+        let mut parsed_source = None;
         if let Some(reader) = reader {
-            if let Err(e) = self.parse(upload_id, reader, cancel, &mut tally).await {
-                if matches!(e, UploadError::Ingest(_)) {
-                    // Bad input leaves the database as it was before the upload.
-                    self.store.send(DeleteUpload(upload_id)).await??;
+            let complete = match self.parse(upload_id, reader, cancel, &mut tally).await {
+                Ok(complete) => complete,
+                Err(e) => {
+                    if matches!(e, UploadError::Ingest(_)) {
+                        // Bad input leaves the database as it was before the upload.
+                        self.store.send(DeleteUpload(upload_id)).await??;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
+            };
             if self.shutdown.is_cancelled() {
                 // Parsing stopped part-way: it is redone on the next start.
                 return Err(UploadError::Interrupted);
@@ -299,8 +372,11 @@ impl Pipeline {
             record.counts = tally.counts;
             record.warnings = std::mem::take(&mut tally.warnings);
             record.warnings_total = tally.warnings_total;
-            if remove_source_after_parse && let Some(source) = record.source.take() {
-                let _ = std::fs::remove_file(source);
+            // A parse cancelled part-way keeps `parsed == false` and its file:
+            // a resume parses the whole file again.
+            record.parsed = complete;
+            if complete && remove_source_after_parse {
+                parsed_source = record.source.take();
             }
         } else {
             self.progress(
@@ -331,6 +407,9 @@ impl Pipeline {
         } else {
             record.status = Stage::Analyzing;
             self.store.send(PutUpload(record.clone())).await??;
+            if let Some(source) = parsed_source.take() {
+                let _ = std::fs::remove_file(source);
+            }
             self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
             match self.analyze(upload_id, cancel, &mut tally).await {
                 Ok(()) if cancel.is_cancelled() => final_stage = Stage::Cancelled,
@@ -363,14 +442,15 @@ impl Pipeline {
         })
     }
 
-    /// Streams the file's rows into the store in batches.
+    /// Streams the file's rows into the store in batches. `Ok(false)` when
+    /// cancelled before the end of the file.
     async fn parse(
         &self,
         upload_id: Uuid,
         reader: ingest::RowReader,
         cancel: &CancellationToken,
         tally: &mut Tally,
-    ) -> Result<(), UploadError> {
+    ) -> Result<bool, UploadError> {
         let (tx, mut rx) = mpsc::channel::<ParsedBatch>(PARSE_QUEUE);
         let parse_cancel = cancel.clone();
         let parser = tokio::task::spawn_blocking(move || parse_rows(reader, tx, parse_cancel));
@@ -401,8 +481,8 @@ impl Pipeline {
         }
         match parser.await {
             Ok(result) => result.map_err(UploadError::from),
-            Err(join) => Err(UploadError::Analyzer(format!(
-                "parser thread failed: {join}"
+            Err(join) => Err(UploadError::Internal(format!(
+                "the parser thread failed: {join}"
             ))),
         }
     }
@@ -430,13 +510,16 @@ impl Pipeline {
                 })
                 .await?;
             let Some(last) = batch.last() else { break };
-            after = Some(last.id.clone());
-            let keys: Vec<[u8; 32]> = batch.iter().map(|c| self.analyzer.content_key(c)).collect();
+            after = Some(last.conversation.id.clone());
+            let keys: Vec<[u8; 32]> = batch
+                .iter()
+                .map(|c| content_key(&self.analyzer, c))
+                .collect();
             let cached = self.query(LookupProcessed { keys: keys.clone() }).await?;
             let done = self
                 .query(HasOutcome {
                     upload_id,
-                    conversation_ids: batch.iter().map(|c| c.id.clone()).collect(),
+                    conversation_ids: batch.iter().map(|c| c.conversation.id.clone()).collect(),
                 })
                 .await?;
 
@@ -500,7 +583,7 @@ impl Pipeline {
 
     fn dispatch(
         &self,
-        conversation: Conversation,
+        conversation: LoadedConversation,
         key: [u8; 32],
         cancel: CancellationToken,
     ) -> impl Future<Output = Finished> + use<> {
@@ -515,7 +598,9 @@ impl Pipeline {
                 return (conversation, key, outcome, None);
             };
             // The pool takes the conversation by value; keep a copy for the record.
-            let outcome = lease.analyze(conversation.clone(), cancel).await;
+            let outcome = lease
+                .analyze(conversation.conversation.clone(), cancel)
+                .await;
             (conversation, key, outcome, keep_lease.then_some(lease))
         }
     }
@@ -573,7 +658,7 @@ impl Pipeline {
         &self,
         upload_id: Uuid,
         tally: &mut Tally,
-        conversation: &Conversation,
+        conversation: &LoadedConversation,
         stored: Stored,
         lease: Option<Lease>,
     ) -> Result<(), AnalyzeStop> {
@@ -613,7 +698,7 @@ impl Pipeline {
                 )
             }
         };
-        let mut record = ConversationRecord::describe(conversation, status);
+        let mut record = ConversationRecord::new(&conversation.counts, status);
         record.error = error;
         if let ConversationOutcome::Analyzed(usage) | ConversationOutcome::Failed { usage, .. } =
             &event
@@ -624,7 +709,7 @@ impl Pipeline {
             .store
             .send(SaveOutcome(ConversationResult {
                 upload_id,
-                conversation_id: conversation.id.clone(),
+                conversation_id: conversation.conversation.id.clone(),
                 record,
                 analysis,
                 content_key,
@@ -663,7 +748,7 @@ enum Stored {
 #[derive(Default)]
 struct Twins {
     /// Content in flight → conversations waiting for its analysis.
-    in_flight: HashMap<[u8; 32], Vec<Conversation>>,
+    in_flight: HashMap<[u8; 32], Vec<LoadedConversation>>,
     /// Analyses finished here but perhaps not yet committed to the
     /// processed-content index (which only shows committed rows).
     recent: HashMap<[u8; 32], Analysis>,
@@ -684,7 +769,7 @@ impl Twins {
 
 /// What a dispatched call gives back: the conversation, its content key, the
 /// outcome, and the actor's lease when it must outlive the call.
-type Finished = (Conversation, [u8; 32], Outcome, Option<Lease>);
+type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
 
 /// Why analysis stopped early.
 enum AnalyzeStop {
@@ -711,12 +796,39 @@ struct ParsedBatch {
     autoresponses: u64,
 }
 
+/// The processed-content key of a loaded conversation: what the analyzer
+/// reads, and (for a conversation too long to load whole) how many messages
+/// it has, so a long conversation is not taken for its own start and end.
+fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [u8; 32] {
+    let key = analyzer.content_key(&loaded.conversation);
+    if loaded.conversation.messages.len() == loaded.counts.messages as usize {
+        return key;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&key);
+    h.update(&loaded.counts.messages.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Opens an export on a blocking thread (an XLSX is checked and its shared
+/// strings read on open), never on an actor's.
+async fn open_off_thread(
+    path: PathBuf,
+    opts: IngestOptions,
+) -> Result<ingest::RowReader, UploadError> {
+    tokio::task::spawn_blocking(move || ingest::open(&path, &opts))
+        .await
+        .map_err(|e| UploadError::Internal(format!("the parser thread failed: {e}")))?
+        .map_err(UploadError::from)
+}
+
 /// The parser thread: reads rows, groups them into batches, counts.
+/// `Ok(true)` at the end of the file, `Ok(false)` when stopped early.
 fn parse_rows(
     reader: ingest::RowReader,
     tx: mpsc::Sender<ParsedBatch>,
     cancel: CancellationToken,
-) -> Result<(), IngestError> {
+) -> Result<bool, IngestError> {
     let mut conversations: HashSet<String> = HashSet::new();
     let (mut messages, mut autoresponses) = (0u64, 0u64);
     let mut rows = Vec::with_capacity(PARSE_BATCH);
@@ -742,7 +854,7 @@ fn parse_rows(
         }
         if rows.len() >= PARSE_BATCH || warnings.len() >= PARSE_BATCH {
             if cancel.is_cancelled() {
-                return Ok(());
+                return Ok(false);
             }
             let batch = ParsedBatch {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(PARSE_BATCH)),
@@ -752,16 +864,19 @@ fn parse_rows(
                 autoresponses,
             };
             if tx.blocking_send(batch).is_err() {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
-    let _ = tx.blocking_send(ParsedBatch {
+    if cancel.is_cancelled() {
+        return Ok(false);
+    }
+    let sent = tx.blocking_send(ParsedBatch {
         rows,
         warnings,
         messages,
         conversations: conversations.len() as u64,
         autoresponses,
     });
-    Ok(())
+    Ok(sent.is_ok())
 }

@@ -129,13 +129,14 @@ impl From<UploadError> for HttpError {
             UploadError::Ingest(i) => i.into(),
             UploadError::Store(s) => s.into(),
             UploadError::NotFound(_) => HttpError::NotFound(e.to_string()),
-            UploadError::AlreadyRunning(_) | UploadError::AlreadyCompleted(_) => {
-                HttpError::Conflict(e.to_string())
-            }
+            UploadError::AlreadyRunning(_)
+            | UploadError::AlreadyCompleted(_)
+            | UploadError::NotResumable { .. } => HttpError::Conflict(e.to_string()),
             UploadError::ShuttingDown | UploadError::Interrupted => {
                 HttpError::Unavailable(e.to_string())
             }
             UploadError::Analyzer(m) => HttpError::Internal(m),
+            UploadError::Internal(_) => HttpError::Internal(e.to_string()),
         }
     }
 }

@@ -2,12 +2,15 @@
 //! which jobs are still running so shutdown can drain them.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::analyze::actor::panic_message;
 use crate::ingest::RowReader;
 use crate::model::Stage;
 use crate::pipeline::{Pipeline, Submission, UploadError, UploadReport};
@@ -109,25 +112,51 @@ impl UploadActor {
             Ok::<_, UploadError>((cancel, receiver))
         };
         Box::pin(setup.into_actor(self).map(move |setup, act, _| {
-            let (cancel, receiver) = setup?;
+            let (cancel, receiver) = match setup {
+                Ok(setup) => setup,
+                Err(e) => {
+                    act.release(upload_id);
+                    return Err(e);
+                }
+            };
             act.running.insert(upload_id, cancel.clone());
             let (done_tx, done_rx) = oneshot::channel();
             let pipeline = act.pipeline.clone();
             actix::spawn(async move {
-                let result = match launch {
-                    Launch::New {
-                        record,
-                        reader,
-                        remove_file_after,
-                    } => {
-                        pipeline
-                            .run(*record, *reader, remove_file_after, cancel)
-                            .await
+                // Whatever happens in the job, its end is reported: shutdown's
+                // drain waits for every JobEnded.
+                let _ended = JobEndedOnDrop { actor: me, upload_id };
+                let job = {
+                    let pipeline = pipeline.clone();
+                    async move {
+                        match launch {
+                            Launch::New {
+                                record,
+                                reader,
+                                remove_file_after,
+                            } => {
+                                pipeline
+                                    .run(*record, *reader, remove_file_after, cancel)
+                                    .await
+                            }
+                            Launch::Resume(record) => pipeline.resume(*record, cancel).await,
+                        }
                     }
-                    Launch::Resume(record) => pipeline.resume(*record, cancel).await,
                 };
+                let result = match AssertUnwindSafe(job).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        let message = panic_message(panic.as_ref());
+                        tracing::error!(%upload_id, panic = %message, "an upload job panicked; the upload is marked failed");
+                        Err(UploadError::Internal(message))
+                    }
+                };
+                // A bug (a panic here or on the parser thread) is not worth
+                // retrying on every start: the upload is failed, with why.
+                if let Err(UploadError::Internal(message)) = &result {
+                    pipeline.fail_after_panic(upload_id, message).await;
+                }
                 let _ = done_tx.send(result);
-                me.do_send(JobEnded(upload_id));
             });
             Ok(UploadTicket {
                 upload_id,
@@ -181,24 +210,44 @@ impl Handler<ResumeUpload> for UploadActor {
         if self.running.contains_key(&upload_id) {
             return refuse(UploadError::AlreadyRunning(upload_id));
         }
+        // Reserved before the first await: a second resume arriving while this
+        // one looks the upload up is refused (single flight).
+        self.running.insert(upload_id, CancellationToken::new());
         let reader = self.pipeline.reader.clone();
         let lookup = async move { reader.send(GetUpload { upload_id }).await };
         Box::pin(lookup.into_actor(self).then(move |found, act, ctx| {
             let record = match found.map_err(UploadError::from).and_then(|r| Ok(r?)) {
-                Ok(Some(record)) => record,
-                Ok(None) => return refuse(UploadError::NotFound(upload_id)),
-                Err(e) => return refuse(e),
+                Ok(Some(record)) if record.status == Stage::Completed => {
+                    Err(UploadError::AlreadyCompleted(upload_id))
+                }
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => Err(UploadError::NotFound(upload_id)),
+                Err(e) => Err(e),
             };
-            if record.status == Stage::Completed {
-                return refuse(UploadError::AlreadyCompleted(upload_id));
+            match record {
+                Ok(record) => {
+                    let filename = record.filename.clone();
+                    act.launch(upload_id, filename, Launch::Resume(Box::new(record)), ctx)
+                }
+                Err(e) => {
+                    act.release(upload_id);
+                    refuse(e)
+                }
             }
-            // Checked again: another resume may have started while we looked.
-            if act.running.contains_key(&upload_id) {
-                return refuse(UploadError::AlreadyRunning(upload_id));
-            }
-            let filename = record.filename.clone();
-            act.launch(upload_id, filename, Launch::Resume(Box::new(record)), ctx)
         }))
+    }
+}
+
+/// Tells the actor its job ended when dropped: on return, and on a panic
+/// that escapes the job's own guard.
+struct JobEndedOnDrop {
+    actor: Addr<UploadActor>,
+    upload_id: Uuid,
+}
+
+impl Drop for JobEndedOnDrop {
+    fn drop(&mut self) {
+        self.actor.do_send(JobEnded(self.upload_id));
     }
 }
 
@@ -206,15 +255,22 @@ fn refuse(e: UploadError) -> ResponseActFuture<UploadActor, Result<UploadTicket,
     Box::pin(actix::fut::ready(Err(e)))
 }
 
-impl Handler<JobEnded> for UploadActor {
-    type Result = ();
-    fn handle(&mut self, msg: JobEnded, _: &mut Self::Context) {
-        self.running.remove(&msg.0);
+impl UploadActor {
+    /// Forgets a job (or a reservation) and answers a drain waiting for the last one.
+    fn release(&mut self, upload_id: Uuid) {
+        self.running.remove(&upload_id);
         if self.running.is_empty() {
             for waiter in self.drained.drain(..) {
                 let _ = waiter.send(());
             }
         }
+    }
+}
+
+impl Handler<JobEnded> for UploadActor {
+    type Result = ();
+    fn handle(&mut self, msg: JobEnded, _: &mut Self::Context) {
+        self.release(msg.0);
     }
 }
 

@@ -158,6 +158,19 @@ impl ColumnMap {
     }
 }
 
+/// Whether a header could name one of our columns (an alias, an override,
+/// or a nested conversation id): the values of other fields are never read.
+pub fn could_map(header: &str, overrides: &ColumnOverrides) -> bool {
+    let n = normalize(header);
+    Column::ALL
+        .into_iter()
+        .any(|c| match c.overridden(overrides) {
+            Some(name) => normalize(name) == n,
+            None => c.aliases().contains(&n.as_str()),
+        })
+        || is_nested_id(header, overrides)
+}
+
 /// Whether a header names a conversation id when conversations are nested
 /// (`id` is accepted there too).
 pub fn is_nested_id(header: &str, overrides: &ColumnOverrides) -> bool {

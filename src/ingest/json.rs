@@ -16,12 +16,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use serde::Deserialize;
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::columns::{Column, ColumnMap, is_nested_id, normalize};
+use super::columns::{Column, ColumnMap, could_map, is_nested_id, normalize};
 use super::text::TextReader;
 use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source, Warning};
 use crate::config::ColumnOverrides;
@@ -224,7 +222,7 @@ impl ObjectRows {
 }
 
 fn warning(line: u64, message: String) -> Row {
-    Row::Warning(Warning { line, message })
+    Row::Warning(Warning::new(line, &message))
 }
 
 /// Strings as they are, numbers and booleans as written; nothing else.
@@ -424,7 +422,7 @@ impl<'de> Visitor<'de> for Document<'_> {
             } else if ARRAY_KEYS.contains(&normalized.as_str()) {
                 found = map.next_value_seed(ArrayOrValue(Elements(feed)))?.is_none();
             } else if conversation.is_none() && feed.is_conversation_id(&key) {
-                let value: Value = map.next_value()?;
+                let value = map.next_value_seed(Slim::Field)?;
                 conversation = scalar_text(&value).map(|id| Arc::from(id.as_ref()));
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -468,7 +466,8 @@ impl<'de, S: ArrayStream<'de>> Visitor<'de> for ArrayOrValue<S> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        // Only its kind is ever reported: skip it.
+        Slim::Field.visit_map(map).map(Some)
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Option<Value>, E> {
@@ -574,7 +573,10 @@ impl<'de> Visitor<'de> for ElementVisitor<'_> {
                 }
                 continue;
             }
-            let value: Value = map.next_value()?;
+            let value = match Slim::Message(feed.overrides).field(&key) {
+                Some(slim) => map.next_value_seed(slim)?,
+                None => map.next_value::<IgnoredAny>().map(|_| Value::Null)?,
+            };
             if conversation.is_none() && feed.is_conversation_id(&key) {
                 conversation = scalar_text(&value).map(|id| Arc::from(id.as_ref()));
             }
@@ -595,7 +597,8 @@ impl<'de> Visitor<'de> for ElementVisitor<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ElementValue, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(ElementValue::Row)
+        // Not a message: the consumer warns about its kind, so skip its content.
+        Slim::Field.visit_seq(seq).map(ElementValue::Row)
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<ElementValue, E> {
@@ -656,7 +659,115 @@ impl<'de> DeserializeSeed<'de> for Located<'_> {
     type Value = (u64, Value);
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(u64, Value), D::Error> {
         let line = self.0.line();
-        Value::deserialize(d).map(|v| (line, v))
+        Slim::Message(self.0.overrides)
+            .deserialize(d)
+            .map(|v| (line, v))
+    }
+}
+
+/// How much of a JSON value to build: only what can reach a row. A field
+/// that cannot name a column is skipped (kept as `null`, so its key is still
+/// listed in a missing-column error), and an array or object where text is
+/// expected becomes an empty one of its kind (only its kind is reported:
+/// "field is an array, not text"). So an unmapped array of millions of
+/// elements costs nothing but the time to skip it.
+#[derive(Clone, Copy)]
+enum Slim<'a> {
+    /// A field's value: a scalar as it is, anything else as an empty marker.
+    Field,
+    /// A message object: its fields.
+    Message(&'a ColumnOverrides),
+    /// A `messages` array: its messages.
+    Messages(&'a ColumnOverrides),
+    /// A JSONL line: a message, or a conversation with a `messages` array.
+    Line(&'a ColumnOverrides),
+}
+
+impl<'a> Slim<'a> {
+    /// How to read the value under `key` of a message or a line.
+    fn field(self, key: &str) -> Option<Slim<'a>> {
+        match self {
+            Slim::Line(o) if normalize(key) == MESSAGES_KEY => Some(Slim::Messages(o)),
+            Slim::Line(o) | Slim::Message(o) | Slim::Messages(o) => {
+                could_map(key, o).then_some(Slim::Field)
+            }
+            Slim::Field => None,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Slim<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Slim<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        match self {
+            Slim::Messages(o) => {
+                while let Some(item) = seq.next_element_seed(Slim::Message(o))? {
+                    items.push(item);
+                }
+            }
+            _ => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        match self {
+            Slim::Message(_) | Slim::Line(_) => {
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = match self.field(&key) {
+                        Some(slim) => map.next_value_seed(slim)?,
+                        None => map.next_value::<IgnoredAny>().map(|_| Value::Null)?,
+                    };
+                    fields.insert(key, value);
+                }
+            }
+            Slim::Field | Slim::Messages(_) => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -712,7 +823,11 @@ impl Source for JsonlSource {
         if self.buf.iter().all(u8::is_ascii_whitespace) {
             return Ok(true);
         }
-        match serde_json::from_slice::<Value>(&self.buf) {
+        let mut de = serde_json::Deserializer::from_slice(&self.buf);
+        let parsed = Slim::Line(&self.rows.overrides)
+            .deserialize(&mut de)
+            .and_then(|value| de.end().map(|()| value));
+        match parsed {
             Ok(value) => {
                 self.parsed += 1;
                 self.rows.element(self.line, value, builder, out)?;

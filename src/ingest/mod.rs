@@ -54,6 +54,10 @@ pub struct IngestOptions {
     pub columns: ColumnOverrides,
     pub autoresponse_patterns: Vec<String>,
     pub max_field_bytes: usize,
+    pub xlsx_max_rows: u32,
+    pub xlsx_max_columns: u32,
+    pub xlsx_max_cells: u64,
+    pub xlsx_max_inflated_bytes: u64,
 }
 
 impl IngestOptions {
@@ -62,9 +66,25 @@ impl IngestOptions {
             columns: s.columns.clone(),
             autoresponse_patterns: s.autoresponse_patterns.clone(),
             max_field_bytes: s.max_field_bytes,
+            xlsx_max_rows: s.xlsx_max_rows,
+            xlsx_max_columns: s.xlsx_max_columns,
+            xlsx_max_cells: s.xlsx_max_cells,
+            xlsx_max_inflated_bytes: s.xlsx_max_inflated_bytes,
         }
     }
 }
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self::from_settings(&IngestSettings::default())
+    }
+}
+
+/// Longest header name quoted in a warning or an error, in characters: a
+/// header can be a megabyte long, and every warning would copy it.
+const MAX_NAME_CHARS: usize = 64;
+/// Headers listed in a missing-column error.
+const MAX_NAMES_LISTED: usize = 32;
 
 /// Why a file cannot be read at all. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +133,15 @@ impl IngestError {
             found: if headers.iter().all(|h| h.is_empty()) {
                 "none".to_string()
             } else {
-                headers
+                let mut listed = headers
                     .iter()
-                    .map(|h| format!("\"{h}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                    .take(MAX_NAMES_LISTED)
+                    .map(|h| format!("\"{}\"", crate::model::truncate_chars(h, MAX_NAME_CHARS)))
+                    .collect::<Vec<_>>();
+                if headers.len() > MAX_NAMES_LISTED {
+                    listed.push(format!("… ({} in all)", headers.len()));
+                }
+                listed.join(", ")
             },
         }
     }
@@ -149,6 +173,19 @@ pub struct MessageRow {
 pub struct Warning {
     pub line: u64,
     pub message: String,
+}
+
+/// Longest warning kept, in characters: a warning quotes the file (a role, a
+/// key), and the file may put a megabyte there.
+const MAX_WARNING_CHARS: usize = 300;
+
+impl Warning {
+    pub fn new(line: u64, message: &str) -> Self {
+        Self {
+            line,
+            message: crate::model::truncate_chars(message, MAX_WARNING_CHARS),
+        }
+    }
 }
 
 impl fmt::Display for Warning {
@@ -222,7 +259,7 @@ impl RowBuilder {
     fn name_fields(&mut self, headers: &[String], map: &ColumnMap) {
         for (i, column) in Column::ALL.into_iter().enumerate() {
             if let Some(h) = map.get(column).and_then(|ix| headers.get(ix)) {
-                self.field_names[i] = h.clone();
+                self.field_names[i] = crate::model::truncate_chars(h, MAX_NAME_CHARS);
             }
         }
     }
@@ -251,7 +288,7 @@ impl RowBuilder {
     fn build(&mut self, raw: RawRow<'_>, out: &mut VecDeque<Row>) {
         let line = raw.line;
         let warn = |out: &mut VecDeque<Row>, message: String| {
-            out.push_back(Row::Warning(Warning { line, message }))
+            out.push_back(Row::Warning(Warning::new(line, &message)))
         };
         let fields = [
             (Column::ConversationId, raw.conversation_id),

@@ -1152,3 +1152,81 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn warnings_and_header_names_stay_short_whatever_the_file_puts_in_them() {
+    let fx = Fixture::new();
+    let long = "x".repeat(500_000);
+    let csv = format!(
+        "conversation_id,sender,message{}\nc1,{long},hello\nc2,customer\n",
+        "-".repeat(500_000)
+    );
+    let (messages, warnings) = read(&fx.file("long.csv", csv), &opts()).unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    for w in &warnings {
+        assert!(
+            w.message.chars().count() <= 300,
+            "{} chars",
+            w.message.len()
+        );
+    }
+    assert!(warnings[0].message.contains("unknown sender role"));
+    assert!(warnings[1].message.contains("missing field"));
+
+    let json =
+        format!(r#"[{{"conversation_id":"c1","sender":"customer","message":"hi","{long}":1}}, 7]"#);
+    let (_, warnings) = read(&fx.file("long.json", json), &opts()).unwrap();
+    assert!(warnings.iter().all(|w| w.message.chars().count() <= 300));
+
+    // A missing-column error lists a few headers, each cut short.
+    let csv = format!(
+        "{}\nc1\n",
+        (0..100)
+            .map(|i| format!("h{i}{long}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let err = read(&fx.file("wide.csv", csv), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 4000, "{} bytes", err.len());
+    assert!(err.contains("(100 in all)"), "{}", &err[err.len() - 100..]);
+}
+
+#[test]
+fn unmapped_json_values_of_any_shape_are_skipped() {
+    let fx = Fixture::new();
+    let json = r#"{"conversations": [
+        {"id": "c1", "meta": {"deep": [[1, 2, {"x": [3]}]]}, "messages": [
+            {"sender": "customer", "message": "no power", "attachments": [1, 2, 3], "extra": {"a": [1]}},
+            {"sender": "agent", "text": "on it", "message": ["not", "text"]}
+        ]},
+        {"conversation_id": "c2", "sender": "customer", "message": "hello", "tags": [[[]]]}
+    ]}"#;
+    let (messages, warnings) = read(&fx.file("shapes.json", json), &opts()).unwrap();
+    assert_eq!(
+        simple(&messages),
+        vec![
+            ("c1".into(), Role::Customer, "no power".into()),
+            ("c2".into(), Role::Customer, "hello".into()),
+        ]
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains("is an array, not text"),
+        "{warnings:?}"
+    );
+
+    let jsonl = "{\"conversation_id\":\"c1\",\"sender\":\"customer\",\"message\":\"a\",\"blob\":[1,[2,[3]]]}\n\
+                 {\"id\":\"c2\",\"messages\":[{\"sender\":\"agent\",\"message\":\"b\",\"x\":{\"y\":1}}]}\n";
+    let (messages, warnings) = read(&fx.file("shapes.jsonl", jsonl), &opts()).unwrap();
+    assert_eq!(
+        simple(&messages),
+        vec![
+            ("c1".into(), Role::Customer, "a".into()),
+            ("c2".into(), Role::Agent, "b".into()),
+        ]
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

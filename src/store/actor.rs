@@ -17,10 +17,11 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, OutcomeTally,
-    Page, Store, StoreError, StoredMessage, UploadRecord, UploadSummary,
+    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
+    LoadedConversation, OutcomeTally, Page, Store, StoreError, StoredMessage, UploadRecord,
+    UploadSummary,
 };
-use crate::model::{Analysis, Conversation};
+use crate::model::Analysis;
 
 type StoreResult<T> = Result<T, StoreError>;
 
@@ -346,7 +347,7 @@ query!(
 );
 query!(
     /// The next `limit` whole conversations of an upload after `after`.
-    LoadConversations { upload_id: Uuid, after: Option<String>, limit: usize } -> Vec<Conversation>
+    LoadConversations { upload_id: Uuid, after: Option<String>, limit: usize } -> Vec<LoadedConversation>
         = |s, m| s.load_conversations(m.upload_id, m.after.as_deref(), m.limit)
 );
 query!(
@@ -380,7 +381,7 @@ query!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConversationStatus, Message, Role};
+    use crate::model::{Conversation, ConversationStatus, Message, Role};
     use crate::store::ConversationRecord;
 
     fn outcome(upload_id: Uuid, id: &str) -> ConversationResult {

@@ -51,6 +51,8 @@ pub enum StoreError {
     Storage(String),
     #[error("corrupt {what} record in the database: {message}")]
     Corrupt { what: &'static str, message: String },
+    #[error("cannot encode a {what} record: {message}")]
+    Encode { what: &'static str, message: String },
     #[error("upload {0} not found")]
     UploadNotFound(Uuid),
     #[error("the database is closed (shutting down)")]
@@ -114,17 +116,122 @@ pub struct UploadRecord {
     pub warnings_total: u64,
     pub error: Option<String>,
     /// The file to parse again if parsing is interrupted; cleared once the
-    /// messages are all stored (spooled uploads are deleted then).
-    #[serde(default)]
+    /// messages are all stored (spooled uploads are deleted then). Stored
+    /// losslessly: a name that is not UTF-8 is kept as its bytes.
+    #[serde(default, with = "lossless_path")]
     #[schema(value_type = Option<String>)]
     pub source: Option<PathBuf>,
+    /// Whether every message of the file is stored. `false` while parsing and
+    /// when parsing was cancelled part-way: a resume parses the file again.
+    #[serde(default = "parsed_by_default")]
+    pub parsed: bool,
+    /// Crash-loop guard: how far the upload had got (`0` while parsing,
+    /// `1 +` stored outcomes afterwards) when a process last started on it...
+    #[serde(default)]
+    pub progress_mark: u64,
+    /// ...and how many starts in a row found it no further.
+    #[serde(default)]
+    pub starts_without_progress: u32,
 }
+
+/// Records written before `parsed` existed were parsed unless still parsing
+/// (which `resume` checks by status).
+fn parsed_by_default() -> bool {
+    true
+}
+
+/// Starts in a row that may find an upload no further than the one before;
+/// the next one marks it failed instead of working on it (a file that kills
+/// the process would otherwise be parsed again on every start).
+pub const MAX_STARTS_WITHOUT_PROGRESS: u32 = 3;
 
 impl UploadRecord {
     /// An upload whose job stopped before a final status (a crash, a kill or
     /// a shutdown): it can be resumed.
     pub fn is_unfinished(&self) -> bool {
         !self.status.is_final()
+    }
+
+    /// Whether a resume must parse the file again.
+    pub fn needs_parse(&self) -> bool {
+        self.status == Stage::Parsing || !self.parsed
+    }
+
+    /// Counts one more start of work on this upload, which has got as far as
+    /// `mark` (see `progress_mark`). `Err` with the reason when it is the
+    /// start after [`MAX_STARTS_WITHOUT_PROGRESS`] that made none.
+    pub fn count_start(&mut self, mark: u64) -> Result<(), String> {
+        if mark == self.progress_mark && self.starts_without_progress > 0 {
+            self.starts_without_progress += 1;
+        } else {
+            self.progress_mark = mark;
+            self.starts_without_progress = 1;
+        }
+        if self.starts_without_progress > MAX_STARTS_WITHOUT_PROGRESS {
+            let stage = if self.needs_parse() {
+                "while parsing"
+            } else {
+                "while analysing"
+            };
+            return Err(format!(
+                "given up after {MAX_STARTS_WITHOUT_PROGRESS} starts that got no further: \
+                 the process stopped each time {stage} (see the logs); resume it by hand to try again"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `Option<PathBuf>` as a JSON string when it is UTF-8, else as
+/// `{"bytes": [...]}` (Unix file names are bytes), so every name round-trips.
+mod lossless_path {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes { bytes: Vec<u8> },
+    }
+
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        path.as_ref()
+            .map(|p| match p.to_str() {
+                Some(text) => Repr::Text(text.to_string()),
+                None => Repr::Bytes { bytes: bytes_of(p) },
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(Option::<Repr>::deserialize(d)?.map(|r| match r {
+            Repr::Text(text) => PathBuf::from(text),
+            Repr::Bytes { bytes } => path_of(bytes),
+        }))
+    }
+
+    #[cfg(unix)]
+    fn bytes_of(p: &std::path::Path) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        p.as_os_str().as_bytes().to_vec()
+    }
+
+    #[cfg(not(unix))]
+    fn bytes_of(p: &std::path::Path) -> Vec<u8> {
+        p.to_string_lossy().into_owned().into_bytes()
+    }
+
+    #[cfg(unix)]
+    fn path_of(bytes: Vec<u8>) -> PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    }
+
+    #[cfg(not(unix))]
+    fn path_of(bytes: Vec<u8>) -> PathBuf {
+        PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
@@ -155,20 +262,115 @@ pub struct ConversationRecord {
 }
 
 impl ConversationRecord {
+    /// The record of a conversation whose messages are all in `conversation`.
     pub fn describe(conversation: &Conversation, status: ConversationStatus) -> Self {
-        let autoresponses = conversation
-            .messages
-            .iter()
-            .filter(|m| m.autoresponse)
-            .count();
+        Self::new(&MessageCounts::of(&conversation.messages), status)
+    }
+
+    pub fn new(counts: &MessageCounts, status: ConversationStatus) -> Self {
         Self {
             status,
-            messages: conversation.messages.len() as u32,
-            customer_messages: conversation.customer_messages() as u32,
-            autoresponses: autoresponses as u32,
-            started_ms: conversation.messages.iter().filter_map(|m| m.time_ms).min(),
+            messages: counts.messages,
+            customer_messages: counts.customer_messages,
+            autoresponses: counts.autoresponses,
+            started_ms: counts.started_ms,
             error: None,
             usage: LlmUsage::default(),
+        }
+    }
+}
+
+/// Most messages of one conversation loaded for analysis: its first and its
+/// last half of this many. A conversation of a million messages is analysed
+/// on its start and its end (which is all an LLM transcript keeps anyway),
+/// never loaded and cloned whole.
+pub const MAX_LOADED_MESSAGES: usize = 2000;
+
+/// Counts over every message of a conversation, loaded or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub messages: u32,
+    /// Customer messages that are not autoresponses.
+    pub customer_messages: u32,
+    pub autoresponses: u32,
+    /// Time of its first message, when known.
+    pub started_ms: Option<i64>,
+}
+
+impl MessageCounts {
+    pub fn of(messages: &[Message]) -> Self {
+        let mut counts = Self::default();
+        for m in messages {
+            counts.add(m);
+        }
+        counts
+    }
+
+    fn add(&mut self, m: &Message) {
+        self.messages = self.messages.saturating_add(1);
+        if m.autoresponse {
+            self.autoresponses = self.autoresponses.saturating_add(1);
+        } else if m.role == crate::model::Role::Customer {
+            self.customer_messages = self.customer_messages.saturating_add(1);
+        }
+        if let Some(t) = m.time_ms {
+            self.started_ms = Some(self.started_ms.map_or(t, |s| s.min(t)));
+        }
+    }
+}
+
+/// A conversation as loaded for analysis: at most [`MAX_LOADED_MESSAGES`] of
+/// its messages, and the counts of all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConversation {
+    pub conversation: Conversation,
+    pub counts: MessageCounts,
+}
+
+/// A conversation being read message by message: its head, a ring of its
+/// latest messages, and its counts.
+struct Loading {
+    id: String,
+    head: Vec<Message>,
+    tail: std::collections::VecDeque<Message>,
+    counts: MessageCounts,
+}
+
+impl Loading {
+    const HALF: usize = MAX_LOADED_MESSAGES / 2;
+
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            counts: MessageCounts::default(),
+        }
+    }
+
+    fn push(&mut self, message: Message) {
+        self.counts.add(&message);
+        if self.head.len() < Self::HALF {
+            self.head.push(message);
+        } else {
+            if self.tail.len() == Self::HALF {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(message);
+        }
+    }
+
+    fn finish(self) -> LoadedConversation {
+        let mut messages = self.head;
+        messages.extend(self.tail);
+        let mut conversation = Conversation {
+            id: self.id,
+            messages,
+        };
+        conversation.sort_messages();
+        LoadedConversation {
+            conversation,
+            counts: self.counts,
         }
     }
 }
@@ -305,10 +507,13 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Res
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising these plain structs cannot fail: no maps with non-string
-    // keys, no custom serialisers that error.
-    serde_json::to_vec(value).unwrap_or_default()
+/// A record as stored. A value that cannot be encoded is an error, never
+/// empty bytes (which would read back as a corrupt record).
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode {
+        what,
+        message: e.to_string(),
+    })
 }
 
 impl Store {
@@ -400,7 +605,7 @@ impl Store {
             for row in rows {
                 t.messages.insert(
                     (key(upload_id), row.conversation_id.as_str(), row.seq),
-                    encode(&row.message).as_slice(),
+                    encode("message", &row.message)?.as_slice(),
                 )?;
             }
             Ok(())
@@ -416,9 +621,10 @@ impl Store {
         self.write(|t| {
             for r in results {
                 let k = (key(r.upload_id), r.conversation_id.as_str());
-                t.conversations.insert(k, encode(&r.record).as_slice())?;
+                t.conversations
+                    .insert(k, encode("conversation", &r.record)?.as_slice())?;
                 if let Some(analysis) = &r.analysis {
-                    let bytes = encode(analysis);
+                    let bytes = encode("analysis", analysis)?;
                     t.analyses.insert(k, bytes.as_slice())?;
                     if let Some(content_key) = &r.content_key {
                         t.processed.insert(content_key, bytes.as_slice())?;
@@ -427,7 +633,7 @@ impl Store {
             }
             if let Some(record) = upload {
                 t.uploads
-                    .insert(key(record.id), encode(record).as_slice())?;
+                    .insert(key(record.id), encode("upload", record)?.as_slice())?;
             }
             Ok(())
         })
@@ -477,15 +683,17 @@ impl Store {
         Ok(all)
     }
 
-    /// Loads up to `limit` whole conversations of an upload, in conversation-id
-    /// order, starting after `after`. Messages come in timestamp order when
-    /// every message has one, file order otherwise.
+    /// Loads up to `limit` conversations of an upload, in conversation-id
+    /// order, starting after `after`: each with at most
+    /// [`MAX_LOADED_MESSAGES`] of its messages (its first and last ones) and
+    /// the counts of all. Messages come in timestamp order when every loaded
+    /// message has one, file order otherwise.
     pub fn load_conversations(
         &self,
         upload_id: Uuid,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Conversation>> {
+    ) -> Result<Vec<LoadedConversation>> {
         let k = key(upload_id);
         self.read(|t| {
             let start = match after {
@@ -493,26 +701,27 @@ impl Store {
                 None => Bound::Included((k, "", 0)),
             };
             let end = Bound::Excluded((k.wrapping_add(1), "", 0));
-            let mut out: Vec<Conversation> = Vec::new();
+            let mut out: Vec<LoadedConversation> = Vec::new();
+            let mut current: Option<Loading> = None;
             for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id, _) = kg.value();
-                let message: Message = decode("message", v.value())?;
-                match out.last_mut() {
-                    Some(c) if c.id == conversation_id => c.messages.push(message),
-                    _ => {
-                        if out.len() == limit {
-                            break;
-                        }
-                        out.push(Conversation {
-                            id: conversation_id.to_string(),
-                            messages: vec![message],
-                        });
+                if current.as_ref().is_none_or(|c| c.id != conversation_id) {
+                    if let Some(done) = current.take() {
+                        out.push(done.finish());
                     }
+                    if out.len() == limit {
+                        break;
+                    }
+                    current = Some(Loading::new(conversation_id));
+                }
+                let message: Message = decode("message", v.value())?;
+                if let Some(c) = current.as_mut() {
+                    c.push(message);
                 }
             }
-            for c in &mut out {
-                c.sort_messages();
+            if let Some(done) = current {
+                out.push(done.finish());
             }
             Ok(out)
         })

@@ -37,6 +37,9 @@ fn upload(id: Uuid) -> UploadRecord {
         warnings_total: 0,
         error: None,
         source: None,
+        parsed: false,
+        progress_mark: 0,
+        starts_without_progress: 1,
     }
 }
 
@@ -111,7 +114,13 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
     let first = store.load_conversations(id, None, 2).unwrap();
     let texts: Vec<Vec<&str>> = first
         .iter()
-        .map(|c| c.messages.iter().map(|m| m.text.as_str()).collect())
+        .map(|c| {
+            c.conversation
+                .messages
+                .iter()
+                .map(|m| m.text.as_str())
+                .collect()
+        })
         .collect();
     assert_eq!(
         texts,
@@ -119,7 +128,7 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
     );
     let rest = store.load_conversations(id, Some("b"), 2).unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].id, "c");
+    assert_eq!(rest[0].conversation.id, "c");
     assert_eq!(store.message_count(id).unwrap(), 5);
     assert_eq!(store.message_count(other).unwrap(), 1);
 }
@@ -305,4 +314,123 @@ fn garbage_file_is_a_clear_open_error() {
     .unwrap();
     let err = Store::open(&path).unwrap_err();
     assert!(err.to_string().contains("t.redb"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_round_trips() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut record = upload(id);
+    let name = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.csv");
+    record.source = Some(std::path::PathBuf::from(name));
+    record.filename = std::path::Path::new(name).display().to_string();
+    store.save_results(&[], Some(&record)).unwrap();
+    let back = store.upload(id).unwrap().unwrap();
+    assert_eq!(back.source.as_deref(), Some(std::path::Path::new(name)));
+    assert_eq!(back.filename, "/tmp/caf\u{fffd}.csv");
+    assert_eq!(store.uploads().unwrap().len(), 1, "listing still works");
+}
+
+#[test]
+fn records_written_before_the_guard_fields_read_back() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut json = serde_json::to_value(upload(id)).unwrap();
+    let object = json.as_object_mut().unwrap();
+    for field in ["parsed", "progress_mark", "starts_without_progress"] {
+        object.remove(field);
+    }
+    object.insert("status".into(), "analyzing".into());
+    object.insert("source".into(), "/data/old.csv".into());
+    let record: UploadRecord = serde_json::from_value(json).unwrap();
+    assert!(record.parsed, "an old record past parsing was parsed");
+    assert!(!record.needs_parse());
+    assert_eq!(
+        record.source.as_deref(),
+        Some(std::path::Path::new("/data/old.csv"))
+    );
+    store.save_results(&[], Some(&record)).unwrap();
+}
+
+#[test]
+fn starts_without_progress_are_counted_and_capped() {
+    let mut record = upload(Uuid::new_v4());
+    // Created: the first start. Two more that got no further are allowed...
+    assert!(record.count_start(0).is_ok());
+    assert!(record.count_start(0).is_ok());
+    assert_eq!(record.starts_without_progress, 3);
+    // ...the fourth is refused, naming the stage.
+    let reason = record.count_start(0).unwrap_err();
+    assert!(reason.contains("while parsing"), "{reason}");
+    // Progress resets the count.
+    let mut record = upload(Uuid::new_v4());
+    record.parsed = true;
+    record.status = Stage::Analyzing;
+    for mark in [1, 1, 5, 5, 9, 9, 9] {
+        assert!(record.count_start(mark).is_ok(), "{mark}");
+    }
+    assert!(
+        record
+            .count_start(9)
+            .unwrap_err()
+            .contains("while analysing")
+    );
+}
+
+#[test]
+fn a_huge_conversation_loads_its_start_and_end_with_exact_counts() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let n = MAX_LOADED_MESSAGES as u64 * 3 + 7;
+    let rows: Vec<StoredMessage> = (0..n)
+        .map(|seq| row("big", seq, &format!("message {seq}"), None))
+        .chain([row("small", n, "hello", Some(5))])
+        .collect();
+    store.put_messages(id, &rows).unwrap();
+    let loaded = store.load_conversations(id, None, 10).unwrap();
+    assert_eq!(loaded.len(), 2);
+    let big = &loaded[0];
+    assert_eq!(big.conversation.id, "big");
+    assert_eq!(big.conversation.messages.len(), MAX_LOADED_MESSAGES);
+    assert_eq!(big.counts.messages as u64, n);
+    assert_eq!(big.counts.customer_messages as u64, n);
+    let texts: Vec<&str> = big
+        .conversation
+        .messages
+        .iter()
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(texts[0], "message 0");
+    assert_eq!(
+        texts[MAX_LOADED_MESSAGES / 2 - 1],
+        format!("message {}", MAX_LOADED_MESSAGES / 2 - 1)
+    );
+    assert_eq!(
+        texts[MAX_LOADED_MESSAGES / 2],
+        format!("message {}", n - MAX_LOADED_MESSAGES as u64 / 2)
+    );
+    assert_eq!(*texts.last().unwrap(), format!("message {}", n - 1));
+    let small = &loaded[1];
+    assert_eq!(
+        small.counts,
+        MessageCounts::of(&small.conversation.messages)
+    );
+    assert_eq!(small.counts.started_ms, Some(5));
+}
+
+#[test]
+fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no"))
+        }
+    }
+    let err = encode("upload", &Unencodable).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Encode { what: "upload", .. }),
+        "{err}"
+    );
 }

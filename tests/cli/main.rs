@@ -7,3 +7,4 @@ mod analyze;
 mod bad_input;
 mod config;
 mod export;
+mod hostile;

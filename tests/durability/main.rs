@@ -439,3 +439,185 @@ fn a_read_only_database_is_refused_untouched() {
     assert!(err.contains("ro.redb"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
 }
+
+// ---- lifecycle under hostile conditions ------------------------------------------
+
+/// `serve` with the offline lexicon analyzer (no LLM needed here).
+fn start_offline(db: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--analyzer",
+            "lexicon",
+        ])
+        .env("POWERPULSE_DB", db)
+        .env_remove("OPENAI_API_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+async fn upload_record(c: &reqwest::Client, s: &Server, id: &str) -> Value {
+    c.get(format!("{}/api/uploads/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_record(
+    c: &reqwest::Client,
+    s: &Server,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = upload_record(c, s, id).await;
+        if until(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "timed out: {r}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A large export (parsing takes a while) and its message count.
+fn big_export(dir: &Path, conversations: usize) -> (PathBuf, u64) {
+    let rows = synth::generate(conversations, 5);
+    let path = dir.join("big.csv");
+    synth::write_csv(&rows, std::fs::File::create(&path).unwrap()).unwrap();
+    (path, rows.len() as u64)
+}
+
+async fn post_upload(c: &reqwest::Client, s: &Server, file: &Path) -> String {
+    let r = c
+        .post(format!("{}/api/upload?filename=big.csv", s.base))
+        .header("content-type", "text/csv")
+        .body(std::fs::read(file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Cancelled while parsing, then resumed: the whole file is parsed again
+/// (once two thirds of such a file were silently dropped), and two resumes
+/// at once run one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_while_parsing_then_resumed_parses_the_whole_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cancel.redb");
+    let (file, messages) = big_export(dir.path(), 6_000);
+    let c = client();
+    let server = start_offline(&db);
+    let id = post_upload(&c, &server, &file).await;
+    wait_for(&c, &server, &id, |p| {
+        p["messages"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let r = c
+        .delete(format!("{}/api/progress/{id}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let cancelled = wait_for_record(&c, &server, &id, |r| r["status"] == "cancelled").await;
+    assert_eq!(
+        cancelled["parsed"], false,
+        "cancelled part-way: {cancelled}"
+    );
+    assert!(cancelled["counts"]["messages"].as_u64().unwrap() < messages);
+
+    // Two resumes at once: one runs, the other is told it already does.
+    let resume = || {
+        c.post(format!("{}/api/uploads/{id}/resume", server.base))
+            .send()
+    };
+    let (a, b) = tokio::join!(resume(), resume());
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [202, 409], "single flight");
+
+    let done = wait_for_record(&c, &server, &id, |r| r["status"] == "completed").await;
+    assert_eq!(done["counts"]["messages"], messages, "{done}");
+    assert_eq!(done["counts"]["conversations"], 6_000, "{done}");
+    assert_eq!(
+        done["counts"]["analyzed"].as_u64().unwrap()
+            + done["counts"]["skipped_already_processed"]
+                .as_u64()
+                .unwrap(),
+        6_000,
+        "{done}"
+    );
+    assert_eq!(done["parsed"], true);
+    // The spooled file went once the messages were all stored.
+    let spool = dir.path().join("cancel.redb.spool");
+    let left = std::fs::read_dir(&spool).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "spool emptied");
+}
+
+/// A process that dies while parsing an upload, three starts in a row, does
+/// not die a fourth time: the upload is marked failed and `serve` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_keeps_killing_the_process_is_given_up_after_three_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("loop.redb");
+    let (file, _) = big_export(dir.path(), 6_000);
+    let c = client();
+    let mut server = start_offline(&db);
+    let id = post_upload(&c, &server, &file).await;
+    for start in 1..=3u64 {
+        // This start is counted (on disk) and parsing is under way: die.
+        wait_for_record(&c, &server, &id, |r| {
+            r["starts_without_progress"].as_u64() == Some(start)
+        })
+        .await;
+        wait_for(&c, &server, &id, |p| {
+            p["stage"] == "parsing" && p["messages"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+        server.kill();
+        server = start_offline(&db);
+    }
+    let failed = wait_for_record(&c, &server, &id, |r| r["status"] == "failed").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("3 starts"), "{error}");
+    assert!(error.contains("while parsing"), "{error}");
+    let health = c
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    // A person may still try again: the count starts afresh.
+    let r = c
+        .post(format!("{}/api/uploads/{id}/resume", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let done = wait_for_record(&c, &server, &id, |r| r["status"] == "completed").await;
+    assert_eq!(done["counts"]["conversations"], 6_000);
+}

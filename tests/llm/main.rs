@@ -311,3 +311,129 @@ fn repeated_content_within_an_upload_is_paid_for_once() {
     assert_eq!(stats.requests, 10, "{stats:?}");
     assert_eq!(stats.conversations_answered_more_than_once, 0);
 }
+
+// ---- a hostile provider (issue: hardening) -------------------------------------
+
+mod hostile {
+    use super::*;
+    use fake_openai::Hostile;
+    use powerpulse::analyze::AnalyzeError;
+
+    async fn analyze_one(analyzer: &OpenAiAnalyzer) -> powerpulse::analyze::Outcome {
+        let c = &distinct_conversations(1)[0];
+        analyzer.analyze(c, &CancellationToken::new()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn absurd_retry_after_values_never_panic_and_long_ones_are_capped() {
+        let server = fixed_latency(0);
+        server.misbehave(
+            ["1e20", "NaN", "-5", "inf", "18446744073709551616", "soon"]
+                .map(|v| Hostile::RetryAfter(v.to_string())),
+        );
+        let mut s = openai_settings(&server);
+        s.max_retry_wait_seconds = 1;
+        let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+        let outcome = analyze_one(&analyzer).await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert_eq!(outcome.usage.rate_limited, 6);
+        // The analyzer is still usable afterwards.
+        assert!(analyze_one(&analyzer).await.result.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_after_is_honoured_on_a_503_too() {
+        let server = fixed_latency(0);
+        server.misbehave([Hostile::UnavailableRetryAfter("2".into())]);
+        let analyzer =
+            OpenAiAnalyzer::new(&openai_settings(&server), SecretString::from(KEY)).unwrap();
+        let started = Instant::now();
+        let outcome = analyze_one(&analyzer).await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert_eq!(outcome.usage.retries, 1);
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "retried after {:?}, before the 2 s the server asked for",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redirects_are_not_followed_and_the_error_names_the_url_not_the_key() {
+        let server = fixed_latency(0);
+        // An Azure-style key: reqwest would keep `api-key` on a cross-host redirect.
+        server.misbehave([Hostile::Redirect(format!(
+            "http://127.0.0.1:9/steal?key={KEY}"
+        ))]);
+        let mut s = openai_settings(&server);
+        s.auth = powerpulse::config::AuthStyle::ApiKey;
+        let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+        let outcome = analyze_one(&analyzer).await;
+        let Err(AnalyzeError::Fatal(message)) = outcome.result else {
+            panic!("a redirect must stop the upload: {:?}", outcome.result);
+        };
+        assert!(message.contains("redirect"), "{message}");
+        assert!(message.contains(&server.base_url()), "{message}");
+        assert_eq!(server.stats().requests, 1, "the redirect was not followed");
+        // The location is quoted as the server sent it; our own key is ours
+        // to hide, and the location here embeds it on purpose: redact it.
+        assert!(!message.contains(KEY), "{message}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_oversized_reply_fails_the_call_without_being_held() {
+        let server = fixed_latency(0);
+        server.misbehave([Hostile::HugeReply(5 * 1024 * 1024)]);
+        let mut s = openai_settings(&server);
+        s.max_response_bytes = 4 * 1024 * 1024;
+        let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+        let outcome = analyze_one(&analyzer).await;
+        let Err(AnalyzeError::Failed(message)) = outcome.result else {
+            panic!("expected a failed conversation: {:?}", outcome.result);
+        };
+        assert!(message.contains("larger than 4194304 bytes"), "{message}");
+        assert_eq!(server.stats().requests, 1, "not retried");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_reply_is_re_asked_saying_what_was_wrong() {
+        let server = fixed_latency(0);
+        server.misbehave([
+            Hostile::Content("I think the customer is happy".into()),
+            Hostile::Content(r#"{"sentiment": {"label": "meh", "score": 0}}"#.into()),
+        ]);
+        let analyzer =
+            OpenAiAnalyzer::new(&openai_settings(&server), SecretString::from(KEY)).unwrap();
+        let outcome = analyze_one(&analyzer).await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        let bodies = server.recent_requests();
+        assert_eq!(bodies.len(), 3);
+        let first = bodies[0]["messages"].as_array().unwrap();
+        assert_eq!(first.len(), 2, "system + transcript");
+        for (body, quoted, problem) in [
+            (&bodies[1], "I think the customer is happy", "invalid JSON"),
+            (&bodies[2], "\"meh\"", "violates the schema"),
+        ] {
+            let messages = body["messages"].as_array().unwrap();
+            assert_eq!(messages.len(), 4, "{body}");
+            assert_eq!(messages[..2], first[..], "the same question first");
+            assert_eq!(messages[2]["role"], "assistant");
+            assert!(messages[2]["content"].as_str().unwrap().contains(quoted));
+            assert_eq!(messages[3]["role"], "user");
+            let note = messages[3]["content"].as_str().unwrap();
+            assert!(note.contains(problem), "{note}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn re_asks_are_bounded_by_max_retries() {
+        let server = fixed_latency(0);
+        server.misbehave((0..10).map(|_| Hostile::Content("nope".into())));
+        let mut s = openai_settings(&server);
+        s.max_retries = 2;
+        let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
+        let outcome = analyze_one(&analyzer).await;
+        assert!(matches!(outcome.result, Err(AnalyzeError::Failed(_))));
+        assert_eq!(server.stats().requests, 3);
+    }
+}

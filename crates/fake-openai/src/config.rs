@@ -49,6 +49,23 @@ impl Default for FakeConfig {
     }
 }
 
+/// A misbehaving provider's answer, for hardening tests. Scripted with
+/// [`FakeServer::misbehave`](crate::FakeServer::misbehave): each request takes
+/// the next one, and the fake behaves again once the script is used up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hostile {
+    /// A 429 whose `retry-after` header is this text, verbatim (`1e20`, `NaN`…).
+    RetryAfter(String),
+    /// A 503 whose `retry-after` header is this text, verbatim.
+    UnavailableRetryAfter(String),
+    /// A 307 redirect to this location.
+    Redirect(String),
+    /// A 200 whose body is this many bytes (a valid reply padded with spaces).
+    HugeReply(usize),
+    /// A 200 reply whose content is this text instead of the schema's JSON.
+    Content(String),
+}
+
 /// How long answers take.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Latency {

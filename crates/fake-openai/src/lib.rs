@@ -20,6 +20,8 @@
 //!   **faults**: 500, 503, dropped connections, truncated bodies, fenced
 //!   JSON, refusals, hangs, non-JSON content and schema violations, each with
 //!   its own probability ([`Faults`]).
+//! - **Hostile answers**, scripted per request ([`Hostile`]): absurd
+//!   `retry-after` values, redirects, oversized bodies, invalid content.
 //! - **Stats** ([`FakeServer::stats`] or `GET /stats`): requests, 429s,
 //!   tokens, conversations answered more than once, peak concurrency,
 //!   requests that ignored a retry-after, keys and API versions seen.
@@ -53,7 +55,7 @@ mod schema;
 mod server;
 mod stats;
 
-pub use config::{FakeConfig, Faults, Latency};
+pub use config::{FakeConfig, Faults, Hostile, Latency};
 pub use limits::{go_duration, rate_limit_tokens};
 pub use schema::validate;
 pub use server::FakeServer;

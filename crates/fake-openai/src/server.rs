@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::config::{FakeConfig, Fault};
+use crate::config::{FakeConfig, Fault, Hostile};
 use crate::limits::{Admission, LimitKind, Limiter, ceil_millis, go_duration, prompt_tokens};
 use crate::rate_limit_tokens;
 use crate::schema::{Generator, default_schema, violate};
@@ -97,6 +97,17 @@ impl FakeServer {
     /// (`retry-after-ms` and `retry-after`), whatever the limits say.
     pub fn rate_limit_storm(&self, requests: u32, retry_after: Duration) {
         self.state.limiter().start_storm(requests, retry_after);
+    }
+
+    /// The next requests get these answers, one each, in order; then the
+    /// fake behaves normally again.
+    pub fn misbehave(&self, script: impl IntoIterator<Item = Hostile>) {
+        lock(&self.state.hostile).extend(script);
+    }
+
+    /// The bodies of the last 64 requests, oldest first.
+    pub fn recent_requests(&self) -> Vec<Value> {
+        lock(&self.state.bodies).iter().cloned().collect()
     }
 
     /// While on, every request gets a permanent `insufficient_quota` 429.
@@ -189,7 +200,14 @@ struct State {
     rng: Mutex<StdRng>,
     in_flight: AtomicU64,
     next_id: AtomicU64,
+    /// Answers still to give instead of the normal ones.
+    hostile: Mutex<std::collections::VecDeque<Hostile>>,
+    /// The last request bodies, newest last.
+    bodies: Mutex<std::collections::VecDeque<Value>>,
 }
+
+/// Request bodies kept for [`FakeServer::recent_requests`].
+const BODIES_KEPT: usize = 64;
 
 impl State {
     fn new(config: &FakeConfig) -> Self {
@@ -202,6 +220,8 @@ impl State {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             in_flight: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
+            hostile: Mutex::new(Default::default()),
+            bodies: Mutex::new(Default::default()),
         }
     }
 
@@ -255,7 +275,8 @@ impl ResponseError for RequestError {
 /// A parsed chat-completions request.
 struct ChatRequest {
     body: Value,
-    /// The last user message: PowerPulse sends one per conversation.
+    /// The first user message: PowerPulse sends one per conversation (a
+    /// re-ask after an invalid reply adds the reply and a note after it).
     conversation: String,
     /// Hash of `conversation`: who was answered more than once.
     identity: u64,
@@ -270,7 +291,6 @@ impl ChatRequest {
             .ok_or(RequestError::NoMessages)?;
         let conversation = messages
             .iter()
-            .rev()
             .find(|m| m["role"] == "user")
             .map(|m| text_of(&m["content"]))
             .unwrap_or_default();
@@ -348,6 +368,16 @@ async fn completions(
         api_version,
     });
     let request = ChatRequest::parse(&body)?;
+    {
+        let mut bodies = lock(&state.bodies);
+        if bodies.len() == BODIES_KEPT {
+            bodies.pop_front();
+        }
+        bodies.push_back(request.body.clone());
+    }
+    if let Some(hostile) = lock(&state.hostile).pop_front() {
+        return Ok(misbehave(&request, hostile));
+    }
 
     if state.quota_exhausted.load(Ordering::SeqCst) {
         let limits = state.limiter().headers();
@@ -537,6 +567,43 @@ fn too_many_requests(
         kind.as_str(),
         json!("rate_limit_exceeded"),
     ))
+}
+
+/// One scripted hostile answer.
+fn misbehave(request: &ChatRequest, hostile: Hostile) -> HttpResponse {
+    let reply = |content: &str| {
+        json!({
+            "id": "chatcmpl-hostile",
+            "object": "chat.completion",
+            "model": request.body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
+        })
+    };
+    match hostile {
+        Hostile::RetryAfter(value) => HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", value))
+            .json(error_body(
+                "Rate limit reached.",
+                "requests",
+                json!("rate_limit_exceeded"),
+            )),
+        Hostile::UnavailableRetryAfter(value) => HttpResponse::ServiceUnavailable()
+            .insert_header(("retry-after", value))
+            .json(error_body("Overloaded.", "server_error", Value::Null)),
+        Hostile::Redirect(location) => HttpResponse::TemporaryRedirect()
+            .insert_header(("location", location))
+            .finish(),
+        Hostile::HugeReply(bytes) => {
+            let mut body = reply("{}").to_string();
+            let pad = bytes.saturating_sub(body.len());
+            body.insert_str(0, &" ".repeat(pad));
+            HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body(body)
+        }
+        Hostile::Content(text) => HttpResponse::Ok().json(reply(&text)),
+    }
 }
 
 fn with_headers(mut r: HttpResponseBuilder, headers: &[(String, String)]) -> HttpResponseBuilder {

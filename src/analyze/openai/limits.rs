@@ -7,6 +7,7 @@
 //! tokens, at least one largest request, or it could never send one).
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -80,6 +81,11 @@ pub struct Limits {
     max_request_tokens: u32,
     /// No request leaves before this instant (set by 429s and exhausted quotas).
     pause_until: Mutex<Option<Instant>>,
+    /// The longest wait a provider may impose (`max_retry_wait_seconds`);
+    /// longer ones are capped, so a hostile header cannot park the pool.
+    max_wait: Duration,
+    /// Whether the capping of a wait has been logged (once per analyzer).
+    capped_logged: AtomicBool,
     /// Callers wait on the limiters one at a time, in arrival order. Hundreds
     /// of callers polling a limiter at once wake together, all but one lose,
     /// and the timer slack of each round loses throughput; a queue in front
@@ -95,7 +101,12 @@ fn initial(setting: RateSetting, auto_start: u32) -> (Option<u32>, LimitSource) 
 }
 
 impl Limits {
-    pub fn new(rpm: RateSetting, tpm: RateSetting, max_request_tokens: u32) -> Self {
+    pub fn new(
+        rpm: RateSetting,
+        tpm: RateSetting,
+        max_request_tokens: u32,
+        max_wait: Duration,
+    ) -> Self {
         let (r, rs) = initial(rpm, AUTO_START_RPM);
         let (t, ts) = initial(tpm, AUTO_START_TPM);
         Self {
@@ -105,8 +116,32 @@ impl Limits {
             auto_tokens: tpm == RateSetting::Auto,
             max_request_tokens,
             pause_until: Mutex::new(None),
+            max_wait,
+            capped_logged: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The longest wait honoured (`max_retry_wait_seconds`).
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// A wait a provider asked for, capped at the longest one honoured
+    /// (logged the first time it happens).
+    pub fn clamp_wait(&self, wait: Duration) -> Duration {
+        if wait <= self.max_wait {
+            return wait;
+        }
+        if !self.capped_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                asked_s = wait.as_secs_f64(),
+                honoured_s = self.max_wait.as_secs_f64(),
+                "the provider asked for a longer wait than analyzer.openai.max_retry_wait_seconds; \
+                 waiting that long instead (logged once)"
+            );
+        }
+        self.max_wait
     }
 
     pub fn snapshot(&self) -> LimitsSnapshot {
@@ -164,9 +199,11 @@ impl Limits {
         }
     }
 
-    /// Stops every caller from sending for `wait`.
+    /// Stops every caller from sending for `wait` (capped, see [`Limits::clamp_wait`]).
     pub fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let wait = self.clamp_wait(wait);
+        let now = Instant::now();
+        let until = now.checked_add(wait).unwrap_or(now);
         let mut p = self
             .pause_until
             .lock()
@@ -240,7 +277,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let mut total = 0.0f64;
     let mut rest = s;
@@ -265,11 +302,21 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total += number * scale;
         rest = &rest[unit_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    seconds(total)
 }
 
-/// How long a 429 asks us to wait: `retry-after-ms`, else `retry-after`
-/// (seconds or an HTTP date), else the reset of an exhausted quota.
+/// A count of seconds as a duration; `None` for negative, NaN, infinite or
+/// unrepresentably large values (which `Duration::from_secs_f64` panics on).
+fn seconds(secs: f64) -> Option<Duration> {
+    (secs >= 0.0)
+        .then(|| Duration::try_from_secs_f64(secs).ok())
+        .flatten()
+}
+
+/// How long an error answer asks us to wait: `retry-after-ms`, else
+/// `retry-after` (seconds or an HTTP date), else the reset of an exhausted
+/// quota. Unreadable, negative or absurd values are ignored (`None`); the
+/// caller caps what is left with [`Limits::clamp_wait`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
         headers
@@ -277,18 +324,15 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+    if let Some(wait) = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| seconds(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     if let Some(v) = text("retry-after") {
-        if let Ok(secs) = v.parse::<f64>()
-            && secs.is_finite()
-            && secs >= 0.0
-        {
-            return Some(Duration::from_secs_f64(secs));
+        if let Some(wait) = v.parse::<f64>().ok().and_then(seconds) {
+            return Some(wait);
         }
         if let Ok(when) = chrono::DateTime::parse_from_rfc2822(v) {
             let wait = when.signed_duration_since(chrono::Utc::now());
@@ -306,6 +350,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use reqwest::header::{HeaderName, HeaderValue};
+
+    const MINUTE: Duration = Duration::from_secs(60);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -365,8 +411,74 @@ mod tests {
     }
 
     #[test]
+    fn absurd_waits_are_ignored_never_a_panic() {
+        for absurd in [
+            "1e20",
+            "1e400",
+            "NaN",
+            "inf",
+            "-inf",
+            "-5",
+            "1e308",
+            "18446744073709551616",
+        ] {
+            // Each of these once reached `Duration::from_secs_f64`, which panics.
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", absurd)])),
+                None,
+                "{absurd}"
+            );
+            // In milliseconds some are finite (1e20 ms): capped by the caller.
+            let _ = retry_after(&headers(&[("retry-after-ms", absurd)]));
+            assert_eq!(parse_duration(absurd), None, "{absurd}");
+        }
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(parse_duration("1e3s"), None, "not a Go duration");
+        // Falls through to the reset headers when retry-after is absurd.
+        assert_eq!(
+            retry_after(&headers(&[
+                ("retry-after", "1e20"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "3s"),
+            ])),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_waits_are_capped_at_the_configured_maximum() {
+        let l = Limits::new(
+            RateSetting::PerMinute(60_000),
+            RateSetting::PerMinute(10_000_000),
+            100,
+            Duration::from_secs(7),
+        );
+        assert_eq!(l.clamp_wait(Duration::from_secs(3)), Duration::from_secs(3));
+        assert_eq!(
+            l.clamp_wait(Duration::from_secs(u64::MAX)),
+            Duration::from_secs(7)
+        );
+        l.pause_for(Duration::MAX);
+        let start = Instant::now();
+        l.acquire(10).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
+            "{waited:?}"
+        );
+        // An absurd (but finite) reset header is capped the same way.
+        l.observe(&headers(&[
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "9999999h"),
+        ]));
+        let start = Instant::now();
+        l.acquire(10).await;
+        assert!(start.elapsed() <= Duration::from_secs(8));
+    }
+
+    #[test]
     fn auto_adopts_announced_limits_and_lifts_when_none_are_announced() {
-        let l = Limits::new(RateSetting::Auto, RateSetting::PerMinute(1000), 500);
+        let l = Limits::new(RateSetting::Auto, RateSetting::PerMinute(1000), 500, MINUTE);
         assert_eq!(l.snapshot().requests_per_minute, Some(AUTO_START_RPM));
         l.observe(&headers(&[
             ("x-ratelimit-limit-requests", "5000"),
@@ -383,7 +495,7 @@ mod tests {
             "configured limits are never overridden"
         );
 
-        let l = Limits::new(RateSetting::Auto, RateSetting::Auto, 500);
+        let l = Limits::new(RateSetting::Auto, RateSetting::Auto, 500, MINUTE);
         l.observe(&headers(&[("x-ratelimit-limit-requests", "-1")]));
         let s = l.snapshot();
         assert_eq!(s.requests_source, LimitSource::Unlimited);
@@ -405,6 +517,7 @@ mod tests {
             RateSetting::PerMinute(60_000),
             RateSetting::PerMinute(10_000_000),
             100,
+            MINUTE,
         );
         l.pause_for(Duration::from_secs(5));
         let start = Instant::now();

@@ -18,6 +18,7 @@ use super::{AnalyzeError, LlmUsage, Outcome};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
 use crate::model::Conversation;
 use limits::{Limits, LimitsSnapshot};
+use reply::ReplyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenAiError {
@@ -74,13 +75,33 @@ impl std::fmt::Debug for OpenAiAnalyzer {
 /// How one HTTP attempt ended.
 enum Attempt {
     Done(reply::Parsed),
-    /// Retry after the usual backoff.
-    Retry(String),
+    /// Retry after the server's `Retry-After` when it gave one, else after
+    /// the usual backoff.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// Retry once the pool pause (already set) is over.
     RateLimited(String),
     Fatal(String),
     Failed(String),
 }
+
+impl Attempt {
+    fn retry(reason: String) -> Self {
+        Attempt::Retry {
+            reason,
+            after: None,
+        }
+    }
+}
+
+/// Each backoff is at least this many times the one before (as it really
+/// was, pool pauses included).
+const GAP_GROWTH: f64 = 1.25;
+
+/// Characters of an invalid reply quoted back in a re-ask.
+const REASK_REPLY_CHARS: usize = 2000;
 
 impl OpenAiAnalyzer {
     pub const NAME: &'static str = "openai";
@@ -120,6 +141,7 @@ impl OpenAiAnalyzer {
             .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(4096)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| OpenAiError::Client(e.to_string()))?;
 
@@ -165,6 +187,7 @@ impl OpenAiAnalyzer {
                     settings.requests_per_minute,
                     settings.tokens_per_minute,
                     max_request_tokens,
+                    Duration::from_secs(settings.max_retry_wait_seconds),
                 ),
                 settings: settings.clone(),
             }),
@@ -194,12 +217,45 @@ impl OpenAiAnalyzer {
         let transcript =
             prompt::transcript(conversation, s.max_message_tokens, s.max_transcript_tokens);
         let tokens = self.inner.fixed_tokens + prompt::estimate_tokens(&transcript);
-        let content = serde_json::to_string(&transcript).unwrap_or_default();
+        let content = json_string(&transcript);
         let mut body = String::with_capacity(self.inner.body_prefix.len() + content.len() + 4);
         body.push_str(&self.inner.body_prefix);
         body.push_str(&content);
         body.push_str("}]}");
         (body, tokens)
+    }
+
+    /// `request` followed by the model's invalid reply and a note saying what
+    /// was wrong with it: asking the same question again at temperature 0
+    /// would get the same answer back.
+    fn reask(
+        &self,
+        request: &(String, u32),
+        bad_reply: &str,
+        problem: &ReplyError,
+    ) -> (String, u32) {
+        let (body, tokens) = request;
+        let reply = crate::model::truncate_chars(bad_reply, REASK_REPLY_CHARS);
+        let note = match problem {
+            ReplyError::Truncated => format!(
+                "Your reply was cut off by the token limit. Answer again with only the JSON \
+                 object, with a summary of one short sentence (at most {} characters).",
+                crate::model::SUMMARY_MAX_CHARS
+            ),
+            other => format!(
+                "Your reply was not valid ({}). Answer again with only the JSON object the \
+                 schema describes, nothing else.",
+                crate::model::truncate_chars(&other.to_string(), 200)
+            ),
+        };
+        let base = body.strip_suffix("]}").unwrap_or(body);
+        let reask = format!(
+            "{base},{{\"role\":\"assistant\",\"content\":{}}},{{\"role\":\"user\",\"content\":{}}}]}}",
+            json_string(&reply),
+            json_string(&note)
+        );
+        let extra = prompt::estimate_tokens(&reply) + prompt::estimate_tokens(&note) + 8;
+        (reask, tokens + extra)
     }
 
     /// Analyses one conversation: paced, retried, cancellable.
@@ -208,14 +264,24 @@ impl OpenAiAnalyzer {
         conversation: &Conversation,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let (body, tokens) = self.request(conversation);
+        let first = self.request(conversation);
+        // What is sent next: the request, or a re-ask after an invalid reply.
+        let mut next: Option<(String, u32)> = None;
         let mut usage = LlmUsage::default();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
+        // The last pause between a failure and its retry that we chose (no
+        // Retry-After), as it really was: a pool-wide 429 pause can stretch
+        // it, and each such pause must be longer than the one before, or the
+        // provider sees retries at a constant interval, not a backoff.
+        let mut last_gap = Duration::ZERO;
+        let mut gap_from: Option<std::time::Instant> = None;
         let result = loop {
             if cancel.is_cancelled() {
                 break Err(AnalyzeError::Cancelled);
             }
+            let (body, tokens) = next.as_ref().unwrap_or(&first);
+            let tokens = *tokens;
             tokio::select! {
                 _ = self.inner.limits.acquire(tokens) => {}
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
@@ -224,14 +290,17 @@ impl OpenAiAnalyzer {
                 usage.retries += 1;
             }
             usage.requests += 1;
+            if let Some(from) = gap_from.take() {
+                last_gap = from.elapsed();
+            }
             let attempt = tokio::select! {
-                a = self.attempt(&body) => a,
+                a = self.attempt(body) => a,
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
             };
-            let retry_reason = match attempt {
+            let (retry_reason, wait) = match attempt {
                 Attempt::Done(parsed) => {
                     let prompt = parsed.usage.map_or(
-                        u64::from(tokens - self.inner.settings.max_output_tokens),
+                        u64::from(tokens.saturating_sub(self.inner.settings.max_output_tokens)),
                         |u| u.prompt_tokens,
                     );
                     let completion = parsed
@@ -242,7 +311,22 @@ impl OpenAiAnalyzer {
                     usage.bill(prompt, completion);
                     match parsed.analysis {
                         Ok(analysis) => break Ok(analysis),
-                        Err(e) => e.to_string(),
+                        Err(e) => {
+                            // The server is fine; the answer was not. Say what
+                            // was wrong (bounded by `max_retries`), no backoff.
+                            let reason = e.to_string();
+                            next = match (&e, &parsed.content) {
+                                (
+                                    ReplyError::Json(_)
+                                    | ReplyError::Schema(_)
+                                    | ReplyError::Truncated
+                                    | ReplyError::Empty,
+                                    Some(content),
+                                ) => Some(self.reask(&first, content, &e)),
+                                _ => None,
+                            };
+                            (reason, next.is_some().then_some(Duration::ZERO))
+                        }
                     }
                 }
                 Attempt::RateLimited(reason) => {
@@ -256,7 +340,9 @@ impl OpenAiAnalyzer {
                     // The pool pause is already set; no backoff of our own.
                     continue;
                 }
-                Attempt::Retry(reason) => reason,
+                Attempt::Retry { reason, after } => {
+                    (reason, after.map(|d| self.inner.limits.clamp_wait(d)))
+                }
                 Attempt::Fatal(reason) => break Err(AnalyzeError::Fatal(reason)),
                 Attempt::Failed(reason) => break Err(AnalyzeError::Failed(reason)),
             };
@@ -264,9 +350,17 @@ impl OpenAiAnalyzer {
             if failures > self.inner.settings.max_retries {
                 break Err(AnalyzeError::Failed(retry_reason));
             }
-            tracing::debug!(attempt = failures, reason = %retry_reason, "retrying");
+            tracing::debug!(attempt = failures, reason = %self.redact(retry_reason), "retrying");
+            // The server's Retry-After when it gave one, else our backoff,
+            // longer than the last one was.
+            let wait = wait.unwrap_or_else(|| {
+                gap_from = Some(std::time::Instant::now());
+                backoff(failures)
+                    .max(last_gap.mul_f64(GAP_GROWTH))
+                    .min(self.inner.limits.max_wait())
+            });
             tokio::select! {
-                _ = tokio::time::sleep(backoff(failures)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
             }
         };
@@ -274,7 +368,23 @@ impl OpenAiAnalyzer {
             usage.cost_usd = usage.prompt_tokens as f64 / 1e6 * price.input_per_million
                 + usage.completion_tokens as f64 / 1e6 * price.output_per_million;
         }
+        // A reason quotes the provider (error bodies, a redirect's location),
+        // which may echo the key: it never leaves here with it.
+        let result = result.map_err(|e| match e {
+            AnalyzeError::Failed(m) => AnalyzeError::Failed(self.redact(m)),
+            AnalyzeError::Fatal(m) => AnalyzeError::Fatal(self.redact(m)),
+            other => other,
+        });
         Outcome { result, usage }
+    }
+
+    /// `text` with every occurrence of the API key replaced.
+    fn redact(&self, text: String) -> String {
+        let key = self.inner.key.expose_secret();
+        if key.is_empty() || !text.contains(key) {
+            return text;
+        }
+        text.replace(key, "[redacted]")
     }
 
     /// One HTTP request and what to do about its answer.
@@ -298,15 +408,50 @@ impl OpenAiAnalyzer {
                 } else {
                     "connection failed"
                 };
-                return Attempt::Retry(format!("request {kind}: {}", without_url(&e)));
+                return Attempt::retry(format!("request {kind}: {}", without_url(&e)));
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
         inner.limits.observe(&headers);
-        let bytes = match response.bytes().await {
+        if status.is_redirection() {
+            // Never followed: a redirect would carry the key (Azure's
+            // `api-key` header survives reqwest's cross-host redirects).
+            // Its query (which may carry anything) is left out.
+            let location = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(
+                    || "nowhere".to_string(),
+                    |l| {
+                        let shown = match reqwest::Url::parse(l) {
+                            Ok(mut url) => {
+                                url.set_query(None);
+                                url.to_string()
+                            }
+                            Err(_) => l.split('?').next().unwrap_or_default().to_string(),
+                        };
+                        crate::model::truncate_chars(&shown, 200)
+                    },
+                );
+            return Attempt::Fatal(format!(
+                "{} answered HTTP {} redirecting to {location}; redirects are not followed \
+                 (set analyzer.openai.base_url to the final address)",
+                inner.url,
+                status.as_u16()
+            ));
+        }
+        let bytes = match read_capped(response, inner.settings.max_response_bytes).await {
             Ok(b) => b,
-            Err(e) => return Attempt::Retry(format!("response cut off: {}", without_url(&e))),
+            Err(BodyError::TooLarge) => {
+                return Attempt::Failed(format!(
+                    "the reply is larger than {} bytes (analyzer.openai.max_response_bytes)",
+                    inner.settings.max_response_bytes
+                ));
+            }
+            Err(BodyError::Cut(e)) => {
+                return Attempt::retry(format!("response cut off: {}", without_url(&e)));
+            }
         };
         tracing::debug!(
             status = status.as_u16(),
@@ -315,6 +460,8 @@ impl OpenAiAnalyzer {
             "chat completion"
         );
         let error_text = || api_error(&bytes);
+        // Retry-After is honoured on every retryable status, as the OpenAI SDKs do.
+        let after = limits::retry_after(&headers);
         match status {
             s if s.is_success() => Attempt::Done(reply::parse(&bytes, Self::NAME, &inner.model)),
             StatusCode::TOO_MANY_REQUESTS => {
@@ -324,8 +471,7 @@ impl OpenAiAnalyzer {
                         "the provider says the quota is exhausted: {message}"
                     ));
                 }
-                let wait = limits::retry_after(&headers)
-                    .unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
+                let wait = after.unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
                 inner.limits.pause_for(wait);
                 Attempt::RateLimited(format!("429 {message}"))
             }
@@ -343,10 +489,14 @@ impl OpenAiAnalyzer {
                     inner.url
                 ))
             }
-            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => {
-                Attempt::Retry(format!("HTTP {}", status.as_u16()))
-            }
-            s if s.is_server_error() => Attempt::Retry(format!("HTTP {}", s.as_u16())),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => Attempt::Retry {
+                reason: format!("HTTP {}", status.as_u16()),
+                after,
+            },
+            s if s.is_server_error() => Attempt::Retry {
+                reason: format!("HTTP {}", s.as_u16()),
+                after,
+            },
             s => {
                 let (_, message) = error_text();
                 Attempt::Failed(format!("request rejected (HTTP {}): {message}", s.as_u16()))
@@ -355,12 +505,43 @@ impl OpenAiAnalyzer {
     }
 }
 
-/// Full jitter: a random wait up to min(cap, base × 2^attempt).
+/// Why a reply body could not be read whole.
+enum BodyError {
+    TooLarge,
+    Cut(reqwest::Error),
+}
+
+/// Reads a reply body, refusing one over `cap` bytes before it is held.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// Exponential backoff with jitter: a random wait between 3/4 of and the
+/// whole of min(cap, base × 2^attempt). The jitter spreads a pool's retries;
+/// keeping it to a quarter makes each wait longer than the one before (a
+/// full-jitter wait can come out shorter, which looks like no backoff at all
+/// to a provider).
 fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE
         .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP);
-    Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()))
+        .min(BACKOFF_CAP)
+        .as_secs_f64();
+    Duration::from_secs_f64(rand::rng().random_range(ceiling * 0.75..=ceiling))
 }
 
 /// A reqwest error without the URL (which may carry an Azure key or secrets

@@ -83,6 +83,9 @@ pub struct Parsed {
     pub usage: Option<Usage>,
     /// Characters of the content, to estimate completion tokens without `usage`.
     pub content_chars: usize,
+    /// The content itself when it was not a valid analysis, to quote back
+    /// in a re-ask.
+    pub content: Option<String>,
 }
 
 /// Strips a surrounding markdown code fence (```json … ``` or ``` … ```).
@@ -100,9 +103,10 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
         Ok(c) => c,
         Err(e) => {
             return Parsed {
-                analysis: Err(ReplyError::Body(e.to_string())),
+                analysis: Err(ReplyError::Body(truncate_chars(&e.to_string(), 200))),
                 usage: None,
                 content_chars: 0,
+                content: None,
             };
         }
     };
@@ -112,6 +116,7 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
             analysis: Err(ReplyError::Empty),
             usage,
             content_chars: 0,
+            content: None,
         };
     };
     let message = choice.message.unwrap_or(ChoiceMessage {
@@ -128,14 +133,20 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
         }
         let content = message
             .content
+            .as_deref()
             .filter(|c| !c.trim().is_empty())
             .ok_or(ReplyError::Empty)?;
-        validate(strip_fence(&content), analyzer, model)
+        validate(strip_fence(content), analyzer, model)
     })();
+    let content = match &analysis {
+        Err(ReplyError::Refused(_)) | Ok(_) => None,
+        Err(_) => Some(message.content.unwrap_or_default()),
+    };
     Parsed {
         analysis,
         usage,
         content_chars,
+        content,
     }
 }
 
@@ -147,10 +158,12 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
 /// is a violation. A summary over 200 characters is shortened.
 pub fn validate(json: &str, analyzer: &str, model: &str) -> Result<Analysis, ReplyError> {
     let c: Content = serde_json::from_str(json).map_err(|e| {
+        // serde quotes the offending value: keep the message short.
+        let text = truncate_chars(&e.to_string(), 200);
         if e.is_data() {
-            ReplyError::Schema(e.to_string())
+            ReplyError::Schema(text)
         } else {
-            ReplyError::Json(e.to_string())
+            ReplyError::Json(text)
         }
     })?;
     const SLACK: f64 = 1e-6;
