@@ -77,6 +77,7 @@ pub fn rate_limit_headers(data: &[u8]) {
     use powerpulse::analyze::openai::limits::{self, Limits};
     use powerpulse::config::RateSetting;
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    use std::time::Duration;
 
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n') {
@@ -103,11 +104,19 @@ pub fn rate_limit_headers(data: &[u8]) {
             let _ = limits::parse_duration(text);
         }
     }
-    for (rpm, tpm) in [
-        (RateSetting::Auto, RateSetting::Auto),
-        (RateSetting::PerMinute(1), RateSetting::PerMinute(u32::MAX)),
+    for (rpm, tpm, max_wait) in [
+        (
+            RateSetting::Auto,
+            RateSetting::Auto,
+            Duration::from_secs(60),
+        ),
+        (
+            RateSetting::PerMinute(1),
+            RateSetting::PerMinute(u32::MAX),
+            Duration::MAX,
+        ),
     ] {
-        let l = Limits::new(rpm, tpm, 4_000);
+        let l = Limits::new(rpm, tpm, 4_000, max_wait);
         l.observe(&headers);
         let _ = l.snapshot();
     }
@@ -134,6 +143,7 @@ pub const CONFIG_VARS: &[&str] = &[
     "POWERPULSE__ANALYZER__OPENAI__REQUESTS_PER_MINUTE",
     "POWERPULSE__ANALYZER__OPENAI__TOKENS_PER_MINUTE",
     "POWERPULSE__ANALYZER__OPENAI__MAX_RETRIES",
+    "POWERPULSE__ANALYZER__OPENAI__MAX_RETRY_WAIT_SECONDS",
     "POWERPULSE__ANALYZER__OPENAI__TIMEOUT_SECONDS",
     "POWERPULSE__ANALYZER__OPENAI__MAX_OUTPUT_TOKENS",
     "POWERPULSE__ANALYZER__OPENAI__MAX_TRANSCRIPT_TOKENS",
@@ -145,6 +155,8 @@ pub const CONFIG_VARS: &[&str] = &[
     "POWERPULSE__INGEST__MAX_UPLOAD_BYTES",
     "POWERPULSE__INGEST__MAX_FIELD_BYTES",
     "POWERPULSE__INGEST__COLUMNS__TEXT",
+    "POWERPULSE__INGEST__XLSX_MAX_ROWS",
+    "POWERPULSE__INGEST__XLSX_MAX_INFLATED_BYTES",
     "POWERPULSE__STORAGE__PATH",
     "POWERPULSE__STORAGE__BATCH_SIZE",
     "POWERPULSE__STORAGE__FLUSH_MS",
