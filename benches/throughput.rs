@@ -207,7 +207,11 @@ fn store_throughput(c: &mut Criterion) {
                 let upload_id = uuid::Uuid::new_v4();
                 for chunk in analyses.chunks(256) {
                     let batch = chunk.iter().map(|(c, a)| result(upload_id, c, a)).collect();
-                    actor.send(SaveOutcomes(batch)).await.unwrap().unwrap();
+                    let save = SaveOutcomes {
+                        results: batch,
+                        durable: true,
+                    };
+                    actor.send(save).await.unwrap().unwrap();
                 }
                 actor.send(Flush).await.unwrap().unwrap();
             })

@@ -99,7 +99,8 @@ pub struct AnalyzerSettings {
     pub backend: Backend,
     /// Conversations in flight at once (the AnalyzerActor pool size).
     pub concurrency: usize,
-    /// Conversations the dispatcher loads and hands out together.
+    /// Conversations read back from the store together (a free analyzer's
+    /// unit of work and of commit; an LLM's queue beyond the pool).
     pub batch_size: usize,
     pub openai: OpenAiSettings,
 }
@@ -109,7 +110,7 @@ impl Default for AnalyzerSettings {
         Self {
             backend: Backend::Auto,
             concurrency: 5,
-            batch_size: 5,
+            batch_size: 256,
             openai: OpenAiSettings::default(),
         }
     }
@@ -269,6 +270,22 @@ pub struct ServerSettings {
     pub bind: String,
     /// Bearer token required on `/api` routes; better set through `POWERPULSE_TOKEN`.
     pub token: Option<String>,
+    /// Host names (optionally `name:port`) served besides the loopback names;
+    /// any other `Host` is refused, so DNS rebinding cannot reach the API.
+    /// Required with a non-loopback bind.
+    pub allowed_hosts: Vec<String>,
+    /// Uploads being received or parsed at once; more are answered 429.
+    pub max_concurrent_uploads: usize,
+    /// Open progress event streams at once; more are answered 429.
+    pub max_sse_subscribers: usize,
+    /// An event stream with no change for this long is closed (the client reconnects).
+    pub sse_idle_timeout_seconds: u64,
+    /// Longest a client may take to send a request's headers.
+    pub header_timeout_seconds: u64,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout_seconds: u64,
+    /// Longest an upload's body may take to arrive, whole.
+    pub upload_timeout_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -276,7 +293,48 @@ impl Default for ServerSettings {
         Self {
             bind: "127.0.0.1:8080".to_string(),
             token: None,
+            allowed_hosts: Vec::new(),
+            max_concurrent_uploads: 8,
+            max_sse_subscribers: 64,
+            sse_idle_timeout_seconds: 300,
+            header_timeout_seconds: 5,
+            body_timeout_seconds: 30,
+            upload_timeout_seconds: 600,
         }
+    }
+}
+
+impl ServerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("server.{key}"),
+            message: message.to_string(),
+        };
+        for (key, value) in [
+            ("max_concurrent_uploads", self.max_concurrent_uploads as u64),
+            ("max_sse_subscribers", self.max_sse_subscribers as u64),
+            ("sse_idle_timeout_seconds", self.sse_idle_timeout_seconds),
+            ("header_timeout_seconds", self.header_timeout_seconds),
+            ("body_timeout_seconds", self.body_timeout_seconds),
+            ("upload_timeout_seconds", self.upload_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        for host in &self.allowed_hosts {
+            let bad = host.is_empty()
+                || host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@' | ','));
+            if bad {
+                return Err(invalid(
+                    "allowed_hosts",
+                    &format!(
+                        "{host:?} is not a host name such as \"pp.example\" or \"pp.example:8443\""
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -383,6 +441,7 @@ impl Settings {
             "analyzer.openai.max_output_tokens",
             self.analyzer.openai.max_output_tokens as usize,
         )?;
+        self.server.validate()?;
         if self.analyzer.concurrency > 4096 {
             return Err(ConfigError::Invalid {
                 key: "analyzer.concurrency".into(),
@@ -572,7 +631,7 @@ mod tests {
             serde_json::to_value(&s).unwrap(),
             serde_json::to_value(Settings::default()).unwrap()
         );
-        assert_eq!(s.analyzer.batch_size, 5);
+        assert_eq!(s.analyzer.batch_size, 256);
         assert_eq!(s.ingest.autoresponse_patterns, vec!["*977#"]);
         assert_eq!(s.analyzer.openai.requests_per_minute, RateSetting::Auto);
     }

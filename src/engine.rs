@@ -13,7 +13,7 @@ use crate::analyze::Analyzer;
 use crate::analyze::actor::AnalyzerPool;
 use crate::config::Settings;
 use crate::ingest::IngestOptions;
-use crate::ingest::actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
+use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, ProgressActor};
 use crate::store::actor::{Close, CloseReader, ListUploads, StoreActor, StoreReader};

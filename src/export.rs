@@ -13,7 +13,7 @@ use std::io::Write;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::ConversationRow;
+use crate::store::{ConversationFilter, ConversationRow, Page, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +100,8 @@ pub enum ExportError {
     Csv(#[from] csv::Error),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Writes rows one at a time in the chosen format; JSON is one array,
@@ -168,6 +170,47 @@ impl<W: Write> ExportWriter<W> {
             w.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Rows per page when an export walks an upload's outcomes.
+pub const PAGE_ROWS: usize = 500;
+
+impl<W: Write> ExportWriter<W> {
+    /// Writes one page of an upload's outcomes and answers where the next
+    /// one starts (`None` after the last). The CLI (reading the store) and
+    /// HTTP (asking the StoreReader, streaming each page) share this loop:
+    /// `cursor = writer.write_page(page(cursor))?` until `None`.
+    pub fn write_page(
+        &mut self,
+        page: Page<ConversationRow>,
+    ) -> Result<Option<String>, ExportError> {
+        for row in page.items {
+            self.write(&ExportRow::from(row))?;
+        }
+        Ok(page.next_cursor)
+    }
+}
+
+/// Writes every outcome of an upload, page by page, from the store itself
+/// (the CLI's export; HTTP's goes through the StoreReader actor).
+pub fn write_upload<W: Write>(
+    store: &Store,
+    upload_id: Uuid,
+    writer: &mut ExportWriter<W>,
+) -> Result<(), ExportError> {
+    let mut cursor = None;
+    loop {
+        let page = store.conversations(
+            upload_id,
+            &ConversationFilter::default(),
+            cursor.as_deref(),
+            PAGE_ROWS,
+        )?;
+        cursor = writer.write_page(page)?;
+        if cursor.is_none() {
+            return Ok(());
+        }
     }
 }
 
@@ -300,6 +343,7 @@ mod tests {
                 customer_messages: 2,
                 autoresponses: 1,
                 started_ms: None,
+                failure: None,
                 error: None,
                 usage: Default::default(),
             },

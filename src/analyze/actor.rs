@@ -19,12 +19,15 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{AnalyzeError, Analyzer, LlmUsage, Outcome};
+use super::{AnalyzeError, Analyzer, FailureKind, FatalKind, LlmUsage, Outcome};
 use crate::model::Conversation;
 
 /// What an actor does with one conversation: the analyzer's `analyze`.
+/// Conversations are shared, not copied: the pipeline keeps them to record.
 pub type Work = Arc<
-    dyn Fn(Conversation, CancellationToken) -> Pin<Box<dyn Future<Output = Outcome>>> + Send + Sync,
+    dyn Fn(Arc<Conversation>, CancellationToken) -> Pin<Box<dyn Future<Output = Outcome>>>
+        + Send
+        + Sync,
 >;
 
 /// The work of an [`Analyzer`].
@@ -48,13 +51,42 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[derive(Message)]
 #[rtype(result = "Outcome")]
 pub struct Analyze {
-    pub conversation: Conversation,
+    pub conversation: Arc<Conversation>,
     /// The upload's token: checked before the call and raced against it.
+    pub cancel: CancellationToken,
+}
+
+/// Analyse several conversations one after the other (a free analyzer's
+/// share of a batch); the reply has one outcome per conversation, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Outcome>")]
+pub struct AnalyzeAll {
+    pub conversations: Vec<Arc<Conversation>>,
     pub cancel: CancellationToken,
 }
 
 pub struct AnalyzerActor {
     work: Work,
+}
+
+/// One call of `work`, a panic in it caught and turned into a failed outcome.
+async fn guarded(
+    work: Work,
+    conversation: Arc<Conversation>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let call = work(conversation, cancel);
+    AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
+        Outcome {
+            result: Err(AnalyzeError::failed(
+                FailureKind::Internal,
+                format!("internal error while analysing: {message}"),
+            )),
+            usage: LlmUsage::default(),
+        }
+    })
 }
 
 impl Actor for AnalyzerActor {
@@ -67,20 +99,24 @@ impl Handler<Analyze> for AnalyzerActor {
     type Result = AtomicResponse<Self, Outcome>;
 
     fn handle(&mut self, msg: Analyze, _: &mut Self::Context) -> Self::Result {
-        let call = (self.work)(msg.conversation, msg.cancel);
-        let guarded = AssertUnwindSafe(call).catch_unwind().map(|caught| {
-            caught.unwrap_or_else(|panic| {
-                let message = panic_message(panic.as_ref());
-                tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
-                Outcome {
-                    result: Err(AnalyzeError::Failed(format!(
-                        "internal error while analysing: {message}"
-                    ))),
-                    usage: LlmUsage::default(),
-                }
-            })
-        });
-        AtomicResponse::new(Box::pin(guarded.into_actor(self)))
+        let call = guarded(self.work.clone(), msg.conversation, msg.cancel);
+        AtomicResponse::new(Box::pin(call.into_actor(self)))
+    }
+}
+
+impl Handler<AnalyzeAll> for AnalyzerActor {
+    type Result = AtomicResponse<Self, Vec<Outcome>>;
+
+    fn handle(&mut self, msg: AnalyzeAll, _: &mut Self::Context) -> Self::Result {
+        let work = self.work.clone();
+        let all = async move {
+            let mut outcomes = Vec::with_capacity(msg.conversations.len());
+            for conversation in msg.conversations {
+                outcomes.push(guarded(work.clone(), conversation, msg.cancel.clone()).await);
+            }
+            outcomes
+        };
+        AtomicResponse::new(Box::pin(all.into_actor(self)))
     }
 }
 
@@ -127,6 +163,54 @@ impl AnalyzerPool {
         self.actors.len()
     }
 
+    /// Analyses a batch for a free analyzer: split into one share per
+    /// arbiter thread, each sent whole to an actor on that thread, so every
+    /// core works and the batch costs one message per thread. (Leases and
+    /// the in-flight bound are for calls that cost money.) Outcomes come
+    /// back in order; a share whose actor is gone is failed, not lost.
+    pub async fn analyze_all(
+        &self,
+        conversations: Vec<Arc<Conversation>>,
+        cancel: CancellationToken,
+    ) -> Vec<Outcome> {
+        let total = conversations.len();
+        if total == 0 {
+            return Vec::new();
+        }
+        let shares = self.arbiters.len().min(total).max(1);
+        let per_share = total.div_ceil(shares);
+        let mut rest = conversations;
+        let mut calls = Vec::with_capacity(shares);
+        // Actor i lives on arbiter i (actors are spread round-robin).
+        for actor in self.actors.iter().take(shares) {
+            let tail = rest.split_off(per_share.min(rest.len()));
+            let share = std::mem::replace(&mut rest, tail);
+            let n = share.len();
+            let call = actor.send(AnalyzeAll {
+                conversations: share,
+                cancel: cancel.clone(),
+            });
+            calls.push(async move {
+                call.await.unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Outcome {
+                            result: Err(AnalyzeError::fatal(
+                                FatalKind::ShuttingDown,
+                                "the analyzer pool is shutting down",
+                            )),
+                            usage: LlmUsage::default(),
+                        })
+                        .collect()
+                })
+            });
+        }
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// Waits for an idle actor and reserves it. `None` when `cancel` fires
     /// first or the pool is stopping.
     pub async fn lease(&self, cancel: &CancellationToken) -> Option<Lease> {
@@ -167,7 +251,11 @@ pub struct Lease {
 
 impl Lease {
     /// Analyses one conversation on the reserved actor.
-    pub async fn analyze(&self, conversation: Conversation, cancel: CancellationToken) -> Outcome {
+    pub async fn analyze(
+        &self,
+        conversation: Arc<Conversation>,
+        cancel: CancellationToken,
+    ) -> Outcome {
         self.pool.actors[self.index]
             .send(Analyze {
                 conversation,
@@ -175,8 +263,9 @@ impl Lease {
             })
             .await
             .unwrap_or_else(|_| Outcome {
-                result: Err(AnalyzeError::Fatal(
-                    "the analyzer pool is shutting down".into(),
+                result: Err(AnalyzeError::fatal(
+                    FatalKind::ShuttingDown,
+                    "the analyzer pool is shutting down",
                 )),
                 usage: LlmUsage::default(),
             })
@@ -217,7 +306,7 @@ mod tests {
     /// Panics on conversations whose id starts with "boom", analyses the rest.
     fn fragile() -> Work {
         let lexicon = Analyzer::lexicon();
-        Arc::new(move |conversation: Conversation, cancel| {
+        Arc::new(move |conversation: Arc<Conversation>, cancel| {
             let lexicon = lexicon.clone();
             Box::pin(async move {
                 if conversation.id.starts_with("boom") {
@@ -237,17 +326,26 @@ mod tests {
             for i in 0..2 {
                 let lease = pool.lease(&cancel).await.unwrap();
                 let outcome = lease
-                    .analyze(conversation(&format!("boom-{round}-{i}")), cancel.clone())
+                    .analyze(
+                        Arc::new(conversation(&format!("boom-{round}-{i}"))),
+                        cancel.clone(),
+                    )
                     .await;
                 match outcome.result {
-                    Err(AnalyzeError::Failed(reason)) => {
+                    Err(AnalyzeError::Failed {
+                        kind,
+                        detail: reason,
+                    }) => {
+                        assert_eq!(kind, FailureKind::Internal);
                         assert!(reason.contains("bad conversation boom"), "{reason}")
                     }
                     other => panic!("expected a failure, got {other:?}"),
                 }
             }
             let lease = pool.lease(&cancel).await.unwrap();
-            let outcome = lease.analyze(conversation("fine"), cancel.clone()).await;
+            let outcome = lease
+                .analyze(Arc::new(conversation("fine")), cancel.clone())
+                .await;
             assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         }
         pool.stop();

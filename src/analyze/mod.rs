@@ -18,20 +18,122 @@ use crate::model::{Analysis, Conversation};
 pub use lexicon::LexiconAnalyzer;
 pub use openai::{OpenAiAnalyzer, OpenAiError};
 
+/// Why one conversation failed, by kind: stored with it and counted in an
+/// upload's summary (`failures_by_reason`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Not JSON, not the schema, or empty, after every re-ask.
+    InvalidReply,
+    /// The model declined to answer.
+    Refused,
+    /// Cut off by the token limit.
+    Truncated,
+    /// Rate limited more times than a conversation waits for.
+    RateLimited,
+    Timeout,
+    /// The connection failed or the reply was cut off.
+    Connection,
+    /// 5xx, 408 or 409 after every retry.
+    ServerError,
+    /// Refused as a request (a 4xx other than the fatal ones).
+    Rejected,
+    /// A reply over `max_response_bytes`.
+    ReplyTooLarge,
+    /// A bug: the analyzer panicked.
+    Internal,
+    /// Stored by an older version, which kept only the message.
+    Other,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 11] = [
+        FailureKind::InvalidReply,
+        FailureKind::Refused,
+        FailureKind::Truncated,
+        FailureKind::RateLimited,
+        FailureKind::Timeout,
+        FailureKind::Connection,
+        FailureKind::ServerError,
+        FailureKind::Rejected,
+        FailureKind::ReplyTooLarge,
+        FailureKind::Internal,
+        FailureKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidReply => "invalid_reply",
+            FailureKind::Refused => "refused",
+            FailureKind::Truncated => "truncated",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Connection => "connection",
+            FailureKind::ServerError => "server_error",
+            FailureKind::Rejected => "rejected",
+            FailureKind::ReplyTooLarge => "reply_too_large",
+            FailureKind::Internal => "internal",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// Why nothing more can succeed: the whole upload stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FatalKind {
+    QuotaExhausted,
+    KeyRejected,
+    /// 404: a wrong base URL or model.
+    NotFound,
+    /// The provider redirected (never followed).
+    Redirected,
+    /// The engine is stopping.
+    ShuttingDown,
+}
+
 /// Why one conversation could not be analysed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AnalyzeError {
     /// This conversation failed (bad reply after retries, refusal, …); the
     /// upload goes on and the conversation is recorded as `failed`.
-    #[error("{0}")]
-    Failed(String),
+    #[error("{detail}")]
+    Failed { kind: FailureKind, detail: String },
     /// Nothing more can succeed (quota exhausted, key rejected): the whole
     /// upload stops with this message.
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{detail}")]
+    Fatal { kind: FatalKind, detail: String },
     /// The upload was cancelled while this conversation was in flight.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl AnalyzeError {
+    pub fn failed(kind: FailureKind, detail: impl Into<String>) -> Self {
+        AnalyzeError::Failed {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn fatal(kind: FatalKind, detail: impl Into<String>) -> Self {
+        AnalyzeError::Fatal {
+            kind,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// What calling an LLM cost for one conversation (all zero for the lexicon).

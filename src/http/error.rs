@@ -1,9 +1,10 @@
 //! Every HTTP error, mapped to a status code and a JSON body in one place.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::analyze::FatalKind;
 use crate::ingest::IngestError;
 use crate::pipeline::UploadError;
 use crate::progress::actor::CancelError;
@@ -34,6 +35,24 @@ pub enum HttpError {
     Unprocessable(String),
     #[error("unauthorized")]
     Unauthorized,
+    /// A cross-site request to a state-changing route.
+    #[error("forbidden")]
+    Forbidden(String),
+    /// A `Host` this server does not answer to (DNS rebinding, a stray proxy).
+    #[error("misdirected request")]
+    Misdirected(String),
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The methods the path has, for the `Allow` header.
+        allow: String,
+        detail: String,
+    },
+    /// A client too slow to send its request.
+    #[error("request timeout")]
+    Timeout(String),
+    /// A cap on concurrent work is reached; retry after `retry_after` seconds.
+    #[error("too many requests")]
+    TooManyRequests { detail: String, retry_after: u64 },
     #[error("refusing to serve")]
     Refused(String),
     #[error("service unavailable")]
@@ -47,12 +66,17 @@ impl HttpError {
     pub fn detail(&self) -> String {
         match self {
             HttpError::Unauthorized => "send Authorization: Bearer <token>".into(),
+            HttpError::MethodNotAllowed { detail, .. }
+            | HttpError::TooManyRequests { detail, .. } => detail.clone(),
             HttpError::NotFound(d)
             | HttpError::BadRequest(d)
             | HttpError::Conflict(d)
             | HttpError::TooLarge(d)
             | HttpError::Unsupported(d)
             | HttpError::Unprocessable(d)
+            | HttpError::Forbidden(d)
+            | HttpError::Misdirected(d)
+            | HttpError::Timeout(d)
             | HttpError::Refused(d)
             | HttpError::Unavailable(d)
             | HttpError::Internal(d) => d.clone(),
@@ -70,6 +94,11 @@ impl ResponseError for HttpError {
             HttpError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Refused(_) | HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,7 +108,17 @@ impl ResponseError for HttpError {
         if let HttpError::Internal(d) = self {
             tracing::error!(detail = %d, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            HttpError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            HttpError::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
             error: self.to_string(),
             detail: self.detail(),
         })
@@ -135,7 +174,11 @@ impl From<UploadError> for HttpError {
             UploadError::ShuttingDown | UploadError::Interrupted => {
                 HttpError::Unavailable(e.to_string())
             }
-            UploadError::Analyzer(m) => HttpError::Internal(m),
+            UploadError::AnalyzerStopped {
+                kind: FatalKind::ShuttingDown,
+                detail,
+            } => HttpError::Unavailable(detail),
+            UploadError::AnalyzerStopped { detail, .. } => HttpError::Internal(detail),
             UploadError::Internal(_) => HttpError::Internal(e.to_string()),
         }
     }

@@ -1,11 +1,13 @@
 //! Prometheus text exposition (format 0.0.4): upload and conversation
-//! counts, LLM usage, and HTTP request latency by route.
+//! counts, LLM usage, HTTP request latency by route, requests refused by the
+//! guards and caps, and the load limits with how much of them is in use.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use super::limits::Limits;
 use crate::analyze::LlmUsage;
 use crate::model::Stage;
 use crate::progress::ProgressSnapshot;
@@ -13,6 +15,9 @@ use crate::store::UploadRecord;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+
+/// Statuses that mean "refused": no token, cross-site, too slow, wrong host, over a cap.
+const REFUSED: [u16; 5] = [401, 403, 408, 421, 429];
 
 #[derive(Default)]
 struct Histogram {
@@ -46,7 +51,12 @@ impl HttpMetrics {
 
 /// Renders every metric. `live` holds uploads running in this process
 /// (their stored records are not final yet).
-pub fn render(records: &[UploadRecord], live: &[ProgressSnapshot], http: &HttpMetrics) -> String {
+pub fn render(
+    records: &[UploadRecord],
+    live: &[ProgressSnapshot],
+    http: &HttpMetrics,
+    limits: &Limits,
+) -> String {
     let mut out = String::new();
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     for s in [
@@ -165,6 +175,23 @@ pub fn render(records: &[UploadRecord], live: &[ProgressSnapshot], http: &HttpMe
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
     }
+    let name = "powerpulse_http_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests refused: 401 no token, 403 cross-site, 408 too slow, \
+         421 unknown Host, 429 over a cap."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for status in REFUSED {
+        let n: u64 = map
+            .iter()
+            .filter(|((_, _, s), _)| *s == status)
+            .map(|(_, h)| h.count)
+            .sum();
+        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+    }
+    drop(map);
+    limits.render(&mut out);
     out
 }
 
@@ -177,11 +204,28 @@ mod tests {
         let m = HttpMetrics::default();
         m.observe("GET", "/healthz", 200, Duration::from_millis(3));
         m.observe("GET", "/healthz", 200, Duration::from_millis(300));
-        let text = render(&[], &[], &m);
+        m.observe("POST", "/api/upload", 403, Duration::from_millis(1));
+        m.observe(
+            "DELETE",
+            "/api/uploads/{upload_id}",
+            403,
+            Duration::from_millis(1),
+        );
+        let limits = Limits::new(&crate::config::ServerSettings::default());
+        let text = render(&[], &[], &m, &limits);
         assert!(text.contains(
             "powerpulse_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\",le=\"0.005\"} 1"
         ), "{text}");
         assert!(text.contains("le=\"1\"} 2"), "{text}");
         assert!(text.contains("powerpulse_uploads{status=\"completed\"} 0"));
+        assert!(
+            text.contains("powerpulse_http_refused_total{status=\"403\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("powerpulse_http_refused_total{status=\"421\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("powerpulse_http_limit{limit=\"max_sse_subscribers\"} 64"));
     }
 }

@@ -15,10 +15,11 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::error::{ErrorBody, HttpError};
-use super::{AppState, metrics, openapi};
-use crate::export::{ExportFormat, ExportRow, ExportWriter};
+use super::limits::BodyTiming;
+use super::{AppState, guard, metrics, openapi};
+use crate::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use crate::ingest::{self, IngestOptions};
-use crate::model::{ConversationStatus, SentimentLabel};
+use crate::model::{ConversationStatus, SentimentLabel, Stage};
 use crate::pipeline::Submission;
 use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
@@ -34,8 +35,6 @@ type Result<T, E = HttpError> = std::result::Result<T, E>;
 
 /// Server-sent events go out at most this often (the latest state wins).
 const SSE_INTERVAL: Duration = Duration::from_millis(250);
-/// Rows per store page when streaming an export.
-const EXPORT_PAGE: usize = 500;
 
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.service(upload)
@@ -55,7 +54,15 @@ pub fn api(cfg: &mut web::ServiceConfig) {
         .service(openapi_json);
 }
 
+/// No route matched: 405 with `Allow` when the path exists with other
+/// methods (as the OpenAPI document lists them), 404 otherwise.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    if let Some(allow) = openapi::allowed_methods(req.path()) {
+        return Err(HttpError::MethodNotAllowed {
+            detail: format!("{} {} is not served; use {allow}", req.method(), req.path()),
+            allow,
+        });
+    }
     Err(HttpError::NotFound(format!(
         "no route for {} {}",
         req.method(),
@@ -75,9 +82,23 @@ pub async fn health() -> impl Responder {
     web::Json(Health { status: "ok" })
 }
 
-fn parse_id(raw: &str) -> Result<Uuid> {
-    raw.parse()
-        .map_err(|_| HttpError::BadRequest(format!("{raw:?} is not an upload id (a UUID)")))
+/// The id in `/…/{upload_id}…` routes.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UploadPath {
+    /// The upload's id, as `POST /api/upload` answered it.
+    upload_id: Uuid,
+}
+
+/// `/api/uploads/{upload_id}/conversations/{conversation_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConversationPath {
+    /// The upload's id.
+    upload_id: Uuid,
+    /// The conversation's id, as the uploaded file has it.
+    #[param(min_length = 1)]
+    conversation_id: String,
 }
 
 // ---- upload ----------------------------------------------------------------------
@@ -85,6 +106,7 @@ fn parse_id(raw: &str) -> Result<Uuid> {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct UploadQuery {
     /// The file name, for a raw (non-multipart) body; its extension tells the format.
+    #[param(min_length = 1)]
     filename: Option<String>,
     /// Answer when the upload is done, with its summary.
     #[serde(default)]
@@ -117,8 +139,9 @@ fn spool_path(dir: &Path, filename: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Streams `chunks` into `path`, refusing more than `limit` bytes.
-async fn save<S, E>(mut chunks: S, path: &Path, limit: u64) -> Result<u64>
+/// Streams `chunks` into `path`, refusing more than `limit` bytes or a body
+/// that arrives too slowly.
+async fn save<S, E>(mut chunks: S, path: &Path, limit: u64, timing: BodyTiming) -> Result<u64>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -127,7 +150,7 @@ where
         .await
         .map_err(|e| HttpError::Internal(format!("cannot store the upload: {e}")))?;
     let mut written = 0u64;
-    while let Some(chunk) = chunks.next().await {
+    while let Some(chunk) = timing.within(chunks.next()).await? {
         let chunk = chunk.map_err(|e| HttpError::BadRequest(format!("upload interrupted: {e}")))?;
         written += chunk.len() as u64;
         if written > limit {
@@ -145,6 +168,19 @@ where
     Ok(written)
 }
 
+fn is_multipart(req: &HttpRequest) -> bool {
+    content_type(req).is_some_and(|v| {
+        v.get(..19)
+            .is_some_and(|p| p.eq_ignore_ascii_case("multipart/form-data"))
+    })
+}
+
+fn content_type(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// Receives the body (multipart `file` field or raw) into the spool directory.
 async fn receive(
     req: &HttpRequest,
@@ -152,13 +188,9 @@ async fn receive(
     query: &UploadQuery,
     dir: &Path,
     limit: u64,
+    timing: BodyTiming,
 ) -> Result<(PathBuf, String)> {
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !is_multipart {
+    if !is_multipart(req) {
         let filename = query.filename.clone().ok_or_else(|| {
             HttpError::BadRequest(
                 "send multipart/form-data with a `file` field, or a raw body with ?filename="
@@ -166,7 +198,7 @@ async fn receive(
             )
         })?;
         let path = spool_path(dir, &filename);
-        return match save(payload, &path, limit).await {
+        return match save(payload, &path, limit, timing).await {
             Ok(_) => Ok((path, filename)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -175,7 +207,7 @@ async fn receive(
         };
     }
     let mut form = Multipart::new(req.headers(), payload);
-    while let Some(field) = form.next().await {
+    while let Some(field) = timing.within(form.next()).await? {
         let field = field.map_err(|e| HttpError::BadRequest(format!("bad multipart body: {e}")))?;
         if field.name() != Some("file") {
             continue;
@@ -187,7 +219,7 @@ async fn receive(
             .or_else(|| query.filename.clone())
             .unwrap_or_else(|| "upload.csv".to_string());
         let path = spool_path(dir, &filename);
-        return match save(field, &path, limit).await {
+        return match save(field, &path, limit, timing).await {
             Ok(_) => Ok((path, filename)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -200,13 +232,46 @@ async fn receive(
     ))
 }
 
-/// Upload an export: multipart/form-data with a `file` field, or a raw body with `?filename=`.
+/// The multipart form of an upload.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the request body; the handler streams it
+pub struct UploadForm {
+    /// The export file; its name's extension tells the format.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// A raw upload body: the file's bytes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the request body; the handler streams it
+#[schema(value_type = String, format = Binary)]
+pub struct RawUpload(Vec<u8>);
+
+/// Upload an export: multipart/form-data with a `file` field, or a raw body
+/// with `?filename=` and a Content-Type that is not text/plain,
+/// application/x-www-form-urlencoded or multipart (e.g. text/csv or
+/// application/octet-stream: a type other sites cannot send without a
+/// CORS preflight). At most `server.max_concurrent_uploads` uploads are
+/// received or parsed at once; beyond that, 429 with Retry-After.
 #[utoipa::path(
     params(UploadQuery),
+    request_body(
+        description = "The export file (CSV, TSV, JSON, JSONL or XLSX).",
+        content(
+            (inline(UploadForm) = "multipart/form-data"),
+            (inline(RawUpload) = "application/octet-stream"),
+        )
+    ),
     responses(
-        (status = 202, body = UploadAccepted), (status = 200, body = RunSummary),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)
+        (status = 202, description = "Accepted; follow `status_url`.", body = UploadAccepted),
+        (status = 200, description = "Done (`?wait=true`).", body = RunSummary),
+        (status = 400, description = "No file, an empty file, a bad query.", body = ErrorBody),
+        (status = 408, description = "The body arrived too slowly.", body = ErrorBody),
+        (status = 413, description = "Larger than `ingest.max_upload_bytes`.", body = ErrorBody),
+        (status = 415, description = "Not a format PowerPulse reads, or a raw body with a simple Content-Type.", body = ErrorBody),
+        (status = 422, description = "The file could not be parsed.", body = ErrorBody),
+        (status = 429, description = "Too many uploads at once; see Retry-After.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/api/upload")]
@@ -216,6 +281,14 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
+    if query.filename.as_deref() == Some("") {
+        return Err(HttpError::BadRequest("?filename= must not be empty".into()));
+    }
+    if !is_multipart(&req) {
+        guard::check_raw_upload(content_type(&req))?;
+    }
+    // Held until the file is parsed (or refused): see `release_after_parsing`.
+    let slot = state.limits.upload_slot()?;
     let engine = &state.engine;
     let settings = engine.settings();
     let dir = engine.spool_dir();
@@ -228,6 +301,7 @@ pub async fn upload(
         &query,
         &dir,
         settings.ingest.max_upload_bytes,
+        state.limits.body_timing(),
     )
     .await?;
 
@@ -261,6 +335,7 @@ pub async fn upload(
         })
         .await?;
     let upload_id = ticket.upload_id;
+    release_after_parsing(ticket.progress.clone(), slot);
     if !query.wait {
         return Ok(HttpResponse::Accepted().json(UploadAccepted {
             upload_id,
@@ -274,6 +349,19 @@ pub async fn upload(
         .map_err(|_| HttpError::Unavailable("the upload was interrupted".into()))??;
     let totals = engine.reader().send(GetSummary { upload_id }).await??;
     Ok(HttpResponse::Ok().json(RunSummary::new(&report, &totals)))
+}
+
+/// Keeps an upload's slot until its file is parsed (the costly, memory- and
+/// disk-bound part); analysis is bounded by the analyzer pool instead.
+fn release_after_parsing(
+    mut updates: tokio::sync::watch::Receiver<ProgressSnapshot>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    actix_web::rt::spawn(async move {
+        // Err: the upload left the registry; either way parsing is over.
+        let _ = updates.wait_for(|s| s.stage != Stage::Parsing).await;
+        drop(slot);
+    });
 }
 
 // ---- progress --------------------------------------------------------------------
@@ -299,7 +387,9 @@ pub struct ProgressQuery {
 }
 
 /// Uploads running in this process (`?all=true`: every tracked one).
-#[utoipa::path(params(ProgressQuery), responses((status = 200, body = Vec<ProgressSnapshot>)))]
+#[utoipa::path(params(ProgressQuery), responses(
+    (status = 200, body = Vec<ProgressSnapshot>), (status = 400, description = "A bad query.", body = ErrorBody)
+))]
 #[get("/api/progress")]
 pub async fn list_progress(
     query: web::Query<ProgressQuery>,
@@ -316,20 +406,30 @@ pub async fn list_progress(
 }
 
 /// One upload's progress.
-#[utoipa::path(responses((status = 200, body = ProgressSnapshot), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath), responses(
+    (status = 200, body = ProgressSnapshot), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/progress/{upload_id}")]
-pub async fn progress(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+pub async fn progress(
+    path: web::Path<UploadPath>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let id = path.upload_id;
     Ok(HttpResponse::Ok().json(snapshot(&state, id).await?))
 }
 
 /// Cancel an upload: no new LLM calls, in-flight ones aborted, partial results kept.
-#[utoipa::path(responses(
-    (status = 202, body = ProgressSnapshot), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+#[utoipa::path(params(UploadPath), responses(
+    (status = 202, body = ProgressSnapshot), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, description = "Not running.", body = ErrorBody)
 ))]
 #[delete("/api/progress/{upload_id}")]
-pub async fn cancel(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+pub async fn cancel(
+    path: web::Path<UploadPath>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let id = path.upload_id;
     match state.engine.cancel(id).await {
         Ok(()) => Ok(HttpResponse::Accepted().json(snapshot(&state, id).await?)),
         Err(crate::progress::actor::CancelError::NotFound(_)) => {
@@ -345,11 +445,21 @@ pub async fn cancel(path: web::Path<String>, state: web::Data<AppState>) -> Resu
 }
 
 /// Server-Sent Events: one `progress` event per change (at most four a
-/// second), ending with the final state.
-#[utoipa::path(responses((status = 200, content_type = "text/event-stream", body = ProgressSnapshot), (status = 404, body = ErrorBody)))]
+/// second), ending with the final state. A stream with no change for
+/// `server.sse_idle_timeout_seconds` ends early (reconnect to go on); at most
+/// `server.max_sse_subscribers` are open at once (beyond that, 429).
+#[utoipa::path(params(UploadPath), responses(
+    (status = 200, content_type = "text/event-stream", body = ProgressSnapshot),
+    (status = 400, description = "Not a UUID.", body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 429, description = "Too many open streams; see Retry-After.", body = ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
+))]
 #[get("/api/progress/{upload_id}/events")]
-pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+pub async fn events(
+    path: web::Path<UploadPath>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let id = path.upload_id;
     let receiver = state
         .engine
         .progress()
@@ -357,7 +467,10 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
         .await?;
     let body: std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Bytes, Infallible>>>> =
         match receiver {
-            Some(rx) => Box::pin(progress_stream(rx)),
+            Some(rx) => {
+                let slot = state.limits.stream_slot()?;
+                Box::pin(progress_stream(rx, slot, state.limits.sse_idle))
+            }
             None => {
                 // Not running here: one event with the stored state, then done.
                 let s = snapshot(&state, id).await?;
@@ -366,7 +479,6 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
         };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
 }
@@ -376,15 +488,20 @@ fn sse_event(s: &ProgressSnapshot) -> Bytes {
     Bytes::from(format!("event: progress\ndata: {data}\n\n"))
 }
 
-/// The latest state after each change, throttled; ends after the final state.
+/// The latest state after each change, throttled; ends after the final
+/// state, or when nothing changed for `idle`. Holds `slot` while it lasts.
 fn progress_stream(
     rx: tokio::sync::watch::Receiver<ProgressSnapshot>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    idle: Duration,
 ) -> impl Stream<Item = std::result::Result<Bytes, Infallible>> {
     struct S {
         rx: tokio::sync::watch::Receiver<ProgressSnapshot>,
         first: bool,
         finished: bool,
         last: Option<Instant>,
+        idle: Duration,
+        _slot: tokio::sync::OwnedSemaphorePermit,
     }
     futures_util::stream::unfold(
         S {
@@ -392,6 +509,8 @@ fn progress_stream(
             first: true,
             finished: false,
             last: None,
+            idle,
+            _slot: slot,
         },
         |mut s| async move {
             if s.finished {
@@ -399,9 +518,13 @@ fn progress_stream(
             }
             if !s.first {
                 let current_is_final = s.rx.borrow().stage.is_final();
-                if !current_is_final && s.rx.changed().await.is_err() {
-                    // The upload left the registry without a final state.
-                    return None;
+                if !current_is_final {
+                    match tokio::time::timeout(s.idle, s.rx.changed()).await {
+                        Ok(Ok(())) => {}
+                        // The upload left the registry without a final state,
+                        // or nothing changed for the idle timeout.
+                        Ok(Err(_)) | Err(_) => return None,
+                    }
                 }
                 if let Some(last) = s.last {
                     tokio::time::sleep(SSE_INTERVAL.saturating_sub(last.elapsed())).await;
@@ -436,24 +559,30 @@ async fn record(state: &AppState, upload_id: Uuid) -> Result<UploadRecord> {
 }
 
 /// One upload's stored record.
-#[utoipa::path(responses((status = 200, body = UploadRecord), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath), responses(
+    (status = 200, body = UploadRecord), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/uploads/{upload_id}")]
 pub async fn get_upload(
-    path: web::Path<String>,
+    path: web::Path<UploadPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+    let id = path.upload_id;
     Ok(HttpResponse::Ok().json(record(&state, id).await?))
 }
 
 /// Remove an upload and its results (not while it runs).
-#[utoipa::path(responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath), responses(
+    (status = 204, description = "Deleted."), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, description = "Still running.", body = ErrorBody)
+))]
 #[delete("/api/uploads/{upload_id}")]
 pub async fn delete_upload(
-    path: web::Path<String>,
+    path: web::Path<UploadPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+    let id = path.upload_id;
     let live = state
         .engine
         .progress()
@@ -472,13 +601,16 @@ pub async fn delete_upload(
 }
 
 /// Continue a cancelled, failed or interrupted upload.
-#[utoipa::path(responses((status = 202, body = UploadAccepted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath), responses(
+    (status = 202, body = UploadAccepted), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, description = "Running or completed.", body = ErrorBody)
+))]
 #[post("/api/uploads/{upload_id}/resume")]
 pub async fn resume_upload(
-    path: web::Path<String>,
+    path: web::Path<UploadPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+    let id = path.upload_id;
     let r = record(&state, id).await?;
     let ticket = state.engine.resume(id).await?;
     Ok(HttpResponse::Accepted().json(UploadAccepted {
@@ -488,27 +620,60 @@ pub async fn resume_upload(
     }))
 }
 
+/// Largest page of conversations.
+const MAX_PAGE: usize = 500;
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ConversationQuery {
     sentiment: Option<SentimentLabel>,
+    /// Lowest satisfaction score, 1–5.
+    #[param(minimum = 1, maximum = 5)]
     min_satisfaction: Option<u8>,
+    /// Highest satisfaction score, 1–5.
+    #[param(minimum = 1, maximum = 5)]
     max_satisfaction: Option<u8>,
     status: Option<ConversationStatus>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+impl ConversationQuery {
+    /// The bounds the document states, enforced.
+    fn check(&self) -> Result<()> {
+        let score = |name: &str, v: Option<u8>| match v {
+            Some(s) if !(1..=5).contains(&s) => Err(HttpError::BadRequest(format!(
+                "{name} must be between 1 and 5, not {s}"
+            ))),
+            _ => Ok(()),
+        };
+        score("min_satisfaction", self.min_satisfaction)?;
+        score("max_satisfaction", self.max_satisfaction)?;
+        match self.limit {
+            Some(l) if !(1..=MAX_PAGE).contains(&l) => Err(HttpError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}, not {l}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One page of an upload's conversations, filtered.
-#[utoipa::path(params(ConversationQuery), responses((status = 200, body = Page<ConversationRow>), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath, ConversationQuery), responses(
+    (status = 200, body = Page<ConversationRow>),
+    (status = 400, description = "Not a UUID, or a bad query.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/uploads/{upload_id}/conversations")]
 pub async fn conversations(
-    path: web::Path<String>,
+    path: web::Path<UploadPath>,
     query: web::Query<ConversationQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+    let id = path.upload_id;
+    query.check()?;
     record(&state, id).await?;
     let q = query.into_inner();
     let page = state
@@ -523,21 +688,26 @@ pub async fn conversations(
                 status: q.status,
             },
             cursor: q.cursor,
-            limit: q.limit.unwrap_or(50).clamp(1, 500),
+            limit: q.limit.unwrap_or(50),
         })
         .await??;
     Ok(HttpResponse::Ok().json(page))
 }
 
 /// One conversation: messages (autoresponses flagged) and its analysis.
-#[utoipa::path(responses((status = 200, body = ConversationDetail), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(ConversationPath), responses(
+    (status = 200, body = ConversationDetail), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/uploads/{upload_id}/conversations/{conversation_id}")]
 pub async fn conversation(
-    path: web::Path<(String, String)>,
+    path: web::Path<ConversationPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let (id, conversation_id) = path.into_inner();
-    let id = parse_id(&id)?;
+    let ConversationPath {
+        upload_id: id,
+        conversation_id,
+    } = path.into_inner();
     let detail = state
         .engine
         .reader()
@@ -555,10 +725,16 @@ pub async fn conversation(
 }
 
 /// Counts per sentiment, satisfaction histogram and mean, resolved rate, failures, tokens and cost.
-#[utoipa::path(responses((status = 200, body = UploadSummary), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath), responses(
+    (status = 200, body = UploadSummary), (status = 400, description = "Not a UUID.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/uploads/{upload_id}/summary")]
-pub async fn summary(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
+pub async fn summary(
+    path: web::Path<UploadPath>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let id = path.upload_id;
     let mut s = state
         .engine
         .reader()
@@ -578,27 +754,47 @@ pub async fn summary(path: web::Path<String>, state: web::Data<AppState>) -> Res
     Ok(HttpResponse::Ok().json(s))
 }
 
+/// The export formats, as the query names them.
+#[derive(Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormatParam {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl From<ExportFormatParam> for ExportFormat {
+    fn from(f: ExportFormatParam) -> Self {
+        match f {
+            ExportFormatParam::Csv => ExportFormat::Csv,
+            ExportFormatParam::Json => ExportFormat::Json,
+            ExportFormatParam::Jsonl => ExportFormat::Jsonl,
+        }
+    }
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ExportQuery {
     /// csv (default), json or jsonl.
-    format: Option<String>,
+    format: Option<ExportFormatParam>,
 }
 
 /// The same rows as `powerpulse export`, streamed.
-#[utoipa::path(params(ExportQuery), responses((status = 200, content_type = "text/csv"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(params(UploadPath, ExportQuery), responses(
+    (status = 200, description = "The rows, in the format asked for.", content(
+        ("text/csv"), ("application/json"), ("application/x-ndjson")
+    )),
+    (status = 400, description = "Not a UUID, or an unknown format.", body = ErrorBody),
+    (status = 404, body = ErrorBody)
+))]
 #[get("/api/uploads/{upload_id}/export")]
 pub async fn export(
-    path: web::Path<String>,
+    path: web::Path<UploadPath>,
     query: web::Query<ExportQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let id = parse_id(&path)?;
-    let format: ExportFormat = query
-        .format
-        .as_deref()
-        .unwrap_or("csv")
-        .parse()
-        .map_err(HttpError::BadRequest)?;
+    let id = path.upload_id;
+    let format: ExportFormat = query.format.unwrap_or(ExportFormatParam::Csv).into();
     let r = record(&state, id).await?;
     let reader = state.engine.reader().clone();
 
@@ -620,19 +816,18 @@ pub async fn export(
                         upload_id: id,
                         filter: ConversationFilter::default(),
                         cursor: s.cursor.take(),
-                        limit: EXPORT_PAGE,
+                        limit: PAGE_ROWS,
                     })
                     .await;
                 let page = match page {
                     Ok(Ok(p)) => p,
                     _ => return Some((Err(HttpError::Internal("export interrupted".into())), s)),
                 };
-                for row in page.items {
-                    if let Err(e) = writer.write(&ExportRow::from(row)) {
-                        return Some((Err(HttpError::Internal(e.to_string())), s));
-                    }
-                }
-                let chunk = match page.next_cursor {
+                let next = match writer.write_page(page) {
+                    Ok(next) => next,
+                    Err(e) => return Some((Err(HttpError::Internal(e.to_string())), s)),
+                };
+                let chunk = match next {
                     Some(c) => {
                         s.cursor = Some(c);
                         let chunk = writer.drain();
@@ -683,7 +878,12 @@ pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse> {
         .await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics::render(&records, &live, &state.metrics)))
+        .body(metrics::render(
+            &records,
+            &live,
+            &state.metrics,
+            &state.limits,
+        )))
 }
 
 /// This API, as an OpenAPI 3 document.

@@ -1,12 +1,11 @@
 //! Ingest: streaming parsers for support-chat exports, and the autoresponse
-//! filter. Plain code; [`actor`] holds the `UploadActor` that drives it.
+//! filter. Plain code with no actors: the pipeline drives it.
 //!
 //! [`open`] detects the format (extension, confirmed by content) and returns
 //! a [`RowReader`]: an iterator of message rows and row-level warnings, in
-//! file order, holding only a bounded window of the file in memory (XLSX,
-//! a zip, is the exception: calamine reads its first sheet whole).
+//! file order, holding only a bounded window of the file in memory (XLSX is
+//! checked before it is read, then streamed cell by cell).
 
-pub mod actor;
 mod columns;
 mod csv;
 mod filter;

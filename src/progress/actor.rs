@@ -25,12 +25,13 @@ pub struct Register {
     pub parent: CancellationToken,
 }
 
-/// Something happened to an upload.
+/// Things happened to an upload (a batch's worth: one message, one
+/// snapshot published).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Update {
     pub upload_id: Uuid,
-    pub event: ProgressEvent,
+    pub events: Vec<ProgressEvent>,
 }
 
 /// Asks an upload to stop: no new analyzer calls, in-flight ones aborted.
@@ -134,7 +135,9 @@ impl Handler<Update> for ProgressActor {
         let Some(entry) = self.uploads.get_mut(&msg.upload_id) else {
             return;
         };
-        entry.progress.apply(msg.event);
+        for event in msg.events {
+            entry.progress.apply(event);
+        }
         entry
             .publisher
             .send_replace(entry.progress.snapshot().clone());

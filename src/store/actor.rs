@@ -17,9 +17,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
-    LoadedConversation, OutcomeTally, Page, Store, StoreError, StoredMessage, UploadRecord,
-    UploadSummary,
+    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, OutcomeTally,
+    Page, Pending, Store, StoreError, StoredMessage, UploadRecord, UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -37,6 +36,9 @@ pub struct PutUpload(pub UploadRecord);
 pub struct AppendMessages {
     pub upload_id: Uuid,
     pub rows: Vec<StoredMessage>,
+    /// `false` while parsing: a crash redoes the parse anyway, and the
+    /// record's move to `analyzing` (always durable) seals every batch.
+    pub durable: bool,
 }
 
 /// One conversation's outcome. Answered once buffered, with a [`Durable`]
@@ -46,11 +48,16 @@ pub struct AppendMessages {
 #[rtype(result = "StoreResult<Durable>")]
 pub struct SaveOutcome(pub ConversationResult);
 
-/// Several outcomes at once (a caller that has them together saves a
-/// message per outcome). Answered with one `Durable` for all of them.
+/// Several outcomes at once, committed now in one transaction. `durable:
+/// false` for outcomes that cost nothing to redo (a free analyzer's): a
+/// crash may lose them, the next durable commit seals them. Answered with
+/// one `Durable` for all of them, resolved at that commit.
 #[derive(Message)]
 #[rtype(result = "StoreResult<Durable>")]
-pub struct SaveOutcomes(pub Vec<ConversationResult>);
+pub struct SaveOutcomes {
+    pub results: Vec<ConversationResult>,
+    pub durable: bool,
+}
 
 /// Resolves when an outcome is on disk (or its commit failed).
 pub type Durable = oneshot::Receiver<StoreResult<()>>;
@@ -128,10 +135,13 @@ impl StoreActor {
         Self::start_in_arbiter(&arbiter.handle(), move |_| self)
     }
 
+    /// Commits the buffered outcomes (and `upload`): durably when asked, when
+    /// an upload record is written, or when anyone waits on the outcomes.
     fn commit(
         &mut self,
         ctx: &mut Context<Self>,
         upload: Option<&UploadRecord>,
+        durable: bool,
     ) -> StoreResult<()> {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
@@ -142,7 +152,8 @@ impl StoreActor {
                 None => Ok(()),
             };
         }
-        match self.store.save_results(&self.pending, upload) {
+        let durable = durable || upload.is_some() || !self.waiting.is_empty();
+        match self.store.save_results(&self.pending, upload, durable) {
             Ok(()) => {
                 tracing::debug!(outcomes = self.pending.len(), "committed batch");
                 self.pending.clear();
@@ -175,7 +186,7 @@ impl Actor for StoreActor {
 
     fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
         // Never lose buffered outcomes on shutdown.
-        let _ = self.commit(ctx, None);
+        let _ = self.commit(ctx, None, true);
         Running::Stop
     }
 
@@ -188,15 +199,16 @@ impl Actor for StoreActor {
 impl Handler<PutUpload> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: PutUpload, ctx: &mut Self::Context) -> Self::Result {
-        self.commit(ctx, Some(&msg.0))
+        self.commit(ctx, Some(&msg.0), true)
     }
 }
 
 impl Handler<AppendMessages> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: AppendMessages, ctx: &mut Self::Context) -> Self::Result {
-        self.commit(ctx, None)?;
-        self.store.put_messages(msg.upload_id, &msg.rows)
+        self.commit(ctx, None, false)?;
+        self.store
+            .put_messages(msg.upload_id, &msg.rows, msg.durable)
     }
 }
 
@@ -210,7 +222,14 @@ impl Handler<SaveOutcome> for StoreActor {
 impl Handler<SaveOutcomes> for StoreActor {
     type Result = StoreResult<Durable>;
     fn handle(&mut self, msg: SaveOutcomes, ctx: &mut Self::Context) -> Self::Result {
-        self.buffer(msg.0, ctx)
+        if let Some(e) = &self.failure {
+            return Err(e.clone());
+        }
+        let (tx, durable) = oneshot::channel();
+        self.pending.extend(msg.results);
+        let committed = self.commit(ctx, None, msg.durable);
+        let _ = tx.send(committed.clone());
+        committed.map(|()| durable)
     }
 }
 
@@ -230,13 +249,13 @@ impl StoreActor {
         // A dropped `Durable` is nobody waiting.
         let awaited = self.waiting.iter().filter(|w| !w.is_closed()).count();
         if self.pending.len() >= self.batch_size || awaited >= self.commit_when_awaited {
-            self.commit(ctx, None)?;
+            self.commit(ctx, None, true)?;
             return Ok(durable);
         }
         if self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(self.flush_after, |act, ctx| {
                 act.flush_timer = None;
-                let _ = act.commit(ctx, None);
+                let _ = act.commit(ctx, None, true);
             }));
         }
         Ok(durable)
@@ -246,7 +265,7 @@ impl StoreActor {
 impl Handler<ClearUploadRows> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: ClearUploadRows, ctx: &mut Self::Context) -> Self::Result {
-        self.commit(ctx, None)?;
+        self.commit(ctx, None, false)?;
         self.store.clear_upload_rows(msg.0)
     }
 }
@@ -254,14 +273,14 @@ impl Handler<ClearUploadRows> for StoreActor {
 impl Handler<Flush> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
-        self.commit(ctx, None)
+        self.commit(ctx, None, true)
     }
 }
 
 impl Handler<Close> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
-        let result = self.commit(ctx, None);
+        let result = self.commit(ctx, None, true);
         ctx.stop();
         result
     }
@@ -270,7 +289,7 @@ impl Handler<Close> for StoreActor {
 impl Handler<DeleteUpload> for StoreActor {
     type Result = StoreResult<bool>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
-        self.commit(ctx, None)?;
+        self.commit(ctx, None, false)?;
         self.store.delete_upload(msg.0)
     }
 }
@@ -346,18 +365,13 @@ query!(
     ListUploads {} -> Vec<UploadRecord> = |s, _m| s.uploads()
 );
 query!(
-    /// The next `limit` whole conversations of an upload after `after`.
-    LoadConversations { upload_id: Uuid, after: Option<String>, limit: usize } -> Vec<LoadedConversation>
-        = |s, m| s.load_conversations(m.upload_id, m.after.as_deref(), m.limit)
+    /// Conversations still without an outcome, after `after`.
+    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize } -> Pending
+        = |s, m| s.load_pending(m.upload_id, m.after.as_deref(), m.limit)
 );
 query!(
     /// Stored analyses for content keys, in order.
     LookupProcessed { keys: Vec<[u8; 32]> } -> Vec<Option<Analysis>> = |s, m| s.lookup_processed(&m.keys)
-);
-query!(
-    /// Which of these conversations already have an outcome.
-    HasOutcome { upload_id: Uuid, conversation_ids: Vec<String> } -> Vec<bool>
-        = |s, m| s.has_outcome(m.upload_id, &m.conversation_ids.iter().map(String::as_str).collect::<Vec<_>>())
 );
 query!(
     /// One page of outcomes.

@@ -7,6 +7,8 @@
 //! open to everyone in the crate through [`Store`] or the `StoreReader` actor.
 
 pub mod actor;
+mod codec;
+mod migrate;
 mod tables;
 
 use std::collections::BTreeMap;
@@ -15,19 +17,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableTable, ReadableTableMetadata};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::analyze::LlmUsage;
+use crate::analyze::{FailureKind, LlmUsage};
 use crate::model::{Analysis, Conversation, ConversationStatus, Message, SentimentLabel, Stage};
 use tables::{ReadTables, Tables, UploadKey};
 
 /// redb page cache.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Layout version written into every new file; a file with a higher one is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Layout version written into every new file; a file with a higher one is
+/// refused, one with a lower one is migrated on open (schema 1: JSON values,
+/// one row per message).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Errors of the store. Cloneable and small, so they travel in actor replies;
 /// redb's own errors are flattened to text at this boundary.
@@ -73,7 +77,8 @@ storage_error_from!(
     redb::StorageError,
     redb::TableError,
     redb::TransactionError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -253,7 +258,9 @@ pub struct ConversationRecord {
     pub autoresponses: u32,
     /// Time of its first message, when known (for sentiment over time).
     pub started_ms: Option<i64>,
-    /// Why it failed, for `Failed`.
+    /// Why it failed, for `Failed`: the kind, and the message.
+    #[serde(default)]
+    pub failure: Option<FailureKind>,
     pub error: Option<String>,
     /// What analysing it cost (kept per conversation so an upload's totals
     /// survive a crash).
@@ -274,6 +281,7 @@ impl ConversationRecord {
             customer_messages: counts.customer_messages,
             autoresponses: counts.autoresponses,
             started_ms: counts.started_ms,
+            failure: None,
             error: None,
             usage: LlmUsage::default(),
         }
@@ -285,6 +293,10 @@ impl ConversationRecord {
 /// on its start and its end (which is all an LLM transcript keeps anyway),
 /// never loaded and cloned whole.
 pub const MAX_LOADED_MESSAGES: usize = 2000;
+
+/// Messages loaded per batch at most (a batch stops at the conversation
+/// that reaches it), whatever the number of conversations asked for.
+pub const MAX_BATCH_MESSAGES: usize = 32_768;
 
 /// Counts over every message of a conversation, loaded or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -323,8 +335,17 @@ impl MessageCounts {
 /// its messages, and the counts of all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedConversation {
-    pub conversation: Conversation,
+    /// Shared: the analyzer reads it while the pipeline keeps it to record.
+    pub conversation: Arc<Conversation>,
     pub counts: MessageCounts,
+}
+
+/// A batch of conversations still to analyse, and where the scan goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub conversations: Vec<LoadedConversation>,
+    /// The last conversation id scanned; `None` when nothing was left.
+    pub next: Option<String>,
 }
 
 /// A conversation being read message by message: its head, a ring of its
@@ -360,6 +381,11 @@ impl Loading {
         }
     }
 
+    /// Messages held.
+    fn loaded(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
     fn finish(self) -> LoadedConversation {
         let mut messages = self.head;
         messages.extend(self.tail);
@@ -369,7 +395,7 @@ impl Loading {
         };
         conversation.sort_messages();
         LoadedConversation {
-            conversation,
+            conversation: Arc::new(conversation),
             counts: self.counts,
         }
     }
@@ -391,7 +417,9 @@ pub struct ConversationResult {
     pub conversation_id: String,
     pub record: ConversationRecord,
     pub analysis: Option<Analysis>,
-    /// Set when this analysis is new and should answer future identical conversations.
+    /// The key of its content in the processed-content index, which holds
+    /// its analysis (a new one is added there; a reused one is there
+    /// already). `None`: the analysis is stored with the row alone.
     pub content_key: Option<[u8; 32]>,
 }
 
@@ -477,6 +505,7 @@ pub struct UploadSummary {
     pub average_satisfaction: Option<f64>,
     /// Share of conversations judged resolved among those where it could be told.
     pub resolved_rate: Option<f64>,
+    /// Failed conversations by kind (`invalid_reply`, `timeout`, … — see `FailureKind`).
     pub failures_by_reason: BTreeMap<String, u64>,
     /// Mean sentiment score per day (UTC, `YYYY-MM-DD`) of the conversation's first message.
     pub sentiment_by_day: BTreeMap<String, f64>,
@@ -498,6 +527,42 @@ impl std::fmt::Debug for Store {
 
 fn key(id: Uuid) -> UploadKey {
     id.as_u128()
+}
+
+/// A compact value that did not decode: a corrupt record.
+fn corrupt(what: &'static str) -> impl Fn(codec::CodecError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// A stored record and the processed-index key of its analysis.
+fn record_of(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
+    codec::decode_record(bytes).map_err(corrupt("conversation"))
+}
+
+/// A conversation's analysis: in the processed-content index under its key
+/// (rows written since schema 2), or in `analyses` (migrated rows).
+fn analysis_for(
+    t: &ReadTables,
+    k: (UploadKey, &str),
+    key: Option<[u8; 32]>,
+) -> Result<Option<Analysis>> {
+    let found = match key {
+        Some(key) => t.processed.get(&key)?,
+        None => t.analyses.get(k)?,
+    };
+    found.map(|v| analysis_of(v.value())).transpose()
+}
+
+fn analysis_of(bytes: &[u8]) -> Result<Analysis> {
+    codec::decode_analysis(bytes).map_err(corrupt("analysis"))
+}
+
+/// Calls `each` with every message of a chunk.
+fn messages_of(bytes: &[u8], each: impl FnMut(u64, Message)) -> Result<()> {
+    codec::decode_chunk(bytes, each).map_err(corrupt("message"))
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
@@ -561,7 +626,12 @@ impl Store {
                 found: v,
                 supported: SCHEMA_VERSION,
             }),
-            Some(_) => Ok(()),
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(1) => migrate::from_v1(self),
+            Some(v) => Err(StoreError::Open {
+                path: self.path.clone(),
+                message: format!("unknown schema version {v}"),
+            }),
             None => self.write(|t| {
                 t.meta.insert("schema_version", SCHEMA_VERSION)?;
                 Ok(())
@@ -570,25 +640,40 @@ impl Store {
     }
 
     /// Gives a write failure on a read-only file its own, clearer error.
-    fn write_error(&self, e: redb::Error) -> StoreError {
-        let text = e.to_string();
-        if text.contains("Read-only file system") || text.contains("Permission denied") {
-            StoreError::ReadOnly {
-                path: self.path.clone(),
-                message: text,
+    fn write_error(&self, e: redb::CommitError) -> StoreError {
+        use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+        match &e {
+            redb::CommitError::Storage(redb::StorageError::Io(io))
+                if matches!(io.kind(), ReadOnlyFilesystem | PermissionDenied) =>
+            {
+                StoreError::ReadOnly {
+                    path: self.path.clone(),
+                    message: io.to_string(),
+                }
             }
-        } else {
-            StoreError::Storage(text)
+            _ => StoreError::Storage(e.to_string()),
         }
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Tables<'_>) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// A write transaction committed with `durability`: `None` for work a
+    /// crash may lose because it would be redone (a later `Immediate` commit
+    /// makes it durable too), `Immediate` for everything else.
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
         let out = {
             let mut tables = Tables::open(&txn)?;
             f(&mut tables)?
         };
-        txn.commit().map_err(|e| self.write_error(e.into()))?;
+        txn.commit().map_err(|e| self.write_error(e))?;
         Ok(out)
     }
 
@@ -600,36 +685,70 @@ impl Store {
 
     // ---- writes: StoreActor only -------------------------------------------------
 
-    pub(crate) fn put_messages(&self, upload_id: Uuid, rows: &[StoredMessage]) -> Result<()> {
-        self.write(|t| {
-            for row in rows {
-                t.messages.insert(
-                    (key(upload_id), row.conversation_id.as_str(), row.seq),
-                    encode("message", &row.message)?.as_slice(),
-                )?;
+    /// Stores a batch of parsed messages: one chunk per conversation, keyed
+    /// by its first row number. `durable: false` for batches a crash may
+    /// lose (the parse is redone); the commit that ends parsing seals them.
+    pub(crate) fn put_messages(
+        &self,
+        upload_id: Uuid,
+        rows: &[StoredMessage],
+        durable: bool,
+    ) -> Result<()> {
+        // Conversations in order of first appearance, each with its rows.
+        let mut order: Vec<&str> = Vec::new();
+        let mut groups: std::collections::HashMap<&str, Vec<&StoredMessage>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            groups
+                .entry(row.conversation_id.as_str())
+                .or_insert_with(|| {
+                    order.push(row.conversation_id.as_str());
+                    Vec::new()
+                })
+                .push(row);
+        }
+        self.write_with(durability(durable), |t| {
+            for id in order {
+                let group = &groups[id];
+                let chunk = codec::encode_chunk(group.iter().map(|r| (r.seq, &r.message)));
+                t.messages
+                    .insert((key(upload_id), id, group[0].seq), chunk.as_slice())?;
             }
             Ok(())
         })
     }
 
-    /// Commits a batch of outcomes, and optionally an upload record, in one transaction.
+    /// Commits a batch of outcomes, and optionally an upload record, in one
+    /// transaction (`durable: false` for outcomes a crash may lose because
+    /// redoing them costs nothing).
     pub(crate) fn save_results(
         &self,
         results: &[ConversationResult],
         upload: Option<&UploadRecord>,
+        durable: bool,
     ) -> Result<()> {
-        self.write(|t| {
+        self.write_with(durability(durable), |t| {
             for r in results {
                 let k = (key(r.upload_id), r.conversation_id.as_str());
-                t.conversations
-                    .insert(k, encode("conversation", &r.record)?.as_slice())?;
-                if let Some(analysis) = &r.analysis {
-                    let bytes = encode("analysis", analysis)?;
-                    t.analyses.insert(k, bytes.as_slice())?;
-                    if let Some(content_key) = &r.content_key {
-                        t.processed.insert(content_key, bytes.as_slice())?;
+                let indexed = match (&r.analysis, &r.content_key) {
+                    (Some(analysis), Some(content_key)) => {
+                        // The row refers to the index: one copy per content.
+                        let fresh = r.record.status == ConversationStatus::Analyzed;
+                        if fresh || t.processed.get(content_key)?.is_none() {
+                            let bytes = codec::encode_analysis(analysis);
+                            t.processed.insert(content_key, bytes.as_slice())?;
+                        }
+                        Some(content_key)
                     }
-                }
+                    (Some(analysis), None) => {
+                        let bytes = codec::encode_analysis(analysis);
+                        t.analyses.insert(k, bytes.as_slice())?;
+                        None
+                    }
+                    (None, _) => None,
+                };
+                let record = codec::encode_record(&r.record, indexed);
+                t.conversations.insert(k, record.as_slice())?;
             }
             if let Some(record) = upload {
                 t.uploads
@@ -694,6 +813,32 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LoadedConversation>> {
+        self.scan_conversations(upload_id, after, limit, usize::MAX, false)
+            .map(|p| p.conversations)
+    }
+
+    /// Like [`Store::load_conversations`], skipping conversations that already
+    /// have an outcome (without decoding their messages), scanning at most
+    /// `8 × limit` conversations and loading about [`MAX_BATCH_MESSAGES`]
+    /// messages at most. `next` continues the scan; `None` once nothing is
+    /// left after `after`.
+    pub fn load_pending(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Pending> {
+        self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), true)
+    }
+
+    fn scan_conversations(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+        skip_done: bool,
+    ) -> Result<Pending> {
         let k = key(upload_id);
         self.read(|t| {
             let start = match after {
@@ -703,27 +848,48 @@ impl Store {
             let end = Bound::Excluded((k.wrapping_add(1), "", 0));
             let mut out: Vec<LoadedConversation> = Vec::new();
             let mut current: Option<Loading> = None;
+            // The conversation being skipped (it has an outcome).
+            let mut skipping: Option<String> = None;
+            let mut scanned = 0usize;
+            let mut loaded_messages = 0usize;
+            let mut next: Option<String> = None;
             for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id, _) = kg.value();
+                if skipping.as_deref() == Some(conversation_id) {
+                    continue;
+                }
                 if current.as_ref().is_none_or(|c| c.id != conversation_id) {
                     if let Some(done) = current.take() {
+                        loaded_messages += done.loaded();
                         out.push(done.finish());
                     }
-                    if out.len() == limit {
+                    if out.len() >= limit
+                        || scanned >= max_scanned
+                        || loaded_messages >= MAX_BATCH_MESSAGES
+                    {
                         break;
                     }
+                    scanned += 1;
+                    next = Some(conversation_id.to_string());
+                    if skip_done && t.conversations.get((k, conversation_id))?.is_some() {
+                        skipping = Some(conversation_id.to_string());
+                        continue;
+                    }
+                    skipping = None;
                     current = Some(Loading::new(conversation_id));
                 }
-                let message: Message = decode("message", v.value())?;
                 if let Some(c) = current.as_mut() {
-                    c.push(message);
+                    messages_of(v.value(), |_, m| c.push(m))?;
                 }
             }
             if let Some(done) = current {
                 out.push(done.finish());
             }
-            Ok(out)
+            Ok(Pending {
+                conversations: out,
+                next,
+            })
         })
     }
 
@@ -734,7 +900,7 @@ impl Store {
                 .map(|k| {
                     t.processed
                         .get(k)?
-                        .map(|v| decode("analysis", v.value()))
+                        .map(|v| analysis_of(v.value()))
                         .transpose()
                 })
                 .collect()
@@ -798,12 +964,8 @@ impl Store {
             for entry in t.conversations.range::<(UploadKey, &str)>((start, end))? {
                 let (kg, v) = entry?;
                 let (_, conversation_id) = kg.value();
-                let record: ConversationRecord = decode("conversation", v.value())?;
-                let analysis = t
-                    .analyses
-                    .get((k, conversation_id))?
-                    .map(|a| decode("analysis", a.value()))
-                    .transpose()?;
+                let (record, analysis_key) = record_of(v.value())?;
+                let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
                 let row = ConversationRow {
                     upload_id,
                     conversation_id: conversation_id.to_string(),
@@ -832,22 +994,20 @@ impl Store {
             let range = (k, conversation_id, 0)..=(k, conversation_id, u64::MAX);
             for entry in t.messages.range(range)? {
                 let (_, v) = entry?;
-                conversation.messages.push(decode("message", v.value())?);
+                messages_of(v.value(), |_, m| conversation.messages.push(m))?;
             }
             if conversation.messages.is_empty() {
                 return Ok(None);
             }
             conversation.sort_messages();
-            let record = t
-                .conversations
-                .get((k, conversation_id))?
-                .map(|v| decode("conversation", v.value()))
-                .transpose()?;
-            let analysis = t
-                .analyses
-                .get((k, conversation_id))?
-                .map(|v| decode("analysis", v.value()))
-                .transpose()?;
+            let (record, analysis) = match t.conversations.get((k, conversation_id))? {
+                Some(v) => {
+                    let (record, analysis_key) = record_of(v.value())?;
+                    let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
+                    (Some(record), analysis)
+                }
+                None => (None, None),
+            };
             Ok(Some(ConversationDetail {
                 upload_id,
                 conversation_id: conversation.id,
@@ -886,9 +1046,10 @@ impl Store {
                 ConversationStatus::Failed => s.failed += 1,
                 ConversationStatus::SkippedAlreadyProcessed => s.skipped_already_processed += 1,
             }
-            if let Some(reason) = &row.record.error {
+            if row.record.status == ConversationStatus::Failed {
+                let kind = row.record.failure.unwrap_or(FailureKind::Other);
                 *s.failures_by_reason
-                    .entry(failure_kind(reason))
+                    .entry(kind.as_str().to_string())
                     .or_default() += 1;
             }
             if let Some(a) = &row.analysis {
@@ -935,7 +1096,7 @@ impl Store {
             let mut tally = OutcomeTally::default();
             for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
                 let (_, v) = entry?;
-                let record: ConversationRecord = decode("conversation", v.value())?;
+                let (record, _) = record_of(v.value())?;
                 match record.status {
                     ConversationStatus::Analyzed => tally.analyzed += 1,
                     ConversationStatus::Failed => tally.failed += 1,
@@ -955,8 +1116,8 @@ impl Store {
         self.read(|t| {
             let mut n = 0;
             for entry in t.messages.range((k, "", 0)..(k.wrapping_add(1), "", 0))? {
-                entry?;
-                n += 1;
+                let (_, v) = entry?;
+                messages_of(v.value(), |_, _| n += 1)?;
             }
             Ok(n)
         })
@@ -965,6 +1126,14 @@ impl Store {
     /// Rows in the processed-content index.
     pub fn processed_len(&self) -> Result<u64> {
         self.read(|t| Ok(t.processed.len()?))
+    }
+}
+
+fn durability(durable: bool) -> Durability {
+    if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
     }
 }
 
@@ -977,16 +1146,6 @@ fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
         .retain_in((k, "")..(next, ""), |_, _| false)?;
     t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;
     Ok(())
-}
-
-/// Groups failure reasons by their leading phrase ("invalid JSON reply: …" → "invalid JSON reply").
-fn failure_kind(reason: &str) -> String {
-    reason
-        .split(':')
-        .next()
-        .unwrap_or(reason)
-        .trim()
-        .to_string()
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {

@@ -1,8 +1,9 @@
-//! Every redb table, in one place. Names carry a version suffix so a future
-//! layout change can live beside the old one and migrate it.
+//! Every redb table, in one place. Names carry a version suffix so a layout
+//! change can live beside the old one and migrate it (see [`legacy`]).
 //!
-//! Values are JSON (serde_json): small, self-describing and readable with any
-//! redb tool, at a cost (≈1 µs per record) far below the LLM's.
+//! Upload records are JSON (one per upload, read by people with any redb
+//! tool); messages, outcomes and analyses use the compact binary encoding
+//! of [`super::codec`].
 
 use redb::{ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
 
@@ -15,23 +16,45 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 /// upload id → `UploadRecord` (JSON).
 pub const UPLOADS: TableDefinition<UploadKey, &[u8]> = TableDefinition::new("uploads-v1");
 
-/// (upload id, conversation id, row number in the file) → `Message` (JSON).
-/// Autoresponses are kept, flagged.
+/// (upload id, conversation id, row number of the chunk's first message) →
+/// a chunk: the conversation's messages from one parse batch, in file order
+/// (`codec::encode_chunk`). Autoresponses are kept, flagged.
 pub const MESSAGES: TableDefinition<(UploadKey, &str, u64), &[u8]> =
-    TableDefinition::new("messages-v1");
+    TableDefinition::new("messages-v2");
 
-/// (upload id, conversation id) → `ConversationRecord` (JSON): what became of
-/// it. Present only once the conversation has an outcome.
+/// (upload id, conversation id) → `ConversationRecord` (`codec`): what became
+/// of it. Present only once the conversation has an outcome.
 pub const CONVERSATIONS: TableDefinition<(UploadKey, &str), &[u8]> =
-    TableDefinition::new("conversations-v1");
+    TableDefinition::new("conversations-v2");
 
-/// (upload id, conversation id) → `Analysis` (JSON).
-pub const ANALYSES: TableDefinition<(UploadKey, &str), &[u8]> = TableDefinition::new("analyses-v1");
+/// (upload id, conversation id) → `Analysis` (`codec`).
+pub const ANALYSES: TableDefinition<(UploadKey, &str), &[u8]> = TableDefinition::new("analyses-v2");
 
 /// content key (blake3 of analyzer fingerprint + analysable content) →
-/// `Analysis` (JSON). Lets the same conversation, uploaded again, be answered
-/// without calling the analyzer. Survives deleting the upload it came from.
-pub const PROCESSED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("processed-v1");
+/// `Analysis` (`codec`). Lets the same conversation, uploaded again, be
+/// answered without calling the analyzer. Survives deleting the upload it
+/// came from.
+pub const PROCESSED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("processed-v2");
+
+/// The schema-1 tables (JSON values, one row per message), read only by the
+/// migration to schema 2, which empties and deletes them.
+pub mod legacy {
+    use redb::TableDefinition;
+
+    use super::UploadKey;
+
+    /// (upload, conversation id, row number) → `Message` JSON.
+    pub const MESSAGES: TableDefinition<(UploadKey, &str, u64), &[u8]> =
+        TableDefinition::new("messages-v1");
+    /// (upload, conversation id) → `ConversationRecord` JSON.
+    pub const CONVERSATIONS: TableDefinition<(UploadKey, &str), &[u8]> =
+        TableDefinition::new("conversations-v1");
+    /// (upload, conversation id) → `Analysis` JSON.
+    pub const ANALYSES: TableDefinition<(UploadKey, &str), &[u8]> =
+        TableDefinition::new("analyses-v1");
+    /// content key → `Analysis` JSON.
+    pub const PROCESSED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("processed-v1");
+}
 
 /// Opens every table of a write transaction, creating missing ones.
 pub struct Tables<'txn> {

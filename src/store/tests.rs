@@ -72,6 +72,9 @@ fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult
             customer_messages: 1,
             autoresponses: 0,
             started_ms: Some(0),
+            failure: a
+                .is_none()
+                .then_some(crate::analyze::FailureKind::InvalidReply),
             error: a.is_none().then(|| "invalid JSON reply: eof".to_string()),
             usage: LlmUsage {
                 requests: 1,
@@ -105,10 +108,11 @@ fn interleaved_messages_group_into_conversations_in_time_order() {
                 row("a", 3, "a-second", None),
                 row("c", 4, "c", None),
             ],
+            true,
         )
         .unwrap();
     store
-        .put_messages(other, &[row("a", 0, "other", None)])
+        .put_messages(other, &[row("a", 0, "other", None)], true)
         .unwrap();
 
     let first = store.load_conversations(id, None, 2).unwrap();
@@ -159,6 +163,7 @@ fn results_summary_and_processed_index_survive_reopen() {
                     outcome(id, "3", None),
                 ],
                 Some(&rec),
+                true,
             )
             .unwrap();
     }
@@ -171,7 +176,7 @@ fn results_summary_and_processed_index_survive_reopen() {
     assert_eq!(s.satisfaction_histogram, [1, 0, 0, 0, 1]);
     assert_eq!(s.average_satisfaction, Some(3.0));
     assert_eq!(s.resolved_rate, Some(0.5));
-    assert_eq!(s.failures_by_reason.get("invalid JSON reply"), Some(&1));
+    assert_eq!(s.failures_by_reason.get("invalid_reply"), Some(&1));
     assert_eq!(s.sentiment_by_day.len(), 1);
 
     let keys = [
@@ -206,7 +211,9 @@ fn listing_filters_and_paginates() {
             )
         })
         .collect();
-    store.save_results(&results, Some(&upload(id))).unwrap();
+    store
+        .save_results(&results, Some(&upload(id)), true)
+        .unwrap();
 
     let filter = ConversationFilter {
         sentiment: Some(SentimentLabel::Positive),
@@ -245,7 +252,9 @@ fn deleting_an_upload_leaves_others_and_the_index() {
     let (_dir, store) = temp_store();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     for id in [a, b] {
-        store.put_messages(id, &[row("x", 0, "hi", None)]).unwrap();
+        store
+            .put_messages(id, &[row("x", 0, "hi", None)], true)
+            .unwrap();
         store
             .save_results(
                 &[outcome(
@@ -254,6 +263,7 @@ fn deleting_an_upload_leaves_others_and_the_index() {
                     Some(analysis(SentimentLabel::Neutral, 3, None)),
                 )],
                 Some(&upload(id)),
+                true,
             )
             .unwrap();
     }
@@ -326,7 +336,7 @@ fn a_file_name_that_is_not_utf8_round_trips() {
     let name = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.csv");
     record.source = Some(std::path::PathBuf::from(name));
     record.filename = std::path::Path::new(name).display().to_string();
-    store.save_results(&[], Some(&record)).unwrap();
+    store.save_results(&[], Some(&record), true).unwrap();
     let back = store.upload(id).unwrap().unwrap();
     assert_eq!(back.source.as_deref(), Some(std::path::Path::new(name)));
     assert_eq!(back.filename, "/tmp/caf\u{fffd}.csv");
@@ -351,7 +361,7 @@ fn records_written_before_the_guard_fields_read_back() {
         record.source.as_deref(),
         Some(std::path::Path::new("/data/old.csv"))
     );
-    store.save_results(&[], Some(&record)).unwrap();
+    store.save_results(&[], Some(&record), true).unwrap();
 }
 
 #[test]
@@ -388,7 +398,7 @@ fn a_huge_conversation_loads_its_start_and_end_with_exact_counts() {
         .map(|seq| row("big", seq, &format!("message {seq}"), None))
         .chain([row("small", n, "hello", Some(5))])
         .collect();
-    store.put_messages(id, &rows).unwrap();
+    store.put_messages(id, &rows, true).unwrap();
     let loaded = store.load_conversations(id, None, 10).unwrap();
     assert_eq!(loaded.len(), 2);
     let big = &loaded[0];
@@ -432,5 +442,116 @@ fn a_record_that_cannot_be_encoded_is_an_error_not_empty_bytes() {
     assert!(
         matches!(err, StoreError::Encode { what: "upload", .. }),
         "{err}"
+    );
+}
+
+/// Writes a schema-1 file by hand: JSON values, one row per message.
+fn write_schema_1(path: &std::path::Path, upload_id: Uuid, rows: usize) -> Analysis {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    let k = upload_id.as_u128();
+    let good = analysis(SentimentLabel::Negative, 2, Some(false));
+    {
+        txn.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        let mut record = upload(upload_id);
+        record.status = Stage::Completed;
+        record.parsed = true;
+        txn.open_table(tables::UPLOADS)
+            .unwrap()
+            .insert(k, serde_json::to_vec(&record).unwrap().as_slice())
+            .unwrap();
+        let mut messages = txn.open_table(tables::legacy::MESSAGES).unwrap();
+        let mut conversations = txn.open_table(tables::legacy::CONVERSATIONS).unwrap();
+        let mut analyses = txn.open_table(tables::legacy::ANALYSES).unwrap();
+        let mut processed = txn.open_table(tables::legacy::PROCESSED).unwrap();
+        for i in 0..rows {
+            let id = format!("c{:05}", i / 3);
+            let m = message(Role::Customer, &format!("message {i}"), Some(i as i64));
+            messages
+                .insert(
+                    (k, id.as_str(), i as u64),
+                    serde_json::to_vec(&m).unwrap().as_slice(),
+                )
+                .unwrap();
+            if i % 3 == 0 {
+                let r = outcome(upload_id, &id, Some(good.clone()));
+                conversations
+                    .insert(
+                        (k, id.as_str()),
+                        serde_json::to_vec(&r.record).unwrap().as_slice(),
+                    )
+                    .unwrap();
+                let a = serde_json::to_vec(&good).unwrap();
+                analyses.insert((k, id.as_str()), a.as_slice()).unwrap();
+                processed
+                    .insert(blake3::hash(id.as_bytes()).as_bytes(), a.as_slice())
+                    .unwrap();
+            }
+        }
+    }
+    txn.commit().unwrap();
+    good
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let id = Uuid::new_v4();
+    // More rows than one migration transaction moves.
+    let rows = 50_001;
+    let good = write_schema_1(&path, id, rows);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), rows as u64);
+    let conversations = rows.div_ceil(3);
+    let mut loaded = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .load_conversations(id, after.as_deref(), 4000)
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.conversation.id.clone());
+        loaded.extend(page);
+    }
+    assert_eq!(loaded.len(), conversations);
+    assert_eq!(loaded[1].conversation.messages[2].text, "message 5");
+    assert_eq!(loaded[1].conversation.messages[2].time_ms, Some(5));
+    let mut seen = 0;
+    store
+        .for_each_row(id, None, |row| {
+            assert_eq!(row.analysis.as_ref(), Some(&good));
+            assert_eq!(row.record.usage.prompt_tokens, 10);
+            seen += 1;
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(seen, conversations);
+    assert_eq!(store.processed_len().unwrap(), conversations as u64);
+    assert_eq!(
+        store
+            .lookup_processed(&[*blake3::hash(b"c00001").as_bytes()])
+            .unwrap(),
+        vec![Some(good)]
+    );
+    assert_eq!(store.uploads().unwrap()[0].status, Stage::Completed);
+    drop(store);
+    // Reopened: already schema 2, nothing to do, and the old tables are gone.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), rows as u64);
+    let txn = redb::ReadableDatabase::begin_read(&*store.db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with("-v1") || n == "meta-v1" || n == "uploads-v1"),
+        "{names:?}"
     );
 }

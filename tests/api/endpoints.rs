@@ -198,11 +198,22 @@ async fn errors_are_json_with_the_right_status() {
     let r = app
         .client
         .post(app.url("/api/upload"))
+        .header("content-type", "text/csv")
         .body("no filename")
         .send()
         .await
         .unwrap();
     assert_error(r, 400).await;
+    assert_error(app.upload_raw("", b"a,b\n".to_vec(), false).await, 400).await;
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "min_satisfaction=0",
+        "max_satisfaction=6",
+    ] {
+        let path = format!("/api/uploads/{unknown}/conversations?{bad}");
+        assert_error(app.get(&path).await, 400).await;
+    }
     let e = assert_error(app.get("/api/uploads/x/export?format=pdf").await, 400).await;
     assert!(e["detail"].is_string());
 

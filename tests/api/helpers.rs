@@ -75,6 +75,16 @@ impl TestApp {
         self.dir.path().join("api.redb")
     }
 
+    /// A request with the token, when the app has one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.auth(self.client.request(method, self.url(path)))
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.address.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(t) => rb.bearer_auth(t),
@@ -102,10 +112,11 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
-    /// Raw-body upload.
+    /// Raw-body upload (as the dashboard sends it: a non-simple content type).
     pub async fn upload_raw(&self, filename: &str, body: Vec<u8>, wait: bool) -> reqwest::Response {
         let url = self.url(&format!("/api/upload?filename={filename}&wait={wait}"));
         self.auth(self.client.post(url))
+            .header("content-type", "application/octet-stream")
             .body(body)
             .send()
             .await

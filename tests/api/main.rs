@@ -7,4 +7,5 @@ mod synth;
 mod helpers;
 
 mod endpoints;
+mod guards;
 mod lifecycle;

@@ -1,8 +1,8 @@
 //! Hostile files: each one once exhausted memory or corrupted the database.
-//! The real binary runs on a file generated here, and its peak RSS (read
-//! with `wait4`, for that child alone) must stay within 2 × the file's size
-//! + 128 MiB, whether the file is accepted or refused; the database stays
-//! usable afterwards.
+//! The real binary runs on a file generated here, and its peak RSS (that
+//! child's alone) must stay within twice the file's size plus 128 MiB,
+//! whether the file is accepted or refused; the database stays usable
+//! afterwards.
 
 use std::io::Write;
 use std::path::Path;

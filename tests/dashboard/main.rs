@@ -257,9 +257,11 @@ async fn the_dashboard_works_in_a_real_browser() {
     )
     .await
     .unwrap();
+    // The filtered page may have 25 rows too: wait for the unfiltered one
+    // to replace it, or the rows below go stale under the clicks.
     until(
         &c,
-        "return document.querySelectorAll('#conversations tbody tr').length === 25",
+        "const cells = [...document.querySelectorAll('#conversations tbody td:nth-child(2)')]; return cells.length === 25 && cells.some(td => !td.textContent.startsWith('negative'))",
         "the unfiltered page",
     )
     .await;

@@ -140,6 +140,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
     let mut server = start(&db, &fake);
     let r = c
         .post(format!("{}/api/upload?filename=crash.csv", server.base))
+        .header("content-type", "text/csv")
         .body(std::fs::read(&file).unwrap())
         .send()
         .await
@@ -217,6 +218,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
             "{}/api/upload?filename=again.csv&wait=true",
             server.base
         ))
+        .header("content-type", "text/csv")
         .body(std::fs::read(&file).unwrap())
         .send()
         .await
@@ -620,4 +622,51 @@ async fn an_upload_that_keeps_killing_the_process_is_given_up_after_three_starts
     assert_eq!(r.status(), 202);
     let done = wait_for_record(&c, &server, &id, |r| r["status"] == "completed").await;
     assert_eq!(done["counts"]["conversations"], 6_000);
+}
+
+/// The free analyzer commits its batches without fsync: a kill mid-analysis
+/// loses at most those, and the restart redoes them — one outcome each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_analysis_by_the_free_analyzer_it_finishes_with_one_outcome_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("free.redb");
+    let (file, messages) = big_export(dir.path(), 6_000);
+    let c = client();
+    let server = start_offline(&db);
+    let id = post_upload(&c, &server, &file).await;
+    wait_for(&c, &server, &id, |p| {
+        p["stage"] == "analyzing" && p["processed"].as_u64().unwrap_or(0) >= 500
+    })
+    .await;
+    server.kill();
+    let server = start_offline(&db);
+    let done = wait_for_record(&c, &server, &id, |r| r["status"] == "completed").await;
+    assert_eq!(done["counts"]["messages"], messages, "{done}");
+    let counts = &done["counts"];
+    let outcomes = counts["analyzed"].as_u64().unwrap()
+        + counts["skipped_already_processed"].as_u64().unwrap()
+        + counts["failed"].as_u64().unwrap();
+    assert_eq!(outcomes, 6_000, "{done}");
+    let rows = c
+        .get(format!(
+            "{}/api/uploads/{id}/export?format=jsonl",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: std::collections::HashSet<String> = rows
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["conversation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(rows.lines().count(), 6_000, "one row per conversation");
+    assert_eq!(ids.len(), 6_000);
 }

@@ -194,7 +194,10 @@ async fn insufficient_quota_is_permanent_and_not_retried() {
     assert_eq!(server.stats().requests, 1);
     assert!(matches!(
         analyzer.analyze(c, &CancellationToken::new()).await.result,
-        Err(powerpulse::analyze::AnalyzeError::Fatal(_))
+        Err(powerpulse::analyze::AnalyzeError::Fatal {
+            kind: powerpulse::analyze::FatalKind::QuotaExhausted,
+            ..
+        })
     ));
 }
 
@@ -317,7 +320,7 @@ fn repeated_content_within_an_upload_is_paid_for_once() {
 mod hostile {
     use super::*;
     use fake_openai::Hostile;
-    use powerpulse::analyze::AnalyzeError;
+    use powerpulse::analyze::{AnalyzeError, FailureKind, FatalKind};
 
     async fn analyze_one(analyzer: &OpenAiAnalyzer) -> powerpulse::analyze::Outcome {
         let c = &distinct_conversations(1)[0];
@@ -369,7 +372,11 @@ mod hostile {
         s.auth = powerpulse::config::AuthStyle::ApiKey;
         let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
         let outcome = analyze_one(&analyzer).await;
-        let Err(AnalyzeError::Fatal(message)) = outcome.result else {
+        let Err(AnalyzeError::Fatal {
+            kind: FatalKind::Redirected,
+            detail: message,
+        }) = outcome.result
+        else {
             panic!("a redirect must stop the upload: {:?}", outcome.result);
         };
         assert!(message.contains("redirect"), "{message}");
@@ -388,7 +395,11 @@ mod hostile {
         s.max_response_bytes = 4 * 1024 * 1024;
         let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
         let outcome = analyze_one(&analyzer).await;
-        let Err(AnalyzeError::Failed(message)) = outcome.result else {
+        let Err(AnalyzeError::Failed {
+            kind: FailureKind::ReplyTooLarge,
+            detail: message,
+        }) = outcome.result
+        else {
             panic!("expected a failed conversation: {:?}", outcome.result);
         };
         assert!(message.contains("larger than 4194304 bytes"), "{message}");
@@ -433,7 +444,13 @@ mod hostile {
         s.max_retries = 2;
         let analyzer = OpenAiAnalyzer::new(&s, SecretString::from(KEY)).unwrap();
         let outcome = analyze_one(&analyzer).await;
-        assert!(matches!(outcome.result, Err(AnalyzeError::Failed(_))));
+        assert!(matches!(
+            outcome.result,
+            Err(AnalyzeError::Failed {
+                kind: FailureKind::InvalidReply,
+                ..
+            })
+        ));
         assert_eq!(server.stats().requests, 3);
     }
 }

@@ -218,7 +218,7 @@ async fn storms_quota_and_requests_that_ignore_retry_after() {
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "retry-after-ms"), "2000");
     assert_eq!(header(&r, "retry-after"), "2");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post(&client, &server, "C: b").await.status(), 429);
     assert_eq!(
         post(&client, &server, "C: c").await.status(),

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use super::{AnalyzeError, LlmUsage, Outcome};
+use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
 use crate::model::Conversation;
 use limits::{Limits, LimitsSnapshot};
@@ -76,20 +76,22 @@ impl std::fmt::Debug for OpenAiAnalyzer {
 enum Attempt {
     Done(reply::Parsed),
     /// Retry after the server's `Retry-After` when it gave one, else after
-    /// the usual backoff.
+    /// the usual backoff; `kind` is the failure if retries run out.
     Retry {
+        kind: FailureKind,
         reason: String,
         after: Option<Duration>,
     },
     /// Retry once the pool pause (already set) is over.
     RateLimited(String),
-    Fatal(String),
-    Failed(String),
+    Fatal(FatalKind, String),
+    Failed(FailureKind, String),
 }
 
 impl Attempt {
-    fn retry(reason: String) -> Self {
+    fn retry(kind: FailureKind, reason: String) -> Self {
         Attempt::Retry {
+            kind,
             reason,
             after: None,
         }
@@ -297,7 +299,7 @@ impl OpenAiAnalyzer {
                 a = self.attempt(body) => a,
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
             };
-            let (retry_reason, wait) = match attempt {
+            let (retry_kind, retry_reason, wait) = match attempt {
                 Attempt::Done(parsed) => {
                     let prompt = parsed.usage.map_or(
                         u64::from(tokens.saturating_sub(self.inner.settings.max_output_tokens)),
@@ -315,6 +317,7 @@ impl OpenAiAnalyzer {
                             // The server is fine; the answer was not. Say what
                             // was wrong (bounded by `max_retries`), no backoff.
                             let reason = e.to_string();
+                            let kind = e.kind();
                             next = match (&e, &parsed.content) {
                                 (
                                     ReplyError::Json(_)
@@ -325,7 +328,7 @@ impl OpenAiAnalyzer {
                                 ) => Some(self.reask(&first, content, &e)),
                                 _ => None,
                             };
-                            (reason, next.is_some().then_some(Duration::ZERO))
+                            (kind, reason, next.is_some().then_some(Duration::ZERO))
                         }
                     }
                 }
@@ -333,22 +336,25 @@ impl OpenAiAnalyzer {
                     usage.rate_limited += 1;
                     rate_limited += 1;
                     if rate_limited >= MAX_RATE_LIMITED {
-                        break Err(AnalyzeError::Failed(format!(
-                            "rate limited {rate_limited} times: {reason}"
-                        )));
+                        break Err(AnalyzeError::failed(
+                            FailureKind::RateLimited,
+                            format!("rate limited {rate_limited} times: {reason}"),
+                        ));
                     }
                     // The pool pause is already set; no backoff of our own.
                     continue;
                 }
-                Attempt::Retry { reason, after } => {
-                    (reason, after.map(|d| self.inner.limits.clamp_wait(d)))
-                }
-                Attempt::Fatal(reason) => break Err(AnalyzeError::Fatal(reason)),
-                Attempt::Failed(reason) => break Err(AnalyzeError::Failed(reason)),
+                Attempt::Retry {
+                    kind,
+                    reason,
+                    after,
+                } => (kind, reason, after.map(|d| self.inner.limits.clamp_wait(d))),
+                Attempt::Fatal(kind, reason) => break Err(AnalyzeError::fatal(kind, reason)),
+                Attempt::Failed(kind, reason) => break Err(AnalyzeError::failed(kind, reason)),
             };
             failures += 1;
             if failures > self.inner.settings.max_retries {
-                break Err(AnalyzeError::Failed(retry_reason));
+                break Err(AnalyzeError::failed(retry_kind, retry_reason));
             }
             tracing::debug!(attempt = failures, reason = %self.redact(retry_reason), "retrying");
             // The server's Retry-After when it gave one, else our backoff,
@@ -371,8 +377,10 @@ impl OpenAiAnalyzer {
         // A reason quotes the provider (error bodies, a redirect's location),
         // which may echo the key: it never leaves here with it.
         let result = result.map_err(|e| match e {
-            AnalyzeError::Failed(m) => AnalyzeError::Failed(self.redact(m)),
-            AnalyzeError::Fatal(m) => AnalyzeError::Fatal(self.redact(m)),
+            AnalyzeError::Failed { kind, detail } => {
+                AnalyzeError::failed(kind, self.redact(detail))
+            }
+            AnalyzeError::Fatal { kind, detail } => AnalyzeError::fatal(kind, self.redact(detail)),
             other => other,
         });
         Outcome { result, usage }
@@ -403,12 +411,12 @@ impl OpenAiAnalyzer {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timed out"
+                let (kind, what) = if e.is_timeout() {
+                    (FailureKind::Timeout, "timed out")
                 } else {
-                    "connection failed"
+                    (FailureKind::Connection, "connection failed")
                 };
-                return Attempt::retry(format!("request {kind}: {}", without_url(&e)));
+                return Attempt::retry(kind, format!("request {what}: {}", without_url(&e)));
             }
         };
         let status = response.status();
@@ -434,23 +442,32 @@ impl OpenAiAnalyzer {
                         crate::model::truncate_chars(&shown, 200)
                     },
                 );
-            return Attempt::Fatal(format!(
-                "{} answered HTTP {} redirecting to {location}; redirects are not followed \
+            return Attempt::Fatal(
+                FatalKind::Redirected,
+                format!(
+                    "{} answered HTTP {} redirecting to {location}; redirects are not followed \
                  (set analyzer.openai.base_url to the final address)",
-                inner.url,
-                status.as_u16()
-            ));
+                    inner.url,
+                    status.as_u16()
+                ),
+            );
         }
         let bytes = match read_capped(response, inner.settings.max_response_bytes).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                return Attempt::Failed(format!(
-                    "the reply is larger than {} bytes (analyzer.openai.max_response_bytes)",
-                    inner.settings.max_response_bytes
-                ));
+                return Attempt::Failed(
+                    FailureKind::ReplyTooLarge,
+                    format!(
+                        "the reply is larger than {} bytes (analyzer.openai.max_response_bytes)",
+                        inner.settings.max_response_bytes
+                    ),
+                );
             }
             Err(BodyError::Cut(e)) => {
-                return Attempt::retry(format!("response cut off: {}", without_url(&e)));
+                return Attempt::retry(
+                    FailureKind::Connection,
+                    format!("response cut off: {}", without_url(&e)),
+                );
             }
         };
         tracing::debug!(
@@ -467,9 +484,10 @@ impl OpenAiAnalyzer {
             StatusCode::TOO_MANY_REQUESTS => {
                 let (code, message) = error_text();
                 if code.contains("insufficient_quota") {
-                    return Attempt::Fatal(format!(
-                        "the provider says the quota is exhausted: {message}"
-                    ));
+                    return Attempt::Fatal(
+                        FatalKind::QuotaExhausted,
+                        format!("the provider says the quota is exhausted: {message}"),
+                    );
                 }
                 let wait = after.unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
                 inner.limits.pause_for(wait);
@@ -477,29 +495,37 @@ impl OpenAiAnalyzer {
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 let (_, message) = error_text();
-                Attempt::Fatal(format!(
-                    "the API key was rejected ({}): {message}",
-                    status.as_u16()
-                ))
+                Attempt::Fatal(
+                    FatalKind::KeyRejected,
+                    format!("the API key was rejected ({}): {message}", status.as_u16()),
+                )
             }
             StatusCode::NOT_FOUND => {
                 let (_, message) = error_text();
-                Attempt::Fatal(format!(
-                    "{} answered 404 (wrong base_url or model?): {message}",
-                    inner.url
-                ))
+                Attempt::Fatal(
+                    FatalKind::NotFound,
+                    format!(
+                        "{} answered 404 (wrong base_url or model?): {message}",
+                        inner.url
+                    ),
+                )
             }
             StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => Attempt::Retry {
+                kind: FailureKind::ServerError,
                 reason: format!("HTTP {}", status.as_u16()),
                 after,
             },
             s if s.is_server_error() => Attempt::Retry {
+                kind: FailureKind::ServerError,
                 reason: format!("HTTP {}", s.as_u16()),
                 after,
             },
             s => {
                 let (_, message) = error_text();
-                Attempt::Failed(format!("request rejected (HTTP {}): {message}", s.as_u16()))
+                Attempt::Failed(
+                    FailureKind::Rejected,
+                    format!("request rejected (HTTP {}): {message}", s.as_u16()),
+                )
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::analyze::FailureKind;
 use crate::model::{
     Analysis, SUMMARY_MAX_CHARS, Satisfaction, SatisfactionLabel, Sentiment, SentimentLabel,
     truncate_chars,
@@ -23,6 +24,20 @@ pub enum ReplyError {
     Json(String),
     #[error("reply violates the schema: {0}")]
     Schema(String),
+}
+
+impl ReplyError {
+    /// The failure a conversation is recorded with when this was the last word.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ReplyError::Refused(_) => FailureKind::Refused,
+            ReplyError::Truncated => FailureKind::Truncated,
+            ReplyError::Body(_)
+            | ReplyError::Empty
+            | ReplyError::Json(_)
+            | ReplyError::Schema(_) => FailureKind::InvalidReply,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,9 @@ function askToken() {
   return Boolean(t);
 }
 
-async function api(path, options = {}, retried = false) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function api(path, options = {}, retried = false, busy = 0) {
   const headers = new Headers(options.headers || {});
   if (token()) headers.set("Authorization", `Bearer ${token()}`);
   let response;
@@ -25,7 +27,13 @@ async function api(path, options = {}, retried = false) {
   } catch {
     throw new Error("Cannot reach the PowerPulse server. Is it still running?");
   }
-  if (response.status === 401 && !retried && askToken()) return api(path, options, true);
+  if (response.status === 401 && !retried && askToken()) return api(path, options, true, busy);
+  // The server is at its cap of uploads or streams: wait as told, a few times.
+  if (response.status === 429 && busy < 10) {
+    const seconds = Number(response.headers.get("Retry-After")) || 1;
+    await sleep(seconds * 1000);
+    return api(path, options, retried, busy + 1);
+  }
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try {
@@ -123,12 +131,12 @@ function render(s) {
 async function follow(id) {
   if (state.following.has(id)) return;
   state.following.add(id);
+  let last = null;
   try {
     const response = await api(`/api/progress/${id}/events`);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
-    let last = null;
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -153,11 +161,19 @@ async function follow(id) {
   } finally {
     state.following.delete(id);
   }
+  // The server closes a stream that saw no change for a while: follow on.
+  if (last && !FINAL.has(last.stage)) setTimeout(() => follow(id), 1000);
 }
 
 async function upload(file) {
   await guarded(async () => {
-    const accepted = await json(`/api/upload?filename=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+    // A non-simple Content-Type: the server refuses raw uploads that another
+    // site's page could send without a CORS preflight.
+    const accepted = await json(`/api/upload?filename=${encodeURIComponent(file.name)}`, {
+      method: "POST",
+      body: file,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
     render({ upload_id: accepted.upload_id, filename: accepted.filename, stage: "parsing", percent: 0, llm: {} });
     follow(accepted.upload_id);
     await loadUploads();

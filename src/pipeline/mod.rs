@@ -1,52 +1,56 @@
-//! One upload's journey through the actors: parse → store messages →
-//! analyse → store outcomes → final record.
+//! One upload's journey: parse → analyse → record, then the final record.
 //!
 //! ```text
-//!   file ─▶ parser thread ─(batches)─▶ StoreActor: AppendMessages
-//!                                            │
-//!   StoreReader: LoadConversations ◀─────────┘ (after parsing)
-//!        │ batches of `analyzer.batch_size`
-//!        ▼
-//!   AnalyzerPool (≤ concurrency in flight) ─▶ StoreActor: SaveOutcome ─▶ PutUpload
-//!        every step ─▶ ProgressActor: Update
+//!  file ─▶ parse (blocking thread) ─ 16k messages ─▶ StoreActor: AppendMessages (no fsync)
+//!                                                          │ PutUpload `analyzing` (fsync)
+//!  StoreReader: LoadPending + LookupProcessed ◀────────────┘  (batches of `analyzer.batch_size`)
+//!       │
+//!       ├─ free analyzer:   AnalyzerPool::analyze_all (one message per thread)
+//!       │                     ─▶ StoreActor: SaveOutcomes (one transaction, no fsync)
+//!       └─ costly analyzer: AnalyzerPool lease per call (≤ concurrency in flight)
+//!                             ─▶ StoreActor: SaveOutcome (batched, fsync before the lease goes)
+//!  every batch ─▶ ProgressActor: Update;  the end ─▶ PutUpload (fsync: seals every batch)
 //! ```
 //!
-//! The job is a task on the actix runtime, not an actor: it only awaits
-//! other actors, so it never blocks an arbiter; parsing runs on a blocking
-//! thread. Cancellation is cooperative: the upload's token is checked before
-//! every batch and every analyzer call, and in-flight calls race it.
+//! One file per stage over plain, unit-tested code: [`parse`] (rows →
+//! batches), [`analyse`] (the plan for a batch, identical conversations),
+//! [`record`] (outcome → stored row and tally). The stages share only the
+//! types in this file; [`actor`] is the `UploadActor` that runs each upload
+//! as a job.
+//!
+//! A job is a task on the actix runtime, not an actor: it only awaits other
+//! actors, so it never blocks an arbiter; parsing and opening files run on
+//! blocking threads. Cancellation is cooperative: the upload's token is
+//! checked before every batch and every analyzer call, and in-flight calls
+//! race it.
 
-use std::collections::{HashMap, HashSet};
+pub mod actor;
+mod analyse;
+mod parse;
+mod record;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::analyze::actor::{AnalyzerPool, Lease};
-use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
-use crate::ingest::{self, IngestError, IngestOptions, Row};
-use crate::model::{Analysis, ConversationStatus, Stage};
-use crate::progress::actor::{ProgressActor, Update};
-use crate::progress::{ConversationOutcome, ProgressEvent};
-use crate::store::actor::{
-    AppendMessages, ClearUploadRows, DeleteUpload, GetTally, GetUpload, HasOutcome,
-    LoadConversations, LookupProcessed, PutUpload, SaveOutcome, StoreActor, StoreReader,
-};
-use crate::store::{
-    ConversationRecord, ConversationResult, LoadedConversation, StoreError, StoredMessage,
-    UploadCounts, UploadRecord,
-};
+pub use actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 
-/// Messages written per transaction while parsing.
-const PARSE_BATCH: usize = 4096;
-/// Parsed batches queued between the parser thread and the store.
-const PARSE_QUEUE: usize = 4;
+use crate::analyze::actor::AnalyzerPool;
+use crate::analyze::{Analyzer, FailureKind, FatalKind, LlmUsage};
+use crate::ingest::{self, IngestError, IngestOptions};
+use crate::model::{Analysis, Stage};
+use crate::progress::ProgressEvent;
+use crate::progress::actor::{ProgressActor, Update};
+use crate::store::actor::{
+    ClearUploadRows, DeleteUpload, GetTally, GetUpload, PutUpload, StoreActor, StoreReader,
+};
+use crate::store::{StoreError, UploadCounts, UploadRecord};
+
 /// Warnings kept in an upload's record; the rest are counted.
 const MAX_WARNINGS: usize = 100;
 
@@ -57,8 +61,9 @@ pub enum UploadError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Analyzer(String),
+    /// The analyzer can do nothing more (quota, key, a redirect, shutdown).
+    #[error("{detail}")]
+    AnalyzerStopped { kind: FatalKind, detail: String },
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("interrupted by shutdown; the upload resumes on the next start")]
@@ -135,11 +140,14 @@ impl Tally {
 }
 
 impl Pipeline {
+    /// Progress events are tiny and at most one message per batch or per
+    /// paid call; the ProgressActor only updates memory, so an unbounded
+    /// mailbox here cannot grow faster than work is done.
     fn progress(&self, upload_id: Uuid, event: ProgressEvent) {
-        // Progress events are tiny and at most one per message batch or
-        // conversation; the ProgressActor only updates memory, so an
-        // unbounded mailbox here cannot grow faster than work is done.
-        self.progress.do_send(Update { upload_id, event });
+        self.progress.do_send(Update {
+            upload_id,
+            events: vec![event],
+        });
     }
 
     /// Opens a new upload's file and records the upload (status `parsing`),
@@ -411,10 +419,12 @@ impl Pipeline {
                 let _ = std::fs::remove_file(source);
             }
             self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
-            match self.analyze(upload_id, cancel, &mut tally).await {
+            match self.analyse(upload_id, cancel, &mut tally).await {
                 Ok(()) if cancel.is_cancelled() => final_stage = Stage::Cancelled,
                 Ok(()) => {}
-                Err(AnalyzeStop::Fatal(message)) => {
+                Err(AnalyzeStop::Fatal {
+                    detail: message, ..
+                }) => {
                     final_stage = Stage::Failed;
                     record.error = Some(message);
                 }
@@ -442,131 +452,6 @@ impl Pipeline {
         })
     }
 
-    /// Streams the file's rows into the store in batches. `Ok(false)` when
-    /// cancelled before the end of the file.
-    async fn parse(
-        &self,
-        upload_id: Uuid,
-        reader: ingest::RowReader,
-        cancel: &CancellationToken,
-        tally: &mut Tally,
-    ) -> Result<bool, UploadError> {
-        let (tx, mut rx) = mpsc::channel::<ParsedBatch>(PARSE_QUEUE);
-        let parse_cancel = cancel.clone();
-        let parser = tokio::task::spawn_blocking(move || parse_rows(reader, tx, parse_cancel));
-        while let Some(batch) = rx.recv().await {
-            for w in batch.warnings {
-                self.progress(upload_id, ProgressEvent::Warning(w.clone()));
-                tally.warn(w);
-            }
-            if !batch.rows.is_empty() {
-                self.store
-                    .send(AppendMessages {
-                        upload_id,
-                        rows: batch.rows,
-                    })
-                    .await??;
-            }
-            tally.counts.messages = batch.messages;
-            tally.counts.conversations = batch.conversations;
-            tally.counts.autoresponses_filtered = batch.autoresponses;
-            self.progress(
-                upload_id,
-                ProgressEvent::Parsed {
-                    messages: batch.messages,
-                    conversations: batch.conversations,
-                    autoresponses: batch.autoresponses,
-                },
-            );
-        }
-        match parser.await {
-            Ok(result) => result.map_err(UploadError::from),
-            Err(join) => Err(UploadError::Internal(format!(
-                "the parser thread failed: {join}"
-            ))),
-        }
-    }
-
-    /// Sends every conversation without an outcome to the pool, keeping the
-    /// pipe full, and stores each outcome as it arrives.
-    async fn analyze(
-        &self,
-        upload_id: Uuid,
-        cancel: &CancellationToken,
-        tally: &mut Tally,
-    ) -> Result<(), AnalyzeStop> {
-        let window = self.pool.size() + self.batch_size;
-        let mut in_flight = FuturesUnordered::new();
-        let mut twins = Twins::default();
-        let mut after: Option<String> = None;
-        let mut stop: Option<AnalyzeStop> = None;
-
-        'batches: while !cancel.is_cancelled() {
-            let batch = self
-                .query(LoadConversations {
-                    upload_id,
-                    after: after.clone(),
-                    limit: self.batch_size,
-                })
-                .await?;
-            let Some(last) = batch.last() else { break };
-            after = Some(last.conversation.id.clone());
-            let keys: Vec<[u8; 32]> = batch
-                .iter()
-                .map(|c| content_key(&self.analyzer, c))
-                .collect();
-            let cached = self.query(LookupProcessed { keys: keys.clone() }).await?;
-            let done = self
-                .query(HasOutcome {
-                    upload_id,
-                    conversation_ids: batch.iter().map(|c| c.conversation.id.clone()).collect(),
-                })
-                .await?;
-
-            for (((conversation, key), cached), done) in
-                batch.into_iter().zip(keys).zip(cached).zip(done)
-            {
-                if done {
-                    continue;
-                }
-                if let Some(analysis) = cached.or_else(|| twins.recent.get(&key).cloned()) {
-                    let skipped = Stored::Skipped(analysis);
-                    self.record(upload_id, tally, &conversation, skipped, None)
-                        .await?;
-                    continue;
-                }
-                if let Some(waiting) = twins.in_flight.get_mut(&key) {
-                    waiting.push(conversation);
-                    continue;
-                }
-                twins.in_flight.insert(key, Vec::new());
-                while in_flight.len() >= window {
-                    let Some(finished) = in_flight.next().await else {
-                        break;
-                    };
-                    if let Err(e) = self.finish(upload_id, tally, finished, &mut twins).await {
-                        // Stop every other call of this upload at once.
-                        cancel.cancel();
-                        stop = Some(e);
-                        break 'batches;
-                    }
-                }
-                in_flight.push(self.dispatch(conversation, key, cancel.clone()));
-            }
-        }
-
-        while let Some(finished) = in_flight.next().await {
-            if let Err(e) = self.finish(upload_id, tally, finished, &mut twins).await {
-                cancel.cancel();
-                stop.get_or_insert(e);
-            }
-        }
-        match stop {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
     /// Asks the StoreReader a question, mapping both failure layers.
     async fn query<M, T>(&self, msg: M) -> Result<T, AnalyzeStop>
     where
@@ -577,237 +462,52 @@ impl Pipeline {
         self.reader
             .send(msg)
             .await
-            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
+            .map_err(|_| AnalyzeStop::shutting_down())?
             .map_err(AnalyzeStop::Store)
-    }
-
-    fn dispatch(
-        &self,
-        conversation: LoadedConversation,
-        key: [u8; 32],
-        cancel: CancellationToken,
-    ) -> impl Future<Output = Finished> + use<> {
-        let pool = self.pool.clone();
-        let keep_lease = self.analyzer.is_costly();
-        async move {
-            let Some(lease) = pool.lease(&cancel).await else {
-                let outcome = Outcome {
-                    result: Err(AnalyzeError::Cancelled),
-                    usage: LlmUsage::default(),
-                };
-                return (conversation, key, outcome, None);
-            };
-            // The pool takes the conversation by value; keep a copy for the record.
-            let outcome = lease
-                .analyze(conversation.conversation.clone(), cancel)
-                .await;
-            (conversation, key, outcome, keep_lease.then_some(lease))
-        }
-    }
-
-    /// Stores one outcome, and settles conversations that waited on it.
-    async fn finish(
-        &self,
-        upload_id: Uuid,
-        tally: &mut Tally,
-        (conversation, key, outcome, lease): Finished,
-        twins: &mut Twins,
-    ) -> Result<(), AnalyzeStop> {
-        tally.llm.add(&outcome.usage);
-        let waiting = twins.in_flight.remove(&key).unwrap_or_default();
-        match outcome.result {
-            Ok(analysis) => {
-                twins.remember(key, &analysis);
-                for twin in &waiting {
-                    let skipped = Stored::Skipped(analysis.clone());
-                    self.record(upload_id, tally, twin, skipped, None).await?;
-                }
-                let analyzed = Stored::Analyzed {
-                    analysis,
-                    key,
-                    usage: outcome.usage,
-                };
-                self.record(upload_id, tally, &conversation, analyzed, lease)
-                    .await
-            }
-            // Cancelled calls leave no outcome: a resumed upload analyses them.
-            Err(AnalyzeError::Cancelled) => Ok(()),
-            Err(AnalyzeError::Fatal(message)) => Err(AnalyzeStop::Fatal(message)),
-            Err(AnalyzeError::Failed(reason)) => {
-                // Twins of a failed conversation fail with it: the same content
-                // would very likely fail the same way, and paying for it twice is
-                // what we promise not to do.
-                for twin in &waiting {
-                    let failed = Stored::Failed {
-                        reason: reason.clone(),
-                        usage: LlmUsage::default(),
-                    };
-                    self.record(upload_id, tally, twin, failed, None).await?;
-                }
-                let failed = Stored::Failed {
-                    reason,
-                    usage: outcome.usage,
-                };
-                self.record(upload_id, tally, &conversation, failed, lease)
-                    .await
-            }
-        }
-    }
-
-    async fn record(
-        &self,
-        upload_id: Uuid,
-        tally: &mut Tally,
-        conversation: &LoadedConversation,
-        stored: Stored,
-        lease: Option<Lease>,
-    ) -> Result<(), AnalyzeStop> {
-        let (status, analysis, content_key, error, event) = match stored {
-            Stored::Analyzed {
-                analysis,
-                key,
-                usage,
-            } => {
-                tally.counts.analyzed += 1;
-                (
-                    ConversationStatus::Analyzed,
-                    Some(analysis),
-                    Some(key),
-                    None,
-                    ConversationOutcome::Analyzed(usage),
-                )
-            }
-            Stored::Skipped(analysis) => {
-                tally.counts.skipped_already_processed += 1;
-                (
-                    ConversationStatus::SkippedAlreadyProcessed,
-                    Some(analysis),
-                    None,
-                    None,
-                    ConversationOutcome::Skipped,
-                )
-            }
-            Stored::Failed { reason, usage } => {
-                tally.counts.failed += 1;
-                (
-                    ConversationStatus::Failed,
-                    None,
-                    None,
-                    Some(reason.clone()),
-                    ConversationOutcome::Failed { reason, usage },
-                )
-            }
-        };
-        let mut record = ConversationRecord::new(&conversation.counts, status);
-        record.error = error;
-        if let ConversationOutcome::Analyzed(usage) | ConversationOutcome::Failed { usage, .. } =
-            &event
-        {
-            record.usage = *usage;
-        }
-        let durable = self
-            .store
-            .send(SaveOutcome(ConversationResult {
-                upload_id,
-                conversation_id: conversation.conversation.id.clone(),
-                record,
-                analysis,
-                content_key,
-            }))
-            .await
-            .map_err(|_| AnalyzeStop::Fatal("engine is shutting down".into()))?
-            .map_err(AnalyzeStop::Store)?;
-        if let Some(lease) = lease {
-            // The actor stays reserved until the outcome is on disk: calls that
-            // cost money and are not yet durable never exceed the pool size.
-            actix::spawn(async move {
-                let _ = durable.await;
-                drop(lease);
-            });
-        }
-        self.progress(upload_id, ProgressEvent::Conversation(event));
-        Ok(())
     }
 }
 
-enum Stored {
+/// What became of one conversation, ready to be recorded.
+#[derive(Debug, Clone)]
+enum Settled {
     Analyzed {
         analysis: Analysis,
         key: [u8; 32],
         usage: LlmUsage,
     },
-    Skipped(Analysis),
+    /// Answered by the analysis of identical content (`key`).
+    Skipped { analysis: Analysis, key: [u8; 32] },
     Failed {
+        kind: FailureKind,
         reason: String,
         usage: LlmUsage,
     },
 }
 
-/// Identical conversations within one upload: they wait for the first one's
-/// analysis instead of paying twice.
-#[derive(Default)]
-struct Twins {
-    /// Content in flight → conversations waiting for its analysis.
-    in_flight: HashMap<[u8; 32], Vec<LoadedConversation>>,
-    /// Analyses finished here but perhaps not yet committed to the
-    /// processed-content index (which only shows committed rows).
-    recent: HashMap<[u8; 32], Analysis>,
-}
-
-/// Recent analyses kept; older ones are long committed (a batch commits
-/// within `storage.flush_ms`), so the store answers for them.
-const RECENT_ANALYSES: usize = 4096;
-
-impl Twins {
-    fn remember(&mut self, key: [u8; 32], analysis: &Analysis) {
-        if self.recent.len() >= RECENT_ANALYSES {
-            self.recent.clear();
-        }
-        self.recent.insert(key, analysis.clone());
-    }
-}
-
-/// What a dispatched call gives back: the conversation, its content key, the
-/// outcome, and the actor's lease when it must outlive the call.
-type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
-
 /// Why analysis stopped early.
 enum AnalyzeStop {
     /// Nothing more can succeed (quota, key, shutdown).
-    Fatal(String),
+    Fatal {
+        kind: FatalKind,
+        detail: String,
+    },
     Store(StoreError),
 }
 
 impl AnalyzeStop {
+    fn shutting_down() -> Self {
+        AnalyzeStop::Fatal {
+            kind: FatalKind::ShuttingDown,
+            detail: "the engine is shutting down".into(),
+        }
+    }
+
     fn into_upload(self) -> UploadError {
         match self {
-            AnalyzeStop::Fatal(m) => UploadError::Analyzer(m),
+            AnalyzeStop::Fatal { kind, detail } => UploadError::AnalyzerStopped { kind, detail },
             AnalyzeStop::Store(e) => UploadError::Store(e),
         }
     }
-}
-
-/// A batch of parsed rows and the running totals after it.
-struct ParsedBatch {
-    rows: Vec<StoredMessage>,
-    warnings: Vec<String>,
-    messages: u64,
-    conversations: u64,
-    autoresponses: u64,
-}
-
-/// The processed-content key of a loaded conversation: what the analyzer
-/// reads, and (for a conversation too long to load whole) how many messages
-/// it has, so a long conversation is not taken for its own start and end.
-fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [u8; 32] {
-    let key = analyzer.content_key(&loaded.conversation);
-    if loaded.conversation.messages.len() == loaded.counts.messages as usize {
-        return key;
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(&key);
-    h.update(&loaded.counts.messages.to_le_bytes());
-    *h.finalize().as_bytes()
 }
 
 /// Opens an export on a blocking thread (an XLSX is checked and its shared
@@ -820,63 +520,4 @@ async fn open_off_thread(
         .await
         .map_err(|e| UploadError::Internal(format!("the parser thread failed: {e}")))?
         .map_err(UploadError::from)
-}
-
-/// The parser thread: reads rows, groups them into batches, counts.
-/// `Ok(true)` at the end of the file, `Ok(false)` when stopped early.
-fn parse_rows(
-    reader: ingest::RowReader,
-    tx: mpsc::Sender<ParsedBatch>,
-    cancel: CancellationToken,
-) -> Result<bool, IngestError> {
-    let mut conversations: HashSet<String> = HashSet::new();
-    let (mut messages, mut autoresponses) = (0u64, 0u64);
-    let mut rows = Vec::with_capacity(PARSE_BATCH);
-    let mut warnings = Vec::new();
-    for item in reader {
-        match item? {
-            Row::Message(m) => {
-                // The row counter, not the file line: several messages of a
-                // minified JSON file share one line.
-                let seq = messages;
-                messages += 1;
-                autoresponses += u64::from(m.message.autoresponse);
-                if !conversations.contains(&m.conversation_id) {
-                    conversations.insert(m.conversation_id.clone());
-                }
-                rows.push(StoredMessage {
-                    conversation_id: m.conversation_id,
-                    seq,
-                    message: m.message,
-                });
-            }
-            Row::Warning(w) => warnings.push(w.to_string()),
-        }
-        if rows.len() >= PARSE_BATCH || warnings.len() >= PARSE_BATCH {
-            if cancel.is_cancelled() {
-                return Ok(false);
-            }
-            let batch = ParsedBatch {
-                rows: std::mem::replace(&mut rows, Vec::with_capacity(PARSE_BATCH)),
-                warnings: std::mem::take(&mut warnings),
-                messages,
-                conversations: conversations.len() as u64,
-                autoresponses,
-            };
-            if tx.blocking_send(batch).is_err() {
-                return Ok(false);
-            }
-        }
-    }
-    if cancel.is_cancelled() {
-        return Ok(false);
-    }
-    let sent = tx.blocking_send(ParsedBatch {
-        rows,
-        warnings,
-        messages,
-        conversations: conversations.len() as u64,
-        autoresponses,
-    });
-    Ok(sent.is_ok())
 }

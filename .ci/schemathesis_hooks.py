@@ -1,0 +1,34 @@
+"""Schemathesis hooks for `.ci/run`.
+
+The OpenAPI document can say that an upload's body is bytes; it cannot say
+that the bytes must form a readable chat export. So a schema-valid (positive)
+upload is sent with a small real CSV instead of random bytes: it is accepted,
+and the stateful phase follows the links from a real `upload_id` (progress,
+conversations, summary, export, delete, resume). Negative cases go out as
+generated.
+"""
+
+import schemathesis
+
+CSV = (
+    b"conversation_id,sender,message\n"
+    b"c1,customer,My power has been out since morning\n"
+    b"c1,agent,A crew is on the way\n"
+    b"c1,customer,Thanks it works now\n"
+    b"c2,customer,Still no power. Third time this week!\n"
+)
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    if case.method.upper() != "POST" or case.operation.path != "/api/upload":
+        return
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    case.query = {**(case.query or {}), "filename": "chats.csv"}
+    if case.media_type == "multipart/form-data":
+        # A JSON-schema string, as the form declares it (bytes would not validate).
+        case.body = {"file": CSV.decode()}
+    else:
+        case.body = CSV

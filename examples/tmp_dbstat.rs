@@ -1,0 +1,33 @@
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableHandle};
+fn main() {
+    let path = std::env::args().nth(1).unwrap();
+    let mut db = Database::open(&path).unwrap();
+    {
+        let txn = db.begin_read().unwrap();
+        let mut total = 0;
+        for t in txn.list_tables().unwrap() {
+            let name = t.name().to_string();
+            let untyped = txn.open_untyped_table(t).unwrap();
+            let st = untyped.stats().unwrap();
+            total += (st.leaf_pages() + st.branch_pages()) * 4096;
+            println!(
+                "{name}: entries {} leaf {} branch {} stored {} meta {} frag {}",
+                untyped.len().unwrap(),
+                st.leaf_pages(),
+                st.branch_pages(),
+                st.stored_bytes(),
+                st.metadata_bytes(),
+                st.fragmented_bytes()
+            );
+        }
+        println!("pages total {total}");
+    }
+    let before = std::fs::metadata(&path).unwrap().len();
+    db.compact().unwrap();
+    drop(db);
+    println!(
+        "file {} -> compacted {}",
+        before,
+        std::fs::metadata(&path).unwrap().len()
+    );
+}

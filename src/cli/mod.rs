@@ -1,0 +1,448 @@
+//! The commands of the `powerpulse` binary: what each subcommand does, over
+//! the library (the engine for `analyze` and `serve`, the store for the
+//! offline reads). `main.rs` only parses the arguments and calls [`main`].
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use powerpulse::analyze::Analyzer;
+use powerpulse::config::{Backend, Settings};
+use powerpulse::engine::Engine;
+use powerpulse::export::{ExportFormat, ExportWriter};
+use powerpulse::model::Stage;
+use powerpulse::pipeline::Submission;
+use powerpulse::report::RunSummary;
+use powerpulse::store::Store;
+use powerpulse::store::actor::GetSummary;
+
+#[derive(Parser)]
+#[command(
+    name = "powerpulse",
+    version,
+    about = "Analyse customer-support chat exports"
+)]
+pub struct Cli {
+    /// Config file (default: ./config.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database file (overrides storage.path).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse an export, analyse every conversation and store the results.
+    Analyze {
+        /// The export: .csv, .json, .jsonl or .xlsx.
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        file: Option<PathBuf>,
+        /// Continue an unfinished, cancelled or failed upload instead.
+        #[arg(long, value_name = "UPLOAD_ID")]
+        resume: Option<Uuid>,
+        /// Which analyzer to use (overrides analyzer.backend).
+        #[arg(long, value_enum)]
+        analyzer: Option<AnalyzerArg>,
+        /// Conversations in flight at once (overrides analyzer.concurrency).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Print one JSON object with the summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stored results, one row per conversation.
+    Export {
+        /// Only this upload (default: every upload).
+        #[arg(long)]
+        upload: Option<Uuid>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: FormatArg,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the HTTP control endpoint (and resume unfinished uploads).
+    Serve {
+        /// Address to listen on (overrides server.bind).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Which analyzer to use (overrides analyzer.backend).
+        #[arg(long, value_enum)]
+        analyzer: Option<AnalyzerArg>,
+    },
+    /// List stored uploads.
+    Uploads {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AnalyzerArg {
+    Auto,
+    Lexicon,
+    Openai,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl From<FormatArg> for ExportFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => ExportFormat::Csv,
+            FormatArg::Json => ExportFormat::Json,
+            FormatArg::Jsonl => ExportFormat::Jsonl,
+        }
+    }
+}
+
+/// Whether an error is a closed stdout (`powerpulse export | head`), which is
+/// the reader's choice, not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        // The writers wrap the I/O error in their own.
+        let csv = cause
+            .downcast_ref::<csv::Error>()
+            .and_then(|e| match e.kind() {
+                csv::ErrorKind::Io(io) => Some(io.kind()),
+                _ => None,
+            });
+        let json = cause
+            .downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind);
+        [io, csv, json].contains(&Some(BrokenPipe))
+    })
+}
+
+/// Runs a parsed command line: sets up logging, runs the command, turns
+/// its error into a message and an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    powerpulse::telemetry::init(match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    });
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref()).context("while loading settings")?;
+    if let Some(db) = cli.db {
+        settings.storage.path = db;
+    }
+    match cli.command {
+        Command::Analyze {
+            file,
+            resume,
+            analyzer,
+            concurrency,
+            json,
+        } => {
+            if let Some(a) = analyzer {
+                settings.analyzer.backend = a.into();
+            }
+            if let Some(c) = concurrency {
+                if c == 0 {
+                    bail!("--concurrency must be at least 1");
+                }
+                settings.analyzer.concurrency = c;
+            }
+            let job = match (file, resume) {
+                (_, Some(id)) => Job::Resume(id),
+                (Some(file), None) => Job::File(file),
+                (None, None) => bail!("give a FILE to analyse or --resume UPLOAD_ID"),
+            };
+            analyze(settings, job, json)
+        }
+        Command::Export {
+            upload,
+            format,
+            output,
+        } => export(&settings, upload, format.into(), output.as_deref()),
+        Command::Uploads { json } => uploads(&settings, json),
+        Command::Serve { bind, analyzer } => {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+            }
+            if let Some(a) = analyzer {
+                settings.analyzer.backend = a.into();
+            }
+            serve(settings)
+        }
+    }
+}
+
+impl From<AnalyzerArg> for Backend {
+    fn from(a: AnalyzerArg) -> Self {
+        match a {
+            AnalyzerArg::Auto => Backend::Auto,
+            AnalyzerArg::Lexicon => Backend::Lexicon,
+            AnalyzerArg::Openai => Backend::OpenAi,
+        }
+    }
+}
+
+fn serve(settings: Settings) -> Result<ExitCode> {
+    let addr: std::net::SocketAddr = settings.server.bind.parse().with_context(|| {
+        format!(
+            "server.bind {:?} is not an address like 127.0.0.1:8080",
+            settings.server.bind
+        )
+    })?;
+    let token = settings.server.token.clone().filter(|t| !t.is_empty());
+    powerpulse::http::check_bind(&addr, token.as_deref())
+        .map_err(|e| anyhow::anyhow!(e.detail()))?;
+    powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
+        .map_err(|e| anyhow::anyhow!(e.detail()))?;
+    let analyzer =
+        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    actix_rt::System::new().block_on(async move {
+        let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        powerpulse::http::serve(engine, listener, token, shutdown_signal())
+            .await
+            .context("while serving")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// What `analyze` works on.
+enum Job {
+    File(PathBuf),
+    Resume(Uuid),
+}
+
+fn analyze(settings: Settings, job: Job, json: bool) -> Result<ExitCode> {
+    // Checked here so a missing file never creates a database.
+    if let Job::File(file) = &job
+        && !file.exists()
+    {
+        bail!("{}: no such file", file.display());
+    }
+    if let Job::Resume(_) = job {
+        open_existing(&settings)?;
+    }
+    let analyzer =
+        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    if settings.analyzer.backend == Backend::Auto && !json {
+        eprintln!(
+            "analyzer: {} ({}) — chosen automatically",
+            analyzer.name(),
+            analyzer.model()
+        );
+    }
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        let result = run_upload(&engine, job, json).await;
+        engine.shutdown().await;
+        result
+    })
+}
+
+async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
+    let mut ticket = match job {
+        Job::File(file) => {
+            let filename = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.display().to_string());
+            engine
+                .submit(Submission {
+                    path: file,
+                    filename,
+                    remove_file_after: false,
+                })
+                .await?
+        }
+        Job::Resume(id) => engine.resume(id).await?,
+    };
+    let upload_id = ticket.upload_id;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:>10} [{bar:40}] {pos}/{len} conversations ({eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let mut interrupted = false;
+    let done = loop {
+        tokio::select! {
+            changed = ticket.progress.changed() => {
+                if changed.is_err() {
+                    break (&mut ticket.done).await;
+                }
+                let s = ticket.progress.borrow_and_update().clone();
+                if let Some(bar) = &bar {
+                    bar.set_message(s.stage.as_str());
+                    bar.set_length(s.total_conversations);
+                    bar.set_position(s.processed);
+                }
+            }
+            result = &mut ticket.done => break result,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("\ninterrupted: cancelling (in-flight work is saved)…");
+                let _ = engine.cancel(upload_id).await;
+            }
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = done.context("the upload task ended unexpectedly")??;
+    let summary = engine
+        .reader()
+        .send(GetSummary { upload_id })
+        .await
+        .context("while reading the summary")??;
+    let run = RunSummary::new(&report, &summary);
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &run)?;
+        writeln!(out)?;
+    } else {
+        print!("{}", run.render_text());
+    }
+    Ok(match report.record.status {
+        Stage::Completed => ExitCode::SUCCESS,
+        Stage::Cancelled => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn open_existing(settings: &Settings) -> Result<Store> {
+    let path = &settings.storage.path;
+    if !path.exists() {
+        bail!(
+            "{}: no database here yet (run `powerpulse analyze FILE` first, or pass --db)",
+            path.display()
+        );
+    }
+    Ok(Store::open(path)?)
+}
+
+fn export(
+    settings: &Settings,
+    upload: Option<Uuid>,
+    format: ExportFormat,
+    output: Option<&Path>,
+) -> Result<ExitCode> {
+    let store = open_existing(settings)?;
+    let uploads = match upload {
+        Some(id) => {
+            if store.upload(id)?.is_none() {
+                bail!(
+                    "upload {id} not found in {}",
+                    settings.storage.path.display()
+                );
+            }
+            vec![id]
+        }
+        None => store.uploads()?.into_iter().map(|u| u.id).collect(),
+    };
+    let sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut writer = ExportWriter::new(format, sink);
+    for id in uploads {
+        powerpulse::export::write_upload(&store, id, &mut writer)?;
+    }
+    let rows = writer.finish()?;
+    if let Some(path) = output {
+        eprintln!("wrote {rows} rows to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let store = open_existing(settings)?;
+    let all = store.uploads()?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &all)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no uploads yet");
+    }
+    for u in all {
+        println!(
+            "{}  {:<10}  {}  {:>6} conversations  {:>6} analysed  {:>4} failed  {}",
+            u.id,
+            u.status.as_str(),
+            u.created_at.format("%Y-%m-%d %H:%M"),
+            u.counts.conversations,
+            u.counts.analyzed + u.counts.skipped_already_processed,
+            u.counts.failed,
+            u.filename
+        );
+        if u.is_unfinished() {
+            println!(
+                "    unfinished: resume with `powerpulse analyze --resume {}`",
+                u.id
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,592 @@
+//! Stage 2, analyse: every conversation without an outcome gets one.
+//!
+//! Conversations are read back in large batches (one store query for the
+//! conversations still to do, one for the analyses the processed-content
+//! index already holds). Then, by what a call costs:
+//!
+//! - **Free** (the lexicon): each batch is [`plan`]ned (answered from the
+//!   index, or by the first of identical conversations in the batch, or
+//!   analysed), split across the pool's threads as one message each, and
+//!   recorded in one transaction without fsync. A crash loses at most what
+//!   redoing costs nothing.
+//! - **Costly** (an LLM): one call per conversation through a leased
+//!   AnalyzerActor, `concurrency + batch_size` in flight, identical content
+//!   waiting on the first call ([`Twins`]), each outcome durable before its
+//!   lease goes back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{AnalyzeStop, Pipeline, Settled, Tally};
+use crate::analyze::actor::Lease;
+use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
+use crate::model::Analysis;
+use crate::store::LoadedConversation;
+use crate::store::actor::{LoadPending, LookupProcessed};
+
+/// The processed-content key of a loaded conversation: what the analyzer
+/// reads, and (for a conversation too long to load whole) how many messages
+/// it has, so a long conversation is not taken for its own start and end.
+pub(super) fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [u8; 32] {
+    let key = analyzer.content_key(&loaded.conversation);
+    if loaded.conversation.messages.len() == loaded.counts.messages as usize {
+        return key;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&key);
+    h.update(&loaded.counts.messages.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// What to do with one batch under a free analyzer.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// Answered from the processed-content index (or an earlier batch).
+    pub skipped: Vec<(LoadedConversation, [u8; 32], Analysis)>,
+    /// To analyse, each with its content key.
+    pub run: Vec<(LoadedConversation, [u8; 32])>,
+    /// Identical to `run[i]`: answered by its analysis.
+    pub twins: Vec<(LoadedConversation, usize)>,
+}
+
+/// Plans a batch: `cached[i]` is what the index holds for `batch[i]`, and
+/// `recent` the analyses of earlier batches that the index may not show yet.
+pub(super) fn plan(batch: Batch, recent: &Recent) -> Plan {
+    let mut plan = Plan::default();
+    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+    let Batch {
+        conversations,
+        keys,
+        cached,
+        ..
+    } = batch;
+    for ((conversation, key), cached) in conversations.into_iter().zip(keys).zip(cached) {
+        if let Some(analysis) = cached.or_else(|| recent.get(&key).cloned()) {
+            plan.skipped.push((conversation, key, analysis));
+        } else if let Some(&i) = first.get(&key) {
+            plan.twins.push((conversation, i));
+        } else {
+            first.insert(key, plan.run.len());
+            plan.run.push((conversation, key));
+        }
+    }
+    plan
+}
+
+/// A batch of conversations still to do, as read back.
+pub(super) struct Batch {
+    pub conversations: Vec<LoadedConversation>,
+    pub keys: Vec<[u8; 32]>,
+    /// What the processed-content index holds for each.
+    pub cached: Vec<Option<Analysis>>,
+    /// Where the next batch starts.
+    pub next: String,
+}
+
+/// The analyses of the last two batches of a free analyzer, which the
+/// processed-content index may not show yet: the next batch is read while
+/// this one is analysed, and the last one saved.
+#[derive(Default)]
+pub(super) struct Recent {
+    previous: HashMap<[u8; 32], Analysis>,
+    latest: HashMap<[u8; 32], Analysis>,
+}
+
+impl Recent {
+    fn get(&self, key: &[u8; 32]) -> Option<&Analysis> {
+        self.latest.get(key).or_else(|| self.previous.get(key))
+    }
+
+    /// A batch's analyses; the oldest remembered are forgotten.
+    fn push(&mut self, analyses: HashMap<[u8; 32], Analysis>) {
+        self.previous = std::mem::replace(&mut self.latest, analyses);
+    }
+}
+
+/// Identical conversations within one upload under a costly analyzer: they
+/// wait for the first one's analysis instead of paying twice.
+#[derive(Default)]
+pub(super) struct Twins {
+    /// Content in flight → conversations waiting for its analysis.
+    in_flight: HashMap<[u8; 32], Vec<LoadedConversation>>,
+    /// Analyses finished here but perhaps not yet committed to the
+    /// processed-content index (which only shows committed rows).
+    recent: HashMap<[u8; 32], Analysis>,
+}
+
+/// Recent analyses kept; older ones are long committed (a batch commits
+/// within `storage.flush_ms`), so the store answers for them.
+const RECENT_ANALYSES: usize = 4096;
+
+/// What a conversation needs, given what is known of its content.
+#[derive(Debug, PartialEq)]
+pub(super) enum Need {
+    /// Answer it with this analysis.
+    Answered(Analysis),
+    /// Wait for the identical conversation in flight.
+    Wait,
+    /// Send it to the analyzer.
+    Call,
+}
+
+impl Twins {
+    /// What `conversation` (with `key`, and `cached` from the index) needs;
+    /// one that must wait is kept here until [`Twins::settle`].
+    pub fn need(
+        &mut self,
+        conversation: LoadedConversation,
+        key: [u8; 32],
+        cached: Option<Analysis>,
+    ) -> (Need, Option<LoadedConversation>) {
+        if let Some(analysis) = cached.or_else(|| self.recent.get(&key).cloned()) {
+            return (Need::Answered(analysis), Some(conversation));
+        }
+        if let Some(waiting) = self.in_flight.get_mut(&key) {
+            waiting.push(conversation);
+            return (Need::Wait, None);
+        }
+        self.in_flight.insert(key, Vec::new());
+        (Need::Call, Some(conversation))
+    }
+
+    /// The call for `key` ended: the conversations that waited on it, and
+    /// its analysis remembered for later twins.
+    pub fn settle(
+        &mut self,
+        key: &[u8; 32],
+        analysis: Option<&Analysis>,
+    ) -> Vec<LoadedConversation> {
+        if let Some(analysis) = analysis {
+            if self.recent.len() >= RECENT_ANALYSES {
+                self.recent.clear();
+            }
+            self.recent.insert(*key, analysis.clone());
+        }
+        self.in_flight.remove(key).unwrap_or_default()
+    }
+}
+
+/// A free analyzer's outcomes for a planned batch: what to record, the
+/// analyses to remember for the next batches, and a fatal error if any
+/// (after which the upload stops, the batch recorded first).
+pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally) -> SettledBatch {
+    // What a twin of `run[i]` gets: its analysis, or its failure (the same
+    // content would fail the same way); nothing when cancelled.
+    let twin_of: Vec<Option<Settled>> = outcomes
+        .iter()
+        .zip(&plan.run)
+        .map(|(o, (_, key))| match &o.result {
+            Ok(analysis) => Some(Settled::Skipped {
+                analysis: analysis.clone(),
+                key: *key,
+            }),
+            Err(AnalyzeError::Failed { kind, detail }) => Some(Settled::Failed {
+                kind: *kind,
+                reason: detail.clone(),
+                usage: LlmUsage::default(),
+            }),
+            Err(_) => None,
+        })
+        .collect();
+    let mut settled: Vec<(LoadedConversation, Settled)> = plan
+        .skipped
+        .into_iter()
+        .map(|(c, key, analysis)| (c, Settled::Skipped { analysis, key }))
+        .collect();
+    let mut analyses = HashMap::new();
+    let mut fatal = None;
+    for ((conversation, key), outcome) in plan.run.into_iter().zip(outcomes) {
+        tally.llm.add(&outcome.usage);
+        let usage = outcome.usage;
+        match outcome.result {
+            Ok(analysis) => {
+                analyses.insert(key, analysis.clone());
+                settled.push((
+                    conversation,
+                    Settled::Analyzed {
+                        analysis,
+                        key,
+                        usage,
+                    },
+                ));
+            }
+            Err(AnalyzeError::Failed { kind, detail }) => settled.push((
+                conversation,
+                Settled::Failed {
+                    kind,
+                    reason: detail,
+                    usage,
+                },
+            )),
+            Err(AnalyzeError::Cancelled) => {}
+            Err(AnalyzeError::Fatal { kind, detail }) => {
+                fatal = Some(AnalyzeStop::Fatal { kind, detail })
+            }
+        }
+    }
+    for (conversation, i) in plan.twins {
+        if let Some(s) = &twin_of[i] {
+            settled.push((conversation, s.clone()));
+        }
+    }
+    (settled, analyses, fatal)
+}
+
+/// What [`settle_free`] gives: the conversations to record, the analyses to
+/// remember, and a fatal error.
+pub(super) type SettledBatch = (
+    Vec<(LoadedConversation, Settled)>,
+    HashMap<[u8; 32], Analysis>,
+    Option<AnalyzeStop>,
+);
+
+/// What a dispatched call gives back: the conversation, its content key, the
+/// outcome, and the actor's lease when it must outlive the call.
+type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
+
+impl Pipeline {
+    /// Gives every conversation of the upload without an outcome one.
+    pub(super) async fn analyse(
+        &self,
+        upload_id: Uuid,
+        cancel: &CancellationToken,
+        tally: &mut Tally,
+    ) -> Result<(), AnalyzeStop> {
+        if self.analyzer.is_costly() {
+            self.analyse_costly(upload_id, cancel, tally).await
+        } else {
+            self.analyse_free(upload_id, cancel, tally).await
+        }
+    }
+
+    /// The batch of conversations still to do after `after`, with their keys
+    /// and what the processed-content index holds for them; `None` at the end.
+    async fn next_batch(
+        &self,
+        upload_id: Uuid,
+        after: Option<String>,
+    ) -> Result<Option<Batch>, AnalyzeStop> {
+        let pending = self
+            .query(LoadPending {
+                upload_id,
+                after,
+                limit: self.batch_size,
+            })
+            .await?;
+        let Some(next) = pending.next else {
+            return Ok(None);
+        };
+        let keys: Vec<[u8; 32]> = pending
+            .conversations
+            .iter()
+            .map(|c| content_key(&self.analyzer, c))
+            .collect();
+        let cached = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.query(LookupProcessed { keys: keys.clone() }).await?
+        };
+        Ok(Some(Batch {
+            conversations: pending.conversations,
+            keys,
+            cached,
+            next,
+        }))
+    }
+
+    /// A free analyzer's batches, overlapped: while one batch is analysed
+    /// (on the pool's threads) the next is read (on a reader thread) and the
+    /// last is committed (on the StoreActor's), so the threads work at once
+    /// and no step waits on another's round trip.
+    async fn analyse_free(
+        &self,
+        upload_id: Uuid,
+        cancel: &CancellationToken,
+        tally: &mut Tally,
+    ) -> Result<(), AnalyzeStop> {
+        let mut recent = Recent::default();
+        let mut saving = None;
+        let mut fetched = self.next_batch(upload_id, None).await?;
+        while let Some(batch) = fetched.take() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let after = batch.next.clone();
+            let plan = plan(batch, &recent);
+            let calls = plan
+                .run
+                .iter()
+                .map(|(c, _)| Arc::clone(&c.conversation))
+                .collect();
+            let (outcomes, following) = tokio::join!(
+                self.pool.analyze_all(calls, cancel.clone()),
+                self.next_batch(upload_id, Some(after)),
+            );
+            let (settled, analyses, fatal) = settle_free(plan, outcomes, tally);
+            recent.push(analyses);
+            if let Some(previous) = saving.take() {
+                self.saved(previous).await?;
+            }
+            saving = Some(self.save_batch(upload_id, tally, settled));
+            if let Some(stop) = fatal {
+                if let Some(last) = saving.take() {
+                    self.saved(last).await?;
+                }
+                return Err(stop);
+            }
+            fetched = following?;
+        }
+        if let Some(last) = saving.take() {
+            self.saved(last).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every conversation without an outcome to the pool, keeping the
+    /// pipe full, and stores each outcome as it arrives.
+    async fn analyse_costly(
+        &self,
+        upload_id: Uuid,
+        cancel: &CancellationToken,
+        tally: &mut Tally,
+    ) -> Result<(), AnalyzeStop> {
+        let window = self.pool.size() + self.batch_size;
+        let mut in_flight = FuturesUnordered::new();
+        let mut twins = Twins::default();
+        let mut after = None;
+        let mut stop: Option<AnalyzeStop> = None;
+
+        'batches: while !cancel.is_cancelled() {
+            let Some(batch) = self.next_batch(upload_id, after.take()).await? else {
+                break;
+            };
+            after = Some(batch.next);
+            let items = batch
+                .conversations
+                .into_iter()
+                .zip(batch.keys)
+                .zip(batch.cached);
+            for ((conversation, key), cached) in items {
+                let (need, conversation) = twins.need(conversation, key, cached);
+                let Some(conversation) = conversation else {
+                    continue;
+                };
+                if let Need::Answered(analysis) = need {
+                    self.record_one(
+                        upload_id,
+                        tally,
+                        &conversation,
+                        Settled::Skipped { analysis, key },
+                        None,
+                    )
+                    .await?;
+                    continue;
+                }
+                while in_flight.len() >= window {
+                    let Some(finished) = in_flight.next().await else {
+                        break;
+                    };
+                    if let Err(e) = self.finish(upload_id, tally, finished, &mut twins).await {
+                        // Stop every other call of this upload at once.
+                        cancel.cancel();
+                        stop = Some(e);
+                        break 'batches;
+                    }
+                }
+                in_flight.push(self.dispatch(conversation, key, cancel.clone()));
+            }
+        }
+
+        while let Some(finished) = in_flight.next().await {
+            if let Err(e) = self.finish(upload_id, tally, finished, &mut twins).await {
+                cancel.cancel();
+                stop.get_or_insert(e);
+            }
+        }
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn dispatch(
+        &self,
+        conversation: LoadedConversation,
+        key: [u8; 32],
+        cancel: CancellationToken,
+    ) -> impl Future<Output = Finished> + use<> {
+        let pool = self.pool.clone();
+        async move {
+            let Some(lease) = pool.lease(&cancel).await else {
+                let outcome = Outcome {
+                    result: Err(AnalyzeError::Cancelled),
+                    usage: LlmUsage::default(),
+                };
+                return (conversation, key, outcome, None);
+            };
+            let outcome = lease
+                .analyze(Arc::clone(&conversation.conversation), cancel)
+                .await;
+            (conversation, key, outcome, Some(lease))
+        }
+    }
+
+    /// Stores one outcome, and settles conversations that waited on it.
+    async fn finish(
+        &self,
+        upload_id: Uuid,
+        tally: &mut Tally,
+        (conversation, key, outcome, lease): Finished,
+        twins: &mut Twins,
+    ) -> Result<(), AnalyzeStop> {
+        tally.llm.add(&outcome.usage);
+        let waiting = twins.settle(&key, outcome.result.as_ref().ok());
+        match outcome.result {
+            Ok(analysis) => {
+                for twin in &waiting {
+                    let skipped = Settled::Skipped {
+                        analysis: analysis.clone(),
+                        key,
+                    };
+                    self.record_one(upload_id, tally, twin, skipped, None)
+                        .await?;
+                }
+                let analyzed = Settled::Analyzed {
+                    analysis,
+                    key,
+                    usage: outcome.usage,
+                };
+                self.record_one(upload_id, tally, &conversation, analyzed, lease)
+                    .await
+            }
+            // Cancelled calls leave no outcome: a resumed upload analyses them.
+            Err(AnalyzeError::Cancelled) => Ok(()),
+            Err(AnalyzeError::Fatal { kind, detail }) => Err(AnalyzeStop::Fatal { kind, detail }),
+            Err(AnalyzeError::Failed {
+                kind,
+                detail: reason,
+            }) => {
+                // Twins of a failed conversation fail with it: the same content
+                // would very likely fail the same way, and paying for it twice is
+                // what we promise not to do.
+                for twin in &waiting {
+                    let failed = Settled::Failed {
+                        kind,
+                        reason: reason.clone(),
+                        usage: LlmUsage::default(),
+                    };
+                    self.record_one(upload_id, tally, twin, failed, None)
+                        .await?;
+                }
+                let failed = Settled::Failed {
+                    kind,
+                    reason,
+                    usage: outcome.usage,
+                };
+                self.record_one(upload_id, tally, &conversation, failed, lease)
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Conversation, Message, Role, Satisfaction, SatisfactionLabel, Sentiment, SentimentLabel,
+    };
+    use crate::store::MessageCounts;
+
+    fn loaded(id: &str) -> LoadedConversation {
+        let messages = vec![Message {
+            role: Role::Customer,
+            text: format!("text of {id}"),
+            timestamp: None,
+            time_ms: None,
+            sender_name: None,
+            autoresponse: false,
+        }];
+        LoadedConversation {
+            counts: MessageCounts::of(&messages),
+            conversation: Arc::new(Conversation {
+                id: id.into(),
+                messages,
+            }),
+        }
+    }
+
+    fn analysis(summary: &str) -> Analysis {
+        Analysis {
+            sentiment: Sentiment {
+                label: SentimentLabel::Neutral,
+                score: 0.0,
+            },
+            satisfaction: Satisfaction {
+                score: 3,
+                label: SatisfactionLabel::Neutral,
+            },
+            resolved: None,
+            summary: summary.into(),
+            analyzer: "lexicon".into(),
+            model: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_plan_answers_from_the_index_runs_each_content_once_and_pairs_twins() {
+        let batch = Batch {
+            conversations: ["a", "b", "c", "d", "e", "f"].map(loaded).into(),
+            keys: vec![[1; 32], [2; 32], [1; 32], [3; 32], [2; 32], [4; 32]],
+            cached: vec![None, None, None, Some(analysis("known")), None, None],
+            next: "f".into(),
+        };
+        let mut recent = Recent::default();
+        recent.push(HashMap::from([([4; 32], analysis("older"))]));
+        recent.push(HashMap::new());
+        let p = plan(batch, &recent);
+        let ids = |v: &[(LoadedConversation, [u8; 32])]| {
+            v.iter()
+                .map(|(c, _)| c.conversation.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&p.run), ["a", "b"]);
+        let skipped: Vec<(&str, &str)> = p
+            .skipped
+            .iter()
+            .map(|(c, _, a)| (c.conversation.id.as_str(), a.summary.as_str()))
+            .collect();
+        assert_eq!(skipped, [("d", "known"), ("f", "older")]);
+        let twins: Vec<(String, usize)> = p
+            .twins
+            .iter()
+            .map(|(c, i)| (c.conversation.id.clone(), *i))
+            .collect();
+        assert_eq!(twins, [("c".to_string(), 0), ("e".to_string(), 1)]);
+    }
+
+    #[test]
+    fn twins_wait_for_the_first_call_and_are_answered_after() {
+        let mut t = Twins::default();
+        let key = [7; 32];
+        assert_eq!(t.need(loaded("a"), key, None).0, Need::Call);
+        assert_eq!(t.need(loaded("b"), key, None).0, Need::Wait);
+        assert_eq!(t.need(loaded("c"), key, None).0, Need::Wait);
+        let waiting = t.settle(&key, Some(&analysis("done")));
+        assert_eq!(waiting.len(), 2);
+        // Finished but perhaps not yet committed: answered from memory.
+        assert_eq!(
+            t.need(loaded("d"), key, None).0,
+            Need::Answered(analysis("done"))
+        );
+        // A failed call remembers nothing.
+        let other = [8; 32];
+        assert_eq!(t.need(loaded("e"), other, None).0, Need::Call);
+        assert!(t.settle(&other, None).is_empty());
+        assert_eq!(t.need(loaded("f"), other, None).0, Need::Call);
+    }
+}

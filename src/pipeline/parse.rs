@@ -1,0 +1,292 @@
+//! Stage 1, parse: the export's rows, in batches, into the store.
+//!
+//! [`Batcher`] is plain code (rows in, batches with running totals out) and
+//! is tested alone. The wiring runs it on a blocking thread that hands each
+//! batch straight to the `StoreActor` and waits for the commit (so a slow
+//! disk slows parsing, never memory), and sends progress once per batch.
+//! Batches are committed without fsync: a crash while parsing redoes the
+//! parse, and the durable commit that moves the upload to `analyzing` seals
+//! them all.
+
+use std::collections::HashSet;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Pipeline, Tally, UploadError};
+use crate::ingest::{self, IngestError, Row};
+use crate::progress::ProgressEvent;
+use crate::progress::actor::Update;
+use crate::store::StoredMessage;
+use crate::store::actor::AppendMessages;
+
+/// Messages per batch (one store transaction each).
+const PARSE_BATCH: usize = 16_384;
+
+/// A batch of parsed rows and the running totals after it.
+#[derive(Debug, Default)]
+pub(super) struct ParsedBatch {
+    pub rows: Vec<StoredMessage>,
+    pub warnings: Vec<String>,
+    pub messages: u64,
+    pub conversations: u64,
+    pub autoresponses: u64,
+}
+
+/// Groups rows into batches of `size` messages (or warnings), numbering the
+/// messages in file order and counting as it goes.
+pub(super) struct Batcher {
+    size: usize,
+    conversations: HashSet<String>,
+    messages: u64,
+    autoresponses: u64,
+    rows: Vec<StoredMessage>,
+    warnings: Vec<String>,
+}
+
+impl Batcher {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size: size.max(1),
+            conversations: HashSet::new(),
+            messages: 0,
+            autoresponses: 0,
+            rows: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Takes one row; a full batch comes back.
+    pub fn push(&mut self, row: Row) -> Option<ParsedBatch> {
+        match row {
+            Row::Message(m) => {
+                // The row counter, not the file line: several messages of a
+                // minified JSON file share one line.
+                let seq = self.messages;
+                self.messages += 1;
+                self.autoresponses += u64::from(m.message.autoresponse);
+                if !self.conversations.contains(&m.conversation_id) {
+                    self.conversations.insert(m.conversation_id.clone());
+                }
+                self.rows.push(StoredMessage {
+                    conversation_id: m.conversation_id,
+                    seq,
+                    message: m.message,
+                });
+            }
+            Row::Warning(w) => self.warnings.push(w.to_string()),
+        }
+        (self.rows.len() >= self.size || self.warnings.len() >= self.size).then(|| self.take())
+    }
+
+    /// What is left: the last batch (possibly empty).
+    pub fn take(&mut self) -> ParsedBatch {
+        ParsedBatch {
+            rows: std::mem::replace(&mut self.rows, Vec::with_capacity(self.size.min(4096))),
+            warnings: std::mem::take(&mut self.warnings),
+            messages: self.messages,
+            conversations: self.conversations.len() as u64,
+            autoresponses: self.autoresponses,
+        }
+    }
+}
+
+/// How parsing ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ParseEnd {
+    /// Every row of the file is stored.
+    Complete,
+    /// Cancelled (or the store refused a batch) before the end of the file.
+    Stopped,
+}
+
+/// Reads every row, handing each full batch (and the last) to `sink`; stops
+/// early when `cancel` fires or `sink` says no.
+pub(super) fn parse_rows(
+    rows: impl Iterator<Item = Result<Row, IngestError>>,
+    batch: usize,
+    cancel: &CancellationToken,
+    mut sink: impl FnMut(ParsedBatch) -> bool,
+) -> Result<ParseEnd, IngestError> {
+    let mut batcher = Batcher::new(batch);
+    for row in rows {
+        if let Some(full) = batcher.push(row?)
+            && (cancel.is_cancelled() || !sink(full))
+        {
+            return Ok(ParseEnd::Stopped);
+        }
+    }
+    if cancel.is_cancelled() || !sink(batcher.take()) {
+        return Ok(ParseEnd::Stopped);
+    }
+    Ok(ParseEnd::Complete)
+}
+
+/// What the parser thread brings back besides how it ended.
+#[derive(Default)]
+struct Parsed {
+    last: ParsedBatch,
+    tally: Tally,
+    store_error: Option<UploadError>,
+}
+
+impl Pipeline {
+    /// Streams the file's rows into the store. `Ok(true)` when every row is
+    /// stored, `Ok(false)` when cancelled before the end of the file.
+    pub(super) async fn parse(
+        &self,
+        upload_id: Uuid,
+        reader: ingest::RowReader,
+        cancel: &CancellationToken,
+        tally: &mut Tally,
+    ) -> Result<bool, UploadError> {
+        let store = self.store.clone();
+        let progress = self.progress.clone();
+        let cancel = cancel.clone();
+        // The thread waits on the StoreActor's answers through this runtime
+        // (the actix system thread drives it meanwhile).
+        let runtime = tokio::runtime::Handle::current();
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut parsed = Parsed::default();
+            // One batch is committed while the next is parsed: the batch is
+            // queued at once, and its commit awaited only after the next.
+            let mut committing: Option<actix::dev::Request<_, AppendMessages>> = None;
+            let settle = |request, parsed: &mut Parsed| match runtime.block_on(request) {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    parsed.store_error = Some(UploadError::from(e));
+                    false
+                }
+                Err(_) => {
+                    parsed.store_error = Some(UploadError::ShuttingDown);
+                    false
+                }
+            };
+            let end = parse_rows(reader, PARSE_BATCH, &cancel, |mut batch| {
+                let mut events = Vec::with_capacity(batch.warnings.len() + 1);
+                for w in std::mem::take(&mut batch.warnings) {
+                    events.push(ProgressEvent::Warning(w.clone()));
+                    parsed.tally.warn(w);
+                }
+                events.push(ProgressEvent::Parsed {
+                    messages: batch.messages,
+                    conversations: batch.conversations,
+                    autoresponses: batch.autoresponses,
+                });
+                let rows = std::mem::take(&mut batch.rows);
+                parsed.last = batch;
+                if !rows.is_empty() {
+                    let queued = store.send(AppendMessages {
+                        upload_id,
+                        rows,
+                        durable: false,
+                    });
+                    if let Some(previous) = committing.replace(queued)
+                        && !settle(previous, &mut parsed)
+                    {
+                        return false;
+                    }
+                }
+                progress.do_send(Update { upload_id, events });
+                true
+            });
+            // A failed commit is in `store_error`, which the caller checks first.
+            if let Some(last) = committing.take() {
+                settle(last, &mut parsed);
+            }
+            (end, parsed)
+        });
+        let (end, parsed) = thread
+            .await
+            .map_err(|e| UploadError::Internal(format!("the parser thread failed: {e}")))?;
+        let end = end?;
+        if let Some(e) = parsed.store_error {
+            return Err(e);
+        }
+        tally.counts.messages = parsed.last.messages;
+        tally.counts.conversations = parsed.last.conversations;
+        tally.counts.autoresponses_filtered = parsed.last.autoresponses;
+        tally.warnings = parsed.tally.warnings;
+        tally.warnings_total = parsed.tally.warnings_total;
+        Ok(end == ParseEnd::Complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{MessageRow, Warning};
+    use crate::model::{Message, Role};
+
+    fn message(id: &str, autoresponse: bool) -> Result<Row, IngestError> {
+        Ok(Row::Message(MessageRow {
+            line: 1,
+            conversation_id: id.into(),
+            message: Message {
+                role: Role::Customer,
+                text: "hi".into(),
+                timestamp: None,
+                time_ms: None,
+                sender_name: None,
+                autoresponse,
+            },
+        }))
+    }
+
+    #[test]
+    fn batches_number_rows_in_file_order_and_count_as_they_go() {
+        let rows = vec![
+            message("a", false),
+            message("b", true),
+            Ok(Row::Warning(Warning::new(3, "odd"))),
+            message("a", false),
+            message("c", false),
+        ];
+        let mut batches = Vec::new();
+        let end = parse_rows(rows.into_iter(), 2, &CancellationToken::new(), |b| {
+            batches.push(b);
+            true
+        })
+        .unwrap();
+        assert_eq!(end, ParseEnd::Complete);
+        let seqs: Vec<Vec<u64>> = batches
+            .iter()
+            .map(|b| b.rows.iter().map(|r| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![0, 1], vec![2, 3], vec![]]);
+        let last = batches.last().unwrap();
+        assert_eq!(
+            (last.messages, last.conversations, last.autoresponses),
+            (4, 3, 1)
+        );
+        assert_eq!(batches[1].warnings, vec!["line 3: odd"]);
+    }
+
+    #[test]
+    fn cancel_or_a_refusing_sink_stops_early_and_says_so() {
+        let rows = || (0..10).map(|i| message(&format!("c{i}"), false));
+        let cancel = CancellationToken::new();
+        let mut seen = 0;
+        let end = parse_rows(rows(), 3, &cancel, |_| {
+            seen += 1;
+            cancel.cancel();
+            true
+        })
+        .unwrap();
+        assert_eq!((end, seen), (ParseEnd::Stopped, 1));
+        let end = parse_rows(rows(), 3, &CancellationToken::new(), |_| false).unwrap();
+        assert_eq!(end, ParseEnd::Stopped);
+    }
+
+    #[test]
+    fn an_error_stops_parsing_with_the_error() {
+        let rows = vec![
+            message("a", false),
+            Err(IngestError::Empty {
+                file: "x.csv".into(),
+            }),
+        ];
+        let err = parse_rows(rows.into_iter(), 10, &CancellationToken::new(), |_| true);
+        assert!(matches!(err, Err(IngestError::Empty { .. })));
+    }
+}

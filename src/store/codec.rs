@@ -1,0 +1,608 @@
+//! The compact binary encoding of what the store keeps per message and per
+//! conversation. JSON spent 5.8 bytes of database per byte of input; this
+//! spends about one (see ARCHITECTURE.md, "Storage").
+//!
+//! - A **message chunk** holds the messages of one conversation that one
+//!   parse batch brought, in file order: their row numbers delta-encoded,
+//!   role and flags in one byte, the parsed time, the timestamp and sender
+//!   name as written, and the text — then LZ4-compressed as a whole (chat
+//!   text shrinks about 2×, at gigabytes per second).
+//! - **Records** (`ConversationRecord`, `Analysis`) are fields in a fixed
+//!   order behind a version byte; strings are length-prefixed UTF-8, integers
+//!   LEB128 varints (signed ones zig-zag), floats little-endian.
+//!
+//! Decoding never trusts a length: every read is bounds-checked and a short
+//! or malformed value is a [`CodecError`], reported as a corrupt record.
+
+use crate::analyze::{FailureKind, LlmUsage};
+use crate::model::{
+    Analysis, ConversationStatus, Message, Role, Satisfaction, SatisfactionLabel, Sentiment,
+    SentimentLabel,
+};
+
+use super::ConversationRecord;
+
+/// Why a stored value could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(&'static str);
+
+type Result<T> = std::result::Result<T, CodecError>;
+
+/// Version byte of each encoding, so a later layout can be told apart.
+const CHUNK_V1: u8 = 1;
+const RECORD_V1: u8 = 1;
+const ANALYSIS_V1: u8 = 1;
+
+/// Largest chunk decompressed; a stored chunk claiming more is corrupt.
+const MAX_CHUNK_BYTES: usize = 256 * 1024 * 1024;
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn byte(&mut self, b: u8) {
+        self.0.push(b);
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn signed(&mut self, v: i64) {
+        self.varint(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.byte(1);
+                self.str(s);
+            }
+            None => self.byte(0),
+        }
+    }
+
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8> {
+        let (&b, rest) = self.0.split_first().ok_or(CodecError("value cut short"))?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError("varint too long"))
+    }
+
+    fn signed(&mut self) -> Result<i64> {
+        let v = self.varint()?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        u32::try_from(self.varint()?).map_err(|_| CodecError("count out of range"))
+    }
+
+    fn str(&mut self) -> Result<&'a str> {
+        let len = usize::try_from(self.varint()?).map_err(|_| CodecError("length out of range"))?;
+        if len > self.0.len() {
+            return Err(CodecError("string cut short"));
+        }
+        let (bytes, rest) = self.0.split_at(len);
+        self.0 = rest;
+        std::str::from_utf8(bytes).map_err(|_| CodecError("string is not UTF-8"))
+    }
+
+    fn opt_str(&mut self) -> Result<Option<&'a str>> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            _ => Err(CodecError("bad option tag")),
+        }
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        if self.0.len() < 8 {
+            return Err(CodecError("float cut short"));
+        }
+        let (bytes, rest) = self.0.split_at(8);
+        self.0 = rest;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        Ok(f64::from_le_bytes(b))
+    }
+
+    fn version(&mut self, expected: u8) -> Result<()> {
+        if self.byte()? == expected {
+            Ok(())
+        } else {
+            Err(CodecError("unknown encoding version"))
+        }
+    }
+}
+
+// Message flags (one byte): role in the low two bits, then presence bits.
+const ROLE_MASK: u8 = 0b11;
+const AUTORESPONSE: u8 = 1 << 2;
+const HAS_TIME: u8 = 1 << 3;
+const HAS_TIMESTAMP: u8 = 1 << 4;
+const HAS_SENDER_NAME: u8 = 1 << 5;
+/// The timestamp is `time_ms` written as `YYYY-MM-DDTHH:MM:SSZ` (most exports
+/// write it so): stored as that flag instead of 20 bytes per message.
+const CANONICAL_TIMESTAMP: u8 = 1 << 6;
+
+/// `ms` as `YYYY-MM-DDTHH:MM:SSZ`, when it is a whole second.
+fn canonical(ms: i64) -> Option<String> {
+    if ms % 1000 != 0 {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn role_bits(role: Role) -> u8 {
+    match role {
+        Role::Customer => 0,
+        Role::Agent => 1,
+        Role::Bot => 2,
+    }
+}
+
+fn role_of(bits: u8) -> Result<Role> {
+    match bits & ROLE_MASK {
+        0 => Ok(Role::Customer),
+        1 => Ok(Role::Agent),
+        2 => Ok(Role::Bot),
+        _ => Err(CodecError("bad role")),
+    }
+}
+
+/// Encodes one conversation's messages of one batch: `(row number, message)`
+/// in increasing row order.
+pub fn encode_chunk<'m>(messages: impl IntoIterator<Item = (u64, &'m Message)>) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(256));
+    let mut previous = 0u64;
+    let mut count = 0u64;
+    let mut body = Writer(Vec::with_capacity(256));
+    for (seq, m) in messages {
+        body.varint(seq.wrapping_sub(previous));
+        previous = seq;
+        count += 1;
+        let mut flags = role_bits(m.role);
+        if m.autoresponse {
+            flags |= AUTORESPONSE;
+        }
+        if m.time_ms.is_some() {
+            flags |= HAS_TIME;
+        }
+        let canonical_timestamp = match (&m.timestamp, m.time_ms) {
+            (Some(t), Some(ms)) => canonical(ms).is_some_and(|c| c == *t),
+            _ => false,
+        };
+        if canonical_timestamp {
+            flags |= CANONICAL_TIMESTAMP;
+        } else if m.timestamp.is_some() {
+            flags |= HAS_TIMESTAMP;
+        }
+        if m.sender_name.is_some() {
+            flags |= HAS_SENDER_NAME;
+        }
+        body.byte(flags);
+        if let Some(t) = m.time_ms {
+            body.signed(t);
+        }
+        if let (Some(t), false) = (&m.timestamp, canonical_timestamp) {
+            body.str(t);
+        }
+        if let Some(n) = &m.sender_name {
+            body.str(n);
+        }
+        body.str(&m.text);
+    }
+    w.byte(CHUNK_V1);
+    w.varint(count);
+    w.0.extend_from_slice(&lz4_flex::compress_prepend_size(&body.0));
+    w.0
+}
+
+/// Decodes a chunk into `(row number, message)` pairs, calling `each` per message.
+pub fn decode_chunk(bytes: &[u8], mut each: impl FnMut(u64, Message)) -> Result<()> {
+    let mut r = Reader(bytes);
+    r.version(CHUNK_V1)?;
+    let count = r.varint()?;
+    let claimed =
+        r.0.get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or(CodecError("chunk cut short"))?;
+    if claimed > MAX_CHUNK_BYTES {
+        return Err(CodecError("chunk too large"));
+    }
+    let body = lz4_flex::decompress_size_prepended(r.0)
+        .map_err(|_| CodecError("chunk does not decompress"))?;
+    let mut r = Reader(&body);
+    let mut seq = 0u64;
+    for _ in 0..count {
+        seq = seq.wrapping_add(r.varint()?);
+        let flags = r.byte()?;
+        let role = role_of(flags)?;
+        let time_ms = if flags & HAS_TIME != 0 {
+            Some(r.signed()?)
+        } else {
+            None
+        };
+        let timestamp = if flags & HAS_TIMESTAMP != 0 {
+            Some(r.str()?.to_string())
+        } else if flags & CANONICAL_TIMESTAMP != 0 {
+            Some(
+                time_ms
+                    .and_then(canonical)
+                    .ok_or(CodecError("canonical timestamp without a time"))?,
+            )
+        } else {
+            None
+        };
+        let sender_name = if flags & HAS_SENDER_NAME != 0 {
+            Some(r.str()?.to_string())
+        } else {
+            None
+        };
+        let text = r.str()?.to_string();
+        each(
+            seq,
+            Message {
+                role,
+                text,
+                timestamp,
+                time_ms,
+                sender_name,
+                autoresponse: flags & AUTORESPONSE != 0,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn failure_byte(k: FailureKind) -> u8 {
+    FailureKind::ALL.iter().position(|x| *x == k).unwrap_or(0) as u8
+}
+
+fn failure_of(b: u8) -> Result<FailureKind> {
+    FailureKind::ALL
+        .get(usize::from(b))
+        .copied()
+        .ok_or(CodecError("bad failure kind"))
+}
+
+fn status_byte(s: ConversationStatus) -> u8 {
+    match s {
+        ConversationStatus::Analyzed => 0,
+        ConversationStatus::SkippedAlreadyProcessed => 1,
+        ConversationStatus::Failed => 2,
+    }
+}
+
+fn status_of(b: u8) -> Result<ConversationStatus> {
+    match b {
+        0 => Ok(ConversationStatus::Analyzed),
+        1 => Ok(ConversationStatus::SkippedAlreadyProcessed),
+        2 => Ok(ConversationStatus::Failed),
+        _ => Err(CodecError("bad conversation status")),
+    }
+}
+
+/// A conversation's record, and the processed-index key of its analysis
+/// (the row refers to the analysis there instead of keeping a copy).
+pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(56));
+    w.byte(RECORD_V1);
+    w.byte(status_byte(r.status));
+    w.varint(r.messages.into());
+    w.varint(r.customer_messages.into());
+    w.varint(r.autoresponses.into());
+    match r.started_ms {
+        Some(t) => {
+            w.byte(1);
+            w.signed(t);
+        }
+        None => w.byte(0),
+    }
+    w.opt_str(r.error.as_deref());
+    w.byte(r.failure.map_or(0, |k| failure_byte(k) + 1));
+    encode_usage(&mut w, &r.usage);
+    match analysis_key {
+        Some(key) => {
+            w.byte(1);
+            w.0.extend_from_slice(key);
+        }
+        None => w.byte(0),
+    }
+    w.0
+}
+
+/// A record as [`encode_record`] wrote it.
+pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
+    let mut r = Reader(bytes);
+    r.version(RECORD_V1)?;
+    let status = status_of(r.byte()?)?;
+    let messages = r.u32()?;
+    let customer_messages = r.u32()?;
+    let autoresponses = r.u32()?;
+    let started_ms = match r.byte()? {
+        0 => None,
+        1 => Some(r.signed()?),
+        _ => return Err(CodecError("bad option tag")),
+    };
+    let error = r.opt_str()?.map(str::to_string);
+    let failure = match r.byte()? {
+        0 => None,
+        b => Some(failure_of(b - 1)?),
+    };
+    let usage = decode_usage(&mut r)?;
+    let key = match r.byte()? {
+        0 => None,
+        1 => {
+            let bytes = r.0.get(..32).ok_or(CodecError("key cut short"))?;
+            let mut key = [0u8; 32];
+            key.copy_from_slice(bytes);
+            Some(key)
+        }
+        _ => return Err(CodecError("bad key tag")),
+    };
+    let record = ConversationRecord {
+        status,
+        messages,
+        customer_messages,
+        autoresponses,
+        started_ms,
+        failure,
+        error,
+        usage,
+    };
+    Ok((record, key))
+}
+
+/// Usage is all zeros for every free analysis: one byte then.
+fn encode_usage(w: &mut Writer, u: &LlmUsage) {
+    if *u == LlmUsage::default() {
+        w.byte(0);
+        return;
+    }
+    w.byte(1);
+    for n in [
+        u.requests,
+        u.retries,
+        u.rate_limited,
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.tokens,
+    ] {
+        w.varint(n);
+    }
+    w.f64(u.cost_usd);
+}
+
+fn decode_usage(r: &mut Reader<'_>) -> Result<LlmUsage> {
+    match r.byte()? {
+        0 => Ok(LlmUsage::default()),
+        1 => Ok(LlmUsage {
+            requests: r.varint()?,
+            retries: r.varint()?,
+            rate_limited: r.varint()?,
+            prompt_tokens: r.varint()?,
+            completion_tokens: r.varint()?,
+            tokens: r.varint()?,
+            cost_usd: r.f64()?,
+        }),
+        _ => Err(CodecError("bad usage tag")),
+    }
+}
+
+fn sentiment_byte(l: SentimentLabel) -> u8 {
+    match l {
+        SentimentLabel::Positive => 0,
+        SentimentLabel::Neutral => 1,
+        SentimentLabel::Negative => 2,
+    }
+}
+
+fn sentiment_of(b: u8) -> Result<SentimentLabel> {
+    match b {
+        0 => Ok(SentimentLabel::Positive),
+        1 => Ok(SentimentLabel::Neutral),
+        2 => Ok(SentimentLabel::Negative),
+        _ => Err(CodecError("bad sentiment label")),
+    }
+}
+
+pub fn encode_analysis(a: &Analysis) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(32 + a.summary.len()));
+    w.byte(ANALYSIS_V1);
+    w.byte(sentiment_byte(a.sentiment.label));
+    w.f64(a.sentiment.score);
+    w.byte(a.satisfaction.score);
+    w.byte(match a.resolved {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    });
+    w.str(&a.summary);
+    w.str(&a.analyzer);
+    w.str(&a.model);
+    w.0
+}
+
+pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
+    let mut r = Reader(bytes);
+    r.version(ANALYSIS_V1)?;
+    let label = sentiment_of(r.byte()?)?;
+    let score = r.f64()?;
+    let satisfaction = r.byte()?;
+    let resolved = match r.byte()? {
+        0 => None,
+        1 => Some(false),
+        2 => Some(true),
+        _ => return Err(CodecError("bad resolved tag")),
+    };
+    Ok(Analysis {
+        sentiment: Sentiment { label, score },
+        satisfaction: Satisfaction {
+            score: satisfaction,
+            label: SatisfactionLabel::from_score(satisfaction),
+        },
+        resolved,
+        summary: r.str()?.to_string(),
+        analyzer: r.str()?.to_string(),
+        model: r.str()?.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn message() -> impl Strategy<Value = Message> {
+        (
+            0u8..3,
+            ".{0,80}",
+            proptest::option::of(".{0,30}"),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(".{0,20}"),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(role, text, timestamp, time_ms, sender_name, autoresponse)| Message {
+                    role: role_of(role).unwrap(),
+                    text,
+                    timestamp,
+                    time_ms,
+                    sender_name,
+                    autoresponse,
+                },
+            )
+    }
+
+    #[test]
+    fn canonical_timestamps_are_a_flag_and_come_back_exactly() {
+        let at = |timestamp: &str, time_ms: i64| Message {
+            role: Role::Customer,
+            text: "hi".into(),
+            timestamp: Some(timestamp.into()),
+            time_ms: Some(time_ms),
+            sender_name: None,
+            autoresponse: false,
+        };
+        let canonical = at("2026-03-02T08:03:17Z", 1_772_438_597_000);
+        let other = at("2026-03-02 08:03:17", 1_772_438_597_000);
+        let fraction = at("2026-03-02T08:03:17.250Z", 1_772_438_597_250);
+        let messages = [canonical, other, fraction];
+        let bytes = encode_chunk(messages.iter().enumerate().map(|(i, m)| (i as u64, m)));
+        let mut back = Vec::new();
+        decode_chunk(&bytes, |_, m| back.push(m)).unwrap();
+        assert_eq!(back, messages);
+        let short = encode_chunk([(0, &messages[0])]);
+        let long = encode_chunk([(0, &messages[1])]);
+        assert!(
+            short.len() + 15 < long.len(),
+            "{} vs {}",
+            short.len(),
+            long.len()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_round_trip(messages in proptest::collection::vec((0u64..1_000_000, message()), 0..40)) {
+            let mut messages = messages;
+            messages.sort_by_key(|(seq, _)| *seq);
+            let bytes = encode_chunk(messages.iter().map(|(s, m)| (*s, m)));
+            let mut back = Vec::new();
+            decode_chunk(&bytes, |s, m| back.push((s, m))).unwrap();
+            prop_assert_eq!(back, messages);
+        }
+
+        #[test]
+        fn records_round_trip(
+            status in 0u8..3,
+            counts in any::<(u32, u32, u32)>(),
+            started in proptest::option::of(any::<i64>()),
+            error in proptest::option::of(".{0,40}"),
+            tokens in any::<(u32, u32)>(),
+        ) {
+            let record = ConversationRecord {
+                status: status_of(status).unwrap(),
+                messages: counts.0,
+                customer_messages: counts.1,
+                autoresponses: counts.2,
+                started_ms: started,
+                failure: error.as_ref().map(|e| FailureKind::ALL[e.len() % FailureKind::ALL.len()]),
+                error,
+                usage: LlmUsage {
+                    requests: 1,
+                    prompt_tokens: tokens.0.into(),
+                    completion_tokens: tokens.1.into(),
+                    tokens: u64::from(tokens.0) + u64::from(tokens.1),
+                    cost_usd: 0.25,
+                    ..LlmUsage::default()
+                },
+            };
+            prop_assert_eq!(decode_record(&encode_record(&record, None)).unwrap(), (record.clone(), None));
+            let key = [status; 32];
+            prop_assert_eq!(decode_record(&encode_record(&record, Some(&key))).unwrap(), (record, Some(key)));
+        }
+
+        #[test]
+        fn analyses_round_trip(label in 0u8..3, score in -1.0f64..=1.0, sat in 1u8..=5, resolved in proptest::option::of(any::<bool>()), summary in ".{0,200}") {
+            let a = Analysis {
+                sentiment: Sentiment { label: sentiment_of(label).unwrap(), score },
+                satisfaction: Satisfaction { score: sat, label: SatisfactionLabel::from_score(sat) },
+                resolved,
+                summary,
+                analyzer: "openai".into(),
+                model: "gpt-4o".into(),
+            };
+            prop_assert_eq!(decode_analysis(&encode_analysis(&a)).unwrap(), a);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_chunk(&bytes, |_, _| {});
+            let _ = decode_record(&bytes);
+            let _ = decode_analysis(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_chunk_claiming_gigabytes_is_refused_before_decompressing() {
+        let mut bytes = vec![CHUNK_V1, 1];
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decode_chunk(&bytes, |_, _| {}),
+            Err(CodecError("chunk too large"))
+        );
+    }
+}

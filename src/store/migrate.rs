@@ -1,0 +1,172 @@
+//! Schema 1 → 2: JSON values and one row per message become the compact
+//! encoding of [`super::codec`] and one chunk per conversation.
+//!
+//! The rows move in transactions of [`ROWS_PER_COMMIT`], each taking them out
+//! of the old table as it writes them to the new one, so memory stays bounded
+//! and a migration interrupted by a crash simply goes on at the next open
+//! (the schema version turns 2 only in the last transaction, which also
+//! deletes the emptied old tables).
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::tables::{self, UploadKey, legacy};
+use super::{Result, SCHEMA_VERSION, Store, StoreError, codec};
+use crate::model::{Analysis, Message};
+
+/// Rows moved per transaction.
+const ROWS_PER_COMMIT: usize = 20_000;
+/// Messages per chunk when regrouping old rows.
+const MESSAGES_PER_CHUNK: usize = 512;
+
+fn json<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        message: format!("schema-1 record: {e}"),
+    })
+}
+
+pub(super) fn from_v1(store: &Store) -> Result<()> {
+    tracing::info!(db = %store.path.display(), "migrating the database from schema 1 to 2");
+    while move_messages(store)? {}
+    while move_keyed(store, legacy::CONVERSATIONS, tables::CONVERSATIONS, |b| {
+        let mut record: super::ConversationRecord = json("conversation", b)?;
+        if record.status == crate::model::ConversationStatus::Failed && record.failure.is_none() {
+            // Schema 1 kept only the message.
+            record.failure = Some(crate::analyze::FailureKind::Other);
+        }
+        Ok(codec::encode_record(&record, None))
+    })? {}
+    while move_keyed(store, legacy::ANALYSES, tables::ANALYSES, |b| {
+        Ok(codec::encode_analysis(&json::<Analysis>("analysis", b)?))
+    })? {}
+    while move_processed(store)? {}
+    let txn = store.db.begin_write()?;
+    // Empty by now.
+    txn.delete_table(legacy::MESSAGES)?;
+    txn.delete_table(legacy::CONVERSATIONS)?;
+    txn.delete_table(legacy::ANALYSES)?;
+    txn.delete_table(legacy::PROCESSED)?;
+    txn.open_table(tables::META)?
+        .insert("schema_version", SCHEMA_VERSION)?;
+    txn.commit()?;
+    tracing::info!("database migrated to schema 2");
+    Ok(())
+}
+
+/// Moves up to [`ROWS_PER_COMMIT`] messages; `false` when none were left.
+fn move_messages(store: &Store) -> Result<bool> {
+    let txn = store.db.begin_write()?;
+    let mut rows: Vec<(UploadKey, String, u64, Message)> = Vec::new();
+    {
+        let old = txn.open_table(legacy::MESSAGES)?;
+        for entry in old.iter()?.take(ROWS_PER_COMMIT) {
+            let (k, v) = entry?;
+            let (upload, conversation, seq) = k.value();
+            rows.push((
+                upload,
+                conversation.to_string(),
+                seq,
+                json("message", v.value())?,
+            ));
+        }
+    }
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(false);
+    };
+    let (from, to) = (
+        (first.0, first.1.clone(), first.2),
+        (last.0, last.1.clone(), last.2),
+    );
+    {
+        let mut new = txn.open_table(tables::MESSAGES)?;
+        // Rows come in key order: consecutive rows of one conversation form chunks.
+        let mut start = 0;
+        while start < rows.len() {
+            let (upload, conversation) = (rows[start].0, &rows[start].1);
+            let mut end = start + 1;
+            while end < rows.len()
+                && end - start < MESSAGES_PER_CHUNK
+                && rows[end].0 == upload
+                && rows[end].1 == *conversation
+            {
+                end += 1;
+            }
+            let chunk = codec::encode_chunk(rows[start..end].iter().map(|r| (r.2, &r.3)));
+            new.insert(
+                (upload, conversation.as_str(), rows[start].2),
+                chunk.as_slice(),
+            )?;
+            start = end;
+        }
+        let mut old = txn.open_table(legacy::MESSAGES)?;
+        old.retain_in(
+            (from.0, from.1.as_str(), from.2)..=(to.0, to.1.as_str(), to.2),
+            |_, _| false,
+        )?;
+    }
+    txn.commit()?;
+    Ok(true)
+}
+
+/// Moves up to [`ROWS_PER_COMMIT`] rows keyed by (upload, conversation id),
+/// re-encoding each value.
+fn move_keyed(
+    store: &Store,
+    old_def: TableDefinition<'static, (UploadKey, &'static str), &'static [u8]>,
+    new_def: TableDefinition<'static, (UploadKey, &'static str), &'static [u8]>,
+    convert: impl Fn(&[u8]) -> Result<Vec<u8>>,
+) -> Result<bool> {
+    let txn = store.db.begin_write()?;
+    let mut rows: Vec<(UploadKey, String, Vec<u8>)> = Vec::new();
+    {
+        let old = txn.open_table(old_def)?;
+        for entry in old.iter()?.take(ROWS_PER_COMMIT) {
+            let (k, v) = entry?;
+            let (upload, conversation) = k.value();
+            rows.push((upload, conversation.to_string(), convert(v.value())?));
+        }
+    }
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(false);
+    };
+    let (from, to) = ((first.0, first.1.clone()), (last.0, last.1.clone()));
+    {
+        let mut new = txn.open_table(new_def)?;
+        for (upload, conversation, value) in &rows {
+            new.insert((*upload, conversation.as_str()), value.as_slice())?;
+        }
+        let mut old = txn.open_table(old_def)?;
+        old.retain_in((from.0, from.1.as_str())..=(to.0, to.1.as_str()), |_, _| {
+            false
+        })?;
+    }
+    txn.commit()?;
+    Ok(true)
+}
+
+fn move_processed(store: &Store) -> Result<bool> {
+    let txn = store.db.begin_write()?;
+    let mut rows: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+    {
+        let old = txn.open_table(legacy::PROCESSED)?;
+        for entry in old.iter()?.take(ROWS_PER_COMMIT) {
+            let (k, v) = entry?;
+            let analysis: Analysis = json("analysis", v.value())?;
+            rows.push((*k.value(), codec::encode_analysis(&analysis)));
+        }
+    }
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(false);
+    };
+    let (from, to) = (first.0, last.0);
+    {
+        let mut new = txn.open_table(tables::PROCESSED)?;
+        for (k, v) in &rows {
+            new.insert(k, v.as_slice())?;
+        }
+        let mut old = txn.open_table(legacy::PROCESSED)?;
+        old.retain_in::<&[u8; 32], _>(&from..=&to, |_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(true)
+}
