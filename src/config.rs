@@ -364,6 +364,9 @@ impl Settings {
 
     /// Like [`Settings::load`], with the environment given explicitly (for tests
     /// and embedders).
+    ///
+    /// No error names the value of a secret setting (see [`is_secret_key`]),
+    /// wherever it was set: only its key.
     pub fn load_with_env(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -383,11 +386,12 @@ impl Settings {
                 text.parse::<toml::Table>()
                     .map_err(|e| ConfigError::Parse {
                         path: p.to_path_buf(),
-                        message: e.to_string(),
+                        message: syntax_error(&text, &e),
                     })?
             }
             None => toml::Table::new(),
         };
+        let defaults = default_tree();
         for (name, value) in env {
             let key = if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
                 rest.split("__")
@@ -399,22 +403,20 @@ impl Settings {
             } else {
                 continue;
             };
-            set_path(&mut tree, &key, parse_env_value(&value)).map_err(|message| {
-                ConfigError::Env {
+            set_path(&mut tree, &key, parse_env_value(&key, &value, &defaults)).map_err(
+                |message| ConfigError::Env {
                     name: name.clone(),
                     message,
-                }
-            })?;
+                },
+            )?;
         }
-        let settings: Settings =
-            toml::Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: file
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| PathBuf::from("<defaults and environment>")),
-                    message: e.message().to_string(),
-                })?;
+        let origin = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("<defaults and environment>"));
+        let settings: Settings = match toml::Value::Table(tree.clone()).try_into() {
+            Ok(settings) => settings,
+            Err(e) => return Err(settings_error(tree, &e, origin)),
+        };
         settings.validate()?;
         Ok(settings)
     }
@@ -473,14 +475,149 @@ impl Settings {
     }
 }
 
-/// An environment value is read as TOML when it parses as a TOML value
-/// (numbers, booleans, arrays), as a plain string otherwise.
-fn parse_env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
+/// Whether a setting holds a secret, by the words of its name: `token`,
+/// `key`, `secret`, `password` (so `server.token` and `api_key` are secrets,
+/// `max_output_tokens` and `tokens_per_minute` are not).
+pub fn is_secret_key(dotted: &str) -> bool {
+    let name = dotted
+        .rsplit('.')
+        .next()
+        .unwrap_or(dotted)
+        .to_ascii_lowercase();
+    name.contains("secret")
+        || name.contains("password")
+        || name.split(['_', '-']).any(|word| {
+            matches!(
+                word,
+                "token" | "key" | "apikey" | "passwd" | "passphrase" | "credential" | "credentials"
+            )
+        })
+}
+
+/// Settings of type `Option<String>` (absent from the serialised defaults,
+/// so [`default_tree`] cannot tell their type); a trailing `.` is a section
+/// whose keys all are.
+const OPTIONAL_STRING_KEYS: &[&str] = &[
+    "server.token",
+    "analyzer.openai.api_version",
+    "ingest.columns.",
+];
+
+/// The defaults as a TOML tree: where an environment value lands on a
+/// string, it is taken as a string.
+fn default_tree() -> toml::Table {
+    match toml::Value::try_from(Settings::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// Whether the setting at `dotted` is a string (by its default, or by
+/// [`OPTIONAL_STRING_KEYS`]).
+fn is_string_setting(dotted: &str, defaults: &toml::Table) -> bool {
+    if OPTIONAL_STRING_KEYS
+        .iter()
+        .any(|k| *k == dotted || (k.ends_with('.') && dotted.starts_with(k)))
+    {
+        return true;
+    }
+    let mut node = defaults;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (node.get(part), parts.peek()) {
+            (Some(toml::Value::String(_)), None) => return true,
+            (Some(toml::Value::Table(t)), Some(_)) => node = t,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// An environment value for the setting `key`.
+///
+/// Secrets are taken verbatim (`POWERPULSE_TOKEN=123456` is the string
+/// "123456", and `"abc"` keeps its quotes). Other string settings take a TOML
+/// string literal (`"gpt-4o"`) or else the text as it is. Everything else is
+/// read as TOML when it parses as a TOML value (numbers, booleans, arrays),
+/// as a plain string otherwise; a TOML date is a string too (no setting is a date,
+/// and `api_version = 2024-06-01` is one).
+fn parse_env_value(key: &str, raw: &str, defaults: &toml::Table) -> toml::Value {
+    let verbatim = || toml::Value::String(raw.to_string());
+    if is_secret_key(key) {
+        return verbatim();
+    }
+    let parsed = format!("v = {raw}")
         .parse::<toml::Table>()
         .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+        .and_then(|mut t| t.remove("v"));
+    match parsed {
+        Some(v @ toml::Value::String(_)) => v,
+        _ if is_string_setting(key, defaults) => verbatim(),
+        Some(toml::Value::Datetime(_)) | None => verbatim(),
+        Some(v) => v,
+    }
+}
+
+/// A config file's syntax error, by line and column, without the snippet of
+/// the file toml's `Display` quotes (the line may hold a token).
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// Replaces every value under a secret key with a placeholder string;
+/// returns the keys replaced.
+fn redact_secrets(tree: &mut toml::Table, prefix: &str) -> Vec<String> {
+    let mut replaced = Vec::new();
+    for (name, value) in tree.iter_mut() {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        if is_secret_key(name) {
+            *value = toml::Value::String(REDACTED.to_string());
+            replaced.push(path);
+        } else if let toml::Value::Table(sub) = value {
+            replaced.extend(redact_secrets(sub, &path));
+        }
+    }
+    replaced
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// Why the merged settings do not deserialise, told without a secret: the
+/// tree is deserialised again with every secret replaced by a placeholder,
+/// and that error is the one reported. When the placeholders make it pass, a
+/// secret's value was the problem, and only its key is named.
+fn settings_error(tree: toml::Table, e: &toml::de::Error, origin: PathBuf) -> ConfigError {
+    let mut redacted = tree;
+    let secrets = redact_secrets(&mut redacted, "");
+    if secrets.is_empty() {
+        return ConfigError::Parse {
+            path: origin,
+            message: e.message().to_string(),
+        };
+    }
+    match toml::Value::Table(redacted).try_into::<Settings>() {
+        Err(e) => ConfigError::Parse {
+            path: origin,
+            message: e.message().to_string(),
+        },
+        Ok(_) => ConfigError::Invalid {
+            key: secrets.join(", "),
+            message: "a secret setting has a value of the wrong type (value not shown)".into(),
+        },
+    }
 }
 
 fn set_path(tree: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<(), String> {
@@ -588,5 +725,128 @@ mod tests {
             env(&[("POWERPULSE__ANALYZER__CONCURRENCY", "0")]),
         );
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_strings() {
+        let s = Settings::load_with_env(None, env(&[("POWERPULSE_TOKEN", "123456")])).unwrap();
+        assert_eq!(s.server.token.as_deref(), Some("123456"));
+        for raw in [
+            "true",
+            "1e3",
+            "[1, 2]",
+            "\"quoted\"",
+            "2024-06-01",
+            "a = b",
+            " x ",
+        ] {
+            let s =
+                Settings::load_with_env(None, env(&[("POWERPULSE__SERVER__TOKEN", raw)])).unwrap();
+            assert_eq!(s.server.token.as_deref(), Some(raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn string_settings_stay_strings_and_numbers_numbers() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("POWERPULSE__ANALYZER__OPENAI__MODEL", "4"),
+                ("POWERPULSE__ANALYZER__OPENAI__API_VERSION", "2024-06-01"),
+                ("POWERPULSE__ANALYZER__OPENAI__API_KEY_ENV", "\"MY_KEY\""),
+                ("POWERPULSE__INGEST__COLUMNS__TEXT", "1234"),
+                ("POWERPULSE__SERVER__BIND", "\"0.0.0.0:1\""),
+                ("POWERPULSE__ANALYZER__OPENAI__MAX_OUTPUT_TOKENS", "300"),
+                ("POWERPULSE__ANALYZER__OPENAI__TOKENS_PER_MINUTE", "9000"),
+                ("POWERPULSE__ANALYZER__OPENAI__STRUCTURED_OUTPUT", "false"),
+                ("POWERPULSE_DB", "1"),
+            ]),
+        )
+        .unwrap();
+        let o = &s.analyzer.openai;
+        assert_eq!(o.model, "4");
+        assert_eq!(o.api_version.as_deref(), Some("2024-06-01"));
+        assert_eq!(
+            o.api_key_env, "\"MY_KEY\"",
+            "a key's name is taken verbatim"
+        );
+        assert_eq!(s.ingest.columns.text.as_deref(), Some("1234"));
+        assert_eq!(
+            s.server.bind, "0.0.0.0:1",
+            "a TOML string literal is unquoted"
+        );
+        assert_eq!(o.max_output_tokens, 300);
+        assert_eq!(o.tokens_per_minute, RateSetting::PerMinute(9000));
+        assert!(!o.structured_output);
+        assert_eq!(s.storage.path, PathBuf::from("1"));
+    }
+
+    #[test]
+    fn secret_names() {
+        for key in [
+            "server.token",
+            "api_key",
+            "analyzer.openai.api_key_env",
+            "x.client_secret",
+            "db.password",
+            "auth-token",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "analyzer.openai.max_output_tokens",
+            "analyzer.openai.tokens_per_minute",
+            "analyzer.openai.max_transcript_tokens",
+            "ingest.columns.text",
+            "monkey",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn no_error_shows_a_secret() {
+        let secret = "hunter2-s3cr3t";
+        // A secret in a slot of another type, from the environment.
+        let err = Settings::load_with_env(
+            None,
+            env(&[("POWERPULSE__ANALYZER__OPENAI__PRICES__GPT_KEY", secret)]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(secret), "{text}");
+        assert!(
+            text.contains("<redacted>") || text.contains("gpt_key"),
+            "{text}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        // A number where the token's string goes, in the file.
+        std::fs::write(&path, "[server]\ntoken = 987654321\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("987654321"), "{text}");
+        assert!(text.contains("server.token"), "{text}");
+
+        // A syntax error on the token's line: no snippet of the file.
+        std::fs::write(&path, "[server]\ntoken = hunter2-s3cr3t\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+
+        // Any other error, with a secret set: the secret is not in it.
+        let err = Settings::load_with_env(
+            None,
+            env(&[
+                ("POWERPULSE_TOKEN", secret),
+                ("POWERPULSE__ANALYZER__CONCURENCY", "3"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("concurency"), "{text}");
     }
 }

@@ -1,7 +1,13 @@
 //! Export rows (one per conversation) and their CSV / JSON / JSONL writers.
 //! Plain code over [`ConversationRow`]s; the CLI feeds it from the store, the
 //! HTTP layer from `StoreReader` pages.
+//!
+//! CSV is opened by spreadsheets, which run a cell starting with `=`, `+`,
+//! `-` or `@` as a formula (CSV injection): text that came from the upload or
+//! the LLM is neutralised there by [`neutralize_formula`]. JSON and JSONL stay
+//! exact.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde::Serialize;
@@ -127,7 +133,7 @@ impl<W: Write> ExportWriter<W> {
 
     pub fn write(&mut self, row: &ExportRow) -> Result<(), ExportError> {
         match (self.format, &mut self.csv, &mut self.out) {
-            (ExportFormat::Csv, Some(w), _) => w.serialize(row)?,
+            (ExportFormat::Csv, Some(w), _) => w.serialize(CsvRow::from(row))?,
             (ExportFormat::Json, _, Some(w)) => {
                 w.write_all(if self.rows == 0 { b"[\n" } else { b",\n" })?;
                 serde_json::to_writer(&mut *w, row)?;
@@ -235,6 +241,72 @@ impl ExportWriter<Vec<u8>> {
     }
 }
 
+/// An [`ExportRow`] as a CSV line: the same columns, its text fields
+/// neutralised. Only text that came from outside is touched (the
+/// conversation id from the upload, the summary from the analyzer, the
+/// analyzer's name); the numbers, labels and statuses the program writes
+/// itself (a sentiment score of -0.5) cannot hold a formula and stay as they are.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    upload_id: Uuid,
+    conversation_id: Cow<'a, str>,
+    messages: u32,
+    customer_messages: u32,
+    sentiment: Option<&'static str>,
+    sentiment_score: Option<f64>,
+    satisfaction_score: Option<u8>,
+    satisfaction: Option<&'static str>,
+    resolved: Option<bool>,
+    summary: Option<Cow<'a, str>>,
+    analyzer: Option<Cow<'a, str>>,
+    status: &'static str,
+}
+
+impl<'a> From<&'a ExportRow> for CsvRow<'a> {
+    fn from(row: &'a ExportRow) -> Self {
+        CsvRow {
+            upload_id: row.upload_id,
+            conversation_id: neutralize_formula(&row.conversation_id),
+            messages: row.messages,
+            customer_messages: row.customer_messages,
+            sentiment: row.sentiment,
+            sentiment_score: row.sentiment_score,
+            satisfaction_score: row.satisfaction_score,
+            satisfaction: row.satisfaction,
+            resolved: row.resolved,
+            summary: row.summary.as_deref().map(neutralize_formula),
+            analyzer: row.analyzer.as_deref().map(neutralize_formula),
+            status: row.status,
+        }
+    }
+}
+
+/// A text cell a spreadsheet would not run: one starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return (OWASP's list for CSV injection) gets
+/// a leading `'`, which spreadsheets take as "this is text" and hide.
+///
+/// A cell that is just a number (`-42`, `+3.5`) is left alone: it evaluates
+/// to itself, so a negative conversation id stays readable.
+pub fn neutralize_formula(cell: &str) -> Cow<'_, str> {
+    let risky = matches!(
+        cell.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    if risky && !is_plain_number(cell) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// `[+-]digits[.digits]`: a number with nothing a formula could hide in.
+fn is_plain_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
 /// Column names, in order; what the CSV header says.
 pub const CSV_HEADER: [&str; 12] = [
     "upload_id",
@@ -314,6 +386,67 @@ mod tests {
         assert_eq!(&records[1][11], "failed");
         let empty = export(ExportFormat::Csv, &[]);
         assert_eq!(empty.trim(), CSV_HEADER.join(","));
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for (cell, expected) in [
+            (
+                "=HYPERLINK(\"http://evil\",\"x\")",
+                "'=HYPERLINK(\"http://evil\",\"x\")",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            ("@SUM(1+1)*cmd", "'@SUM(1+1)*cmd"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            ("-", "'-"),
+            ("-.5", "'-.5"),
+            ("-1e5", "'-1e5"),
+            ("+", "'+"),
+            // Plain numbers and ordinary text pass unchanged.
+            ("-42", "-42"),
+            ("+3.5", "+3.5"),
+            ("conv-1", "conv-1"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+            ("", ""),
+            ("'=already", "'=already"),
+        ] {
+            assert_eq!(neutralize_formula(cell), expected, "{cell:?}");
+        }
+        assert!(matches!(neutralize_formula("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn only_csv_text_fields_are_neutralised() {
+        let mut hostile = row("=HYPERLINK(\"http://x\")", true);
+        if let Some(a) = hostile.analysis.as_mut() {
+            a.summary = "@SUM(A1:A9)".into();
+            a.analyzer = "+cmd".into();
+        }
+        let text = export(ExportFormat::Csv, &[hostile.clone()]);
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[1], "'=HYPERLINK(\"http://x\")");
+        assert_eq!(&rec[9], "'@SUM(A1:A9)");
+        assert_eq!(&rec[10], "'+cmd");
+        // A negative score is a number the program wrote: as it is.
+        assert_eq!(&rec[5], "-0.5");
+
+        for format in [ExportFormat::Json, ExportFormat::Jsonl] {
+            let text = export(format, &[hostile.clone()]);
+            let v: serde_json::Value =
+                serde_json::from_str(text.trim().trim_start_matches('[').trim_end_matches(']'))
+                    .unwrap();
+            assert_eq!(
+                v["conversation_id"], "=HYPERLINK(\"http://x\")",
+                "{format:?}"
+            );
+            assert_eq!(v["summary"], "@SUM(A1:A9)", "{format:?}");
+            assert_eq!(v["analyzer"], "+cmd", "{format:?}");
+            assert_eq!(v["sentiment_score"], -0.5, "{format:?}");
+        }
     }
 
     #[test]

@@ -50,12 +50,19 @@ impl Sandbox {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    /// Like [`Sandbox::run`], with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let out: Output = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("OPENAI_API_KEY")
             .env_remove("RUST_LOG")
+            .env_remove("POWERPULSE_TOKEN")
             .env("POWERPULSE_DB", self.db())
+            .envs(vars.iter().copied())
             .output()
             .expect("run powerpulse");
         Run {

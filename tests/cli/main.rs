@@ -5,5 +5,6 @@ mod helpers;
 
 mod analyze;
 mod bad_input;
+mod config;
 mod export;
 mod hostile;
