@@ -11,6 +11,11 @@
 //!   set, 429s, tokens per conversation, peak RSS; and the original
 //!   service's pattern (batches of 5, wait for all five) on a sample.
 //!
+//! - cpu: the LLM path's CPU per conversation, split: the whole `analyze`
+//!   process against a zero-latency fake server (in a process of its own),
+//!   minus the HTTP calls alone (the same requests made by `OpenAiAnalyzer`
+//!   in this process) = what the pipeline spends outside the HTTP call.
+//!
 //! Figures are printed, never asserted: these machines are noisy.
 
 #[path = "../examples/support/synth.rs"]
@@ -21,6 +26,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
+    // Re-executed as a fake OpenAI server in a process of its own (so its
+    // CPU is not counted with the client's): print the URL, serve until
+    // stdin closes.
+    if std::env::var_os(cpu::SERVE_FAKE).is_some() {
+        cpu::serve_fake();
+        return;
+    }
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -35,6 +47,9 @@ fn main() {
     }
     if wants("llm") {
         llm::run(dir.path());
+    }
+    if wants("cpu") {
+        cpu::run(dir.path());
     }
 }
 
@@ -349,6 +364,169 @@ mod llm {
              bound at our concurrency {b:.2} s, ratio {:.1}; projected for {N}: {:.0} s",
             elapsed / b,
             elapsed / n as f64 * N as f64
+        );
+    }
+}
+
+mod cpu {
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+
+    use fake_openai::{FakeConfig, FakeServer};
+    use powerpulse::analyze::OpenAiAnalyzer;
+    use powerpulse::config::{RateSetting, Settings};
+    use powerpulse::ingest::{IngestOptions, Row};
+    use powerpulse::model::Conversation;
+    use tokio_util::sync::CancellationToken;
+
+    pub const SERVE_FAKE: &str = "POWERPULSE_BENCH_SERVE_FAKE";
+    const N: usize = 8_000;
+    const CONCURRENCY: usize = 64;
+
+    pub fn serve_fake() {
+        let server = FakeServer::start(FakeConfig {
+            workers: 1,
+            ..Default::default()
+        })
+        .expect("start the fake server");
+        println!("{}", server.base_url());
+        let mut line = String::new();
+        // Serve until the parent closes stdin.
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+
+    /// This process's CPU time so far, in seconds (utime + stime).
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after_name = stat.rsplit(')').next().unwrap_or_default();
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 and 15 of stat(5), counted after "pid (comm)".
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        ticks / 100.0
+    }
+
+    /// The export's conversations, as the pipeline would send them.
+    fn conversations(export: &Path) -> Vec<Conversation> {
+        let mut by_id: std::collections::BTreeMap<String, Conversation> = Default::default();
+        let reader = powerpulse::ingest::open(export, &IngestOptions::default()).unwrap();
+        for row in reader {
+            if let Ok(Row::Message(m)) = row {
+                by_id
+                    .entry(m.conversation_id.clone())
+                    .or_insert_with(|| Conversation {
+                        id: m.conversation_id.clone(),
+                        messages: Vec::new(),
+                    })
+                    .messages
+                    .push(m.message);
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    pub fn run(dir: &Path) {
+        let export = dir.join("cpu-8000.csv");
+        super::write_export(&export, N, 33);
+        let mut fake = Command::new(std::env::current_exe().expect("this bench"))
+            .env(SERVE_FAKE, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the fake server process");
+        let mut url = String::new();
+        BufReader::new(fake.stdout.take().unwrap())
+            .read_line(&mut url)
+            .expect("its URL");
+        let url = url.trim().to_string();
+
+        // The whole process: parse, store, dispatch, record, progress, HTTP.
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%U %S"])
+            .arg(env!("CARGO_BIN_EXE_powerpulse"))
+            .args([
+                "analyze",
+                export.to_str().unwrap(),
+                "--json",
+                "--analyzer",
+                "openai",
+            ])
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("OPENAI_BASE_URL", &url)
+            .env("POWERPULSE_DB", dir.join("cpu.redb"))
+            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
+            .env(
+                "POWERPULSE__ANALYZER__OPENAI__REQUESTS_PER_MINUTE",
+                "100000000",
+            )
+            .env(
+                "POWERPULSE__ANALYZER__OPENAI__TOKENS_PER_MINUTE",
+                "2000000000",
+            )
+            .output()
+            .expect("run powerpulse");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+        let analyzed = summary["analyzed"].as_u64().unwrap_or(0).max(1) as f64;
+        let whole: f64 = stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|x| x.parse::<f64>().ok())
+            .sum();
+
+        // The HTTP calls alone: the same analyzer, the same conversations,
+        // the same concurrency, from this process.
+        let mut settings = Settings::default().analyzer.openai;
+        settings.base_url = url.clone();
+        settings.requests_per_minute = RateSetting::PerMinute(100_000_000);
+        settings.tokens_per_minute = RateSetting::PerMinute(2_000_000_000);
+        let analyzer = OpenAiAnalyzer::new(&settings, "sk-bench".to_string().into()).unwrap();
+        let conversations: Vec<Conversation> = conversations(&export)
+            .into_iter()
+            .filter(|c| c.customer_messages() > 0)
+            .collect();
+        let calls = conversations.len();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let before = cpu_seconds();
+        runtime.block_on(async {
+            let queue = Arc::new(tokio::sync::Mutex::new(conversations.into_iter()));
+            let mut workers = Vec::new();
+            for _ in 0..CONCURRENCY {
+                let (a, queue) = (analyzer.clone(), queue.clone());
+                workers.push(tokio::spawn(async move {
+                    loop {
+                        let next = queue.lock().await.next();
+                        let Some(c) = next else { break };
+                        let _ = a.analyze(&c, &CancellationToken::new()).await;
+                    }
+                }));
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+        });
+        let http = cpu_seconds() - before;
+        drop(fake.stdin.take());
+        let _ = fake.wait();
+        let per_whole = whole * 1e6 / analyzed;
+        let per_http = http * 1e6 / calls as f64;
+        println!(
+            "cpu (LLM path, zero-latency fake server in its own process, concurrency {CONCURRENCY}): \
+             whole analyze {per_whole:.0} us per analysed conversation ({analyzed} analysed); \
+             the HTTP calls alone {per_http:.0} us per call ({calls} calls); outside the HTTP \
+             call {:.0} us per conversation",
+            per_whole - per_http
         );
     }
 }
