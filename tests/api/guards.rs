@@ -5,8 +5,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use fake_openai::{FakeConfig, FakeServer, Latency};
-use futures_util::StreamExt;
-use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
 use powerpulse::config::Settings;
 use reqwest::Method;
 use serde_json::Value;
@@ -502,40 +500,6 @@ async fn a_client_slow_to_send_its_headers_is_cut_off() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
-}
-
-fn llm_app(server: &FakeServer, settings_fn: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut settings = Settings::default();
-    settings.analyzer.concurrency = 1;
-    settings.analyzer.batch_size = 1;
-    settings.analyzer.openai.base_url = server.base_url();
-    settings_fn(&mut settings);
-    let analyzer =
-        OpenAiAnalyzer::new(&settings.analyzer.openai, "sk-test".to_string().into()).unwrap();
-    spawn_with(Options {
-        settings,
-        analyzer: Some(Analyzer::OpenAi(analyzer)),
-        ..Default::default()
-    })
-}
-
-/// Reads one SSE stream to its end; answers the events' data.
-async fn read_events(r: reqwest::Response) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut buf = String::new();
-    let mut body = r.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            let data = event
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap();
-            events.push(serde_json::from_str(data).unwrap());
-        }
-    }
-    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,3 +194,47 @@ pub async fn assert_error(r: reqwest::Response, status: u16) -> Value {
     );
     body
 }
+
+/// The app over an OpenAI analyzer pointed at `server`: one call at a time,
+/// unless `settings_fn` says otherwise.
+pub fn llm_app(
+    server: &fake_openai::FakeServer,
+    settings_fn: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = Settings::default();
+    settings.analyzer.concurrency = 1;
+    settings.analyzer.batch_size = 1;
+    settings.analyzer.openai.base_url = server.base_url();
+    settings_fn(&mut settings);
+    let analyzer = powerpulse::analyze::OpenAiAnalyzer::new(
+        &settings.analyzer.openai,
+        "sk-test".to_string().into(),
+    )
+    .unwrap();
+    spawn_with(Options {
+        settings,
+        analyzer: Some(Analyzer::OpenAi(analyzer)),
+        ..Default::default()
+    })
+}
+
+/// Reads an SSE stream to its end: the data of each `progress` event.
+pub async fn read_events(r: reqwest::Response) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut events = Vec::new();
+    let mut buf = String::new();
+    let mut body = r.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            assert!(event.starts_with("event: progress\n"), "{event}");
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            events.push(serde_json::from_str(data).unwrap());
+        }
+    }
+    events
+}

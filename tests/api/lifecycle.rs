@@ -3,47 +3,12 @@
 use std::time::{Duration, Instant};
 
 use fake_openai::{FakeConfig, FakeServer, Latency};
-use futures_util::StreamExt;
-use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
 use powerpulse::config::Settings;
 use powerpulse::model::Stage;
 use powerpulse::store::Store;
 use serde_json::Value;
 
 use crate::helpers::*;
-
-fn llm_app(server: &FakeServer) -> TestApp {
-    let mut settings = Settings::default();
-    settings.analyzer.concurrency = 8;
-    settings.analyzer.openai.base_url = server.base_url();
-    let analyzer =
-        OpenAiAnalyzer::new(&settings.analyzer.openai, "sk-test".to_string().into()).unwrap();
-    spawn_with(Options {
-        settings,
-        analyzer: Some(Analyzer::OpenAi(analyzer)),
-        ..Default::default()
-    })
-}
-
-/// Reads SSE `progress` events until the stream ends.
-async fn read_events(r: reqwest::Response) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut buf = String::new();
-    let mut body = r.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            assert!(event.starts_with("event: progress\n"), "{event}");
-            let data = event
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap();
-            events.push(serde_json::from_str(data).unwrap());
-        }
-    }
-    events
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_ordered_progress_ending_in_the_final_state() {
@@ -52,7 +17,10 @@ async fn sse_streams_ordered_progress_ending_in_the_final_state() {
         ..Default::default()
     })
     .unwrap();
-    let app = llm_app(&server);
+    let app = llm_app(&server, |s| {
+        s.analyzer.concurrency = 8;
+        s.analyzer.batch_size = Settings::default().analyzer.batch_size;
+    });
     let r = app.upload_raw("sse.csv", export_csv(60, 5), false).await;
     let id = r.json::<Value>().await.unwrap()["upload_id"]
         .as_str()
@@ -95,7 +63,10 @@ async fn cancel_mid_upload_stops_llm_traffic_and_keeps_results() {
         ..Default::default()
     })
     .unwrap();
-    let app = llm_app(&server);
+    let app = llm_app(&server, |s| {
+        s.analyzer.concurrency = 8;
+        s.analyzer.batch_size = Settings::default().analyzer.batch_size;
+    });
     let r = app.upload_form("slow.csv", export_csv(400, 6)).await;
     let id = r.json::<Value>().await.unwrap()["upload_id"]
         .as_str()
