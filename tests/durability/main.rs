@@ -102,6 +102,12 @@ async fn poll(c: &reqwest::Client, url: &str, until: impl Fn(&Value) -> bool) ->
     }
 }
 
+/// An upload's export, as JSON lines.
+async fn export_jsonl(c: &reqwest::Client, s: &Server, id: &str) -> String {
+    let url = format!("{}/api/uploads/{id}/export?format=jsonl", s.base);
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Polls an upload's live progress.
 async fn wait_for(
     c: &reqwest::Client,
@@ -174,17 +180,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
     assert_eq!(total, 300, "{done}");
     assert_eq!(done["processed"], total, "{done}");
     assert_eq!(done["failed"], 0, "{done}");
-    let rows = c
-        .get(format!(
-            "{}/api/uploads/{id}/export?format=jsonl",
-            server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let rows = export_jsonl(&c, &server, &id).await;
     let rows: Vec<Value> = rows
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -614,17 +610,7 @@ async fn killed_mid_analysis_by_the_free_analyzer_it_finishes_with_one_outcome_e
         + counts["skipped_already_processed"].as_u64().unwrap()
         + counts["failed"].as_u64().unwrap();
     assert_eq!(outcomes, 6_000, "{done}");
-    let rows = c
-        .get(format!(
-            "{}/api/uploads/{id}/export?format=jsonl",
-            server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let rows = export_jsonl(&c, &server, &id).await;
     let ids: std::collections::HashSet<String> = rows
         .lines()
         .map(|l| {
