@@ -49,7 +49,7 @@ use crate::progress::actor::{ProgressActor, Update};
 use crate::store::actor::{
     ClearUploadRows, DeleteUpload, GetTally, GetUpload, PutUpload, StoreActor, StoreReader,
 };
-use crate::store::{StoreError, UploadCounts, UploadRecord};
+use crate::store::{OutcomeTally, StoreError, UploadCounts, UploadRecord};
 
 /// Warnings kept in an upload's record; the rest are counted.
 const MAX_WARNINGS: usize = 100;
@@ -201,6 +201,7 @@ impl Pipeline {
             .drive(
                 record,
                 Some(reader),
+                OutcomeTally::default(),
                 remove_file_after,
                 &cancel,
                 Instant::now(),
@@ -237,13 +238,18 @@ impl Pipeline {
                 // Asked for by a person: a fresh run of attempts.
                 record.starts_without_progress = 0;
             }
+            // Outcomes an earlier run stored (none when the parse is redone:
+            // its rows are cleared first).
+            let before = if record.needs_parse() {
+                OutcomeTally::default()
+            } else {
+                self.query(GetTally { upload_id })
+                    .await
+                    .map_err(AnalyzeStop::into_upload)?
+            };
             let mark = if record.needs_parse() {
                 0
             } else {
-                let before = self
-                    .query(GetTally { upload_id })
-                    .await
-                    .map_err(AnalyzeStop::into_upload)?;
                 1 + before.analyzed + before.failed + before.skipped_already_processed
             };
             if let Err(reason) = record.count_start(mark) {
@@ -280,7 +286,8 @@ impl Pipeline {
             self.store.send(PutUpload(record.clone())).await??;
             // Spooled files (HTTP uploads) live next to the database and go once parsed.
             let spooled = record.source.as_deref().is_some_and(|p| self.is_spooled(p));
-            self.drive(record, reader, spooled, &cancel, started).await
+            self.drive(record, reader, before, spooled, &cancel, started)
+                .await
         };
         let result = job.instrument(span).await;
         self.report_end(upload_id, &result);
@@ -344,11 +351,13 @@ impl Pipeline {
         }
     }
 
-    /// Parse (when `reader` is given), analyse, and write the final record.
+    /// Parse (when `reader` is given), analyse, and write the final record;
+    /// `before` is what an earlier run of the upload stored.
     async fn drive(
         &self,
         mut record: UploadRecord,
         reader: Option<ingest::RowReader>,
+        before: OutcomeTally,
         remove_source_after_parse: bool,
         cancel: &CancellationToken,
         started: Instant,
@@ -397,10 +406,6 @@ impl Pipeline {
             );
         }
         // Outcomes stored before (by an earlier run of this upload) count too.
-        let before = self
-            .query(GetTally { upload_id })
-            .await
-            .map_err(AnalyzeStop::into_upload)?;
         tally.counts.analyzed = before.analyzed;
         tally.counts.failed = before.failed;
         tally.counts.skipped_already_processed = before.skipped_already_processed;
