@@ -477,8 +477,9 @@ impl OpenAiAnalyzer {
             "chat completion"
         );
         let error_text = || api_error(&bytes);
-        // Retry-After is honoured on every retryable status, as the OpenAI SDKs do.
-        let after = limits::retry_after(&headers);
+        // Retry-After is honoured on every retryable status, as the OpenAI
+        // SDKs do (read only for an error: most answers are successes).
+        let after = || limits::retry_after(&headers);
         match status {
             s if s.is_success() => Attempt::Done(reply::parse(&bytes, Self::NAME, &inner.model)),
             StatusCode::TOO_MANY_REQUESTS => {
@@ -489,7 +490,7 @@ impl OpenAiAnalyzer {
                         format!("the provider says the quota is exhausted: {message}"),
                     );
                 }
-                let wait = after.unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
+                let wait = after().unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
                 inner.limits.pause_for(wait);
                 Attempt::RateLimited(format!("429 {message}"))
             }
@@ -513,12 +514,12 @@ impl OpenAiAnalyzer {
             StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => Attempt::Retry {
                 kind: FailureKind::ServerError,
                 reason: format!("HTTP {}", status.as_u16()),
-                after,
+                after: after(),
             },
             s if s.is_server_error() => Attempt::Retry {
                 kind: FailureKind::ServerError,
                 reason: format!("HTTP {}", s.as_u16()),
-                after,
+                after: after(),
             },
             s => {
                 let (_, message) = error_text();
