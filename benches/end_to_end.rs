@@ -87,6 +87,40 @@ fn run_binary(args: &[&str], db: &Path) -> (Duration, u64, String) {
     )
 }
 
+/// `powerpulse analyze FILE --json --analyzer openai` under `/usr/bin/time`,
+/// with `env` (the server's URL, limits): its summary and [user s, sys s,
+/// peak RSS KiB].
+fn analyze_openai(export: &Path, db: &Path, env: &[(&str, &str)]) -> (serde_json::Value, [f64; 3]) {
+    let mut command = Command::new("/usr/bin/time");
+    command
+        .args(["-f", "%U %S %M"])
+        .arg(env!("CARGO_BIN_EXE_powerpulse"))
+        .args([
+            "analyze",
+            export.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ])
+        .env("OPENAI_API_KEY", "sk-bench")
+        .env("POWERPULSE_DB", db);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command
+        .output()
+        .expect("run powerpulse (needs /usr/bin/time)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    let mut time = [0.0; 3];
+    let last = stderr.lines().last().unwrap_or_default();
+    for (slot, x) in time.iter_mut().zip(last.split_whitespace()) {
+        *slot = x.parse().unwrap_or(0.0);
+    }
+    (summary, time)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -209,7 +243,6 @@ fn memory_200mb(dir: &Path) {
 
 mod llm {
     use std::path::Path;
-    use std::process::Command;
     use std::time::{Duration, Instant};
 
     use fake_openai::{FakeConfig, FakeServer, Latency};
@@ -252,34 +285,16 @@ mod llm {
         super::write_export(&export, N, 21);
         let server = fake();
         let started = Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%U %S %M"])
-            .arg(env!("CARGO_BIN_EXE_powerpulse"))
-            .args([
-                "analyze",
-                export.to_str().unwrap(),
-                "--json",
-                "--analyzer",
-                "openai",
-            ])
-            .env("OPENAI_API_KEY", "sk-bench")
-            .env("OPENAI_BASE_URL", server.base_url())
-            .env("POWERPULSE_DB", dir.join("llm.redb"))
-            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
-            .output()
-            .expect("run powerpulse");
+        let concurrency = CONCURRENCY.to_string();
+        let (summary, [user, sys, rss_kib]) = super::analyze_openai(
+            &export,
+            &dir.join("llm.redb"),
+            &[
+                ("OPENAI_BASE_URL", &server.base_url()),
+                ("POWERPULSE__ANALYZER__CONCURRENCY", &concurrency),
+            ],
+        );
         let wall = started.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
-        let time: Vec<f64> = stderr
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        let (user, sys, rss_kib) = (time[0], time[1], time[2]);
         let stats = server.stats();
         let analyzed = summary["analyzed"].as_u64().unwrap_or(0) as f64;
         let elapsed = summary["processing_time_seconds"].as_f64().unwrap_or(wall);
@@ -445,41 +460,25 @@ mod cpu {
         let url = url.trim().to_string();
 
         // The whole process: parse, store, dispatch, record, progress, HTTP.
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%U %S"])
-            .arg(env!("CARGO_BIN_EXE_powerpulse"))
-            .args([
-                "analyze",
-                export.to_str().unwrap(),
-                "--json",
-                "--analyzer",
-                "openai",
-            ])
-            .env("OPENAI_API_KEY", "sk-bench")
-            .env("OPENAI_BASE_URL", &url)
-            .env("POWERPULSE_DB", dir.join("cpu.redb"))
-            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY.to_string())
-            .env(
-                "POWERPULSE__ANALYZER__OPENAI__REQUESTS_PER_MINUTE",
-                "100000000",
-            )
-            .env(
-                "POWERPULSE__ANALYZER__OPENAI__TOKENS_PER_MINUTE",
-                "2000000000",
-            )
-            .output()
-            .expect("run powerpulse");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+        let concurrency = CONCURRENCY.to_string();
+        let (summary, [user, sys, _]) = super::analyze_openai(
+            &export,
+            &dir.join("cpu.redb"),
+            &[
+                ("OPENAI_BASE_URL", &url),
+                ("POWERPULSE__ANALYZER__CONCURRENCY", &concurrency),
+                (
+                    "POWERPULSE__ANALYZER__OPENAI__REQUESTS_PER_MINUTE",
+                    "100000000",
+                ),
+                (
+                    "POWERPULSE__ANALYZER__OPENAI__TOKENS_PER_MINUTE",
+                    "2000000000",
+                ),
+            ],
+        );
         let analyzed = summary["analyzed"].as_u64().unwrap_or(0).max(1) as f64;
-        let whole: f64 = stderr
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|x| x.parse::<f64>().ok())
-            .sum();
+        let whole = user + sys;
 
         // The HTTP calls alone: the same analyzer, the same conversations,
         // the same concurrency, from this process.
