@@ -16,6 +16,13 @@
 //!   minus the HTTP calls alone (the same requests made by `OpenAiAnalyzer`
 //!   in this process) = what the pipeline spends outside the HTTP call.
 //!
+//! - tokens: the LLM's cost per conversation on 400 generated conversations
+//!   (fake server at 3,000 RPM / 600k TPM, 400 ms, 5 % faults): rate-limit
+//!   and billed tokens per conversation for PowerPulse with 1, 3, 5 and 10
+//!   conversations per request, next to a plain client (a short prompt,
+//!   `max_tokens` 200, one call per conversation); retries per conversation
+//!   (a truncated reply costs one); elapsed against the rate-limit bound.
+//!
 //! Figures are printed, never asserted: these machines are noisy.
 
 #[path = "../examples/support/synth.rs"]
@@ -50,6 +57,9 @@ fn main() {
     }
     if wants("cpu") {
         cpu::run(dir.path());
+    }
+    if wants("tokens") {
+        tokens::run(dir.path());
     }
 }
 
@@ -383,6 +393,229 @@ mod llm {
     }
 }
 
+mod tokens {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use fake_openai::{FakeConfig, FakeServer, Faults, Latency};
+    use powerpulse::analyze::OpenAiAnalyzer;
+    use powerpulse::config::{RateSetting, Settings};
+    use powerpulse::model::{Conversation, Role};
+    use tokio_util::sync::CancellationToken;
+
+    const N: usize = 400;
+    const RPM: u32 = 3_000;
+    const TPM: u32 = 600_000;
+    const CONCURRENCY: usize = 50;
+
+    fn fake() -> FakeServer {
+        FakeServer::start(FakeConfig {
+            latency: Latency::Fixed(Duration::from_millis(400)),
+            requests_per_minute: Some(RPM),
+            tokens_per_minute: Some(TPM),
+            faults: Faults::uniform(0.05),
+            hang: Duration::from_millis(800),
+            workers: 2,
+            ..Default::default()
+        })
+        .expect("start the fake server")
+    }
+
+    /// What a team writes first: a short prompt, every message tagged with
+    /// its sender, JSON mode, `max_tokens` 200, retried until valid.
+    const PLAIN_PROMPT: &str = "Analyze this customer support chat. Return JSON with \
+        sentiment (label and score -1 to 1), satisfaction (1-5), resolved, and a one-sentence summary.";
+
+    fn plain_body(c: &Conversation) -> String {
+        let transcript: Vec<String> = c
+            .analysable()
+            .map(|m| {
+                let who = if m.role == Role::Customer {
+                    "customer"
+                } else {
+                    "agent"
+                };
+                format!("{who}: {}", m.text)
+            })
+            .collect();
+        serde_json::json!({
+            "model": "gpt-4o",
+            "max_tokens": 200,
+            "temperature": 0,
+            "response_format": {"type": "json_object"},
+            "messages": [
+                {"role": "system", "content": PLAIN_PROMPT},
+                {"role": "user", "content": transcript.join("\n")},
+            ],
+        })
+        .to_string()
+    }
+
+    fn plain_client(url: &str, conversations: &[Conversation], rt: &tokio::runtime::Runtime) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let url = format!("{url}/chat/completions");
+        let queue = Arc::new(std::sync::Mutex::new(conversations.to_vec().into_iter()));
+        rt.block_on(async {
+            let mut workers = Vec::new();
+            for _ in 0..CONCURRENCY {
+                let (client, url, queue) = (client.clone(), url.clone(), queue.clone());
+                workers.push(tokio::spawn(async move {
+                    loop {
+                        let next = queue.lock().unwrap().next();
+                        let Some(c) = next else { break };
+                        let body = plain_body(&c);
+                        for attempt in 0..20u32 {
+                            let sent = client
+                                .post(&url)
+                                .bearer_auth("sk-bench")
+                                .header("content-type", "application/json")
+                                .timeout(Duration::from_secs(5))
+                                .body(body.clone())
+                                .send()
+                                .await;
+                            let ok = match sent {
+                                Ok(r) if r.status().is_success() => r
+                                    .json::<serde_json::Value>()
+                                    .await
+                                    .ok()
+                                    .and_then(|v| {
+                                        let content = v["choices"][0]["message"]["content"]
+                                            .as_str()?
+                                            .to_string();
+                                        serde_json::from_str::<serde_json::Value>(&content).ok()
+                                    })
+                                    .is_some(),
+                                _ => false,
+                            };
+                            if ok {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+                        }
+                    }
+                }));
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+        });
+    }
+
+    fn powerpulse(
+        url: &str,
+        per_request: u32,
+        conversations: &[Conversation],
+        rt: &tokio::runtime::Runtime,
+    ) -> (usize, u64, f64) {
+        let mut settings = Settings::default().analyzer.openai;
+        settings.base_url = url.to_string();
+        settings.requests_per_minute = RateSetting::PerMinute(RPM);
+        settings.tokens_per_minute = RateSetting::PerMinute(TPM);
+        settings.conversations_per_request = per_request;
+        settings.timeout_seconds = 5;
+        let analyzer = OpenAiAnalyzer::new(&settings, "sk-bench".to_string().into()).unwrap();
+        let queue = Arc::new(std::sync::Mutex::new(conversations.to_vec().into_iter()));
+        rt.block_on(async {
+            let mut workers = Vec::new();
+            for _ in 0..CONCURRENCY {
+                let (a, queue) = (analyzer.clone(), queue.clone());
+                workers.push(tokio::spawn(async move {
+                    let (mut ok, mut retries, mut cost) = (0usize, 0u64, 0.0);
+                    loop {
+                        let next = queue.lock().unwrap().next();
+                        let Some(c) = next else { break };
+                        let outcome = a.analyze(&c, &CancellationToken::new()).await;
+                        ok += usize::from(outcome.result.is_ok());
+                        retries += outcome.usage.retries;
+                        cost += outcome.usage.cost_usd;
+                    }
+                    (ok, retries, cost)
+                }));
+            }
+            let mut total = (0, 0, 0.0);
+            for w in workers {
+                if let Ok((ok, retries, cost)) = w.await {
+                    total = (total.0 + ok, total.1 + retries, total.2 + cost);
+                }
+            }
+            total
+        })
+    }
+
+    fn line(
+        label: &str,
+        stats: &fake_openai::Stats,
+        n: usize,
+        elapsed: f64,
+        extra: &str,
+    ) -> (f64, f64) {
+        let per = |x: u64| x as f64 / n as f64;
+        let limit_tokens = per(stats.rate_limit_tokens);
+        let billed = per(stats.prompt_tokens + stats.completion_tokens);
+        let bound = (stats.requests as f64 / f64::from(RPM) * 60.0)
+            .max(stats.rate_limit_tokens as f64 / f64::from(TPM) * 60.0);
+        println!(
+            "  {label:<34} {limit_tokens:>6.0} rate-limit tokens/conv, {billed:>5.0} billed/conv \
+             ({:.0} prompt + {:.0} completion), {:.2} requests/conv, elapsed {elapsed:.1} s, \
+             rate-limit bound {bound:.1} s{extra}",
+            per(stats.prompt_tokens),
+            per(stats.completion_tokens),
+            per(stats.requests),
+        );
+        (limit_tokens, billed)
+    }
+
+    pub fn run(dir: &Path) {
+        let export = dir.join("tokens-400.csv");
+        super::write_export(&export, N, 12);
+        let conversations: Vec<Conversation> = super::cpu::conversations(&export)
+            .into_iter()
+            .filter(|c| c.customer_messages() > 0)
+            .collect();
+        let n = conversations.len();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        println!(
+            "tokens: {n} conversations with customer text, fake server {RPM} RPM / {TPM} TPM, \
+             400 ms, 5 % faults, concurrency {CONCURRENCY}"
+        );
+        let server = fake();
+        let started = Instant::now();
+        plain_client(&server.base_url(), &conversations, &rt);
+        let (plain_limit, plain_billed) = line(
+            "plain client (max_tokens 200)",
+            &server.stats(),
+            n,
+            started.elapsed().as_secs_f64(),
+            "",
+        );
+        drop(server);
+        for k in [1u32, 3, 5, 10] {
+            let server = fake();
+            let started = Instant::now();
+            let (ok, retries, cost) = powerpulse(&server.base_url(), k, &conversations, &rt);
+            let stats = server.stats();
+            let (limit, billed) = line(
+                &format!("powerpulse, {k} per request"),
+                &stats,
+                n,
+                started.elapsed().as_secs_f64(),
+                &format!(
+                    "; {ok}/{n} analysed, {:.3} retries/conv, ${:.2} per 1,000 conv (gpt-4o)",
+                    retries as f64 / n as f64,
+                    cost / n as f64 * 1000.0,
+                ),
+            );
+            println!(
+                "    vs plain: {:.2}x rate-limit tokens, {:.2}x billed tokens",
+                limit / plain_limit,
+                billed / plain_billed
+            );
+        }
+    }
+}
+
 mod cpu {
     use std::io::{BufRead, BufReader};
     use std::path::Path;
@@ -426,7 +659,7 @@ mod cpu {
     }
 
     /// The export's conversations, as the pipeline would send them.
-    fn conversations(export: &Path) -> Vec<Conversation> {
+    pub fn conversations(export: &Path) -> Vec<Conversation> {
         let mut by_id: std::collections::BTreeMap<String, Conversation> = Default::default();
         let reader = powerpulse::ingest::open(export, &IngestOptions::default()).unwrap();
         for row in reader {

@@ -179,7 +179,26 @@ pub struct OpenAiSettings {
     /// Largest reply body read; a longer one fails the call.
     pub max_response_bytes: usize,
     pub timeout_seconds: u64,
+    /// The reply's token budget (`max_tokens` or `max_completion_tokens`),
+    /// sized from the schema: a truncated reply is re-asked, which costs more
+    /// than a few spare tokens.
     pub max_output_tokens: u32,
+    /// Which parameter carries that budget: `auto` sends
+    /// `max_completion_tokens` to api.openai.com and to reasoning models,
+    /// `max_tokens` elsewhere (servers that implement the older API).
+    pub token_parameter: TokenParameter,
+    /// Reasoning models only (o-series, gpt-5 family): `auto` (the least
+    /// each family accepts: `minimal` for gpt-5, `low` for o-series),
+    /// `minimal`, `low`, `medium` or `high`.
+    pub reasoning_effort: String,
+    /// Reasoning models only: tokens allowed for hidden reasoning on top of
+    /// `max_output_tokens` (they are billed as output).
+    pub reasoning_token_budget: u32,
+    /// Conversations packed into one request (1 = one call per conversation).
+    pub conversations_per_request: u32,
+    /// Stop sending once an upload's LLM cost would pass this many US
+    /// dollars; the upload stays resumable. Absent: no budget.
+    pub max_cost_usd: Option<f64>,
     /// Token budget for the transcript part of a prompt; longer ones are trimmed
     /// keeping their start and end.
     pub max_transcript_tokens: u32,
@@ -187,7 +206,8 @@ pub struct OpenAiSettings {
     pub max_message_tokens: u32,
     /// Send `response_format: json_schema` (turn off for servers that reject it).
     pub structured_output: bool,
-    /// USD per million tokens, by model name.
+    /// USD per million tokens, by model name: adds to or overrides the
+    /// built-in table (`analyze::openai::models`).
     pub prices: BTreeMap<String, ModelPrice>,
 }
 
@@ -198,30 +218,29 @@ pub enum AuthStyle {
     ApiKey,
 }
 
+/// Which request parameter carries the reply's token budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenParameter {
+    Auto,
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+/// USD per million tokens (priced in `analyze::openai::models`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     pub input_per_million: f64,
     pub output_per_million: f64,
+    /// Input tokens served from the provider's prompt cache; the input price
+    /// when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_million: Option<f64>,
 }
 
 impl Default for OpenAiSettings {
     fn default() -> Self {
-        let mut prices = BTreeMap::new();
-        prices.insert(
-            "gpt-4o".to_string(),
-            ModelPrice {
-                input_per_million: 2.5,
-                output_per_million: 10.0,
-            },
-        );
-        prices.insert(
-            "gpt-4o-mini".to_string(),
-            ModelPrice {
-                input_per_million: 0.15,
-                output_per_million: 0.6,
-            },
-        );
         Self {
             base_url: "https://api.openai.com/v1".to_string(),
             model: "gpt-4o".to_string(),
@@ -234,11 +253,16 @@ impl Default for OpenAiSettings {
             max_retry_wait_seconds: 120,
             max_response_bytes: 4 * 1024 * 1024,
             timeout_seconds: 60,
-            max_output_tokens: 200,
+            max_output_tokens: 64,
+            token_parameter: TokenParameter::Auto,
+            reasoning_effort: "auto".to_string(),
+            reasoning_token_budget: 512,
+            conversations_per_request: 1,
+            max_cost_usd: None,
             max_transcript_tokens: 3000,
             max_message_tokens: 400,
             structured_output: true,
-            prices,
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -450,6 +474,32 @@ impl Settings {
         )?;
         self.server.validate()?;
         let o = &self.analyzer.openai;
+        if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {
+            return Err(ConfigError::Invalid {
+                key: "analyzer.openai.conversations_per_request".into(),
+                message: format!("must be 1..={MAX_CONVERSATIONS_PER_REQUEST}"),
+            });
+        }
+        if !matches!(
+            o.reasoning_effort.as_str(),
+            "auto" | "minimal" | "low" | "medium" | "high"
+        ) {
+            return Err(ConfigError::Invalid {
+                key: "analyzer.openai.reasoning_effort".into(),
+                message: format!(
+                    "expected auto, minimal, low, medium or high, got {:?}",
+                    o.reasoning_effort
+                ),
+            });
+        }
+        if let Some(budget) = o.max_cost_usd
+            && !(budget.is_finite() && budget >= 0.0)
+        {
+            return Err(ConfigError::Invalid {
+                key: "analyzer.openai.max_cost_usd".into(),
+                message: "must be a number of dollars, 0 or more".into(),
+            });
+        }
         for (key, value) in [
             ("analyzer.openai.timeout_seconds", o.timeout_seconds),
             (
@@ -474,6 +524,10 @@ impl Settings {
         Ok(())
     }
 }
+
+/// Most conversations one request may carry: a reply for more grows past
+/// what one completion reliably holds.
+pub const MAX_CONVERSATIONS_PER_REQUEST: u32 = 20;
 
 /// Whether a setting holds a secret, by the words of its name: `token`,
 /// `key`, `secret`, `password` (so `server.token` and `api_key` are secrets,

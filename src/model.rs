@@ -82,6 +82,21 @@ pub enum SentimentLabel {
 }
 
 impl SentimentLabel {
+    /// Within this distance of 0 an LLM's sentiment score is neutral (the
+    /// prompt says so).
+    pub const LLM_NEUTRAL_BAND: f64 = 0.2;
+
+    /// The label an LLM's -1..=1 score implies.
+    pub fn from_llm_score(score: f64) -> Self {
+        if score >= Self::LLM_NEUTRAL_BAND {
+            SentimentLabel::Positive
+        } else if score <= -Self::LLM_NEUTRAL_BAND {
+            SentimentLabel::Negative
+        } else {
+            SentimentLabel::Neutral
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SentimentLabel::Positive => "positive",

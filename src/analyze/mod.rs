@@ -102,6 +102,8 @@ pub enum FatalKind {
     Redirected,
     /// The engine is stopping.
     ShuttingDown,
+    /// The next call could pass the upload's `analyzer.openai.max_cost_usd`.
+    BudgetExhausted,
 }
 
 /// Why one conversation could not be analysed.
@@ -147,6 +149,13 @@ pub struct LlmUsage {
     /// `prompt_tokens + completion_tokens` (kept for API clients that want one number).
     #[serde(default)]
     pub tokens: u64,
+    /// Prompt tokens the provider served from its prompt cache (part of
+    /// `prompt_tokens`, billed at the cached price).
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// A reasoning model's hidden tokens (part of `completion_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     pub cost_usd: f64,
 }
 
@@ -158,6 +167,42 @@ impl LlmUsage {
         self.tokens += prompt + completion;
     }
 
+    /// Shares one packed request's usage among `n` conversations: tokens
+    /// evenly (the remainder to the first), cost in proportion, the request
+    /// itself (with its retries and 429s) on the first, so the shares add up
+    /// to exactly the whole.
+    pub fn split(&self, n: usize) -> Vec<LlmUsage> {
+        let n = n.max(1);
+        let share = |total: u64, first: bool| {
+            let each = total / n as u64;
+            if first {
+                total - each * (n as u64 - 1)
+            } else {
+                each
+            }
+        };
+        (0..n)
+            .map(|i| {
+                let first = i == 0;
+                let mut u = LlmUsage {
+                    prompt_tokens: share(self.prompt_tokens, first),
+                    completion_tokens: share(self.completion_tokens, first),
+                    cached_tokens: share(self.cached_tokens, first),
+                    reasoning_tokens: share(self.reasoning_tokens, first),
+                    cost_usd: self.cost_usd / n as f64,
+                    ..LlmUsage::default()
+                };
+                u.tokens = u.prompt_tokens + u.completion_tokens;
+                if first {
+                    u.requests = self.requests;
+                    u.retries = self.retries;
+                    u.rate_limited = self.rate_limited;
+                }
+                u
+            })
+            .collect()
+    }
+
     pub fn add(&mut self, other: &LlmUsage) {
         self.tokens += other.tokens;
         self.requests += other.requests;
@@ -165,6 +210,8 @@ impl LlmUsage {
         self.rate_limited += other.rate_limited;
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
         self.cost_usd += other.cost_usd;
     }
 }
@@ -236,6 +283,23 @@ impl Analyzer {
         match self {
             Analyzer::Lexicon(_) => LexiconAnalyzer::NAME,
             Analyzer::OpenAi(_) => OpenAiAnalyzer::NAME,
+        }
+    }
+
+    /// The most analysing `conversation` can cost, retries included (0 when
+    /// calls are free or the model has no price).
+    pub fn worst_case_cost(&self, conversation: &Conversation) -> f64 {
+        match self {
+            Analyzer::Lexicon(_) => 0.0,
+            Analyzer::OpenAi(a) => a.worst_case_cost(conversation),
+        }
+    }
+
+    /// The LLM budget per upload in US dollars, when one is set.
+    pub fn budget_usd(&self) -> Option<f64> {
+        match self {
+            Analyzer::Lexicon(_) => None,
+            Analyzer::OpenAi(a) => a.budget_usd(),
         }
     }
 

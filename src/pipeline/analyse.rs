@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{AnalyzeStop, Pipeline, Settled, Tally};
 use crate::analyze::actor::Lease;
-use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
+use crate::analyze::{AnalyzeError, Analyzer, FatalKind, LlmUsage, Outcome};
 use crate::model::Analysis;
 use crate::store::LoadedConversation;
 use crate::store::actor::{LoadPending, LookupProcessed};
@@ -244,9 +244,68 @@ pub(super) type SettledBatch = (
     Option<AnalyzeStop>,
 );
 
-/// What a dispatched call gives back: the conversation, its content key, the
-/// outcome, and the actor's lease when it must outlive the call.
-type Finished = (LoadedConversation, [u8; 32], Outcome, Option<Lease>);
+/// What a dispatched call gives back.
+struct Finished {
+    conversation: LoadedConversation,
+    key: [u8; 32],
+    outcome: Outcome,
+    /// The actor's lease, when it must outlive the call.
+    lease: Option<Lease>,
+    /// What the call had reserved of the budget.
+    reserved: f64,
+}
+
+/// An upload's LLM budget (`analyzer.openai.max_cost_usd`): a call is sent
+/// only when the most it can cost fits beside what was spent (earlier runs
+/// of the upload included) and what calls in flight may still cost.
+#[derive(Debug)]
+pub(super) struct Budget {
+    limit: Option<f64>,
+    spent: f64,
+    reserved: f64,
+}
+
+impl Budget {
+    pub(super) fn new(limit: Option<f64>, spent: f64) -> Self {
+        Self {
+            limit,
+            spent,
+            reserved: 0.0,
+        }
+    }
+
+    /// Reserves `worst` dollars for a call; false when that could pass the
+    /// limit.
+    pub(super) fn try_reserve(&mut self, worst: f64) -> bool {
+        match self.limit {
+            Some(limit) if self.spent + self.reserved + worst > limit => false,
+            _ => {
+                self.reserved += worst;
+                true
+            }
+        }
+    }
+
+    /// A call that reserved `reserved` ended having cost `cost`.
+    pub(super) fn settle(&mut self, reserved: f64, cost: f64) {
+        self.reserved = (self.reserved - reserved).max(0.0);
+        self.spent += cost;
+    }
+
+    /// Why the upload stops: the next call could pass the limit.
+    pub(super) fn exhausted(&self, next: f64) -> AnalyzeStop {
+        AnalyzeStop::Fatal {
+            kind: FatalKind::BudgetExhausted,
+            detail: format!(
+                "stopped before passing the LLM budget: ${:.4} spent of ${:.4} \
+                 (analyzer.openai.max_cost_usd), and the next conversation could cost up to ${next:.4}; \
+                 raise the budget and resume the upload",
+                self.spent,
+                self.limit.unwrap_or_default(),
+            ),
+        }
+    }
+}
 
 impl Pipeline {
     /// Gives every conversation of the upload without an outcome one.
@@ -355,8 +414,9 @@ impl Pipeline {
         tally: &mut Tally,
     ) -> Result<(), AnalyzeStop> {
         let window = self.pool.size() + self.batch_size;
-        let mut in_flight = FuturesUnordered::new();
+        let mut in_flight: FuturesUnordered<_> = FuturesUnordered::new();
         let mut twins = Twins::default();
+        let mut budget = Budget::new(self.analyzer.budget_usd(), tally.llm.cost_usd);
         let mut after = None;
         let mut stop: Option<AnalyzeStop> = None;
 
@@ -386,10 +446,18 @@ impl Pipeline {
                     .await?;
                     continue;
                 }
-                while in_flight.len() >= window {
-                    let Some(finished) = in_flight.next().await else {
+                let worst = self.analyzer.worst_case_cost(&conversation.conversation);
+                // Wait for room in the window, and in the budget.
+                loop {
+                    if in_flight.len() < window && budget.try_reserve(worst) {
                         break;
+                    }
+                    let Some(finished): Option<Finished> = in_flight.next().await else {
+                        // Nothing in flight, and still no room in the budget.
+                        stop = Some(budget.exhausted(worst));
+                        break 'batches;
                     };
+                    budget.settle(finished.reserved, finished.outcome.usage.cost_usd);
                     if let Err(e) = self.finish(upload_id, tally, finished, &mut twins).await {
                         // Stop every other call of this upload at once.
                         cancel.cancel();
@@ -397,7 +465,7 @@ impl Pipeline {
                         break 'batches;
                     }
                 }
-                in_flight.push(self.dispatch(conversation, key, cancel.clone()));
+                in_flight.push(self.dispatch(conversation, key, worst, cancel.clone()));
             }
         }
 
@@ -417,6 +485,7 @@ impl Pipeline {
         &self,
         conversation: LoadedConversation,
         key: [u8; 32],
+        reserved: f64,
         cancel: CancellationToken,
     ) -> impl Future<Output = Finished> + use<> {
         let pool = self.pool.clone();
@@ -426,12 +495,24 @@ impl Pipeline {
                     result: Err(AnalyzeError::Cancelled),
                     usage: LlmUsage::default(),
                 };
-                return (conversation, key, outcome, None);
+                return Finished {
+                    conversation,
+                    key,
+                    outcome,
+                    lease: None,
+                    reserved,
+                };
             };
             let outcome = lease
                 .analyze(Arc::clone(&conversation.conversation), cancel)
                 .await;
-            (conversation, key, outcome, Some(lease))
+            Finished {
+                conversation,
+                key,
+                outcome,
+                lease: Some(lease),
+                reserved,
+            }
         }
     }
 
@@ -440,9 +521,16 @@ impl Pipeline {
         &self,
         upload_id: Uuid,
         tally: &mut Tally,
-        (conversation, key, outcome, lease): Finished,
+        finished: Finished,
         twins: &mut Twins,
     ) -> Result<(), AnalyzeStop> {
+        let Finished {
+            conversation,
+            key,
+            outcome,
+            lease,
+            ..
+        } = finished;
         tally.llm.add(&outcome.usage);
         let waiting = twins.settle(&key, outcome.result.as_ref().ok());
         match outcome.result {
@@ -497,6 +585,25 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_admits_calls_while_their_worst_case_fits() {
+        let mut b = Budget::new(Some(1.0), 0.25);
+        assert!(b.try_reserve(0.5));
+        assert!(!b.try_reserve(0.5), "0.25 spent + 0.5 reserved + 0.5 > 1");
+        b.settle(0.5, 0.1);
+        assert!(b.try_reserve(0.5), "0.35 spent + 0.5 fits");
+        b.settle(0.5, 0.5);
+        assert!(!b.try_reserve(0.2), "0.85 + 0.2 > 1");
+        assert!(b.try_reserve(0.15));
+        let AnalyzeStop::Fatal { kind, detail } = b.exhausted(0.2) else {
+            panic!("a budget stop is fatal");
+        };
+        assert_eq!(kind, FatalKind::BudgetExhausted);
+        assert!(detail.contains("max_cost_usd"), "{detail}");
+        let mut unlimited = Budget::new(None, 1e9);
+        assert!(unlimited.try_reserve(1e9));
+    }
     use crate::model::{
         Conversation, Message, Role, Satisfaction, SatisfactionLabel, Sentiment, SentimentLabel,
     };

@@ -412,13 +412,16 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
     Ok((record, key))
 }
 
-/// Usage is all zeros for every free analysis: one byte then.
+/// Usage is all zeros for every free analysis: one byte then. Tag 1 (no
+/// cached or reasoning tokens) is what older versions wrote; it is still
+/// read, and written when those two are zero.
 fn encode_usage(w: &mut Writer, u: &LlmUsage) {
     if *u == LlmUsage::default() {
         w.byte(0);
         return;
     }
-    w.byte(1);
+    let extended = u.cached_tokens != 0 || u.reasoning_tokens != 0;
+    w.byte(if extended { 2 } else { 1 });
     for n in [
         u.requests,
         u.retries,
@@ -430,20 +433,32 @@ fn encode_usage(w: &mut Writer, u: &LlmUsage) {
         w.varint(n);
     }
     w.f64(u.cost_usd);
+    if extended {
+        w.varint(u.cached_tokens);
+        w.varint(u.reasoning_tokens);
+    }
 }
 
 fn decode_usage(r: &mut Reader<'_>) -> Result<LlmUsage> {
     match r.byte()? {
         0 => Ok(LlmUsage::default()),
-        1 => Ok(LlmUsage {
-            requests: r.varint()?,
-            retries: r.varint()?,
-            rate_limited: r.varint()?,
-            prompt_tokens: r.varint()?,
-            completion_tokens: r.varint()?,
-            tokens: r.varint()?,
-            cost_usd: r.f64()?,
-        }),
+        tag @ (1 | 2) => {
+            let mut u = LlmUsage {
+                requests: r.varint()?,
+                retries: r.varint()?,
+                rate_limited: r.varint()?,
+                prompt_tokens: r.varint()?,
+                completion_tokens: r.varint()?,
+                tokens: r.varint()?,
+                cost_usd: r.f64()?,
+                ..LlmUsage::default()
+            };
+            if tag == 2 {
+                u.cached_tokens = r.varint()?;
+                u.reasoning_tokens = r.varint()?;
+            }
+            Ok(u)
+        }
         _ => Err(CodecError("bad usage tag")),
     }
 }
@@ -600,6 +615,7 @@ mod tests {
             started in proptest::option::of(any::<i64>()),
             error in proptest::option::of(".{0,40}"),
             tokens in any::<(u32, u32)>(),
+            extra in any::<(u16, u16)>(),
         ) {
             let record = ConversationRecord {
                 status: status_of(status).unwrap(),
@@ -614,6 +630,8 @@ mod tests {
                     prompt_tokens: tokens.0.into(),
                     completion_tokens: tokens.1.into(),
                     tokens: u64::from(tokens.0) + u64::from(tokens.1),
+                    cached_tokens: extra.0.into(),
+                    reasoning_tokens: extra.1.into(),
                     cost_usd: 0.25,
                     ..LlmUsage::default()
                 },

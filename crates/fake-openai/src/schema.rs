@@ -168,6 +168,24 @@ impl Generator<'_> {
                 Value::Array((0..n).map(|_| self.value(&schema["items"], path)).collect())
             }
             "string" => Value::String(self.string(schema, name)),
+            // PowerPulse's compact schema: bare scores, named by what they
+            // score, following the mood as a model's would.
+            "integer" if name == "satisfaction" => {
+                let band = match mood(self.text) {
+                    Some(Mood::Positive) => Some((4.0, 5.0)),
+                    Some(Mood::Negative) => Some((1.0, 2.0)),
+                    None => None,
+                };
+                json!(self.integer(schema, "score", band))
+            }
+            "number" if name == "sentiment" => {
+                let band = match mood(self.text) {
+                    Some(Mood::Positive) => Some((0.3, 1.0)),
+                    Some(Mood::Negative) => Some((-1.0, -0.3)),
+                    None => Some((-0.2, 0.2)),
+                };
+                json!(self.number(schema, band))
+            }
             "integer" => json!(self.integer(schema, name, None)),
             "number" => json!(self.number(schema, None)),
             "boolean" => Value::Bool(match (name, mood(self.text)) {

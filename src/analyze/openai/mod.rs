@@ -3,8 +3,11 @@
 //! server), paced by [`limits`], retried with backoff, accounted per call.
 
 pub mod limits;
+pub mod models;
+mod pack;
 pub mod prompt;
 pub mod reply;
+pub mod request;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,9 @@ use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
 use crate::model::Conversation;
 use limits::{Limits, LimitsSnapshot};
+use pack::Packer;
 use reply::ReplyError;
+use request::{RequestShape, json_string};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenAiError {
@@ -52,7 +57,12 @@ struct Inner {
     body_prefix: String,
     /// Rate-limit tokens of the request without its transcript.
     fixed_tokens: u32,
+    /// Tokens the reply may use (reasoning included): billed at most.
+    reply_tokens: u32,
     limits: Limits,
+    /// Gathers conversations into packed requests
+    /// (`conversations_per_request` > 1).
+    packer: Option<Packer>,
 }
 
 /// The OpenAI-compatible analyzer. Cheap to clone: one instance (one HTTP
@@ -72,9 +82,16 @@ impl std::fmt::Debug for OpenAiAnalyzer {
     }
 }
 
+/// One request: its body and its rate-limit tokens.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub body: String,
+    pub tokens: u32,
+}
+
 /// How one HTTP attempt ended.
-enum Attempt {
-    Done(reply::Parsed),
+enum Attempt<T> {
+    Done(reply::Parsed<T>),
     /// Retry after the server's `Retry-After` when it gave one, else after
     /// the usual backoff; `kind` is the failure if retries run out.
     Retry {
@@ -88,7 +105,7 @@ enum Attempt {
     Failed(FailureKind, String),
 }
 
-impl Attempt {
+impl<T> Attempt<T> {
     fn retry(kind: FailureKind, reason: String) -> Self {
         Attempt::Retry {
             kind,
@@ -104,6 +121,8 @@ const GAP_GROWTH: f64 = 1.25;
 
 /// Characters of an invalid reply quoted back in a re-ask.
 const REASK_REPLY_CHARS: usize = 2000;
+/// The most tokens a re-ask adds (the quoted reply, the note, the framing).
+const REASK_EXTRA_TOKENS: u64 = REASK_REPLY_CHARS as u64 / 4 + 80;
 
 impl OpenAiAnalyzer {
     pub const NAME: &'static str = "openai";
@@ -147,34 +166,23 @@ impl OpenAiAnalyzer {
             .build()
             .map_err(|e| OpenAiError::Client(e.to_string()))?;
 
-        let mut body = serde_json::Map::new();
-        body.insert("model".into(), settings.model.clone().into());
-        body.insert("temperature".into(), 0.into());
-        body.insert("max_tokens".into(), settings.max_output_tokens.into());
-        if settings.structured_output {
-            body.insert(
-                "response_format".into(),
-                serde_json::json!({
-                    "type": "json_schema",
-                    "json_schema": {
-                        "name": "conversation_analysis",
-                        "strict": true,
-                        "schema": prompt::result_schema(),
-                    }
-                }),
-            );
-        }
-        let prefix = serde_json::to_string(&serde_json::Value::Object(body)).unwrap_or_default();
-        // `{...}` → `{..., "messages": [{system}, {"role":"user","content":` + transcript + `}]}`
-        let system = serde_json::to_string(prompt::SYSTEM_PROMPT).unwrap_or_default();
-        let body_prefix = format!(
-            "{},\"messages\":[{{\"role\":\"system\",\"content\":{system}}},{{\"role\":\"user\",\"content\":",
-            // Exactly the object's own closing brace (nested objects end in '}' too).
-            prefix.strip_suffix('}').unwrap_or(&prefix)
-        );
-        let fixed_tokens =
-            prompt::estimate_tokens(prompt::SYSTEM_PROMPT) + settings.max_output_tokens;
+        let shape = RequestShape::new(settings);
+        let body_prefix = shape.prefix(1);
+        let fixed_tokens = shape.fixed_tokens(1);
         let max_request_tokens = fixed_tokens + settings.max_transcript_tokens + 64;
+        let per_request = settings.conversations_per_request.max(1);
+        let packer = (per_request > 1).then(|| {
+            Packer::new(
+                per_request as usize,
+                shape.prefix(per_request),
+                shape.fixed_tokens(per_request),
+            )
+        });
+        let largest_request = if per_request > 1 {
+            shape.fixed_tokens(per_request) + per_request * (settings.max_transcript_tokens + 8)
+        } else {
+            max_request_tokens
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -182,15 +190,17 @@ impl OpenAiAnalyzer {
                 key: api_key,
                 auth: settings.auth,
                 model: settings.model.clone(),
-                price: settings.prices.get(&settings.model).copied(),
+                price: models::price(&settings.model, &settings.prices),
                 body_prefix,
                 fixed_tokens,
+                reply_tokens: shape.reply_tokens(1),
                 limits: Limits::new(
                     settings.requests_per_minute,
                     settings.tokens_per_minute,
-                    max_request_tokens,
+                    largest_request,
                     Duration::from_secs(settings.max_retry_wait_seconds),
                 ),
+                packer,
                 settings: settings.clone(),
             }),
         })
@@ -213,30 +223,54 @@ impl OpenAiAnalyzer {
         self.inner.limits.snapshot()
     }
 
-    /// The request body and its rate-limit token count for one conversation.
-    pub fn request(&self, conversation: &Conversation) -> (String, u32) {
+    /// The transcript one conversation is sent as.
+    fn transcript(&self, conversation: &Conversation) -> String {
         let s = &self.inner.settings;
-        let transcript =
-            prompt::transcript(conversation, s.max_message_tokens, s.max_transcript_tokens);
-        let tokens = self.inner.fixed_tokens + prompt::estimate_tokens(&transcript);
-        let content = json_string(&transcript);
-        let mut body = String::with_capacity(self.inner.body_prefix.len() + content.len() + 4);
-        body.push_str(&self.inner.body_prefix);
-        body.push_str(&content);
-        body.push_str("}]}");
-        (body, tokens)
+        prompt::transcript(conversation, s.max_message_tokens, s.max_transcript_tokens)
+    }
+
+    /// The request body and its rate-limit token count for one conversation.
+    pub fn request(&self, conversation: &Conversation) -> Request {
+        let transcript = self.transcript(conversation);
+        Request {
+            tokens: self.inner.fixed_tokens + prompt::estimate_tokens(&transcript),
+            body: request::body(&self.inner.body_prefix, &transcript),
+        }
+    }
+
+    /// The most analysing one conversation can cost, in US dollars: every
+    /// attempt `max_retries` allows, each a re-ask as long as one gets, each
+    /// reply using its whole budget; 0 for an unpriced model. (429s are not
+    /// billed.)
+    pub fn worst_case_cost(&self, conversation: &Conversation) -> f64 {
+        let Some(price) = self.inner.price else {
+            return 0.0;
+        };
+        let reply = u64::from(self.inner.reply_tokens);
+        let prompt =
+            u64::from(self.request(conversation).tokens).saturating_sub(reply) + REASK_EXTRA_TOKENS;
+        let attempts = u64::from(self.inner.settings.max_retries) + 1;
+        let usage = LlmUsage {
+            prompt_tokens: prompt * attempts,
+            completion_tokens: reply * attempts,
+            ..LlmUsage::default()
+        };
+        price.cost(&usage, false)
+    }
+
+    /// `analyzer.openai.max_cost_usd`.
+    pub fn budget_usd(&self) -> Option<f64> {
+        self.inner.settings.max_cost_usd
+    }
+
+    pub fn price(&self) -> Option<ModelPrice> {
+        self.inner.price
     }
 
     /// `request` followed by the model's invalid reply and a note saying what
     /// was wrong with it: asking the same question again at temperature 0
     /// would get the same answer back.
-    fn reask(
-        &self,
-        request: &(String, u32),
-        bad_reply: &str,
-        problem: &ReplyError,
-    ) -> (String, u32) {
-        let (body, tokens) = request;
+    fn reask(&self, request: &Request, bad_reply: &str, problem: &ReplyError) -> Request {
         let reply = crate::model::truncate_chars(bad_reply, REASK_REPLY_CHARS);
         let note = match problem {
             ReplyError::Truncated => format!(
@@ -250,25 +284,68 @@ impl OpenAiAnalyzer {
                 crate::model::truncate_chars(&other.to_string(), 200)
             ),
         };
-        let base = body.strip_suffix("]}").unwrap_or(body);
-        let reask = format!(
+        let base = request.body.strip_suffix("]}").unwrap_or(&request.body);
+        let body = format!(
             "{base},{{\"role\":\"assistant\",\"content\":{}}},{{\"role\":\"user\",\"content\":{}}}]}}",
             json_string(&reply),
             json_string(&note)
         );
         let extra = prompt::estimate_tokens(&reply) + prompt::estimate_tokens(&note) + 8;
-        (reask, tokens + extra)
+        Request {
+            body,
+            tokens: request.tokens + extra,
+        }
     }
 
-    /// Analyses one conversation: paced, retried, cancellable.
+    /// Analyses one conversation: paced, retried, cancellable. With
+    /// `conversations_per_request` > 1 it travels in a packed request with
+    /// others, and alone when the packed reply has no valid result for it.
     pub async fn analyze(
         &self,
         conversation: &Conversation,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let first = self.request(conversation);
+        if let Some(packer) = &self.inner.packer {
+            let transcript = self.transcript(conversation);
+            match packer.submit(self, transcript, cancel).await {
+                pack::Packed::Done(outcome) => return outcome,
+                pack::Packed::Alone(mut usage) => {
+                    let mut outcome = self.analyze_alone(conversation, cancel).await;
+                    usage.add(&outcome.usage);
+                    outcome.usage = usage;
+                    return outcome;
+                }
+            }
+        }
+        self.analyze_alone(conversation, cancel).await
+    }
+
+    /// One conversation in a request of its own.
+    async fn analyze_alone(
+        &self,
+        conversation: &Conversation,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let model = self.inner.model.clone();
+        let (result, usage) = self
+            .call(self.request(conversation), cancel, |content| {
+                reply::validate(content, Self::NAME, &model)
+            })
+            .await;
+        Outcome { result, usage }
+    }
+
+    /// Sends `first` until `read` accepts a reply: paced by the limits,
+    /// retried with backoff, an invalid reply re-asked with a note,
+    /// cancellable; the usage says what it all cost.
+    async fn call<T>(
+        &self,
+        first: Request,
+        cancel: &CancellationToken,
+        read: impl Fn(&str) -> Result<T, ReplyError>,
+    ) -> (Result<T, AnalyzeError>, LlmUsage) {
         // What is sent next: the request, or a re-ask after an invalid reply.
-        let mut next: Option<(String, u32)> = None;
+        let mut next: Option<Request> = None;
         let mut usage = LlmUsage::default();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
@@ -282,8 +359,8 @@ impl OpenAiAnalyzer {
             if cancel.is_cancelled() {
                 break Err(AnalyzeError::Cancelled);
             }
-            let (body, tokens) = next.as_ref().unwrap_or(&first);
-            let tokens = *tokens;
+            let request = next.as_ref().unwrap_or(&first);
+            let tokens = request.tokens;
             tokio::select! {
                 _ = self.inner.limits.acquire(tokens) => {}
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
@@ -296,21 +373,12 @@ impl OpenAiAnalyzer {
                 last_gap = from.elapsed();
             }
             let attempt = tokio::select! {
-                a = self.attempt(body) => a,
+                a = self.attempt(&request.body, &read) => a,
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
             };
             let (retry_kind, retry_reason, wait) = match attempt {
                 Attempt::Done(parsed) => {
-                    let prompt = parsed.usage.map_or(
-                        u64::from(tokens.saturating_sub(self.inner.settings.max_output_tokens)),
-                        |u| u.prompt_tokens,
-                    );
-                    let completion = parsed
-                        .usage
-                        .map_or(parsed.content_chars.div_ceil(4) as u64, |u| {
-                            u.completion_tokens
-                        });
-                    usage.bill(prompt, completion);
+                    self.bill(&mut usage, &parsed, tokens);
                     match parsed.analysis {
                         Ok(analysis) => break Ok(analysis),
                         Err(e) => {
@@ -371,8 +439,7 @@ impl OpenAiAnalyzer {
             }
         };
         if let Some(price) = self.inner.price {
-            usage.cost_usd = usage.prompt_tokens as f64 / 1e6 * price.input_per_million
-                + usage.completion_tokens as f64 / 1e6 * price.output_per_million;
+            usage.cost_usd = price.cost(&usage, false);
         }
         // A reason quotes the provider (error bodies, a redirect's location),
         // which may echo the key: it never leaves here with it.
@@ -383,7 +450,24 @@ impl OpenAiAnalyzer {
             AnalyzeError::Fatal { kind, detail } => AnalyzeError::fatal(kind, self.redact(detail)),
             other => other,
         });
-        Outcome { result, usage }
+        (result, usage)
+    }
+
+    /// Adds what one answered request was billed for; without `usage` in
+    /// the reply, the estimate (the prompt as counted for the limits, the
+    /// reply's characters / 4).
+    fn bill<T>(&self, usage: &mut LlmUsage, parsed: &reply::Parsed<T>, tokens: u32) {
+        match parsed.usage {
+            Some(u) => {
+                usage.bill(u.prompt_tokens, u.completion_tokens);
+                usage.cached_tokens += u.prompt_tokens_details.cached_tokens;
+                usage.reasoning_tokens += u.completion_tokens_details.reasoning_tokens;
+            }
+            None => usage.bill(
+                u64::from(tokens.saturating_sub(self.inner.reply_tokens)),
+                parsed.content_chars.div_ceil(4) as u64,
+            ),
+        }
     }
 
     /// `text` with every occurrence of the API key replaced.
@@ -396,7 +480,11 @@ impl OpenAiAnalyzer {
     }
 
     /// One HTTP request and what to do about its answer.
-    async fn attempt(&self, body: &str) -> Attempt {
+    async fn attempt<T>(
+        &self,
+        body: &str,
+        read: impl Fn(&str) -> Result<T, ReplyError>,
+    ) -> Attempt<T> {
         let inner = &self.inner;
         let mut request = inner
             .client
@@ -481,7 +569,7 @@ impl OpenAiAnalyzer {
         // SDKs do (read only for an error: most answers are successes).
         let after = || limits::retry_after(&headers);
         match status {
-            s if s.is_success() => Attempt::Done(reply::parse(&bytes, Self::NAME, &inner.model)),
+            s if s.is_success() => Attempt::Done(reply::parse(&bytes, read)),
             StatusCode::TOO_MANY_REQUESTS => {
                 let (code, message) = error_text();
                 if code.contains("insufficient_quota") {
@@ -551,11 +639,6 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
 }
 
 /// Exponential backoff with jitter: a random wait between 3/4 of and the
@@ -658,8 +741,11 @@ mod tests {
     #[test]
     fn requests_share_a_byte_identical_prefix_and_are_valid_json() {
         let a = OpenAiAnalyzer::new(&settings(), SecretString::from("k")).unwrap();
-        let (one, t1) = a.request(&conversation("no power since morning"));
-        let (two, _) = a.request(&conversation("\"quotes\" and\nnewlines"));
+        let Request {
+            body: one,
+            tokens: t1,
+        } = a.request(&conversation("no power since morning"));
+        let two = a.request(&conversation("\"quotes\" and\nnewlines")).body;
         let v: serde_json::Value = serde_json::from_str(&one).unwrap();
         serde_json::from_str::<serde_json::Value>(&two).unwrap();
         assert_eq!(v["model"], "gpt-4o");
@@ -693,7 +779,7 @@ mod tests {
             a.inner.url,
             "https://x.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
         );
-        let (body, _) = a.request(&conversation("hi"));
+        let body = a.request(&conversation("hi")).body;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(v.get("response_format").is_none());
     }

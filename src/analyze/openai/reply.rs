@@ -65,41 +65,44 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
+    pub prompt_tokens_details: PromptDetails,
+    #[serde(default)]
+    pub completion_tokens_details: CompletionDetails,
 }
 
-/// The content JSON as the schema describes it; numbers are read loosely
-/// and checked by hand so the error says what was wrong.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct PromptDetails {
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct CompletionDetails {
+    /// Hidden reasoning tokens (included in `completion_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+/// One result as the schema describes it; numbers are read loosely and
+/// checked by hand so the error says what was wrong.
 #[derive(Deserialize)]
 struct Content {
-    sentiment: RawSentiment,
-    satisfaction: RawSatisfaction,
+    sentiment: f64,
+    satisfaction: f64,
     resolved: Option<bool>,
     summary: String,
 }
 
-#[derive(Deserialize)]
-struct RawSentiment {
-    label: SentimentLabel,
-    score: f64,
-}
-
-#[derive(Deserialize)]
-struct RawSatisfaction {
-    score: f64,
-    /// Parsed so that a label outside the enum is a schema violation; the
-    /// label stored is derived from the score.
-    #[allow(dead_code)]
-    label: Option<SatisfactionLabel>,
-}
-
-/// What a reply body held: the analysis (or why not) and the usage to bill.
-pub struct Parsed {
-    pub analysis: Result<Analysis, ReplyError>,
+/// What a reply body held: its content read as `T` (or why not) and the
+/// usage to bill.
+pub struct Parsed<T> {
+    pub analysis: Result<T, ReplyError>,
     pub usage: Option<Usage>,
     /// Characters of the content, to estimate completion tokens without `usage`.
     pub content_chars: usize,
-    /// The content itself when it was not a valid analysis, to quote back
-    /// in a re-ask.
+    /// The content itself when it was not valid, to quote back in a re-ask.
     pub content: Option<String>,
 }
 
@@ -113,7 +116,9 @@ pub fn strip_fence(content: &str) -> &str {
     rest.strip_suffix("```").unwrap_or(rest).trim()
 }
 
-pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
+/// Reads a chat-completions body; `read` turns its content (fence
+/// stripped) into `T`.
+pub fn parse<T>(body: &[u8], read: impl FnOnce(&str) -> Result<T, ReplyError>) -> Parsed<T> {
     let completion: Completion = match serde_json::from_slice(body) {
         Ok(c) => c,
         Err(e) => {
@@ -151,7 +156,7 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
             .as_deref()
             .filter(|c| !c.trim().is_empty())
             .ok_or(ReplyError::Empty)?;
-        validate(strip_fence(content), analyzer, model)
+        read(strip_fence(content))
     })();
     let content = match &analysis {
         Err(ReplyError::Refused(_)) | Ok(_) => None,
@@ -165,43 +170,52 @@ pub fn parse(body: &[u8], analyzer: &str, model: &str) -> Parsed {
     }
 }
 
+/// A JSON error as a [`ReplyError`]: a value of the wrong shape is a schema
+/// violation, anything else is not JSON.
+fn json_error(e: serde_json::Error) -> ReplyError {
+    // serde quotes the offending value: keep the message short.
+    let text = truncate_chars(&e.to_string(), 200);
+    if e.is_data() {
+        ReplyError::Schema(text)
+    } else {
+        ReplyError::Json(text)
+    }
+}
+
 /// Checks a content JSON against the result schema.
 ///
-/// The satisfaction label is derived from its score (the score is the
-/// fact; a mismatched label is a slip we need not pay to retry). Scores a
-/// hair outside their range (float noise) are clamped; clearly out of range
-/// is a violation. A summary over 200 characters is shortened.
+/// Labels are derived from the scores (the scores are the facts; asking for
+/// labels too would cost tokens and invite contradictions). Scores a hair
+/// outside their range (float noise) are clamped; clearly out of range is a
+/// violation. A summary over 200 characters is shortened.
 pub fn validate(json: &str, analyzer: &str, model: &str) -> Result<Analysis, ReplyError> {
-    let c: Content = serde_json::from_str(json).map_err(|e| {
-        // serde quotes the offending value: keep the message short.
-        let text = truncate_chars(&e.to_string(), 200);
-        if e.is_data() {
-            ReplyError::Schema(text)
-        } else {
-            ReplyError::Json(text)
-        }
-    })?;
+    let c: Content = serde_json::from_str(json).map_err(json_error)?;
+    analysis(c, analyzer, model)
+}
+
+fn analysis(c: Content, analyzer: &str, model: &str) -> Result<Analysis, ReplyError> {
     const SLACK: f64 = 1e-6;
-    let s = c.sentiment.score;
+    let s = c.sentiment;
     if !s.is_finite() || !(-1.0 - SLACK..=1.0 + SLACK).contains(&s) {
         return Err(ReplyError::Schema(format!(
-            "sentiment.score {s} is outside -1..1"
+            "sentiment {s} is outside -1..1"
         )));
     }
-    let sat = c.satisfaction.score;
+    let sat = c.satisfaction;
     if sat.fract() != 0.0 || !(1.0..=5.0).contains(&sat) {
         return Err(ReplyError::Schema(format!(
-            "satisfaction.score {sat} is not an integer 1..5"
+            "satisfaction {sat} is not an integer 1..5"
         )));
     }
     let sat = sat as u8;
     if c.summary.trim().is_empty() {
         return Err(ReplyError::Schema("summary is empty".into()));
     }
+    let score = s.clamp(-1.0, 1.0);
     Ok(Analysis {
         sentiment: Sentiment {
-            label: c.sentiment.label,
-            score: s.clamp(-1.0, 1.0),
+            label: SentimentLabel::from_llm_score(score),
+            score,
         },
         satisfaction: Satisfaction {
             score: sat,
@@ -214,11 +228,76 @@ pub fn validate(json: &str, analyzer: &str, model: &str) -> Result<Analysis, Rep
     })
 }
 
+/// A packed reply's results, by position in the request: `None` where the
+/// reply gave no result for that chat (or gave it twice, or an invalid one:
+/// that chat is asked again on its own).
+#[derive(Debug)]
+pub struct PackedResults {
+    pub results: Vec<Result<Analysis, ReplyError>>,
+    /// Results naming a ref the request did not have.
+    pub unknown: usize,
+}
+
+#[derive(Deserialize)]
+struct PackedContent {
+    results: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Ref {
+    #[serde(rename = "ref")]
+    reference: serde_json::Value,
+}
+
+/// Checks a packed reply of `count` chats. The reply as a whole fails only
+/// when it is not `{"results": [...]}`; each result stands on its own.
+pub fn validate_packed(
+    json: &str,
+    count: usize,
+    analyzer: &str,
+    model: &str,
+) -> Result<PackedResults, ReplyError> {
+    let packed: PackedContent = serde_json::from_str(json).map_err(json_error)?;
+    let mut results: Vec<Result<Analysis, ReplyError>> = (0..count)
+        .map(|i| Err(ReplyError::Schema(format!("no result for ref {}", i + 1))))
+        .collect();
+    let mut seen = vec![0u32; count];
+    let mut unknown = 0;
+    for item in packed.results {
+        let index = serde_json::from_value::<Ref>(item.clone())
+            .ok()
+            .and_then(|r| r.reference.as_f64())
+            .filter(|r| r.fract() == 0.0 && *r >= 1.0 && *r <= count as f64)
+            .map(|r| r as usize - 1);
+        let Some(index) = index else {
+            unknown += 1;
+            continue;
+        };
+        seen[index] += 1;
+        results[index] = if seen[index] > 1 {
+            Err(ReplyError::Schema(format!(
+                "ref {} answered twice",
+                index + 1
+            )))
+        } else {
+            serde_json::from_value::<Content>(item)
+                .map_err(json_error)
+                .and_then(|c| analysis(c, analyzer, model))
+        };
+    }
+    Ok(PackedResults { results, unknown })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{"sentiment":{"label":"negative","score":-0.6},"satisfaction":{"score":2,"label":"dissatisfied"},"resolved":false,"summary":"Outage not fixed."}"#;
+    const GOOD: &str =
+        r#"{"sentiment":-0.6,"satisfaction":2,"resolved":false,"summary":"Outage not fixed."}"#;
+
+    fn read(content: &str) -> Result<Analysis, ReplyError> {
+        validate(content, "openai", "gpt-4o")
+    }
 
     fn body(content: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
@@ -230,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_good_reply_and_its_usage() {
-        let p = parse(&body(GOOD), "openai", "gpt-4o");
+        let p = parse(&body(GOOD), read);
         let a = p.analysis.unwrap();
         assert_eq!(a.sentiment.label, SentimentLabel::Negative);
         assert_eq!(a.satisfaction.score, 2);
@@ -240,7 +319,8 @@ mod tests {
             p.usage,
             Some(Usage {
                 prompt_tokens: 120,
-                completion_tokens: 30
+                completion_tokens: 30,
+                ..Usage::default()
             })
         );
     }
@@ -252,10 +332,7 @@ mod tests {
             format!("```\n{GOOD}```"),
             format!("  {GOOD}  "),
         ] {
-            assert!(
-                parse(&body(&fenced), "openai", "m").analysis.is_ok(),
-                "{fenced}"
-            );
+            assert!(parse(&body(&fenced), read).analysis.is_ok(), "{fenced}");
         }
     }
 
@@ -263,34 +340,31 @@ mod tests {
     fn each_violation_is_named() {
         let cases = [
             (
-                r#"{"sentiment":{"label":"meh","score":0},"satisfaction":{"score":3,"label":"neutral"},"resolved":null,"summary":"x"}"#,
+                r#"{"sentiment":"meh","satisfaction":3,"resolved":null,"summary":"x"}"#,
                 "schema",
             ),
             (
-                r#"{"sentiment":{"label":"neutral","score":3.0},"satisfaction":{"score":3,"label":"neutral"},"resolved":null,"summary":"x"}"#,
+                r#"{"sentiment":3.0,"satisfaction":3,"resolved":null,"summary":"x"}"#,
                 "outside",
             ),
             (
-                r#"{"sentiment":{"label":"neutral","score":0},"satisfaction":{"score":3.5,"label":"neutral"},"resolved":null,"summary":"x"}"#,
+                r#"{"sentiment":0,"satisfaction":3.5,"resolved":null,"summary":"x"}"#,
                 "integer",
             ),
             (
-                r#"{"sentiment":{"label":"neutral","score":0},"satisfaction":{"score":9,"label":"neutral"},"resolved":null,"summary":"x"}"#,
+                r#"{"sentiment":0,"satisfaction":9,"resolved":null,"summary":"x"}"#,
                 "integer",
             ),
+            (r#"{"sentiment":0,"resolved":null,"summary":"x"}"#, "schema"),
             (
-                r#"{"sentiment":{"label":"neutral","score":0},"resolved":null,"summary":"x"}"#,
-                "schema",
-            ),
-            (
-                r#"{"sentiment":{"label":"neutral","score":0},"satisfaction":{"score":3,"label":"neutral"},"resolved":null,"summary":" "}"#,
+                r#"{"sentiment":0,"satisfaction":3,"resolved":null,"summary":" "}"#,
                 "empty",
             ),
             (r#"{"sentiment": "#, "invalid JSON"),
             ("I think the customer is happy", "invalid JSON"),
         ];
         for (content, expected) in cases {
-            let err = parse(&body(content), "openai", "m").analysis.unwrap_err();
+            let err = parse(&body(content), read).analysis.unwrap_err();
             assert!(err.to_string().contains(expected), "{content}: {err}");
         }
     }
@@ -302,7 +376,7 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(
-            parse(&refusal, "o", "m").analysis,
+            parse(&refusal, read).analysis,
             Err(ReplyError::Refused(_))
         ));
         let cut = serde_json::to_vec(&serde_json::json!({
@@ -310,16 +384,16 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            parse(&cut, "o", "m").analysis.unwrap_err(),
+            parse(&cut, read).analysis.unwrap_err(),
             ReplyError::Truncated
         );
         let half = &body(GOOD)[..40];
         assert!(matches!(
-            parse(half, "o", "m").analysis,
+            parse(half, read).analysis,
             Err(ReplyError::Body(_))
         ));
         assert!(matches!(
-            parse(b"{\"choices\":[]}", "o", "m").analysis,
+            parse(b"{\"choices\":[]}", read).analysis,
             Err(ReplyError::Empty)
         ));
     }
@@ -327,12 +401,84 @@ mod tests {
     #[test]
     fn noise_is_clamped_labels_derived_summaries_shortened() {
         let content = format!(
-            r#"{{"sentiment":{{"label":"positive","score":1.0000001}},"satisfaction":{{"score":4,"label":"dissatisfied"}},"resolved":true,"summary":"{}"}}"#,
+            r#"{{"sentiment":1.0000001,"satisfaction":4,"resolved":true,"summary":"{}"}}"#,
             "x".repeat(300)
         );
         let a = validate(&content, "o", "m").unwrap();
         assert_eq!(a.sentiment.score, 1.0);
+        assert_eq!(a.sentiment.label, SentimentLabel::Positive);
         assert_eq!(a.satisfaction.label, SatisfactionLabel::Satisfied);
         assert_eq!(a.summary.chars().count(), SUMMARY_MAX_CHARS);
+        for (score, label) in [
+            (0.19, SentimentLabel::Neutral),
+            (-0.19, SentimentLabel::Neutral),
+            (0.2, SentimentLabel::Positive),
+            (-0.2, SentimentLabel::Negative),
+        ] {
+            let content = format!(
+                r#"{{"sentiment":{score},"satisfaction":3,"resolved":null,"summary":"s"}}"#
+            );
+            assert_eq!(validate(&content, "o", "m").unwrap().sentiment.label, label);
+        }
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens_are_read() {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "choices": [{"message": {"content": GOOD}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2000, "completion_tokens": 300,
+                "prompt_tokens_details": {"cached_tokens": 1536},
+                "completion_tokens_details": {"reasoning_tokens": 256}}
+        }))
+        .unwrap();
+        let usage = parse(&body, read).usage.unwrap();
+        assert_eq!(usage.prompt_tokens_details.cached_tokens, 1536);
+        assert_eq!(usage.completion_tokens_details.reasoning_tokens, 256);
+    }
+
+    #[test]
+    fn packed_replies_map_back_by_ref() {
+        let item = |r: serde_json::Value, sentiment: f64| {
+            serde_json::json!({"ref": r, "sentiment": sentiment, "satisfaction": 3,
+                "resolved": null, "summary": "s"})
+        };
+        let reply = serde_json::json!({"results": [
+            item(2.into(), 0.5),
+            item(1.into(), -0.5),
+            item(4.into(), 0.0),
+            item(2.into(), 0.1),
+            item("x".into(), 0.0),
+            {"ref": 3, "sentiment": 7, "satisfaction": 3, "resolved": null, "summary": "s"},
+        ]});
+        let packed = validate_packed(&reply.to_string(), 5, "o", "m").unwrap();
+        assert_eq!(packed.results.len(), 5);
+        assert_eq!(packed.results[0].as_ref().unwrap().sentiment.score, -0.5);
+        assert!(
+            packed.results[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            packed.results[2]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("outside")
+        );
+        assert_eq!(packed.results[3].as_ref().unwrap().sentiment.score, 0.0);
+        assert!(
+            packed.results[4]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("no result")
+        );
+        assert_eq!(packed.unknown, 1);
+        assert!(matches!(
+            validate_packed("[1,2]", 2, "o", "m"),
+            Err(ReplyError::Schema(_))
+        ));
     }
 }
