@@ -49,14 +49,19 @@
 //! `schema` (reply generation and validation), `stats` (counters), `server`
 //! (HTTP).
 
+mod batch;
+mod batch_http;
+mod cache;
 mod config;
 mod limits;
+mod reply;
 mod schema;
 mod server;
 mod stats;
 
-pub use config::{FakeConfig, Faults, Hostile, Latency};
+pub use config::{BatchConfig, FakeConfig, Faults, Hostile, Latency};
 pub use limits::{go_duration, rate_limit_tokens};
+pub use reply::{is_reasoning_model, reasoning_tokens};
 pub use schema::validate;
 pub use server::FakeServer;
 pub use stats::Stats;
