@@ -681,3 +681,391 @@ fn error_line(id: u64, custom_id: &str, code: &str, message: &str) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn line(id: &str, text: &str) -> String {
+        json!({"custom_id": id, "method": "POST", "url": ENDPOINT,
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}})
+        .to_string()
+    }
+
+    fn input(n: usize) -> Vec<u8> {
+        let lines: Vec<String> = (0..n)
+            .map(|i| line(&format!("c{i}"), &format!("chat {i}")))
+            .collect();
+        (lines.join("\n") + "\n").into_bytes()
+    }
+
+    fn schedule() -> BatchConfig {
+        BatchConfig {
+            validating: 10 * MS,
+            per_request: 10 * MS,
+            finalizing: 10 * MS,
+            cancelling: 10 * MS,
+            ..Default::default()
+        }
+    }
+
+    /// Answers with the line's text; records whether it was asked for
+    /// invalid content.
+    fn echo(invalid: &mut Vec<bool>) -> impl FnMut(&Value, bool) -> Answer + '_ {
+        move |body, bad| {
+            invalid.push(bad);
+            Ok(json!({"echo": body["messages"][0]["content"]}))
+        }
+    }
+
+    /// A store with one batch over `n` lines created at `t0`.
+    fn started(n: usize, t0: Instant) -> (Batches, String) {
+        let mut b = Batches::new(t0, 1);
+        let file = b.add_file("in.jsonl", "batch", input(n), t0).id.clone();
+        let batch = b
+            .create(
+                &json!({"input_file_id": file, "endpoint": ENDPOINT, "completion_window": "24h",
+                    "metadata": {"upload": "7"}}),
+                t0,
+            )
+            .unwrap();
+        (b, batch["id"].as_str().unwrap().to_string())
+    }
+
+    fn lines_of(b: &Batches, file: &Value) -> Vec<Value> {
+        let bytes = &b.file(file.as_str().unwrap()).unwrap().bytes;
+        std::str::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn input_files_are_checked_line_by_line() {
+        assert_eq!(parse_input(&input(3), 10).unwrap().len(), 3);
+        let bad = |text: String| parse_input(text.as_bytes(), 10).unwrap_err();
+        let ok = line("a", "x");
+        let e = bad(format!("{ok}\n{ok}\n"));
+        assert_eq!((e.code, e.line), ("duplicate_custom_id", Some(2)));
+        assert_eq!(bad(format!("{ok}\nnot json\n")).code, "invalid_json_line");
+        let get = ok.replace("POST", "GET");
+        assert_eq!(bad(get).code, "invalid_method");
+        let url = ok.replace("/v1/chat/completions", "/v1/embeddings");
+        assert_eq!(bad(url).code, "invalid_url");
+        let body = json!({"custom_id": "a", "method": "POST", "url": ENDPOINT, "body": "x"});
+        assert_eq!(bad(body.to_string()).code, "invalid_body");
+        let anonymous = json!({"method": "POST", "url": ENDPOINT, "body": {}});
+        assert_eq!(bad(anonymous.to_string()).code, "missing_custom_id");
+        assert_eq!(bad("\n\n".into()).code, "empty_file");
+        let e = parse_input(&input(11), 10).unwrap_err();
+        assert_eq!((e.code, e.line), ("too_many_requests_in_file", Some(11)));
+    }
+
+    #[test]
+    fn a_batch_validates_runs_its_lines_in_turn_finalizes_and_completes() {
+        let t0 = Instant::now();
+        let (mut b, id) = started(3, t0);
+        let config = schedule();
+        let mut invalid = Vec::new();
+        let at = |b: &mut Batches, ms: u64, invalid: &mut Vec<bool>| {
+            b.advance(t0 + Duration::from_millis(ms), &config, &mut echo(invalid));
+            b.get(&id).unwrap()
+        };
+        let v = at(&mut b, 5, &mut invalid);
+        assert_eq!(v["status"], "validating");
+        assert_eq!(v["request_counts"]["total"], 0);
+        assert_eq!(v["metadata"]["upload"], "7");
+        assert!(v["in_progress_at"].is_null());
+        let v = at(&mut b, 25, &mut invalid);
+        assert_eq!(v["status"], "in_progress");
+        assert_eq!(
+            v["request_counts"],
+            json!({"total": 3, "completed": 1, "failed": 0})
+        );
+        assert!(v["output_file_id"].is_null(), "files come at the end");
+        let v = at(&mut b, 45, &mut invalid);
+        assert_eq!(v["status"], "finalizing");
+        assert_eq!(v["request_counts"]["completed"], 3);
+        let v = at(&mut b, 50, &mut invalid);
+        assert_eq!(v["status"], "completed");
+        assert!(v["error_file_id"].is_null());
+        assert_eq!(
+            v["expires_at"].as_u64().unwrap() - v["created_at"].as_u64().unwrap(),
+            86_400
+        );
+        let out = lines_of(&b, &v["output_file_id"]);
+        let ids: Vec<&str> = out
+            .iter()
+            .map(|l| l["custom_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["c0", "c1", "c2"]);
+        assert_eq!(out[1]["response"]["status_code"], 200);
+        assert_eq!(out[1]["response"]["body"]["echo"], "chat 1");
+        assert!(out[1]["error"].is_null());
+        assert!(out[1]["id"].as_str().unwrap().starts_with("batch_req_"));
+        assert_eq!(invalid, [false; 3]);
+        // Finished batches stay as they are.
+        let v = at(&mut b, 5000, &mut invalid);
+        assert_eq!(v["status"], "completed");
+        assert_eq!(invalid.len(), 3);
+    }
+
+    #[test]
+    fn a_schedule_change_applies_to_running_batches() {
+        let t0 = Instant::now();
+        let (mut b, id) = started(50, t0);
+        let mut config = BatchConfig {
+            per_request: Duration::from_secs(3600),
+            ..schedule()
+        };
+        let mut invalid = Vec::new();
+        b.advance(t0 + 20 * MS, &config, &mut echo(&mut invalid));
+        assert_eq!(b.get(&id).unwrap()["status"], "in_progress");
+        config.per_request = Duration::ZERO;
+        config.finalizing = Duration::ZERO;
+        b.advance(t0 + 21 * MS, &config, &mut echo(&mut invalid));
+        let v = b.get(&id).unwrap();
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["request_counts"]["completed"], 50);
+        // An unreachable time is never due.
+        config.validating = Duration::MAX;
+        let (mut b, id) = started(1, t0);
+        b.advance(
+            t0 + Duration::from_secs(9),
+            &config,
+            &mut echo(&mut invalid),
+        );
+        assert_eq!(b.get(&id).unwrap()["status"], "validating");
+    }
+
+    #[test]
+    fn expiry_keeps_finished_lines_and_fails_the_rest_as_batch_expired() {
+        let t0 = Instant::now();
+        let (mut b, id) = started(4, t0);
+        let config = BatchConfig {
+            expire_after: Some(35 * MS),
+            ..schedule()
+        };
+        let failed = b.advance(
+            t0 + Duration::from_secs(1),
+            &config,
+            &mut echo(&mut Vec::new()),
+        );
+        let v = b.get(&id).unwrap();
+        assert_eq!(v["status"], "expired");
+        assert!(v["expired_at"].is_u64());
+        // Lines due at 20 and 30 ms finished; 40 and 50 did not.
+        assert_eq!(
+            v["request_counts"],
+            json!({"total": 4, "completed": 2, "failed": 2})
+        );
+        assert_eq!(failed, 2);
+        assert_eq!(lines_of(&b, &v["output_file_id"]).len(), 2);
+        let errors = lines_of(&b, &v["error_file_id"]);
+        assert_eq!(errors[0]["custom_id"], "c2");
+        assert_eq!(errors[1]["error"]["code"], "batch_expired");
+        assert!(errors[1]["response"].is_null());
+    }
+
+    #[test]
+    fn cancel_keeps_what_finished() {
+        let t0 = Instant::now();
+        let (mut b, id) = started(5, t0);
+        let config = schedule();
+        b.advance(t0 + 35 * MS, &config, &mut echo(&mut Vec::new()));
+        let (v, newly) = b.cancel(&id, t0 + 35 * MS).unwrap();
+        assert!(newly);
+        assert_eq!(v["status"], "cancelling");
+        assert!(
+            !b.cancel(&id, t0 + 36 * MS).unwrap().1,
+            "already cancelling"
+        );
+        b.advance(t0 + 40 * MS, &config, &mut echo(&mut Vec::new()));
+        assert_eq!(b.get(&id).unwrap()["status"], "cancelling");
+        b.advance(t0 + 45 * MS, &config, &mut echo(&mut Vec::new()));
+        let v = b.get(&id).unwrap();
+        assert_eq!(v["status"], "cancelled");
+        assert_eq!(
+            v["request_counts"],
+            json!({"total": 5, "completed": 2, "failed": 0})
+        );
+        assert_eq!(lines_of(&b, &v["output_file_id"]).len(), 2);
+        assert!(v["error_file_id"].is_null());
+        let e = b.cancel(&id, t0 + 50 * MS).unwrap_err();
+        assert!(matches!(e, BatchError::Invalid { .. }), "{e:?}");
+        assert!(matches!(
+            b.cancel("batch_nope", t0),
+            Err(BatchError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn line_faults_go_to_the_error_file_in_openais_shapes() {
+        let t0 = Instant::now();
+        let go = |config: BatchConfig, answer: &mut dyn FnMut(&Value, bool) -> Answer| {
+            let (mut b, id) = started(3, t0);
+            b.advance(t0 + Duration::from_secs(1), &config, answer);
+            let v = b.get(&id).unwrap();
+            assert_eq!(v["status"], "completed");
+            let errors = v["error_file_id"]
+                .as_str()
+                .map(|_| lines_of(&b, &v["error_file_id"]));
+            let output = v["output_file_id"]
+                .as_str()
+                .map(|_| lines_of(&b, &v["output_file_id"]));
+            (errors.unwrap_or_default(), output.unwrap_or_default())
+        };
+        let mut invalid = Vec::new();
+        let (errors, output) = go(
+            BatchConfig {
+                line_error: 1.0,
+                ..schedule()
+            },
+            &mut echo(&mut invalid),
+        );
+        assert_eq!((errors.len(), output.len()), (3, 0));
+        assert_eq!(errors[0]["error"]["code"], "server_error");
+        assert!(errors[0]["response"].is_null());
+        let (errors, _) = go(
+            BatchConfig {
+                line_server_error: 1.0,
+                ..schedule()
+            },
+            &mut echo(&mut invalid),
+        );
+        assert_eq!(errors[2]["response"]["status_code"], 500);
+        assert!(errors[2]["error"].is_null());
+        assert!(invalid.is_empty(), "faulty lines are never answered");
+        let (errors, output) = go(
+            BatchConfig {
+                invalid_content: 1.0,
+                ..schedule()
+            },
+            &mut echo(&mut invalid),
+        );
+        assert_eq!((errors.len(), output.len()), (0, 3));
+        assert_eq!(invalid, [true; 3]);
+        let mut refuse =
+            |_: &Value, _| -> Answer { Err(json!({"error": {"code": "unsupported_parameter"}})) };
+        let (errors, _) = go(schedule(), &mut refuse);
+        assert_eq!(errors[0]["response"]["status_code"], 400);
+        assert_eq!(
+            errors[0]["response"]["body"]["error"]["code"],
+            "unsupported_parameter"
+        );
+        // About a quarter each when mixed, drawn per line.
+        let config = BatchConfig {
+            line_error: 0.25,
+            line_server_error: 0.25,
+            invalid_content: 0.25,
+            ..schedule()
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        let fates: Vec<LineFate> = (0..4000)
+            .map(|_| draw_fate(&config, rng.random()))
+            .collect();
+        for fate in [
+            LineFate::Answer,
+            LineFate::Error,
+            LineFate::ServerError,
+            LineFate::InvalidContent,
+        ] {
+            let n = fates.iter().filter(|f| **f == fate).count();
+            assert!((800..1200).contains(&n), "{fate:?}: {n}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_input_file_fails_the_batch_naming_the_line() {
+        let t0 = Instant::now();
+        let mut b = Batches::new(t0, 1);
+        let bytes = format!("{}\n{}\n", line("a", "x"), line("a", "y")).into_bytes();
+        let file = b.add_file("in.jsonl", "batch", bytes, t0).id.clone();
+        let request =
+            json!({"input_file_id": file, "endpoint": ENDPOINT, "completion_window": "24h"});
+        let id = b.create(&request, t0).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        b.advance(t0 + 20 * MS, &schedule(), &mut echo(&mut Vec::new()));
+        let v = b.get(&id).unwrap();
+        assert_eq!(v["status"], "failed");
+        assert!(v["failed_at"].is_u64());
+        assert_eq!(v["errors"]["data"][0]["line"], 2);
+        assert_eq!(v["errors"]["data"][0]["code"], "duplicate_custom_id");
+        assert!(v["output_file_id"].is_null());
+    }
+
+    #[test]
+    fn creation_checks_its_parameters() {
+        let t0 = Instant::now();
+        let mut b = Batches::new(t0, 1);
+        let file = b.add_file("in.jsonl", "batch", input(1), t0).id.clone();
+        let out = b
+            .add_file("out.jsonl", "batch_output", input(1), t0)
+            .id
+            .clone();
+        let create = |b: &mut Batches, patch: Value| {
+            let mut r =
+                json!({"input_file_id": file, "endpoint": ENDPOINT, "completion_window": "24h"});
+            r.as_object_mut()
+                .unwrap()
+                .extend(patch.as_object().unwrap().clone());
+            b.create(&r, t0)
+        };
+        let param = |e: BatchError| match e {
+            BatchError::Invalid { param, .. } => param,
+            BatchError::NotFound(_) => Some("not found"),
+        };
+        assert_eq!(
+            param(create(&mut b, json!({"endpoint": "/v1/embeddings"})).unwrap_err()),
+            Some("endpoint")
+        );
+        assert_eq!(
+            param(create(&mut b, json!({"completion_window": "1h"})).unwrap_err()),
+            Some("completion_window")
+        );
+        assert_eq!(
+            param(create(&mut b, json!({"metadata": 3})).unwrap_err()),
+            Some("metadata")
+        );
+        assert_eq!(
+            param(create(&mut b, json!({"input_file_id": out})).unwrap_err()),
+            Some("input_file_id")
+        );
+        assert_eq!(
+            param(create(&mut b, json!({"input_file_id": "file-x"})).unwrap_err()),
+            Some("not found")
+        );
+        assert_eq!(
+            param(create(&mut b, json!({"input_file_id": null})).unwrap_err()),
+            Some("input_file_id")
+        );
+        assert!(b.all().is_empty());
+    }
+
+    #[test]
+    fn lists_are_newest_first_and_page_with_after() {
+        let t0 = Instant::now();
+        let mut b = Batches::new(t0, 1);
+        let file = b.add_file("in.jsonl", "batch", input(1), t0).id.clone();
+        let request =
+            json!({"input_file_id": file, "endpoint": ENDPOINT, "completion_window": "24h"});
+        let ids: Vec<Value> = (0..5)
+            .map(|_| b.create(&request, t0).unwrap()["id"].clone())
+            .collect();
+        let page = b.list(Some(2), None);
+        assert_eq!(page["data"][0]["id"], ids[4]);
+        assert_eq!(page["last_id"], ids[3]);
+        assert_eq!(page["has_more"], true);
+        let page = b.list(Some(2), page["last_id"].as_str());
+        assert_eq!(page["first_id"], ids[2]);
+        let page = b.list(None, page["last_id"].as_str());
+        assert_eq!(page["data"].as_array().unwrap().len(), 1);
+        assert_eq!(page["has_more"], false);
+        assert_eq!(b.all()[0]["id"], ids[0]);
+    }
+}
