@@ -1,5 +1,5 @@
-//! The HTTP side: the server thread's lifecycle, routing, and the
-//! chat-completions handler that puts limits, latency, faults and replies
+//! The HTTP side: the server thread's lifecycle, routing, the shared state
+//! (batches advance from here), and the chat-completions handler that puts limits, latency, faults and replies
 //! together in the order the real service does: quota, then rate limits
 //! (429s at once), then the model's time, then the answer or the failure.
 
@@ -555,10 +555,17 @@ async fn stats(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn models() -> HttpResponse {
-    let data: Vec<Value> = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]
-        .iter()
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake-openai"}))
-        .collect();
+    let data: Vec<Value> = [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-4.1-mini",
+        "gpt-5",
+        "gpt-5-mini",
+        "o4-mini",
+    ]
+    .iter()
+    .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake-openai"}))
+    .collect();
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))
 }
 

@@ -18,7 +18,8 @@ const GRACE: Duration = Duration::from_millis(250);
 pub struct Stats {
     /// Every chat-completions request, malformed ones included.
     pub requests: u64,
-    /// Well-formed successful completions (fenced JSON included).
+    /// Well-formed successful synchronous completions (fenced JSON
+    /// included); batch lines are in `batch_requests_answered`.
     pub succeeded: u64,
     /// 429s: limits, storms and insufficient quota.
     pub rate_limited: u64,
