@@ -530,8 +530,7 @@ impl Batches {
                         expiry.filter(|e| *e <= now && line_due.is_none_or(|d| *e < d))
                     {
                         let reason = "This request could not be executed before the completion window expired.";
-                        let rest: Vec<_> = b.lines[b.next..].to_vec();
-                        for line in rest {
+                        for line in &b.lines[b.next..] {
                             let id = b.rng.random::<u64>();
                             b.errors
                                 .push(error_line(id, &line.custom_id, "batch_expired", reason));
@@ -539,8 +538,11 @@ impl Batches {
                         }
                         b.next = b.lines.len();
                         b.status = Status::Expired;
-                        b.stamps.insert("expired_at", expiry);
-                        self.write_files(i, expiry);
+                        // Never before it started, when the window was
+                        // shortened below its validation.
+                        let at = expiry.max(b.phase_started);
+                        b.stamps.insert("expired_at", at);
+                        self.write_files(i, at);
                         return;
                     }
                     let Some(at) = line_due.filter(|t| *t <= now) else {

@@ -53,8 +53,9 @@ pub struct BatchConfig {
     pub cancelling: Duration,
     /// A batch still in progress this long after its creation ends
     /// `expired`: finished lines in its output file, the rest in its error
-    /// file with code `batch_expired`. `None`: never (the real 24 h window is
-    /// only reported, as `expires_at`).
+    /// file with code `batch_expired`. Checked between lines: validation and
+    /// finalizing are never cut short. `None`: never (the real 24 h window
+    /// is only reported, as `expires_at`).
     pub expire_after: Option<Duration>,
     /// Per line: an error line (`response` null, `error.code`
     /// `server_error`), in the error file.
