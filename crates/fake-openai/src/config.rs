@@ -33,6 +33,64 @@ pub struct FakeConfig {
     pub seed: u64,
     /// Actix workers. Read once at start; changing it live has no effect.
     pub workers: usize,
+    /// The Batch API's schedule, limits and faults.
+    pub batch: BatchConfig,
+}
+
+/// How batches behave. Read whenever a batch is looked at, so a change with
+/// [`FakeServer::update`](crate::FakeServer::update) applies to running
+/// batches: `per_request = Duration::ZERO` finishes the rest at once,
+/// `expire_after = Some(Duration::ZERO)` expires them now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// Time in `validating` after creation.
+    pub validating: Duration,
+    /// Time per request line; lines run one after another.
+    pub per_request: Duration,
+    /// Time in `finalizing` after the last line, before `completed`.
+    pub finalizing: Duration,
+    /// Time in `cancelling` after a cancel, before `cancelled`.
+    pub cancelling: Duration,
+    /// A batch still in progress this long after its creation ends
+    /// `expired`: finished lines in its output file, the rest in its error
+    /// file with code `batch_expired`. Checked between lines: validation and
+    /// finalizing are never cut short. `None`: never (the real 24 h window
+    /// is only reported, as `expires_at`).
+    pub expire_after: Option<Duration>,
+    /// Per line: an error line (`response` null, `error.code`
+    /// `server_error`), in the error file.
+    pub line_error: f64,
+    /// Per line: a `response` with status 500, in the error file.
+    pub line_server_error: f64,
+    /// Per line: a 200 whose content violates the request's schema, in the
+    /// output file.
+    pub invalid_content: f64,
+    /// Upload limit per file (OpenAI: 200 MB).
+    pub max_file_bytes: usize,
+    /// Requests per input file (OpenAI: 50,000).
+    pub max_file_lines: usize,
+    /// Whether `POST /files` refuses a batch input file with a bad line (a
+    /// 400 naming it). When off, the upload is stored and the batch made
+    /// from it ends `failed`, its `errors` naming the line.
+    pub validate_on_upload: bool,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            validating: Duration::from_millis(10),
+            per_request: Duration::ZERO,
+            finalizing: Duration::from_millis(10),
+            cancelling: Duration::from_millis(10),
+            expire_after: None,
+            line_error: 0.0,
+            line_server_error: 0.0,
+            invalid_content: 0.0,
+            max_file_bytes: 200 * 1024 * 1024,
+            max_file_lines: 50_000,
+            validate_on_upload: true,
+        }
+    }
 }
 
 impl Default for FakeConfig {
@@ -45,6 +103,7 @@ impl Default for FakeConfig {
             hang: Duration::from_secs(120),
             seed: 1,
             workers: 2,
+            batch: BatchConfig::default(),
         }
     }
 }

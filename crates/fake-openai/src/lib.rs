@@ -22,13 +22,41 @@
 //!   its own probability ([`Faults`]).
 //! - **Hostile answers**, scripted per request ([`Hostile`]): absurd
 //!   `retry-after` values, redirects, oversized bodies, invalid content.
+//! - **Today's models**: reasoning models ([`is_reasoning_model`]: `o1`,
+//!   `o3`, `o4`, `gpt-5` but not its `chat` variants) refuse `max_tokens`
+//!   and a `temperature` other than 1 with OpenAI's 400s, and spend
+//!   [`reasoning_tokens`] by `reasoning_effort`, counted in
+//!   `completion_tokens` and reported in
+//!   `usage.completion_tokens_details.reasoning_tokens`. Every model takes
+//!   `max_completion_tokens` (else `max_tokens`) as the budget of reasoning
+//!   plus content: a reply over it stops there, `finish_reason` `length`,
+//!   its content cut.
+//! - **Prompt caching**: `usage.prompt_tokens_details.cached_tokens` is the
+//!   longest prefix (whole 128-token blocks, at least 1,024 tokens) shared
+//!   with a recent prompt, as OpenAI reports it.
+//! - **Files and Batch APIs**: JSONL input files checked line by line (and
+//!   against OpenAI's 200 MB / 50,000-request limits), batches that go
+//!   `validating` → `in_progress` → `finalizing` → `completed`, or `failed`,
+//!   `expired`, `cancelling` → `cancelled`, on the schedule and with the
+//!   per-line faults of [`BatchConfig`], changeable mid-batch with
+//!   [`FakeServer::update`]. A batch line's reply is the one the
+//!   synchronous endpoint gives the same body. Batches take nothing from
+//!   the synchronous rate limits.
 //! - **Stats** ([`FakeServer::stats`] or `GET /stats`): requests, 429s,
-//!   tokens, conversations answered more than once, peak concurrency,
-//!   requests that ignored a retry-after, keys and API versions seen.
+//!   400s, tokens (cached and reasoning too), conversations answered more
+//!   than once (synchronously or in batches), peak concurrency, requests
+//!   that ignored a retry-after, keys and API versions seen, files uploaded,
+//!   batches created and cancelled, batch lines answered and failed;
+//!   [`FakeServer::batches`] lists every batch created.
 //!
-//! Routes: `POST …/chat/completions` under any prefix (`/v1`, Azure's
-//! `/openai/deployments/NAME` with `?api-version=`), `GET /v1/models`,
-//! `GET /stats`.
+//! Routes, each under any prefix (`/v1`, Azure's `/openai/deployments/NAME`
+//! with `?api-version=`, a proxy's path) or none:
+//! `POST …/chat/completions`; `POST …/files` (multipart: `purpose` =
+//! `batch`, `file`), `GET …/files/{id}`, `GET …/files/{id}/content`,
+//! `DELETE …/files/{id}`; `POST …/batches` (`input_file_id`, `endpoint` =
+//! `/v1/chat/completions`, `completion_window` = `24h`, `metadata`),
+//! `GET …/batches` (newest first; `limit`, `after`), `GET …/batches/{id}`,
+//! `POST …/batches/{id}/cancel`. And `GET /v1/models`, `GET /stats`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -46,17 +74,24 @@
 //! ```
 //!
 //! Modules: `config` (what the fake does), `limits` (buckets and headers),
-//! `schema` (reply generation and validation), `stats` (counters), `server`
-//! (HTTP).
+//! `schema` (reply generation and validation), `reply` (parameter checks and
+//! the chat.completion with its usage), `cache` (prompt caching), `batch`
+//! (files and batches, without HTTP), `stats` (counters), `server` (HTTP:
+//! lifecycle and chat/completions), `batch_http` (HTTP: files and batches).
 
+mod batch;
+mod batch_http;
+mod cache;
 mod config;
 mod limits;
+mod reply;
 mod schema;
 mod server;
 mod stats;
 
-pub use config::{FakeConfig, Faults, Hostile, Latency};
+pub use config::{BatchConfig, FakeConfig, Faults, Hostile, Latency};
 pub use limits::{go_duration, rate_limit_tokens};
+pub use reply::{is_reasoning_model, reasoning_tokens};
 pub use schema::validate;
 pub use server::FakeServer;
 pub use stats::Stats;

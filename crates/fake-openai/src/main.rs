@@ -10,6 +10,7 @@ use fake_openai::{FakeConfig, FakeServer, Faults, Latency};
 
 const USAGE: &str = "usage: fake-openai [--port N] [--rpm N] [--tpm N] [--latency-ms N] \
 [--latency-sigma S] [--faults P] [--hang-ms N] [--seed N] [--workers N]
+[--batch-request-ms N] [--batch-faults P]
 
   --port N          port on 127.0.0.1 (default: a free one, printed)
   --rpm N, --tpm N  requests / tokens per minute (default: unlimited)
@@ -17,7 +18,9 @@ const USAGE: &str = "usage: fake-openai [--port N] [--rpm N] [--tpm N] [--latenc
   --latency-sigma S shape of the latency distribution (default: 0.4)
   --faults P        probability of a fault, spread over all kinds (default: 0)
   --hang-ms N       how long a timeout fault hangs (default: 120000)
-  --seed N, --workers N";
+  --seed N, --workers N
+  --batch-request-ms N  time per batch line, one after another (default: 0)
+  --batch-faults P      probability of a failed batch line (default: 0)";
 
 #[derive(Debug, thiserror::Error)]
 enum ArgsError {
@@ -58,6 +61,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, ArgsErr
             "--hang-ms" => config.hang = Duration::from_millis(value(f, args.next())?),
             "--seed" => config.seed = value(f, args.next())?,
             "--workers" => config.workers = value(f, args.next())?,
+            "--batch-request-ms" => {
+                config.batch.per_request = Duration::from_millis(value(f, args.next())?)
+            }
+            "--batch-faults" => config.batch.line_error = value(f, args.next())?,
             "-h" | "--help" => return Ok(None),
             _ => return Err(ArgsError::Unknown(flag)),
         }
@@ -137,6 +144,11 @@ mod tests {
             }
         );
         assert_eq!(a.config.faults, Faults::uniform(0.05));
+        let a = args("--batch-request-ms 20 --batch-faults 0.1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.config.batch.per_request, Duration::from_millis(20));
+        assert_eq!(a.config.batch.line_error, 0.1);
     }
 
     #[test]

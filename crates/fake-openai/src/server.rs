@@ -1,5 +1,5 @@
-//! The HTTP side: the server thread's lifecycle, routing, and the
-//! chat-completions handler that puts limits, latency, faults and replies
+//! The HTTP side: the server thread's lifecycle, routing, the shared state
+//! (batches advance from here), and the chat-completions handler that puts limits, latency, faults and replies
 //! together in the order the real service does: quota, then rate limits
 //! (429s at once), then the model's time, then the answer or the failure.
 
@@ -10,17 +10,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
-use actix_web::{
-    App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer, ResponseError, web,
-};
+use actix_web::{App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer, web};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::batch::{Answer, Batches};
+use crate::batch_http;
+use crate::cache::PromptCache;
 use crate::config::{FakeConfig, Fault, Hostile};
-use crate::limits::{Admission, LimitKind, Limiter, ceil_millis, go_duration, prompt_tokens};
+use crate::limits::{Admission, LimitKind, Limiter, ceil_millis, go_duration};
 use crate::rate_limit_tokens;
-use crate::schema::{Generator, default_schema, violate};
+use crate::reply::{ChatRequest, Content, Reply, RequestError, completion, content};
 use crate::stats::{Arrival, Recorder, Stats};
 
 /// Large enough for any transcript PowerPulse sends; bounded so a broken
@@ -78,12 +79,28 @@ impl FakeServer {
     }
 
     pub fn stats(&self) -> Stats {
+        self.state.advance_batches();
         self.state.recorder().snapshot()
+    }
+
+    /// Every batch created, oldest first, as `GET /batches/{id}` shows it
+    /// now: a test asserts with it which batches a client made.
+    pub fn batches(&self) -> Vec<Value> {
+        self.state.advance_batches();
+        lock(&self.state.batches).all()
+    }
+
+    /// A stored file's bytes (uploads, and batches' output and error files).
+    pub fn file_content(&self, id: &str) -> Option<Vec<u8>> {
+        self.state.advance_batches();
+        lock(&self.state.batches).file(id).map(|f| f.bytes.clone())
     }
 
     /// Changes behaviour live. Buckets whose limit is unchanged keep their
     /// level; `workers` cannot change after start.
     pub fn update(&self, f: impl FnOnce(&mut FakeConfig)) {
+        // Batches due under the old schedule finish under it.
+        self.state.advance_batches();
         let mut config = lock(&self.state.config);
         let seed = config.seed;
         f(&mut config);
@@ -159,6 +176,7 @@ fn serve(
                 .route("/chat/completions", web::post().to(completions))
                 // `/v1/…`, Azure's `/openai/deployments/NAME/…`, any proxy prefix.
                 .route("/{prefix:.*}/chat/completions", web::post().to(completions))
+                .configure(batch_http::routes)
                 .route("/models", web::get().to(models))
                 .route("/v1/models", web::get().to(models))
                 .route("/stats", web::get().to(stats))
@@ -191,8 +209,8 @@ fn serve(
 }
 
 /// Everything the handlers share.
-struct State {
-    config: Mutex<FakeConfig>,
+pub(crate) struct State {
+    pub(crate) config: Mutex<FakeConfig>,
     limiter: Mutex<Limiter>,
     recorder: Mutex<Recorder>,
     quota_exhausted: AtomicBool,
@@ -204,6 +222,8 @@ struct State {
     hostile: Mutex<std::collections::VecDeque<Hostile>>,
     /// The last request bodies, newest last.
     bodies: Mutex<std::collections::VecDeque<Value>>,
+    pub(crate) batches: Mutex<Batches>,
+    cache: Mutex<PromptCache>,
 }
 
 /// Request bodies kept for [`FakeServer::recent_requests`].
@@ -222,15 +242,67 @@ impl State {
             next_id: AtomicU64::new(1),
             hostile: Mutex::new(Default::default()),
             bodies: Mutex::new(Default::default()),
+            batches: Mutex::new(Batches::new(now, config.seed)),
+            cache: Mutex::new(PromptCache::default()),
         }
     }
 
-    fn recorder(&self) -> MutexGuard<'_, Recorder> {
+    pub(crate) fn recorder(&self) -> MutexGuard<'_, Recorder> {
         lock(&self.recorder)
     }
 
     fn limiter(&self) -> MutexGuard<'_, Limiter> {
         lock(&self.limiter)
+    }
+
+    fn config(&self) -> FakeConfig {
+        lock(&self.config).clone()
+    }
+
+    /// Moves every batch along its schedule to now.
+    pub(crate) fn advance_batches(&self) {
+        let config = self.config();
+        let mut batches = lock(&self.batches);
+        let failed = batches.advance(Instant::now(), &config.batch, &mut |body, invalid| {
+            self.answer_batch_line(&config, body, invalid)
+        });
+        if failed > 0 {
+            self.recorder().batch_lines_failed(failed);
+        }
+    }
+
+    /// A batch line's chat.completion: what the synchronous path would
+    /// answer to `body`, or its 400.
+    fn answer_batch_line(&self, config: &FakeConfig, body: &Value, invalid: bool) -> Answer {
+        let request = ChatRequest::from_value(body.clone()).map_err(|e| e.body())?;
+        request.check_parameters().map_err(|e| e.body())?;
+        let fault = invalid.then_some(Fault::SchemaViolation);
+        let text = content(&request, config, fault);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let reply = self.reply(&request, text, id);
+        let mut recorder = self.recorder();
+        recorder.batch_billed(reply.prompt_tokens, reply.completion_tokens);
+        recorder.details(reply.cached_tokens, reply.reasoning_tokens);
+        if !invalid {
+            recorder.answered_in_batch(request.identity);
+        }
+        Ok(reply.body)
+    }
+
+    /// The chat.completion for `content`, with a fresh id and the prompt
+    /// cache consulted.
+    fn reply(&self, request: &ChatRequest, content: Content, id: u64) -> Reply {
+        let cached = lock(&self.cache).lookup_and_remember(&request.body);
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        completion(
+            request,
+            content,
+            &format!("chatcmpl-fake-{id}"),
+            created,
+            cached,
+        )
     }
 
     /// This request's configuration, fault and latency.
@@ -245,89 +317,8 @@ impl State {
 
 /// Counters stay usable after a panic elsewhere: every update leaves them
 /// consistent, so a poisoned lock is safe to take over.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Why a request could not even be considered; answered 400 as OpenAI does.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error("We could not parse the JSON body of your request. ({0})")]
-    NotJson(#[source] serde_json::Error),
-    #[error("'messages' is a required property and must be a non-empty array")]
-    NoMessages,
-}
-
-impl ResponseError for RequestError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::BAD_REQUEST
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::BadRequest().json(error_body(
-            &self.to_string(),
-            "invalid_request_error",
-            Value::Null,
-        ))
-    }
-}
-
-/// A parsed chat-completions request.
-struct ChatRequest {
-    body: Value,
-    /// The first user message: PowerPulse sends one per conversation (a
-    /// re-ask after an invalid reply adds the reply and a note after it).
-    conversation: String,
-    /// Hash of `conversation`: who was answered more than once.
-    identity: u64,
-}
-
-impl ChatRequest {
-    fn parse(bytes: &[u8]) -> Result<Self, RequestError> {
-        let body: Value = serde_json::from_slice(bytes).map_err(RequestError::NotJson)?;
-        let messages = body["messages"]
-            .as_array()
-            .filter(|m| !m.is_empty())
-            .ok_or(RequestError::NoMessages)?;
-        let conversation = messages
-            .iter()
-            .find(|m| m["role"] == "user")
-            .map(|m| text_of(&m["content"]))
-            .unwrap_or_default();
-        Ok(ChatRequest {
-            identity: fnv1a(&conversation),
-            conversation,
-            body,
-        })
-    }
-
-    /// The schema the request asks the reply to follow, if any.
-    fn schema(&self) -> Option<&Value> {
-        let format = &self.body["response_format"];
-        (format["type"] == "json_schema")
-            .then(|| &format["json_schema"]["schema"])
-            .filter(|s| s.is_object())
-    }
-}
-
-/// A message's text, whether given as a string or as content parts.
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p["text"].as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
-/// FNV-1a: a stable identity for a conversation's text, cheap to compute.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Counts a request as in flight until it is answered or abandoned.
@@ -367,7 +358,7 @@ async fn completions(
         keys,
         api_version,
     });
-    let request = ChatRequest::parse(&body)?;
+    let request = ChatRequest::parse(&body).inspect_err(|_| state.recorder().invalid_request())?;
     {
         let mut bodies = lock(&state.bodies);
         if bodies.len() == BODIES_KEPT {
@@ -375,6 +366,9 @@ async fn completions(
         }
         bodies.push_back(request.body.clone());
     }
+    request
+        .check_parameters()
+        .inspect_err(|_| state.recorder().invalid_request())?;
     if let Some(hostile) = lock(&state.hostile).pop_front() {
         return Ok(misbehave(&request, hostile));
     }
@@ -460,82 +454,21 @@ async fn completions(
         fault => content(&request, &config, fault),
     };
 
-    let prompt = prompt_tokens(&request.body);
-    let (text, message) = match content {
-        Content::Text(text) => {
-            let message = json!({"role": "assistant", "content": text, "refusal": null});
-            (text, message)
-        }
-        Content::Refusal(text) => {
-            let message = json!({"role": "assistant", "content": null, "refusal": text});
-            (text, message)
-        }
-    };
-    let completion = (text.chars().count() as u64).div_ceil(4);
+    let reply = state.reply(&request, content, id);
     {
         let mut recorder = state.recorder();
-        recorder.billed(prompt, completion);
+        recorder.billed(reply.prompt_tokens, reply.completion_tokens);
+        recorder.details(reply.cached_tokens, reply.reasoning_tokens);
         if !fault.is_some_and(Fault::is_failure) {
             recorder.answered(request.identity);
         }
     }
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let body = json!({
-        "id": format!("chatcmpl-fake-{id}"),
-        "object": "chat.completion",
-        "created": created,
-        "model": request.body.get("model").cloned().unwrap_or(json!("gpt-4o-mini")),
-        "system_fingerprint": "fp_fake",
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        },
-    });
+    let body = reply.body;
     let mut bytes = body.to_string().into_bytes();
     if fault == Some(Fault::TruncatedJson) {
         bytes.truncate(bytes.len() / 2);
     }
     Ok(r.content_type(ContentType::json()).body(bytes))
-}
-
-/// What the assistant's message carries.
-enum Content {
-    Text(String),
-    Refusal(String),
-}
-
-/// The message for a request that gets an answer, faulty or not.
-fn content(request: &ChatRequest, config: &FakeConfig, fault: Option<Fault>) -> Content {
-    let fallback;
-    let schema = match request.schema() {
-        Some(schema) => schema,
-        None => {
-            fallback = default_schema();
-            &fallback
-        }
-    };
-    let mut generator = Generator {
-        text: &request.conversation,
-        rng: StdRng::seed_from_u64(request.identity ^ config.seed),
-    };
-    let answer = generator.generate(schema);
-    match fault {
-        Some(Fault::FencedJson) => Content::Text(format!("```json\n{answer}\n```")),
-        Some(Fault::Refusal) => {
-            Content::Refusal("I'm sorry, but I can't help with that request.".into())
-        }
-        Some(Fault::InvalidJsonContent) => {
-            Content::Text("Based on the conversation, the customer seems mostly satisfied.".into())
-        }
-        Some(Fault::SchemaViolation) => Content::Text(violate(schema, &answer).to_string()),
-        _ => Content::Text(answer.to_string()),
-    }
 }
 
 fn too_many_requests(
@@ -613,7 +546,7 @@ fn with_headers(mut r: HttpResponseBuilder, headers: &[(String, String)]) -> Htt
     r
 }
 
-fn error_body(message: &str, kind: &str, code: Value) -> Value {
+pub(crate) fn error_body(message: &str, kind: &str, code: Value) -> Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }
 
@@ -622,10 +555,17 @@ async fn stats(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn models() -> HttpResponse {
-    let data: Vec<Value> = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]
-        .iter()
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake-openai"}))
-        .collect();
+    let data: Vec<Value> = [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-4.1-mini",
+        "gpt-5",
+        "gpt-5-mini",
+        "o4-mini",
+    ]
+    .iter()
+    .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake-openai"}))
+    .collect();
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))
 }
 

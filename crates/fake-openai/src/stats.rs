@@ -18,22 +18,51 @@ const GRACE: Duration = Duration::from_millis(250);
 pub struct Stats {
     /// Every chat-completions request, malformed ones included.
     pub requests: u64,
-    /// Well-formed successful completions (fenced JSON included).
+    /// Well-formed successful synchronous completions (fenced JSON
+    /// included); batch lines are in `batch_requests_answered`.
     pub succeeded: u64,
     /// 429s: limits, storms and insufficient quota.
     pub rate_limited: u64,
     /// Injected faults of any kind (fenced JSON is not one).
     pub faults: u64,
-    /// Billed on every 200, faulty content included, as the real service
-    /// bills whatever it generated.
+    /// Chat-completions requests refused with a 400 (malformed, or a
+    /// parameter the model does not take).
+    pub invalid_requests: u64,
+    /// Billed on every synchronous 200, faulty content included, as the
+    /// real service bills whatever it generated. Batch lines are in
+    /// `batch_prompt_tokens` and `batch_completion_tokens`.
     pub prompt_tokens: u64,
+    /// Reasoning tokens included.
     pub completion_tokens: u64,
+    /// `prompt_tokens_details.cached_tokens` reported, synchronous and batch.
+    pub cached_tokens: u64,
+    /// `completion_tokens_details.reasoning_tokens` reported, synchronous
+    /// and batch.
+    pub reasoning_tokens: u64,
     /// Tokens taken from the limiter by admitted requests.
     pub rate_limit_tokens: u64,
-    /// Conversations (last user message) answered successfully at least once.
+    /// Conversations (first user message) answered successfully at least
+    /// once, synchronously or in a batch.
     pub distinct_conversations_answered: u64,
-    /// Conversations answered successfully more than once: paid for twice.
+    /// Conversations answered successfully more than once, whichever way
+    /// (twice synchronously, in a batch and synchronously, in two
+    /// batches): paid for twice.
     pub conversations_answered_more_than_once: u64,
+    /// `POST /files` accepted.
+    pub files_uploaded: u64,
+    /// `POST /batches` accepted.
+    pub batches_created: u64,
+    /// Batches a `POST /batches/{id}/cancel` moved to `cancelling`.
+    pub batches_cancelled: u64,
+    /// Batch lines answered with a valid 200 (invalid content excluded).
+    pub batch_requests_answered: u64,
+    /// Batch lines written to an error file: error lines, 500s, 400s
+    /// (refused parameters) and `batch_expired`. Lines with invalid content
+    /// are in the output file and not counted here nor as answered.
+    pub batch_requests_failed: u64,
+    /// Billed on every batch line answered 200.
+    pub batch_prompt_tokens: u64,
+    pub batch_completion_tokens: u64,
     pub max_in_flight: u64,
     /// Requests that arrived while a 429's retry-after (storm or limit) was
     /// still running, more than 50 ms after that 429 was sent.
@@ -119,9 +148,44 @@ impl Recorder {
         self.counts.completion_tokens += completion;
     }
 
+    pub(crate) fn batch_billed(&mut self, prompt: u64, completion: u64) {
+        self.counts.batch_prompt_tokens += prompt;
+        self.counts.batch_completion_tokens += completion;
+    }
+
+    pub(crate) fn details(&mut self, cached: u64, reasoning: u64) {
+        self.counts.cached_tokens += cached;
+        self.counts.reasoning_tokens += reasoning;
+    }
+
+    pub(crate) fn invalid_request(&mut self) {
+        self.counts.invalid_requests += 1;
+    }
+
     pub(crate) fn answered(&mut self, conversation: u64) {
         self.counts.succeeded += 1;
         *self.answered.entry(conversation).or_default() += 1;
+    }
+
+    pub(crate) fn answered_in_batch(&mut self, conversation: u64) {
+        self.counts.batch_requests_answered += 1;
+        *self.answered.entry(conversation).or_default() += 1;
+    }
+
+    pub(crate) fn batch_lines_failed(&mut self, lines: u64) {
+        self.counts.batch_requests_failed += lines;
+    }
+
+    pub(crate) fn file_uploaded(&mut self) {
+        self.counts.files_uploaded += 1;
+    }
+
+    pub(crate) fn batch_created(&mut self) {
+        self.counts.batches_created += 1;
+    }
+
+    pub(crate) fn batch_cancelled(&mut self) {
+        self.counts.batches_cancelled += 1;
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

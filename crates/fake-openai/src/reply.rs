@@ -1,0 +1,382 @@
+//! What a chat-completions request gets back when it is answered: parameter
+//! checks as the real service makes them (reasoning models refuse
+//! `max_tokens` and a `temperature` other than 1), the message fitted to the
+//! schema, and `usage` with reasoning and cached tokens, cut to the
+//! request's completion budget. Shared by the synchronous endpoint and the
+//! batch processor, so a batch line gets exactly the reply the synchronous
+//! path would give.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+
+use crate::config::{FakeConfig, Fault};
+use crate::limits::prompt_tokens;
+use crate::schema::{Generator, default_schema, violate};
+
+/// Why a request could not even be considered; answered 400 as OpenAI does.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error("We could not parse the JSON body of your request. ({0})")]
+    NotJson(#[source] serde_json::Error),
+    #[error("'messages' is a required property and must be a non-empty array")]
+    NoMessages,
+    /// A parameter the model does not take, or a value it does not allow.
+    #[error("{message}")]
+    Unsupported {
+        message: String,
+        param: &'static str,
+        code: &'static str,
+    },
+}
+
+impl RequestError {
+    /// The OpenAI error body for this error.
+    pub(crate) fn body(&self) -> Value {
+        let (param, code) = match self {
+            RequestError::Unsupported { param, code, .. } => (json!(param), json!(code)),
+            _ => (Value::Null, Value::Null),
+        };
+        json!({"error": {
+            "message": self.to_string(),
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }})
+    }
+}
+
+impl ResponseError for RequestError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::BadRequest().json(self.body())
+    }
+}
+
+/// Whether `model` is a reasoning model (o-series, gpt-5 family except its
+/// `chat` variants), which takes `max_completion_tokens` only and a
+/// temperature of 1 only, and spends reasoning tokens.
+pub fn is_reasoning_model(model: &str) -> bool {
+    let reasoning = ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|prefix| model.starts_with(prefix));
+    reasoning && !model.contains("chat")
+}
+
+/// The reasoning tokens the fake spends on a request, by
+/// `reasoning_effort`: `minimal` 16, `low` 64, `medium` (the default) 192,
+/// `high` 512; 0 for a model that does not reason. Counted in
+/// `completion_tokens`.
+pub fn reasoning_tokens(body: &Value) -> u64 {
+    if !is_reasoning_model(body["model"].as_str().unwrap_or_default()) {
+        return 0;
+    }
+    match body["reasoning_effort"].as_str() {
+        Some("minimal") => 16,
+        Some("low") => 64,
+        Some("high") => 512,
+        _ => 192,
+    }
+}
+
+/// A parsed chat-completions request.
+pub(crate) struct ChatRequest {
+    pub(crate) body: Value,
+    /// The first user message: PowerPulse sends one per conversation (a
+    /// re-ask after an invalid reply adds the reply and a note after it).
+    pub(crate) conversation: String,
+    /// Hash of `conversation`: who was answered more than once.
+    pub(crate) identity: u64,
+}
+
+impl ChatRequest {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, RequestError> {
+        Self::from_value(serde_json::from_slice(bytes).map_err(RequestError::NotJson)?)
+    }
+
+    pub(crate) fn from_value(body: Value) -> Result<Self, RequestError> {
+        let messages = body["messages"]
+            .as_array()
+            .filter(|m| !m.is_empty())
+            .ok_or(RequestError::NoMessages)?;
+        let conversation = messages
+            .iter()
+            .find(|m| m["role"] == "user")
+            .map(|m| text_of(&m["content"]))
+            .unwrap_or_default();
+        Ok(ChatRequest {
+            identity: fnv1a(&conversation),
+            conversation,
+            body,
+        })
+    }
+
+    /// The parameters the model refuses, as the real service words it.
+    pub(crate) fn check_parameters(&self) -> Result<(), RequestError> {
+        let model = self.model();
+        if !is_reasoning_model(model) {
+            return Ok(());
+        }
+        if !self.body["max_tokens"].is_null() {
+            return Err(RequestError::Unsupported {
+                message: "Unsupported parameter: 'max_tokens' is not supported with this model. \
+                          Use 'max_completion_tokens' instead."
+                    .into(),
+                param: "max_tokens",
+                code: "unsupported_parameter",
+            });
+        }
+        let temperature = &self.body["temperature"];
+        if !temperature.is_null() && temperature.as_f64() != Some(1.0) {
+            return Err(RequestError::Unsupported {
+                message: format!(
+                    "Unsupported value: 'temperature' does not support {temperature} with this \
+                     model. Only the default (1) value is supported."
+                ),
+                param: "temperature",
+                code: "unsupported_value",
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        self.body["model"].as_str().unwrap_or("gpt-4o-mini")
+    }
+
+    /// The schema the request asks the reply to follow, if any.
+    fn schema(&self) -> Option<&Value> {
+        let format = &self.body["response_format"];
+        (format["type"] == "json_schema")
+            .then(|| &format["json_schema"]["schema"])
+            .filter(|s| s.is_object())
+    }
+
+    /// `max_completion_tokens`, else `max_tokens`: the most the reply may
+    /// spend, reasoning included.
+    fn completion_budget(&self) -> Option<u64> {
+        self.body["max_completion_tokens"]
+            .as_u64()
+            .or_else(|| self.body["max_tokens"].as_u64())
+    }
+}
+
+/// A message's text, whether given as a string or as content parts.
+pub(crate) fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// FNV-1a: a stable identity for a text, cheap to compute.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    fnv1a_from(0xcbf2_9ce4_8422_2325, text)
+}
+
+/// FNV-1a continued from `hash`, for hashing a text piece by piece.
+pub(crate) fn fnv1a_from(hash: u64, text: &str) -> u64 {
+    text.bytes().fold(hash, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// What the assistant's message carries.
+pub(crate) enum Content {
+    Text(String),
+    Refusal(String),
+}
+
+/// The message for a request that gets an answer, faulty or not.
+pub(crate) fn content(request: &ChatRequest, config: &FakeConfig, fault: Option<Fault>) -> Content {
+    let fallback;
+    let schema = match request.schema() {
+        Some(schema) => schema,
+        None => {
+            fallback = default_schema();
+            &fallback
+        }
+    };
+    let mut generator = Generator {
+        text: &request.conversation,
+        rng: StdRng::seed_from_u64(request.identity ^ config.seed),
+    };
+    let answer = generator.generate(schema);
+    match fault {
+        Some(Fault::FencedJson) => Content::Text(format!("```json\n{answer}\n```")),
+        Some(Fault::Refusal) => {
+            Content::Refusal("I'm sorry, but I can't help with that request.".into())
+        }
+        Some(Fault::InvalidJsonContent) => {
+            Content::Text("Based on the conversation, the customer seems mostly satisfied.".into())
+        }
+        Some(Fault::SchemaViolation) => Content::Text(violate(schema, &answer).to_string()),
+        _ => Content::Text(answer.to_string()),
+    }
+}
+
+/// A chat.completion, with what it bills.
+pub(crate) struct Reply {
+    pub(crate) body: Value,
+    pub(crate) prompt_tokens: u64,
+    /// Reasoning included.
+    pub(crate) completion_tokens: u64,
+    pub(crate) cached_tokens: u64,
+    pub(crate) reasoning_tokens: u64,
+}
+
+/// The chat.completion answering `request` with `content`, its id and
+/// creation time given; `cached_tokens` from the prompt cache. A reply
+/// whose reasoning and content exceed the completion budget stops at it
+/// with `finish_reason` `length`, its content cut (empty when reasoning
+/// took everything), as the real service does.
+pub(crate) fn completion(
+    request: &ChatRequest,
+    content: Content,
+    id: &str,
+    created: u64,
+    cached_tokens: u64,
+) -> Reply {
+    let prompt = prompt_tokens(&request.body);
+    let mut reasoning = reasoning_tokens(&request.body);
+    let mut finish_reason = "stop";
+    let (mut text, refusal) = match content {
+        Content::Text(text) => (text, false),
+        Content::Refusal(text) => (text, true),
+    };
+    let mut completion = reasoning + (text.chars().count() as u64).div_ceil(4);
+    if let Some(budget) = request.completion_budget()
+        && completion > budget
+        && !refusal
+    {
+        finish_reason = "length";
+        reasoning = reasoning.min(budget);
+        let keep = (budget - reasoning).saturating_mul(4);
+        text = text
+            .chars()
+            .take(usize::try_from(keep).unwrap_or(usize::MAX))
+            .collect();
+        completion = budget;
+    }
+    let message = if refusal {
+        json!({"role": "assistant", "content": null, "refusal": text})
+    } else {
+        json!({"role": "assistant", "content": text, "refusal": null})
+    };
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": request.model(),
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        },
+    });
+    Reply {
+        body,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cached_tokens,
+        reasoning_tokens: reasoning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: Value) -> ChatRequest {
+        ChatRequest::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn reasoning_models_are_told_apart_by_name() {
+        for m in [
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "gpt-5-nano",
+        ] {
+            assert!(is_reasoning_model(m), "{m}");
+        }
+        for m in [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-5-chat-latest",
+            "omni",
+        ] {
+            assert!(!is_reasoning_model(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn reasoning_models_refuse_max_tokens_and_other_temperatures() {
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let err = |body: Value| request(body).check_parameters().unwrap_err().body();
+        let e = err(json!({"model": "gpt-5-mini", "max_tokens": 10, "messages": msgs}));
+        assert_eq!(e["error"]["param"], "max_tokens");
+        assert_eq!(e["error"]["code"], "unsupported_parameter");
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        let e = err(json!({"model": "o3", "temperature": 0, "messages": msgs}));
+        assert_eq!(e["error"]["param"], "temperature");
+        assert_eq!(e["error"]["code"], "unsupported_value");
+        for fine in [
+            json!({"model": "o3", "temperature": 1, "max_completion_tokens": 9, "messages": msgs}),
+            json!({"model": "gpt-5-chat-latest", "max_tokens": 9, "temperature": 0, "messages": msgs}),
+            json!({"model": "gpt-4o", "max_tokens": 9, "reasoning_effort": "low", "messages": msgs}),
+        ] {
+            request(fine).check_parameters().unwrap();
+        }
+    }
+
+    #[test]
+    fn reasoning_counts_in_completion_tokens_and_the_budget_cuts_the_reply() {
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let text = "x".repeat(400); // 100 tokens
+        let run =
+            |body: Value| completion(&request(body), Content::Text(text.clone()), "id", 0, 0).body;
+        let r = run(json!({"model": "gpt-5", "reasoning_effort": "low", "messages": msgs}));
+        assert_eq!(r["usage"]["completion_tokens"], 164);
+        assert_eq!(
+            r["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            64
+        );
+        assert_eq!(r["choices"][0]["finish_reason"], "stop");
+        let r = run(json!({"model": "gpt-5", "reasoning_effort": "minimal",
+            "max_completion_tokens": 66, "messages": msgs}));
+        assert_eq!(r["choices"][0]["finish_reason"], "length");
+        assert_eq!(r["usage"]["completion_tokens"], 66);
+        assert_eq!(r["choices"][0]["message"]["content"], "x".repeat(200));
+        let r = run(json!({"model": "o4-mini", "max_completion_tokens": 100, "messages": msgs}));
+        assert_eq!(r["choices"][0]["message"]["content"], "");
+        assert_eq!(
+            r["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            100
+        );
+        let r = run(json!({"model": "gpt-4o", "max_tokens": 10, "messages": msgs}));
+        assert_eq!(r["choices"][0]["finish_reason"], "length");
+        assert_eq!(
+            r["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            0
+        );
+    }
+}
