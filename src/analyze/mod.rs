@@ -5,6 +5,7 @@
 //! the `AnalyzerActor` pool (in [`actor`]) is thin wiring over it.
 
 pub mod actor;
+pub mod estimate;
 pub mod lexicon;
 pub mod openai;
 

@@ -90,8 +90,35 @@ pub(crate) struct ChatRequest {
     /// The first user message: PowerPulse sends one per conversation (a
     /// re-ask after an invalid reply adds the reply and a note after it).
     pub(crate) conversation: String,
-    /// Hash of `conversation`: who was answered more than once.
-    pub(crate) identity: u64,
+    /// The conversations it holds: the whole message, or, for a packed
+    /// request (PowerPulse's `conversations_per_request`), each chat after
+    /// its `#N` line.
+    pub(crate) chats: Vec<String>,
+    /// Hash of each chat: who was answered more than once.
+    pub(crate) identities: Vec<u64>,
+}
+
+/// A packed user message's chats: the text after each `#N` line (N
+/// counting from 1); `None` when the message is not packed.
+pub(crate) fn packed_chats(message: &str) -> Option<Vec<String>> {
+    let is_marker = |line: &str, n: usize| line.strip_prefix('#') == Some(n.to_string().as_str());
+    let mut lines = message.lines();
+    if !is_marker(lines.next()?, 1) {
+        return None;
+    }
+    let mut chats = vec![String::new()];
+    for line in lines {
+        if is_marker(line, chats.len() + 1) {
+            chats.push(String::new());
+            continue;
+        }
+        let chat = chats.last_mut()?;
+        if !chat.is_empty() {
+            chat.push('\n');
+        }
+        chat.push_str(line);
+    }
+    Some(chats)
 }
 
 impl ChatRequest {
@@ -109,8 +136,10 @@ impl ChatRequest {
             .find(|m| m["role"] == "user")
             .map(|m| text_of(&m["content"]))
             .unwrap_or_default();
+        let chats = packed_chats(&conversation).unwrap_or_else(|| vec![conversation.clone()]);
         Ok(ChatRequest {
-            identity: fnv1a(&conversation),
+            identities: chats.iter().map(|c| fnv1a(c)).collect(),
+            chats,
             conversation,
             body,
         })
@@ -207,11 +236,34 @@ pub(crate) fn content(request: &ChatRequest, config: &FakeConfig, fault: Option<
             &fallback
         }
     };
-    let mut generator = Generator {
-        text: &request.conversation,
-        rng: StdRng::seed_from_u64(request.identity ^ config.seed),
+    let answer = match packed_item_schema(schema) {
+        // One result per chat, each as it would be alone, with its ref.
+        Some(item) => {
+            let results: Vec<Value> = request
+                .chats
+                .iter()
+                .zip(&request.identities)
+                .enumerate()
+                .map(|(i, (chat, identity))| {
+                    let mut generator = Generator {
+                        text: chat,
+                        rng: StdRng::seed_from_u64(identity ^ config.seed),
+                    };
+                    let mut result = generator.generate(item);
+                    result["ref"] = json!(i + 1);
+                    result
+                })
+                .collect();
+            json!({ "results": results })
+        }
+        None => {
+            let mut generator = Generator {
+                text: &request.conversation,
+                rng: StdRng::seed_from_u64(request.identities[0] ^ config.seed),
+            };
+            generator.generate(schema)
+        }
     };
-    let answer = generator.generate(schema);
     match fault {
         Some(Fault::FencedJson) => Content::Text(format!("```json\n{answer}\n```")),
         Some(Fault::Refusal) => {
@@ -223,6 +275,12 @@ pub(crate) fn content(request: &ChatRequest, config: &FakeConfig, fault: Option<
         Some(Fault::SchemaViolation) => Content::Text(violate(schema, &answer).to_string()),
         _ => Content::Text(answer.to_string()),
     }
+}
+
+/// The item schema of a packed reply (`{"results": [{"ref": …, …}]}`).
+fn packed_item_schema(schema: &Value) -> Option<&Value> {
+    let item = &schema["properties"]["results"]["items"];
+    item["properties"]["ref"].is_object().then_some(item)
 }
 
 /// A chat.completion, with what it bills.
@@ -303,6 +361,35 @@ mod tests {
 
     fn request(body: Value) -> ChatRequest {
         ChatRequest::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn packed_requests_are_answered_per_chat_with_refs() {
+        assert_eq!(
+            packed_chats("#1\nC: a\nA: b\n#2\nC: c"),
+            Some(vec!["C: a\nA: b".to_string(), "C: c".to_string()])
+        );
+        assert_eq!(packed_chats("C: #1"), None);
+        let item = json!({"type": "object", "required": ["ref", "sentiment"], "properties": {
+            "ref": {"type": "integer"}, "sentiment": {"type": "number"}}});
+        let body = json!({
+            "model": "gpt-4o",
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {
+                "type": "object", "properties": {"results": {"type": "array", "items": item}}}}},
+            "messages": [{"role": "user", "content": "#1\nC: thanks, all fixed\n#2\nC: still no power, useless"}],
+        });
+        let request = ChatRequest::from_value(body).unwrap();
+        assert_eq!(request.identities.len(), 2);
+        let Content::Text(text) = content(&request, &FakeConfig::default(), None) else {
+            panic!("a text reply");
+        };
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        let results = reply["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0]["ref"], 1);
+        assert_eq!(results[1]["ref"], 2);
+        assert!(results[0]["sentiment"].as_f64().unwrap() > 0.0);
+        assert!(results[1]["sentiment"].as_f64().unwrap() < 0.0);
     }
 
     #[test]

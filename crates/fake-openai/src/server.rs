@@ -284,7 +284,9 @@ impl State {
         recorder.batch_billed(reply.prompt_tokens, reply.completion_tokens);
         recorder.details(reply.cached_tokens, reply.reasoning_tokens);
         if !invalid {
-            recorder.answered_in_batch(request.identity);
+            for identity in &request.identities {
+                recorder.answered_in_batch(*identity);
+            }
         }
         Ok(reply.body)
     }
@@ -460,7 +462,9 @@ async fn completions(
         recorder.billed(reply.prompt_tokens, reply.completion_tokens);
         recorder.details(reply.cached_tokens, reply.reasoning_tokens);
         if !fault.is_some_and(Fault::is_failure) {
-            recorder.answered(request.identity);
+            for identity in &request.identities {
+                recorder.answered(*identity);
+            }
         }
     }
     let body = reply.body;

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome};
+use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome, estimate};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
 use crate::model::Conversation;
 use limits::{Limits, LimitsSnapshot};
@@ -63,6 +63,7 @@ struct Inner {
     /// Gathers conversations into packed requests
     /// (`conversations_per_request` > 1).
     packer: Option<Packer>,
+    shape: RequestShape,
 }
 
 /// The OpenAI-compatible analyzer. Cheap to clone: one instance (one HTTP
@@ -201,6 +202,7 @@ impl OpenAiAnalyzer {
                     Duration::from_secs(settings.max_retry_wait_seconds),
                 ),
                 packer,
+                shape,
                 settings: settings.clone(),
             }),
         })
@@ -265,6 +267,50 @@ impl OpenAiAnalyzer {
 
     pub fn price(&self) -> Option<ModelPrice> {
         self.inner.price
+    }
+
+    pub fn conversations_per_request(&self) -> u32 {
+        self.inner.settings.conversations_per_request.max(1)
+    }
+
+    /// What sending `conversations` would take, per conversation: packed
+    /// `conversations_per_request` at a time, as [`Self::analyze`] sends them
+    /// (a packed request's tokens shared evenly among its conversations).
+    pub fn estimate_tokens<'a>(
+        &self,
+        conversations: impl IntoIterator<Item = &'a Conversation>,
+    ) -> Vec<estimate::Tokens> {
+        let transcripts: Vec<String> = conversations
+            .into_iter()
+            .map(|c| self.transcript(c))
+            .collect();
+        let per_request = self.conversations_per_request() as usize;
+        let shape = &self.inner.shape;
+        let mut out = Vec::with_capacity(transcripts.len());
+        for chunk in transcripts.chunks(per_request) {
+            let n = chunk.len() as u32;
+            let user_tokens = if per_request == 1 {
+                prompt::estimate_tokens(&chunk[0])
+            } else {
+                prompt::estimate_tokens(&prompt::packed_transcript(
+                    chunk.iter().map(String::as_str),
+                ))
+            };
+            // A pack leaves with the packed prefix whatever its size (a
+            // short one at an upload's tail).
+            let shape_of = per_request as u32;
+            let reply = u64::from(shape.reply_tokens(shape_of));
+            let rate_limit = u64::from(shape.fixed_tokens(shape_of)) + u64::from(user_tokens);
+            let share = |x: u64, i: u64| x / u64::from(n) + u64::from(i < x % u64::from(n));
+            for i in 0..u64::from(n) {
+                out.push(estimate::Tokens {
+                    rate_limit: share(rate_limit, i),
+                    prompt: share(rate_limit - reply, i),
+                    reply_max: share(reply, i),
+                });
+            }
+        }
+        out
     }
 
     /// `request` followed by the model's invalid reply and a note saying what

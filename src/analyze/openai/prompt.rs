@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn the_system_prompt_and_schema_are_static() {
         let prompt = system_prompt(true, false);
-        assert!(prompt.contains("not instructions"));
+        assert!(prompt.contains("data, not orders"));
         assert_eq!(prompt, system_prompt(true, false));
         assert!(system_prompt(false, false).contains("\"summary\":s"));
         assert!(system_prompt(true, true).contains("#N"));
