@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::openai::OpenAiAnalyzer;
+use super::openai::limits::LimitSource;
 use super::openai::models::BATCH_PRICE_FACTOR;
 use super::{Analyzer, LlmUsage};
 use crate::ingest::{IngestError, Row};
@@ -82,6 +83,10 @@ pub struct Estimate {
     pub batch_cost_usd: Option<CostRange>,
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// Where those limits come from: `configured`, `announced` (by the
+    /// provider, to a running server), `starting` (`auto`, before the
+    /// provider said anything: tier-1 values), or `unlimited`.
+    pub limits_source: String,
     /// The least time the rate limits allow (requests or tokens, whichever
     /// binds); `None` while the limits are `auto` (the provider announces
     /// them on the first call).
@@ -236,12 +241,34 @@ impl Draft {
             completion_tokens_max: sum.reply_max,
             cost_usd: range(false),
             batch_cost_usd: range(true),
+            limits_source: source_name(least_certain(limits.requests_source, limits.tokens_source))
+                .into(),
             requests_per_minute: limits.requests_per_minute,
             tokens_per_minute: limits.tokens_per_minute,
             time_bound_seconds,
             budget_usd: analyzer.budget_usd(),
             warnings: self.warnings,
         }
+    }
+}
+
+/// Of the two limits' sources, the one that makes the bound least certain.
+fn least_certain(a: LimitSource, b: LimitSource) -> LimitSource {
+    let rank = |s: LimitSource| match s {
+        LimitSource::Configured => 0,
+        LimitSource::Announced => 1,
+        LimitSource::Unlimited => 2,
+        LimitSource::Starting => 3,
+    };
+    if rank(a) >= rank(b) { a } else { b }
+}
+
+fn source_name(source: LimitSource) -> &'static str {
+    match source {
+        LimitSource::Configured => "configured",
+        LimitSource::Starting => "starting",
+        LimitSource::Announced => "announced",
+        LimitSource::Unlimited => "unlimited",
     }
 }
 
@@ -298,9 +325,16 @@ impl Estimate {
         }
         match self.time_bound_seconds {
             Some(s) => {
+                let source = match self.limits_source.as_str() {
+                    "starting" => {
+                        " (auto: the starting limits, until the provider announces its own)"
+                    }
+                    "announced" => " (as the provider announced them)",
+                    _ => "",
+                };
                 let _ = writeln!(
                     out,
-                    "  time: at least {:.1} min at {} requests / {} tokens per minute",
+                    "  time: at least {:.1} min at {} requests / {} tokens per minute{source}",
                     s / 60.0,
                     self.requests_per_minute
                         .map_or("unlimited".into(), |n| n.to_string()),

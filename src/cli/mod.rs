@@ -2,6 +2,8 @@
 //! the library (the engine for `analyze` and `serve`, the store for the
 //! offline reads). `main.rs` only parses the arguments and calls [`main`].
 
+mod estimate;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +60,10 @@ enum Command {
         /// Print one JSON object with the summary on stdout.
         #[arg(long)]
         json: bool,
+        /// Send nothing: print what analysing FILE with the LLM would cost
+        /// (conversations after dedupe, tokens, sync and batch cost, time).
+        #[arg(long, conflicts_with = "resume")]
+        estimate: bool,
     },
     /// Write stored results, one row per conversation.
     Export {
@@ -161,7 +167,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             analyzer,
             concurrency,
             json,
+            estimate,
         } => {
+            if estimate {
+                let file = file.context("--estimate needs a FILE")?;
+                return estimate::run(&settings, &file, json);
+            }
             if let Some(a) = analyzer {
                 settings.analyzer.backend = a.into();
             }

@@ -20,6 +20,7 @@ use super::routes;
     paths(
         routes::health,
         routes::upload,
+        routes::estimate,
         routes::list_progress,
         routes::progress,
         routes::cancel,

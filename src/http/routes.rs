@@ -17,6 +17,8 @@ use uuid::Uuid;
 use super::error::{ErrorBody, HttpError};
 use super::limits::BodyTiming;
 use super::{AppState, guard, metrics, openapi};
+use crate::analyze::estimate::{Draft, Estimate};
+use crate::analyze::{Analyzer, OpenAiAnalyzer};
 use crate::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use crate::ingest::{self, IngestOptions};
 use crate::model::{ConversationStatus, SentimentLabel, Stage};
@@ -26,6 +28,7 @@ use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
 use crate::report::RunSummary;
 use crate::store::actor::{
     DeleteUpload, GetConversation, GetSummary, GetUpload, ListConversations, ListUploads,
+    LookupProcessed,
 };
 use crate::store::{
     ConversationDetail, ConversationFilter, ConversationRow, Page, UploadRecord, UploadSummary,
@@ -38,6 +41,7 @@ const SSE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.service(upload)
+        .service(estimate)
         .service(list_progress)
         .service(progress)
         .service(cancel)
@@ -185,13 +189,13 @@ fn content_type(req: &HttpRequest) -> Option<&str> {
 async fn receive(
     req: &HttpRequest,
     payload: web::Payload,
-    query: &UploadQuery,
+    named: Option<&str>,
     dir: &Path,
     limit: u64,
     timing: BodyTiming,
 ) -> Result<(PathBuf, String)> {
     if !is_multipart(req) {
-        let filename = query.filename.clone().ok_or_else(|| {
+        let filename = named.map(str::to_string).ok_or_else(|| {
             HttpError::BadRequest(
                 "send multipart/form-data with a `file` field, or a raw body with ?filename="
                     .into(),
@@ -215,9 +219,9 @@ async fn receive(
         let filename = field
             .content_disposition()
             .and_then(|d| d.get_filename())
-            .map(str::to_string)
-            .or_else(|| query.filename.clone())
-            .unwrap_or_else(|| "upload.csv".to_string());
+            .or(named)
+            .unwrap_or("upload.csv")
+            .to_string();
         let path = spool_path(dir, &filename);
         return match save(field, &path, limit, timing).await {
             Ok(_) => Ok((path, filename)),
@@ -298,7 +302,7 @@ pub async fn upload(
     let (path, filename) = receive(
         &req,
         payload,
-        &query,
+        query.filename.as_deref(),
         &dir,
         settings.ingest.max_upload_bytes,
         state.limits.body_timing(),
@@ -314,17 +318,7 @@ pub async fn upload(
         .map_err(|e| HttpError::Internal(e.to_string()))?;
     if let Err(e) = checked {
         let _ = tokio::fs::remove_file(&path).await;
-        // Name the file as the user knows it, not by its spool name.
-        let message = e
-            .to_string()
-            .replace(&path.display().to_string(), &filename);
-        let mapped: HttpError = e.into();
-        return Err(match mapped {
-            HttpError::Unsupported(_) => HttpError::Unsupported(message),
-            HttpError::BadRequest(_) => HttpError::BadRequest(message),
-            HttpError::Unprocessable(_) => HttpError::Unprocessable(message),
-            other => other,
-        });
+        return Err(ingest_error(e, &path, &filename));
     }
 
     let ticket = engine
@@ -349,6 +343,106 @@ pub async fn upload(
         .map_err(|_| HttpError::Unavailable("the upload was interrupted".into()))??;
     let totals = engine.reader().send(GetSummary { upload_id }).await??;
     Ok(HttpResponse::Ok().json(RunSummary::new(&report, &totals)))
+}
+
+/// An ingest error naming the file as the user knows it, not by its spool name.
+fn ingest_error(e: ingest::IngestError, path: &Path, filename: &str) -> HttpError {
+    let message = e.to_string().replace(&path.display().to_string(), filename);
+    match HttpError::from(e) {
+        HttpError::Unsupported(_) => HttpError::Unsupported(message),
+        HttpError::BadRequest(_) => HttpError::BadRequest(message),
+        HttpError::Unprocessable(_) => HttpError::Unprocessable(message),
+        other => other,
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct EstimateQuery {
+    /// The file name, for a raw (non-multipart) body; its extension tells the format.
+    #[param(min_length = 1)]
+    filename: Option<String>,
+}
+
+/// What analysing an export with the LLM would cost, sending nothing and
+/// storing nothing: the conversations that would be sent after dedupe
+/// (within the file and against earlier uploads), their tokens, the cost in
+/// sync and batch mode, and the time bound at the configured or announced
+/// rate limits. The body is sent as to `POST /api/upload`.
+#[utoipa::path(
+    params(EstimateQuery),
+    request_body(
+        description = "The export file (CSV, TSV, JSON, JSONL or XLSX).",
+        content(
+            (inline(UploadForm) = "multipart/form-data"),
+            (inline(RawUpload) = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The estimate.", body = Estimate),
+        (status = 400, description = "No file, an empty file, a bad query.", body = ErrorBody),
+        (status = 408, description = "The body arrived too slowly.", body = ErrorBody),
+        (status = 413, description = "Larger than `ingest.max_upload_bytes`.", body = ErrorBody),
+        (status = 415, description = "Not a format PowerPulse reads, or a raw body with a simple Content-Type.", body = ErrorBody),
+        (status = 422, description = "The file could not be parsed.", body = ErrorBody),
+        (status = 429, description = "Too many uploads at once; see Retry-After.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/api/estimate")]
+pub async fn estimate(
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<EstimateQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    if query.filename.as_deref() == Some("") {
+        return Err(HttpError::BadRequest("?filename= must not be empty".into()));
+    }
+    if !is_multipart(&req) {
+        guard::check_raw_upload(content_type(&req))?;
+    }
+    // An estimate reads a whole file, as an upload's parse does.
+    let _slot = state.limits.upload_slot()?;
+    let engine = &state.engine;
+    let settings = engine.settings();
+    // The running analyzer knows the limits the provider announced.
+    let analyzer = match engine.analyzer() {
+        Analyzer::OpenAi(a) => a.clone(),
+        Analyzer::Lexicon(_) => {
+            OpenAiAnalyzer::new(&settings.analyzer.openai, "estimate-only".to_string().into())
+                .map_err(|e| HttpError::Internal(e.to_string()))?
+        }
+    };
+    let dir = engine.spool_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| HttpError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    let (path, filename) = receive(
+        &req,
+        payload,
+        query.filename.as_deref(),
+        &dir,
+        settings.ingest.max_upload_bytes,
+        state.limits.body_timing(),
+    )
+    .await?;
+    let opts = IngestOptions::from_settings(&settings.ingest);
+    let (file, name, reader) = (path.clone(), filename.clone(), analyzer.clone());
+    let drafted = web::block(move || {
+        let rows = ingest::open(&file, &opts)?;
+        Draft::from_rows(&name, rows, &reader)
+    })
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let draft = drafted
+        .map_err(|e| HttpError::Internal(e.to_string()))?
+        .map_err(|e| ingest_error(e, &path, &filename))?;
+    let found = engine
+        .reader()
+        .send(LookupProcessed { keys: draft.keys() })
+        .await??;
+    let processed: Vec<bool> = found.iter().map(Option::is_some).collect();
+    Ok(HttpResponse::Ok().json(draft.finish(Some(&processed), &analyzer)))
 }
 
 /// Keeps an upload's slot until its file is parsed (the costly, memory- and

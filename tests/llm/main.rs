@@ -4,6 +4,8 @@
 #[path = "../../examples/support/synth.rs"]
 mod synth;
 
+mod cost;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
