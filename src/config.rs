@@ -196,6 +196,15 @@ pub struct OpenAiSettings {
     pub reasoning_token_budget: u32,
     /// Conversations packed into one request (1 = one call per conversation).
     pub conversations_per_request: u32,
+    /// `sync`: one call per conversation, results in seconds. `batch`: the
+    /// Batch API, at half the price, results within 24 hours.
+    pub mode: LlmMode,
+    /// Batch mode: the first wait between polls of a batch, in milliseconds;
+    /// each wait is longer, up to a minute.
+    pub batch_poll_ms: u64,
+    /// Batch mode: batches per upload (the first, then follow-ups of what
+    /// failed or expired) before sync calls take what is left.
+    pub batch_rounds: u32,
     /// Stop sending once an upload's LLM cost would pass this many US
     /// dollars; the upload stays resumable. Absent: no budget.
     pub max_cost_usd: Option<f64>,
@@ -216,6 +225,14 @@ pub struct OpenAiSettings {
 pub enum AuthStyle {
     Bearer,
     ApiKey,
+}
+
+/// How conversations are sent to the LLM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmMode {
+    Sync,
+    Batch,
 }
 
 /// Which request parameter carries the reply's token budget.
@@ -258,6 +275,9 @@ impl Default for OpenAiSettings {
             reasoning_effort: "auto".to_string(),
             reasoning_token_budget: 512,
             conversations_per_request: 1,
+            mode: LlmMode::Sync,
+            batch_poll_ms: 10_000,
+            batch_rounds: 2,
             max_cost_usd: None,
             max_transcript_tokens: 3000,
             max_message_tokens: 400,

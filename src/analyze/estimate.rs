@@ -130,15 +130,13 @@ impl Draft {
                 Row::Message(m) => {
                     draft.messages += 1;
                     draft.autoresponses += u64::from(m.message.autoresponse);
-                    let conversation = by_id
-                        .entry(m.conversation_id)
-                        .or_insert_with_key(|id| {
-                            order.push(id.clone());
-                            Conversation {
-                                id: id.clone(),
-                                messages: Vec::new(),
-                            }
-                        });
+                    let conversation = by_id.entry(m.conversation_id).or_insert_with_key(|id| {
+                        order.push(id.clone());
+                        Conversation {
+                            id: id.clone(),
+                            messages: Vec::new(),
+                        }
+                    });
                     conversation.messages.push(m.message);
                 }
             }
@@ -448,7 +446,9 @@ mod tests {
         let a = analyzer(1);
         let mut rows = rows();
         rows.push(row("e", Role::Customer, "my bill is wrong"));
-        let e = Draft::from_rows("x.csv", rows, &a).unwrap().finish(None, &a);
+        let e = Draft::from_rows("x.csv", rows, &a)
+            .unwrap()
+            .finish(None, &a);
         assert_eq!(e.duplicates_in_file, 1);
         assert_eq!(e.conversations_to_send, 3);
         assert!(!e.checked_processed);
@@ -458,8 +458,12 @@ mod tests {
     #[test]
     fn packed_requests_share_the_prompt() {
         let (one, five) = (analyzer(1), analyzer(5));
-        let e1 = Draft::from_rows("x.csv", rows(), &one).unwrap().finish(None, &one);
-        let e5 = Draft::from_rows("x.csv", rows(), &five).unwrap().finish(None, &five);
+        let e1 = Draft::from_rows("x.csv", rows(), &one)
+            .unwrap()
+            .finish(None, &one);
+        let e5 = Draft::from_rows("x.csv", rows(), &five)
+            .unwrap()
+            .finish(None, &five);
         assert_eq!(e5.requests, 1);
         assert!(e5.prompt_tokens < e1.prompt_tokens, "{e5:?} {e1:?}");
     }

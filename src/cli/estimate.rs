@@ -14,13 +14,16 @@ use powerpulse::store::{Store, StoreError};
 
 pub fn run(settings: &Settings, file: &Path, json: bool) -> Result<ExitCode> {
     // No key is needed to count: requests are built, never sent.
-    let analyzer =
-        OpenAiAnalyzer::new(&settings.analyzer.openai, "estimate-only".to_string().into())?;
+    let analyzer = OpenAiAnalyzer::new(
+        &settings.analyzer.openai,
+        "estimate-only".to_string().into(),
+    )?;
     let opts = IngestOptions::from_settings(&settings.ingest);
     let rows = ingest::open(file, &opts)?;
-    let name = file
-        .file_name()
-        .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let draft = Draft::from_rows(&name, rows, &analyzer)?;
     let processed = processed(settings, &draft.keys())?;
     let estimate = draft.finish(processed.as_deref(), &analyzer);

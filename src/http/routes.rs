@@ -408,10 +408,11 @@ pub async fn estimate(
     // The running analyzer knows the limits the provider announced.
     let analyzer = match engine.analyzer() {
         Analyzer::OpenAi(a) => a.clone(),
-        Analyzer::Lexicon(_) => {
-            OpenAiAnalyzer::new(&settings.analyzer.openai, "estimate-only".to_string().into())
-                .map_err(|e| HttpError::Internal(e.to_string()))?
-        }
+        Analyzer::Lexicon(_) => OpenAiAnalyzer::new(
+            &settings.analyzer.openai,
+            "estimate-only".to_string().into(),
+        )
+        .map_err(|e| HttpError::Internal(e.to_string()))?,
     };
     let dir = engine.spool_dir();
     tokio::fs::create_dir_all(&dir)

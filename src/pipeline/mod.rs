@@ -26,6 +26,8 @@
 
 pub mod actor;
 mod analyse;
+mod batch;
+mod budget;
 mod parse;
 mod record;
 

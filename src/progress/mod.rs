@@ -39,6 +39,26 @@ pub enum ProgressEvent {
     Error(String),
     /// A resumed upload starts from the outcomes an earlier run stored.
     Restored(OutcomeTally),
+    /// Batch mode: where the upload's batches are.
+    Batch(BatchProgress),
+}
+
+/// Batch mode (`analyzer.openai.mode = "batch"`): what the provider says
+/// about the upload's current batches, summed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BatchProgress {
+    /// The least advanced batch's status (`validating`, `in_progress`,
+    /// `finalizing`, `completed`, `expired`, `cancelling`, `cancelled`,
+    /// `failed`), or `preparing` while input files are uploaded.
+    pub status: String,
+    /// 1 for the first batches; follow-up batches of what failed count up.
+    pub round: u32,
+    /// The provider's batch ids.
+    pub batch_ids: Vec<String>,
+    /// Requests in the batches, and how many have finished or failed.
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +92,9 @@ pub struct ProgressSnapshot {
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub eta_seconds: Option<f64>,
+    /// Batch mode only: the batches' state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProgress>,
 }
 
 impl ProgressSnapshot {
@@ -103,6 +126,7 @@ impl ProgressSnapshot {
             started_at: r.created_at,
             updated_at: r.finished_at.unwrap_or(r.created_at),
             eta_seconds: None,
+            batch: None,
         }
     }
 }
@@ -139,6 +163,7 @@ impl UploadProgress {
                 started_at: now,
                 updated_at: now,
                 eta_seconds: None,
+                batch: None,
             },
             analyzing_since: None,
             errors_total: 0,
@@ -223,6 +248,7 @@ impl UploadProgress {
                         .clamp(0.0, 100.0);
                 }
             }
+            ProgressEvent::Batch(batch) => s.batch = Some(batch),
             ProgressEvent::Error(message) => {
                 self.errors_total += 1;
                 if s.errors.len() < MAX_ERRORS {

@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, MessageChunks,
-    OutcomeTally, Page, Pending, Store, StoreError, UploadRecord, UploadSummary,
+    BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
+    MessageChunks, OutcomeTally, Page, Pending, Store, StoreError, UploadRecord, UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -85,6 +85,15 @@ pub struct Close;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CloseReader;
+
+/// Records a batch job (durably: it is what stops a second batch being
+/// paid for), with its requests' content keys when they are new.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct PutBatchJob {
+    pub job: BatchJob,
+    pub keys: Option<Vec<[u8; 32]>>,
+}
 
 /// Removes an upload and all its rows. Answers whether it existed.
 #[derive(Message)]
@@ -287,6 +296,14 @@ impl Handler<Close> for StoreActor {
     }
 }
 
+impl Handler<PutBatchJob> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: PutBatchJob, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store.put_batch_job(&msg.job, msg.keys.as_deref())
+    }
+}
+
 impl Handler<DeleteUpload> for StoreActor {
     type Result = StoreResult<bool>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
@@ -369,6 +386,15 @@ query!(
     /// Conversations still without an outcome, after `after`.
     LoadPending { upload_id: Uuid, after: Option<String>, limit: usize } -> Pending
         = |s, m| s.load_pending(m.upload_id, m.after.as_deref(), m.limit)
+);
+query!(
+    /// An upload's batch jobs, oldest round first.
+    ListBatchJobs { upload_id: Uuid } -> Vec<BatchJob> = |s, m| s.batch_jobs(m.upload_id)
+);
+query!(
+    /// The content keys of a batch job's requests.
+    BatchJobKeys { upload_id: Uuid, job_id: String } -> Vec<[u8; 32]>
+        = |s, m| s.batch_job_keys(m.upload_id, &m.job_id)
 );
 query!(
     /// Stored analyses for content keys, in order.

@@ -7,7 +7,10 @@
 //! open to everyone in the crate through [`Store`] or the `StoreReader` actor.
 
 pub mod actor;
+mod batches;
 mod codec;
+
+pub use batches::{BatchJob, JobState};
 mod migrate;
 mod tables;
 
@@ -667,8 +670,11 @@ impl Store {
                 found: v,
                 supported: SCHEMA_VERSION,
             }),
-            Some(SCHEMA_VERSION) => Ok(()),
-            Some(1) => migrate::from_v1(self),
+            Some(SCHEMA_VERSION) => self.add_missing_tables(),
+            Some(1) => {
+                migrate::from_v1(self)?;
+                self.add_missing_tables()
+            }
             Some(v) => Err(StoreError::Open {
                 path: self.path.clone(),
                 message: format!("unknown schema version {v}"),
@@ -678,6 +684,24 @@ impl Store {
                 Ok(())
             }),
         }
+    }
+
+    /// Creates the tables a file written by an earlier build of the same
+    /// schema lacks (tables added since, such as the batch jobs), so every
+    /// read finds them.
+    fn add_missing_tables(&self) -> Result<()> {
+        let complete = {
+            let txn = tables::begin_read(&self.db)?;
+            match ReadTables::open(&txn) {
+                Ok(_) => true,
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if complete {
+            return Ok(());
+        }
+        self.write(|_| Ok(()))
     }
 
     /// Gives a write failure on a read-only file its own, clearer error.
@@ -1171,6 +1195,8 @@ fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
     t.conversations
         .retain_in((k, "")..(next, ""), |_, _| false)?;
     t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;
+    t.batch_jobs.retain_in((k, "")..(next, ""), |_, _| false)?;
+    t.batch_keys.retain_in((k, "")..(next, ""), |_, _| false)?;
     Ok(())
 }
 

@@ -36,6 +36,15 @@ pub const ANALYSES: TableDefinition<(UploadKey, &str), &[u8]> = TableDefinition:
 /// came from.
 pub const PROCESSED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("processed-v2");
 
+/// (upload id, job id) → `BatchJob` (JSON): an input file sent to the
+/// Batch API, recorded before it is uploaded.
+pub const BATCH_JOBS: TableDefinition<(UploadKey, &str), &[u8]> =
+    TableDefinition::new("llm-batches-v1");
+
+/// (upload id, job id) → the content keys of the job's requests, 32 bytes each.
+pub const BATCH_KEYS: TableDefinition<(UploadKey, &str), &[u8]> =
+    TableDefinition::new("llm-batch-keys-v1");
+
 /// The schema-1 tables (JSON values, one row per message), read only by the
 /// migration to schema 2, which empties and deletes them.
 pub mod legacy {
@@ -64,6 +73,8 @@ pub struct Tables<'txn> {
     pub conversations: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub analyses: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub processed: redb::Table<'txn, &'static [u8; 32], &'static [u8]>,
+    pub batch_jobs: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
+    pub batch_keys: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -75,6 +86,8 @@ impl<'txn> Tables<'txn> {
             conversations: txn.open_table(CONVERSATIONS)?,
             analyses: txn.open_table(ANALYSES)?,
             processed: txn.open_table(PROCESSED)?,
+            batch_jobs: txn.open_table(BATCH_JOBS)?,
+            batch_keys: txn.open_table(BATCH_KEYS)?,
         })
     }
 }
@@ -86,6 +99,8 @@ pub struct ReadTables {
     pub conversations: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub analyses: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub processed: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+    pub batch_jobs: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
+    pub batch_keys: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
 }
 
 impl ReadTables {
@@ -96,6 +111,8 @@ impl ReadTables {
             conversations: txn.open_table(CONVERSATIONS)?,
             analyses: txn.open_table(ANALYSES)?,
             processed: txn.open_table(PROCESSED)?,
+            batch_jobs: txn.open_table(BATCH_JOBS)?,
+            batch_keys: txn.open_table(BATCH_KEYS)?,
         })
     }
 }

@@ -52,10 +52,23 @@ fn packed_requests_analyse_everything_once_in_fewer_calls() {
     let out = powerpulse(
         dir.path(),
         &server,
-        &["analyze", file.to_str().unwrap(), "--json", "--analyzer", "openai"],
-        &[("POWERPULSE__ANALYZER__OPENAI__CONVERSATIONS_PER_REQUEST", "5")],
+        &[
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ],
+        &[(
+            "POWERPULSE__ANALYZER__OPENAI__CONVERSATIONS_PER_REQUEST",
+            "5",
+        )],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = summary(&out);
     let analyzed = s["analyzed"].as_u64().unwrap();
     assert_eq!(s["failed"], 0, "{s}");
@@ -74,7 +87,11 @@ fn packed_requests_analyse_everything_once_in_fewer_calls() {
         stats.prompt_tokens,
         "{s}"
     );
-    assert_eq!(s["llm"]["requests"].as_u64().unwrap(), stats.requests, "{s}");
+    assert_eq!(
+        s["llm"]["requests"].as_u64().unwrap(),
+        stats.requests,
+        "{s}"
+    );
 }
 
 #[test]
@@ -87,10 +104,20 @@ fn reasoning_models_get_the_parameters_they_accept_and_their_reasoning_is_counte
     let out = powerpulse(
         dir.path(),
         &server,
-        &["analyze", file.to_str().unwrap(), "--json", "--analyzer", "openai"],
+        &[
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ],
         &[("POWERPULSE__ANALYZER__OPENAI__MODEL", "gpt-5-mini")],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = summary(&out);
     assert_eq!(s["failed"], 0, "{s}");
     let stats = server.stats();
@@ -117,7 +144,13 @@ fn a_budget_stops_sending_before_it_is_passed_and_a_resume_finishes() {
     let out = powerpulse(
         dir.path(),
         &server,
-        &["analyze", file.to_str().unwrap(), "--json", "--analyzer", "openai"],
+        &[
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ],
         &[("POWERPULSE__ANALYZER__OPENAI__MAX_COST_USD", budget)],
     );
     assert!(!out.status.success(), "the upload stops short");
@@ -135,10 +168,21 @@ fn a_budget_stops_sending_before_it_is_passed_and_a_resume_finishes() {
     let out = powerpulse(
         dir.path(),
         &server,
-        &["analyze", "--resume", &upload, "--json", "--analyzer", "openai"],
+        &[
+            "analyze",
+            "--resume",
+            &upload,
+            "--json",
+            "--analyzer",
+            "openai",
+        ],
         &[("POWERPULSE__ANALYZER__OPENAI__MAX_COST_USD", "10")],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = summary(&out);
     assert_eq!(s["status"], "completed", "{s}");
     assert_eq!(server.stats().conversations_answered_more_than_once, 0);
@@ -156,12 +200,19 @@ fn an_estimate_sends_nothing_and_knows_what_was_analysed() {
             &["analyze", "--estimate", file.to_str().unwrap(), "--json"],
             &[],
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         summary(&out)
     };
     let before = estimate(dir.path());
     assert_eq!(server.stats().requests, 0, "an estimate sends nothing");
-    assert!(!dir.path().join("cost.redb").exists(), "nor creates a database");
+    assert!(
+        !dir.path().join("cost.redb").exists(),
+        "nor creates a database"
+    );
     let to_send = before["conversations_to_send"].as_u64().unwrap();
     assert!(to_send > 40, "{before}");
     assert!(before["cost_usd"]["expected"].as_f64().unwrap() > 0.0);
@@ -173,7 +224,13 @@ fn an_estimate_sends_nothing_and_knows_what_was_analysed() {
     let out = powerpulse(
         dir.path(),
         &server,
-        &["analyze", file.to_str().unwrap(), "--json", "--analyzer", "openai"],
+        &[
+            "analyze",
+            file.to_str().unwrap(),
+            "--json",
+            "--analyzer",
+            "openai",
+        ],
         &[],
     );
     assert!(out.status.success());

@@ -2,6 +2,7 @@
 //! any OpenAI-compatible API (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp
 //! server), paced by [`limits`], retried with backoff, accounted per call.
 
+pub mod batch;
 pub mod limits;
 pub mod models;
 mod pack;
@@ -258,6 +259,20 @@ impl OpenAiAnalyzer {
             ..LlmUsage::default()
         };
         price.cost(&usage, false)
+    }
+
+    pub fn mode(&self) -> crate::config::LlmMode {
+        self.inner.settings.mode
+    }
+
+    /// Batch mode: rounds of batches before sync calls take the rest.
+    pub fn batch_rounds(&self) -> u32 {
+        self.inner.settings.batch_rounds
+    }
+
+    /// Batch mode: the first wait between polls.
+    pub fn batch_poll(&self) -> Duration {
+        Duration::from_millis(self.inner.settings.batch_poll_ms.max(1))
     }
 
     /// `analyzer.openai.max_cost_usd`.
