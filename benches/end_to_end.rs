@@ -452,11 +452,11 @@ mod tokens {
         .to_string()
     }
 
-    fn plain_client(url: &str, conversations: &[Conversation], rt: &tokio::runtime::Runtime) {
+    fn plain_client(url: &str, conversations: Vec<Conversation>, rt: &tokio::runtime::Runtime) {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();
         let url = format!("{url}/chat/completions");
-        let queue = Arc::new(std::sync::Mutex::new(conversations.to_vec().into_iter()));
+        let queue = Arc::new(std::sync::Mutex::new(conversations.into_iter()));
         rt.block_on(async {
             let mut workers = Vec::new();
             for _ in 0..CONCURRENCY {
@@ -506,7 +506,7 @@ mod tokens {
     fn powerpulse(
         url: &str,
         per_request: u32,
-        conversations: &[Conversation],
+        conversations: Vec<Conversation>,
         rt: &tokio::runtime::Runtime,
     ) -> (usize, u64, f64) {
         let mut settings = Settings::default().analyzer.openai;
@@ -516,7 +516,7 @@ mod tokens {
         settings.conversations_per_request = per_request;
         settings.timeout_seconds = 5;
         let analyzer = OpenAiAnalyzer::new(&settings, "sk-bench".to_string().into()).unwrap();
-        let queue = Arc::new(std::sync::Mutex::new(conversations.to_vec().into_iter()));
+        let queue = Arc::new(std::sync::Mutex::new(conversations.into_iter()));
         rt.block_on(async {
             let mut workers = Vec::new();
             for _ in 0..CONCURRENCY {
@@ -582,7 +582,7 @@ mod tokens {
         );
         let server = fake();
         let started = Instant::now();
-        plain_client(&server.base_url(), &conversations, &rt);
+        plain_client(&server.base_url(), conversations.clone(), &rt);
         let (plain_limit, plain_billed) = line(
             "plain client (max_tokens 200)",
             &server.stats(),
@@ -594,7 +594,7 @@ mod tokens {
         for k in [1u32, 3, 5, 10] {
             let server = fake();
             let started = Instant::now();
-            let (ok, retries, cost) = powerpulse(&server.base_url(), k, &conversations, &rt);
+            let (ok, retries, cost) = powerpulse(&server.base_url(), k, conversations.clone(), &rt);
             let stats = server.stats();
             let (limit, billed) = line(
                 &format!("powerpulse, {k} per request"),

@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use super::openai::OpenAiAnalyzer;
 use super::openai::limits::LimitSource;
-use super::openai::models::BATCH_PRICE_FACTOR;
 use super::{Analyzer, LlmUsage};
 use crate::ingest::{IngestError, Row};
 use crate::model::Conversation;
@@ -219,7 +218,6 @@ impl Draft {
             (Some(x), None) | (None, Some(x)) => Some(x),
             (None, None) => None,
         };
-        debug_assert!(BATCH_PRICE_FACTOR < 1.0);
         Estimate {
             file: self.file,
             model: analyzer.model().to_string(),
@@ -354,6 +352,7 @@ impl Estimate {
 
 #[cfg(test)]
 mod tests {
+    use super::super::openai::models::BATCH_PRICE_FACTOR;
     use super::*;
     use crate::config::{OpenAiSettings, RateSetting};
     use crate::ingest::MessageRow;

@@ -340,9 +340,19 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
                 }
                 let s = ticket.progress.borrow_and_update().clone();
                 if let Some(bar) = &bar {
-                    bar.set_message(s.stage.as_str());
-                    bar.set_length(s.total_conversations);
-                    bar.set_position(s.processed);
+                    match &s.batch {
+                        // Batch mode: the provider's progress on the batch.
+                        Some(b) if s.stage == Stage::Analyzing && !b.status.is_empty() => {
+                            bar.set_message(format!("batch {}", b.status));
+                            bar.set_length(b.total);
+                            bar.set_position(b.completed + b.failed);
+                        }
+                        _ => {
+                            bar.set_message(s.stage.as_str());
+                            bar.set_length(s.total_conversations);
+                            bar.set_position(s.processed);
+                        }
+                    }
                 }
             }
             result = &mut ticket.done => break result,

@@ -427,6 +427,7 @@ impl Pipeline {
             match results.get(&id) {
                 Some(LineResult::Analysed(analysis, usage)) => {
                     let s = if paid.insert(key) {
+                        tally.llm.add(usage);
                         Settled::Analyzed {
                             analysis: analysis.clone(),
                             key,
@@ -444,15 +445,14 @@ impl Pipeline {
                     problem,
                     content,
                     usage,
-                }) => {
-                    if paid.insert(key) {
-                        // Billed, but no outcome yet: counted now.
-                        tally.llm.add(usage);
-                        if let Some(c) = content {
-                            reasks.insert(key, (c.clone(), problem.clone()));
-                        }
+                }) if paid.insert(key) => {
+                    // Billed, but no outcome yet: counted now.
+                    tally.llm.add(usage);
+                    if let Some(c) = content {
+                        reasks.insert(key, (c.clone(), problem.clone()));
                     }
                 }
+                Some(LineResult::Invalid { .. }) => {}
                 Some(LineResult::Failed { reason, .. }) => {
                     tracing::debug!(%reason, "batch line failed; asked again");
                 }

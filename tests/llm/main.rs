@@ -4,6 +4,7 @@
 #[path = "../../examples/support/synth.rs"]
 mod synth;
 
+mod batch;
 mod cost;
 
 use std::path::{Path, PathBuf};

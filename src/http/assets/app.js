@@ -120,8 +120,13 @@ function render(s) {
     ["429s", fmt(llm.rate_limited)],
     ["tokens", fmt(llm.tokens)],
     ["cost", `$${Number(llm.cost_usd || 0).toFixed(4)}`],
+    ["cached tokens", fmt(llm.cached_tokens)],
     ["ETA", FINAL.has(s.stage) ? "—" : eta(s.eta_seconds)],
   ];
+  if (s.batch) {
+    const b = s.batch;
+    stats.push(["batch", `${b.status} (round ${b.round}): ${fmt(b.completed)}/${fmt(b.total)} done, ${fmt(b.failed)} failed`]);
+  }
   $(".stats", c).replaceChildren(...stats.map(([k, v]) => el("span", { "data-stat": k }, `${k} `, el("b", {}, v))));
   if (s.errors && s.errors.length) $(".stats", c).append(el("span", { class: "errors" }, `errors: ${s.errors.slice(-3).join("; ")}`));
   $(".cancel", c).hidden = FINAL.has(s.stage);
