@@ -125,3 +125,51 @@ async fn graceful_shutdown_leaves_a_reopenable_database() {
     assert_eq!(store.summary(id).unwrap().analyzed, 30);
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estimate_sends_nothing_and_counts_what_an_upload_would_send() {
+    let server = FakeServer::start(FakeConfig::default()).unwrap();
+    let app = llm_app(&server, |s| {
+        s.analyzer.concurrency = 8;
+        s.analyzer.batch_size = Settings::default().analyzer.batch_size;
+    });
+    let estimate = || async {
+        let r = app
+            .request(reqwest::Method::POST, "/api/estimate?filename=est.csv")
+            .header("content-type", "application/octet-stream")
+            .body(export_csv(40, 8))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let before = estimate().await;
+    assert_eq!(server.stats().requests, 0, "an estimate sends nothing");
+    assert_eq!(before["file"], "est.csv");
+    assert_eq!(before["checked_processed"], true);
+    let to_send = before["conversations_to_send"].as_u64().unwrap();
+    assert!(to_send > 20, "{before}");
+    assert!(before["cost_usd"]["max"].as_f64().unwrap() > 0.0);
+    // Nothing of it was stored.
+    let uploads = app.get_json("/api/uploads").await;
+    assert!(!uploads.to_string().contains("est.csv"), "{uploads}");
+
+    let r = app.upload_raw("est.csv", export_csv(40, 8), true).await;
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["analyzed"].as_u64().unwrap(), to_send, "{done}");
+    let after = estimate().await;
+    assert_eq!(after["already_processed"].as_u64().unwrap(), to_send);
+    assert_eq!(after["conversations_to_send"], 0);
+    // The running analyzer's limits are the ones the fake announced.
+    assert_ne!(after["limits_source"], "starting", "{after}");
+
+    let bad = app
+        .request(reqwest::Method::POST, "/api/estimate?filename=x.pdf")
+        .header("content-type", "application/octet-stream")
+        .body(b"%PDF-1.4".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 415);
+}
