@@ -613,6 +613,44 @@ mod tokens {
                 billed / plain_billed
             );
         }
+        batch(dir, &export);
+    }
+
+    /// The same export through `powerpulse analyze` in batch mode (the
+    /// Batch API takes no rate-limit tokens: its cost is the figure).
+    fn batch(dir: &Path, export: &Path) {
+        let server = FakeServer::start(FakeConfig {
+            batch: fake_openai::BatchConfig {
+                per_request: Duration::from_millis(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("start the fake server");
+        let started = Instant::now();
+        let (summary, _) = super::analyze_openai(
+            export,
+            &dir.join("tokens-batch.redb"),
+            &[
+                ("OPENAI_BASE_URL", &server.base_url()),
+                ("POWERPULSE__ANALYZER__OPENAI__MODE", "batch"),
+                ("POWERPULSE__ANALYZER__OPENAI__BATCH_POLL_MS", "50"),
+            ],
+        );
+        let stats = server.stats();
+        let analysed = summary["analyzed"].as_u64().unwrap_or(0).max(1) as f64;
+        println!(
+            "  powerpulse, batch mode              {:.0} analysed in {} batch(es), {} sync calls, \
+             {:.0} billed tokens/conv, ${:.2} per 1,000 conv (gpt-4o at the batch price), \
+             elapsed {:.1} s (the fake runs a line every 2 ms), answered twice {}",
+            analysed,
+            stats.batches_created,
+            stats.requests,
+            (stats.batch_prompt_tokens + stats.batch_completion_tokens) as f64 / analysed,
+            summary["llm"]["cost_usd"].as_f64().unwrap_or(0.0) / analysed * 1000.0,
+            started.elapsed().as_secs_f64(),
+            stats.conversations_answered_more_than_once,
+        );
     }
 }
 

@@ -152,6 +152,18 @@ pub fn render(
         "powerpulse_llm_tokens_total{{kind=\"completion\"}} {}",
         llm.completion_tokens
     );
+    // Parts of the two above: prompt tokens served from the provider's
+    // cache, completion tokens a reasoning model spent thinking.
+    let _ = writeln!(
+        out,
+        "powerpulse_llm_tokens_total{{kind=\"cached_prompt\"}} {}",
+        llm.cached_tokens
+    );
+    let _ = writeln!(
+        out,
+        "powerpulse_llm_tokens_total{{kind=\"reasoning\"}} {}",
+        llm.reasoning_tokens
+    );
     let _ = writeln!(
         out,
         "# HELP powerpulse_llm_cost_usd_total Estimated LLM cost in US dollars."

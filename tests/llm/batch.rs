@@ -101,6 +101,18 @@ fn an_upload_is_analysed_in_one_batch_at_half_the_price() {
 
 #[test]
 fn a_kill_mid_batch_then_resume_picks_the_same_batch_up() {
+    // Some polls first, so the batch id is on disk.
+    kill_then_resume(Duration::from_millis(300));
+}
+
+#[test]
+fn a_kill_as_the_batch_is_created_then_resume_finds_it_by_its_tag() {
+    // At once: most often before the batch id is committed, so the resume
+    // must find the batch by the job id it was tagged with.
+    kill_then_resume(Duration::ZERO);
+}
+
+fn kill_then_resume(after_create: Duration) {
     let dir = tempfile::tempdir().unwrap();
     // The batch stays in progress until told otherwise.
     let server = fake(BatchConfig {
@@ -126,10 +138,9 @@ fn a_kill_mid_batch_then_resume_picks_the_same_batch_up() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.stats().batches_created == 0 {
         assert!(Instant::now() < deadline, "no batch was created");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    // Some polls, so the batch id is on disk; then kill -9.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(after_create);
     child.kill().unwrap();
     child.wait().unwrap();
 
