@@ -127,6 +127,13 @@ impl RunSummary {
                 self.llm.completion_tokens,
                 self.llm.cost_usd
             );
+            if self.llm.cached_tokens > 0 || self.llm.reasoning_tokens > 0 {
+                let _ = writeln!(
+                    s,
+                    "       of which {} prompt tokens cached, {} completion tokens reasoning",
+                    self.llm.cached_tokens, self.llm.reasoning_tokens
+                );
+            }
         }
         if self.warnings_total > 0 {
             let _ = writeln!(s, "  {} warnings:", self.warnings_total);
