@@ -2,7 +2,7 @@
 
 The OpenAPI document can say that an upload's body is bytes; it cannot say
 that the bytes must form a readable chat export. So a schema-valid (positive)
-upload is sent with a small real CSV instead of random bytes: it is accepted,
+upload (or estimate) is sent with a small real CSV instead of random bytes: it is accepted,
 and the stateful phase follows the links from a real `upload_id` (progress,
 conversations, summary, export, delete, resume). Negative cases go out as
 generated.
@@ -21,7 +21,8 @@ CSV = (
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    if case.method.upper() != "POST" or case.operation.path != "/api/upload":
+    # An estimate takes the same body as an upload.
+    if case.method.upper() != "POST" or case.operation.path not in ("/api/upload", "/api/estimate"):
         return
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
