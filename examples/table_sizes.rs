@@ -1,3 +1,8 @@
+//! Development tool: pages and bytes per redb table of a PowerPulse
+//! database, then its size once compacted. It compacts the file it is given:
+//! pass a copy (`cargo run --release --example table_sizes -- copy.redb`).
+//! Used to measure storage per input byte.
+
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableHandle};
 fn main() {
     let path = std::env::args().nth(1).unwrap();
