@@ -33,6 +33,103 @@ pub struct Settings {
     pub analyzer: AnalyzerSettings,
     pub storage: StorageSettings,
     pub server: ServerSettings,
+    pub log: LogSettings,
+    pub notify: NotifySettings,
+}
+
+/// How log lines are written (to stderr, which journald captures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for journald and log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// Webhook notifications: a POST when an upload completes, fails or is cancelled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Where events are POSTed (http or https); none are sent when unset.
+    pub webhook_url: Option<String>,
+    /// Key of the `X-PowerPulse-Signature: sha256=<HMAC-SHA256 of the body>`
+    /// header; better set through `POWERPULSE_WEBHOOK_SECRET`.
+    pub secret: Option<String>,
+    /// Attempts per event (the first included) before it is given up.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each next one doubles, up to a minute.
+    pub backoff_ms: u64,
+    /// Longest one delivery attempt may take.
+    pub timeout_seconds: u64,
+    /// Events waiting for delivery; beyond this, new ones are dropped (and counted).
+    pub queue_capacity: usize,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            secret: None,
+            max_attempts: 6,
+            backoff_ms: 1000,
+            timeout_seconds: 10,
+            queue_capacity: 256,
+        }
+    }
+}
+
+impl NotifySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("notify.{key}"),
+            message,
+        };
+        if let Some(url) = &self.webhook_url {
+            // The URL is not quoted back: webhook URLs often carry a token.
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "webhook_url",
+                        "must be an http or https URL".into(),
+                    ));
+                }
+                Err(e) => return Err(invalid("webhook_url", format!("not a URL ({e})"))),
+            }
+        }
+        for (key, value) in [
+            ("max_attempts", u64::from(self.max_attempts)),
+            ("timeout_seconds", self.timeout_seconds),
+            ("queue_capacity", self.queue_capacity as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if self.max_attempts > 100 {
+            return Err(invalid("max_attempts", "at most 100".into()));
+        }
+        if self.timeout_seconds > MAX_TIMEOUT_SECONDS
+            || self.backoff_ms / 1000 > MAX_TIMEOUT_SECONDS
+        {
+            return Err(invalid(
+                "timeout_seconds",
+                "timeouts and backoffs are at most a year".into(),
+            ));
+        }
+        if self.queue_capacity > 1_000_000 {
+            return Err(invalid("queue_capacity", "at most 1000000".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,6 +491,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("OPENAI_BASE_URL", "analyzer.openai.base_url"),
     ("POWERPULSE_TOKEN", "server.token"),
     ("POWERPULSE_DB", "storage.path"),
+    ("POWERPULSE_WEBHOOK_SECRET", "notify.secret"),
 ];
 
 /// Prefix of the generic override form `POWERPULSE__ANALYZER__CONCURRENCY=200`.
@@ -493,6 +591,7 @@ impl Settings {
             self.analyzer.openai.max_output_tokens as usize,
         )?;
         self.server.validate()?;
+        self.notify.validate()?;
         let o = &self.analyzer.openai;
         if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {
             return Err(ConfigError::Invalid {
@@ -575,6 +674,8 @@ const OPTIONAL_STRING_KEYS: &[&str] = &[
     "server.token",
     "analyzer.openai.api_version",
     "ingest.columns.",
+    "notify.webhook_url",
+    "notify.secret",
 ];
 
 /// The defaults as a TOML tree: where an environment value lands on a
@@ -731,6 +832,61 @@ mod tests {
         assert_eq!(s.analyzer.batch_size, 256);
         assert_eq!(s.ingest.autoresponse_patterns, vec!["*977#"]);
         assert_eq!(s.analyzer.openai.requests_per_minute, RateSetting::Auto);
+    }
+
+    #[test]
+    fn notify_settings_from_env_and_checked() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("POWERPULSE__NOTIFY__WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+                ("POWERPULSE_WEBHOOK_SECRET", "12345"),
+                ("POWERPULSE__LOG__FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.notify.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/hook")
+        );
+        // A secret is a string, verbatim, even when it looks like a number.
+        assert_eq!(s.notify.secret.as_deref(), Some("12345"));
+        assert_eq!(s.log.format, LogFormat::Json);
+
+        for (name, value, key) in [
+            (
+                "POWERPULSE__NOTIFY__WEBHOOK_URL",
+                "ftp://x/y",
+                "notify.webhook_url",
+            ),
+            (
+                "POWERPULSE__NOTIFY__WEBHOOK_URL",
+                "not a url",
+                "notify.webhook_url",
+            ),
+            (
+                "POWERPULSE__NOTIFY__MAX_ATTEMPTS",
+                "0",
+                "notify.max_attempts",
+            ),
+            (
+                "POWERPULSE__NOTIFY__QUEUE_CAPACITY",
+                "0",
+                "notify.queue_capacity",
+            ),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(name, value)])).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{name}={value}: {err}"
+            );
+        }
+        let err =
+            Settings::load_with_env(None, env(&[("POWERPULSE__LOG__FORMAT", "xml")])).unwrap_err();
+        assert!(
+            err.to_string().contains("log.format") || err.to_string().contains("xml"),
+            "{err}"
+        );
     }
 
     #[test]

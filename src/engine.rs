@@ -3,6 +3,7 @@
 //! HTTP server and embedders all go through it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,6 +14,8 @@ use crate::analyze::Analyzer;
 use crate::analyze::actor::AnalyzerPool;
 use crate::config::Settings;
 use crate::ingest::IngestOptions;
+use crate::notify::actor::{Notifier, WebhookActor};
+use crate::notify::{NotifyError, Webhook, WebhookStats};
 use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, ProgressActor};
@@ -26,6 +29,8 @@ const READER_THREADS: usize = 2;
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 /// A running PowerPulse: actors, pool, store. Cheap to clone.
@@ -34,12 +39,17 @@ pub struct Engine {
     pipeline: Pipeline,
     uploads: Addr<UploadActor>,
     settings: Settings,
+    /// Delivers webhook events, when `notify.webhook_url` is set.
+    webhooks: Option<Addr<WebhookActor>>,
+    webhook_stats: Arc<WebhookStats>,
 }
 
 impl Engine {
     /// Opens the store and starts the actors. Must be called inside a running
     /// actix `System`.
     pub fn start(settings: Settings, analyzer: Analyzer) -> Result<Self, EngineError> {
+        // Checked before the database is opened: a bad URL changes nothing.
+        let webhook = Webhook::from_settings(&settings.notify)?;
         let store = Store::open(&settings.storage.path)?;
         let writer = StoreActor::new(
             store.clone(),
@@ -50,6 +60,16 @@ impl Engine {
         .start_dedicated();
         let reader = StoreReader::start(store.clone(), READER_THREADS);
         let progress = ProgressActor::default().start();
+        let webhook_stats = Arc::new(WebhookStats::default());
+        let webhooks = webhook.map(|hook| {
+            WebhookActor::new(
+                hook,
+                reader.clone().recipient(),
+                webhook_stats.clone(),
+                settings.notify.queue_capacity,
+            )
+            .start()
+        });
         let threads = match analyzer {
             // Lexicon analysis is CPU work: one arbiter per core.
             Analyzer::Lexicon(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -67,6 +87,10 @@ impl Engine {
             batch_size: settings.analyzer.batch_size,
             shutdown: CancellationToken::new(),
             spool_dir: Some(spool_dir(&settings.storage.path)),
+            notifier: webhooks.as_ref().map(|addr| Notifier {
+                to: addr.clone().recipient(),
+                stats: webhook_stats.clone(),
+            }),
         };
         let uploads = UploadActor::new(pipeline.clone()).start();
         tracing::info!(
@@ -83,6 +107,8 @@ impl Engine {
             pipeline,
             uploads,
             settings,
+            webhooks,
+            webhook_stats,
         })
     }
 
@@ -104,6 +130,11 @@ impl Engine {
 
     pub fn writer(&self) -> &Addr<StoreActor> {
         &self.pipeline.store
+    }
+
+    /// Webhook deliveries so far (all zero when webhooks are off).
+    pub fn webhook_stats(&self) -> &WebhookStats {
+        &self.webhook_stats
     }
 
     /// The database path in use.
@@ -149,10 +180,15 @@ impl Engine {
     /// Stops taking uploads, interrupts running ones (they keep an unfinished
     /// status and resume on the next start), waits until each has stored what
     /// it has, commits everything buffered, closes the database and stops the
-    /// pool. The engine is unusable afterwards.
+    /// pool. Webhook events of uploads that ended are given up to
+    /// `notify.timeout_seconds` to go out. The engine is unusable afterwards.
     pub async fn shutdown(&self) {
         self.pipeline.shutdown.cancel();
         let _ = self.uploads.send(Drain).await;
+        if let Some(webhooks) = &self.webhooks {
+            let grace = Duration::from_secs(self.settings.notify.timeout_seconds);
+            crate::notify::actor::flush(webhooks, grace).await;
+        }
         if let Ok(Err(e)) = self.pipeline.store.send(Close).await {
             tracing::error!(error = %e, "final commit failed");
         }

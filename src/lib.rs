@@ -11,6 +11,8 @@
 //! - [`progress`]: per-upload state, cancellation; the `ProgressActor`.
 //! - [`pipeline`]: one upload's journey through the actors; [`engine`] starts them all.
 //! - [`http`]: the HTTP control endpoint over the engine.
+//! - [`notify`]: webhook events when an upload ends; the `WebhookActor`.
+//! - [`service`]: systemd integration of `serve` (readiness, watchdog).
 //! - [`export`], [`report`]: export rows and the end-of-run summary; [`telemetry`]: logging.
 
 pub mod analyze;
@@ -20,9 +22,11 @@ pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod model;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 

@@ -3,6 +3,7 @@
 //! offline reads). `main.rs` only parses the arguments and calls [`main`].
 
 mod estimate;
+mod ops;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ use powerpulse::store::actor::GetSummary;
 #[derive(Parser)]
 #[command(
     name = "powerpulse",
-    version,
+    // The package version and the commit it was built from (build.rs).
+    version = env!("POWERPULSE_VERSION"),
     about = "Analyse customer-support chat exports"
 )]
 pub struct Cli {
@@ -90,6 +92,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the configuration and, with an LLM configured, reach it with one
+    /// cheap request and show the rate limits it announces.
+    Check,
+    /// Write shell completions and man pages into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,10 +152,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Runs a parsed command line: sets up logging, runs the command, turns
 /// its error into a message and an exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    powerpulse::telemetry::init(match cli.command {
-        Command::Serve { .. } => "info",
-        _ => "warn",
-    });
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -156,7 +163,17 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::GenerateAssets { dir } = &cli.command {
+        return ops::generate_assets(dir);
+    }
     let mut settings = Settings::load(cli.config.as_deref()).context("while loading settings")?;
+    powerpulse::telemetry::init(
+        match cli.command {
+            Command::Serve { .. } => "info",
+            _ => "warn",
+        },
+        settings.log.format,
+    );
     if let Some(db) = cli.db {
         settings.storage.path = db;
     }
@@ -195,6 +212,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
         } => export(&settings, upload, format.into(), output.as_deref()),
         Command::Uploads { json } => uploads(&settings, json),
+        Command::Check => ops::check(&settings, cli.config.as_deref()),
+        Command::GenerateAssets { .. } => unreachable!("handled before the settings are loaded"),
         Command::Serve { bind, analyzer } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
@@ -234,11 +253,24 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr().unwrap_or(addr);
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).context("while opening the database")?;
-        powerpulse::http::serve(engine, listener, token, shutdown_signal())
-            .await
-            .context("while serving")?;
+        // The database is open and the port bound (connections wait in its
+        // backlog until the workers accept): tell systemd we are up.
+        powerpulse::service::ready(bound);
+        let watchdog = powerpulse::service::watchdog_interval().map(|every| {
+            actix_rt::spawn(powerpulse::service::feed_watchdog(engine.clone(), every))
+        });
+        let shutdown = async {
+            shutdown_signal().await;
+            powerpulse::service::stopping();
+        };
+        let served = powerpulse::http::serve(engine, listener, token, shutdown).await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        served.context("while serving")?;
         Ok(ExitCode::SUCCESS)
     })
 }

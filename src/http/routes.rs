@@ -971,14 +971,11 @@ pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse> {
             include_finished: false,
         })
         .await?;
+    let mut text = metrics::render(&records, &live, &state.metrics, &state.limits);
+    state.engine.webhook_stats().render(&mut text);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics::render(
-            &records,
-            &live,
-            &state.metrics,
-            &state.limits,
-        )))
+        .body(text))
 }
 
 /// This API, as an OpenAPI 3 document.

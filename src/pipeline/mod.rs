@@ -46,6 +46,8 @@ use crate::analyze::actor::AnalyzerPool;
 use crate::analyze::{Analyzer, FailureKind, FatalKind, LlmUsage};
 use crate::ingest::{self, IngestError, IngestOptions};
 use crate::model::{Analysis, Stage};
+use crate::notify::UploadEnd;
+use crate::notify::actor::Notifier;
 use crate::progress::ProgressEvent;
 use crate::progress::actor::{ProgressActor, Update};
 use crate::store::actor::{
@@ -121,6 +123,8 @@ pub struct Pipeline {
     pub shutdown: CancellationToken,
     /// Where HTTP uploads are kept until parsed (so a crash can parse again).
     pub spool_dir: Option<PathBuf>,
+    /// Told of every upload's end, when webhooks are on (never waited on).
+    pub notifier: Option<Notifier>,
 }
 
 /// Counts and usage gathered while an upload runs.
@@ -198,6 +202,7 @@ impl Pipeline {
     ) -> Result<UploadReport, UploadError> {
         let upload_id = record.id;
         let source = record.source.clone();
+        let filename = record.filename.clone();
         let span = tracing::info_span!("upload", upload_id = %upload_id);
         let result = self
             .drive(
@@ -215,7 +220,7 @@ impl Pipeline {
         if let (true, true, Some(source)) = (remove_file_after, finished_badly, source) {
             let _ = std::fs::remove_file(source);
         }
-        self.report_end(upload_id, &result);
+        self.report_end(upload_id, &filename, &result);
         result
     }
 
@@ -232,6 +237,7 @@ impl Pipeline {
         cancel: CancellationToken,
     ) -> Result<UploadReport, UploadError> {
         let upload_id = record.id;
+        let filename = record.filename.clone();
         let span = tracing::info_span!("upload", upload_id = %upload_id);
         let job = async {
             let started = Instant::now();
@@ -292,7 +298,7 @@ impl Pipeline {
                 .await
         };
         let result = job.instrument(span).await;
-        self.report_end(upload_id, &result);
+        self.report_end(upload_id, &filename, &result);
         result
     }
 
@@ -301,7 +307,18 @@ impl Pipeline {
     /// see it end.
     pub async fn fail_after_panic(&self, upload_id: Uuid, message: &str) {
         let error = UploadError::Internal(message.to_string()).to_string();
+        let mut end = UploadEnd {
+            upload_id,
+            filename: String::new(),
+            status: Stage::Failed,
+            counts: UploadCounts::default(),
+            llm: LlmUsage::default(),
+            error: Some(error.clone()),
+        };
         if let Ok(Ok(Some(mut record))) = self.reader.send(GetUpload { upload_id }).await {
+            end.filename = record.filename.clone();
+            end.counts = record.counts;
+            end.llm = record.llm;
             record.status = Stage::Failed;
             record.error = Some(error.clone());
             record.finished_at = Some(Utc::now());
@@ -316,6 +333,14 @@ impl Pipeline {
         }
         self.progress(upload_id, ProgressEvent::Error(error));
         self.progress(upload_id, ProgressEvent::Stage(Stage::Failed));
+        self.notify(end);
+    }
+
+    /// Tells the webhook (when one is configured) how an upload ended.
+    fn notify(&self, end: UploadEnd) {
+        if let Some(notifier) = &self.notifier {
+            notifier.upload_ended(end);
+        }
     }
 
     fn is_spooled(&self, path: &std::path::Path) -> bool {
@@ -324,7 +349,12 @@ impl Pipeline {
             .is_some_and(|dir| path.starts_with(dir))
     }
 
-    fn report_end(&self, upload_id: Uuid, result: &Result<UploadReport, UploadError>) {
+    fn report_end(
+        &self,
+        upload_id: Uuid,
+        filename: &str,
+        result: &Result<UploadReport, UploadError>,
+    ) {
         match result {
             Ok(report) => {
                 tracing::info!(
@@ -337,6 +367,15 @@ impl Pipeline {
                     self.progress(upload_id, ProgressEvent::Error(error.clone()));
                 }
                 self.progress(upload_id, ProgressEvent::Stage(report.record.status));
+                let r = &report.record;
+                self.notify(UploadEnd {
+                    upload_id,
+                    filename: r.filename.clone(),
+                    status: r.status,
+                    counts: r.counts,
+                    llm: r.llm,
+                    error: r.error.clone(),
+                });
             }
             Err(UploadError::Interrupted) => {
                 tracing::info!("upload interrupted by shutdown; it resumes on the next start");
@@ -349,6 +388,14 @@ impl Pipeline {
                 tracing::warn!(error = %e, "upload failed");
                 self.progress(upload_id, ProgressEvent::Error(e.to_string()));
                 self.progress(upload_id, ProgressEvent::Stage(Stage::Failed));
+                self.notify(UploadEnd {
+                    upload_id,
+                    filename: filename.to_string(),
+                    status: Stage::Failed,
+                    counts: UploadCounts::default(),
+                    llm: LlmUsage::default(),
+                    error: Some(e.to_string()),
+                });
             }
         }
     }

@@ -258,6 +258,45 @@ impl Limits {
     }
 }
 
+/// One kind of limit as a response announced it (`x-ratelimit-*-requests`
+/// or `-tokens`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AnnouncedLimit {
+    pub limit_per_minute: Option<u32>,
+    pub remaining: Option<i64>,
+    /// The header's own text (`6m0s`, `20ms`, …).
+    pub reset: Option<String>,
+}
+
+/// What a response says about the caller's limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Announced {
+    pub requests: AnnouncedLimit,
+    pub tokens: AnnouncedLimit,
+}
+
+impl Announced {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let one = |kind: &str| AnnouncedLimit {
+            limit_per_minute: header_u32(headers, &format!("x-ratelimit-limit-{kind}")),
+            remaining: header_i64(headers, &format!("x-ratelimit-remaining-{kind}")),
+            reset: headers
+                .get(format!("x-ratelimit-reset-{kind}"))
+                .and_then(|v| v.to_str().ok())
+                .map(|v| crate::model::truncate_chars(v.trim(), 40)),
+        };
+        Announced {
+            requests: one("requests"),
+            tokens: one("tokens"),
+        }
+    }
+
+    /// Whether the response announced anything at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Announced::default()
+    }
+}
+
 /// A positive integer header (Azure may send -1 or 0 for "none").
 fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
     header_i64(headers, name)
@@ -352,6 +391,25 @@ mod tests {
     use reqwest::header::{HeaderName, HeaderValue};
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn announced_limits_are_read_as_sent() {
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "5000"),
+            ("x-ratelimit-remaining-requests", "4999"),
+            ("x-ratelimit-reset-requests", "12ms"),
+            ("x-ratelimit-limit-tokens", "-1"),
+            ("x-ratelimit-remaining-tokens", "oops"),
+        ]);
+        let a = Announced::from_headers(&h);
+        assert_eq!(a.requests.limit_per_minute, Some(5000));
+        assert_eq!(a.requests.remaining, Some(4999));
+        assert_eq!(a.requests.reset.as_deref(), Some("12ms"));
+        // Azure's -1 means "none"; garbage is nothing.
+        assert_eq!(a.tokens, AnnouncedLimit::default());
+        assert!(!a.is_empty());
+        assert!(Announced::from_headers(&HeaderMap::new()).is_empty());
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome, estimate};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
 use crate::model::Conversation;
-use limits::{Limits, LimitsSnapshot};
+use limits::{Announced, Limits, LimitsSnapshot};
 use pack::Packer;
 use reply::ReplyError;
 use request::{RequestShape, json_string};
@@ -36,6 +36,30 @@ pub enum OpenAiError {
     InvalidBaseUrl { url: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+}
+
+/// What one probe request ([`OpenAiAnalyzer::probe`]) found.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub status: u16,
+    pub elapsed: Duration,
+    /// The limits the answer announced (`x-ratelimit-*`).
+    pub announced: Announced,
+}
+
+/// Why a probe failed: no answer, or an answer that is not a success (its
+/// text redacted of the key).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no answer from {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{url} answered HTTP {status}: {detail}")]
+    Refused {
+        url: String,
+        status: u16,
+        detail: String,
+        announced: Announced,
+    },
 }
 
 /// Base of the exponential backoff, and its ceiling.
@@ -529,6 +553,63 @@ impl OpenAiAnalyzer {
                 parsed.content_chars.div_ceil(4) as u64,
             ),
         }
+    }
+
+    /// The chat-completions URL requests go to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// One cheap request (a one-token completion of a one-word prompt, not
+    /// paced, not retried) to see that the endpoint, the key and the model
+    /// answer, and what limits the provider announces.
+    pub async fn probe(&self) -> Result<Probe, ProbeError> {
+        let inner = &self.inner;
+        let mut request = inner
+            .client
+            .post(&inner.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(inner.shape.probe_body());
+        request = match inner.auth {
+            AuthStyle::Bearer => request.bearer_auth(inner.key.expose_secret()),
+            AuthStyle::ApiKey => request.header("api-key", inner.key.expose_secret()),
+        };
+        let started = std::time::Instant::now();
+        let response = request.send().await.map_err(|e| ProbeError::Unreachable {
+            url: inner.url.clone(),
+            detail: without_url(&e),
+        })?;
+        let status = response.status();
+        let announced = Announced::from_headers(response.headers());
+        let elapsed = started.elapsed();
+        if status.is_success() {
+            return Ok(Probe {
+                status: status.as_u16(),
+                elapsed,
+                announced,
+            });
+        }
+        let detail = if status.is_redirection() {
+            "a redirect (not followed)".to_string()
+        } else {
+            // Enough for an error message, whatever the server sends.
+            let mut response = response;
+            let mut body = Vec::new();
+            while body.len() < 64 * 1024 {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            let (code, message) = api_error(&body);
+            self.redact(format!("{code} {message}").trim().to_string())
+        };
+        Err(ProbeError::Refused {
+            url: inner.url.clone(),
+            status: status.as_u16(),
+            detail,
+            announced,
+        })
     }
 
     /// `text` with every occurrence of the API key replaced.

@@ -72,6 +72,35 @@ impl RequestShape {
             + self.reply_tokens(conversations)
     }
 
+    /// The body of `powerpulse check`'s probe: this model's parameters,
+    /// a one-line prompt, the smallest reply budget (a reasoning model gets
+    /// a little room to think), no schema.
+    pub fn probe_body(&self) -> String {
+        let mut body = Map::new();
+        body.insert("model".into(), self.model.clone().into());
+        let budget = if self.reasoning {
+            body.insert("reasoning_effort".into(), self.effort.clone().into());
+            16
+        } else {
+            body.insert("temperature".into(), 0.into());
+            1
+        };
+        body.insert(self.budget_name().into(), budget.into());
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": "Say OK."}]),
+        );
+        Value::Object(body).to_string()
+    }
+
+    fn budget_name(&self) -> &'static str {
+        if self.completion_parameter {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }
+    }
+
     /// Everything in the body before the user message's content:
     /// `{…parameters…,"messages":[{system},{"role":"user","content":`.
     pub fn prefix(&self, conversations: u32) -> String {
@@ -83,12 +112,10 @@ impl RequestShape {
         } else {
             body.insert("temperature".into(), 0.into());
         }
-        let budget_name = if self.completion_parameter {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
-        body.insert(budget_name.into(), self.reply_tokens(conversations).into());
+        body.insert(
+            self.budget_name().into(),
+            self.reply_tokens(conversations).into(),
+        );
         if self.structured {
             let (name, schema) = if packed {
                 ("conversation_analyses", prompt::packed_schema())
@@ -140,6 +167,26 @@ mod tests {
             ..OpenAiSettings::default()
         };
         serde_json::from_str(&body(&RequestShape::new(&settings).prefix(1), "C: hi")).unwrap()
+    }
+
+    #[test]
+    fn the_probe_asks_the_model_as_analysis_does_for_one_token() {
+        let probe = |model: &str, base_url: &str| -> Value {
+            let settings = OpenAiSettings {
+                model: model.into(),
+                base_url: base_url.into(),
+                ..OpenAiSettings::default()
+            };
+            serde_json::from_str(&RequestShape::new(&settings).probe_body()).unwrap()
+        };
+        let official = probe("gpt-4o", "https://api.openai.com/v1");
+        assert_eq!(official["max_completion_tokens"], 1);
+        assert_eq!(official["model"], "gpt-4o");
+        assert!(official.get("response_format").is_none());
+        assert_eq!(official["messages"].as_array().unwrap().len(), 1);
+        let local = probe("llama3", "http://127.0.0.1:8080/v1");
+        assert_eq!(local["max_tokens"], 1);
+        assert!(local.get("max_completion_tokens").is_none());
     }
 
     #[test]

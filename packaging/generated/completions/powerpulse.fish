@@ -1,0 +1,66 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_powerpulse_global_optspecs
+    string join \n config= db= h/help V/version
+end
+
+function __fish_powerpulse_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_powerpulse_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_powerpulse_using_subcommand
+    set -l cmd (__fish_powerpulse_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -s V -l version -d 'Print version'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "analyze" -d 'Parse an export, analyse every conversation and store the results'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "export" -d 'Write stored results, one row per conversation'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "serve" -d 'Run the HTTP control endpoint (and resume unfinished uploads)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "uploads" -d 'List stored uploads'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "check" -d 'Check the configuration and, with an LLM configured, reach it with one cheap request and show the rate limits it announces'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l resume -d 'Continue an unfinished, cancelled or failed upload instead' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
+lexicon\t''
+openai\t''"
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l concurrency -d 'Conversations in flight at once (overrides analyzer.concurrency)' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l json -d 'Print one JSON object with the summary on stdout'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l upload -d 'Only this upload (default: every upload)' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l format -r -f -a "csv\t''
+json\t''
+jsonl\t''"
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l output -d 'Output file (default: stdout)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l bind -d 'Address to listen on (overrides server.bind)' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
+lexicon\t''
+openai\t''"
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l json
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -s h -l help -d 'Print help'

@@ -1,0 +1,183 @@
+//! Operator commands: `check` (is this configuration going to work?) and the
+//! hidden `generate-assets` (completions and man pages for the package).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+
+use powerpulse::analyze::Analyzer;
+use powerpulse::analyze::openai::limits::{Announced, AnnouncedLimit};
+use powerpulse::config::{LogFormat, Settings};
+use powerpulse::notify::Webhook;
+
+/// Prints what the configuration amounts to, one `name: value` line per
+/// part, and reaches the LLM endpoint when one is configured. Fails when
+/// anything would stop `serve` or `analyze`.
+pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
+    let mut problems = 0;
+    let mut problem = |what: &str, detail: String| {
+        problems += 1;
+        println!("{what}: PROBLEM: {detail}");
+    };
+    println!("version: powerpulse {}", env!("POWERPULSE_VERSION"));
+    let file = config.or_else(|| Some(Path::new("config.toml")).filter(|p| p.exists()));
+    match file {
+        Some(path) => println!("config: {} (valid)", path.display()),
+        None => println!("config: no file (defaults and environment)"),
+    }
+
+    let server = &settings.server;
+    let token = server.token.as_deref().filter(|t| !t.is_empty());
+    match server.bind.parse::<std::net::SocketAddr>() {
+        Err(_) => problem(
+            "server",
+            format!(
+                "server.bind {:?} is not an address like 127.0.0.1:8080",
+                server.bind
+            ),
+        ),
+        Ok(addr) => {
+            let refused = powerpulse::http::check_bind(&addr, token)
+                .and_then(|()| powerpulse::http::check_hosts(&addr, &server.allowed_hosts));
+            match refused {
+                Err(e) => problem("server", e.detail()),
+                Ok(()) => println!(
+                    "server: {addr}, {}",
+                    if token.is_some() {
+                        "token set"
+                    } else {
+                        "no token"
+                    }
+                ),
+            }
+        }
+    }
+
+    let db = &settings.storage.path;
+    match std::fs::metadata(db) {
+        Ok(meta) => println!("database: {} ({} bytes)", db.display(), meta.len()),
+        Err(_) => println!("database: {} (not created yet)", db.display()),
+    }
+    println!(
+        "log format: {}",
+        match settings.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    );
+
+    match Webhook::from_settings(&settings.notify) {
+        Ok(None) => println!("webhook: off"),
+        Ok(Some(hook)) => println!(
+            "webhook: {} ({}, {} attempts)",
+            hook.host(),
+            if settings
+                .notify
+                .secret
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
+            {
+                "signed"
+            } else {
+                "unsigned: set POWERPULSE_WEBHOOK_SECRET to sign"
+            },
+            settings.notify.max_attempts
+        ),
+        Err(e) => problem("webhook", e.to_string()),
+    }
+
+    match Analyzer::from_settings(&settings.analyzer) {
+        Err(e) => problem("analyzer", e.to_string()),
+        Ok(Analyzer::Lexicon(_)) => println!("analyzer: lexicon (offline: nothing to reach)"),
+        Ok(Analyzer::OpenAi(llm)) => {
+            println!("analyzer: openai, model {} at {}", llm.model(), llm.url());
+            let probe = actix_rt::System::new().block_on(llm.probe());
+            match probe {
+                Ok(p) => {
+                    println!(
+                        "endpoint: answered HTTP {} in {} ms",
+                        p.status,
+                        p.elapsed.as_millis()
+                    );
+                    println!("limits: {}", describe(&p.announced));
+                }
+                Err(e) => {
+                    if let powerpulse::analyze::openai::ProbeError::Refused { announced, .. } = &e
+                        && !announced.is_empty()
+                    {
+                        println!("limits: {}", describe(announced));
+                    }
+                    problem("endpoint", e.to_string());
+                }
+            }
+        }
+    }
+
+    if problems == 0 {
+        println!("ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{problems} problem(s)");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `5000 requests/min (4999 left, resets in 12ms); 800000 tokens/min (…)`.
+fn describe(announced: &Announced) -> String {
+    if announced.is_empty() {
+        return "none announced (requests are paced by 429 answers only)".into();
+    }
+    let one = |limit: &AnnouncedLimit, what: &str| {
+        let mut text = match limit.limit_per_minute {
+            Some(n) => format!("{n} {what}/min"),
+            None => format!("no {what} limit"),
+        };
+        let mut notes = Vec::new();
+        if let Some(left) = limit.remaining {
+            notes.push(format!("{left} left"));
+        }
+        if let Some(reset) = &limit.reset {
+            notes.push(format!("resets in {reset}"));
+        }
+        if !notes.is_empty() {
+            text.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        text
+    };
+    format!(
+        "{}; {}",
+        one(&announced.requests, "requests"),
+        one(&announced.tokens, "tokens")
+    )
+}
+
+/// Writes `completions/` (bash, zsh, fish) and `man/` (one page per
+/// command) into `dir`. tests/cli checks that `packaging/generated/` is what
+/// this writes, so the package never ships stale ones.
+pub fn generate_assets(dir: &Path) -> Result<ExitCode> {
+    use clap_complete::Shell;
+    let root = super::Cli::command();
+    // The documented command: hidden subcommands (this one) and `help` left
+    // out; the package version only (the commit would change every page).
+    let mut cmd = clap::Command::new("powerpulse")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(root.get_about().cloned().unwrap_or_default())
+        .subcommand_required(true)
+        .disable_help_subcommand(true)
+        .args(root.get_arguments().cloned())
+        .subcommands(root.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    cmd.build();
+    let completions = dir.join("completions");
+    let man = dir.join("man");
+    for d in [&completions, &man] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd, "powerpulse", &completions)
+            .with_context(|| format!("cannot write {shell} completions"))?;
+    }
+    clap_mangen::generate_to(cmd, &man).context("cannot write the man pages")?;
+    Ok(ExitCode::SUCCESS)
+}
