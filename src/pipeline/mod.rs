@@ -10,6 +10,7 @@
 //!       └─ costly analyzer: AnalyzerPool lease per call (≤ concurrency in flight)
 //!                             ─▶ StoreActor: SaveOutcome (batched, fsync before the lease goes)
 //!  every batch ─▶ ProgressActor: Update;  the end ─▶ PutUpload (fsync: seals every batch)
+//!  a final state ─▶ WebhookActor: UploadEnded (try_send: never waited on; when webhooks are on)
 //! ```
 //!
 //! One file per stage over plain, unit-tested code: [`parse`] (rows →

@@ -9,3 +9,4 @@ mod helpers;
 mod endpoints;
 mod guards;
 mod lifecycle;
+mod notify;

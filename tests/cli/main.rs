@@ -8,3 +8,4 @@ mod bad_input;
 mod config;
 mod export;
 mod hostile;
+mod ops;

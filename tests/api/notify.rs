@@ -1,0 +1,317 @@
+//! Webhook notifications against a receiver started by each test: the
+//! event, its signature, retries after a 5xx, giving up, the metrics, and an
+//! upload that ends while the receiver is stuck.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use powerpulse::config::Settings;
+use serde_json::Value;
+
+use fake_openai::{FakeConfig, FakeServer};
+
+use crate::helpers::{Options, TestApp, export_csv, llm_app, spawn_with};
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    /// Header names lowercased.
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: records each request and answers the
+/// scripted statuses in turn (200 once the script is used up); while held,
+/// it answers nothing.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+    held: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Receiver {
+    fn start(script: &[u16]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/powerpulse", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let held = Arc::new((Mutex::new(false), Condvar::new()));
+        let (g, s, h) = (got.clone(), script.clone(), held.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (g, s, h) = (g.clone(), s.clone(), h.clone());
+                std::thread::spawn(move || serve_one(stream, &g, &s, &h));
+            }
+        });
+        Receiver {
+            url,
+            got,
+            script,
+            held,
+        }
+    }
+
+    fn hold(&self, on: bool) {
+        *self.held.0.lock().unwrap() = on;
+        self.held.1.notify_all();
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests have arrived.
+    fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn serve_one(
+    stream: std::net::TcpStream,
+    got: &Mutex<Vec<Received>>,
+    script: &Mutex<VecDeque<u16>>,
+    held: &(Mutex<bool>, Condvar),
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut headers = HashMap::new();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("POST /hooks/powerpulse "), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (name, value) = l.split_once(':').unwrap();
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    let len: usize = headers["content-length"].parse().unwrap();
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    got.lock().unwrap().push(Received { headers, body });
+    let mut is_held = held.0.lock().unwrap();
+    while *is_held {
+        is_held = held.1.wait(is_held).unwrap();
+    }
+    drop(is_held);
+    let status = script.lock().unwrap().pop_front().unwrap_or(200);
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+}
+
+fn app_with_webhook(
+    receiver: &Receiver,
+    secret: Option<&str>,
+    f: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = Settings::default();
+    settings.notify.webhook_url = Some(receiver.url.clone());
+    settings.notify.secret = secret.map(str::to_string);
+    settings.notify.backoff_ms = 20;
+    f(&mut settings);
+    spawn_with(Options {
+        settings,
+        ..Options::default()
+    })
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn upload_and_wait(app: &TestApp, name: &str, body: Vec<u8>) -> Value {
+    let r = app.upload_raw(name, body, true).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn metric(app: &TestApp, line_start: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn completed_upload_is_posted_signed() {
+    let receiver = Receiver::start(&[]);
+    let app = app_with_webhook(&receiver, Some("s3cret"), |_| {});
+    let summary = upload_and_wait(&app, "chats.csv", export_csv(30, 7)).await;
+    assert_eq!(summary["status"], "completed");
+    let upload_id = summary["upload_id"].as_str().unwrap().to_string();
+
+    let got = receiver.wait_for(1);
+    let hook = &got[0];
+    // The signature is the HMAC-SHA256 of the exact body, under the secret.
+    assert_eq!(
+        hook.headers["x-powerpulse-signature"],
+        format!("sha256={}", hmac_hex("s3cret", &hook.body))
+    );
+    assert_ne!(
+        hook.headers["x-powerpulse-signature"],
+        format!("sha256={}", hmac_hex("other", &hook.body))
+    );
+    assert_eq!(hook.headers["content-type"], "application/json");
+    assert_eq!(hook.headers["x-powerpulse-event"], "upload.completed");
+    let event = hook.json();
+    assert_eq!(
+        hook.headers["x-powerpulse-delivery"],
+        event["event_id"].as_str().unwrap()
+    );
+    assert_eq!(event["event"], "upload.completed");
+    assert_eq!(event["upload_id"], upload_id.as_str());
+    assert_eq!(event["filename"], "chats.csv");
+    assert_eq!(event["status"], "completed");
+    assert_eq!(event["counts"]["conversations"], 30);
+    assert!(event["error"].is_null());
+    assert_eq!(event["cost_usd"], 0.0);
+    // Sentiment and satisfaction are the stored summary's.
+    let stored = app
+        .get_json(&format!("/api/uploads/{upload_id}/summary"))
+        .await;
+    assert_eq!(event["sentiment"], stored["sentiment"]);
+    assert_eq!(
+        event["satisfaction"]["average"],
+        stored["average_satisfaction"]
+    );
+    assert_eq!(
+        event["satisfaction"]["histogram"],
+        stored["satisfaction_histogram"]
+    );
+    let sentiments: u64 = ["positive", "neutral", "negative"]
+        .iter()
+        .map(|k| event["sentiment"][k].as_u64().unwrap())
+        .sum();
+    assert_eq!(sentiments, 30);
+
+    assert_eq!(
+        metric(
+            &app,
+            "powerpulse_webhook_events_total{result=\"delivered\"}"
+        )
+        .await,
+        1
+    );
+    assert_eq!(receiver.received().len(), 1, "delivered once");
+}
+
+#[actix_rt::test]
+async fn a_server_error_is_retried_with_the_same_event() {
+    let receiver = Receiver::start(&[500, 503]);
+    let app = app_with_webhook(&receiver, None, |_| {});
+    upload_and_wait(&app, "a.csv", export_csv(5, 1)).await;
+    let got = receiver.wait_for(3);
+    // Without a secret, nothing is signed; every attempt carries the same body.
+    assert!(!got[0].headers.contains_key("x-powerpulse-signature"));
+    assert!(got.windows(2).all(|w| w[0].body == w[1].body));
+    assert_eq!(
+        got[0].headers["x-powerpulse-delivery"],
+        got[2].headers["x-powerpulse-delivery"]
+    );
+    // Counted once the third attempt's answer is in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &app,
+        "powerpulse_webhook_events_total{result=\"delivered\"}",
+    )
+    .await
+        < 1
+    {
+        assert!(Instant::now() < deadline, "never counted as delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric(&app, "powerpulse_webhook_retries_total").await, 2);
+    assert_eq!(
+        metric(&app, "powerpulse_webhook_events_total{result=\"failed\"}").await,
+        0
+    );
+}
+
+#[actix_rt::test]
+async fn failed_upload_is_reported_and_a_refusal_is_not_retried() {
+    // The LLM's quota is used up: the upload fails, with the reason.
+    let server = FakeServer::start(FakeConfig::default()).unwrap();
+    server.set_insufficient_quota(true);
+    // 400: the receiver refuses the event; retrying would not help.
+    let receiver = Receiver::start(&[400]);
+    let app = llm_app(&server, |s| {
+        s.notify.webhook_url = Some(receiver.url.clone());
+        s.notify.backoff_ms = 20;
+        s.notify.max_attempts = 5;
+    });
+    let summary = upload_and_wait(&app, "quota.csv", export_csv(3, 1)).await;
+    assert_eq!(summary["status"], "failed");
+    let got = receiver.wait_for(1);
+    let event = got[0].json();
+    assert_eq!(event["event"], "upload.failed");
+    assert_eq!(event["status"], "failed");
+    assert_eq!(event["upload_id"], summary["upload_id"]);
+    assert_eq!(event["filename"], "quota.csv");
+    assert_eq!(event["error"], summary["error"]);
+    assert!(
+        event["error"].as_str().is_some_and(|e| e.contains("quota")),
+        "{event}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "powerpulse_webhook_events_total{result=\"failed\"}").await < 1 {
+        assert!(Instant::now() < deadline, "never counted as failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric(&app, "powerpulse_webhook_retries_total").await, 0);
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_stuck_receiver_never_holds_up_uploads() {
+    let receiver = Receiver::start(&[]);
+    receiver.hold(true);
+    let app = app_with_webhook(&receiver, None, |s| s.notify.timeout_seconds = 60);
+    // Both uploads complete while the first event's delivery hangs.
+    let first = upload_and_wait(&app, "one.csv", export_csv(5, 1)).await;
+    receiver.wait_for(1);
+    let second = upload_and_wait(&app, "two.csv", export_csv(5, 2)).await;
+    assert_eq!(first["status"], "completed");
+    assert_eq!(second["status"], "completed");
+    assert_eq!(receiver.received().len(), 1, "one delivery at a time");
+    receiver.hold(false);
+    let got = receiver.wait_for(2);
+    let ids: Vec<_> = got.iter().map(|r| r.json()["upload_id"].clone()).collect();
+    assert_eq!(
+        ids,
+        vec![first["upload_id"].clone(), second["upload_id"].clone()]
+    );
+}
