@@ -256,6 +256,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     let bound = listener.local_addr().unwrap_or(addr);
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        let signal = shutdown_signal();
         // The database is open and the port bound (connections wait in its
         // backlog until the workers accept): tell systemd we are up.
         powerpulse::service::ready(bound);
@@ -263,7 +264,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
             actix_rt::spawn(powerpulse::service::feed_watchdog(engine.clone(), every))
         });
         let shutdown = async {
-            shutdown_signal().await;
+            signal.await;
             powerpulse::service::stopping();
         };
         let served = powerpulse::http::serve(engine, listener, token, shutdown).await;
@@ -275,27 +276,35 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call,
+/// not at the first poll: a signal that comes right after start (say, a
+/// `systemctl stop` just after READY) stops the server cleanly rather than
+/// killing it. Must be called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -214,14 +214,15 @@ impl Pipeline {
                 &cancel,
                 Instant::now(),
             )
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         // An interrupted upload keeps its file: the next start parses it again.
         let finished_badly = result.is_err() && !matches!(result, Err(UploadError::Interrupted));
         if let (true, true, Some(source)) = (remove_file_after, finished_badly, source) {
             let _ = std::fs::remove_file(source);
         }
-        self.report_end(upload_id, &filename, &result);
+        // In the upload's span: its end is logged with its id.
+        span.in_scope(|| self.report_end(upload_id, &filename, &result));
         result
     }
 
@@ -298,8 +299,8 @@ impl Pipeline {
             self.drive(record, reader, before, spooled, &cancel, started)
                 .await
         };
-        let result = job.instrument(span).await;
-        self.report_end(upload_id, &filename, &result);
+        let result = job.instrument(span.clone()).await;
+        span.in_scope(|| self.report_end(upload_id, &filename, &result));
         result
     }
 

@@ -36,7 +36,6 @@ impl Received {
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
     held: Arc<(Mutex<bool>, Condvar)>,
 }
 
@@ -55,12 +54,7 @@ impl Receiver {
                 std::thread::spawn(move || serve_one(stream, &g, &s, &h));
             }
         });
-        Receiver {
-            url,
-            got,
-            script,
-            held,
-        }
+        Receiver { url, got, held }
     }
 
     fn hold(&self, on: bool) {

@@ -58,10 +58,10 @@ fn check_validates_the_config_without_an_llm() {
     assert!(run.stdout.contains("without a token"), "{}", run.stdout);
 
     // A config file that does not parse fails before anything else.
-    let bad = sandbox.write("bad.toml", "[analyzer]\nconcurrency = \"many\"\n");
+    let bad = sandbox.write("bad.toml", "[analyzer]\nconcurency = 5\n");
     let run = sandbox.run(&["--config", bad.to_str().unwrap(), "check"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("concurrency"), "{}", run.stderr);
+    assert!(run.stderr.contains("concurency"), "{}", run.stderr);
 }
 
 #[test]
@@ -110,12 +110,18 @@ fn check_reaches_the_llm_and_shows_its_limits() {
         "{}",
         run.stdout
     );
+    // As announced (the fake counts what is left in its own window).
     assert!(
-        run.stdout.contains("limits: 3000 requests/min (2999 left"),
+        run.stdout.contains("limits: 3000 requests/min ("),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("600000 tokens/min"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("; 600000 tokens/min ("),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(" left, resets in "), "{}", run.stdout);
     assert!(!run.stdout.contains("sk-test-key-123"));
     // One request, and a cheap one.
     let sent = server.recent_requests();
@@ -181,17 +187,16 @@ fn await_notification(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<String
     }
 }
 
-#[test]
-fn serve_tells_systemd_ready_watchdog_and_stopping() {
-    let sandbox = Sandbox::new();
+/// `serve` as systemd starts it, with a notification socket of the test's.
+/// WATCHDOG_PID names the service's own process (`exec` keeps the shell's);
+/// WatchdogSec=0.2s asks for a ping every 100 ms.
+fn serve_under_systemd(sandbox: &Sandbox) -> (std::process::Child, UnixDatagram) {
     let socket_path = sandbox.path("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    // As systemd starts it: WATCHDOG_PID names the service's own process
-    // (`exec` keeps the shell's), WatchdogSec=0.2s asks a ping every 100 ms.
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .args([
             "-c",
             "WATCHDOG_PID=$$ exec \"$0\" serve --bind 127.0.0.1:0 --analyzer lexicon",
@@ -206,19 +211,15 @@ fn serve_tells_systemd_ready_watchdog_and_stopping() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut seen = Vec::new();
-    await_notification(&socket, "READY=1", &mut seen);
-    // READY comes after the database is open.
-    assert!(sandbox.db().exists());
-    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
-    assert!(ready.contains("STATUS=serving on 127.0.0.1:"), "{ready}");
-    await_notification(&socket, "WATCHDOG=1", &mut seen);
+    (child, socket)
+}
 
-    // SIGTERM: STOPPING, then a clean exit.
+/// SIGTERM, then STOPPING=1 and a clean exit.
+fn stop_cleanly(mut child: std::process::Child, socket: &UnixDatagram, seen: &mut Vec<String>) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    await_notification(&socket, "STOPPING=1", &mut seen);
+    await_notification(socket, "STOPPING=1", seen);
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     child
@@ -228,6 +229,37 @@ fn serve_tells_systemd_ready_watchdog_and_stopping() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
+fn serve_tells_systemd_ready_watchdog_and_stopping() {
+    let sandbox = Sandbox::new();
+    let (child, socket) = serve_under_systemd(&sandbox);
+    let mut seen = Vec::new();
+    await_notification(&socket, "READY=1", &mut seen);
+    // READY comes after the database is open.
+    assert!(sandbox.db().exists());
+    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(ready.contains("STATUS=serving on 127.0.0.1:"), "{ready}");
+    // The first ping, and another one after it.
+    await_notification(&socket, "WATCHDOG=1", &mut seen);
+    let pings = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    while seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() == pings {
+        let mut more = Vec::new();
+        await_notification(&socket, "WATCHDOG=1", &mut more);
+        seen.extend(more);
+    }
+    stop_cleanly(child, &socket, &mut seen);
+}
+
+#[test]
+fn sigterm_right_after_ready_stops_cleanly() {
+    let sandbox = Sandbox::new();
+    let (child, socket) = serve_under_systemd(&sandbox);
+    let mut seen = Vec::new();
+    await_notification(&socket, "READY=1", &mut seen);
+    stop_cleanly(child, &socket, &mut seen);
 }
 
 #[test]
