@@ -309,3 +309,46 @@ async fn a_stuck_receiver_never_holds_up_uploads() {
         vec![first["upload_id"].clone(), second["upload_id"].clone()]
     );
 }
+
+#[actix_rt::test]
+async fn cancelled_upload_is_reported_with_what_it_did() {
+    let server = FakeServer::start(FakeConfig {
+        latency: fake_openai::Latency::Fixed(Duration::from_millis(50)),
+        ..FakeConfig::default()
+    })
+    .unwrap();
+    let receiver = Receiver::start(&[]);
+    let app = llm_app(&server, |s| {
+        s.notify.webhook_url = Some(receiver.url.clone());
+    });
+    let r = app.upload_raw("slow.csv", export_csv(200, 3), false).await;
+    let id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.get_json(&format!("/api/progress/{id}")).await["analyzed"]
+        .as_u64()
+        .unwrap()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.delete(&format!("/api/progress/{id}")).await.status(),
+        202
+    );
+    let done = app.wait_done(&id).await;
+    assert_eq!(done["stage"], "cancelled");
+
+    let event = receiver.wait_for(1)[0].json();
+    assert_eq!(event["event"], "upload.cancelled");
+    assert_eq!(event["upload_id"], id.as_str());
+    let analyzed = event["counts"]["analyzed"].as_u64().unwrap();
+    assert!((1..200).contains(&analyzed), "{event}");
+    // What the stored record says.
+    let record = app.get_json(&format!("/api/uploads/{id}")).await;
+    assert_eq!(event["counts"], record["counts"], "{record}");
+    assert_eq!(event["llm"], record["llm"], "{record}");
+}
