@@ -60,7 +60,7 @@ _powerpulse() {
             return 0
             ;;
         powerpulse__subcmd__analyze)
-            opts="-h --resume --analyzer --concurrency --json --config --db --help"
+            opts="-h --resume --analyzer --concurrency --json --estimate --config --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

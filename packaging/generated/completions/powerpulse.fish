@@ -41,6 +41,7 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l concur
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l json -d 'Print one JSON object with the summary on stdout'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l estimate -d 'Send nothing: print what analysing FILE with the LLM would cost (conversations after dedupe, tokens, sync and batch cost, time)'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l upload -d 'Only this upload (default: every upload)' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l format -r -f -a "csv\t''
