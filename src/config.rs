@@ -648,10 +648,26 @@ impl Settings {
 /// what one completion reliably holds.
 pub const MAX_CONVERSATIONS_PER_REQUEST: u32 = 20;
 
-/// Whether a setting holds a secret, by the words of its name: `token`,
-/// `key`, `secret`, `password` (so `server.token` and `api_key` are secrets,
-/// `max_output_tokens` and `tokens_per_minute` are not).
+/// The settings that hold a secret (or name where one is kept).
+const SECRET_SETTINGS: &[&str] = &[
+    "server.token",
+    "notify.secret",
+    "analyzer.openai.api_key_env",
+];
+
+/// Whether a setting holds a secret: one of [`SECRET_SETTINGS`]; for a key
+/// that is no setting (a typo, a stray key), by the words of its name:
+/// `token`, `key`, `secret`, `password` (so `api_key` and `auth-token` are
+/// taken for secrets and never shown, `max_output_tokens` is not). A known
+/// setting whose name merely has such a word (`reasoning_token_budget`,
+/// `token_parameter`) is not a secret.
 pub fn is_secret_key(dotted: &str) -> bool {
+    if SECRET_SETTINGS.contains(&dotted) {
+        return true;
+    }
+    if is_known_setting(dotted) {
+        return false;
+    }
     let name = dotted
         .rsplit('.')
         .next()
@@ -665,6 +681,27 @@ pub fn is_secret_key(dotted: &str) -> bool {
                 "token" | "key" | "apikey" | "passwd" | "passphrase" | "credential" | "credentials"
             )
         })
+}
+
+/// Whether `dotted` names a setting (with a default, or an optional string).
+fn is_known_setting(dotted: &str) -> bool {
+    if OPTIONAL_STRING_KEYS
+        .iter()
+        .any(|k| *k == dotted || (k.ends_with('.') && dotted.starts_with(k)))
+    {
+        return true;
+    }
+    let defaults = default_tree();
+    let mut node = &defaults;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (node.get(part), parts.peek()) {
+            (Some(toml::Value::Table(t)), Some(_)) => node = t,
+            (Some(_), None) => return true,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Settings of type `Option<String>` (absent from the serialised defaults,
@@ -758,7 +795,7 @@ fn redact_secrets(tree: &mut toml::Table, prefix: &str) -> Vec<String> {
         } else {
             format!("{prefix}.{name}")
         };
-        if is_secret_key(name) {
+        if is_secret_key(&path) {
             *value = toml::Value::String(REDACTED.to_string());
             replaced.push(path);
         } else if let toml::Value::Table(sub) = value {
@@ -832,6 +869,26 @@ mod tests {
         assert_eq!(s.analyzer.batch_size, 256);
         assert_eq!(s.ingest.autoresponse_patterns, vec!["*977#"]);
         assert_eq!(s.analyzer.openai.requests_per_minute, RateSetting::Auto);
+    }
+
+    #[test]
+    fn settings_that_count_tokens_are_numbers_and_errors_name_the_real_problem() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[(
+                "POWERPULSE__ANALYZER__OPENAI__REASONING_TOKEN_BUDGET",
+                "512",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.analyzer.openai.reasoning_token_budget, 512);
+        // With the committed file (which sets such settings), an error is about what is wrong.
+        let err = Settings::load_with_env(
+            Some(Path::new("config.toml")),
+            env(&[("POWERPULSE__STORAGE__BATCH_SIZE", "many")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"many\""), "{err}");
     }
 
     #[test]
@@ -1027,6 +1084,8 @@ mod tests {
             "analyzer.openai.max_output_tokens",
             "analyzer.openai.tokens_per_minute",
             "analyzer.openai.max_transcript_tokens",
+            "analyzer.openai.reasoning_token_budget",
+            "analyzer.openai.token_parameter",
             "ingest.columns.text",
             "monkey",
         ] {
