@@ -64,6 +64,7 @@ pub struct UploadEvent {
     pub llm: LlmUsage,
     /// Why the upload failed or stopped.
     pub error: Option<String>,
+    /// When the upload ended.
     pub finished_at: DateTime<Utc>,
 }
 
@@ -84,6 +85,7 @@ pub struct UploadEnd {
     pub counts: UploadCounts,
     pub llm: LlmUsage,
     pub error: Option<String>,
+    pub finished_at: DateTime<Utc>,
 }
 
 /// The event's name for a final status; `None` for a status that is not an end.
@@ -114,7 +116,7 @@ impl UploadEvent {
             cost_usd: end.llm.cost_usd,
             llm: end.llm,
             error: end.error,
-            finished_at: Utc::now(),
+            finished_at: end.finished_at,
         })
     }
 }
@@ -403,6 +405,7 @@ mod tests {
                 ..LlmUsage::default()
             },
             error: None,
+            finished_at: Utc::now(),
         }
     }
 

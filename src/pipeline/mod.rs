@@ -316,6 +316,7 @@ impl Pipeline {
             counts: UploadCounts::default(),
             llm: LlmUsage::default(),
             error: Some(error.clone()),
+            finished_at: Utc::now(),
         };
         if let Ok(Ok(Some(mut record))) = self.reader.send(GetUpload { upload_id }).await {
             end.filename = record.filename.clone();
@@ -377,6 +378,7 @@ impl Pipeline {
                     counts: r.counts,
                     llm: r.llm,
                     error: r.error.clone(),
+                    finished_at: r.finished_at.unwrap_or_else(Utc::now),
                 });
             }
             Err(UploadError::Interrupted) => {
@@ -397,6 +399,7 @@ impl Pipeline {
                     counts: UploadCounts::default(),
                     llm: LlmUsage::default(),
                     error: Some(e.to_string()),
+                    finished_at: Utc::now(),
                 });
             }
         }

@@ -211,6 +211,8 @@ async fn completed_upload_is_posted_signed() {
         .map(|k| event["sentiment"][k].as_u64().unwrap())
         .sum();
     assert_eq!(sentiments, 30);
+    let record = app.get_json(&format!("/api/uploads/{upload_id}")).await;
+    assert_eq!(event["finished_at"], record["finished_at"], "{record}");
 
     assert_eq!(
         metric(
