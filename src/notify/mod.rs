@@ -284,6 +284,8 @@ impl Webhook {
             .secret
             .as_ref()
             .map(|s| sign(s.expose_secret().as_bytes(), &body));
+        // Shared by every attempt, not copied.
+        let body = bytes::Bytes::from(body);
         let mut attempt = 1;
         loop {
             let mut request = self
@@ -296,28 +298,40 @@ impl Webhook {
             if let Some(signature) = &signature {
                 request = request.header(SIGNATURE_HEADER, signature);
             }
-            let (verdict, what) = match request.send().await {
+            let (verdict, what, asked_wait) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     (
                         verdict(status.as_u16()),
                         format!("HTTP {}", status.as_u16()),
+                        // A receiver's Retry-After (429, 503) is honoured, up to the cap.
+                        crate::analyze::openai::limits::retry_after(response.headers()),
                     )
                 }
                 // Without the URL: it may carry a token.
-                Err(e) => (Verdict::Retry, connection_error(&e)),
+                Err(e) => (Verdict::Retry, connection_error(&e), None),
             };
             match verdict {
                 Verdict::Delivered => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(upload_id = %event.upload_id, event = event.event, attempt, "webhook delivered");
+                    tracing::debug!(
+                        upload_id = %event.upload_id,
+                        event = event.event,
+                        attempt,
+                        "webhook delivered"
+                    );
                     return true;
                 }
                 Verdict::Retry if attempt < self.max_attempts => {
-                    let wait = backoff(self.first_backoff, attempt);
+                    let wait = backoff(self.first_backoff, attempt)
+                        .max(asked_wait.unwrap_or_default().min(BACKOFF_CAP));
                     tracing::debug!(
-                        upload_id = %event.upload_id, host = self.host(), answer = %what, attempt,
-                        retry_in_ms = wait.as_millis() as u64, "webhook attempt failed; retrying"
+                        upload_id = %event.upload_id,
+                        host = self.host(),
+                        answer = %what,
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "webhook attempt failed; retrying"
                     );
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
@@ -326,8 +340,12 @@ impl Webhook {
                 Verdict::Retry | Verdict::GiveUp => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        upload_id = %event.upload_id, event = event.event, host = self.host(),
-                        answer = %what, attempts = attempt, "webhook not delivered"
+                        upload_id = %event.upload_id,
+                        event = event.event,
+                        host = self.host(),
+                        answer = %what,
+                        attempts = attempt,
+                        "webhook not delivered"
                     );
                     return false;
                 }
