@@ -69,7 +69,8 @@ pub struct NotifySettings {
     pub backoff_ms: u64,
     /// Longest one delivery attempt may take.
     pub timeout_seconds: u64,
-    /// Events waiting for delivery; beyond this, new ones are dropped (and counted).
+    /// Events pending (queued or being delivered); beyond this, new ones
+    /// are dropped (and counted).
     pub queue_capacity: usize,
 }
 

@@ -90,6 +90,7 @@ impl Engine {
             notifier: webhooks.as_ref().map(|addr| Notifier {
                 to: addr.clone().recipient(),
                 stats: webhook_stats.clone(),
+                capacity: settings.notify.queue_capacity,
             }),
         };
         let uploads = UploadActor::new(pipeline.clone()).start();

@@ -1,10 +1,12 @@
 //! `WebhookActor`: the queue and the delivery loop of webhook events.
 //!
-//! Its mailbox is the queue (`notify.queue_capacity`): the pipeline sends
-//! with [`Notifier::upload_ended`] (`try_send`, never waiting), and a full mailbox drops
-//! the event, logged and counted. Each event is an `AtomicResponse`: the
-//! actor delivers one at a time, retries included, in the order the uploads
-//! ended.
+//! The pipeline sends with [`Notifier::upload_ended`] (`try_send`, never
+//! waiting). At most `notify.queue_capacity` events are pending, counted in
+//! [`WebhookStats`]: beyond that an event is dropped, logged and counted.
+//! (The mailbox's own capacity bounds nothing here: actix gives every clone
+//! of an address a slot of its own, and each upload's job has its clone.)
+//! Each event is an `AtomicResponse`: the actor delivers one at a time,
+//! retries included, in the order the uploads ended.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +54,8 @@ impl Actor for WebhookActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.capacity);
+        // Room for every pending event and a flush (the bound is `Notifier`'s).
+        ctx.set_mailbox_capacity(self.capacity.saturating_add(1));
         tracing::info!(host = self.webhook.host(), "webhook notifications on");
     }
 }
@@ -77,6 +80,7 @@ impl Handler<UploadEnded> for WebhookActor {
                 if let Some(event) = UploadEvent::new(end, summary.as_ref()) {
                     webhook.deliver(&event, &stats).await;
                 }
+                stats.release();
             }
             .into_actor(self),
         ))
@@ -88,11 +92,14 @@ impl Handler<FlushWebhooks> for WebhookActor {
     fn handle(&mut self, _: FlushWebhooks, _: &mut Self::Context) {}
 }
 
-/// The pipeline's handle on webhooks: where events go and their counters.
+/// The pipeline's handle on webhooks: where events go, how many may wait,
+/// and their counters.
 #[derive(Clone)]
 pub struct Notifier {
     pub to: Recipient<UploadEnded>,
     pub stats: Arc<WebhookStats>,
+    /// `notify.queue_capacity`.
+    pub capacity: usize,
 }
 
 impl Notifier {
@@ -100,7 +107,12 @@ impl Notifier {
     /// (or a stopped actor) drops it, logged and counted.
     pub fn upload_ended(&self, end: UploadEnd) {
         let upload_id = end.upload_id;
+        if !self.stats.reserve(self.capacity) {
+            tracing::warn!(%upload_id, "webhook event dropped: the queue is full");
+            return;
+        }
         if let Err(e) = self.to.try_send(UploadEnded(end)) {
+            self.stats.release();
             self.stats.count_dropped();
             let why = match e {
                 SendError::Full(_) => "the queue is full",

@@ -5,10 +5,10 @@
 //!
 //! This file is plain code: the event, the signature, the retry rule and
 //! the [`Webhook`] client that makes one delivery. [`actor::WebhookActor`]
-//! is the wiring: the pipeline hands it an [`actor::UploadEnded`] with
-//! `try_send` (its mailbox is the bounded queue: a full one drops the event
-//! and counts it), and it delivers one event at a time, so a slow or dead
-//! receiver never holds up an upload.
+//! is the wiring: the pipeline hands it an [`actor::UploadEnded`] without
+//! waiting, at most `notify.queue_capacity` events are pending (beyond that
+//! one is dropped and counted), and it delivers one event at a time, so a
+//! slow or dead receiver never holds up an upload.
 
 pub mod actor;
 
@@ -156,16 +156,46 @@ pub fn backoff(first: Duration, retry: u32) -> Duration {
     first.saturating_mul(factor).min(BACKOFF_CAP)
 }
 
-/// Deliveries so far, for `/metrics`.
+/// Deliveries so far, for `/metrics`, and the events pending now.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     delivered: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
     retries: AtomicU64,
+    /// Events queued or being delivered: what bounds the queue.
+    pending: AtomicU64,
 }
 
 impl WebhookStats {
+    /// Takes a place in a queue of `capacity` for one event; `false` (and
+    /// the event counted as dropped) when it is full.
+    pub fn reserve(&self, capacity: usize) -> bool {
+        let capacity = capacity as u64;
+        let reserved = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            })
+            .is_ok();
+        if !reserved {
+            self.count_dropped();
+        }
+        reserved
+    }
+
+    /// An event left the queue (delivered, given up, or never sent).
+    pub fn release(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Events queued or being delivered.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
@@ -211,6 +241,13 @@ impl WebhookStats {
         );
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", self.retries());
+        let name = "powerpulse_webhook_pending";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Webhook events queued or being delivered."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", self.pending());
     }
 }
 
@@ -398,6 +435,23 @@ mod tests {
         ] {
             assert_eq!(verdict(status), expected, "{status}");
         }
+    }
+
+    #[test]
+    fn the_queue_holds_at_most_its_capacity() {
+        let stats = WebhookStats::default();
+        assert!(stats.reserve(2));
+        assert!(stats.reserve(2));
+        assert!(!stats.reserve(2));
+        assert_eq!((stats.pending(), stats.dropped()), (2, 1));
+        stats.release();
+        assert!(stats.reserve(2));
+        for _ in 0..5 {
+            stats.release();
+        }
+        // Never below zero, whatever is released.
+        assert_eq!(stats.pending(), 0);
+        assert!(stats.reserve(1));
     }
 
     #[test]

@@ -354,3 +354,39 @@ async fn cancelled_upload_is_reported_with_what_it_did() {
     assert_eq!(event["counts"], record["counts"], "{record}");
     assert_eq!(event["llm"], record["llm"], "{record}");
 }
+
+#[actix_rt::test]
+async fn a_full_queue_drops_events_and_counts_them() {
+    let receiver = Receiver::start(&[]);
+    receiver.hold(true);
+    let app = app_with_webhook(&receiver, None, |s| {
+        s.notify.queue_capacity = 1;
+        s.notify.timeout_seconds = 60;
+    });
+    let uploads = 5;
+    upload_and_wait(&app, "0.csv", export_csv(3, 0)).await;
+    // The first event's delivery hangs; the queue fills behind it.
+    receiver.wait_for(1);
+    for i in 1..uploads {
+        let done = upload_and_wait(&app, &format!("{i}.csv"), export_csv(3, i)).await;
+        assert_eq!(done["status"], "completed");
+    }
+    let dropped = metric(&app, "powerpulse_webhook_events_total{result=\"dropped\"}").await;
+    assert!((1..uploads).contains(&dropped), "{dropped} dropped");
+    receiver.hold(false);
+    // Every event is either delivered or counted as dropped.
+    let delivered = uploads - dropped;
+    receiver.wait_for(delivered as usize);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &app,
+        "powerpulse_webhook_events_total{result=\"delivered\"}",
+    )
+    .await
+        < delivered
+    {
+        assert!(Instant::now() < deadline, "never all delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.received().len() as u64, delivered);
+}
