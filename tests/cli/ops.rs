@@ -296,3 +296,48 @@ fn packaged_completions_and_man_pages_are_current() {
     assert!(want.iter().any(|(p, _)| p.ends_with("powerpulse.1")));
     assert!(want.iter().any(|(p, _)| p.ends_with("powerpulse-check.1")));
 }
+
+#[test]
+fn the_service_unit_is_hardened() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/powerpulse.service");
+    let Ok(out) = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager", unit])
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the unit's exposure is checked by .ci/deb");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for powerpulse.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure in: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(exposure <= 2.5, "exposure {exposure}:\n{text}");
+    // What the unit promises, line by line.
+    let unit_text = std::fs::read_to_string(unit).unwrap();
+    for line in [
+        "Type=notify",
+        "WatchdogSec=60s",
+        "DynamicUser=yes",
+        "StateDirectory=powerpulse",
+        "EnvironmentFile=-/etc/powerpulse/env",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(unit_text.lines().any(|l| l == line), "{line} missing");
+    }
+}
