@@ -394,6 +394,10 @@ pub struct StorageSettings {
     pub batch_size: usize,
     /// Longest a result waits for its batch to fill before it is committed anyway.
     pub flush_ms: u64,
+    /// Finished uploads (completed, failed, cancelled) older than this many
+    /// days are removed, with their messages and results; `0` keeps them
+    /// forever. Applied by `serve` (at start, then hourly) and `analyze`.
+    pub retention_days: u32,
 }
 
 impl Default for StorageSettings {
@@ -402,6 +406,7 @@ impl Default for StorageSettings {
             path: PathBuf::from("powerpulse.redb"),
             batch_size: 256,
             flush_ms: 50,
+            retention_days: 0,
         }
     }
 }

@@ -19,7 +19,11 @@ use crate::notify::{NotifyError, Webhook, WebhookStats};
 use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, ProgressActor};
-use crate::store::actor::{Close, CloseReader, ListUploads, StoreActor, StoreReader};
+use crate::progress::actor::GetProgress;
+use crate::retention::{self, RetentionReport};
+use crate::store::actor::{
+    Close, CloseReader, DeleteUpload, ListUploads, StoreActor, StoreReader, SweepProcessed,
+};
 use crate::store::{Store, StoreError};
 
 /// Threads answering read queries.
@@ -176,6 +180,60 @@ impl Engine {
             .send(Cancel { upload_id })
             .await
             .unwrap_or(Err(CancelError::NotFound(upload_id)))
+    }
+
+    /// Removes the uploads `storage.retention_days` has expired (see
+    /// [`retention`]), each with `DeleteUpload`, then sweeps the processed
+    /// index if any went. An upload running here is never removed.
+    pub async fn apply_retention(&self) -> Result<RetentionReport, EngineError> {
+        let days = self.settings.storage.retention_days;
+        let mut report = RetentionReport::default();
+        if days == 0 {
+            return Ok(report);
+        }
+        let closed = |_| StoreError::Closed;
+        let uploads = self.pipeline.reader.send(ListUploads {}).await.map_err(closed)??;
+        for id in retention::expired(&uploads, chrono::Utc::now(), days) {
+            // A finished upload may have been resumed since it was listed.
+            let live = self.progress().send(GetProgress { upload_id: id }).await;
+            if live.is_ok_and(|s| s.is_some_and(|s| !s.stage.is_final())) {
+                continue;
+            }
+            if self.writer().send(DeleteUpload(id)).await.map_err(closed)?? {
+                report.uploads += 1;
+            }
+        }
+        if report.uploads > 0 {
+            report.processed_entries = self.writer().send(SweepProcessed).await.map_err(closed)??;
+            tracing::info!(
+                uploads = report.uploads,
+                processed_entries = report.processed_entries,
+                retention_days = days,
+                "retention removed expired uploads"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Applies retention now and then every [`retention::INTERVAL`] until
+    /// shutdown (when `storage.retention_days` is set): what `serve` runs.
+    pub fn keep_retention(&self) {
+        if self.settings.storage.retention_days == 0 {
+            return;
+        }
+        let engine = self.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(retention::INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = engine.pipeline.shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = engine.apply_retention().await {
+                    tracing::error!(error = %e, "retention failed");
+                }
+            }
+        });
     }
 
     /// Stops taking uploads, interrupts running ones (they keep an unfinished

@@ -14,6 +14,7 @@
 //! - [`notify`]: webhook events when an upload ends; the `WebhookActor`.
 //! - [`service`]: systemd integration of `serve` (readiness, watchdog).
 //! - [`export`], [`report`]: export rows and the end-of-run summary; [`telemetry`]: logging.
+//! - [`retention`]: which uploads `storage.retention_days` removes.
 
 pub mod analyze;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -112,6 +112,7 @@ pub async fn serve(
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "could not resume unfinished uploads"),
     }
+    engine.keep_retention();
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

@@ -33,6 +33,7 @@ use super::routes;
         routes::conversation,
         routes::summary,
         routes::export,
+        routes::backup,
         routes::metrics_text,
         routes::openapi_json,
     ),

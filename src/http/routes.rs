@@ -27,8 +27,8 @@ use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
 use crate::report::RunSummary;
 use crate::store::actor::{
-    DeleteUpload, GetConversation, GetSummary, GetUpload, ListConversations, ListUploads,
-    LookupProcessed,
+    DeleteUpload, Flush, GetConversation, GetSummary, GetUpload, ListConversations, ListUploads,
+    LookupProcessed, Snapshot,
 };
 use crate::store::{
     ConversationDetail, ConversationFilter, ConversationRow, Page, UploadRecord, UploadSummary,
@@ -54,6 +54,7 @@ pub fn api(cfg: &mut web::ServiceConfig) {
         .service(conversation)
         .service(summary)
         .service(export)
+        .service(backup)
         .service(metrics_text)
         .service(openapi_json);
 }
@@ -957,6 +958,43 @@ pub async fn export(
             ),
         ))
         .streaming(stream))
+}
+
+/// A consistent snapshot of the whole database, as a redb file: what
+/// `powerpulse backup` saves. Everything committed when it is taken is in
+/// it (buffered results are committed first); uploads go on meanwhile. The
+/// copy is made beside the database, so it needs that much free space there
+/// while it is sent. Restore: stop the server, put the file in place of the
+/// database, start it.
+#[utoipa::path(responses(
+    (status = 200, description = "The snapshot (a redb file).", content_type = "application/octet-stream",
+        body = inline(RawUpload),
+        headers(("X-PowerPulse-Uploads" = u64, description = "Uploads in the snapshot"))),
+))]
+#[get("/api/backup")]
+pub async fn backup(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let engine = &state.engine;
+    engine.writer().send(Flush).await??;
+    let db = engine.db_path();
+    let dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (file, stats) = engine.reader().send(Snapshot { dir }).await??;
+    let len = file
+        .metadata()
+        .map_err(|e| HttpError::Internal(format!("cannot read the snapshot: {e}")))?
+        .len();
+    let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"powerpulse-backup.redb\"",
+        ))
+        .insert_header(("x-powerpulse-uploads", stats.uploads.to_string()))
+        .no_chunking(len)
+        .streaming(body))
 }
 
 /// Prometheus metrics.

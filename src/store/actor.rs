@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use super::{
     BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
-    MessageChunks, OutcomeTally, Page, Pending, Store, StoreError, UploadRecord, UploadSummary,
+    MessageChunks, OutcomeTally, Page, Pending, SnapshotStats, Store, StoreError, UploadRecord,
+    UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -99,6 +100,12 @@ pub struct PutBatchJob {
 #[derive(Message)]
 #[rtype(result = "StoreResult<bool>")]
 pub struct DeleteUpload(pub Uuid);
+
+/// Removes the processed-index entries no stored conversation refers to
+/// (after retention removed uploads). Answers how many went.
+#[derive(Message)]
+#[rtype(result = "StoreResult<u64>")]
+pub struct SweepProcessed;
 
 pub struct StoreActor {
     store: Store,
@@ -312,6 +319,15 @@ impl Handler<DeleteUpload> for StoreActor {
     }
 }
 
+impl Handler<SweepProcessed> for StoreActor {
+    type Result = StoreResult<u64>;
+    fn handle(&mut self, _: SweepProcessed, ctx: &mut Self::Context) -> Self::Result {
+        // Buffered outcomes first: their entries are live.
+        self.commit(ctx, None, false)?;
+        self.store.sweep_processed()
+    }
+}
+
 /// Answers read queries on a few threads of its own (a `SyncArbiter`), so a
 /// long export never delays the writer or the HTTP workers.
 pub struct StoreReader {
@@ -413,6 +429,13 @@ query!(
 query!(
     /// Aggregates over one upload.
     GetSummary { upload_id: Uuid } -> UploadSummary = |s, m| s.summary(m.upload_id)
+);
+query!(
+    /// A consistent copy of the database (`Store::snapshot_file`) in an
+    /// unnamed file in `dir`, open at its start. Send `Flush` to the
+    /// `StoreActor` first so that buffered outcomes are in it.
+    Snapshot { dir: std::path::PathBuf } -> (std::fs::File, SnapshotStats)
+        = |s, m| s.snapshot_file(&m.dir)
 );
 query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.

@@ -13,6 +13,7 @@ mod codec;
 pub use batches::{BatchJob, JobState};
 mod migrate;
 mod tables;
+mod upkeep;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -27,6 +28,7 @@ use uuid::Uuid;
 use crate::analyze::{FailureKind, LlmUsage};
 use crate::model::{Analysis, Conversation, ConversationStatus, Message, SentimentLabel, Stage};
 use tables::{ReadTables, Tables, UploadKey};
+pub use upkeep::SnapshotStats;
 
 /// redb page cache.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -520,7 +522,7 @@ impl ConversationFilter {
 }
 
 /// One page of a listing; `next_cursor` continues it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -534,7 +536,7 @@ pub struct SentimentCounts {
 }
 
 /// Aggregates over one upload's outcomes.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadSummary {
     pub upload_id: Uuid,
     pub status: Stage,

@@ -1,0 +1,137 @@
+//! Upkeep of the redb file: consistent snapshots (backups), the sweep of the
+//! processed-content index after retention, and compaction.
+//!
+//! redb has no online-backup API, so a snapshot copies every table, as one
+//! read transaction sees them, into a fresh redb file: writers go on while
+//! it is taken, and it holds exactly what was committed when it began.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{self, ReadTables};
+use super::{CACHE_BYTES, Result, Store, StoreError, open_error, record_of};
+
+/// Rows copied per write transaction of a snapshot: the copy's memory stays
+/// bounded whatever the size of the database.
+const COPY_BATCH: u64 = 20_000;
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    pub uploads: u64,
+    /// Rows copied, every table together.
+    pub rows: u64,
+}
+
+/// Copies every row of `from` into the table `def` of `to`, in key order,
+/// committing every [`COPY_BATCH`] rows without fsync (the snapshot's last
+/// commit makes them durable).
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &impl ReadableTable<K, V>,
+    to: &Database,
+    def: TableDefinition<K, V>,
+) -> Result<u64> {
+    let mut rows = from.iter()?;
+    let mut copied = 0u64;
+    loop {
+        let mut txn = to.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut more = false;
+        {
+            let mut table = txn.open_table(def)?;
+            for entry in rows.by_ref() {
+                let (k, v) = entry?;
+                table.insert(k.value(), v.value())?;
+                copied += 1;
+                if copied.is_multiple_of(COPY_BATCH) {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        txn.commit()?;
+        if !more {
+            return Ok(copied);
+        }
+    }
+}
+
+impl Store {
+    /// Writes a consistent copy of the database into `dest`, a new redb file
+    /// (`dest` must not exist or be empty): every table as one read
+    /// transaction sees it, so the copy is the database as of that moment
+    /// while writers go on. The copy is durable when this returns.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<SnapshotStats> {
+        let txn = tables::begin_read(&self.db)?;
+        let src = ReadTables::open(&txn)?;
+        let meta = txn.open_table(tables::META)?;
+        let out = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dest)
+            .map_err(|e| open_error(dest, e))?;
+        let mut rows = copy_table(&meta, &out, tables::META)?;
+        let uploads = copy_table(&src.uploads, &out, tables::UPLOADS)?;
+        rows += uploads;
+        rows += copy_table(&src.messages, &out, tables::MESSAGES)?;
+        rows += copy_table(&src.conversations, &out, tables::CONVERSATIONS)?;
+        rows += copy_table(&src.analyses, &out, tables::ANALYSES)?;
+        rows += copy_table(&src.processed, &out, tables::PROCESSED)?;
+        // An empty durable commit seals the ones made without fsync.
+        let txn = out.begin_write()?;
+        txn.commit()?;
+        Ok(SnapshotStats { uploads, rows })
+    }
+
+    /// A snapshot ([`Store::snapshot_to`]) in an unnamed file in `dir`,
+    /// open for reading from its start; the file is gone once the handle is
+    /// dropped. `dir` should be on the database's file system (it may be as
+    /// large as the database).
+    pub fn snapshot_file(&self, dir: &Path) -> Result<(std::fs::File, SnapshotStats)> {
+        let io = |e: std::io::Error| StoreError::Storage(format!("cannot write a snapshot: {e}"));
+        let tmp = tempfile::Builder::new()
+            .prefix(".powerpulse-snapshot-")
+            .suffix(".redb")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        let stats = self.snapshot_to(tmp.path())?;
+        let file = tmp.reopen().map_err(io)?;
+        // Unlinked now; the open handle keeps the bytes until it is dropped.
+        drop(tmp);
+        Ok((file, stats))
+    }
+
+    /// Removes the processed-index entries that no stored conversation
+    /// refers to (the analyses of deleted or expired uploads). Answers how
+    /// many went. One write transaction: a row written later that reuses a
+    /// removed entry writes it back (`save_results` carries the analysis).
+    pub(crate) fn sweep_processed(&self) -> Result<u64> {
+        self.write(|t| {
+            let mut live: HashSet<[u8; 32]> = HashSet::new();
+            for entry in t.conversations.iter()? {
+                let (_, v) = entry?;
+                if let (_, Some(key)) = record_of(v.value())? {
+                    live.insert(key);
+                }
+            }
+            let before = t.processed.len()?;
+            t.processed.retain(|key, _| live.contains(key))?;
+            Ok(before - t.processed.len()?)
+        })
+    }
+
+    /// Rewrites the file without its free pages, so it shrinks after
+    /// deletes. Needs the database alone: `self` must be its only handle
+    /// (no actor may hold a clone). Answers whether anything was moved.
+    pub fn compact(self) -> Result<bool> {
+        let path = self.path.clone();
+        let mut db = std::sync::Arc::try_unwrap(self.db).map_err(|_| StoreError::Open {
+            path: path.clone(),
+            message: "compacting needs the database alone, and it is shared".into(),
+        })?;
+        // redb repeats its passes until one moves nothing.
+        db.compact().map_err(|e| StoreError::Storage(e.to_string()))
+    }
+}
