@@ -18,8 +18,8 @@ use crate::notify::actor::{Notifier, WebhookActor};
 use crate::notify::{NotifyError, Webhook, WebhookStats};
 use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
-use crate::progress::actor::{Cancel, CancelError, ProgressActor};
 use crate::progress::actor::GetProgress;
+use crate::progress::actor::{Cancel, CancelError, ProgressActor};
 use crate::retention::{self, RetentionReport};
 use crate::store::actor::{
     Close, CloseReader, DeleteUpload, ListUploads, StoreActor, StoreReader, SweepProcessed,
@@ -192,19 +192,30 @@ impl Engine {
             return Ok(report);
         }
         let closed = |_| StoreError::Closed;
-        let uploads = self.pipeline.reader.send(ListUploads {}).await.map_err(closed)??;
+        let uploads = self
+            .pipeline
+            .reader
+            .send(ListUploads {})
+            .await
+            .map_err(closed)??;
         for id in retention::expired(&uploads, chrono::Utc::now(), days) {
             // A finished upload may have been resumed since it was listed.
             let live = self.progress().send(GetProgress { upload_id: id }).await;
             if live.is_ok_and(|s| s.is_some_and(|s| !s.stage.is_final())) {
                 continue;
             }
-            if self.writer().send(DeleteUpload(id)).await.map_err(closed)?? {
+            if self
+                .writer()
+                .send(DeleteUpload(id))
+                .await
+                .map_err(closed)??
+            {
                 report.uploads += 1;
             }
         }
         if report.uploads > 0 {
-            report.processed_entries = self.writer().send(SweepProcessed).await.map_err(closed)??;
+            report.processed_entries =
+                self.writer().send(SweepProcessed).await.map_err(closed)??;
             tracing::info!(
                 uploads = report.uploads,
                 processed_entries = report.processed_entries,

@@ -48,7 +48,11 @@ mod tests {
     use crate::model::Stage;
     use crate::store::UploadCounts;
 
-    fn record(status: Stage, created_days_ago: i64, finished_days_ago: Option<i64>) -> UploadRecord {
+    fn record(
+        status: Stage,
+        created_days_ago: i64,
+        finished_days_ago: Option<i64>,
+    ) -> UploadRecord {
         let now = now();
         UploadRecord {
             id: Uuid::new_v4(),
@@ -98,7 +102,10 @@ mod tests {
             vec![old_done.id, old_failed.id, old_cancelled.id]
         );
         // Finished long after it was created: its finish time counts.
-        assert_eq!(expired(&all, now(), 35), vec![old_done.id, old_cancelled.id]);
+        assert_eq!(
+            expired(&all, now(), 35),
+            vec![old_done.id, old_cancelled.id]
+        );
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! The commands of the `powerpulse` binary: what each subcommand does, over
 //! the library (the engine for `analyze` and `serve`, the store for the
 //! offline reads). `main.rs` only parses the arguments and calls [`main`].
+//!
+//! While a `serve` holds the database, `uploads`, `export`, `analyze`,
+//! `cancel` and `backup` go through it ([`remote`]) and print the same as
+//! offline: each output has one function here, fed by either path.
+
+mod remote;
+mod runtime;
 
 mod estimate;
 mod ops;
@@ -18,12 +25,15 @@ use uuid::Uuid;
 use powerpulse::analyze::Analyzer;
 use powerpulse::config::{Backend, Settings};
 use powerpulse::engine::Engine;
-use powerpulse::export::{ExportFormat, ExportWriter};
+use powerpulse::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use powerpulse::model::Stage;
-use powerpulse::pipeline::Submission;
+use powerpulse::pipeline::{Submission, UploadReport};
 use powerpulse::report::RunSummary;
-use powerpulse::store::Store;
 use powerpulse::store::actor::GetSummary;
+use powerpulse::store::{ConversationFilter, ConversationRow, Page, Store, StoreError};
+use powerpulse::store::{UploadRecord, UploadSummary};
+
+use remote::Remote;
 
 #[derive(Parser)]
 #[command(
@@ -101,6 +111,21 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Cancel an upload running in the server: no new analyzer calls, what
+    /// is stored stays (resume it with `analyze --resume`).
+    Cancel {
+        #[arg(value_name = "UPLOAD_ID")]
+        upload: Uuid,
+    },
+    /// Save a consistent snapshot of the database (also while `serve` runs).
+    /// Restore: stop the server, put the file in place of the database, start it.
+    Backup {
+        /// The snapshot file to write (replaced if it exists).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Shrink the database file after deletes (needs it alone: stop `serve` first).
+    Compact,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -204,7 +229,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (Some(file), None) => Job::File(file),
                 (None, None) => bail!("give a FILE to analyse or --resume UPLOAD_ID"),
             };
-            analyze(settings, job, json)
+            let overridden = analyzer.is_some() || concurrency.is_some();
+            analyze(settings, job, json, overridden)
         }
         Command::Export {
             upload,
@@ -214,6 +240,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Uploads { json } => uploads(&settings, json),
         Command::Check => ops::check(&settings, cli.config.as_deref()),
         Command::GenerateAssets { .. } => unreachable!("handled before the settings are loaded"),
+        Command::Cancel { upload } => cancel(&settings, upload),
+        Command::Backup { output } => backup(&settings, &output),
+        Command::Compact => compact(&settings),
         Command::Serve { bind, analyzer } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
@@ -257,6 +286,11 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).context("while opening the database")?;
         let signal = shutdown_signal();
+        // Other commands find this server through it; removed when serving
+        // ends. Without it they cannot, but the server serves all the same.
+        let _runtime = runtime::RuntimeFile::write(&engine.db_path(), bound)
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "no runtime file"))
+            .ok();
         // The database is open and the port bound (connections wait in its
         // backlog until the workers accept): tell systemd we are up.
         powerpulse::service::ready(bound);
@@ -314,15 +348,28 @@ enum Job {
     Resume(Uuid),
 }
 
-fn analyze(settings: Settings, job: Job, json: bool) -> Result<ExitCode> {
+fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result<ExitCode> {
     // Checked here so a missing file never creates a database.
     if let Job::File(file) = &job
         && !file.exists()
     {
         bail!("{}: no such file", file.display());
     }
-    if let Job::Resume(_) = job {
-        open_existing(&settings)?;
+    let held = match &job {
+        Job::Resume(_) => Some(Db::open(&settings)?),
+        // A new database is made offline; an existing one may be a server's.
+        Job::File(_) if settings.storage.path.exists() => Some(Db::open(&settings)?),
+        Job::File(_) => None,
+    };
+    if let Some(Db::Remote(remote)) = held {
+        if overridden {
+            eprintln!(
+                "note: the server at {} analyses with its own settings; \
+                 --analyzer and --concurrency apply offline only",
+                remote.base()
+            );
+        }
+        return analyze_remote(&remote, job, json);
     }
     let analyzer =
         Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
@@ -336,19 +383,75 @@ fn analyze(settings: Settings, job: Job, json: bool) -> Result<ExitCode> {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let engine = Engine::start(settings, analyzer).context("while opening the database")?;
+        if let Err(e) = engine.apply_retention().await {
+            tracing::warn!(error = %e, "retention failed");
+        }
         let result = run_upload(&engine, job, json).await;
         engine.shutdown().await;
         result
     })
 }
 
+/// What `analyze` prints on Ctrl-C (it cancels the upload).
+const INTERRUPTED: &str = "\ninterrupted: cancelling (in-flight work is saved)…";
+
+/// The name an upload of `file` is stored under.
+fn filename_of(file: &Path) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string())
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar() -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:>10} [{bar:40}] {pos}/{len} conversations ({eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    })
+}
+
+/// Batch mode: the provider's progress on the upload's batches.
+struct BatchView<'a> {
+    status: &'a str,
+    total: u64,
+    /// Requests finished or failed.
+    done: u64,
+}
+
+fn show_progress(
+    bar: Option<&ProgressBar>,
+    stage: Stage,
+    total: u64,
+    processed: u64,
+    batch: Option<BatchView<'_>>,
+) {
+    let Some(bar) = bar else { return };
+    match batch {
+        Some(b) if stage == Stage::Analyzing && !b.status.is_empty() => {
+            bar.set_message(format!("batch {}", b.status));
+            bar.set_length(b.total);
+            bar.set_position(b.done);
+        }
+        _ => {
+            bar.set_message(stage.as_str());
+            bar.set_length(total);
+            bar.set_position(processed);
+        }
+    }
+}
+
 async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
     let mut ticket = match job {
         Job::File(file) => {
-            let filename = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| file.display().to_string());
+            let filename = filename_of(&file);
             engine
                 .submit(Submission {
                     path: file,
@@ -360,18 +463,7 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
         Job::Resume(id) => engine.resume(id).await?,
     };
     let upload_id = ticket.upload_id;
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:>10} [{bar:40}] {pos}/{len} conversations ({eta} left)",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
+    let bar = progress_bar();
     let mut interrupted = false;
     let done = loop {
         tokio::select! {
@@ -380,26 +472,17 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
                     break (&mut ticket.done).await;
                 }
                 let s = ticket.progress.borrow_and_update().clone();
-                if let Some(bar) = &bar {
-                    match &s.batch {
-                        // Batch mode: the provider's progress on the batch.
-                        Some(b) if s.stage == Stage::Analyzing && !b.status.is_empty() => {
-                            bar.set_message(format!("batch {}", b.status));
-                            bar.set_length(b.total);
-                            bar.set_position(b.completed + b.failed);
-                        }
-                        _ => {
-                            bar.set_message(s.stage.as_str());
-                            bar.set_length(s.total_conversations);
-                            bar.set_position(s.processed);
-                        }
-                    }
-                }
+                let batch = s.batch.as_ref().map(|b| BatchView {
+                    status: &b.status,
+                    total: b.total,
+                    done: b.completed + b.failed,
+                });
+                show_progress(bar.as_ref(), s.stage, s.total_conversations, s.processed, batch);
             }
             result = &mut ticket.done => break result,
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
-                eprintln!("\ninterrupted: cancelling (in-flight work is saved)…");
+                eprintln!("{INTERRUPTED}");
                 let _ = engine.cancel(upload_id).await;
             }
         }
@@ -413,7 +496,30 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
         .send(GetSummary { upload_id })
         .await
         .context("while reading the summary")??;
-    let run = RunSummary::new(&report, &summary);
+    print_run(&report, &summary, json)
+}
+
+fn analyze_remote(remote: &Remote, job: Job, json: bool) -> Result<ExitCode> {
+    let bar = progress_bar();
+    let finished = match &job {
+        Job::File(file) => remote.run_upload(Some(file), None, bar.as_ref()),
+        Job::Resume(id) => remote.run_upload(None, Some(*id), bar.as_ref()),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let finished = finished?;
+    let report = UploadReport {
+        record: finished.record,
+        processing_time_seconds: finished.seconds,
+    };
+    print_run(&report, &finished.summary, json)
+}
+
+/// The end of `analyze`, offline or through the server: the summary (text
+/// or `--json`) and the exit code of the upload's status.
+fn print_run(report: &UploadReport, summary: &UploadSummary, json: bool) -> Result<ExitCode> {
+    let run = RunSummary::new(report, summary);
     if json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &run)?;
@@ -426,6 +532,67 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
         Stage::Cancelled => ExitCode::from(130),
         _ => ExitCode::FAILURE,
     })
+}
+
+/// Where a command finds the database: the file itself, or the server
+/// holding it.
+enum Db {
+    Local(Store),
+    Remote(Remote),
+}
+
+impl Db {
+    /// Opens the database; when another process holds it (or this user may
+    /// not open it), the server that holds it. Neither: the error says why.
+    fn open(settings: &Settings) -> Result<Db> {
+        let error = match open_existing(settings) {
+            Ok(store) => return Ok(Db::Local(store)),
+            Err(e) => e,
+        };
+        let held = match error.downcast_ref::<StoreError>() {
+            Some(StoreError::Locked { .. }) => true,
+            Some(StoreError::ReadOnly { .. }) => false,
+            _ => return Err(error),
+        };
+        let mut tried = Vec::new();
+        if let Some(remote) = Remote::find(settings, &mut tried)? {
+            return Ok(Db::Remote(remote));
+        }
+        if held {
+            bail!(
+                "{error}, and no PowerPulse server answers for it (tried {}; runtime file {}): \
+                 if it is a `powerpulse analyze`, wait for it to end",
+                tried.join(", "),
+                runtime::path_for(&settings.storage.path).display()
+            );
+        }
+        Err(error)
+    }
+
+    /// Every upload, newest first.
+    fn uploads(&self) -> Result<Vec<UploadRecord>> {
+        match self {
+            Db::Local(store) => Ok(store.uploads()?),
+            Db::Remote(remote) => remote.uploads(),
+        }
+    }
+
+    fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
+        match self {
+            Db::Local(store) => Ok(store.upload(id)?),
+            Db::Remote(remote) => remote.upload(id),
+        }
+    }
+
+    /// One page of an upload's outcomes, as an export walks them.
+    fn page(&self, id: Uuid, cursor: Option<&str>) -> Result<Page<ConversationRow>> {
+        match self {
+            Db::Local(store) => {
+                Ok(store.conversations(id, &ConversationFilter::default(), cursor, PAGE_ROWS)?)
+            }
+            Db::Remote(remote) => remote.page(id, cursor, PAGE_ROWS),
+        }
+    }
 }
 
 fn open_existing(settings: &Settings) -> Result<Store> {
@@ -445,10 +612,10 @@ fn export(
     format: ExportFormat,
     output: Option<&Path>,
 ) -> Result<ExitCode> {
-    let store = open_existing(settings)?;
+    let db = Db::open(settings)?;
     let uploads = match upload {
         Some(id) => {
-            if store.upload(id)?.is_none() {
+            if db.upload(id)?.is_none() {
                 bail!(
                     "upload {id} not found in {}",
                     settings.storage.path.display()
@@ -456,7 +623,7 @@ fn export(
             }
             vec![id]
         }
-        None => store.uploads()?.into_iter().map(|u| u.id).collect(),
+        None => db.uploads()?.into_iter().map(|u| u.id).collect(),
     };
     let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -467,7 +634,10 @@ fn export(
     };
     let mut writer = ExportWriter::new(format, sink);
     for id in uploads {
-        powerpulse::export::write_upload(&store, id, &mut writer)?;
+        let mut cursor = None;
+        while let Some(next) = writer.write_page(db.page(id, cursor.as_deref())?)? {
+            cursor = Some(next);
+        }
     }
     let rows = writer.finish()?;
     if let Some(path) = output {
@@ -477,8 +647,7 @@ fn export(
 }
 
 fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
-    let store = open_existing(settings)?;
-    let all = store.uploads()?;
+    let all = Db::open(settings)?.uploads()?;
     if json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &all)?;
@@ -506,5 +675,117 @@ fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cancel(settings: &Settings, id: Uuid) -> Result<ExitCode> {
+    match Db::open(settings)? {
+        // Nothing runs without a server here (an `analyze` would hold the file).
+        // The server's words for the same cases.
+        Db::Local(store) => match store.upload(id)? {
+            None => bail!("upload {id} not found"),
+            Some(r) if r.status.is_final() => {
+                bail!("upload {id} has already finished ({})", r.status.as_str())
+            }
+            Some(r) => bail!(
+                "upload {id} is not running (status {}; interrupted: `powerpulse analyze --resume {id}` \
+                 or `serve` continues it)",
+                r.status.as_str()
+            ),
+        },
+        Db::Remote(remote) => {
+            remote.cancel(id)?;
+            println!("cancelling upload {id}: no new analyzer calls; what is stored stays");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `1234567` → `1.2 MiB`.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Writes a snapshot to a temporary file beside `output`, checks that it
+/// opens as a PowerPulse database, then renames it over `output`.
+fn backup(settings: &Settings, output: &Path) -> Result<ExitCode> {
+    let db_path = &settings.storage.path;
+    if let (Ok(a), Ok(b)) = (db_path.canonicalize(), output.canonicalize())
+        && a == b
+    {
+        bail!("--output {} is the database itself", output.display());
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".powerpulse-backup-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    match Db::open(settings)? {
+        Db::Local(store) => {
+            store
+                .snapshot_to(tmp.path())
+                .context("while taking the snapshot")?;
+        }
+        Db::Remote(remote) => remote
+            .backup(tmp.as_file_mut())
+            .context("while receiving the snapshot")?,
+    }
+    let uploads = Store::open(tmp.path())
+        .and_then(|s| s.uploads())
+        .context("the snapshot does not open as a PowerPulse database")?
+        .len();
+    let bytes = tmp.as_file().metadata()?.len();
+    tmp.persist(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "backed up {uploads} uploads ({}) to {}",
+        size(bytes),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(settings: &Settings) -> Result<ExitCode> {
+    let path = &settings.storage.path;
+    let store = match open_existing(settings) {
+        Ok(store) => store,
+        Err(e) => {
+            if matches!(e.downcast_ref(), Some(StoreError::Locked { .. }))
+                && let Some(remote) = Remote::find(settings, &mut Vec::new())?
+            {
+                bail!(
+                    "{} is held by the PowerPulse server at {}: compacting rewrites the file \
+                     and needs it alone. Stop the service (e.g. `systemctl stop powerpulse`), \
+                     run `powerpulse compact`, then start it again",
+                    path.display(),
+                    remote.base()
+                );
+            }
+            return Err(e);
+        }
+    };
+    let before = std::fs::metadata(path)?.len();
+    store.compact().context("while compacting")?;
+    let after = std::fs::metadata(path)?.len();
+    eprintln!(
+        "compacted {}: {} → {}",
+        path.display(),
+        size(before),
+        size(after)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,359 @@
+//! The CLI's client of a running `serve`: when a server holds the database,
+//! `uploads`, `export`, `analyze`, `cancel` and `backup` go through its HTTP
+//! API. Found from the runtime file next to the database (see
+//! [`super::runtime`]), else from `server.bind`; the bearer token is
+//! `server.token` / `POWERPULSE_TOKEN`. Only transport lives here: what the
+//! commands print is shared with the offline path in `cli`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
+use indicatif::ProgressBar;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use powerpulse::config::Settings;
+use powerpulse::model::Stage;
+use powerpulse::store::{ConversationRow, Page, UploadRecord, UploadSummary};
+
+use super::runtime;
+
+/// How long a server may take to accept a connection before it counts as
+/// not answering.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often a remote `analyze` reads the upload's progress.
+const POLL: Duration = Duration::from_millis(200);
+
+/// A PowerPulse server that answered, and how to talk to it.
+pub struct Remote {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// The part of a progress snapshot the CLI shows.
+#[derive(Deserialize)]
+struct Progress {
+    stage: Stage,
+    total_conversations: u64,
+    processed: u64,
+    #[serde(default)]
+    batch: Option<Batch>,
+}
+
+/// Batch mode: the provider's progress (`ProgressSnapshot::batch`).
+#[derive(Deserialize)]
+struct Batch {
+    status: String,
+    total: u64,
+    completed: u64,
+    failed: u64,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    upload_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    detail: String,
+}
+
+/// A remote upload that reached a final status.
+pub struct Finished {
+    pub record: UploadRecord,
+    pub summary: UploadSummary,
+    /// From sending the file (or the resume) to the final status.
+    pub seconds: f64,
+}
+
+impl Remote {
+    /// The server holding `settings.storage.path`, if one answers: the one
+    /// its runtime file names, else the one at `server.bind`. `tried` gets
+    /// the addresses tried, for the error when none answers.
+    pub fn find(settings: &Settings, tried: &mut Vec<String>) -> Result<Option<Remote>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("while starting the HTTP client")?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A loopback server is never reached through a proxy.
+            .no_proxy()
+            .build()
+            .context("while starting the HTTP client")?;
+        let mut candidates = Vec::new();
+        if let Some(info) = runtime::read(&settings.storage.path) {
+            candidates.push(info.url);
+        }
+        if let Ok(addr) = settings.server.bind.parse() {
+            let url = runtime::local_url(addr);
+            if !candidates.contains(&url) {
+                candidates.push(url);
+            }
+        }
+        let token = settings.server.token.clone().filter(|t| !t.is_empty());
+        for base in candidates {
+            let healthy = rt.block_on(async {
+                let r = client
+                    .get(format!("{base}/healthz"))
+                    .timeout(CONNECT_TIMEOUT)
+                    .send()
+                    .await;
+                r.is_ok_and(|r| r.status().is_success())
+            });
+            tried.push(base.clone());
+            if healthy {
+                return Ok(Some(Remote {
+                    rt,
+                    client,
+                    base,
+                    token,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_with(method, path, &[])
+    }
+
+    /// A request to `path` with a query string (its values encoded).
+    fn request_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.base);
+        let r = match reqwest::Url::parse_with_params(&url, query) {
+            Ok(url) => self.client.request(method, url),
+            // Unreachable for our own URLs; reqwest reports it on send.
+            Err(_) => self.client.request(method, url),
+        };
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends a request; a refusal becomes an error with the server's words.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("while talking to the PowerPulse server at {}", self.base))?;
+        self.checked(response).await
+    }
+
+    async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the PowerPulse server at {} wants its token: set POWERPULSE_TOKEN (or server.token)",
+                self.base
+            );
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => Err(anyhow!(e.detail)),
+            Err(_) => Err(anyhow!(
+                "the PowerPulse server at {} answered {status}",
+                self.base
+            )),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self.send(self.request(reqwest::Method::GET, path)).await?;
+        response
+            .json()
+            .await
+            .with_context(|| format!("while reading {path} from {}", self.base))
+    }
+
+    /// Every upload, newest first.
+    pub fn uploads(&self) -> Result<Vec<UploadRecord>> {
+        self.rt.block_on(self.get("/api/uploads"))
+    }
+
+    /// One upload's record; `None` when the server does not know it.
+    pub fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
+        self.rt.block_on(async {
+            let response = self
+                .request(reqwest::Method::GET, &format!("/api/uploads/{id}"))
+                .send()
+                .await
+                .with_context(|| {
+                    format!("while talking to the PowerPulse server at {}", self.base)
+                })?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let record = self.checked(response).await?.json().await;
+            record
+                .map(Some)
+                .context("while reading the upload's record")
+        })
+    }
+
+    /// One page of an upload's outcomes after `cursor`, `rows` at most.
+    pub fn page(
+        &self,
+        id: Uuid,
+        cursor: Option<&str>,
+        rows: usize,
+    ) -> Result<Page<ConversationRow>> {
+        self.rt.block_on(async {
+            let limit = rows.to_string();
+            let mut query = vec![("limit", limit.as_str())];
+            query.extend(cursor.map(|c| ("cursor", c)));
+            let request = self.request_with(
+                reqwest::Method::GET,
+                &format!("/api/uploads/{id}/conversations"),
+                &query,
+            );
+            let response = self.send(request).await?;
+            response
+                .json()
+                .await
+                .with_context(|| format!("while reading upload {id}'s results"))
+        })
+    }
+
+    /// Cancels an upload running in the server.
+    pub fn cancel(&self, id: Uuid) -> Result<()> {
+        self.rt.block_on(self.cancel_async(id))
+    }
+
+    async fn cancel_async(&self, id: Uuid) -> Result<()> {
+        self.send(self.request(reqwest::Method::DELETE, &format!("/api/progress/{id}")))
+            .await
+            .map(drop)
+    }
+
+    /// Saves the server's snapshot of the database (`GET /api/backup`) into `to`.
+    pub fn backup(&self, to: &mut std::fs::File) -> Result<()> {
+        self.rt.block_on(async {
+            let response = self
+                .send(self.request(reqwest::Method::GET, "/api/backup"))
+                .await?;
+            let expected = response.content_length();
+            let mut out = tokio::fs::File::from_std(to.try_clone()?);
+            let mut body = response.bytes_stream();
+            let mut received = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.context("the snapshot was interrupted")?;
+                received += chunk.len() as u64;
+                out.write_all(&chunk).await?;
+            }
+            out.flush().await?;
+            if expected.is_some_and(|n| n != received) {
+                bail!("the snapshot was cut short ({received} of {expected:?} bytes)");
+            }
+            out.sync_all().await?;
+            Ok(())
+        })
+    }
+
+    /// Sends `file` to the server (or resumes `resume`), shows its progress
+    /// on `bar`, cancels it on Ctrl-C, and answers once it is final.
+    pub fn run_upload(
+        &self,
+        file: Option<&Path>,
+        resume: Option<Uuid>,
+        bar: Option<&ProgressBar>,
+    ) -> Result<Finished> {
+        self.rt.block_on(async {
+            let started = Instant::now();
+            let id = match (file, resume) {
+                (Some(file), _) => self.upload_file(file).await?,
+                (None, Some(id)) => {
+                    self.send(self.request(
+                        reqwest::Method::POST,
+                        &format!("/api/uploads/{id}/resume"),
+                    ))
+                    .await?;
+                    id
+                }
+                (None, None) => bail!("give a FILE to analyse or --resume UPLOAD_ID"),
+            };
+            let mut tick = tokio::time::interval(POLL);
+            let mut interrupted = false;
+            let record = loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let p: Progress = self.get(&format!("/api/progress/{id}")).await?;
+                        let batch = p.batch.as_ref().map(|b| super::BatchView {
+                            status: &b.status,
+                            total: b.total,
+                            done: b.completed + b.failed,
+                        });
+                        super::show_progress(bar, p.stage, p.total_conversations, p.processed, batch);
+                        if p.stage.is_final() {
+                            // The record is written before the final state is published.
+                            let record: UploadRecord = self.get(&format!("/api/uploads/{id}")).await?;
+                            if record.status.is_final() {
+                                break record;
+                            }
+                        }
+                    }
+                    _ = tokio::signal::ctrl_c(), if !interrupted => {
+                        interrupted = true;
+                        eprintln!("{}", super::INTERRUPTED);
+                        let _ = self.cancel_async(id).await;
+                    }
+                }
+            };
+            let summary = self.get(&format!("/api/uploads/{id}/summary")).await?;
+            Ok(Finished {
+                record,
+                summary,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        })
+    }
+
+    /// Streams `file` as a raw upload; answers the upload's id.
+    async fn upload_file(&self, file: &Path) -> Result<Uuid> {
+        let filename = super::filename_of(file);
+        let f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let len = f.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let request = self
+            .request_with(
+                reqwest::Method::POST,
+                "/api/upload",
+                &[("filename", filename.as_str())],
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        let accepted: Accepted = self
+            .send(request)
+            .await?
+            .json()
+            .await
+            .context("while reading the server's answer to the upload")?;
+        Ok(accepted.upload_id)
+    }
+}
