@@ -361,7 +361,15 @@ fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result
         Job::File(_) if settings.storage.path.exists() => Some(Db::open(&settings)?),
         Job::File(_) => None,
     };
-    if let Some(Db::Remote(remote)) = held {
+    // An offline store is closed here: the engine opens it again.
+    let remote = match held {
+        Some(Db::Remote(remote)) => Some(remote),
+        local => {
+            drop(local);
+            None
+        }
+    };
+    if let Some(remote) = remote {
         if overridden {
             eprintln!(
                 "note: the server at {} analyses with its own settings; \
