@@ -195,3 +195,105 @@ pub fn fingerprint(store: &Store) -> (Vec<String>, u64, Vec<u64>) {
         .collect();
     (ids, store.processed_len().unwrap(), messages)
 }
+
+/// A `powerpulse serve` over a sandbox's database, on a free loopback port,
+/// found (as the CLI finds it) through the runtime file it writes.
+pub struct Served {
+    child: std::process::Child,
+    pub url: String,
+    runtime_file: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts `serve` with the lexicon analyzer; answers once its runtime
+    /// file names where it listens.
+    pub fn serve(&self, vars: &[(&str, &str)]) -> Served {
+        self.serve_with("lexicon", vars)
+    }
+
+    /// [`Sandbox::serve`] with the given `--analyzer`.
+    pub fn serve_with(&self, analyzer: &str, vars: &[(&str, &str)]) -> Served {
+        let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--analyzer", analyzer])
+            .current_dir(self.dir.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("POWERPULSE_TOKEN")
+            .env("RUST_LOG", "warn")
+            .env("POWERPULSE_DB", self.db())
+            .envs(vars.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let mut served = Served {
+            child,
+            url: String::new(),
+            runtime_file: self.path("pp.redb.serve.json"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            // Its own file: one a killed server left may be there first.
+            let info = std::fs::read(&served.runtime_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if let Some(info) = info
+                && info["pid"] == served.child.id()
+            {
+                served.url = info["url"].as_str().unwrap().to_string();
+                return served;
+            }
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("serve exited before listening: {status}");
+            }
+            assert!(std::time::Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Served {
+    /// SIGTERM, as systemd stops it; waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "serve exited with {exit}");
+        assert!(
+            !self.runtime_file.exists(),
+            "a clean shutdown removes the runtime file"
+        );
+    }
+
+    /// SIGKILL: the runtime file stays behind, stale.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP call to a test server (the CLI under test makes its own).
+pub fn http(method: &str, url: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rt.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        reqwest::Client::new()
+            .request(method, url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `powerpulse` binary: real files, the real redb
-//! file reopened afterwards, no network.
+//! file reopened afterwards, no network beyond loopback (a spawned `serve`,
+//! the fake OpenAI server).
 
 mod helpers;
 
@@ -9,3 +10,5 @@ mod config;
 mod export;
 mod hostile;
 mod ops;
+mod server;
+mod upkeep;
