@@ -556,3 +556,133 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
         "{names:?}"
     );
 }
+
+/// Two uploads sharing conversation "x" (the same content key): `a`
+/// analysed x and y, `b` answered x from the index.
+fn two_uploads_sharing_one_analysis(store: &Store) -> (Uuid, Uuid) {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let rows: Vec<_> = (0..10)
+        .map(|i| row(if i % 2 == 0 { "x" } else { "y" }, i, "hello", Some(i as i64)))
+        .collect();
+    store.put_messages(a, &rows, true).unwrap();
+    let fine = || Some(analysis(SentimentLabel::Positive, 4, Some(true)));
+    store
+        .save_results(
+            &[outcome(a, "x", fine()), outcome(a, "y", fine())],
+            Some(&upload(a)),
+            true,
+        )
+        .unwrap();
+    store.put_messages(b, &rows[..1], true).unwrap();
+    let mut reused = outcome(b, "x", fine());
+    reused.record.status = ConversationStatus::SkippedAlreadyProcessed;
+    store
+        .save_results(&[reused], Some(&upload(b)), true)
+        .unwrap();
+    (a, b)
+}
+
+/// Everything a reader sees of a database, for comparisons.
+fn contents(store: &Store) -> Vec<String> {
+    let mut out = vec![format!("processed {}", store.processed_len().unwrap())];
+    for u in store.uploads().unwrap() {
+        out.push(format!("{u:?}"));
+        out.push(format!("messages {}", store.message_count(u.id).unwrap()));
+        let page = store
+            .conversations(u.id, &ConversationFilter::default(), None, 1000)
+            .unwrap();
+        out.push(format!("{page:?}"));
+    }
+    out
+}
+
+#[test]
+fn a_snapshot_is_the_database_as_of_its_start_and_opens_on_its_own() {
+    let (dir, store) = temp_store();
+    two_uploads_sharing_one_analysis(&store);
+    let before = contents(&store);
+    let dest = dir.path().join("copy.redb");
+    let stats = store.snapshot_to(&dest).unwrap();
+    assert_eq!(stats.uploads, 2);
+    // Later writes are not in it.
+    two_uploads_sharing_one_analysis(&store);
+    let copy = Store::open(&dest).unwrap();
+    assert_eq!(contents(&copy), before);
+    assert_ne!(contents(&store), before);
+    // A snapshot of a snapshot is the same again.
+    let again = dir.path().join("again.redb");
+    copy.snapshot_to(&again).unwrap();
+    assert_eq!(contents(&Store::open(&again).unwrap()), before);
+}
+
+#[test]
+fn a_snapshot_file_leaves_nothing_behind_and_reads_back_whole() {
+    use std::io::Read;
+    let (dir, store) = temp_store();
+    two_uploads_sharing_one_analysis(&store);
+    let (mut file, stats) = store.snapshot_file(dir.path()).unwrap();
+    assert_eq!(stats.uploads, 2);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["t.redb"], "the snapshot is unlinked at once");
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).unwrap();
+    let restored = dir.path().join("restored.redb");
+    std::fs::write(&restored, bytes).unwrap();
+    assert_eq!(
+        contents(&Store::open(&restored).unwrap()),
+        contents(&store)
+    );
+}
+
+#[test]
+fn the_sweep_keeps_entries_a_remaining_upload_refers_to() {
+    let (_dir, store) = temp_store();
+    let (a, b) = two_uploads_sharing_one_analysis(&store);
+    assert_eq!(store.processed_len().unwrap(), 2);
+    // Nothing is unreferenced yet.
+    assert_eq!(store.sweep_processed().unwrap(), 0);
+    assert!(store.delete_upload(a).unwrap());
+    // Deleting keeps the index; the sweep drops y's entry, not x's.
+    assert_eq!(store.processed_len().unwrap(), 2);
+    assert_eq!(store.sweep_processed().unwrap(), 1);
+    assert_eq!(store.processed_len().unwrap(), 1);
+    let x = store.conversation(b, "x").unwrap().unwrap();
+    assert_eq!(x.analysis, Some(analysis(SentimentLabel::Positive, 4, Some(true))));
+    // A later row reusing a swept entry writes it back.
+    let mut reused = outcome(b, "y", Some(analysis(SentimentLabel::Positive, 4, Some(true))));
+    reused.record.status = ConversationStatus::SkippedAlreadyProcessed;
+    store.save_results(&[reused], None, true).unwrap();
+    assert_eq!(store.processed_len().unwrap(), 2);
+    assert!(store.delete_upload(b).unwrap());
+    assert_eq!(store.sweep_processed().unwrap(), 2);
+}
+
+#[test]
+fn compacting_shrinks_the_file_after_a_delete_and_needs_the_database_alone() {
+    let (dir, store) = temp_store();
+    let path = dir.path().join("t.redb");
+    let big = Uuid::new_v4();
+    let text = "a long enough message to take some room ".repeat(20);
+    for batch in 0..20u64 {
+        let rows: Vec<_> = (0..500)
+            .map(|i| row(&format!("c{i}"), batch * 500 + i, &text, None))
+            .collect();
+        store.put_messages(big, &rows, true).unwrap();
+    }
+    store.save_results(&[], Some(&upload(big)), true).unwrap();
+    let (_, kept) = two_uploads_sharing_one_analysis(&store);
+    let expected = store.conversation(kept, "x").unwrap();
+    assert!(store.delete_upload(big).unwrap());
+    let shared = store.clone();
+    let refused = store.compact();
+    assert!(matches!(refused, Err(StoreError::Open { .. })), "{refused:?}");
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!(shared.compact().unwrap());
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(after < before / 4, "{before} → {after}");
+    let reopened = Store::open(&path).unwrap();
+    assert_eq!(reopened.conversation(kept, "x").unwrap(), expected);
+}

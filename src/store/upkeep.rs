@@ -15,8 +15,9 @@ use super::tables::{self, ReadTables};
 use super::{CACHE_BYTES, Result, Store, StoreError, open_error, record_of};
 
 /// Rows copied per write transaction of a snapshot: the copy's memory stays
-/// bounded whatever the size of the database.
-const COPY_BATCH: u64 = 20_000;
+/// bounded whatever the size of the database. (Tiny in tests, so they cross
+/// batch boundaries.)
+const COPY_BATCH: u64 = if cfg!(test) { 3 } else { 20_000 };
 
 /// What a snapshot holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
