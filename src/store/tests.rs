@@ -562,7 +562,14 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
 fn two_uploads_sharing_one_analysis(store: &Store) -> (Uuid, Uuid) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let rows: Vec<_> = (0..10)
-        .map(|i| row(if i % 2 == 0 { "x" } else { "y" }, i, "hello", Some(i as i64)))
+        .map(|i| {
+            row(
+                if i % 2 == 0 { "x" } else { "y" },
+                i,
+                "hello",
+                Some(i as i64),
+            )
+        })
         .collect();
     store.put_messages(a, &rows, true).unwrap();
     let fine = || Some(analysis(SentimentLabel::Positive, 4, Some(true)));
@@ -631,10 +638,7 @@ fn a_snapshot_file_leaves_nothing_behind_and_reads_back_whole() {
     file.read_to_end(&mut bytes).unwrap();
     let restored = dir.path().join("restored.redb");
     std::fs::write(&restored, bytes).unwrap();
-    assert_eq!(
-        contents(&Store::open(&restored).unwrap()),
-        contents(&store)
-    );
+    assert_eq!(contents(&Store::open(&restored).unwrap()), contents(&store));
 }
 
 #[test]
@@ -650,9 +654,16 @@ fn the_sweep_keeps_entries_a_remaining_upload_refers_to() {
     assert_eq!(store.sweep_processed().unwrap(), 1);
     assert_eq!(store.processed_len().unwrap(), 1);
     let x = store.conversation(b, "x").unwrap().unwrap();
-    assert_eq!(x.analysis, Some(analysis(SentimentLabel::Positive, 4, Some(true))));
+    assert_eq!(
+        x.analysis,
+        Some(analysis(SentimentLabel::Positive, 4, Some(true)))
+    );
     // A later row reusing a swept entry writes it back.
-    let mut reused = outcome(b, "y", Some(analysis(SentimentLabel::Positive, 4, Some(true))));
+    let mut reused = outcome(
+        b,
+        "y",
+        Some(analysis(SentimentLabel::Positive, 4, Some(true))),
+    );
     reused.record.status = ConversationStatus::SkippedAlreadyProcessed;
     store.save_results(&[reused], None, true).unwrap();
     assert_eq!(store.processed_len().unwrap(), 2);
@@ -678,7 +689,10 @@ fn compacting_shrinks_the_file_after_a_delete_and_needs_the_database_alone() {
     assert!(store.delete_upload(big).unwrap());
     let shared = store.clone();
     let refused = store.compact();
-    assert!(matches!(refused, Err(StoreError::Open { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Open { .. })),
+        "{refused:?}"
+    );
     let before = std::fs::metadata(&path).unwrap().len();
     assert!(shared.compact().unwrap());
     let after = std::fs::metadata(&path).unwrap().len();

@@ -323,3 +323,33 @@ async fn metrics_and_openapi() {
         assert!(paths.contains_key(path), "{path} is documented");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_streams_a_snapshot_that_opens_as_the_same_database() {
+    let app = spawn_app();
+    let r = app.upload_raw("a.csv", export_csv(30, 3), true).await;
+    assert_eq!(r.status(), 200);
+    let r = app.get("/api/backup").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["x-powerpulse-uploads"], "1");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let bytes = r.bytes().await.unwrap();
+    let listed = app.get_json("/api/uploads").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restored.redb");
+    std::fs::write(&path, &bytes).unwrap();
+    let restored = powerpulse::store::Store::open(&path).unwrap();
+    assert_eq!(
+        serde_json::to_value(restored.uploads().unwrap()).unwrap(),
+        listed
+    );
+    // Nothing is left beside the database.
+    let db_dir = app.db().parent().unwrap().to_path_buf();
+    let stray: Vec<_> = std::fs::read_dir(db_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("snapshot"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
