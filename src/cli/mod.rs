@@ -358,8 +358,10 @@ fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result
     let held = match &job {
         Job::Resume(_) => Some(Db::open(&settings)?),
         // A new database is made offline; an existing one may be a server's.
-        Job::File(_) if settings.storage.path.exists() => Some(Db::open(&settings)?),
-        Job::File(_) => None,
+        Job::File(_) => match std::fs::symlink_metadata(&settings.storage.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(Db::open(&settings)?),
+        },
     };
     // An offline store is closed here: the engine opens it again.
     let remote = match held {
@@ -605,7 +607,9 @@ impl Db {
 
 fn open_existing(settings: &Settings) -> Result<Store> {
     let path = &settings.storage.path;
-    if !path.exists() {
+    // Only a file known to be missing: one this user may not see is the
+    // store's to report (and maybe a server's to serve).
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         bail!(
             "{}: no database here yet (run `powerpulse analyze FILE` first, or pass --db)",
             path.display()
