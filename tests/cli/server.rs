@@ -235,12 +235,21 @@ fn cancel_stops_an_upload_running_in_the_server_and_analyze_reports_it() {
         "{}",
         run.stderr
     );
+
+    // Resumed through the server, it finishes what was left.
+    fake.update(|c| c.latency = Latency::Fixed(Duration::ZERO));
+    let run = sb.run(&["analyze", "--resume", &id, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let resumed = run.json();
+    assert_eq!(resumed["status"], "completed");
+    assert_eq!(resumed["upload_id"], id.as_str());
+    assert_eq!(resumed["analyzed"], 200);
     server.stop();
-    // Offline, the same words.
+    // Offline, the server's words.
     let run = sb.run(&["cancel", &id]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("already finished (cancelled)"),
+        run.stderr.contains("already finished (completed)"),
         "{}",
         run.stderr
     );
