@@ -569,11 +569,14 @@ impl Db {
             return Ok(Db::Remote(remote));
         }
         if held {
+            let runtime_file = runtime::path_for(&settings.storage.path);
+            let asked = match tried.as_slice() {
+                [] => format!("no server's runtime file at {}", runtime_file.display()),
+                urls => format!("tried {}", urls.join(", ")),
+            };
             bail!(
-                "{error}, and no PowerPulse server answers for it (tried {}; runtime file {}): \
-                 if it is a `powerpulse analyze`, wait for it to end",
-                tried.join(", "),
-                runtime::path_for(&settings.storage.path).display()
+                "{error}, and no PowerPulse server answers for it ({asked}): if it is a \
+                 `powerpulse analyze`, wait for it to end"
             );
         }
         Err(error)

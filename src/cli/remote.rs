@@ -76,9 +76,18 @@ pub struct Finished {
 
 impl Remote {
     /// The server holding `settings.storage.path`, if one answers: the one
-    /// its runtime file names, else the one at `server.bind`. `tried` gets
-    /// the addresses tried, for the error when none answers.
+    /// its runtime file names; `server.bind` only when that file cannot be
+    /// read. `tried` gets the addresses tried, for the error when none
+    /// answers.
     pub fn find(settings: &Settings, tried: &mut Vec<String>) -> Result<Option<Remote>> {
+        let base = match runtime::read(&settings.storage.path) {
+            runtime::Found::Server(info) => info.url,
+            runtime::Found::Nobody => return Ok(None),
+            runtime::Found::Unreadable => match settings.server.bind.parse() {
+                Ok(addr) => runtime::local_url(addr),
+                Err(_) => return Ok(None),
+            },
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -90,37 +99,22 @@ impl Remote {
             .no_proxy()
             .build()
             .context("while starting the HTTP client")?;
-        let mut candidates = Vec::new();
-        if let Some(info) = runtime::read(&settings.storage.path) {
-            candidates.push(info.url);
-        }
-        if let Ok(addr) = settings.server.bind.parse() {
-            let url = runtime::local_url(addr);
-            if !candidates.contains(&url) {
-                candidates.push(url);
-            }
-        }
         let token = settings.server.token.clone().filter(|t| !t.is_empty());
-        for base in candidates {
-            let healthy = rt.block_on(async {
-                let r = client
-                    .get(format!("{base}/healthz"))
-                    .timeout(CONNECT_TIMEOUT)
-                    .send()
-                    .await;
-                r.is_ok_and(|r| r.status().is_success())
-            });
-            tried.push(base.clone());
-            if healthy {
-                return Ok(Some(Remote {
-                    rt,
-                    client,
-                    base,
-                    token,
-                }));
-            }
-        }
-        Ok(None)
+        let healthy = rt.block_on(async {
+            let r = client
+                .get(format!("{base}/healthz"))
+                .timeout(CONNECT_TIMEOUT)
+                .send()
+                .await;
+            r.is_ok_and(|r| r.status().is_success())
+        });
+        tried.push(base.clone());
+        Ok(healthy.then_some(Remote {
+            rt,
+            client,
+            base,
+            token,
+        }))
     }
 
     /// The server's base URL.

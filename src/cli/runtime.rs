@@ -3,7 +3,9 @@
 //! can go through it. Written atomically once the database is open and the
 //! listener bound; removed on a clean shutdown. One left by a killed server
 //! is stale: its process is gone, or nothing answers at its address, and
-//! readers ignore it.
+//! readers ignore it. Only when the file cannot be read at all does a
+//! client fall back to `server.bind` (a server found there may serve
+//! another database, so it is not asked otherwise).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -83,12 +85,29 @@ impl Drop for RuntimeFile {
     }
 }
 
-/// The server recorded next to `db`, when a file is there, readable, and
-/// not obviously stale.
-pub fn read(db: &Path) -> Option<ServerInfo> {
-    let bytes = std::fs::read(path_for(db)).ok()?;
-    let info: ServerInfo = serde_json::from_slice(&bytes).ok()?;
-    info.may_be_alive().then_some(info)
+/// What the runtime file next to a database says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A server that may be running, and where.
+    Server(ServerInfo),
+    /// No file, or one a dead process left, or one that does not parse: no
+    /// server holds this database (a `powerpulse analyze` may).
+    Nobody,
+    /// The file could not be read (a state directory this user may not
+    /// list): whether a server runs is unknown.
+    Unreadable,
+}
+
+/// Reads the runtime file next to `db`.
+pub fn read(db: &Path) -> Found {
+    match std::fs::read(path_for(db)) {
+        Ok(bytes) => match serde_json::from_slice::<ServerInfo>(&bytes) {
+            Ok(info) if info.may_be_alive() => Found::Server(info),
+            _ => Found::Nobody,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Nobody,
+        Err(_) => Found::Unreadable,
+    }
 }
 
 #[cfg(test)]
@@ -102,14 +121,14 @@ mod tests {
         let file = RuntimeFile::write(&db, "0.0.0.0:4321".parse().unwrap()).unwrap();
         assert_eq!(
             read(&db),
-            Some(ServerInfo {
+            Found::Server(ServerInfo {
                 pid: std::process::id(),
                 url: "http://127.0.0.1:4321".into()
             })
         );
         drop(file);
         assert!(!path_for(&db).exists());
-        assert_eq!(read(&db), None);
+        assert_eq!(read(&db), Found::Nobody);
     }
 
     #[test]
@@ -123,10 +142,14 @@ mod tests {
         };
         std::fs::write(path_for(&db), serde_json::to_vec(&info).unwrap()).unwrap();
         if Path::new("/proc/self").exists() {
-            assert_eq!(read(&db), None);
+            assert_eq!(read(&db), Found::Nobody);
         }
         std::fs::write(path_for(&db), b"{not json").unwrap();
-        assert_eq!(read(&db), None);
+        assert_eq!(read(&db), Found::Nobody);
+        // A directory where the file should be cannot be read as one.
+        std::fs::remove_file(path_for(&db)).unwrap();
+        std::fs::create_dir(path_for(&db)).unwrap();
+        assert_eq!(read(&db), Found::Unreadable);
     }
 
     #[test]

@@ -107,32 +107,54 @@ fn a_database_held_without_a_server_is_a_clear_error() {
     assert_eq!(sb.analyze(&file).code, 0);
     // This test process holds the file, as a running `analyze` would.
     let held = sb.store();
-    for command in [
+    // A server over another database listens at server.bind: it is not
+    // asked, since no runtime file says it serves this one.
+    let other = Sandbox::new();
+    assert_eq!(
+        other
+            .analyze(&other.write("o.csv", to_csv(&conversations(5))))
+            .code,
+        0
+    );
+    let elsewhere = other.serve(&[]);
+    let bind = elsewhere.url.trim_start_matches("http://").to_string();
+    let commands = [
         &["uploads"][..],
         &["export"],
         &["backup", "--output", "b.redb"],
         &["analyze", file.to_str().unwrap()],
         &["cancel", "00000000-0000-0000-0000-000000000001"],
         &["compact"],
+    ];
+    let runtime_file = sb.path("pp.redb.serve.json");
+    for (case, expected) in [
+        ("no runtime file", "no server's runtime file at"),
+        ("a live pid, nobody listening", "tried http://127.0.0.1:9"),
     ] {
-        // A config whose server.bind nobody listens on.
-        let run = sb.run_with_env(command, &[("POWERPULSE__SERVER__BIND", "127.0.0.1:9")]);
-        assert_eq!(run.code, 1, "{command:?}");
-        assert!(
-            run.stderr
-                .contains("is in use by another PowerPulse process"),
-            "{command:?}: {}",
-            run.stderr
-        );
-        if command[0] != "compact" {
+        if case == "a live pid, nobody listening" {
+            let info = serde_json::json!({"pid": std::process::id(), "url": "http://127.0.0.1:9"});
+            std::fs::write(&runtime_file, info.to_string()).unwrap();
+        }
+        for command in commands {
+            let run = sb.run_with_env(command, &[("POWERPULSE__SERVER__BIND", &bind)]);
+            assert_eq!(run.code, 1, "{case}: {command:?}");
             assert!(
-                run.stderr.contains("no PowerPulse server answers")
-                    && run.stderr.contains("127.0.0.1:9"),
-                "{command:?}: {}",
+                run.stderr
+                    .contains("is in use by another PowerPulse process"),
+                "{case}: {command:?}: {}",
                 run.stderr
             );
+            if command[0] != "compact" {
+                assert!(
+                    run.stderr.contains("no PowerPulse server answers")
+                        && run.stderr.contains(expected),
+                    "{case}: {command:?}: {}",
+                    run.stderr
+                );
+            }
         }
     }
+    elsewhere.stop();
     drop(held);
     assert!(!sb.path("b.redb").exists());
 }
