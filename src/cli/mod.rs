@@ -33,7 +33,7 @@ use powerpulse::store::actor::GetSummary;
 use powerpulse::store::{ConversationFilter, ConversationRow, Page, Store, StoreError};
 use powerpulse::store::{UploadRecord, UploadSummary};
 
-use remote::Remote;
+use remote::{Lookup, Remote};
 
 #[derive(Parser)]
 #[command(
@@ -564,16 +564,15 @@ impl Db {
             Some(StoreError::ReadOnly { .. }) => false,
             _ => return Err(error),
         };
-        let mut tried = Vec::new();
-        if let Some(remote) = Remote::find(settings, &mut tried)? {
-            return Ok(Db::Remote(remote));
-        }
+        let asked = match Remote::find(settings)? {
+            Lookup::Found(remote) => return Ok(Db::Remote(remote)),
+            Lookup::NoServer => format!(
+                "no server's runtime file at {}",
+                runtime::path_for(&settings.storage.path).display()
+            ),
+            Lookup::NotAnswering(url) => format!("tried {url}"),
+        };
         if held {
-            let runtime_file = runtime::path_for(&settings.storage.path);
-            let asked = match tried.as_slice() {
-                [] => format!("no server's runtime file at {}", runtime_file.display()),
-                urls => format!("tried {}", urls.join(", ")),
-            };
             bail!(
                 "{error}, and no PowerPulse server answers for it ({asked}): if it is a \
                  `powerpulse analyze`, wait for it to end"
@@ -780,7 +779,7 @@ fn compact(settings: &Settings) -> Result<ExitCode> {
         Ok(store) => store,
         Err(e) => {
             if matches!(e.downcast_ref(), Some(StoreError::Locked { .. }))
-                && let Some(remote) = Remote::find(settings, &mut Vec::new())?
+                && let Lookup::Found(remote) = Remote::find(settings)?
             {
                 bail!(
                     "{} is held by the PowerPulse server at {}: compacting rewrites the file \

@@ -74,18 +74,26 @@ pub struct Finished {
     pub seconds: f64,
 }
 
+/// Whether a server serves a database.
+pub enum Lookup {
+    Found(Remote),
+    /// No server's runtime file names one.
+    NoServer,
+    /// Nothing answered at this URL.
+    NotAnswering(String),
+}
+
 impl Remote {
     /// The server holding `settings.storage.path`, if one answers: the one
     /// its runtime file names; `server.bind` only when that file cannot be
-    /// read. `tried` gets the addresses tried, for the error when none
-    /// answers.
-    pub fn find(settings: &Settings, tried: &mut Vec<String>) -> Result<Option<Remote>> {
+    /// read.
+    pub fn find(settings: &Settings) -> Result<Lookup> {
         let base = match runtime::read(&settings.storage.path) {
             runtime::Found::Server(info) => info.url,
-            runtime::Found::Nobody => return Ok(None),
+            runtime::Found::Nobody => return Ok(Lookup::NoServer),
             runtime::Found::Unreadable => match settings.server.bind.parse() {
                 Ok(addr) => runtime::local_url(addr),
-                Err(_) => return Ok(None),
+                Err(_) => return Ok(Lookup::NoServer),
             },
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -108,8 +116,10 @@ impl Remote {
                 .await;
             r.is_ok_and(|r| r.status().is_success())
         });
-        tried.push(base.clone());
-        Ok(healthy.then_some(Remote {
+        if !healthy {
+            return Ok(Lookup::NotAnswering(base));
+        }
+        Ok(Lookup::Found(Remote {
             rt,
             client,
             base,
