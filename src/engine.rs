@@ -18,8 +18,7 @@ use crate::notify::actor::{Notifier, WebhookActor};
 use crate::notify::{NotifyError, Webhook, WebhookStats};
 use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
-use crate::progress::actor::GetProgress;
-use crate::progress::actor::{Cancel, CancelError, ProgressActor};
+use crate::progress::actor::{Cancel, CancelError, GetProgress, ProgressActor};
 use crate::retention::{self, RetentionReport};
 use crate::store::actor::{
     Close, CloseReader, DeleteUpload, ListUploads, StoreActor, StoreReader, SweepProcessed,

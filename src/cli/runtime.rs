@@ -22,10 +22,11 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// Whether the process that wrote it may still run. Where `/proc` is
-    /// not there to tell, yes (a refused connection tells the rest).
+    /// Whether the process that wrote it may still run. Where `/proc` does
+    /// not show every process (absent, or mounted `hidepid` so that init is
+    /// hidden), yes: a refused connection tells the rest.
     pub fn may_be_alive(&self) -> bool {
-        !Path::new("/proc/self").exists() || Path::new("/proc").join(self.pid.to_string()).exists()
+        !Path::new("/proc/1").exists() || Path::new("/proc").join(self.pid.to_string()).exists()
     }
 }
 
@@ -141,7 +142,7 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
         };
         std::fs::write(path_for(&db), serde_json::to_vec(&info).unwrap()).unwrap();
-        if Path::new("/proc/self").exists() {
+        if Path::new("/proc/1").exists() {
             assert_eq!(read(&db), Found::Nobody);
         }
         std::fs::write(path_for(&db), b"{not json").unwrap();
