@@ -4,7 +4,9 @@
 //! A slot is a semaphore permit held for as long as the work lasts: an upload
 //! holds one from the first byte of its body until its file is parsed (so
 //! that at most `server.max_concurrent_uploads` bodies are spooled or parsed
-//! at once, across every worker); an event stream holds one until it ends.
+//! at once, across every worker); an event stream holds one until it ends;
+//! a backup (a copy of the whole database beside it) holds the only one
+//! there is until it is sent.
 //! Beyond a cap the answer is 429 with `Retry-After`, never a 5xx.
 
 use std::fmt::Write;
@@ -25,6 +27,8 @@ pub struct Limits {
     max_uploads: usize,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    /// One backup at a time: each is a copy of the database on its disk.
+    backups: Arc<Semaphore>,
     /// An event stream with no change for this long ends.
     pub sse_idle: Duration,
     /// Longest a client may take over a request's headers (actix enforces it).
@@ -47,6 +51,7 @@ impl Limits {
             max_uploads,
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            backups: Arc::new(Semaphore::new(1)),
             sse_idle: secs(s.sse_idle_timeout_seconds),
             header_timeout: secs(s.header_timeout_seconds),
             body_idle: secs(s.body_timeout_seconds),
@@ -80,6 +85,17 @@ impl Limits {
                      /api/progress/{{id}} or retry shortly",
                     self.max_streams
                 ),
+                retry_after: RETRY_AFTER_SECONDS,
+            })
+    }
+
+    /// The slot of the one backup taken at a time, or 429.
+    pub fn backup_slot(&self) -> Result<OwnedSemaphorePermit, HttpError> {
+        self.backups
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HttpError::TooManyRequests {
+                detail: "a backup is being taken; retry when it is done".into(),
                 retry_after: RETRY_AFTER_SECONDS,
             })
     }
@@ -179,6 +195,11 @@ mod tests {
 
         let _s = l.stream_slot().unwrap();
         assert!(l.stream_slot().is_err());
+
+        let backup = l.backup_slot().unwrap();
+        assert_eq!(l.backup_slot().unwrap_err().status_code().as_u16(), 429);
+        drop(backup);
+        assert!(l.backup_slot().is_ok());
     }
 
     #[test]

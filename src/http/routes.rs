@@ -965,14 +965,18 @@ pub async fn export(
 /// it (buffered results are committed first); uploads go on meanwhile. The
 /// copy is made beside the database, so it needs that much free space there
 /// while it is sent. Restore: stop the server, put the file in place of the
-/// database, start it.
+/// database, start it. One backup is taken at a time (beyond that, 429).
 #[utoipa::path(responses(
     (status = 200, description = "The snapshot (a redb file).", content_type = "application/octet-stream",
         body = inline(RawUpload),
         headers(("X-PowerPulse-Uploads" = u64, description = "Uploads in the snapshot"))),
+    (status = 429, description = "A backup is being taken; see Retry-After.", body = ErrorBody,
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
 ))]
 #[get("/api/backup")]
 pub async fn backup(state: web::Data<AppState>) -> Result<HttpResponse> {
+    // Held until the snapshot is sent (the stream owns it).
+    let slot = state.limits.backup_slot()?;
     let engine = &state.engine;
     engine.writer().send(Flush).await??;
     let db = engine.db_path();
@@ -985,7 +989,11 @@ pub async fn backup(state: web::Data<AppState>) -> Result<HttpResponse> {
         .metadata()
         .map_err(|e| HttpError::Internal(format!("cannot read the snapshot: {e}")))?
         .len();
-    let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let body =
+        tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).map(move |chunk| {
+            let _held = &slot;
+            chunk
+        });
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header((
