@@ -700,3 +700,19 @@ fn compacting_shrinks_the_file_after_a_delete_and_needs_the_database_alone() {
     let reopened = Store::open(&path).unwrap();
     assert_eq!(reopened.conversation(kept, "x").unwrap(), expected);
 }
+
+#[test]
+fn a_table_the_snapshot_does_not_know_is_refused_not_left_out() {
+    let (dir, store) = temp_store();
+    let txn = store.db.begin_write().unwrap();
+    {
+        let extra: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("future-v1");
+        txn.open_table(extra).unwrap().insert(1, 2).unwrap();
+    }
+    txn.commit().unwrap();
+    let refused = store.snapshot_to(&dir.path().join("copy.redb"));
+    assert!(
+        matches!(&refused, Err(StoreError::Storage(m)) if m.contains("future-v1")),
+        "{refused:?}"
+    );
+}

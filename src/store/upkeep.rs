@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{self, ReadTables};
@@ -80,6 +82,28 @@ impl Store {
         rows += copy_table(&src.conversations, &out, tables::CONVERSATIONS)?;
         rows += copy_table(&src.analyses, &out, tables::ANALYSES)?;
         rows += copy_table(&src.processed, &out, tables::PROCESSED)?;
+        rows += copy_table(&src.batch_jobs, &out, tables::BATCH_JOBS)?;
+        rows += copy_table(&src.batch_keys, &out, tables::BATCH_KEYS)?;
+        // A table added to the schema and not here would be silently left
+        // out of every backup: refuse instead.
+        let copied = [
+            tables::META.name(),
+            tables::UPLOADS.name(),
+            tables::MESSAGES.name(),
+            tables::CONVERSATIONS.name(),
+            tables::ANALYSES.name(),
+            tables::PROCESSED.name(),
+            tables::BATCH_JOBS.name(),
+            tables::BATCH_KEYS.name(),
+        ];
+        for table in txn.list_tables()? {
+            if !copied.contains(&table.name()) {
+                return Err(StoreError::Storage(format!(
+                    "table {} is not copied by snapshots (store/upkeep.rs)",
+                    table.name()
+                )));
+            }
+        }
         // An empty durable commit seals the ones made without fsync.
         let txn = out.begin_write()?;
         txn.commit()?;
