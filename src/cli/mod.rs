@@ -559,9 +559,14 @@ impl Db {
             Ok(store) => return Ok(Db::Local(store)),
             Err(e) => e,
         };
+        // A path this user may not even look at (the packaged service's
+        // state directory) may still be served to them.
+        let denied = std::fs::symlink_metadata(&settings.storage.path)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
         let held = match error.downcast_ref::<StoreError>() {
             Some(StoreError::Locked { .. }) => true,
             Some(StoreError::ReadOnly { .. }) => false,
+            _ if denied => false,
             _ => return Err(error),
         };
         let asked = match Remote::find(settings)? {

@@ -33,6 +33,9 @@ complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "export" -d 'W
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "serve" -d 'Run the HTTP control endpoint (and resume unfinished uploads)'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "uploads" -d 'List stored uploads'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "check" -d 'Check the configuration and, with an LLM configured, reach it with one cheap request and show the rate limits it announces'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "cancel" -d 'Cancel an upload running in the server: no new analyzer calls, what is stored stays (resume it with `analyze --resume`)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "backup" -d 'Save a consistent snapshot of the database (also while `serve` runs). Restore: stop the server, put the file in place of the database, start it'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "compact" -d 'Shrink the database file after deletes (needs it alone: stop `serve` first)'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l resume -d 'Continue an unfinished, cancelled or failed upload instead' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
 lexicon\t''
@@ -65,3 +68,13 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -s h -l h
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l output -d 'The snapshot file to write (replaced if it exists)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -s h -l help -d 'Print help'
