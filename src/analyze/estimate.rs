@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::openai::OpenAiAnalyzer;
 use super::openai::limits::LimitSource;
@@ -51,7 +51,7 @@ pub struct Tokens {
 }
 
 /// The answer.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Estimate {
     pub file: String,
     pub model: String,
@@ -95,7 +95,7 @@ pub struct Estimate {
     pub warnings: u64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CostRange {
     /// With typical replies.
     pub expected: f64,

@@ -7,12 +7,21 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use powerpulse::analyze::OpenAiAnalyzer;
-use powerpulse::analyze::estimate::Draft;
+use powerpulse::analyze::estimate::{Draft, Estimate};
 use powerpulse::config::Settings;
 use powerpulse::ingest::{self, IngestOptions};
 use powerpulse::store::{Store, StoreError};
 
+use super::remote::{Lookup, Remote};
+
 pub fn run(settings: &Settings, file: &Path, json: bool) -> Result<ExitCode> {
+    // Beside a running server, the server estimates: it holds the processed
+    // index and knows the limits its provider announced.
+    if held_by_another_process(settings)
+        && let Lookup::Found(remote) = Remote::find(settings)?
+    {
+        return print(&remote.estimate(file)?, json);
+    }
     // No key is needed to count: requests are built, never sent.
     let analyzer = OpenAiAnalyzer::new(
         &settings.analyzer.openai,
@@ -26,13 +35,22 @@ pub fn run(settings: &Settings, file: &Path, json: bool) -> Result<ExitCode> {
     );
     let draft = Draft::from_rows(&name, rows, &analyzer)?;
     let processed = processed(settings, &draft.keys())?;
-    let estimate = draft.finish(processed.as_deref(), &analyzer);
+    print(&draft.finish(processed.as_deref(), &analyzer), json)
+}
+
+fn print(estimate: &Estimate, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&estimate)?);
+        println!("{}", serde_json::to_string_pretty(estimate)?);
     } else {
         print!("{}", estimate.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether another process (a running `serve`) holds the database.
+fn held_by_another_process(settings: &Settings) -> bool {
+    let path = &settings.storage.path;
+    path.exists() && matches!(Store::open(path), Err(StoreError::Locked { .. }))
 }
 
 /// Which keys the processed-content index holds: all new when there is no

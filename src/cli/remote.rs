@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
+use powerpulse::analyze::estimate::Estimate;
 use powerpulse::config::Settings;
 use powerpulse::model::Stage;
 use powerpulse::store::{ConversationRow, Page, UploadRecord, UploadSummary};
@@ -332,6 +333,30 @@ impl Remote {
                 summary,
                 seconds: started.elapsed().as_secs_f64(),
             })
+        })
+    }
+
+    /// What analysing `file` would cost, as the server estimates it
+    /// (its processed index, the limits its provider announced).
+    pub fn estimate(&self, file: &Path) -> Result<Estimate> {
+        self.rt.block_on(async {
+            let filename = super::filename_of(file);
+            let body = tokio::fs::read(file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let request = self
+                .request_with(
+                    reqwest::Method::POST,
+                    "/api/estimate",
+                    &[("filename", filename.as_str())],
+                )
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+            self.send(request)
+                .await?
+                .json()
+                .await
+                .context("while reading the server's estimate")
         })
     }
 

@@ -93,6 +93,18 @@ fn commands_beside_a_running_server_print_what_they_print_offline() {
         text.stdout
     );
 
+    // An estimate beside the server is the server's: it reads the
+    // processed index the CLI cannot open.
+    let estimate = sb.run(&["analyze", "--estimate", c.to_str().unwrap(), "--json"]);
+    assert_eq!(estimate.code, 0, "{}", estimate.stderr);
+    assert_eq!(
+        estimate.json()["checked_processed"],
+        true,
+        "{}",
+        estimate.stdout
+    );
+    assert_eq!(estimate.json()["conversations"], 100);
+
     let listed = sb.run(&["uploads", "--json"]);
     assert_eq!(listed.json().as_array().unwrap().len(), 4);
     server.stop();
