@@ -26,7 +26,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub ingest: IngestSettings,
@@ -35,6 +35,23 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub notify: NotifySettings,
+    /// What conversations are about: the LLM picks one by `description`, the
+    /// lexicon by `keywords`. Replaces the default list when given.
+    pub topics: Vec<TopicSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ingest: IngestSettings::default(),
+            analyzer: AnalyzerSettings::default(),
+            storage: StorageSettings::default(),
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
+            notify: NotifySettings::default(),
+            topics: TopicSettings::defaults(),
+        }
+    }
 }
 
 /// How log lines are written (to stderr, which journald captures).
@@ -130,6 +147,170 @@ impl NotifySettings {
             return Err(invalid("queue_capacity", "at most 1000000".into()));
         }
         Ok(())
+    }
+}
+
+/// One topic a conversation can be about (`[[topics]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    /// The topic's name, as stored and reported (`outage`, `billing`, …).
+    pub name: String,
+    /// What it covers, in words the LLM reads.
+    #[serde(default)]
+    pub description: String,
+    /// Words or phrases (any language, case-insensitive, matched inside
+    /// words) the lexicon counts for it.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+/// Longest topic name accepted, in bytes.
+pub const MAX_TOPIC_NAME_BYTES: usize = 64;
+/// Most topics a configuration may list.
+pub const MAX_TOPICS: usize = 64;
+
+impl TopicSettings {
+    fn new(name: &str, description: &str, keywords: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            description: description.to_string(),
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    /// The default topics of a power utility's support desk.
+    pub fn defaults() -> Vec<Self> {
+        vec![
+            Self::new(
+                "outage",
+                "No power or electricity: a power cut, blackout, load shedding, lights going off.",
+                &[
+                    "outage",
+                    "no power",
+                    "power cut",
+                    "power is off",
+                    "power went",
+                    "blackout",
+                    "no electricity",
+                    "no light",
+                    "load shedding",
+                    "lights keep",
+                    "lights are off",
+                    "lights went",
+                    "power back",
+                    "restor",
+                    "transformer",
+                    "bijuli chaina",
+                    "batti gayo",
+                    "batti chaina",
+                    "light gayo",
+                    "बत्ती",
+                    "बिजुली",
+                    "लोडसेडिङ",
+                    "अँध्यारो",
+                ],
+            ),
+            Self::new(
+                "billing",
+                "The amount or content of a bill: wrong or high bill, charges, tariff, invoice.",
+                &[
+                    "bill",
+                    "invoice",
+                    "charged",
+                    "charges",
+                    "tariff",
+                    "overcharg",
+                    "amount due",
+                    "too high",
+                    "units",
+                    "बिल",
+                    "महसुल",
+                    "शुल्क",
+                    "धेरै आयो",
+                ],
+            ),
+            Self::new(
+                "meter",
+                "The electricity meter: readings, a faulty, stopped or replaced meter, smart meters.",
+                &["meter", "reading", "मिटर", "मीटर", "रिडिङ"],
+            ),
+            Self::new(
+                "connection",
+                "A new connection, transferring a connection, changing the name on an account.",
+                &[
+                    "new connection",
+                    "connection",
+                    "transfer",
+                    "name change",
+                    "change the name",
+                    "change of name",
+                    "ownership",
+                    "new house",
+                    "shift",
+                    "apply for",
+                    "naya line",
+                    "जडान",
+                    "नामसारी",
+                    "नाम सार",
+                    "नयाँ लाइन",
+                    "लाइन जोड",
+                ],
+            ),
+            Self::new(
+                "voltage",
+                "Voltage fluctuation, low or high voltage, sparks, damaged appliances or equipment.",
+                &[
+                    "voltage",
+                    "fluctuat",
+                    "flicker",
+                    "dim",
+                    "spark",
+                    "burnt",
+                    "burned",
+                    "damaged",
+                    "low power",
+                    "surge",
+                    "short circuit",
+                    "shock",
+                    "भोल्टेज",
+                    "झिलिमिली",
+                    "जल्यो",
+                    "बिग्रियो",
+                    "करेन्ट",
+                ],
+            ),
+            Self::new(
+                "payment",
+                "Paying a bill and payment errors: online or bank payment, money deducted but not credited, receipts.",
+                &[
+                    "payment",
+                    "paid",
+                    "pay ",
+                    "pay my",
+                    "esewa",
+                    "khalti",
+                    "fonepay",
+                    "mobile banking",
+                    "transaction",
+                    "deducted",
+                    "receipt",
+                    "refund",
+                    "भुक्तानी",
+                    "तिरे",
+                    "तिरिए",
+                    "तिर्न",
+                    "पैसा",
+                    "खल्ती",
+                    "इसेवा",
+                ],
+            ),
+            Self::new(
+                "other",
+                "Anything else: general questions, complaints about service, or when no other topic fits.",
+                &[],
+            ),
+        ]
     }
 }
 
@@ -492,6 +673,40 @@ impl ServerSettings {
     }
 }
 
+/// Topic names are what is stored and reported, and the LLM's enum: each
+/// must be present, short, printable and unique.
+fn validate_topics(topics: &[TopicSettings]) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "topics".into(),
+        message,
+    };
+    if topics.is_empty() {
+        return Err(invalid("list at least one topic".into()));
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(invalid(format!("at most {MAX_TOPICS} topics")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in topics {
+        let name = t.name.as_str();
+        if name.trim().is_empty()
+            || name.len() > MAX_TOPIC_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(invalid(format!(
+                "topic name {name:?} must be 1 to {MAX_TOPIC_NAME_BYTES} bytes of printable text"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(invalid(format!("topic {name:?} is listed twice")));
+        }
+        if t.keywords.iter().any(|k| k.trim().is_empty()) {
+            return Err(invalid(format!("topic {name:?} has an empty keyword")));
+        }
+    }
+    Ok(())
+}
+
 /// Well-known environment variables and the setting each one sets.
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("OPENAI_BASE_URL", "analyzer.openai.base_url"),
@@ -598,6 +813,7 @@ impl Settings {
         )?;
         self.server.validate()?;
         self.notify.validate()?;
+        validate_topics(&self.topics)?;
         let o = &self.analyzer.openai;
         if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {
             return Err(ConfigError::Invalid {

@@ -70,6 +70,12 @@ pub struct ExportRow {
     pub summary: Option<String>,
     pub analyzer: Option<String>,
     pub status: &'static str,
+    /// The agent who handled it (sender name), when the export names one.
+    pub agent: Option<String>,
+    /// One of the configured topics.
+    pub topic: Option<String>,
+    /// The customer's language, ISO 639-1.
+    pub language: Option<String>,
 }
 
 impl From<ConversationRow> for ExportRow {
@@ -86,8 +92,11 @@ impl From<ConversationRow> for ExportRow {
             satisfaction: a.as_ref().map(|a| a.satisfaction.label.as_str()),
             resolved: a.as_ref().and_then(|a| a.resolved),
             summary: a.as_ref().map(|a| a.summary.clone()),
+            topic: a.as_ref().and_then(|a| a.topic.clone()),
             analyzer: a.map(|a| a.analyzer),
             status: row.record.status.as_str(),
+            agent: row.record.agent,
+            language: row.record.language,
         }
     }
 }
@@ -260,6 +269,9 @@ struct CsvRow<'a> {
     summary: Option<Cow<'a, str>>,
     analyzer: Option<Cow<'a, str>>,
     status: &'static str,
+    agent: Option<Cow<'a, str>>,
+    topic: Option<Cow<'a, str>>,
+    language: Option<&'a str>,
 }
 
 impl<'a> From<&'a ExportRow> for CsvRow<'a> {
@@ -277,6 +289,9 @@ impl<'a> From<&'a ExportRow> for CsvRow<'a> {
             summary: row.summary.as_deref().map(neutralize_formula),
             analyzer: row.analyzer.as_deref().map(neutralize_formula),
             status: row.status,
+            agent: row.agent.as_deref().map(neutralize_formula),
+            topic: row.topic.as_deref().map(neutralize_formula),
+            language: row.language.as_deref(),
         }
     }
 }
@@ -308,7 +323,7 @@ fn is_plain_number(cell: &str) -> bool {
 }
 
 /// Column names, in order; what the CSV header says.
-pub const CSV_HEADER: [&str; 12] = [
+pub const CSV_HEADER: [&str; 15] = [
     "upload_id",
     "conversation_id",
     "messages",
@@ -321,6 +336,9 @@ pub const CSV_HEADER: [&str; 12] = [
     "summary",
     "analyzer",
     "status",
+    "agent",
+    "topic",
+    "language",
 ];
 
 #[cfg(test)]
@@ -346,6 +364,8 @@ mod tests {
                 failure: None,
                 error: None,
                 usage: Default::default(),
+                agent: Some("Sita".into()),
+                language: Some("ne".into()),
             },
             analysis: analysed.then(|| Analysis {
                 sentiment: Sentiment {
@@ -360,6 +380,7 @@ mod tests {
                 summary: "Billing, \"wrong\" amount".into(),
                 analyzer: "lexicon".into(),
                 model: "m".into(),
+                topic: Some("billing".into()),
             }),
         }
     }
@@ -384,6 +405,15 @@ mod tests {
         assert_eq!(&records[0][9], "Billing, \"wrong\" amount");
         assert_eq!(&records[1][4], "");
         assert_eq!(&records[1][11], "failed");
+        assert_eq!(
+            (&records[0][12], &records[0][13], &records[0][14]),
+            ("Sita", "billing", "ne")
+        );
+        assert_eq!(
+            (&records[1][12], &records[1][13]),
+            ("Sita", ""),
+            "no analysis, no topic"
+        );
         let empty = export(ExportFormat::Csv, &[]);
         assert_eq!(empty.trim(), CSV_HEADER.join(","));
     }
@@ -424,13 +454,16 @@ mod tests {
         if let Some(a) = hostile.analysis.as_mut() {
             a.summary = "@SUM(A1:A9)".into();
             a.analyzer = "+cmd".into();
+            a.topic = Some("=topic".into());
         }
+        hostile.record.agent = Some("-agent".into());
         let text = export(ExportFormat::Csv, &[hostile.clone()]);
         let mut r = csv::Reader::from_reader(text.as_bytes());
         let rec = r.records().next().unwrap().unwrap();
         assert_eq!(&rec[1], "'=HYPERLINK(\"http://x\")");
         assert_eq!(&rec[9], "'@SUM(A1:A9)");
         assert_eq!(&rec[10], "'+cmd");
+        assert_eq!((&rec[12], &rec[13]), ("'-agent", "'=topic"));
         // A negative score is a number the program wrote: as it is.
         assert_eq!(&rec[5], "-0.5");
 
@@ -445,6 +478,9 @@ mod tests {
             );
             assert_eq!(v["summary"], "@SUM(A1:A9)", "{format:?}");
             assert_eq!(v["analyzer"], "+cmd", "{format:?}");
+            assert_eq!(v["agent"], "-agent", "{format:?}");
+            assert_eq!(v["topic"], "=topic", "{format:?}");
+            assert_eq!(v["language"], "ne", "{format:?}");
             assert_eq!(v["sentiment_score"], -0.5, "{format:?}");
         }
     }

@@ -4,6 +4,7 @@
 //! Module map:
 //! - [`model`]: messages, conversations and the analysis schema shared by all.
 //! - [`config`]: layered settings (defaults, `config.toml`, environment).
+//! - [`facets`]: a conversation's agent and language, read from its messages.
 //! - [`ingest`]: streaming parsers (CSV, JSON, JSONL, XLSX) and the autoresponse
 //!   filter; the `UploadActor` that drives them.
 //! - [`analyze`]: the lexicon and OpenAI analyzers; the `AnalyzerActor` pool.
@@ -20,6 +21,7 @@ pub mod analyze;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod facets;
 pub mod http;
 pub mod ingest;
 pub mod model;

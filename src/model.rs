@@ -160,6 +160,10 @@ pub struct Analysis {
     pub analyzer: String,
     /// The model behind it (`vader-support-1`, `gpt-4o`, …).
     pub model: String,
+    /// What the conversation is about: one of the configured `[[topics]]`
+    /// names. `None` for analyses stored before topics existed.
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 /// Where an upload is in its life. The last three are final.

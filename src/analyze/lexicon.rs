@@ -21,14 +21,18 @@
 //!    (+), escalation or an unresolved complaint at the end (−).
 //! 5. `resolved` is true on resolution cues near the end, false on
 //!    unresolved or escalation cues in the last customer message, else unknown.
-//! 6. The summary names the topic (outage, billing, meter, connection,
-//!    payment, by keyword, English and Nepali) and the outcome.
+//! 6. The topic is the configured one whose keywords (English and Nepali)
+//!    the customer's first messages name most ([`super::topics`]); the
+//!    summary names it and the outcome.
 //!
 //! Deterministic, no network, never fails on any text (Devanagari, emoji).
+
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use vader_parity::SentimentIntensityAnalyzer;
 
+use super::topics::{self, Topics};
 use crate::model::{
     Analysis, Conversation, Role, SUMMARY_MAX_CHARS, Satisfaction, SatisfactionLabel, Sentiment,
     SentimentLabel, truncate_chars,
@@ -45,35 +49,20 @@ enum Cue {
     Repeat,
     SincereRepeat,
     Polite,
-    Topic(Topic),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Topic {
-    Outage,
-    Billing,
-    Meter,
-    Connection,
-    Payment,
-}
-
-impl Topic {
-    const ALL: [Topic; 5] = [
-        Topic::Outage,
-        Topic::Billing,
-        Topic::Meter,
-        Topic::Connection,
-        Topic::Payment,
-    ];
-
-    fn phrase(self) -> &'static str {
-        match self {
-            Topic::Outage => "a power outage",
-            Topic::Billing => "a billing problem",
-            Topic::Meter => "a meter issue",
-            Topic::Connection => "a connection request",
-            Topic::Payment => "a payment issue",
-        }
+/// How the summary names a topic of the default list; any other topic is
+/// named as it is configured.
+fn topic_phrase(topic: Option<&str>) -> String {
+    match topic {
+        Some("outage") => "a power outage".into(),
+        Some("billing") => "a billing problem".into(),
+        Some("meter") => "a meter issue".into(),
+        Some("connection") => "a connection request".into(),
+        Some("voltage") => "a voltage problem".into(),
+        Some("payment") => "a payment issue".into(),
+        None | Some(topics::FALLBACK) => "an issue".into(),
+        Some(other) => format!("a {other} issue"),
     }
 }
 
@@ -265,43 +254,6 @@ const POLITE: &[&str] = &[
     "कृपया",
 ];
 
-const TOPICS: &[(Topic, &[&str])] = &[
-    (
-        Topic::Outage,
-        &[
-            "outage",
-            "no power",
-            "power cut",
-            "blackout",
-            "electricity",
-            "load shedding",
-            "बत्ती",
-            "बिजुली",
-        ],
-    ),
-    (
-        Topic::Billing,
-        &["bill", "invoice", "charge", "tariff", "बिल"],
-    ),
-    (Topic::Meter, &["meter", "reading", "मिटर"]),
-    (
-        Topic::Connection,
-        &["new connection", "connection", "transfer", "जडान"],
-    ),
-    (
-        Topic::Payment,
-        &[
-            "payment",
-            "paid",
-            "pay ",
-            "esewa",
-            "khalti",
-            "transaction",
-            "भुक्तानी",
-        ],
-    ),
-];
-
 /// Per-message cue counts.
 #[derive(Debug, Default, Clone, Copy)]
 struct Cues {
@@ -333,6 +285,7 @@ pub struct LexiconAnalyzer {
     matcher: AhoCorasick,
     /// What each matcher pattern signals, by pattern index.
     kinds: Vec<Cue>,
+    topics: Arc<Topics>,
 }
 
 impl Default for LexiconAnalyzer {
@@ -346,7 +299,12 @@ impl LexiconAnalyzer {
     /// Bumped whenever the rules change, so stored analyses are not reused.
     pub const MODEL: &'static str = "vader-support-2";
 
+    /// The analyzer with the default topics.
     pub fn new() -> Self {
+        Self::with_topics(Arc::new(Topics::default()))
+    }
+
+    pub fn with_topics(topics: Arc<Topics>) -> Self {
         let mut patterns: Vec<&str> = Vec::new();
         let mut kinds = Vec::new();
         let mut add = |list: &[&'static str], cue: Cue| {
@@ -363,9 +321,6 @@ impl LexiconAnalyzer {
         add(REPEAT, Cue::Repeat);
         add(SINCERE_REPEAT, Cue::SincereRepeat);
         add(POLITE, Cue::Polite);
-        for (topic, words) in TOPICS {
-            add(words, Cue::Topic(*topic));
-        }
         // Overlapping search: "still not" is both a complaint and unresolved.
         let matcher = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
@@ -376,10 +331,16 @@ impl LexiconAnalyzer {
             vader: SentimentIntensityAnalyzer::new(),
             matcher,
             kinds,
+            topics,
         }
     }
 
-    fn cues(&self, text: &str, topics: &mut [u32; 5]) -> Cues {
+    /// The topics it picks from.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    fn cues(&self, text: &str) -> Cues {
         let mut c = Cues::default();
         for m in self.matcher.find_overlapping_iter(text) {
             match self.kinds[m.pattern().as_usize()] {
@@ -391,7 +352,6 @@ impl LexiconAnalyzer {
                 Cue::Repeat => c.repeat += 1,
                 Cue::SincereRepeat => c.repeat = c.repeat.saturating_sub(1),
                 Cue::Polite => c.polite += 1,
-                Cue::Topic(t) => topics[t as usize] += 1,
             }
         }
         c
@@ -432,11 +392,11 @@ impl LexiconAnalyzer {
     }
 
     pub fn analyze(&self, conversation: &Conversation) -> Analysis {
-        let mut topics = [0u32; 5];
+        let topic = self.topics.pick(conversation);
         let mut scored: Vec<(f64, Cues)> = Vec::new();
         for m in conversation.analysable() {
-            let mut cues = self.cues(&m.text, &mut topics);
             if m.role == Role::Customer {
+                let mut cues = self.cues(&m.text);
                 let score = self.score_message(&m.text, &mut cues);
                 scored.push((score, cues));
             }
@@ -447,6 +407,7 @@ impl LexiconAnalyzer {
                 3,
                 None,
                 "No customer messages to analyse (only automated or agent messages).".into(),
+                topic,
             );
         }
 
@@ -491,11 +452,7 @@ impl LexiconAnalyzer {
             None
         };
 
-        let topic = Topic::ALL
-            .into_iter()
-            .filter(|t| topics[*t as usize] > 0)
-            .max_by_key(|t| (topics[*t as usize], std::cmp::Reverse(*t)))
-            .map_or("an issue", Topic::phrase);
+        let phrase = topic_phrase(topic);
         let outcome = match resolved {
             Some(true) => "issue resolved",
             Some(false) => "issue not resolved",
@@ -512,8 +469,8 @@ impl LexiconAnalyzer {
         } else {
             "customer neutral"
         };
-        let summary = format!("Customer reported {topic}; {outcome}, {mood}.");
-        self.finish(score, satisfaction, resolved, summary)
+        let summary = format!("Customer reported {phrase}; {outcome}, {mood}.");
+        self.finish(score, satisfaction, resolved, summary, topic)
     }
 
     fn finish(
@@ -522,6 +479,7 @@ impl LexiconAnalyzer {
         satisfaction: u8,
         resolved: Option<bool>,
         summary: String,
+        topic: Option<&str>,
     ) -> Analysis {
         let label = if score >= 0.05 {
             SentimentLabel::Positive
@@ -543,6 +501,7 @@ impl LexiconAnalyzer {
             summary: truncate_chars(&summary, SUMMARY_MAX_CHARS),
             analyzer: Self::NAME.to_string(),
             model: Self::MODEL.to_string(),
+            topic: topic.map(str::to_string),
         }
     }
 }

@@ -8,13 +8,14 @@ pub mod actor;
 pub mod estimate;
 pub mod lexicon;
 pub mod openai;
+pub mod topics;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AnalyzerSettings, Backend};
+use crate::config::{AnalyzerSettings, Backend, TopicSettings};
 use crate::model::{Analysis, Conversation};
 pub use lexicon::LexiconAnalyzer;
 pub use openai::{OpenAiAnalyzer, OpenAiError};
@@ -250,9 +251,13 @@ pub enum SetupError {
 }
 
 impl Analyzer {
-    /// Builds the analyzer the settings ask for. `auto` picks `openai` when
-    /// the API key variable is set and non-empty, `lexicon` otherwise.
-    pub fn from_settings(settings: &AnalyzerSettings) -> Result<Self, SetupError> {
+    /// Builds the analyzer the settings ask for, picking topics from
+    /// `topics`. `auto` picks `openai` when the API key variable is set and
+    /// non-empty, `lexicon` otherwise.
+    pub fn from_settings(
+        settings: &AnalyzerSettings,
+        topics: &[TopicSettings],
+    ) -> Result<Self, SetupError> {
         let backend = match settings.backend {
             Backend::Auto => {
                 let key_set =
@@ -267,7 +272,9 @@ impl Analyzer {
         };
         Ok(match backend {
             Backend::OpenAi => Analyzer::OpenAi(OpenAiAnalyzer::from_env(&settings.openai)?),
-            _ => Analyzer::lexicon(),
+            _ => Analyzer::Lexicon(Arc::new(LexiconAnalyzer::with_topics(Arc::new(
+                topics::Topics::new(topics),
+            )))),
         })
     }
 
@@ -315,7 +322,12 @@ impl Analyzer {
     /// same fingerprint give interchangeable results.
     pub fn fingerprint(&self) -> String {
         match self {
-            Analyzer::Lexicon(_) => format!("{}/{}", LexiconAnalyzer::NAME, LexiconAnalyzer::MODEL),
+            Analyzer::Lexicon(l) => format!(
+                "{}/{}/topics-{}",
+                LexiconAnalyzer::NAME,
+                LexiconAnalyzer::MODEL,
+                l.topics().fingerprint()
+            ),
             Analyzer::OpenAi(a) => a.fingerprint(),
         }
     }

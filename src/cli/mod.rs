@@ -277,8 +277,8 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
     powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
-    let analyzer =
-        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics)
+        .context("while setting up the analyzer")?;
     tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -381,8 +381,8 @@ fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result
         }
         return analyze_remote(&remote, job, json);
     }
-    let analyzer =
-        Analyzer::from_settings(&settings.analyzer).context("while setting up the analyzer")?;
+    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics)
+        .context("while setting up the analyzer")?;
     if settings.analyzer.backend == Backend::Auto && !json {
         eprintln!(
             "analyzer: {} ({}) — chosen automatically",

@@ -729,6 +729,12 @@ pub struct ConversationQuery {
     #[param(minimum = 1, maximum = 5)]
     max_satisfaction: Option<u8>,
     status: Option<ConversationStatus>,
+    /// The agent's name, exactly as the export wrote it.
+    agent: Option<String>,
+    /// A configured topic's name.
+    topic: Option<String>,
+    /// An ISO 639-1 language code (`en`, `ne`).
+    language: Option<String>,
     /// Page size, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -782,6 +788,9 @@ pub async fn conversations(
                 min_satisfaction: q.min_satisfaction,
                 max_satisfaction: q.max_satisfaction,
                 status: q.status,
+                agent: q.agent,
+                topic: q.topic,
+                language: q.language,
             },
             cursor: q.cursor,
             limit: q.limit.unwrap_or(50),

@@ -580,6 +580,7 @@ mod tests {
             summary: summary.into(),
             analyzer: "lexicon".into(),
             model: "m".into(),
+            topic: None,
         }
     }
 

@@ -64,7 +64,8 @@ pub(super) fn outcome(
             )
         }
     };
-    let mut record = ConversationRecord::new(&conversation.counts, status);
+    let mut record = ConversationRecord::new(&conversation.counts, status)
+        .with_facets(&conversation.conversation);
     record.failure = failure;
     match &event {
         ConversationOutcome::Analyzed(usage) => record.usage = *usage,

@@ -32,7 +32,11 @@ type Result<T> = std::result::Result<T, CodecError>;
 /// Version byte of each encoding, so a later layout can be told apart.
 const CHUNK_V1: u8 = 1;
 const RECORD_V1: u8 = 1;
+/// Version 2 adds the agent and the language after version 1's fields.
+const RECORD_V2: u8 = 2;
 const ANALYSIS_V1: u8 = 1;
+/// Version 2 adds the topic after version 1's fields.
+const ANALYSIS_V2: u8 = 2;
 
 /// Largest chunk decompressed; a stored chunk claiming more is corrupt.
 const MAX_CHUNK_BYTES: usize = 256 * 1024 * 1024;
@@ -133,6 +137,16 @@ impl<'a> Reader<'a> {
         let mut b = [0u8; 8];
         b.copy_from_slice(bytes);
         Ok(f64::from_le_bytes(b))
+    }
+
+    /// The version byte, when it is one of `known`.
+    fn version_of(&mut self, known: &[u8]) -> Result<u8> {
+        let v = self.byte()?;
+        if known.contains(&v) {
+            Ok(v)
+        } else {
+            Err(CodecError("unknown encoding version"))
+        }
     }
 
     fn version(&mut self, expected: u8) -> Result<()> {
@@ -344,8 +358,8 @@ fn status_of(b: u8) -> Result<ConversationStatus> {
 /// A conversation's record, and the processed-index key of its analysis
 /// (the row refers to the analysis there instead of keeping a copy).
 pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(56));
-    w.byte(RECORD_V1);
+    let mut w = Writer(Vec::with_capacity(64));
+    w.byte(RECORD_V2);
     w.byte(status_byte(r.status));
     w.varint(r.messages.into());
     w.varint(r.customer_messages.into());
@@ -367,13 +381,16 @@ pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) ->
         }
         None => w.byte(0),
     }
+    w.opt_str(r.agent.as_deref());
+    w.opt_str(r.language.as_deref());
     w.0
 }
 
-/// A record as [`encode_record`] wrote it.
+/// A record as [`encode_record`] wrote it (version 2), or as schema 2's
+/// first builds did (version 1: no agent, no language).
 pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
     let mut r = Reader(bytes);
-    r.version(RECORD_V1)?;
+    let version = r.version_of(&[RECORD_V1, RECORD_V2])?;
     let status = status_of(r.byte()?)?;
     let messages = r.u32()?;
     let customer_messages = r.u32()?;
@@ -395,9 +412,18 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
             let bytes = r.0.get(..32).ok_or(CodecError("key cut short"))?;
             let mut key = [0u8; 32];
             key.copy_from_slice(bytes);
+            r.0 = &r.0[32..];
             Some(key)
         }
         _ => return Err(CodecError("bad key tag")),
+    };
+    let (agent, language) = if version >= RECORD_V2 {
+        (
+            r.opt_str()?.map(str::to_string),
+            r.opt_str()?.map(str::to_string),
+        )
+    } else {
+        (None, None)
     };
     let record = ConversationRecord {
         status,
@@ -408,6 +434,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
         failure,
         error,
         usage,
+        agent,
+        language,
     };
     Ok((record, key))
 }
@@ -482,7 +510,7 @@ fn sentiment_of(b: u8) -> Result<SentimentLabel> {
 
 pub fn encode_analysis(a: &Analysis) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(32 + a.summary.len()));
-    w.byte(ANALYSIS_V1);
+    w.byte(ANALYSIS_V2);
     w.byte(sentiment_byte(a.sentiment.label));
     w.f64(a.sentiment.score);
     w.byte(a.satisfaction.score);
@@ -494,12 +522,15 @@ pub fn encode_analysis(a: &Analysis) -> Vec<u8> {
     w.str(&a.summary);
     w.str(&a.analyzer);
     w.str(&a.model);
+    w.opt_str(a.topic.as_deref());
     w.0
 }
 
+/// An analysis as [`encode_analysis`] wrote it (version 2), or without a
+/// topic (version 1).
 pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
     let mut r = Reader(bytes);
-    r.version(ANALYSIS_V1)?;
+    let version = r.version_of(&[ANALYSIS_V1, ANALYSIS_V2])?;
     let label = sentiment_of(r.byte()?)?;
     let score = r.f64()?;
     let satisfaction = r.byte()?;
@@ -509,6 +540,14 @@ pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
         2 => Some(true),
         _ => return Err(CodecError("bad resolved tag")),
     };
+    let summary = r.str()?.to_string();
+    let analyzer = r.str()?.to_string();
+    let model = r.str()?.to_string();
+    let topic = if version >= ANALYSIS_V2 {
+        r.opt_str()?.map(str::to_string)
+    } else {
+        None
+    };
     Ok(Analysis {
         sentiment: Sentiment { label, score },
         satisfaction: Satisfaction {
@@ -516,9 +555,10 @@ pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
             label: SatisfactionLabel::from_score(satisfaction),
         },
         resolved,
-        summary: r.str()?.to_string(),
-        analyzer: r.str()?.to_string(),
-        model: r.str()?.to_string(),
+        summary,
+        analyzer,
+        model,
+        topic,
     })
 }
 
@@ -616,6 +656,8 @@ mod tests {
             error in proptest::option::of(".{0,40}"),
             tokens in any::<(u32, u32)>(),
             extra in any::<(u16, u16)>(),
+            agent in proptest::option::of(".{0,20}"),
+            language in proptest::option::of("[a-z]{2}"),
         ) {
             let record = ConversationRecord {
                 status: status_of(status).unwrap(),
@@ -635,6 +677,8 @@ mod tests {
                     cost_usd: 0.25,
                     ..LlmUsage::default()
                 },
+                agent,
+                language,
             };
             prop_assert_eq!(decode_record(&encode_record(&record, None)).unwrap(), (record.clone(), None));
             let key = [status; 32];
@@ -642,7 +686,7 @@ mod tests {
         }
 
         #[test]
-        fn analyses_round_trip(label in 0u8..3, score in -1.0f64..=1.0, sat in 1u8..=5, resolved in proptest::option::of(any::<bool>()), summary in ".{0,200}") {
+        fn analyses_round_trip(label in 0u8..3, score in -1.0f64..=1.0, sat in 1u8..=5, resolved in proptest::option::of(any::<bool>()), summary in ".{0,200}", topic in proptest::option::of(".{0,20}")) {
             let a = Analysis {
                 sentiment: Sentiment { label: sentiment_of(label).unwrap(), score },
                 satisfaction: Satisfaction { score: sat, label: SatisfactionLabel::from_score(sat) },
@@ -650,6 +694,7 @@ mod tests {
                 summary,
                 analyzer: "openai".into(),
                 model: "gpt-4o".into(),
+                topic,
             };
             prop_assert_eq!(decode_analysis(&encode_analysis(&a)).unwrap(), a);
         }
@@ -660,6 +705,38 @@ mod tests {
             let _ = decode_record(&bytes);
             let _ = decode_analysis(&bytes);
         }
+    }
+
+    /// Records and analyses written before agent, language and topic existed
+    /// (version 1, byte for byte as those builds wrote them) read back with
+    /// them absent.
+    #[test]
+    fn version_one_values_decode_without_the_new_fields() {
+        let mut record = vec![RECORD_V1, 0, 3, 2, 1, 1];
+        let mut w = Writer(Vec::new());
+        w.signed(1_772_438_597_000);
+        record.extend_from_slice(&w.0);
+        record.extend_from_slice(&[0, 0, 0, 1]);
+        record.extend_from_slice(&[7; 32]);
+        let (r, key) = decode_record(&record).unwrap();
+        assert_eq!(
+            (r.messages, r.customer_messages, r.autoresponses),
+            (3, 2, 1)
+        );
+        assert_eq!(r.started_ms, Some(1_772_438_597_000));
+        assert_eq!((r.agent, r.language, key), (None, None, Some([7; 32])));
+
+        let mut analysis = vec![ANALYSIS_V1, 2];
+        analysis.extend_from_slice(&(-0.5f64).to_le_bytes());
+        analysis.extend_from_slice(&[2, 1, 1, b's', 7]);
+        analysis.extend_from_slice(b"lexicon");
+        analysis.extend_from_slice(&[1, b'm']);
+        let a = decode_analysis(&analysis).unwrap();
+        assert_eq!((a.summary.as_str(), a.model.as_str()), ("s", "m"));
+        assert_eq!(
+            (a.sentiment.label, a.resolved, a.topic),
+            (SentimentLabel::Negative, Some(false), None)
+        );
     }
 
     #[test]

@@ -271,12 +271,25 @@ pub struct ConversationRecord {
     /// survive a crash).
     #[serde(default)]
     pub usage: LlmUsage,
+    /// Sender name of most of its agent messages (`facets::agent`).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The customer's language, ISO 639-1 (`facets::language`).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 impl ConversationRecord {
     /// The record of a conversation whose messages are all in `conversation`.
     pub fn describe(conversation: &Conversation, status: ConversationStatus) -> Self {
-        Self::new(&MessageCounts::of(&conversation.messages), status)
+        Self::new(&MessageCounts::of(&conversation.messages), status).with_facets(conversation)
+    }
+
+    /// Sets the agent and language read from `conversation`'s messages.
+    pub fn with_facets(mut self, conversation: &Conversation) -> Self {
+        self.agent = crate::facets::agent(conversation);
+        self.language = crate::facets::language(conversation).map(str::to_string);
+        self
     }
 
     pub fn new(counts: &MessageCounts, status: ConversationStatus) -> Self {
@@ -289,6 +302,8 @@ impl ConversationRecord {
             failure: None,
             error: None,
             usage: LlmUsage::default(),
+            agent: None,
+            language: None,
         }
     }
 }
@@ -496,20 +511,40 @@ pub struct ConversationFilter {
     pub min_satisfaction: Option<u8>,
     pub max_satisfaction: Option<u8>,
     pub status: Option<ConversationStatus>,
+    /// The agent's name, exactly.
+    pub agent: Option<String>,
+    /// A topic name, exactly.
+    pub topic: Option<String>,
+    /// An ISO 639-1 code, exactly.
+    pub language: Option<String>,
 }
 
 impl ConversationFilter {
     fn matches(&self, record: &ConversationRecord, analysis: Option<&Analysis>) -> bool {
-        if self.status.is_some_and(|s| s != record.status) {
+        if self.status.is_some_and(|s| s != record.status)
+            || self
+                .agent
+                .as_ref()
+                .is_some_and(|a| record.agent.as_ref() != Some(a))
+            || self
+                .language
+                .as_ref()
+                .is_some_and(|l| record.language.as_ref() != Some(l))
+        {
             return false;
         }
         let wants_analysis = self.sentiment.is_some()
+            || self.topic.is_some()
             || self.min_satisfaction.is_some()
             || self.max_satisfaction.is_some();
         match analysis {
             None => !wants_analysis,
             Some(a) => {
                 self.sentiment.is_none_or(|s| s == a.sentiment.label)
+                    && self
+                        .topic
+                        .as_ref()
+                        .is_none_or(|t| a.topic.as_ref() == Some(t))
                     && self
                         .min_satisfaction
                         .is_none_or(|m| a.satisfaction.score >= m)

@@ -54,6 +54,7 @@ fn analysis(label: SentimentLabel, score: u8, resolved: Option<bool>) -> Analysi
         summary: "s".into(),
         analyzer: "lexicon".into(),
         model: "m".into(),
+        topic: Some("billing".into()),
     }
 }
 
@@ -81,6 +82,8 @@ fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult
                 prompt_tokens: 10,
                 ..Default::default()
             },
+            agent: Some("Sita".into()),
+            language: Some("en".into()),
         },
         analysis: a,
         content_key: Some(*blake3::hash(id.as_bytes()).as_bytes()),

@@ -225,6 +225,7 @@ fn analysis(c: Content, analyzer: &str, model: &str) -> Result<Analysis, ReplyEr
         summary: truncate_chars(c.summary.trim(), SUMMARY_MAX_CHARS),
         analyzer: analyzer.to_string(),
         model: model.to_string(),
+        topic: None,
     })
 }
 

@@ -1,0 +1,247 @@
+//! What a conversation is about, by keyword: the configured `[[topics]]`
+//! matched in the messages, the customer's first ones weighing most (they
+//! name the problem; later ones drift to ids, thanks and complaints).
+//!
+//! Plain code: [`Topics`] is built once from the settings and shared by the
+//! lexicon analyzer. Keywords match case-insensitively (ASCII) anywhere in a
+//! word, so `fluctuat` finds "fluctuating" and `बिल` finds "बिलमा".
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::config::TopicSettings;
+use crate::model::{Conversation, Role};
+
+/// The name of the topic given when no keyword matches, when configured.
+pub const FALLBACK: &str = "other";
+
+/// Weight of the n-th customer message (0-based): the opening names the
+/// problem, the next two add to it, everything after counts once.
+fn customer_weight(n: usize) -> u32 {
+    match n {
+        0 => 6,
+        1 => 3,
+        2 => 2,
+        _ => 1,
+    }
+}
+
+/// An agent's words count less than the customer's: agents paste boilerplate.
+const AGENT_WEIGHT: u32 = 1;
+/// Customer messages read per conversation: the problem is named early.
+const CUSTOMER_MESSAGES_READ: usize = 6;
+
+/// The configured topics and a matcher over their keywords.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    settings: Vec<TopicSettings>,
+    matcher: Option<AhoCorasick>,
+    /// The topic of each matcher pattern, by pattern index.
+    owner: Vec<usize>,
+    /// Index of [`FALLBACK`] in `settings`, when configured.
+    fallback: Option<usize>,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::new(&TopicSettings::defaults())
+    }
+}
+
+impl Topics {
+    pub fn new(settings: &[TopicSettings]) -> Self {
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        for (i, t) in settings.iter().enumerate() {
+            for k in t.keywords.iter().filter(|k| !k.trim().is_empty()) {
+                patterns.push(k.as_str());
+                owner.push(i);
+            }
+        }
+        // Overlapping: "new connection" and "connection" both count, and a
+        // keyword inside another topic's one is not hidden by it.
+        let matcher = (!patterns.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)
+                .unwrap_or_else(|e| unreachable!("keywords are plain strings: {e}"))
+        });
+        Self {
+            fallback: settings.iter().position(|t| t.name == FALLBACK),
+            settings: settings.to_vec(),
+            matcher,
+            owner,
+        }
+    }
+
+    pub fn settings(&self) -> &[TopicSettings] {
+        &self.settings
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.settings.iter().map(|t| t.name.as_str())
+    }
+
+    /// Whether `name` is one of the topics.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names().any(|n| n == name)
+    }
+
+    /// Identifies the list (names, descriptions, keywords, in order): part of
+    /// an analyzer's fingerprint, so a changed list is not answered from
+    /// analyses made under the old one.
+    pub fn fingerprint(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for t in &self.settings {
+            for part in std::iter::once(&t.name)
+                .chain(std::iter::once(&t.description))
+                .chain(&t.keywords)
+            {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            h.update(&[0xff]);
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
+
+    /// The topic of a conversation by keyword: the highest weighted count
+    /// (ties go to the topic listed first), else [`FALLBACK`] when listed,
+    /// else none.
+    pub fn pick(&self, conversation: &Conversation) -> Option<&str> {
+        let mut scores = vec![0u32; self.settings.len()];
+        if let Some(matcher) = &self.matcher {
+            let mut customer = 0usize;
+            for m in conversation.analysable() {
+                let weight = match m.role {
+                    Role::Customer if customer < CUSTOMER_MESSAGES_READ => {
+                        customer += 1;
+                        customer_weight(customer - 1)
+                    }
+                    Role::Customer => continue,
+                    Role::Agent => AGENT_WEIGHT,
+                    Role::Bot => continue,
+                };
+                // A keyword counts once per message, however often it repeats.
+                let mut seen = vec![false; self.settings.len()];
+                for hit in matcher.find_overlapping_iter(&m.text) {
+                    seen[self.owner[hit.pattern().as_usize()]] = true;
+                }
+                for (score, hit) in scores.iter_mut().zip(seen) {
+                    *score += u32::from(hit) * weight;
+                }
+            }
+        }
+        let best = scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0)
+            .max_by_key(|(i, s)| (**s, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+            .or(self.fallback)?;
+        Some(self.settings[best].name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Message;
+
+    fn conversation(lines: &[(Role, &str)]) -> Conversation {
+        Conversation {
+            id: "c".into(),
+            messages: lines
+                .iter()
+                .map(|(role, text)| Message {
+                    role: *role,
+                    text: text.to_string(),
+                    timestamp: None,
+                    time_ms: None,
+                    sender_name: None,
+                    autoresponse: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_default_list_is_the_issues_seven() {
+        let names: Vec<_> = Topics::default().names().map(str::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "outage",
+                "billing",
+                "meter",
+                "connection",
+                "voltage",
+                "payment",
+                "other"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_customers_opening_outweighs_what_follows() {
+        let t = Topics::default();
+        let c = conversation(&[
+            (
+                Role::Customer,
+                "My meter shows a reading twice what I used.",
+            ),
+            (
+                Role::Agent,
+                "Please share your bill number and customer id.",
+            ),
+            (Role::Customer, "The bill is 4000 rupees."),
+        ]);
+        assert_eq!(t.pick(&c), Some("meter"));
+        let c = conversation(&[
+            (Role::Customer, "मेरो बिल धेरै आयो"),
+            (Role::Agent, "Let me check your meter reading."),
+        ]);
+        assert_eq!(t.pick(&c), Some("billing"));
+    }
+
+    #[test]
+    fn nothing_matched_is_other_and_without_other_none() {
+        let c = conversation(&[(Role::Customer, "hello, are you there?")]);
+        assert_eq!(Topics::default().pick(&c), Some("other"));
+        let custom = Topics::new(&[TopicSettings {
+            name: "tariff".into(),
+            description: String::new(),
+            keywords: vec!["TARIFF".into()],
+        }]);
+        assert_eq!(custom.pick(&c), None);
+        let c = conversation(&[(Role::Customer, "what is the new tariff?")]);
+        assert_eq!(custom.pick(&c), Some("tariff"), "case-insensitive");
+    }
+
+    #[test]
+    fn bots_and_autoresponses_are_not_read() {
+        let mut c = conversation(&[
+            (Role::Bot, "Check your bill by dialling *977#"),
+            (Role::Agent, "For meter readings dial *977#"),
+            (Role::Customer, "The voltage keeps fluctuating"),
+        ]);
+        c.messages[1].autoresponse = true;
+        assert_eq!(Topics::default().pick(&c), Some("voltage"));
+    }
+
+    #[test]
+    fn the_fingerprint_follows_every_part_of_the_list() {
+        let base = TopicSettings::defaults();
+        let fp = Topics::new(&base).fingerprint();
+        assert_eq!(fp, Topics::new(&base).fingerprint());
+        let mut changed = base.clone();
+        changed[0].description.push('!');
+        assert_ne!(fp, Topics::new(&changed).fingerprint());
+        let mut changed = base.clone();
+        changed[1].keywords.push("dues".into());
+        assert_ne!(fp, Topics::new(&changed).fingerprint());
+        let mut changed = base;
+        changed.swap(0, 1);
+        assert_ne!(fp, Topics::new(&changed).fingerprint());
+    }
+}
