@@ -32,6 +32,7 @@ use super::routes;
         routes::conversations,
         routes::conversation,
         routes::summary,
+        routes::insights,
         routes::export,
         routes::backup,
         routes::metrics_text,

@@ -27,9 +27,10 @@ use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
 use crate::report::RunSummary;
 use crate::store::actor::{
-    DeleteUpload, Flush, GetConversation, GetSummary, GetUpload, ListConversations, ListUploads,
-    LookupProcessed, Snapshot,
+    DeleteUpload, Flush, GetConversation, GetInsights, GetSummary, GetUpload, ListConversations,
+    ListUploads, LookupProcessed, Snapshot,
 };
+use crate::store::stats::{Insights, InsightsQuery};
 use crate::store::{
     ConversationDetail, ConversationFilter, ConversationRow, Page, UploadRecord, UploadSummary,
 };
@@ -53,6 +54,7 @@ pub fn api(cfg: &mut web::ServiceConfig) {
         .service(conversations)
         .service(conversation)
         .service(summary)
+        .service(insights)
         .service(export)
         .service(backup)
         .service(metrics_text)
@@ -827,6 +829,54 @@ pub async fn conversation(
             ))
         })?;
     Ok(HttpResponse::Ok().json(detail))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct InsightsParams {
+    /// First day counted (UTC, `YYYY-MM-DD`); from the earliest when absent.
+    from: Option<chrono::NaiveDate>,
+    /// Last day counted (UTC, `YYYY-MM-DD`), included; to the latest when absent.
+    to: Option<chrono::NaiveDate>,
+    /// Only conversations of this topic.
+    topic: Option<String>,
+    /// Only conversations of this agent (the name as the export wrote it).
+    agent: Option<String>,
+}
+
+/// Across every completed upload: conversations, sentiment and satisfaction
+/// by day (of each conversation's first message, else its upload's), by
+/// topic and by agent. A conversation uploaded twice (same id, same content)
+/// counts once.
+#[utoipa::path(params(InsightsParams), responses(
+    (status = 200, body = Insights),
+    (status = 400, description = "A date that is not `YYYY-MM-DD`, or `from` after `to`.", body = ErrorBody)
+))]
+#[get("/api/insights")]
+pub async fn insights(
+    query: web::Query<InsightsParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let q = query.into_inner();
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from > to
+    {
+        return Err(HttpError::BadRequest(format!(
+            "from ({from}) is after to ({to})"
+        )));
+    }
+    let answer = state
+        .engine
+        .reader()
+        .send(GetInsights {
+            query: InsightsQuery {
+                from: q.from,
+                to: q.to,
+                topic: q.topic,
+                agent: q.agent,
+            },
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Counts per sentiment, satisfaction histogram and mean, resolved rate, failures, tokens and cost.

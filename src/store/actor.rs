@@ -16,6 +16,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::stats::{Insights, InsightsQuery};
 use super::{
     BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
     MessageChunks, OutcomeTally, Page, Pending, SnapshotStats, Store, StoreError, UploadRecord,
@@ -436,6 +437,10 @@ query!(
     /// `StoreActor` first so that buffered outcomes are in it.
     Snapshot { dir: std::path::PathBuf } -> (std::fs::File, SnapshotStats)
         = |s, m| s.snapshot_file(&m.dir)
+);
+query!(
+    /// Insights over every completed upload.
+    GetInsights { query: InsightsQuery } -> Insights = |s, m| s.insights(&m.query)
 );
 query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.

@@ -21,6 +21,7 @@ use crate::model::{
 };
 
 use super::ConversationRecord;
+use super::stats::{Contribution, Counted, Figures};
 
 /// Why a stored value could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -562,6 +563,99 @@ pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
     })
 }
 
+const FIGURES_V1: u8 = 1;
+const CONTRIBUTION_V1: u8 = 1;
+
+/// An insights cell's figures.
+pub fn encode_figures(f: &Figures) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(24));
+    w.byte(FIGURES_V1);
+    for n in [
+        f.conversations,
+        f.positive,
+        f.neutral,
+        f.negative,
+        f.satisfaction_sum,
+        f.resolved,
+        f.resolvable,
+    ] {
+        w.varint(n);
+    }
+    w.signed(f.score_units);
+    w.0
+}
+
+pub fn decode_figures(bytes: &[u8]) -> Result<Figures> {
+    let mut r = Reader(bytes);
+    r.version(FIGURES_V1)?;
+    Ok(Figures {
+        conversations: r.varint()?,
+        positive: r.varint()?,
+        neutral: r.varint()?,
+        negative: r.varint()?,
+        satisfaction_sum: r.varint()?,
+        resolved: r.varint()?,
+        resolvable: r.varint()?,
+        score_units: r.signed()?,
+    })
+}
+
+fn resolved_byte(r: Option<bool>) -> u8 {
+    match r {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }
+}
+
+fn resolved_of(b: u8) -> Result<Option<bool>> {
+    match b {
+        0 => Ok(None),
+        1 => Ok(Some(false)),
+        2 => Ok(Some(true)),
+        _ => Err(CodecError("bad resolved tag")),
+    }
+}
+
+/// One holder's share of the insights (see [`Contribution`]).
+pub fn encode_contribution(c: &Contribution) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(32 + c.topic.len() + c.agent.len()));
+    w.byte(CONTRIBUTION_V1);
+    w.signed(c.day.into());
+    w.str(&c.topic);
+    w.str(&c.agent);
+    w.byte(sentiment_byte(c.counted.label));
+    w.byte(c.counted.satisfaction);
+    w.byte(resolved_byte(c.counted.resolved));
+    w.signed(c.counted.score_units);
+    w.0
+}
+
+pub fn decode_contribution(bytes: &[u8]) -> Result<Contribution> {
+    let mut r = Reader(bytes);
+    r.version(CONTRIBUTION_V1)?;
+    let day = i32::try_from(r.signed()?).map_err(|_| CodecError("day out of range"))?;
+    let topic = r.str()?.to_string();
+    let agent = r.str()?.to_string();
+    let label = sentiment_of(r.byte()?)?;
+    let satisfaction = r.byte()?;
+    if !(1..=5).contains(&satisfaction) {
+        return Err(CodecError("satisfaction out of range"));
+    }
+    let resolved = resolved_of(r.byte()?)?;
+    Ok(Contribution {
+        day,
+        topic,
+        agent,
+        counted: Counted {
+            label,
+            satisfaction,
+            resolved,
+            score_units: r.signed()?,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -704,6 +798,39 @@ mod tests {
             let _ = decode_chunk(&bytes, |_, _| {});
             let _ = decode_record(&bytes);
             let _ = decode_analysis(&bytes);
+            let _ = decode_figures(&bytes);
+            let _ = decode_contribution(&bytes);
+        }
+
+        #[test]
+        fn aggregates_round_trip(
+            counts in any::<[u64; 7]>(),
+            units in any::<i64>(),
+            day in any::<i32>(),
+            topic in ".{0,20}",
+            agent in ".{0,20}",
+            label in 0u8..3,
+            sat in 1u8..=5,
+            resolved in proptest::option::of(any::<bool>()),
+        ) {
+            let f = Figures {
+                conversations: counts[0],
+                positive: counts[1],
+                neutral: counts[2],
+                negative: counts[3],
+                satisfaction_sum: counts[4],
+                resolved: counts[5],
+                resolvable: counts[6],
+                score_units: units,
+            };
+            prop_assert_eq!(decode_figures(&encode_figures(&f)).unwrap(), f);
+            let c = Contribution {
+                day,
+                topic,
+                agent,
+                counted: Counted { label: sentiment_of(label).unwrap(), satisfaction: sat, resolved, score_units: units },
+            };
+            prop_assert_eq!(decode_contribution(&encode_contribution(&c)).unwrap(), c);
         }
     }
 

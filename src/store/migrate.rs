@@ -1,5 +1,6 @@
 //! Schema 1 → 2: JSON values and one row per message become the compact
-//! encoding of [`super::codec`] and one chunk per conversation.
+//! encoding of [`super::codec`] and one chunk per conversation. Schema 2 → 3
+//! ([`from_v2`]): the aggregates are built from the outcomes.
 //!
 //! The rows move in transactions of [`ROWS_PER_COMMIT`], each taking them out
 //! of the old table as it writes them to the new one, so memory stays bounded
@@ -10,7 +11,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::tables::{self, UploadKey, legacy};
-use super::{Result, SCHEMA_VERSION, Store, StoreError, codec};
+use super::{Result, SCHEMA_VERSION, Store, StoreError, aggregates, codec};
 use crate::model::{Analysis, Message};
 
 /// Rows moved per transaction.
@@ -46,10 +47,44 @@ pub(super) fn from_v1(store: &Store) -> Result<()> {
     txn.delete_table(legacy::CONVERSATIONS)?;
     txn.delete_table(legacy::ANALYSES)?;
     txn.delete_table(legacy::PROCESSED)?;
-    txn.open_table(tables::META)?
-        .insert("schema_version", SCHEMA_VERSION)?;
+    txn.open_table(tables::META)?.insert("schema_version", 2)?;
     txn.commit()?;
     tracing::info!("database migrated to schema 2");
+    Ok(())
+}
+
+/// Schema 2 → 3: the aggregates (`upload-stats-v1`, `insight-cells-v1`,
+/// `insight-holders-v1`) are built from the stored outcomes, one upload per
+/// transaction. The first transaction empties them, so an interrupted
+/// migration starts over cleanly at the next open; the version turns 3 in
+/// the last one.
+pub(super) fn from_v2(store: &Store) -> Result<()> {
+    tracing::info!(db = %store.path.display(), "migrating the database from schema 2 to 3 (building aggregates)");
+    let uploads = store.write(|t| {
+        t.upload_stats.retain(|_, _| false)?;
+        t.insight_cells.retain(|_, _| false)?;
+        t.insight_holders.retain(|_, _| false)?;
+        let mut uploads = Vec::new();
+        for entry in t.uploads.iter()? {
+            let (_, v) = entry?;
+            uploads.push(super::decode::<super::UploadRecord>("upload", v.value())?);
+        }
+        Ok(uploads)
+    })?;
+    for upload in &uploads {
+        store.write(|t| {
+            aggregates::rebuild_stats(t, upload.id.as_u128())?;
+            if upload.status == crate::model::Stage::Completed {
+                aggregates::count_completed(t, upload)?;
+            }
+            Ok(())
+        })?;
+    }
+    store.write(|t| {
+        t.meta.insert("schema_version", SCHEMA_VERSION)?;
+        Ok(())
+    })?;
+    tracing::info!(uploads = uploads.len(), "database migrated to schema 3");
     Ok(())
 }
 

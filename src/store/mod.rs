@@ -7,14 +7,17 @@
 //! open to everyone in the crate through [`Store`] or the `StoreReader` actor.
 
 pub mod actor;
+mod aggregates;
 mod batches;
 mod codec;
 
 pub use batches::{BatchJob, JobState};
 mod migrate;
+pub mod stats;
 mod tables;
 mod upkeep;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -35,8 +38,8 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Layout version written into every new file; a file with a higher one is
 /// refused, one with a lower one is migrated on open (schema 1: JSON values,
-/// one row per message).
-pub const SCHEMA_VERSION: u64 = 2;
+/// one row per message; schema 2: no aggregates).
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Errors of the store. Cloneable and small, so they travel in actor replies;
 /// redb's own errors are flattened to text at this boundary.
@@ -590,6 +593,12 @@ pub struct UploadSummary {
     pub failures_by_reason: BTreeMap<String, u64>,
     /// Mean sentiment score per day (UTC, `YYYY-MM-DD`) of the conversation's first message.
     pub sentiment_by_day: BTreeMap<String, f64>,
+    /// Analysed conversations by agent, largest first.
+    pub agents: Vec<stats::AgentFigures>,
+    /// Analysed conversations by topic, largest first.
+    pub topics: Vec<stats::TopicFigures>,
+    /// Analysed conversations by the customer's language, largest first.
+    pub languages: Vec<stats::LanguageFigures>,
     pub llm: LlmUsage,
 }
 
@@ -710,8 +719,9 @@ impl Store {
             Some(SCHEMA_VERSION) => self.add_missing_tables(),
             Some(1) => {
                 migrate::from_v1(self)?;
-                self.add_missing_tables()
+                migrate::from_v2(self)
             }
+            Some(2) => migrate::from_v2(self),
             Some(v) => Err(StoreError::Open {
                 path: self.path.clone(),
                 message: format!("unknown schema version {v}"),
@@ -826,31 +836,60 @@ impl Store {
         durable: bool,
     ) -> Result<()> {
         self.write_with(durability(durable), |t| {
+            let mut stats = aggregates::StatsBatch::default();
             for r in results {
-                let k = (key(r.upload_id), r.conversation_id.as_str());
-                let indexed = match (&r.analysis, &r.content_key) {
+                let upload_key = key(r.upload_id);
+                let k = (upload_key, r.conversation_id.as_str());
+                // An outcome stored again replaces the old one in the figures too.
+                let old = match t.conversations.get(k)? {
+                    Some(v) => Some(record_of(v.value())?),
+                    None => None,
+                };
+                if let Some((record, analysis_key)) = old {
+                    let analysis = aggregates::stored_analysis(t, k, analysis_key)?;
+                    stats
+                        .get(t, upload_key)?
+                        .apply(&record, analysis.as_ref(), -1);
+                }
+                let (indexed, stored) = match (&r.analysis, &r.content_key) {
                     (Some(analysis), Some(content_key)) => {
-                        // The row refers to the index: one copy per content.
-                        let fresh = r.record.status == ConversationStatus::Analyzed;
-                        if fresh || t.processed.get(content_key)?.is_none() {
-                            let bytes = codec::encode_analysis(analysis);
-                            t.processed.insert(content_key, bytes.as_slice())?;
-                        }
-                        Some(content_key)
+                        // The row refers to the index: one copy per content,
+                        // the first one stored (rows and figures refer to it).
+                        let existing = match t.processed.get(content_key)? {
+                            Some(v) => Some(analysis_of(v.value())?),
+                            None => None,
+                        };
+                        let stored = match existing {
+                            Some(a) => Cow::Owned(a),
+                            None => {
+                                let bytes = codec::encode_analysis(analysis);
+                                t.processed.insert(content_key, bytes.as_slice())?;
+                                Cow::Borrowed(analysis)
+                            }
+                        };
+                        (Some(content_key), Some(stored))
                     }
                     (Some(analysis), None) => {
                         let bytes = codec::encode_analysis(analysis);
                         t.analyses.insert(k, bytes.as_slice())?;
-                        None
+                        (None, Some(Cow::Borrowed(analysis)))
                     }
-                    (None, _) => None,
+                    (None, _) => (None, None),
                 };
                 let record = codec::encode_record(&r.record, indexed);
                 t.conversations.insert(k, record.as_slice())?;
+                stats
+                    .get(t, upload_key)?
+                    .apply(&r.record, stored.as_deref(), 1);
             }
+            stats.save(t)?;
             if let Some(record) = upload {
-                t.uploads
-                    .insert(key(record.id), encode("upload", record)?.as_slice())?;
+                let k = key(record.id);
+                let before = match t.uploads.insert(k, encode("upload", record)?.as_slice())? {
+                    Some(v) => Some(decode::<UploadRecord>("upload", v.value())?.status),
+                    None => None,
+                };
+                aggregates::on_upload_stored(t, before, record)?;
             }
             Ok(())
         })
@@ -861,9 +900,15 @@ impl Store {
     pub(crate) fn delete_upload(&self, upload_id: Uuid) -> Result<bool> {
         let k = key(upload_id);
         self.write(|t| {
-            let existed = t.uploads.remove(k)?.is_some();
+            let existed = match t.uploads.remove(k)? {
+                Some(v) => Some(decode::<UploadRecord>("upload", v.value())?.status),
+                None => None,
+            };
+            if existed == Some(Stage::Completed) {
+                aggregates::uncount(t, k)?;
+            }
             remove_rows(t, k)?;
-            Ok(existed)
+            Ok(existed.is_some())
         })
     }
 
@@ -871,7 +916,10 @@ impl Store {
     /// start of a parse that is being redone.
     pub(crate) fn clear_upload_rows(&self, upload_id: Uuid) -> Result<()> {
         let k = key(upload_id);
-        self.write(|t| remove_rows(t, k))
+        self.write(|t| {
+            aggregates::uncount(t, k)?;
+            remove_rows(t, k)
+        })
     }
 
     // ---- reads ---------------------------------------------------------------------
@@ -1105,75 +1153,61 @@ impl Store {
         })
     }
 
+    /// An upload's summary, from its stored aggregates (no outcome is read).
     pub fn summary(&self, upload_id: Uuid) -> Result<UploadSummary> {
-        let upload = self
-            .upload(upload_id)?
-            .ok_or(StoreError::UploadNotFound(upload_id))?;
-        let mut s = UploadSummary {
+        let k = key(upload_id);
+        let (upload, stats) = self.read(|t| {
+            let upload = t
+                .uploads
+                .get(k)?
+                .map(|v| decode::<UploadRecord>("upload", v.value()))
+                .transpose()?
+                .ok_or(StoreError::UploadNotFound(upload_id))?;
+            Ok((upload, aggregates::load_stats(&t.upload_stats, k)?))
+        })?;
+        Ok(UploadSummary {
             upload_id,
             status: upload.status,
             conversations: upload.counts.conversations,
-            analyzed: 0,
-            failed: 0,
-            skipped_already_processed: 0,
-            sentiment: SentimentCounts::default(),
-            satisfaction_histogram: [0; 5],
-            average_satisfaction: None,
-            resolved_rate: None,
-            failures_by_reason: BTreeMap::new(),
-            sentiment_by_day: BTreeMap::new(),
+            analyzed: stats.analyzed,
+            failed: stats.failed,
+            skipped_already_processed: stats.skipped_already_processed,
+            sentiment: stats.all.sentiment(),
+            satisfaction_histogram: stats.satisfaction_histogram,
+            average_satisfaction: stats.all.average_satisfaction(),
+            resolved_rate: stats.all.resolved_rate(),
+            failures_by_reason: stats.failures_by_reason,
+            sentiment_by_day: stats
+                .days
+                .iter()
+                .filter_map(|(day, f)| Some((day.clone(), f.average_score()?)))
+                .collect(),
+            agents: stats::agent_rows(&stats.agents),
+            topics: stats::topic_rows(&stats.topics),
+            languages: stats::language_rows(&stats.languages),
             llm: upload.llm,
-        };
-        let (mut sat_sum, mut sat_n) = (0u64, 0u64);
-        let (mut resolved, mut resolvable) = (0u64, 0u64);
-        let mut by_day: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        })
+    }
+
+    /// Insights over every completed upload (see [`stats::Insights`]).
+    pub fn insights(&self, query: &stats::InsightsQuery) -> Result<stats::Insights> {
+        self.read(|t| aggregates::insights(t, query))
+    }
+
+    /// An upload's aggregates recomputed from its rows, for checking the
+    /// stored ones (tests, benches).
+    pub fn recount(&self, upload_id: Uuid) -> Result<stats::UploadStats> {
+        let mut s = stats::UploadStats::default();
         self.for_each_row(upload_id, None, |row| {
-            match row.record.status {
-                ConversationStatus::Analyzed => s.analyzed += 1,
-                ConversationStatus::Failed => s.failed += 1,
-                ConversationStatus::SkippedAlreadyProcessed => s.skipped_already_processed += 1,
-            }
-            if row.record.status == ConversationStatus::Failed {
-                let kind = row.record.failure.unwrap_or(FailureKind::Other);
-                *s.failures_by_reason
-                    .entry(kind.as_str().to_string())
-                    .or_default() += 1;
-            }
-            if let Some(a) = &row.analysis {
-                match a.sentiment.label {
-                    SentimentLabel::Positive => s.sentiment.positive += 1,
-                    SentimentLabel::Neutral => s.sentiment.neutral += 1,
-                    SentimentLabel::Negative => s.sentiment.negative += 1,
-                }
-                let score = a.satisfaction.score.clamp(1, 5);
-                s.satisfaction_histogram[usize::from(score - 1)] += 1;
-                sat_sum += u64::from(score);
-                sat_n += 1;
-                if let Some(r) = a.resolved {
-                    resolvable += 1;
-                    resolved += u64::from(r);
-                }
-                if let Some(day) = row
-                    .record
-                    .started_ms
-                    .and_then(DateTime::from_timestamp_millis)
-                {
-                    let e = by_day
-                        .entry(day.format("%Y-%m-%d").to_string())
-                        .or_default();
-                    e.0 += a.sentiment.score;
-                    e.1 += 1;
-                }
-            }
+            s.apply(&row.record, row.analysis.as_ref(), 1);
             Ok(true)
         })?;
-        s.average_satisfaction = (sat_n > 0).then(|| sat_sum as f64 / sat_n as f64);
-        s.resolved_rate = (resolvable > 0).then(|| resolved as f64 / resolvable as f64);
-        s.sentiment_by_day = by_day
-            .into_iter()
-            .map(|(day, (sum, n))| (day, sum / n as f64))
-            .collect();
         Ok(s)
+    }
+
+    /// An upload's stored aggregates.
+    pub fn stats(&self, upload_id: Uuid) -> Result<stats::UploadStats> {
+        self.read(|t| aggregates::load_stats(&t.upload_stats, key(upload_id)))
     }
 
     /// Counts an upload's stored outcomes by status and sums their LLM usage.
@@ -1234,6 +1268,7 @@ fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
     t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;
     t.batch_jobs.retain_in((k, "")..(next, ""), |_, _| false)?;
     t.batch_keys.retain_in((k, "")..(next, ""), |_, _| false)?;
+    t.upload_stats.remove(k)?;
     Ok(())
 }
 

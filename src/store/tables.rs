@@ -45,6 +45,23 @@ pub const BATCH_JOBS: TableDefinition<(UploadKey, &str), &[u8]> =
 pub const BATCH_KEYS: TableDefinition<(UploadKey, &str), &[u8]> =
     TableDefinition::new("llm-batch-keys-v1");
 
+/// upload id → `UploadStats` (JSON): the upload's summary figures, updated
+/// in the transaction that stores or removes each of its outcomes.
+pub const UPLOAD_STATS: TableDefinition<UploadKey, &[u8]> = TableDefinition::new("upload-stats-v1");
+
+/// (day number, topic, agent) → `Figures` (`codec`): the conversations of
+/// every completed upload, each counted once, by day of its first message.
+/// `""` stands for no topic or no agent.
+pub const INSIGHT_CELLS: TableDefinition<(i32, &str, &str), &[u8]> =
+    TableDefinition::new("insight-cells-v1");
+
+/// (conversation identity, upload id) → `Contribution` (`codec`): every
+/// completed upload holding a conversation. The identity is blake3 of its id
+/// and content key; the holder with the smallest upload id is the one
+/// counted in `INSIGHT_CELLS`.
+pub const INSIGHT_HOLDERS: TableDefinition<(&[u8; 32], UploadKey), &[u8]> =
+    TableDefinition::new("insight-holders-v1");
+
 /// The schema-1 tables (JSON values, one row per message), read only by the
 /// migration to schema 2, which empties and deletes them.
 pub mod legacy {
@@ -75,6 +92,9 @@ pub struct Tables<'txn> {
     pub processed: redb::Table<'txn, &'static [u8; 32], &'static [u8]>,
     pub batch_jobs: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub batch_keys: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
+    pub upload_stats: redb::Table<'txn, UploadKey, &'static [u8]>,
+    pub insight_cells: redb::Table<'txn, (i32, &'static str, &'static str), &'static [u8]>,
+    pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -88,6 +108,9 @@ impl<'txn> Tables<'txn> {
             processed: txn.open_table(PROCESSED)?,
             batch_jobs: txn.open_table(BATCH_JOBS)?,
             batch_keys: txn.open_table(BATCH_KEYS)?,
+            upload_stats: txn.open_table(UPLOAD_STATS)?,
+            insight_cells: txn.open_table(INSIGHT_CELLS)?,
+            insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
         })
     }
 }
@@ -101,6 +124,9 @@ pub struct ReadTables {
     pub processed: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
     pub batch_jobs: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub batch_keys: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
+    pub upload_stats: redb::ReadOnlyTable<UploadKey, &'static [u8]>,
+    pub insight_cells: redb::ReadOnlyTable<(i32, &'static str, &'static str), &'static [u8]>,
+    pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
 }
 
 impl ReadTables {
@@ -113,6 +139,9 @@ impl ReadTables {
             processed: txn.open_table(PROCESSED)?,
             batch_jobs: txn.open_table(BATCH_JOBS)?,
             batch_keys: txn.open_table(BATCH_KEYS)?,
+            upload_stats: txn.open_table(UPLOAD_STATS)?,
+            insight_cells: txn.open_table(INSIGHT_CELLS)?,
+            insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
         })
     }
 }

@@ -541,8 +541,13 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
         vec![Some(good)]
     );
     assert_eq!(store.uploads().unwrap()[0].status, Stage::Completed);
+    // Schema 2 → 3 built the aggregates from the migrated rows.
+    assert_eq!(store.stats(id).unwrap(), store.recount(id).unwrap());
+    assert_eq!(store.summary(id).unwrap().analyzed, conversations as u64);
+    let insights = store.insights(&Default::default()).unwrap();
+    assert_eq!(insights.conversations, conversations as u64);
     drop(store);
-    // Reopened: already schema 2, nothing to do, and the old tables are gone.
+    // Reopened: already schema 3, nothing to do, and the old tables are gone.
     let store = Store::open(&path).unwrap();
     assert_eq!(store.message_count(id).unwrap(), rows as u64);
     let txn = redb::ReadableDatabase::begin_read(&*store.db).unwrap();
@@ -553,9 +558,9 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
         .collect();
     assert!(
         names.iter().all(|n| !n.ends_with("-v1")
-            || n == "meta-v1"
-            || n == "uploads-v1"
-            || n.starts_with("llm-batch")),
+            || ["meta-v1", "uploads-v1", "upload-stats-v1"].contains(&n.as_str())
+            || n.starts_with("llm-batch")
+            || n.starts_with("insight-")),
         "{names:?}"
     );
 }
@@ -717,5 +722,246 @@ fn a_table_the_snapshot_does_not_know_is_refused_not_left_out() {
     assert!(
         matches!(&refused, Err(StoreError::Storage(m)) if m.contains("future-v1")),
         "{refused:?}"
+    );
+}
+
+/// One step of the aggregates' model test.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Stores (or replaces) an outcome of a conversation of an upload.
+    Save {
+        upload: u8,
+        conversation: u8,
+        positive: bool,
+        satisfaction: u8,
+        agent: u8,
+        day: Option<u8>,
+        failed: bool,
+    },
+    Complete(u8),
+    Delete(u8),
+    Clear(u8),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0u8..3, 0u8..6, any::<bool>(), 1u8..=5, 0u8..3, proptest::option::of(0u8..3), proptest::bool::weighted(0.15))
+            .prop_map(|(upload, conversation, positive, satisfaction, agent, day, failed)| Op::Save {
+                upload, conversation, positive, satisfaction, agent, day, failed
+            }),
+        2 => (0u8..3).prop_map(Op::Complete),
+        1 => (0u8..3).prop_map(Op::Delete),
+        1 => (0u8..3).prop_map(Op::Clear),
+    ]
+}
+
+fn upload_uuid(n: u8) -> Uuid {
+    Uuid::from_u128(1 + u128::from(n))
+}
+
+/// Insights computed the slow way: every completed upload's rows read back,
+/// each conversation (id and content) counted once, from the holder with
+/// the smallest upload id.
+fn insights_by_rescan(store: &Store, query: &stats::InsightsQuery) -> stats::Insights {
+    let mut uploads = store.uploads().unwrap();
+    uploads.retain(|u| u.status == Stage::Completed);
+    uploads.sort_by_key(|u| u.id);
+    let mut seen = std::collections::HashSet::new();
+    let mut builder = stats::InsightsBuilder::default();
+    for u in &uploads {
+        store
+            .for_each_row(u.id, None, |row| {
+                let Some(a) = &row.analysis else {
+                    return Ok(true);
+                };
+                // The helper's content key is a function of the id.
+                if !seen.insert(row.conversation_id.clone()) {
+                    return Ok(true);
+                }
+                let c = stats::Contribution::of(&row.record, a, u.created_at);
+                let (from, to) = query.days();
+                if c.day >= from && c.day <= to && query.wants(&c.topic, &c.agent) {
+                    let mut f = stats::Figures::default();
+                    f.apply(&c.counted, 1);
+                    builder.add(c.day, &c.topic, &c.agent, &f);
+                }
+                Ok(true)
+            })
+            .unwrap();
+    }
+    builder.finish()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Whatever happens to uploads — outcomes stored and replaced, uploads
+    /// completed, deleted, cleared, the file reopened — the stored
+    /// aggregates equal what reading every outcome again gives.
+    #[test]
+    fn aggregates_equal_a_rescan(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let mut store = Store::open(&path).unwrap();
+        let created = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Save { upload: n, conversation, positive, satisfaction, agent, day, failed } => {
+                    let id = upload_uuid(n);
+                    let existing = store.upload(id).unwrap();
+                    if existing.as_ref().is_some_and(|u| u.status == Stage::Completed) {
+                        continue; // a completed upload's outcomes do not change
+                    }
+                    let mut rec = upload(id);
+                    rec.created_at = created + chrono::TimeDelta::days(n.into());
+                    rec.status = Stage::Analyzing;
+                    let label = if positive { SentimentLabel::Positive } else { SentimentLabel::Negative };
+                    let mut a = analysis(label, satisfaction, positive.then_some(true));
+                    a.sentiment.score = if positive { 0.25 } else { -0.625 };
+                    let mut r = outcome(id, &format!("c{conversation}"), (!failed).then_some(a));
+                    r.record.agent = (agent > 0).then(|| format!("agent {agent}"));
+                    r.record.started_ms = day.map(|d| i64::from(d) * 86_400_000);
+                    store.save_results(&[r], existing.is_none().then_some(&rec), true).unwrap();
+                }
+                Op::Complete(upload) => {
+                    if let Some(mut rec) = store.upload(upload_uuid(upload)).unwrap() {
+                        rec.status = Stage::Completed;
+                        store.save_results(&[], Some(&rec), true).unwrap();
+                    }
+                }
+                Op::Delete(upload) => {
+                    store.delete_upload(upload_uuid(upload)).unwrap();
+                }
+                Op::Clear(upload) => {
+                    let id = upload_uuid(upload);
+                    if store.upload(id).unwrap().is_some_and(|u| u.status != Stage::Completed) {
+                        store.clear_upload_rows(id).unwrap();
+                    }
+                }
+            }
+            if i % 7 == 6 {
+                drop(store);
+                store = Store::open(&path).unwrap();
+            }
+        }
+        for n in 0..3 {
+            let id = upload_uuid(n);
+            proptest::prop_assert_eq!(store.stats(id).unwrap(), store.recount(id).unwrap());
+        }
+        for query in [
+            stats::InsightsQuery::default(),
+            stats::InsightsQuery {
+                from: stats::date_of(1),
+                to: stats::date_of(2),
+                agent: Some("agent 1".into()),
+                ..Default::default()
+            },
+            stats::InsightsQuery { topic: Some("billing".into()), ..Default::default() },
+        ] {
+            proptest::prop_assert_eq!(store.insights(&query).unwrap(), insights_by_rescan(&store, &query));
+        }
+    }
+}
+
+#[test]
+fn the_summary_breaks_down_by_agent_topic_and_language() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut results = Vec::new();
+    for (i, (agent, language, sat)) in [
+        (Some("Sita"), Some("en"), 5),
+        (Some("Sita"), Some("ne"), 4),
+        (Some("Ram"), Some("ne"), 1),
+        (None, None, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let label = if sat >= 4 {
+            SentimentLabel::Positive
+        } else {
+            SentimentLabel::Negative
+        };
+        let mut a = analysis(label, sat, Some(sat >= 4));
+        a.topic = Some(if i == 2 { "outage" } else { "billing" }.into());
+        let mut r = outcome(id, &format!("c{i}"), Some(a));
+        r.record.agent = agent.map(str::to_string);
+        r.record.language = language.map(str::to_string);
+        results.push(r);
+    }
+    store
+        .save_results(&results, Some(&upload(id)), true)
+        .unwrap();
+    let s = store.summary(id).unwrap();
+    let sita = &s.agents[0];
+    assert_eq!(sita.agent.as_deref(), Some("Sita"));
+    assert_eq!((sita.conversations, sita.sentiment.positive), (2, 2));
+    assert_eq!(
+        (sita.average_satisfaction, sita.resolved_rate),
+        (Some(4.5), Some(1.0))
+    );
+    assert!(
+        s.agents
+            .iter()
+            .any(|a| a.agent.is_none() && a.conversations == 1)
+    );
+    assert_eq!(s.topics[0].topic.as_deref(), Some("billing"));
+    assert_eq!(s.topics[0].conversations, 3);
+    assert_eq!(s.topics[1].average_satisfaction, Some(1.0));
+    assert_eq!(s.languages[0].language.as_deref(), Some("ne"));
+    assert_eq!(s.languages[0].conversations, 2);
+
+    let by_agent = ConversationFilter {
+        agent: Some("Sita".into()),
+        language: Some("ne".into()),
+        ..Default::default()
+    };
+    let page = store.conversations(id, &by_agent, None, 10).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].conversation_id, "c1");
+    let by_topic = ConversationFilter {
+        topic: Some("outage".into()),
+        ..Default::default()
+    };
+    let page = store.conversations(id, &by_topic, None, 10).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].conversation_id, "c2");
+}
+
+#[test]
+fn a_conversation_in_two_completed_uploads_counts_once_until_both_go() {
+    let (_dir, store) = temp_store();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    for (id, agent) in [(b, "Ram"), (a, "Sita")] {
+        let mut r = outcome(
+            id,
+            "same",
+            Some(analysis(SentimentLabel::Negative, 2, None)),
+        );
+        r.record.agent = Some(agent.into());
+        let mut rec = upload(id);
+        rec.status = Stage::Completed;
+        store.save_results(&[r], Some(&rec), true).unwrap();
+    }
+    let all = store.insights(&Default::default()).unwrap();
+    assert_eq!(all.conversations, 1);
+    assert_eq!(
+        all.agents[0].agent.as_deref(),
+        Some("Sita"),
+        "the smaller upload id counts"
+    );
+    store.delete_upload(a).unwrap();
+    let all = store.insights(&Default::default()).unwrap();
+    assert_eq!(all.conversations, 1);
+    assert_eq!(
+        all.agents[0].agent.as_deref(),
+        Some("Ram"),
+        "the other holder takes over"
+    );
+    store.delete_upload(b).unwrap();
+    assert_eq!(
+        store.insights(&Default::default()).unwrap().conversations,
+        0
     );
 }

@@ -84,6 +84,9 @@ impl Store {
         rows += copy_table(&src.processed, &out, tables::PROCESSED)?;
         rows += copy_table(&src.batch_jobs, &out, tables::BATCH_JOBS)?;
         rows += copy_table(&src.batch_keys, &out, tables::BATCH_KEYS)?;
+        rows += copy_table(&src.upload_stats, &out, tables::UPLOAD_STATS)?;
+        rows += copy_table(&src.insight_cells, &out, tables::INSIGHT_CELLS)?;
+        rows += copy_table(&src.insight_holders, &out, tables::INSIGHT_HOLDERS)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
         let copied = [
@@ -95,6 +98,9 @@ impl Store {
             tables::PROCESSED.name(),
             tables::BATCH_JOBS.name(),
             tables::BATCH_KEYS.name(),
+            tables::UPLOAD_STATS.name(),
+            tables::INSIGHT_CELLS.name(),
+            tables::INSIGHT_HOLDERS.name(),
         ];
         for table in txn.list_tables()? {
             if !copied.contains(&table.name()) {

@@ -1,0 +1,288 @@
+//! Keeping the aggregates of [`super::stats`] in their tables, inside the
+//! write transaction that changes what they count:
+//!
+//! - an upload's [`UploadStats`] (`upload-stats-v1`) follow each outcome
+//!   stored, replaced or removed;
+//! - the insights cells (`insight-cells-v1`) count completed uploads: an
+//!   upload's conversations are counted in the transaction that stores it as
+//!   `completed`, and uncounted in the one that deletes it. A conversation
+//!   held by several completed uploads (same id, same content) is counted
+//!   once, from the holder with the smallest upload id; when that one goes,
+//!   the next holder's contribution takes its place (`insight-holders-v1`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::stats::{
+    Contribution, DayNumber, Figures, Insights, InsightsBuilder, InsightsQuery, UploadStats,
+};
+use super::tables::{ReadTables, Tables, UploadKey};
+use super::{
+    ConversationRecord, Result, StoreError, UploadRecord, analysis_of, codec, corrupt, record_of,
+};
+use crate::model::{Analysis, Stage};
+
+/// An upload's stats as stored (default when it has none yet).
+pub(super) fn load_stats(
+    table: &impl ReadableTable<UploadKey, &'static [u8]>,
+    k: UploadKey,
+) -> Result<UploadStats> {
+    match table.get(k)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+            what: "upload stats",
+            message: e.to_string(),
+        }),
+        None => Ok(UploadStats::default()),
+    }
+}
+
+pub(super) fn save_stats(t: &mut Tables<'_>, k: UploadKey, stats: &UploadStats) -> Result<()> {
+    if stats.is_empty() {
+        t.upload_stats.remove(k)?;
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec(stats).map_err(|e| StoreError::Encode {
+        what: "upload stats",
+        message: e.to_string(),
+    })?;
+    t.upload_stats.insert(k, bytes.as_slice())?;
+    Ok(())
+}
+
+/// The analysis a stored row refers to (write-transaction view).
+pub(super) fn stored_analysis(
+    t: &Tables<'_>,
+    k: (UploadKey, &str),
+    key: Option<[u8; 32]>,
+) -> Result<Option<Analysis>> {
+    let found = match key {
+        Some(key) => t.processed.get(&key)?,
+        None => t.analyses.get(k)?,
+    };
+    found.map(|v| analysis_of(v.value())).transpose()
+}
+
+/// Who a conversation is across uploads: its id and what was analysed (the
+/// content key covers the analyzer and the analysable text). Rows migrated
+/// from schema 1 have no content key: they are their upload's alone.
+fn identity(upload: UploadKey, conversation_id: &str, content_key: Option<&[u8; 32]>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&(conversation_id.len() as u64).to_le_bytes());
+    h.update(conversation_id.as_bytes());
+    match content_key {
+        Some(key) => {
+            h.update(&[0]);
+            h.update(key);
+        }
+        None => {
+            h.update(&[1]);
+            h.update(&upload.to_le_bytes());
+        }
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Changes to insights cells, applied at the end of a transaction.
+#[derive(Default)]
+struct CellChanges(BTreeMap<(DayNumber, String, String), (Figures, Figures)>);
+
+impl CellChanges {
+    fn count(&mut self, c: &Contribution, sign: i8) {
+        let (plus, minus) = self
+            .0
+            .entry((c.day, c.topic.clone(), c.agent.clone()))
+            .or_default();
+        if sign > 0 {
+            plus.apply(&c.counted, 1);
+        } else {
+            minus.apply(&c.counted, 1);
+        }
+    }
+
+    fn apply(self, t: &mut Tables<'_>) -> Result<()> {
+        for ((day, topic, agent), (plus, minus)) in self.0 {
+            let k = (day, topic.as_str(), agent.as_str());
+            let mut figures = match t.insight_cells.get(k)? {
+                Some(v) => codec::decode_figures(v.value()).map_err(corrupt("insights cell"))?,
+                None => Figures::default(),
+            };
+            figures.merge(&plus, 1);
+            figures.merge(&minus, -1);
+            if figures.is_empty() {
+                t.insight_cells.remove(k)?;
+            } else {
+                t.insight_cells
+                    .insert(k, codec::encode_figures(&figures).as_slice())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The holder counted for `identity`: (upload, its contribution).
+fn counted_holder(
+    t: &Tables<'_>,
+    identity: &[u8; 32],
+) -> Result<Option<(UploadKey, Contribution)>> {
+    let mut range = t
+        .insight_holders
+        .range((identity, 0u128)..=(identity, u128::MAX))?;
+    match range.next() {
+        Some(entry) => {
+            let (k, v) = entry?;
+            let contribution =
+                codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?;
+            Ok(Some((k.value().1, contribution)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Counts a completed upload's conversations in the insights.
+pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Result<()> {
+    let k = upload.id.as_u128();
+    let mut rows: Vec<([u8; 32], Contribution)> = Vec::new();
+    for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
+        let (kg, v) = entry?;
+        let (_, conversation_id) = kg.value();
+        let (record, content_key) = record_of(v.value())?;
+        let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
+            continue;
+        };
+        rows.push((
+            identity(k, conversation_id, content_key.as_ref()),
+            Contribution::of(&record, &analysis, upload.created_at),
+        ));
+    }
+    let mut changes = CellChanges::default();
+    for (id, contribution) in rows {
+        let counted = counted_holder(t, &id)?;
+        let bytes = codec::encode_contribution(&contribution);
+        if t.insight_holders
+            .insert((&id, k), bytes.as_slice())?
+            .is_some()
+        {
+            // Already held (counted before): nothing changes.
+            continue;
+        }
+        match counted {
+            None => changes.count(&contribution, 1),
+            Some((first, previous)) if k < first => {
+                changes.count(&previous, -1);
+                changes.count(&contribution, 1);
+            }
+            Some(_) => {}
+        }
+    }
+    changes.apply(t)
+}
+
+/// Uncounts an upload's conversations from the insights (before its rows go).
+pub(super) fn uncount(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
+    if t.insight_holders.is_empty()? {
+        return Ok(());
+    }
+    let mut ids: Vec<[u8; 32]> = Vec::new();
+    for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
+        let (kg, v) = entry?;
+        let (_, conversation_id) = kg.value();
+        let (record, content_key) = record_of(v.value())?;
+        if record.status != crate::model::ConversationStatus::Failed {
+            ids.push(identity(k, conversation_id, content_key.as_ref()));
+        }
+    }
+    let mut changes = CellChanges::default();
+    for id in ids {
+        let counted = counted_holder(t, &id)?;
+        let removed = match t.insight_holders.remove((&id, k))? {
+            Some(v) => codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?,
+            None => continue,
+        };
+        if counted.is_some_and(|(first, _)| first == k) {
+            changes.count(&removed, -1);
+            if let Some((_, next)) = counted_holder(t, &id)? {
+                changes.count(&next, 1);
+            }
+        }
+    }
+    changes.apply(t)
+}
+
+/// Counts a change of an upload's record: counted in the insights when it
+/// becomes `completed`, uncounted when it stops being so.
+pub(super) fn on_upload_stored(
+    t: &mut Tables<'_>,
+    before: Option<Stage>,
+    now: &UploadRecord,
+) -> Result<()> {
+    let was = before == Some(Stage::Completed);
+    let is = now.status == Stage::Completed;
+    match (was, is) {
+        (false, true) => count_completed(t, now),
+        (true, false) => uncount(t, now.id.as_u128()),
+        _ => Ok(()),
+    }
+}
+
+/// Rebuilds an upload's stats from its rows (the schema 2 → 3 migration).
+pub(super) fn rebuild_stats(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
+    let mut stats = UploadStats::default();
+    for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
+        let (kg, v) = entry?;
+        let (_, conversation_id) = kg.value();
+        let (record, content_key): (ConversationRecord, _) = record_of(v.value())?;
+        let analysis = stored_analysis(t, (k, conversation_id), content_key)?;
+        stats.apply(&record, analysis.as_ref(), 1);
+    }
+    save_stats(t, k, &stats)
+}
+
+/// Sums the insights cells a query asks for.
+pub(super) fn insights(t: &ReadTables, query: &InsightsQuery) -> Result<Insights> {
+    let (from, to) = query.days();
+    let mut builder = InsightsBuilder::default();
+    if from > to {
+        return Ok(builder.finish());
+    }
+    let end = match to.checked_add(1) {
+        Some(next) => Bound::Excluded((next, "", "")),
+        None => Bound::Unbounded,
+    };
+    for entry in t
+        .insight_cells
+        .range::<(i32, &str, &str)>((Bound::Included((from, "", "")), end))?
+    {
+        let (kg, v) = entry?;
+        let (day, topic, agent) = kg.value();
+        if !query.wants(topic, agent) {
+            continue;
+        }
+        let figures = codec::decode_figures(v.value()).map_err(corrupt("insights cell"))?;
+        builder.add(day, topic, agent, &figures);
+    }
+    Ok(builder.finish())
+}
+
+/// Stats touched by one transaction, written back at its end.
+#[derive(Default)]
+pub(super) struct StatsBatch(HashMap<UploadKey, UploadStats>);
+
+impl StatsBatch {
+    pub(super) fn get(&mut self, t: &Tables<'_>, k: UploadKey) -> Result<&mut UploadStats> {
+        Ok(match self.0.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(load_stats(&t.upload_stats, k)?)
+            }
+        })
+    }
+
+    pub(super) fn save(self, t: &mut Tables<'_>) -> Result<()> {
+        for (k, stats) in self.0 {
+            save_stats(t, k, &stats)?;
+        }
+        Ok(())
+    }
+}
