@@ -8,5 +8,6 @@ mod helpers;
 
 mod endpoints;
 mod guards;
+mod insights;
 mod lifecycle;
 mod notify;
