@@ -118,6 +118,42 @@ async fn wait_for(
     poll(c, &format!("{}/api/progress/{id}", s.base), until).await
 }
 
+/// The upload's summary and the insights agree with its exported rows: the
+/// aggregates kept beside the outcomes survived the kills exactly.
+async fn assert_aggregates_match_rows(c: &reqwest::Client, s: &Server, id: &str, rows: &str) {
+    let mut sentiment = std::collections::BTreeMap::<String, u64>::new();
+    let mut agents = std::collections::BTreeMap::<String, u64>::new();
+    let mut analysed = 0;
+    for line in rows.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        if let Some(label) = row["sentiment"].as_str() {
+            analysed += 1;
+            *sentiment.entry(label.to_string()).or_default() += 1;
+            *agents
+                .entry(row["agent"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    let summary = get_json(c, &format!("{}/api/uploads/{id}/summary", s.base)).await;
+    for (label, n) in &sentiment {
+        assert_eq!(summary["sentiment"][label], *n, "{label}: {summary}");
+    }
+    let by_agent: std::collections::BTreeMap<String, u64> = summary["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent"].as_str().unwrap_or_default().to_string(),
+                a["conversations"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_agent, agents);
+    let insights = get_json(c, &format!("{}/api/insights", s.base)).await;
+    assert_eq!(insights["conversations"], analysed, "{insights}");
+}
+
 fn export(dir: &Path, n: usize, seed: u64) -> PathBuf {
     let path = dir.join("crash.csv");
     synth::write_csv(
@@ -204,6 +240,8 @@ async fn crash_and_recover(kills: &[KillAt]) {
         "progress agrees with the export"
     );
     assert_eq!(done["skipped"].as_u64().unwrap(), skipped);
+    let jsonl = export_jsonl(&c, &server, &id).await;
+    assert_aggregates_match_rows(&c, &server, &id, &jsonl).await;
 
     let stats = fake.stats();
     let repeated = stats.succeeded - stats.distinct_conversations_answered;
@@ -622,4 +660,5 @@ async fn killed_mid_analysis_by_the_free_analyzer_it_finishes_with_one_outcome_e
         .collect();
     assert_eq!(rows.lines().count(), 6_000, "one row per conversation");
     assert_eq!(ids.len(), 6_000);
+    assert_aggregates_match_rows(&c, &server, &id, &rows).await;
 }
