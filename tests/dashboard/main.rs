@@ -313,6 +313,118 @@ async fn the_dashboard_works_in_a_real_browser() {
     shot(&c, "4-phone.png").await;
     c.set_window_size(1400, 1000).await.unwrap();
 
+    // Insights across uploads: charts over time, sortable tables with bars.
+    until(
+        &c,
+        "return document.querySelector('#insight-numbers b')?.textContent === '200'",
+        "the insights to count the upload",
+    )
+    .await;
+    until(
+        &c,
+        "return document.querySelector('#chart-insight-satisfaction svg path') && document.querySelectorAll('#chart-insight-sentiment svg rect').length >= 3",
+        "the insights charts",
+    )
+    .await;
+    let topics: Value = c
+        .execute(
+            "return [...document.querySelectorAll('#insight-topics tbody tr')].map(r => r.dataset.name)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let topics: Vec<&str> = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for t in ["outage", "billing", "meter", "payment"] {
+        assert!(topics.contains(&t), "{t} in {topics:?}");
+    }
+    let counts = "return [...document.querySelectorAll('#insight-agents tbody td:nth-child(2)')].map(td => Number(td.textContent.replace(/,/g, '')))";
+    let before: Vec<u64> =
+        serde_json::from_value(c.execute(counts, vec![]).await.unwrap()).unwrap();
+    assert!(
+        before.windows(2).all(|w| w[0] >= w[1]),
+        "largest first: {before:?}"
+    );
+    assert_eq!(before.iter().sum::<u64>(), 200);
+    c.find(Locator::Css("#insight-agents th[data-column='0']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let after: Vec<u64> = serde_json::from_value(c.execute(counts, vec![]).await.unwrap()).unwrap();
+    assert!(
+        after.windows(2).all(|w| w[0] <= w[1]),
+        "sorted the other way: {after:?}"
+    );
+    let sort = text(&c, "#insight-agents th[aria-sort='ascending']").await;
+    assert!(sort.starts_with("Conversations"), "{sort}");
+    // Filtering by the first agent counts only theirs.
+    let (agent, theirs): (String, u64) = serde_json::from_value(
+        c.execute(
+            "const r = document.querySelector('#insight-agents tbody tr'); return [r.dataset.name, Number(r.children[1].textContent.replace(/,/g, ''))]",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    c.execute(
+        "const s = document.querySelector('#insight-filters [name=agent]'); s.value = arguments[0]; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![json!(agent)],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        &format!("return document.querySelector('#insight-numbers b').textContent === '{theirs}' && document.querySelectorAll('#insight-agents tbody tr').length === 1"),
+        "the agent filter",
+    )
+    .await;
+    shot(&c, "4b-insights.png").await;
+    c.execute(
+        "const s = document.querySelector('#insight-filters [name=agent]'); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "return document.querySelector('#insight-numbers b').textContent === '200'",
+        "every agent again",
+    )
+    .await;
+    // A topic's row opens its conversations; one of them opens the upload, filtered.
+    c.find(Locator::Css("#insight-topics tbody tr[data-name='meter']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return !document.querySelector('#insight-matches').hidden && document.querySelectorAll('#insight-matches tbody tr').length",
+        "the topic's conversations",
+    )
+    .await;
+    c.find(Locator::Css("#insight-matches tbody tr"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "const cells = [...document.querySelectorAll('#conversations tbody td:nth-child(6)')]; return document.querySelector('#filters [name=topic]').value === 'meter' && cells.length > 0 && cells.every(td => td.textContent === 'meter') && !document.querySelector('#transcript').hidden",
+        "the upload filtered to the topic, with the transcript",
+    )
+    .await;
+    shot(&c, "4c-insight-conversations.png").await;
+
     // A bad file gets a clear message.
     let bad = dir.path().join("broken.xlsx");
     std::fs::write(&bad, "not a workbook").unwrap();

@@ -2,7 +2,7 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const FINAL = new Set(["completed", "failed", "cancelled"]);
-const state = { selected: null, cursors: [null], page: 0, following: new Set() };
+const state = { selected: null, cursors: [null], page: 0, following: new Set(), sorts: {}, topics: new Set(), agents: new Set() };
 
 // ---- API ---------------------------------------------------------------------------
 
@@ -159,6 +159,7 @@ async function follow(id) {
     }
     if (last && FINAL.has(last.stage)) {
       await loadUploads();
+      await loadInsights();
       if (state.selected === id) await select(id);
     }
   } catch (e) {
@@ -219,18 +220,21 @@ function bars(values, labels, classes) {
   return svg;
 }
 
-function line(points) {
+// A line over `points` ([label, value]) on the scale lo..hi (sentiment: -1..1).
+function line(points, lo = -1, hi = 1) {
   const w = 300, h = 160, pad = 24;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", points.map(([d, v]) => `${d}: ${v.toFixed(2)}`).join(", "));
   const x = (i) => pad + (points.length === 1 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (points.length - 1));
-  const y = (v) => h / 2 - (v * (h - 2 * pad)) / 2;
+  const y = (v) => h - pad - ((v - lo) * (h - 2 * pad)) / (hi - lo);
+  const mid = (lo + hi) / 2;
+  const tick = (v) => (v > 0 && lo < 0 ? `+${v}` : String(v).replace("-", "−"));
   const path = points.map(([, v], i) => `${i ? "L" : "M"}${x(i)},${y(v)}`).join(" ");
   svg.insertAdjacentHTML("beforeend",
-    `<line x1="${pad}" x2="${w - pad}" y1="${h / 2}" y2="${h / 2}" stroke="#bbb" stroke-dasharray="3 3"></line>` +
-    `<text x="2" y="${pad}">+1</text><text x="2" y="${h / 2 + 4}">0</text><text x="2" y="${h - pad + 8}">−1</text>` +
+    `<line x1="${pad}" x2="${w - pad}" y1="${y(mid)}" y2="${y(mid)}" stroke="#bbb" stroke-dasharray="3 3"></line>` +
+    `<text x="2" y="${pad}">${tick(hi)}</text><text x="2" y="${y(mid) + 4}">${tick(mid)}</text><text x="2" y="${h - pad + 8}">${tick(lo)}</text>` +
     `<path d="${path}" fill="none" stroke="#1f5fbf" stroke-width="2"></path>` +
     points.map(([d, v], i) => `<circle cx="${x(i)}" cy="${y(v)}" r="3" fill="#1f5fbf"><title>${d}: ${v.toFixed(2)}</title></circle>`).join("") +
     `<text x="${pad}" y="${h - 4}">${points[0][0]}</text><text x="${w - pad}" y="${h - 4}" text-anchor="end">${points[points.length - 1][0]}</text>`);
@@ -262,8 +266,20 @@ async function select(id) {
   const days = Object.entries(summary.sentiment_by_day || {});
   $("#figure-time").hidden = days.length === 0;
   if (days.length) $("#chart-time").replaceChildren(line(days));
+  const named = (rows, key) => rows.map((r) => r[key]).filter((v) => v != null);
+  options($("#filters [name=topic]"), named(summary.topics, "topic"));
+  options($("#filters [name=agent]"), named(summary.agents, "agent"));
+  options($("#filters [name=language]"), named(summary.languages, "language"));
   $("#transcript").hidden = true;
   await loadConversations();
+}
+
+// Fills a <select> with "any" and `values`, keeping its choice when it is among them.
+function options(select, values) {
+  const chosen = select.value;
+  const all = [...new Set(values)].sort();
+  select.replaceChildren(el("option", { value: "" }, "any"), ...all.map((v) => el("option", { value: v }, v)));
+  select.value = all.includes(chosen) ? chosen : "";
 }
 
 async function loadConversations() {
@@ -282,7 +298,10 @@ async function loadConversations() {
       el("td", { class: `label-${label}` }, a ? `${label} (${a.sentiment.score.toFixed(2)})` : `— ${r.status}`),
       el("td", {}, a ? `${a.satisfaction.score}/5 ${a.satisfaction.label}` : "—"),
       el("td", {}, a && a.resolved != null ? (a.resolved ? "yes" : "no") : "—"),
-      el("td", {}, a ? a.summary : r.error || ""));
+      el("td", {}, a ? a.summary : r.error || ""),
+      el("td", {}, (a && a.topic) || "—"),
+      el("td", {}, r.agent || "—"),
+      el("td", {}, r.language || "—"));
   });
   $("#conversations tbody").replaceChildren(...rows);
   $("#page-label").textContent = `page ${state.page + 1}`;
@@ -316,6 +335,138 @@ async function exportAs(format) {
   a.remove();
 }
 
+// ---- insights across uploads -------------------------------------------------------
+
+// Sentiment counts per day as stacked bars (positive, neutral, negative).
+function stacked(days) {
+  const w = 300, h = 160, pad = 22;
+  const max = Math.max(1, ...days.map((d) => d.conversations));
+  const bw = (w - 2 * pad) / days.length;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", days.map((d) =>
+    `${d.date}: ${d.sentiment.positive} positive, ${d.sentiment.neutral} neutral, ${d.sentiment.negative} negative`).join("; "));
+  days.forEach((d, i) => {
+    let top = h - pad;
+    for (const k of ["negative", "neutral", "positive"]) {
+      const bh = ((h - 2 * pad) * d.sentiment[k]) / max;
+      top -= bh;
+      svg.insertAdjacentHTML("beforeend",
+        `<rect class="bar-${k}" x="${pad + i * bw + bw * 0.1}" y="${top}" width="${Math.max(1, bw * 0.8)}" height="${bh}"><title>${d.date}: ${d.sentiment[k]} ${k}</title></rect>`);
+    }
+  });
+  svg.insertAdjacentHTML("beforeend",
+    `<text x="${pad}" y="${h - 4}">${days[0].date}</text><text x="${w - pad}" y="${h - 4}" text-anchor="end">${days[days.length - 1].date}</text>` +
+    `<text x="2" y="${pad}">${max}</text>`);
+  return svg;
+}
+
+const share = (n, total) => (total ? (100 * n) / total : 0);
+
+// A number with a bar of `fraction` (0..1) beside it.
+function meter(text, fraction, kind = "") {
+  const bar = el("i");
+  // A style property, not a style attribute: the page's CSP allows no inline styles.
+  bar.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 48)}px`;
+  return el("span", { class: `meter ${kind}` }, bar, text);
+}
+
+// Breakdown columns: header, sort value, cell.
+const COLUMNS = [
+  ["Conversations", (r) => r.conversations, (r, max) => meter(fmt(r.conversations), r.conversations / max)],
+  ["Positive", (r) => share(r.sentiment.positive, r.conversations), (r) => pct(share(r.sentiment.positive, r.conversations))],
+  ["Negative", (r) => share(r.sentiment.negative, r.conversations), (r) => meter(pct(share(r.sentiment.negative, r.conversations)), r.sentiment.negative / Math.max(1, r.conversations), "neg")],
+  ["Satisfaction", (r) => r.average_satisfaction ?? 0, (r) => r.average_satisfaction == null ? "—" : meter(r.average_satisfaction.toFixed(2), (r.average_satisfaction - 1) / 4, "sat")],
+  ["Resolved", (r) => r.resolved_rate ?? -1, (r) => (r.resolved_rate == null ? "—" : pct(r.resolved_rate * 100))],
+];
+
+// A sortable table of topics or agents; a row opens its conversations.
+function breakdown(table, key, rows) {
+  const sort = state.sorts[table.id] || (state.sorts[table.id] = { column: 0, descending: true });
+  const value = (r, c) => (c === -1 ? r[key] ?? "" : COLUMNS[c][1](r));
+  const sorted = [...rows].sort((a, b) => {
+    const [x, y] = [value(a, sort.column), value(b, sort.column)];
+    const order = x < y ? -1 : x > y ? 1 : 0;
+    return sort.descending ? -order : order;
+  });
+  const max = Math.max(1, ...rows.map((r) => r.conversations));
+  const header = [[key === "topic" ? "Topic" : "Agent", -1], ...COLUMNS.map(([h], i) => [h, i])].map(([h, c]) =>
+    el("th", {
+      "data-column": c,
+      "aria-sort": sort.column === c ? (sort.descending ? "descending" : "ascending") : "none",
+      onclick: () => {
+        if (sort.column === c) sort.descending = !sort.descending;
+        else Object.assign(sort, { column: c, descending: c !== -1 });
+        breakdown(table, key, rows);
+      },
+    }, h));
+  const body = sorted.map((r) => {
+    const name = r[key];
+    const attrs = { "data-name": name ?? "" };
+    if (name != null) attrs.onclick = () => guarded(() => matches(key, name));
+    return el("tr", attrs, el("td", {}, name ?? "(none)"), ...COLUMNS.map(([, , cell]) => el("td", {}, cell(r, max))));
+  });
+  table.replaceChildren(el("thead", {}, el("tr", {}, ...header)), el("tbody", {}, ...body));
+}
+
+async function loadInsights() {
+  const params = new URLSearchParams();
+  for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
+  const answer = await json(`/api/insights?${params}`);
+  // The filters offer every topic and agent seen, whatever is filtered now.
+  const known = (list, key, seen) => { for (const r of list) if (r[key] != null) seen.add(r[key]); return [...seen]; };
+  options($("#insight-filters [name=topic]"), known(answer.topics, "topic", state.topics));
+  options($("#insight-filters [name=agent]"), known(answer.agents, "agent", state.agents));
+  $("#insight-numbers").replaceChildren(
+    el("div", {}, el("b", {}, fmt(answer.conversations)), "conversations"),
+    el("div", {}, el("b", {}, answer.average_satisfaction == null ? "—" : answer.average_satisfaction.toFixed(2)), "average satisfaction"),
+    el("div", {}, el("b", {}, pct(share(answer.sentiment.negative, answer.conversations))), "negative"),
+    el("div", {}, el("b", {}, fmt(answer.days.length)), "days"));
+  const days = answer.days;
+  if (days.length) {
+    $("#chart-insight-satisfaction").replaceChildren(line(days.map((d) => [d.date, d.average_satisfaction ?? 3]), 1, 5));
+    $("#chart-insight-sentiment").replaceChildren(stacked(days));
+  } else {
+    $("#chart-insight-satisfaction").replaceChildren(el("p", { class: "empty" }, "No completed uploads in this range."));
+    $("#chart-insight-sentiment").replaceChildren();
+  }
+  breakdown($("#insight-topics"), "topic", answer.topics);
+  breakdown($("#insight-agents"), "agent", answer.agents);
+}
+
+// The conversations of a topic or an agent, from the newest completed uploads.
+async function matches(key, name) {
+  const uploads = (await json("/api/uploads")).filter((u) => u.status === "completed").slice(0, 10);
+  const params = new URLSearchParams({ [key]: name, limit: "25" });
+  const pages = await Promise.all(uploads.map((u) => json(`/api/uploads/${u.id}/conversations?${params}`)));
+  const rows = [];
+  pages.forEach((page, i) => {
+    for (const r of page.items) {
+      const a = r.analysis;
+      rows.push(el("tr", { "data-conversation": r.conversation_id, onclick: () => guarded(() => openMatch(uploads[i].id, key, name, r.conversation_id)) },
+        el("td", {}, uploads[i].filename),
+        el("td", {}, r.conversation_id),
+        el("td", { class: a ? `label-${a.sentiment.label}` : "" }, a ? a.sentiment.label : r.status),
+        el("td", {}, a ? `${a.satisfaction.score}/5` : "—"),
+        el("td", {}, a ? a.summary : r.error || "")));
+    }
+  });
+  $("#insight-matches-title").textContent = `Conversations — ${key} ${name}`;
+  $("#insight-matches tbody").replaceChildren(...rows);
+  $("#insight-matches").hidden = false;
+}
+
+// Opens an upload filtered to a topic or agent, with one conversation's transcript.
+async function openMatch(uploadId, key, name, conversationId) {
+  for (const f of ["sentiment", "min_satisfaction", "max_satisfaction", "status", "topic", "agent", "language"]) $(`#filters [name=${f}]`).value = "";
+  const field = $(`#filters [name=${key}]`);
+  if (![...field.options].some((o) => o.value === name)) field.append(el("option", { value: name }, name));
+  field.value = name;
+  await select(uploadId);
+  await transcript(conversationId);
+}
+
 // ---- wiring ------------------------------------------------------------------------
 
 const drop = $("#drop-zone");
@@ -334,6 +485,12 @@ $("#filters").addEventListener("change", () => guarded(() => { state.cursors = [
 $("#next-page").addEventListener("click", () => guarded(() => { state.page += 1; return loadConversations(); }));
 $("#prev-page").addEventListener("click", () => guarded(() => { state.page = Math.max(0, state.page - 1); return loadConversations(); }));
 for (const b of document.querySelectorAll(".exports button")) b.addEventListener("click", () => guarded(() => exportAs(b.dataset.format)));
-$("#token-button").addEventListener("click", () => { if (askToken()) guarded(loadUploads); });
+$("#token-button").addEventListener("click", () => { if (askToken()) $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
 
 guarded(loadUploads);
+guarded(loadInsights); });
+
+$("#insight-filters").addEventListener("change", () => guarded(loadInsights));
+
+guarded(loadUploads);
+guarded(loadInsights);
