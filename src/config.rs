@@ -1169,6 +1169,38 @@ mod tests {
     }
 
     #[test]
+    fn topics_replace_the_default_list_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[topics]]\nname = \"tariff\"\ndescription = \"Tariff questions\"\nkeywords = [\"tariff\", \"दर\"]\n\n[[topics]]\nname = \"other\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&path), env(&[])).unwrap();
+        let names: Vec<_> = s.topics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["tariff", "other"]);
+        assert_eq!(s.topics[0].keywords, ["tariff", "दर"]);
+        assert!(s.topics[1].keywords.is_empty());
+        for (toml, expected) in [
+            ("topics = []\n", "at least one topic"),
+            (
+                "[[topics]]\nname = \"a\"\n[[topics]]\nname = \"a\"\n",
+                "listed twice",
+            ),
+            ("[[topics]]\nname = \" \"\n", "printable"),
+            (
+                "[[topics]]\nname = \"a\"\nkeywords = [\"\"]\n",
+                "empty keyword",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let e = Settings::load_with_env(Some(&path), env(&[])).unwrap_err();
+            assert!(e.to_string().contains(expected), "{toml}: {e}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
