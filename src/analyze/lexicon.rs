@@ -49,6 +49,9 @@ enum Cue {
     Repeat,
     SincereRepeat,
     Polite,
+    EscalationInContext,
+    Asking,
+    Context,
 }
 
 /// How the summary names a topic of the default list; any other topic is
@@ -148,9 +151,8 @@ const COMPLAINT: &[&str] = &[
     "😢",
 ];
 
+/// Escalation in any context: a customer asking for it.
 const ESCALATION: &[&str] = &[
-    "supervisor",
-    "manager",
     "escalate",
     "formal complaint",
     "legal action",
@@ -158,11 +160,36 @@ const ESCALATION: &[&str] = &[
     "regulator",
     "ombudsman",
     "consumer court",
+    "report you",
+    "उजुरी",
+];
+
+/// Words that are escalation only in a message that already complains or
+/// asks for someone ("talk to your supervisor", "I'll post this on
+/// Facebook"); elsewhere they are news ("the Rise of Facebook"), and
+/// counting them cost plain VADER's accuracy on general text.
+const ESCALATION_IN_CONTEXT: &[&str] = &[
+    "supervisor",
+    "manager",
     "social media",
     "twitter",
     "facebook",
-    "report you",
-    "उजुरी",
+];
+
+/// What makes [`ESCALATION_IN_CONTEXT`] an escalation without a complaint.
+const ASKING: &[&str] = &[
+    "talk to",
+    "speak to",
+    "speak with",
+    "talk with",
+    "connect me",
+    "put me through",
+    "post this",
+    "post it",
+    "post about",
+    "will post",
+    "going to post",
+    "tweet",
 ];
 
 const GRATITUDE: &[&str] = &[
@@ -227,6 +254,29 @@ const UNRESOLVED: &[&str] = &[
     "अझै छैन",
 ];
 
+/// Words of a support exchange. With a topic's keyword, they tell a
+/// support message from general text, where the support rules (praise next
+/// to a repetition is sarcasm, a question's mild positivity is courtesy)
+/// would misread "so happy to see you again" or "Congrats?".
+const SUPPORT_CONTEXT: &[&str] = &[
+    "wait",
+    "service",
+    "on hold",
+    "ticket",
+    "queue",
+    "call",
+    "respon",
+    "reply",
+    "help",
+    "account",
+    "number",
+    "customer id",
+    "complaint",
+    "agent",
+    "office",
+    "staff",
+];
+
 /// Repetition: on its own it is no complaint ("I will check again"), but
 /// next to words VADER finds positive it is the usual shape of sarcasm
 /// ("Wonderful, so I just wait again").
@@ -264,6 +314,9 @@ struct Cues {
     unresolved: u32,
     repeat: u32,
     polite: u32,
+    escalation_in_context: u32,
+    asking: u32,
+    context: u32,
     /// Set by [`LexiconAnalyzer::score_message`], which alone sees VADER's score.
     sarcastic: bool,
 }
@@ -315,6 +368,9 @@ impl LexiconAnalyzer {
         };
         add(COMPLAINT, Cue::Complaint);
         add(ESCALATION, Cue::Escalation);
+        add(ESCALATION_IN_CONTEXT, Cue::EscalationInContext);
+        add(ASKING, Cue::Asking);
+        add(SUPPORT_CONTEXT, Cue::Context);
         add(GRATITUDE, Cue::Gratitude);
         add(RESOLUTION, Cue::Resolution);
         add(UNRESOLVED, Cue::Unresolved);
@@ -352,6 +408,9 @@ impl LexiconAnalyzer {
                 Cue::Repeat => c.repeat += 1,
                 Cue::SincereRepeat => c.repeat = c.repeat.saturating_sub(1),
                 Cue::Polite => c.polite += 1,
+                Cue::EscalationInContext => c.escalation_in_context += 1,
+                Cue::Asking => c.asking += 1,
+                Cue::Context => c.context += 1,
             }
         }
         c
@@ -360,16 +419,30 @@ impl LexiconAnalyzer {
     /// One message's score: VADER corrected by its cues. Marks the cues
     /// sarcastic when praise sits next to a complaint or a repetition.
     fn score_message(&self, text: &str, c: &mut Cues) -> f64 {
-        let vader = self.vader.polarity_scores(text).compound;
+        let scores = self.vader.polarity_scores(text);
+        let vader = scores.compound;
+        if c.escalation_in_context > 0
+            && (c.complaint > 0 || c.unresolved > 0 || c.asking > 0 || vader <= -0.05)
+        {
+            c.escalation += 1;
+        }
         let complaints = f64::from(c.complaint.min(3));
         let sincere = c.gratitude > 0 || c.resolution > 0;
+        let support = c.context > 0 || self.topics.mentioned_in(text);
         // "I would like to …", "Okay.", "What is my meter number?": mild
         // positivity that is only a request's courtesy.
-        let courtesy = vader > 0.0 && vader < 0.6 && (c.polite > 0 || is_question(text));
+        let courtesy = vader > 0.0
+            && vader < 0.6
+            && (support || text.split_whitespace().count() <= 3)
+            && (c.polite > 0 || is_question(text));
         // VADER has no Devanagari words, so there thanks alone mark the praise.
         let praise = (vader > 0.05 && !courtesy) || c.gratitude > 0;
+        // Repetition turns praise to sarcasm only about a problem: next to
+        // something negative or a support topic ("Great, the bill is wrong
+        // again"), not in "so happy to be back again".
+        let about_a_problem = scores.neg > 0.0 || support;
         c.sarcastic = (c.complaint > 0 && (vader > 0.05 || praise))
-            || (c.repeat > 0 && c.resolution == 0 && praise);
+            || (c.repeat > 0 && c.resolution == 0 && praise && about_a_problem);
         let mut s = if c.sarcastic {
             // Positive words around a complaint are sarcasm or politeness, not joy.
             -0.25 - 0.15 * complaints

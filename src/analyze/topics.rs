@@ -105,6 +105,13 @@ impl Topics {
         h.finalize().to_hex()[..16].to_string()
     }
 
+    /// Whether `text` names any topic's keyword.
+    pub fn mentioned_in(&self, text: &str) -> bool {
+        self.matcher
+            .as_ref()
+            .is_some_and(|m| m.find_overlapping_iter(text).next().is_some())
+    }
+
     /// The topic of a conversation by keyword: the highest weighted count
     /// (ties go to the topic listed first), else [`FALLBACK`] when listed,
     /// else none.
