@@ -11,6 +11,9 @@
 //! - romanised Nepali ("bijuli chaina", "kina yesto bhayo") is Latin script
 //!   that trigram models take for some other language: it is recognised by
 //!   its common words (two distinct ones at least) before whatlang is asked;
+//! - Latin text with three or more English function words ("the", "is",
+//!   "my" …) making up a fifth of its words is English without asking
+//!   whatlang (most support messages: this keeps detection cheap);
 //! - other scripts and Latin text go to whatlang as they are; an answer it
 //!   does not call reliable is kept only for text of 40 characters or more
 //!   (shorter ones, "ok", "thanks!", stay unknown).
@@ -52,8 +55,9 @@ pub fn agent(conversation: &Conversation) -> Option<String> {
 /// Longest agent name kept, in characters.
 pub const MAX_AGENT_CHARS: usize = 100;
 
-/// Customer text read for language detection: the start says enough.
-const LANGUAGE_SAMPLE_BYTES: usize = 1000;
+/// Customer text read for language detection: the start says enough (and
+/// whatlang's time grows with it: it was 40 % of a lexicon run at 1,000).
+const LANGUAGE_SAMPLE_BYTES: usize = 400;
 /// Shortest text an unreliable whatlang answer is kept for.
 const UNRELIABLE_MIN_CHARS: usize = 40;
 
@@ -130,6 +134,9 @@ pub fn language_of_text(text: &str) -> Option<&'static str> {
     let script = whatlang::detect_script(text)?;
     if script == Script::Latin && romanised_nepali(text) {
         return Some("ne");
+    }
+    if script == Script::Latin && plainly_english(text) {
+        return Some("en");
     }
     if script == Script::Devanagari {
         let nepali = count_words(text, NEPALI_WORDS);
@@ -210,6 +217,36 @@ fn count_words(text: &str, list: &[&str]) -> usize {
     text.split(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '।' | '॥'))
         .filter(|w| list.contains(w))
         .count()
+}
+
+/// English function words that are not words of the other Latin-script
+/// languages whatlang knows (no "a", "no", "in", "to", "de").
+const ENGLISH_WORDS: &[&str] = &[
+    "the", "is", "are", "was", "were", "and", "my", "your", "i", "you", "it", "this", "that",
+    "have", "has", "for", "with", "not", "but", "since", "there", "please", "can", "will", "what",
+    "when", "why", "how", "our", "we", "they", "been", "would", "could", "thanks", "thank",
+];
+
+/// Whether Latin-script text is English beyond doubt: at least three distinct
+/// English function words, making up a fifth of its words. Most support
+/// messages are, and this spares whatlang's trigram scoring over every
+/// Latin-script language.
+fn plainly_english(text: &str) -> bool {
+    let (mut words, mut hits) = (0usize, 0usize);
+    let mut distinct: Vec<&str> = Vec::new();
+    for word in text
+        .split(|c: char| !c.is_ascii_alphabetic() && c != '\'')
+        .filter(|w| !w.is_empty())
+    {
+        words += 1;
+        if let Some(known) = ENGLISH_WORDS.iter().find(|k| k.eq_ignore_ascii_case(word)) {
+            hits += 1;
+            if !distinct.contains(known) {
+                distinct.push(known);
+            }
+        }
+    }
+    distinct.len() >= 3 && hits * 5 >= words
 }
 
 fn romanised_nepali(text: &str) -> bool {
@@ -372,6 +409,14 @@ mod tests {
             ),
             ("हमारे घर में सुबह से बिजली नहीं है, क्या हुआ?", Some("hi")),
             ("ok", None),
+            (
+                "Hola, no tengo luz en mi casa desde la mañana, por favor ayúdenme.",
+                Some("es"),
+            ),
+            (
+                "Bonjour, je n'ai plus d'électricité depuis ce matin.",
+                Some("fr"),
+            ),
             ("🙏🙏", None),
         ];
         for (text, expected) in cases {

@@ -39,6 +39,8 @@ pub struct Topics {
     owner: Vec<usize>,
     /// Index of [`FALLBACK`] in `settings`, when configured.
     fallback: Option<usize>,
+    /// See [`Topics::fingerprint`]; computed once (content keys ask per conversation).
+    fingerprint: String,
 }
 
 impl Default for Topics {
@@ -68,6 +70,7 @@ impl Topics {
         });
         Self {
             fallback: settings.iter().position(|t| t.name == FALLBACK),
+            fingerprint: fingerprint_of(settings),
             settings: settings.to_vec(),
             matcher,
             owner,
@@ -90,19 +93,8 @@ impl Topics {
     /// Identifies the list (names, descriptions, keywords, in order): part of
     /// an analyzer's fingerprint, so a changed list is not answered from
     /// analyses made under the old one.
-    pub fn fingerprint(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        for t in &self.settings {
-            for part in std::iter::once(&t.name)
-                .chain(std::iter::once(&t.description))
-                .chain(&t.keywords)
-            {
-                h.update(&(part.len() as u64).to_le_bytes());
-                h.update(part.as_bytes());
-            }
-            h.update(&[0xff]);
-        }
-        h.finalize().to_hex()[..16].to_string()
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Whether `text` names any topic's keyword.
@@ -151,6 +143,21 @@ impl Topics {
             .or(self.fallback)?;
         Some(self.settings[best].name.as_str())
     }
+}
+
+fn fingerprint_of(settings: &[TopicSettings]) -> String {
+    let mut h = blake3::Hasher::new();
+    for t in settings {
+        for part in std::iter::once(&t.name)
+            .chain(std::iter::once(&t.description))
+            .chain(&t.keywords)
+        {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update(&[0xff]);
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 #[cfg(test)]
@@ -273,7 +280,7 @@ mod tests {
     #[test]
     fn the_fingerprint_follows_every_part_of_the_list() {
         let base = TopicSettings::defaults();
-        let fp = Topics::new(&base).fingerprint();
+        let fp = Topics::new(&base).fingerprint().to_string();
         assert_eq!(fp, Topics::new(&base).fingerprint());
         let mut changed = base.clone();
         changed[0].description.push('!');
