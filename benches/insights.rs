@@ -53,7 +53,7 @@ fn result(upload_id: Uuid, i: usize) -> ConversationResult {
             score: satisfaction,
             label: SatisfactionLabel::from_score(satisfaction),
         },
-        resolved: Some(mix % 3 != 0),
+        resolved: Some(!mix.is_multiple_of(3)),
         summary: "Customer reported a meter issue; issue resolved, customer thankful.".into(),
         analyzer: "lexicon".into(),
         model: "vader-support-2".into(),
@@ -70,7 +70,7 @@ fn result(upload_id: Uuid, i: usize) -> ConversationResult {
         ConversationStatus::Analyzed,
     );
     record.agent = Some(format!("Agent {:02}", (mix >> 32) as usize % AGENTS));
-    record.language = Some(if mix % 7 == 0 { "ne" } else { "en" }.into());
+    record.language = Some(if mix.is_multiple_of(7) { "ne" } else { "en" }.into());
     ConversationResult {
         upload_id,
         conversation_id: format!("CHAT-{i:07}"),

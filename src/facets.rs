@@ -256,12 +256,12 @@ fn romanised_nepali(text: &str) -> bool {
         .filter(|w| !w.is_empty())
     {
         let word = word.to_ascii_lowercase();
-        if let Some(known) = ROMANISED_NEPALI.iter().find(|k| **k == word) {
-            if !hits.contains(known) {
-                hits.push(known);
-                if hits.len() >= 2 {
-                    return true;
-                }
+        if let Some(known) = ROMANISED_NEPALI.iter().find(|k| **k == word)
+            && !hits.contains(known)
+        {
+            hits.push(known);
+            if hits.len() >= 2 {
+                return true;
             }
         }
     }

@@ -268,7 +268,7 @@ fn named(key: &str) -> Option<String> {
 }
 
 /// Largest first, then by name: what a lead reads first.
-fn by_size<'a>(map: &'a BTreeMap<String, Figures>) -> Vec<(&'a String, &'a Figures)> {
+fn by_size(map: &BTreeMap<String, Figures>) -> Vec<(&String, &Figures)> {
     let mut rows: Vec<_> = map.iter().collect();
     rows.sort_by(|a, b| b.1.conversations.cmp(&a.1.conversations).then(a.0.cmp(b.0)));
     rows
