@@ -184,7 +184,7 @@ impl TopicSettings {
         vec![
             Self::new(
                 "outage",
-                "No power or electricity: a power cut, blackout, load shedding, lights going off.",
+                "No power: a power cut, blackout or load shedding.",
                 &[
                     "outage",
                     "no power",
@@ -234,7 +234,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "billing",
-                "The amount or content of a bill: wrong or high bill, charges, tariff, invoice.",
+                "The bill's amount or charges.",
                 &[
                     "bill",
                     "invoice",
@@ -255,12 +255,12 @@ impl TopicSettings {
             ),
             Self::new(
                 "meter",
-                "The electricity meter: readings, a faulty, stopped or replaced meter, smart meters.",
+                "Meter readings or a faulty meter.",
                 &["meter", "reading", "मिटर", "मीटर", "रिडिङ"],
             ),
             Self::new(
                 "connection",
-                "A new connection, transferring a connection, changing the name on an account.",
+                "New connection, transfer, name change.",
                 &[
                     "new connection",
                     "connection",
@@ -294,7 +294,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "voltage",
-                "Voltage fluctuation, low or high voltage, sparks, damaged appliances or equipment.",
+                "Voltage fluctuation, damaged equipment.",
                 &[
                     "voltage",
                     "fluctuat",
@@ -317,7 +317,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "payment",
-                "Paying a bill and payment errors: online or bank payment, money deducted but not credited, receipts.",
+                "Paying a bill, payment errors.",
                 &[
                     "payment",
                     "paid",
@@ -345,7 +345,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "other",
-                "Anything else: general questions, complaints about service, or when no other topic fits.",
+                "Anything else.",
                 &[],
             ),
         ]

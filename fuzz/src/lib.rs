@@ -36,7 +36,7 @@ pub fn ingest_file(data: &[u8], extension: &str) {
 pub fn llm_reply(data: &[u8]) {
     use powerpulse::analyze::openai::reply;
 
-    let read = |content: &str| reply::validate(content, "openai", "gpt-4o");
+    let read = |content: &str| reply::validate(content, "openai", "gpt-4o", &[]);
     check_analysis(reply::parse(data, read).analysis);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = reply::strip_fence(text);
@@ -46,7 +46,7 @@ pub fn llm_reply(data: &[u8]) {
         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
         check_analysis(reply::parse(&body, read).analysis);
         // The same content as a packed reply of three chats.
-        if let Ok(packed) = reply::validate_packed(text, 3, "openai", "gpt-4o") {
+        if let Ok(packed) = reply::validate_packed(text, 3, "openai", "gpt-4o", &[]) {
             assert_eq!(packed.results.len(), 3);
             for result in packed.results {
                 check_analysis(result);

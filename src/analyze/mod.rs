@@ -271,7 +271,9 @@ impl Analyzer {
             explicit => explicit,
         };
         Ok(match backend {
-            Backend::OpenAi => Analyzer::OpenAi(OpenAiAnalyzer::from_env(&settings.openai)?),
+            Backend::OpenAi => {
+                Analyzer::OpenAi(OpenAiAnalyzer::from_env(&settings.openai, topics)?)
+            }
             _ => Analyzer::Lexicon(Arc::new(LexiconAnalyzer::with_topics(Arc::new(
                 topics::Topics::new(topics),
             )))),

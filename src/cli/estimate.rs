@@ -23,9 +23,10 @@ pub fn run(settings: &Settings, file: &Path, json: bool) -> Result<ExitCode> {
         return print(&remote.estimate(file)?, json);
     }
     // No key is needed to count: requests are built, never sent.
-    let analyzer = OpenAiAnalyzer::new(
+    let analyzer = OpenAiAnalyzer::with_topics(
         &settings.analyzer.openai,
         "estimate-only".to_string().into(),
+        &settings.topics,
     )?;
     let opts = IngestOptions::from_settings(&settings.ingest);
     let rows = ingest::open(file, &opts)?;

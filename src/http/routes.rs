@@ -411,9 +411,10 @@ pub async fn estimate(
     // The running analyzer knows the limits the provider announced.
     let analyzer = match engine.analyzer() {
         Analyzer::OpenAi(a) => a.clone(),
-        Analyzer::Lexicon(_) => OpenAiAnalyzer::new(
+        Analyzer::Lexicon(_) => OpenAiAnalyzer::with_topics(
             &settings.analyzer.openai,
             "estimate-only".to_string().into(),
+            &settings.topics,
         )
         .map_err(|e| HttpError::Internal(e.to_string()))?,
     };

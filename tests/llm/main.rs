@@ -119,6 +119,21 @@ fn ten_percent_faults_lose_nothing_and_pay_for_nothing_twice() {
     );
     assert!(!stderr.contains(KEY), "the API key leaked into the logs");
     assert!(!stdout.contains(KEY));
+    // The topic came in the same call, from the schema's enum of the
+    // configured topics (the fake server picks among them).
+    let store = powerpulse::store::Store::open(dir.path().join("llm.redb")).unwrap();
+    let id = store.uploads().unwrap()[0].id;
+    let topics = store.summary(id).unwrap().topics;
+    let names: Vec<String> = powerpulse::config::TopicSettings::defaults()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(topics.len() > 1, "{topics:?}");
+    for t in &topics {
+        assert!(names.contains(t.topic.as_ref().unwrap()), "{t:?}");
+    }
+    let counted: u64 = topics.iter().map(|t| t.conversations).sum();
+    assert_eq!(counted, conversations);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,7 +177,7 @@ impl OpenAiAnalyzer {
                 let body = r.body.to_string();
                 let model = self.model().to_string();
                 let parsed = reply::parse(body.as_bytes(), |content| {
-                    reply::validate(content, Self::NAME, &model)
+                    reply::validate(content, Self::NAME, &model, self.topic_names())
                 });
                 let mut usage = LlmUsage {
                     requests: 1,
@@ -469,7 +469,7 @@ mod tests {
         let good = serde_json::json!({
             "custom_id": "a", "error": null,
             "response": {"status_code": 200, "body": {
-                "choices": [{"message": {"content": "{\"sentiment\":-0.5,\"satisfaction\":2,\"resolved\":false,\"summary\":\"No power.\"}"}, "finish_reason": "stop"}],
+                "choices": [{"message": {"content": "{\"sentiment\":-0.5,\"satisfaction\":2,\"resolved\":false,\"summary\":\"No power.\",\"topic\":\"outage\"}"}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}}
         });
         let invalid = serde_json::json!({

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome, estimate};
-use crate::config::{AuthStyle, ModelPrice, OpenAiSettings};
+use crate::config::{AuthStyle, ModelPrice, OpenAiSettings, TopicSettings};
 use crate::model::Conversation;
 use limits::{Announced, Limits, LimitsSnapshot};
 use pack::Packer;
@@ -70,6 +70,10 @@ const BACKOFF_CAP: Duration = Duration::from_secs(20);
 const MAX_RATE_LIMITED: u32 = 50;
 
 struct Inner {
+    /// Identifies the topic list the model picks from (part of the fingerprint).
+    topics: String,
+    /// The names a reply's `topic` must be one of.
+    topic_names: Vec<String>,
     client: reqwest::Client,
     url: String,
     key: SecretString,
@@ -153,18 +157,31 @@ const REASK_EXTRA_TOKENS: u64 = REASK_REPLY_CHARS as u64 / 4 + 80;
 impl OpenAiAnalyzer {
     pub const NAME: &'static str = "openai";
 
-    /// Reads the key from the environment variable the settings name.
-    pub fn from_env(settings: &OpenAiSettings) -> Result<Self, OpenAiError> {
+    /// Reads the key from the environment variable the settings name; the
+    /// model picks each conversation's topic from `topics`.
+    pub fn from_env(
+        settings: &OpenAiSettings,
+        topics: &[TopicSettings],
+    ) -> Result<Self, OpenAiError> {
         let key = std::env::var(&settings.api_key_env)
             .ok()
             .filter(|k| !k.trim().is_empty())
             .ok_or_else(|| OpenAiError::MissingKey {
                 var: settings.api_key_env.clone(),
             })?;
-        Self::new(settings, SecretString::from(key))
+        Self::with_topics(settings, SecretString::from(key), topics)
     }
 
+    /// An analyzer picking from the default topics.
     pub fn new(settings: &OpenAiSettings, api_key: SecretString) -> Result<Self, OpenAiError> {
+        Self::with_topics(settings, api_key, &TopicSettings::defaults())
+    }
+
+    pub fn with_topics(
+        settings: &OpenAiSettings,
+        api_key: SecretString,
+        topics: &[TopicSettings],
+    ) -> Result<Self, OpenAiError> {
         let base = settings.base_url.trim_end_matches('/');
         let parsed = reqwest::Url::parse(base).map_err(|e| OpenAiError::InvalidBaseUrl {
             url: settings.base_url.clone(),
@@ -192,7 +209,7 @@ impl OpenAiAnalyzer {
             .build()
             .map_err(|e| OpenAiError::Client(e.to_string()))?;
 
-        let shape = RequestShape::new(settings);
+        let shape = RequestShape::new(settings).with_topics(topics);
         let body_prefix = shape.prefix(1);
         let fixed_tokens = shape.fixed_tokens(1);
         let max_request_tokens = fixed_tokens + settings.max_transcript_tokens + 64;
@@ -211,6 +228,10 @@ impl OpenAiAnalyzer {
         };
         Ok(Self {
             inner: Arc::new(Inner {
+                topics: crate::analyze::topics::Topics::new(topics)
+                    .fingerprint()
+                    .to_string(),
+                topic_names: topics.iter().map(|t| t.name.clone()).collect(),
                 client,
                 url,
                 key: api_key,
@@ -237,12 +258,18 @@ impl OpenAiAnalyzer {
         &self.inner.model
     }
 
+    /// The topics a reply must pick from.
+    pub fn topic_names(&self) -> &[String] {
+        &self.inner.topic_names
+    }
+
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}/{}/{}",
+            "{}/{}/{}/topics-{}",
             Self::NAME,
             self.inner.model,
-            prompt::PROMPT_VERSION
+            prompt::PROMPT_VERSION,
+            self.inner.topics
         )
     }
 
@@ -414,7 +441,7 @@ impl OpenAiAnalyzer {
         let model = self.inner.model.clone();
         let (result, usage) = self
             .call(self.request(conversation), cancel, |content| {
-                reply::validate(content, Self::NAME, &model)
+                reply::validate(content, Self::NAME, &model, self.topic_names())
             })
             .await;
         Outcome { result, usage }
@@ -862,7 +889,7 @@ mod tests {
             api_key_env: "POWERPULSE_TEST_SURELY_UNSET_KEY".into(),
             ..settings()
         };
-        let err = OpenAiAnalyzer::from_env(&s).unwrap_err();
+        let err = OpenAiAnalyzer::from_env(&s, &[]).unwrap_err();
         assert!(err.to_string().contains("POWERPULSE_TEST_SURELY_UNSET_KEY"));
     }
 

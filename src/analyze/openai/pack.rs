@@ -129,7 +129,8 @@ impl Packer {
             let count = replies.len();
             let model = analyzer.model().to_string();
             let read = |content: &str| {
-                reply::validate_packed(content, count, OpenAiAnalyzer::NAME, &model)
+                let topics = analyzer.topic_names();
+                reply::validate_packed(content, count, OpenAiAnalyzer::NAME, &model, topics)
             };
             // Only when every member has given up (cancelled) is the call
             // abandoned.

@@ -8,6 +8,7 @@
 
 use serde_json::json;
 
+use crate::config::TopicSettings;
 use crate::model::{Conversation, Role};
 
 /// Bumped whenever the prompt or schema changes (part of the fingerprint).
@@ -60,6 +61,39 @@ fn result_properties() -> serde_json::Value {
         "resolved": {"type": ["boolean", "null"]},
         "summary": {"type": "string"}
     })
+}
+
+/// The topics in the system prompt, named and described: the model picks
+/// one in the same call (`topic` in the reply).
+pub fn topics_instruction(topics: &[TopicSettings]) -> String {
+    let mut out = String::from(" topic: one of ");
+    for (i, t) in topics.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&t.name);
+        if !t.description.trim().is_empty() {
+            out.push_str(" (");
+            out.push_str(t.description.trim());
+            out.push(')');
+        }
+    }
+    out.push('.');
+    out
+}
+
+/// Adds `topic`, an enum of `names`, to a result schema (a single one, or
+/// each result of a packed one) as a required property.
+pub fn add_topic_enum(schema: &mut serde_json::Value, names: &[&str]) {
+    let result = if schema["properties"].get("results").is_some() {
+        &mut schema["properties"]["results"]["items"]
+    } else {
+        schema
+    };
+    result["properties"]["topic"] = json!({"type": "string", "enum": names});
+    if let Some(required) = result["required"].as_array_mut() {
+        required.push("topic".into());
+    }
 }
 
 /// The result schema as a JSON Schema (strict-mode compatible: every
@@ -260,6 +294,40 @@ mod tests {
         assert_eq!(lines[0], "C: message number 0");
         assert_eq!(*lines.last().unwrap(), "C: message number 199");
         assert!(t.contains("messages omitted"));
+    }
+
+    #[test]
+    fn topics_are_named_in_the_prompt_and_an_enum_in_both_schemas() {
+        let topics = crate::config::TopicSettings::defaults();
+        let text = topics_instruction(&topics[..2]);
+        assert_eq!(
+            text,
+            format!(
+                " topic: one of outage ({}); billing ({}).",
+                topics[0].description, topics[1].description
+            )
+        );
+        let names = ["outage", "other"];
+        let mut single = result_schema();
+        add_topic_enum(&mut single, &names);
+        assert_eq!(single["properties"]["topic"]["enum"], json!(names));
+        assert!(
+            single["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("topic"))
+        );
+        let mut packed = packed_schema();
+        add_topic_enum(&mut packed, &names);
+        let item = &packed["properties"]["results"]["items"];
+        assert_eq!(item["properties"]["topic"]["enum"], json!(names));
+        assert!(
+            item["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("topic"))
+        );
+        assert!(packed["properties"].get("topic").is_none());
     }
 
     #[test]

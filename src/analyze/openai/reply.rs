@@ -93,6 +93,9 @@ struct Content {
     satisfaction: f64,
     resolved: Option<bool>,
     summary: String,
+    /// One of the configured topics (the schema's enum).
+    #[serde(default)]
+    topic: Option<String>,
 }
 
 /// What a reply body held: its content read as `T` (or why not) and the
@@ -188,12 +191,25 @@ fn json_error(e: serde_json::Error) -> ReplyError {
 /// labels too would cost tokens and invite contradictions). Scores a hair
 /// outside their range (float noise) are clamped; clearly out of range is a
 /// violation. A summary over 200 characters is shortened.
-pub fn validate(json: &str, analyzer: &str, model: &str) -> Result<Analysis, ReplyError> {
+///
+/// With `topics`, the reply must name one of them (a server without strict
+/// structured output may answer anything): else it is a violation, re-asked.
+pub fn validate(
+    json: &str,
+    analyzer: &str,
+    model: &str,
+    topics: &[String],
+) -> Result<Analysis, ReplyError> {
     let c: Content = serde_json::from_str(json).map_err(json_error)?;
-    analysis(c, analyzer, model)
+    analysis(c, analyzer, model, topics)
 }
 
-fn analysis(c: Content, analyzer: &str, model: &str) -> Result<Analysis, ReplyError> {
+fn analysis(
+    c: Content,
+    analyzer: &str,
+    model: &str,
+    topics: &[String],
+) -> Result<Analysis, ReplyError> {
     const SLACK: f64 = 1e-6;
     let s = c.sentiment;
     if !s.is_finite() || !(-1.0 - SLACK..=1.0 + SLACK).contains(&s) {
@@ -211,6 +227,14 @@ fn analysis(c: Content, analyzer: &str, model: &str) -> Result<Analysis, ReplyEr
     if c.summary.trim().is_empty() {
         return Err(ReplyError::Schema("summary is empty".into()));
     }
+    let topic = c.topic.map(|t| t.trim().to_string());
+    if !topics.is_empty() && !topic.as_ref().is_some_and(|t| topics.contains(t)) {
+        return Err(ReplyError::Schema(format!(
+            "topic {} is not one of {}",
+            topic.map_or_else(|| "is missing: it".to_string(), |t| format!("{t:?}")),
+            topics.join(", ")
+        )));
+    }
     let score = s.clamp(-1.0, 1.0);
     Ok(Analysis {
         sentiment: Sentiment {
@@ -225,7 +249,7 @@ fn analysis(c: Content, analyzer: &str, model: &str) -> Result<Analysis, ReplyEr
         summary: truncate_chars(c.summary.trim(), SUMMARY_MAX_CHARS),
         analyzer: analyzer.to_string(),
         model: model.to_string(),
-        topic: None,
+        topic: topic.filter(|t| !t.is_empty()),
     })
 }
 
@@ -257,6 +281,7 @@ pub fn validate_packed(
     count: usize,
     analyzer: &str,
     model: &str,
+    topics: &[String],
 ) -> Result<PackedResults, ReplyError> {
     let packed: PackedContent = serde_json::from_str(json).map_err(json_error)?;
     let mut results: Vec<Result<Analysis, ReplyError>> = (0..count)
@@ -283,7 +308,7 @@ pub fn validate_packed(
         } else {
             serde_json::from_value::<Content>(item)
                 .map_err(json_error)
-                .and_then(|c| analysis(c, analyzer, model))
+                .and_then(|c| analysis(c, analyzer, model, topics))
         };
     }
     Ok(PackedResults { results, unknown })
@@ -297,7 +322,7 @@ mod tests {
         r#"{"sentiment":-0.6,"satisfaction":2,"resolved":false,"summary":"Outage not fixed."}"#;
 
     fn read(content: &str) -> Result<Analysis, ReplyError> {
-        validate(content, "openai", "gpt-4o")
+        validate(content, "openai", "gpt-4o", &[])
     }
 
     fn body(content: &str) -> Vec<u8> {
@@ -323,6 +348,31 @@ mod tests {
                 completion_tokens: 30,
                 ..Usage::default()
             })
+        );
+    }
+
+    #[test]
+    fn the_topic_must_be_one_of_the_list() {
+        let topics = ["outage".to_string(), "billing".to_string()];
+        let with = |topic: &str| {
+            format!(
+                r#"{{"sentiment":0.5,"satisfaction":4,"resolved":true,"summary":"Fixed.","topic":{topic}}}"#
+            )
+        };
+        let a = validate(&with("\"billing\""), "o", "m", &topics).unwrap();
+        assert_eq!(a.topic.as_deref(), Some("billing"));
+        let e = validate(&with("\"tariffs\""), "o", "m", &topics).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"tariffs\" is not one of outage, billing"),
+            "{e}"
+        );
+        let e = validate(GOOD, "o", "m", &topics).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(
+            validate(GOOD, "o", "m", &[]).unwrap().topic,
+            None,
+            "no list, no check"
         );
     }
 
@@ -405,7 +455,7 @@ mod tests {
             r#"{{"sentiment":1.0000001,"satisfaction":4,"resolved":true,"summary":"{}"}}"#,
             "x".repeat(300)
         );
-        let a = validate(&content, "o", "m").unwrap();
+        let a = validate(&content, "o", "m", &[]).unwrap();
         assert_eq!(a.sentiment.score, 1.0);
         assert_eq!(a.sentiment.label, SentimentLabel::Positive);
         assert_eq!(a.satisfaction.label, SatisfactionLabel::Satisfied);
@@ -419,7 +469,10 @@ mod tests {
             let content = format!(
                 r#"{{"sentiment":{score},"satisfaction":3,"resolved":null,"summary":"s"}}"#
             );
-            assert_eq!(validate(&content, "o", "m").unwrap().sentiment.label, label);
+            assert_eq!(
+                validate(&content, "o", "m", &[]).unwrap().sentiment.label,
+                label
+            );
         }
     }
 
@@ -451,7 +504,7 @@ mod tests {
             item("x".into(), 0.0),
             {"ref": 3, "sentiment": 7, "satisfaction": 3, "resolved": null, "summary": "s"},
         ]});
-        let packed = validate_packed(&reply.to_string(), 5, "o", "m").unwrap();
+        let packed = validate_packed(&reply.to_string(), 5, "o", "m", &[]).unwrap();
         assert_eq!(packed.results.len(), 5);
         assert_eq!(packed.results[0].as_ref().unwrap().sentiment.score, -0.5);
         assert!(
@@ -478,7 +531,7 @@ mod tests {
         );
         assert_eq!(packed.unknown, 1);
         assert!(matches!(
-            validate_packed("[1,2]", 2, "o", "m"),
+            validate_packed("[1,2]", 2, "o", "m", &[]),
             Err(ReplyError::Schema(_))
         ));
     }

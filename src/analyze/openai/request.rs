@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::models;
 use super::prompt;
-use crate::config::{OpenAiSettings, TokenParameter};
+use crate::config::{OpenAiSettings, TokenParameter, TopicSettings};
 
 /// How requests to the configured model look.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct RequestShape {
     structured: bool,
     per_result_tokens: u32,
     reasoning_budget: u32,
+    /// The topics the model picks from (`with_topics`): named in the
+    /// prompt, an enum in the schema.
+    topics: Vec<TopicSettings>,
 }
 
 impl RequestShape {
@@ -51,7 +54,23 @@ impl RequestShape {
             structured: settings.structured_output,
             per_result_tokens: settings.max_output_tokens,
             reasoning_budget: settings.reasoning_token_budget,
+            topics: Vec::new(),
         }
+    }
+
+    /// Asks for one of `topics` in every result.
+    pub fn with_topics(mut self, topics: &[TopicSettings]) -> Self {
+        self.topics = topics.to_vec();
+        self
+    }
+
+    /// The system prompt, with the topics when there are any.
+    fn system_prompt(&self, packed: bool) -> String {
+        let mut system = prompt::system_prompt(self.structured, packed);
+        if !self.topics.is_empty() {
+            system.push_str(&prompt::topics_instruction(&self.topics));
+        }
+        system
     }
 
     /// Tokens a reply of `conversations` results may use (hidden reasoning
@@ -68,7 +87,7 @@ impl RequestShape {
     /// Rate-limit tokens of a request without its transcript: the system
     /// prompt and the reply budget, as OpenAI's limiter counts them.
     pub fn fixed_tokens(&self, conversations: u32) -> u32 {
-        prompt::estimate_tokens(&prompt::system_prompt(self.structured, conversations > 1))
+        prompt::estimate_tokens(&self.system_prompt(conversations > 1))
             + self.reply_tokens(conversations)
     }
 
@@ -117,11 +136,15 @@ impl RequestShape {
             self.reply_tokens(conversations).into(),
         );
         if self.structured {
-            let (name, schema) = if packed {
+            let (name, mut schema) = if packed {
                 ("conversation_analyses", prompt::packed_schema())
             } else {
                 ("conversation_analysis", prompt::result_schema())
             };
+            if !self.topics.is_empty() {
+                let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+                prompt::add_topic_enum(&mut schema, &names);
+            }
             body.insert(
                 "response_format".into(),
                 json!({
@@ -131,7 +154,7 @@ impl RequestShape {
             );
         }
         let parameters = Value::Object(body).to_string();
-        let system = json_string(&prompt::system_prompt(self.structured, packed));
+        let system = json_string(&self.system_prompt(packed));
         format!(
             "{},\"messages\":[{{\"role\":\"system\",\"content\":{system}}},{{\"role\":\"user\",\"content\":",
             // Exactly the object's own closing brace (nested objects end in '}' too).
