@@ -343,11 +343,7 @@ impl TopicSettings {
                     "इसेवा",
                 ],
             ),
-            Self::new(
-                "other",
-                "Anything else.",
-                &[],
-            ),
+            Self::new("other", "Anything else.", &[]),
         ]
     }
 }
