@@ -24,6 +24,23 @@ use whatlang::{Detector, Lang, Script};
 
 use crate::model::{Conversation, Role};
 
+/// A conversation's agent and language, read together (on the thread that
+/// loads the conversation, beside the analysis rather than after it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facets {
+    pub agent: Option<String>,
+    pub language: Option<&'static str>,
+}
+
+impl Facets {
+    pub fn of(conversation: &Conversation) -> Self {
+        Self {
+            agent: agent(conversation),
+            language: language(conversation),
+        }
+    }
+}
+
 /// The conversation's agent: the sender name of most of its agent messages
 /// (the first one among equals). `None` when no agent message has a name.
 pub fn agent(conversation: &Conversation) -> Option<String> {
@@ -255,8 +272,9 @@ fn romanised_nepali(text: &str) -> bool {
         .split(|c: char| !c.is_ascii_alphabetic())
         .filter(|w| !w.is_empty())
     {
-        let word = word.to_ascii_lowercase();
-        if let Some(known) = ROMANISED_NEPALI.iter().find(|k| **k == word)
+        if let Some(known) = ROMANISED_NEPALI
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(word))
             && !hits.contains(known)
         {
             hits.push(known);

@@ -558,6 +558,7 @@ mod tests {
             autoresponse: false,
         }];
         LoadedConversation {
+            facets: Default::default(),
             counts: MessageCounts::of(&messages),
             conversation: Arc::new(Conversation {
                 id: id.into(),

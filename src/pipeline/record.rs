@@ -64,8 +64,8 @@ pub(super) fn outcome(
             )
         }
     };
-    let mut record = ConversationRecord::new(&conversation.counts, status)
-        .with_facets(&conversation.conversation);
+    let mut record =
+        ConversationRecord::new(&conversation.counts, status).with_facets(&conversation.facets);
     record.failure = failure;
     match &event {
         ConversationOutcome::Analyzed(usage) => record.usage = *usage,
@@ -191,6 +191,7 @@ mod tests {
             },
         ];
         LoadedConversation {
+            facets: Default::default(),
             counts: MessageCounts {
                 messages: 9,
                 ..MessageCounts::of(&messages)

@@ -285,13 +285,14 @@ pub struct ConversationRecord {
 impl ConversationRecord {
     /// The record of a conversation whose messages are all in `conversation`.
     pub fn describe(conversation: &Conversation, status: ConversationStatus) -> Self {
-        Self::new(&MessageCounts::of(&conversation.messages), status).with_facets(conversation)
+        Self::new(&MessageCounts::of(&conversation.messages), status)
+            .with_facets(&crate::facets::Facets::of(conversation))
     }
 
-    /// Sets the agent and language read from `conversation`'s messages.
-    pub fn with_facets(mut self, conversation: &Conversation) -> Self {
-        self.agent = crate::facets::agent(conversation);
-        self.language = crate::facets::language(conversation).map(str::to_string);
+    /// Sets the conversation's agent and language.
+    pub fn with_facets(mut self, facets: &crate::facets::Facets) -> Self {
+        self.agent = facets.agent.clone();
+        self.language = facets.language.map(str::to_string);
         self
     }
 
@@ -361,6 +362,9 @@ pub struct LoadedConversation {
     /// Shared: the analyzer reads it while the pipeline keeps it to record.
     pub conversation: Arc<Conversation>,
     pub counts: MessageCounts,
+    /// Its agent and language, read as it is loaded (by a `StoreReader`
+    /// thread, while the previous batch is analysed).
+    pub facets: crate::facets::Facets,
 }
 
 /// A batch of conversations still to analyse, and where the scan goes on.
@@ -418,6 +422,7 @@ impl Loading {
         };
         conversation.sort_messages();
         LoadedConversation {
+            facets: crate::facets::Facets::of(&conversation),
             conversation: Arc::new(conversation),
             counts: self.counts,
         }
