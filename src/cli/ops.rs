@@ -88,7 +88,7 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
         Err(e) => problem("webhook", e.to_string()),
     }
 
-    match Analyzer::from_settings(&settings.analyzer) {
+    match Analyzer::from_settings(&settings.analyzer, &settings.topics) {
         Err(e) => problem("analyzer", e.to_string()),
         Ok(Analyzer::Lexicon(_)) => println!("analyzer: lexicon (offline: nothing to reach)"),
         Ok(Analyzer::OpenAi(llm)) => {
