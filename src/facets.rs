@@ -5,16 +5,17 @@
 //!
 //! Plain code. Language detection uses [`whatlang`] (trigram models, no
 //! network, no tokens) over the customer's first messages:
-//! - Devanagari is Nepali or Hindi by their common words (छ, छैन, भयो, मेरो
-//!   against है, नहीं, मेरा …), which whatlang's trigrams confuse in short
-//!   messages; otherwise whatlang tells Nepali, Hindi and Marathi apart;
+//! - Devanagari is Nepali or Hindi by their common words and Nepali's verb
+//!   endings (छ, छैन, भयो, मेरो, -यो, -एन, -एको against है, नहीं, मेरा …),
+//!   which whatlang's trigrams confuse in short messages; otherwise whatlang
+//!   tells Nepali, Hindi and Marathi apart;
 //! - romanised Nepali ("bijuli chaina", "kina yesto bhayo") is Latin script
 //!   that trigram models take for some other language: it is recognised by
 //!   its common words (two distinct ones at least) before whatlang is asked;
-//! - Latin text with three or more English function words ("the", "is",
-//!   "my" …) making up a fifth of its words is English without asking
+//! - Latin text with two or more distinct English function words ("the",
+//!   "is", "my" …) making up a fifth of its words is English without asking
 //!   whatlang (most support messages: this keeps detection cheap);
-//! - other scripts and Latin text go to whatlang as they are; an answer it
+//! - other scripts and the remaining Latin text go to whatlang; an answer it
 //!   does not call reliable is kept only for text of 40 characters or more
 //!   (shorter ones, "ok", "thanks!", stay unknown).
 //!
@@ -72,63 +73,12 @@ pub fn agent(conversation: &Conversation) -> Option<String> {
 /// Longest agent name kept, in characters.
 pub const MAX_AGENT_CHARS: usize = 100;
 
-/// Customer text read for language detection: the start says enough (and
-/// whatlang's time grows with it: it was 40 % of a lexicon run at 1,000).
-const LANGUAGE_SAMPLE_BYTES: usize = 400;
 /// Shortest text an unreliable whatlang answer is kept for.
 const UNRELIABLE_MIN_CHARS: usize = 40;
 
-/// Common romanised Nepali words that are not English words.
-const ROMANISED_NEPALI: &[&str] = &[
-    "cha",
-    "chha",
-    "chaina",
-    "chhaina",
-    "xa",
-    "xaina",
-    "bhayo",
-    "bhako",
-    "garnu",
-    "garnus",
-    "garna",
-    "gareko",
-    "hajur",
-    "kina",
-    "pani",
-    "bijuli",
-    "batti",
-    "haru",
-    "gayo",
-    "aayo",
-    "ayo",
-    "dinus",
-    "dinu",
-    "bata",
-    "huncha",
-    "hunchha",
-    "kati",
-    "mero",
-    "hamro",
-    "tapai",
-    "tapaai",
-    "ramro",
-    "kasto",
-    "ahile",
-    "aile",
-    "samma",
-    "paisa",
-    "tiryo",
-    "tirna",
-    "dhanyabad",
-    "dhanyawad",
-    "yo",
-    "tyo",
-    "kaha",
-    "kahile",
-    "lagyo",
-    "bhanda",
-    "chaiyo",
-];
+/// Customer text read for language detection: the start says enough (and
+/// whatlang's time grows with it: it was 40 % of a lexicon run at 1,000).
+const LANGUAGE_SAMPLE_BYTES: usize = 400;
 
 /// The main language of the customer's messages, as an ISO 639-1 code.
 pub fn language(conversation: &Conversation) -> Option<&'static str> {
@@ -149,37 +99,46 @@ pub fn language(conversation: &Conversation) -> Option<&'static str> {
 /// The language of `text` (see the module's notes).
 pub fn language_of_text(text: &str) -> Option<&'static str> {
     let script = whatlang::detect_script(text)?;
-    if script == Script::Latin && romanised_nepali(text) {
-        return Some("ne");
-    }
-    if script == Script::Latin && plainly_english(text) {
-        return Some("en");
-    }
-    if script == Script::Devanagari {
-        let nepali = count_words(text, NEPALI_WORDS);
-        let hindi = count_words(text, HINDI_WORDS);
-        if nepali != hindi {
-            return Some(if nepali > hindi { "ne" } else { "hi" });
+    match script {
+        Script::Latin => {
+            let words = LatinWords::count(text);
+            if words.romanised_nepali >= 2 {
+                return Some("ne");
+            }
+            if words.english_distinct >= 2 && words.english * 5 >= words.total {
+                return Some("en");
+            }
         }
+        Script::Devanagari => {
+            let (nepali, hindi) = devanagari_markers(text);
+            if nepali != hindi {
+                return Some(if nepali > hindi { "ne" } else { "hi" });
+            }
+        }
+        _ => {}
     }
     let info = if script == Script::Devanagari {
         Detector::with_allowlist(vec![Lang::Nep, Lang::Hin, Lang::Mar]).detect(text)?
     } else {
         whatlang::detect(text)?
     };
+    // A guess whatlang itself does not trust, on a short text, is no answer.
     if !info.is_reliable() && text.chars().count() < UNRELIABLE_MIN_CHARS {
         return None;
     }
     iso_639_1(info.lang())
 }
 
-/// Common Nepali words in Devanagari that Hindi does not use.
+/// Common Nepali words in Devanagari that Hindi does not use, and endings of
+/// Nepali verb forms and postpositions ("काटियो", "देखिएन", "तिरिएको").
 const NEPALI_WORDS: &[&str] = &[
     "छ",
     "छैन",
     "छन्",
+    "छु",
     "भयो",
     "भएको",
+    "भएन",
     "मेरो",
     "हाम्रो",
     "तपाईं",
@@ -202,7 +161,12 @@ const NEPALI_WORDS: &[&str] = &[
     "सम्म",
     "हजुर",
     "धन्यवाद",
+    "तर",
+    "हिजो",
+    "गरें",
+    "गर्दा",
 ];
+const NEPALI_ENDINGS: &[&str] = &["यो", "एन", "एको", "ेको", "छैन", "छन्", "ैन", "हरू"];
 
 /// Common Hindi words in Devanagari that Nepali does not use.
 const HINDI_WORDS: &[&str] = &[
@@ -221,69 +185,134 @@ const HINDI_WORDS: &[&str] = &[
     "था",
     "थी",
     "गया",
+    "गई",
     "कब",
     "क्यों",
     "बहुत",
     "अभी",
     "तक",
     "शुक्रिया",
+    "लेकिन",
+    "पर",
 ];
 
-/// Words of `text` found in `list` (split on anything but letters and marks).
-fn count_words(text: &str, list: &[&str]) -> usize {
-    text.split(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '।' | '॥'))
-        .filter(|w| list.contains(w))
-        .count()
+/// Nepali and Hindi marker words in Devanagari text.
+fn devanagari_markers(text: &str) -> (usize, usize) {
+    let (mut nepali, mut hindi) = (0, 0);
+    for word in text
+        .split(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '।' | '॥'))
+        .filter(|w| !w.is_empty())
+    {
+        if NEPALI_WORDS.contains(&word) || NEPALI_ENDINGS.iter().any(|e| word.ends_with(e)) {
+            nepali += 1;
+        } else if HINDI_WORDS.contains(&word) {
+            hindi += 1;
+        }
+    }
+    (nepali, hindi)
 }
 
 /// English function words that are not words of the other Latin-script
-/// languages whatlang knows (no "a", "no", "in", "to", "de").
+/// languages whatlang knows (no "a", "no", "in", "to", "de"). Sorted.
 const ENGLISH_WORDS: &[&str] = &[
-    "the", "is", "are", "was", "were", "and", "my", "your", "i", "you", "it", "this", "that",
-    "have", "has", "for", "with", "not", "but", "since", "there", "please", "can", "will", "what",
-    "when", "why", "how", "our", "we", "they", "been", "would", "could", "thanks", "thank",
+    "and", "are", "been", "but", "can", "could", "for", "has", "have", "how", "i", "is", "it",
+    "my", "our", "please", "since", "thank", "thanks", "that", "the", "there", "they", "this",
+    "was", "we", "were", "what", "when", "why", "will", "with", "would", "you", "your",
 ];
 
-/// Whether Latin-script text is English beyond doubt: at least three distinct
-/// English function words, making up a fifth of its words. Most support
-/// messages are, and this spares whatlang's trigram scoring over every
-/// Latin-script language.
-fn plainly_english(text: &str) -> bool {
-    let (mut words, mut hits) = (0usize, 0usize);
-    let mut distinct: Vec<&str> = Vec::new();
-    for word in text
-        .split(|c: char| !c.is_ascii_alphabetic() && c != '\'')
-        .filter(|w| !w.is_empty())
-    {
-        words += 1;
-        if let Some(known) = ENGLISH_WORDS.iter().find(|k| k.eq_ignore_ascii_case(word)) {
-            hits += 1;
-            if !distinct.contains(known) {
-                distinct.push(known);
-            }
-        }
-    }
-    distinct.len() >= 3 && hits * 5 >= words
+/// Common romanised Nepali words that are not English words. Sorted.
+const ROMANISED_NEPALI: &[&str] = &[
+    "aayo",
+    "ahile",
+    "aile",
+    "ayo",
+    "bata",
+    "batti",
+    "bhako",
+    "bhanda",
+    "bhayo",
+    "bijuli",
+    "cha",
+    "chaina",
+    "chaiyo",
+    "chha",
+    "chhaina",
+    "dhanyabad",
+    "dhanyawad",
+    "dinu",
+    "dinus",
+    "gareko",
+    "garna",
+    "garnu",
+    "garnus",
+    "gayo",
+    "hajur",
+    "hamro",
+    "haru",
+    "huncha",
+    "hunchha",
+    "kaha",
+    "kahile",
+    "kasto",
+    "kati",
+    "kina",
+    "lagyo",
+    "mero",
+    "paisa",
+    "pani",
+    "ramro",
+    "samma",
+    "tapaai",
+    "tapai",
+    "tirna",
+    "tiryo",
+    "tyo",
+    "xa",
+    "xaina",
+    "yo",
+];
+
+/// Counts over the words of Latin-script text, in one pass.
+#[derive(Default)]
+struct LatinWords {
+    total: usize,
+    english: usize,
+    english_distinct: usize,
+    romanised_nepali: usize,
 }
 
-fn romanised_nepali(text: &str) -> bool {
-    let mut hits: Vec<&str> = Vec::new();
-    for word in text
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-    {
-        if let Some(known) = ROMANISED_NEPALI
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(word))
-            && !hits.contains(known)
+impl LatinWords {
+    fn count(text: &str) -> Self {
+        let mut c = LatinWords::default();
+        // Distinct hits, by index in their (short) lists.
+        let (mut english_seen, mut nepali_seen) = (0u64, 0u64);
+        let mut lower = [0u8; 12];
+        for word in text
+            .split(|ch: char| !ch.is_ascii_alphabetic())
+            .filter(|w| !w.is_empty())
         {
-            hits.push(known);
-            if hits.len() >= 2 {
-                return true;
+            c.total += 1;
+            // No listed word is longer: longer ones are counted, not looked up.
+            let Some(buf) = lower.get_mut(..word.len()) else {
+                continue;
+            };
+            for (b, w) in buf.iter_mut().zip(word.bytes()) {
+                *b = w.to_ascii_lowercase();
+            }
+            let Ok(word) = std::str::from_utf8(buf) else {
+                continue;
+            };
+            if let Ok(i) = ENGLISH_WORDS.binary_search(&word) {
+                c.english += 1;
+                english_seen |= 1 << i;
+            } else if let Ok(i) = ROMANISED_NEPALI.binary_search(&word) {
+                nepali_seen |= 1 << i;
             }
         }
+        c.english_distinct = english_seen.count_ones() as usize;
+        c.romanised_nepali = nepali_seen.count_ones() as usize;
+        c
     }
-    false
 }
 
 /// ISO 639-1 for the languages whatlang knows (Esperanto and the rest all
@@ -427,6 +456,12 @@ mod tests {
             ),
             ("हमारे घर में सुबह से बिजली नहीं है, क्या हुआ?", Some("hi")),
             ("ok", None),
+            ("My meter display is blank.\nOkay.", Some("en")),
+            (
+                "Power cut again in Lalitpur ward 3, what is happening?",
+                Some("en"),
+            ),
+            ("खल्तीबाट पैसा काटियो तर बिल तिरिएको देखिएन।", Some("ne")),
             (
                 "Hola, no tengo luz en mi casa desde la mañana, por favor ayúdenme.",
                 Some("es"),
@@ -439,6 +474,15 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(language_of_text(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_word_lists_are_sorted_for_binary_search_and_fit_the_buffer() {
+        for list in [ENGLISH_WORDS, ROMANISED_NEPALI] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+            assert!(list.iter().all(|w| w.len() <= 12 && w.is_ascii()));
+            assert!(list.len() <= 64, "the distinct hits are a u64 bitset");
         }
     }
 
