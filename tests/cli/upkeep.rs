@@ -206,6 +206,25 @@ fn retention_removes_old_uploads_and_keeps_the_analyses_newer_ones_share() {
     assert_eq!(store.message_count(old_id).unwrap(), 0);
     // 0–2 went with the old upload; 3–8 and 9 are referred to by the others.
     assert_eq!(store.processed_len().unwrap(), 7);
+    // The aggregates followed the deletion: each upload's equal its rows
+    // read again, and the insights count each remaining conversation once
+    // (3–5 were counted from whichever upload held them first; now from the
+    // new one).
+    let mut remaining = std::collections::HashSet::new();
+    for id in [&new, &third] {
+        let id = Uuid::parse_str(id).unwrap();
+        assert_eq!(store.stats(id).unwrap(), store.recount(id).unwrap());
+        store
+            .for_each_row(id, None, |row| {
+                if row.analysis.is_some() {
+                    remaining.insert(row.conversation_id);
+                }
+                Ok(true)
+            })
+            .unwrap();
+    }
+    let insights = store.insights(&Default::default()).unwrap();
+    assert_eq!(insights.conversations, remaining.len() as u64);
     drop(store);
     assert_eq!(
         sb.run(&["export", "--upload", &new, "--format", "jsonl"])
