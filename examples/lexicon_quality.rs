@@ -18,7 +18,7 @@
 //! 2. **Topics**: customer openings labelled by hand (English, Nepali in
 //!    Devanagari, romanised Nepali): `tests/data/topics_labelled.tsv` (105,
 //!    written before the keywords were tuned on it) and
-//!    `tests/data/topics_heldout.tsv` (42, written after, never tuned on):
+//!    `tests/data/topics_heldout.tsv` (43, written after, never tuned on):
 //!    accuracy of the keyword topic on each.
 //!
 //! Figures are printed for the closing notes; `analyze::topics` tests keep a
