@@ -422,10 +422,12 @@ mod tokens {
         .expect("start the fake server")
     }
 
-    /// What a team writes first: a short prompt, every message tagged with
-    /// its sender, JSON mode, `max_tokens` 200, retried until valid.
+    /// What a team writes first: a short prompt asking for what PowerPulse
+    /// asks for (the topic included), every message tagged with its sender,
+    /// JSON mode, `max_tokens` 200, retried until valid.
     const PLAIN_PROMPT: &str = "Analyze this customer support chat. Return JSON with \
-        sentiment (label and score -1 to 1), satisfaction (1-5), resolved, and a one-sentence summary.";
+        sentiment (label and score -1 to 1), satisfaction (1-5), resolved, a one-sentence summary \
+        and the topic (outage, billing, meter, connection, voltage, payment or other).";
 
     fn plain_body(c: &Conversation) -> String {
         let transcript: Vec<String> = c

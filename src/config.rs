@@ -184,7 +184,7 @@ impl TopicSettings {
         vec![
             Self::new(
                 "outage",
-                "No power: a power cut, blackout or load shedding.",
+                "no power",
                 &[
                     "outage",
                     "no power",
@@ -234,7 +234,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "billing",
-                "The bill's amount or charges.",
+                "charges",
                 &[
                     "bill",
                     "invoice",
@@ -255,12 +255,12 @@ impl TopicSettings {
             ),
             Self::new(
                 "meter",
-                "Meter readings or a faulty meter.",
+                "readings",
                 &["meter", "reading", "मिटर", "मीटर", "रिडिङ"],
             ),
             Self::new(
                 "connection",
-                "New connection, transfer, name change.",
+                "new, transfer, name change",
                 &[
                     "new connection",
                     "connection",
@@ -294,7 +294,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "voltage",
-                "Voltage fluctuation, damaged equipment.",
+                "fluctuation, damage",
                 &[
                     "voltage",
                     "fluctuat",
@@ -317,7 +317,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "payment",
-                "Paying a bill, payment errors.",
+                "paying, errors",
                 &[
                     "payment",
                     "paid",
@@ -343,7 +343,7 @@ impl TopicSettings {
                     "इसेवा",
                 ],
             ),
-            Self::new("other", "Anything else.", &[]),
+            Self::new("other", "", &[]),
         ]
     }
 }
