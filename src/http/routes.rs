@@ -847,24 +847,18 @@ pub struct InsightsParams {
 /// Across every completed upload: conversations, sentiment and satisfaction
 /// by day (of each conversation's first message, else its upload's), by
 /// topic and by agent. A conversation uploaded twice (same id, same content)
-/// counts once.
+/// counts once. `from` after `to` is an empty range.
 #[utoipa::path(params(InsightsParams), responses(
     (status = 200, body = Insights),
-    (status = 400, description = "A date that is not `YYYY-MM-DD`, or `from` after `to`.", body = ErrorBody)
+    (status = 400, description = "A date that is not `YYYY-MM-DD`.", body = ErrorBody)
 ))]
 #[get("/api/insights")]
 pub async fn insights(
     query: web::Query<InsightsParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
+    // `from` after `to` is an empty range: a valid query, answered empty.
     let q = query.into_inner();
-    if let (Some(from), Some(to)) = (q.from, q.to)
-        && from > to
-    {
-        return Err(HttpError::BadRequest(format!(
-            "from ({from}) is after to ({to})"
-        )));
-    }
     let answer = state
         .engine
         .reader()
