@@ -239,6 +239,39 @@ async fn receive(
     ))
 }
 
+/// An export sent to `POST /api/upload` or `POST /api/estimate`: the
+/// query and Content-Type checked, an upload slot taken (429 beyond
+/// `server.max_concurrent_uploads`), the body received into the spool
+/// directory. Answers the slot, the spooled file and the file's name.
+async fn receive_export(
+    req: &HttpRequest,
+    payload: web::Payload,
+    filename: Option<&str>,
+    state: &AppState,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, PathBuf, String)> {
+    if filename == Some("") {
+        return Err(HttpError::BadRequest("?filename= must not be empty".into()));
+    }
+    if !is_multipart(req) {
+        guard::check_raw_upload(content_type(req))?;
+    }
+    let slot = state.limits.upload_slot()?;
+    let dir = state.engine.spool_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| HttpError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    let (path, name) = receive(
+        req,
+        payload,
+        filename,
+        &dir,
+        state.engine.settings().ingest.max_upload_bytes,
+        state.limits.body_timing(),
+    )
+    .await?;
+    Ok((slot, path, name))
+}
+
 /// The multipart form of an upload.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the request body; the handler streams it
@@ -288,29 +321,11 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    if query.filename.as_deref() == Some("") {
-        return Err(HttpError::BadRequest("?filename= must not be empty".into()));
-    }
-    if !is_multipart(&req) {
-        guard::check_raw_upload(content_type(&req))?;
-    }
     // Held until the file is parsed (or refused): see `release_after_parsing`.
-    let slot = state.limits.upload_slot()?;
+    let (slot, path, filename) =
+        receive_export(&req, payload, query.filename.as_deref(), &state).await?;
     let engine = &state.engine;
     let settings = engine.settings();
-    let dir = engine.spool_dir();
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| HttpError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-    let (path, filename) = receive(
-        &req,
-        payload,
-        query.filename.as_deref(),
-        &dir,
-        settings.ingest.max_upload_bytes,
-        state.limits.body_timing(),
-    )
-    .await?;
 
     // Check the file can be read before accepting it, so a bad file is a
     // 4xx now rather than a failed upload later.
@@ -398,14 +413,9 @@ pub async fn estimate(
     query: web::Query<EstimateQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    if query.filename.as_deref() == Some("") {
-        return Err(HttpError::BadRequest("?filename= must not be empty".into()));
-    }
-    if !is_multipart(&req) {
-        guard::check_raw_upload(content_type(&req))?;
-    }
     // An estimate reads a whole file, as an upload's parse does.
-    let _slot = state.limits.upload_slot()?;
+    let (_slot, path, filename) =
+        receive_export(&req, payload, query.filename.as_deref(), &state).await?;
     let engine = &state.engine;
     let settings = engine.settings();
     // The running analyzer knows the limits the provider announced.
@@ -418,19 +428,6 @@ pub async fn estimate(
         )
         .map_err(|e| HttpError::Internal(e.to_string()))?,
     };
-    let dir = engine.spool_dir();
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| HttpError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-    let (path, filename) = receive(
-        &req,
-        payload,
-        query.filename.as_deref(),
-        &dir,
-        settings.ingest.max_upload_bytes,
-        state.limits.body_timing(),
-    )
-    .await?;
     let opts = IngestOptions::from_settings(&settings.ingest);
     let (file, name, reader) = (path.clone(), filename.clone(), analyzer.clone());
     let drafted = web::block(move || {

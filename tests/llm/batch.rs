@@ -3,7 +3,7 @@
 //! twice), partial failures, expiry and cancel.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_openai::{BatchConfig, FakeConfig, FakeServer};
@@ -15,7 +15,7 @@ use powerpulse::pipeline::Submission;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::{KEY, export, openai_settings};
+use super::{KEY, export, openai_settings, summary};
 
 fn fake(batch: BatchConfig) -> FakeServer {
     FakeServer::start(FakeConfig {
@@ -37,16 +37,6 @@ fn command(dir: &Path, server: &FakeServer, args: &[&str]) -> Command {
         .env("POWERPULSE__ANALYZER__OPENAI__BATCH_POLL_MS", "20")
         .env("POWERPULSE__ANALYZER__OPENAI__TIMEOUT_SECONDS", "5");
     command
-}
-
-fn summary(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn analyze(dir: &Path, server: &FakeServer, file: &Path) -> Value {

@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use fake_openai::{FakeConfig, FakeServer, Faults};
-use serde_json::Value;
 
-use super::{KEY, export};
+use super::{KEY, export, summary};
 
 /// `powerpulse` with the fake server as its LLM, `env` on top.
 fn powerpulse(dir: &Path, server: &FakeServer, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -24,16 +23,6 @@ fn powerpulse(dir: &Path, server: &FakeServer, args: &[&str], env: &[(&str, &str
         command.env(k, v);
     }
     command.output().unwrap()
-}
-
-fn summary(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[test]

@@ -29,6 +29,17 @@ fn export(dir: &Path, conversations: usize, seed: u64) -> PathBuf {
     path
 }
 
+/// The `--json` summary a run printed (the run's output when it is not one).
+fn summary(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 fn distinct_conversations(n: usize) -> Vec<Conversation> {
     (0..n)
         .map(|i| Conversation {
