@@ -208,9 +208,9 @@ impl Pipeline {
                 return;
             }
             worst += most;
-            let mut request = llm.batch_request(&conversation.conversation);
+            let mut request = llm.request(&conversation.conversation);
             if let Some((content, problem)) = reasks.get(&key) {
-                request = llm.batch_reask(&request, content, problem);
+                request = llm.reask(&request, content, problem);
             }
             requests.push((hex(&key), request.body));
             keys.push(key);
@@ -309,7 +309,7 @@ impl Pipeline {
         let mut seen = HashSet::new();
         self.each_pending(job.upload_id, |conversation, key, _| {
             if keys.contains(&key) && seen.insert(key) {
-                let request = llm.batch_request(&conversation.conversation);
+                let request = llm.request(&conversation.conversation);
                 requests.push((hex(&key), request.body));
             }
         })

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::reply::{self, ReplyError};
-use super::{OpenAiAnalyzer, Request, api_error, json_string, without_url};
+use super::{OpenAiAnalyzer, api_error, json_string, without_url};
 use crate::analyze::{FailureKind, FatalKind, LlmUsage};
 use crate::config::AuthStyle;
-use crate::model::{Analysis, Conversation};
+use crate::model::Analysis;
 
 /// The Batch API's limits per input file.
 pub const MAX_REQUESTS_PER_FILE: usize = 50_000;
@@ -142,17 +142,6 @@ struct RawResponse {
 }
 
 impl OpenAiAnalyzer {
-    /// A conversation's request in batch mode: the sync body.
-    pub fn batch_request(&self, conversation: &Conversation) -> Request {
-        self.request(conversation)
-    }
-
-    /// `request` with the model's invalid reply and a note (as sync mode
-    /// re-asks), for a follow-up batch.
-    pub fn batch_reask(&self, request: &Request, content: &str, problem: &ReplyError) -> Request {
-        self.reask(request, content, problem)
-    }
-
     /// Reads an output or error file: each line's custom id and result.
     /// Lines that are not JSON are skipped (counted in the second value).
     pub fn read_results(&self, file: &[u8]) -> (Vec<(String, LineResult)>, usize) {

@@ -381,8 +381,9 @@ impl OpenAiAnalyzer {
 
     /// `request` followed by the model's invalid reply and a note saying what
     /// was wrong with it: asking the same question again at temperature 0
-    /// would get the same answer back.
-    fn reask(&self, request: &Request, bad_reply: &str, problem: &ReplyError) -> Request {
+    /// would get the same answer back. (Batch mode's follow-up rounds send
+    /// these too.)
+    pub fn reask(&self, request: &Request, bad_reply: &str, problem: &ReplyError) -> Request {
         let reply = crate::model::truncate_chars(bad_reply, REASK_REPLY_CHARS);
         let note = match problem {
             ReplyError::Truncated => format!(
