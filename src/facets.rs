@@ -129,71 +129,72 @@ pub fn language_of_text(text: &str) -> Option<&'static str> {
     iso_639_1(info.lang())
 }
 
-/// Common Nepali words in Devanagari that Hindi does not use, and endings of
-/// Nepali verb forms and postpositions ("काटियो", "देखिएन", "तिरिएको").
+/// Common Nepali words in Devanagari that Hindi does not use (sorted by
+/// bytes, for binary search), and endings of Nepali verb forms and
+/// postpositions ("काटियो", "देखिएन", "तिरिएको").
 const NEPALI_WORDS: &[&str] = &[
-    "छ",
-    "छैन",
-    "छन्",
-    "छु",
-    "भयो",
-    "भएको",
-    "भएन",
-    "मेरो",
-    "हाम्रो",
-    "तपाईं",
-    "तपाईंको",
-    "लाई",
-    "पनि",
-    "हुन्छ",
-    "थियो",
-    "गर्नु",
-    "गर्न",
-    "गरियो",
-    "गरिदिनुहोस्",
-    "होला",
+    "अहिले",
+    "आयो",
     "कहिले",
     "किन",
-    "आयो",
     "गयो",
-    "धेरै",
-    "अहिले",
-    "सम्म",
-    "हजुर",
-    "धन्यवाद",
-    "तर",
-    "हिजो",
+    "गरिदिनुहोस्",
+    "गरियो",
     "गरें",
     "गर्दा",
+    "गर्न",
+    "गर्नु",
+    "छ",
+    "छन्",
+    "छु",
+    "छैन",
+    "तपाईं",
+    "तपाईंको",
+    "तर",
+    "थियो",
+    "धन्यवाद",
+    "धेरै",
+    "पनि",
+    "भएको",
+    "भएन",
+    "भयो",
+    "मेरो",
+    "लाई",
+    "सम्म",
+    "हजुर",
+    "हाम्रो",
+    "हिजो",
+    "हुन्छ",
+    "होला",
 ];
 const NEPALI_ENDINGS: &[&str] = &["यो", "एन", "एको", "ेको", "छैन", "छन्", "ैन", "हरू"];
 
-/// Common Hindi words in Devanagari that Nepali does not use.
+/// Common Hindi words in Devanagari that Nepali does not use. Sorted.
 const HINDI_WORDS: &[&str] = &[
-    "है",
-    "हैं",
-    "नहीं",
-    "मेरा",
-    "मेरी",
-    "हमारा",
-    "हमारी",
+    "अभी",
     "आपका",
     "आपकी",
+    "कब",
     "क्या",
-    "रहा",
-    "रही",
+    "क्यों",
+    "गई",
+    "गया",
+    "तक",
     "था",
     "थी",
-    "गया",
-    "गई",
-    "कब",
-    "क्यों",
-    "बहुत",
-    "अभी",
-    "तक",
-    "शुक्रिया",
-    "लेकिन",
+    "नहीं",
     "पर",
+    "बहुत",
+    "मेरा",
+    "मेरी",
+    "रहा",
+    "रही",
+    "लेकिन",
+    "शुक्रिया",
+    "हमारा",
+    "हमारी",
+    "है",
+    "हैं",
 ];
 
 /// Nepali and Hindi marker words in Devanagari text.
@@ -203,9 +204,11 @@ fn devanagari_markers(text: &str) -> (usize, usize) {
         .split(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '।' | '॥'))
         .filter(|w| !w.is_empty())
     {
-        if NEPALI_WORDS.contains(&word) || NEPALI_ENDINGS.iter().any(|e| word.ends_with(e)) {
+        if NEPALI_WORDS.binary_search(&word).is_ok()
+            || NEPALI_ENDINGS.iter().any(|e| word.ends_with(e))
+        {
             nepali += 1;
-        } else if HINDI_WORDS.contains(&word) {
+        } else if HINDI_WORDS.binary_search(&word).is_ok() {
             hindi += 1;
         }
     }
@@ -483,6 +486,9 @@ mod tests {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
             assert!(list.iter().all(|w| w.len() <= 12 && w.is_ascii()));
             assert!(list.len() <= 64, "the distinct hits are a u64 bitset");
+        }
+        for list in [NEPALI_WORDS, HINDI_WORDS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
         }
     }
 

@@ -101,7 +101,7 @@ impl Topics {
     pub fn mentioned_in(&self, text: &str) -> bool {
         self.matcher
             .as_ref()
-            .is_some_and(|m| m.find_overlapping_iter(text).next().is_some())
+            .is_some_and(|m| m.is_match(text))
     }
 
     /// The topic of a conversation by keyword: the highest weighted count

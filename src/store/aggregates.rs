@@ -143,19 +143,27 @@ fn counted_holder(
 /// Counts a completed upload's conversations in the insights.
 pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Result<()> {
     let k = upload.id.as_u128();
-    let mut rows: Vec<([u8; 32], Contribution)> = Vec::new();
+    let mut stored: Vec<(Option<[u8; 32]>, String, ConversationRecord)> = Vec::new();
     for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
         let (kg, v) = entry?;
-        let (_, conversation_id) = kg.value();
         let (record, content_key) = record_of(v.value())?;
-        let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
+        stored.push((content_key, kg.value().1.to_string(), record));
+    }
+    // The analyses and the holders are keyed by hashes: visited in key order,
+    // each B-tree is walked once, leaf after leaf, instead of at random (a
+    // third of the time a completed 8,000-conversation upload took here).
+    stored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut rows: Vec<([u8; 32], Contribution)> = Vec::with_capacity(stored.len());
+    for (content_key, conversation_id, record) in stored {
+        let Some(analysis) = stored_analysis(t, (k, &conversation_id), content_key)? else {
             continue;
         };
         rows.push((
-            identity(k, conversation_id, content_key.as_ref()),
+            identity(k, &conversation_id, content_key.as_ref()),
             Contribution::of(&record, &analysis, upload.created_at),
         ));
     }
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut changes = CellChanges::default();
     for (id, contribution) in rows {
         let counted = counted_holder(t, &id)?;
