@@ -35,6 +35,8 @@ const CUSTOMER_MESSAGES_READ: usize = 6;
 pub struct Topics {
     settings: Vec<TopicSettings>,
     matcher: Option<AhoCorasick>,
+    /// Every non-blank keyword, in list order: the matcher's patterns.
+    keywords: Vec<String>,
     /// The topic of each matcher pattern, by pattern index.
     owner: Vec<usize>,
     /// Index of [`FALLBACK`] in `settings`, when configured.
@@ -55,7 +57,7 @@ impl Topics {
         let mut owner = Vec::new();
         for (i, t) in settings.iter().enumerate() {
             for k in t.keywords.iter().filter(|k| !k.trim().is_empty()) {
-                patterns.push(k.as_str());
+                patterns.push(k.clone());
                 owner.push(i);
             }
         }
@@ -73,6 +75,7 @@ impl Topics {
             fingerprint: fingerprint_of(settings),
             settings: settings.to_vec(),
             matcher,
+            keywords: patterns,
             owner,
         }
     }
@@ -97,51 +100,107 @@ impl Topics {
         &self.fingerprint
     }
 
-    /// Whether `text` names any topic's keyword.
-    pub fn mentioned_in(&self, text: &str) -> bool {
-        self.matcher
-            .as_ref()
-            .is_some_and(|m| m.is_match(text))
+    /// Every keyword, by pattern index: what [`Tally::customer_message`]'s
+    /// hits refer to. A caller may search them inside a matcher of its own,
+    /// built the same way (ASCII case-insensitive, overlapping).
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// Starts counting a conversation's keywords, message by message.
+    pub fn tally(&self) -> Tally<'_> {
+        Tally {
+            topics: self,
+            scores: vec![0; self.settings.len()],
+            customer: 0,
+        }
     }
 
     /// The topic of a conversation by keyword: the highest weighted count
     /// (ties go to the topic listed first), else [`FALLBACK`] when listed,
     /// else none.
     pub fn pick(&self, conversation: &Conversation) -> Option<&str> {
-        let mut scores = vec![0u32; self.settings.len()];
+        let mut tally = self.tally();
+        for m in conversation.analysable() {
+            match m.role {
+                Role::Customer if tally.reads_next_customer_message() => {
+                    tally.customer_message(&self.hits(&m.text));
+                }
+                Role::Customer => tally.customer_message(&[]),
+                Role::Agent => tally.agent_message(&m.text),
+                Role::Bot => {}
+            }
+        }
+        tally.pick()
+    }
+
+    /// The keywords (pattern indices) found in `text`, each once.
+    fn hits(&self, text: &str) -> Vec<usize> {
+        let mut seen = Vec::new();
         if let Some(matcher) = &self.matcher {
-            let mut customer = 0usize;
-            for m in conversation.analysable() {
-                let weight = match m.role {
-                    Role::Customer if customer < CUSTOMER_MESSAGES_READ => {
-                        customer += 1;
-                        customer_weight(customer - 1)
-                    }
-                    Role::Customer => continue,
-                    Role::Agent => AGENT_WEIGHT,
-                    Role::Bot => continue,
-                };
-                // Each keyword counts once per message, however often it
-                // repeats: a topic named in more ways is the more likely one
-                // ("pay my bill online": payment twice, billing once).
-                let mut seen: Vec<usize> = Vec::new();
-                for hit in matcher.find_overlapping_iter(&m.text) {
-                    let pattern = hit.pattern().as_usize();
-                    if !seen.contains(&pattern) {
-                        seen.push(pattern);
-                        scores[self.owner[pattern]] += weight;
-                    }
+            for hit in matcher.find_overlapping_iter(text) {
+                let pattern = hit.pattern().as_usize();
+                if !seen.contains(&pattern) {
+                    seen.push(pattern);
                 }
             }
         }
-        let best = scores
+        seen
+    }
+}
+
+/// A conversation's keyword counts, fed message by message in order; the
+/// customer's first messages weigh most.
+#[derive(Debug)]
+pub struct Tally<'t> {
+    topics: &'t Topics,
+    scores: Vec<u32>,
+    /// Customer messages fed so far.
+    customer: usize,
+}
+
+impl<'t> Tally<'t> {
+    /// Whether the next customer message's keywords count (only the first
+    /// few are read): a caller may skip searching it when not.
+    pub fn reads_next_customer_message(&self) -> bool {
+        self.customer < CUSTOMER_MESSAGES_READ
+    }
+
+    /// A customer message's keywords, as distinct pattern indices of
+    /// [`Topics::keywords`]. Each keyword counts once per message, however
+    /// often it repeats: a topic named in more ways is the more likely one
+    /// ("pay my bill online": payment twice, billing once).
+    pub fn customer_message(&mut self, keywords: &[usize]) {
+        if self.reads_next_customer_message() {
+            self.add(keywords, customer_weight(self.customer));
+        }
+        self.customer += 1;
+    }
+
+    /// An agent's message, searched here.
+    pub fn agent_message(&mut self, text: &str) {
+        let keywords = self.topics.hits(text);
+        self.add(&keywords, AGENT_WEIGHT);
+    }
+
+    fn add(&mut self, keywords: &[usize], weight: u32) {
+        for &k in keywords {
+            self.scores[self.topics.owner[k]] += weight;
+        }
+    }
+
+    /// The highest weighted count (ties go to the topic listed first), else
+    /// [`FALLBACK`] when listed, else none.
+    pub fn pick(self) -> Option<&'t str> {
+        let best = self
+            .scores
             .iter()
             .enumerate()
             .filter(|(_, s)| **s > 0)
             .max_by_key(|(i, s)| (**s, std::cmp::Reverse(*i)))
             .map(|(i, _)| i)
-            .or(self.fallback)?;
-        Some(self.settings[best].name.as_str())
+            .or(self.topics.fallback)?;
+        Some(self.topics.settings[best].name.as_str())
     }
 }
 
