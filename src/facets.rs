@@ -21,6 +21,9 @@
 //!
 //! Languages are reported as ISO 639-1 codes (`en`, `ne`, `hi`, …).
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use whatlang::{Detector, Lang, Script};
 
 use crate::model::{Conversation, Role};
@@ -129,9 +132,8 @@ pub fn language_of_text(text: &str) -> Option<&'static str> {
     iso_639_1(info.lang())
 }
 
-/// Common Nepali words in Devanagari that Hindi does not use (sorted by
-/// bytes, for binary search), and endings of Nepali verb forms and
-/// postpositions ("काटियो", "देखिएन", "तिरिएको").
+/// Common Nepali words in Devanagari that Hindi does not use (sorted), and
+/// endings of Nepali verb forms and postpositions ("काटियो", "देखिएन", "तिरिएको").
 const NEPALI_WORDS: &[&str] = &[
     "अहिले",
     "आयो",
@@ -204,11 +206,11 @@ fn devanagari_markers(text: &str) -> (usize, usize) {
         .split(|c: char| c.is_whitespace() || c.is_ascii_punctuation() || matches!(c, '।' | '॥'))
         .filter(|w| !w.is_empty())
     {
-        if NEPALI_WORDS.binary_search(&word).is_ok()
+        if NEPALI.find(word.as_bytes()).is_some()
             || NEPALI_ENDINGS.iter().any(|e| word.ends_with(e))
         {
             nepali += 1;
-        } else if HINDI_WORDS.binary_search(&word).is_ok() {
+        } else if HINDI.find(word.as_bytes()).is_some() {
             hindi += 1;
         }
     }
@@ -275,6 +277,30 @@ const ROMANISED_NEPALI: &[&str] = &[
     "yo",
 ];
 
+/// A fixed word list, looked up by hash: a binary search of string
+/// compares was most of the cost of detecting a language.
+struct WordList(HashMap<&'static [u8], usize, foldhash::fast::FixedState>);
+
+impl WordList {
+    fn new(words: &'static [&'static str]) -> Self {
+        let mut map = HashMap::with_capacity_and_hasher(words.len(), Default::default());
+        for (i, w) in words.iter().enumerate() {
+            map.insert(w.as_bytes(), i);
+        }
+        Self(map)
+    }
+
+    /// The word's index in the list.
+    fn find(&self, word: &[u8]) -> Option<usize> {
+        self.0.get(word).copied()
+    }
+}
+
+static ENGLISH: LazyLock<WordList> = LazyLock::new(|| WordList::new(ENGLISH_WORDS));
+static ROMANISED: LazyLock<WordList> = LazyLock::new(|| WordList::new(ROMANISED_NEPALI));
+static NEPALI: LazyLock<WordList> = LazyLock::new(|| WordList::new(NEPALI_WORDS));
+static HINDI: LazyLock<WordList> = LazyLock::new(|| WordList::new(HINDI_WORDS));
+
 /// Counts over the words of Latin-script text, in one pass.
 #[derive(Default)]
 struct LatinWords {
@@ -290,8 +316,11 @@ impl LatinWords {
         // Distinct hits, by index in their (short) lists.
         let (mut english_seen, mut nepali_seen) = (0u64, 0u64);
         let mut lower = [0u8; 12];
+        // By bytes: no byte of a multi-byte character is ASCII, so words
+        // split exactly as by characters.
         for word in text
-            .split(|ch: char| !ch.is_ascii_alphabetic())
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphabetic())
             .filter(|w| !w.is_empty())
         {
             c.total += 1;
@@ -299,16 +328,13 @@ impl LatinWords {
             let Some(buf) = lower.get_mut(..word.len()) else {
                 continue;
             };
-            for (b, w) in buf.iter_mut().zip(word.bytes()) {
+            for (b, w) in buf.iter_mut().zip(word) {
                 *b = w.to_ascii_lowercase();
             }
-            let Ok(word) = std::str::from_utf8(buf) else {
-                continue;
-            };
-            if let Ok(i) = ENGLISH_WORDS.binary_search(&word) {
+            if let Some(i) = ENGLISH.find(buf) {
                 c.english += 1;
                 english_seen |= 1 << i;
-            } else if let Ok(i) = ROMANISED_NEPALI.binary_search(&word) {
+            } else if let Some(i) = ROMANISED.find(buf) {
                 nepali_seen |= 1 << i;
             }
         }
@@ -481,15 +507,34 @@ mod tests {
     }
 
     #[test]
-    fn the_word_lists_are_sorted_for_binary_search_and_fit_the_buffer() {
+    fn the_word_lists_are_distinct_and_fit_the_buffer() {
         for list in [ENGLISH_WORDS, ROMANISED_NEPALI] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
             assert!(list.iter().all(|w| w.len() <= 12 && w.is_ascii()));
             assert!(list.len() <= 64, "the distinct hits are a u64 bitset");
         }
-        for list in [NEPALI_WORDS, HINDI_WORDS] {
+        for list in [ENGLISH_WORDS, ROMANISED_NEPALI, NEPALI_WORDS, HINDI_WORDS] {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
         }
+    }
+
+    #[test]
+    fn a_word_list_finds_its_words_and_nothing_else() {
+        for words in [ENGLISH_WORDS, ROMANISED_NEPALI, NEPALI_WORDS, HINDI_WORDS] {
+            let list = WordList::new(words);
+            for (i, w) in words.iter().enumerate() {
+                assert_eq!(list.find(w.as_bytes()), Some(i), "{w}");
+                let mut longer = w.to_string();
+                longer.push('x');
+                assert_eq!(list.find(longer.as_bytes()), None, "{longer}");
+                let shorter = &w.as_bytes()[..w.len() - 1];
+                let listed = words.iter().position(|x| x.as_bytes() == shorter);
+                assert_eq!(list.find(shorter), listed, "{w}");
+            }
+        }
+        let list = WordList::new(&["गरिदिनुहोस्"]);
+        assert_eq!(list.find("गरिदिनुहोस्".as_bytes()), Some(0));
+        assert_eq!(list.find("गरिदिनुहोला".as_bytes()), None);
+        assert_eq!(list.find(b""), None);
     }
 
     #[test]
