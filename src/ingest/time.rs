@@ -22,6 +22,14 @@ pub fn parse_millis(raw: &str) -> Option<i64> {
     if s.is_empty() {
         return None;
     }
+    // Epoch numbers first; a date or time ("2026-03-02T08:03:17Z") has other
+    // bytes and skips both number parsers.
+    let numeric = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+    if !numeric {
+        return parse_date_time(s);
+    }
     if let Ok(n) = s.parse::<i64>() {
         // Anything past 1e11 would be after the year 5138 in seconds: milliseconds.
         return Some(if n.abs() >= 100_000_000_000 {
@@ -33,6 +41,11 @@ pub fn parse_millis(raw: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         return f.is_finite().then_some((f * 1000.0) as i64);
     }
+    parse_date_time(s)
+}
+
+/// A date or date-time in one of the accepted formats.
+fn parse_date_time(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
