@@ -152,7 +152,7 @@ pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Resu
     // The analyses and the holders are keyed by hashes: visited in key order,
     // each B-tree is walked once, leaf after leaf, instead of at random (a
     // third of the time a completed 8,000-conversation upload took here).
-    stored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    stored.sort_unstable_by_key(|a| a.0);
     let mut rows: Vec<([u8; 32], Contribution)> = Vec::with_capacity(stored.len());
     for (content_key, conversation_id, record) in stored {
         let Some(analysis) = stored_analysis(t, (k, &conversation_id), content_key)? else {
@@ -163,7 +163,7 @@ pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Resu
             Contribution::of(&record, &analysis, upload.created_at),
         ));
     }
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_unstable_by_key(|a| a.0);
     let mut changes = CellChanges::default();
     for (id, contribution) in rows {
         let counted = counted_holder(t, &id)?;
