@@ -1,9 +1,11 @@
 //! Stage 1, parse: the export's rows, in batches, into the store.
 //!
 //! [`Batcher`] is plain code (rows in, batches with running totals out) and
-//! is tested alone. The wiring runs it on a blocking thread that hands each
-//! batch straight to the `StoreActor` and waits for the commit (so a slow
-//! disk slows parsing, never memory), and sends progress once per batch.
+//! is tested alone. The wiring runs it on a blocking thread that sends
+//! progress once per batch and hands each batch to a second thread, the
+//! storer, which encodes it and sends it to the `StoreActor`, waiting for a
+//! commit after queueing the next (so a slow disk slows parsing, never
+//! memory): reading, encoding and committing overlap.
 //! Batches are committed without fsync: a crash while parsing redoes the
 //! parse, and the durable commit that moves the upload to `analyzing` seals
 //! them all.
@@ -130,6 +132,42 @@ struct Parsed {
     store_error: Option<UploadError>,
 }
 
+/// The storer thread: encodes each batch of rows and sends it to the
+/// `StoreActor`, waiting for a batch's commit only after queueing the next
+/// (so a slow disk slows parsing, never memory). Ends at the first store
+/// error, which it returns (dropping `batches` tells the parser to stop).
+fn store_batches(
+    batches: std::sync::mpsc::Receiver<Vec<StoredMessage>>,
+    store: &actix::Addr<crate::store::actor::StoreActor>,
+    runtime: &tokio::runtime::Handle,
+    upload_id: Uuid,
+) -> Option<UploadError> {
+    let settle = |request: actix::dev::Request<_, AppendMessages>| match runtime.block_on(request) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(UploadError::from(e)),
+        Err(_) => Some(UploadError::ShuttingDown),
+    };
+    let mut committing = None;
+    for rows in batches {
+        let chunks = MessageChunks::encode(&rows);
+        drop(rows);
+        if chunks.is_empty() {
+            continue;
+        }
+        let queued = store.send(AppendMessages {
+            upload_id,
+            chunks,
+            durable: false,
+        });
+        if let Some(previous) = committing.replace(queued)
+            && let Some(e) = settle(previous)
+        {
+            return Some(e);
+        }
+    }
+    committing.and_then(settle)
+}
+
 impl Pipeline {
     /// Streams the file's rows into the store. `Ok(true)` when every row is
     /// stored, `Ok(false)` when cancelled before the end of the file.
@@ -143,58 +181,57 @@ impl Pipeline {
         let store = self.store.clone();
         let progress = self.progress.clone();
         let cancel = cancel.clone();
-        // The thread waits on the StoreActor's answers through this runtime
+        // The threads wait on the StoreActor's answers through this runtime
         // (the actix system thread drives it meanwhile).
         let runtime = tokio::runtime::Handle::current();
         let thread = tokio::task::spawn_blocking(move || {
             let mut parsed = Parsed::default();
-            // One batch is committed while the next is parsed: the batch is
-            // queued at once, and its commit awaited only after the next.
-            let mut committing: Option<actix::dev::Request<_, AppendMessages>> = None;
-            let settle = |request, parsed: &mut Parsed| match runtime.block_on(request) {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    parsed.store_error = Some(UploadError::from(e));
-                    false
-                }
-                Err(_) => {
-                    parsed.store_error = Some(UploadError::ShuttingDown);
-                    false
-                }
-            };
-            let end = parse_rows(reader, PARSE_BATCH, &cancel, |mut batch| {
-                let mut events = Vec::with_capacity(batch.warnings.len() + 1);
-                for w in std::mem::take(&mut batch.warnings) {
-                    events.push(ProgressEvent::Warning(w.clone()));
-                    parsed.tally.warn(w);
-                }
-                events.push(ProgressEvent::Parsed {
-                    messages: batch.messages,
-                    conversations: batch.conversations,
-                    autoresponses: batch.autoresponses,
-                });
-                // Encoded here, while the StoreActor commits the last batch.
-                let chunks = MessageChunks::encode(&std::mem::take(&mut batch.rows));
-                parsed.last = batch;
-                if !chunks.is_empty() {
-                    let queued = store.send(AppendMessages {
-                        upload_id,
-                        chunks,
-                        durable: false,
+            // Two threads: this one reads rows into batches; the storer
+            // encodes each batch and hands it to the StoreActor, so reading,
+            // encoding and committing overlap. The channel holds one batch:
+            // the parser is at most two batches ahead of the store.
+            let (end, store_error) = std::thread::scope(|scope| {
+                let (batches, received) = std::sync::mpsc::sync_channel(1);
+                let storer = std::thread::Builder::new()
+                    .name("powerpulse-storer".into())
+                    .spawn_scoped(scope, || {
+                        store_batches(received, &store, &runtime, upload_id)
                     });
-                    if let Some(previous) = committing.replace(queued)
-                        && !settle(previous, &mut parsed)
-                    {
+                let storer = match storer {
+                    Ok(storer) => storer,
+                    Err(e) => {
+                        let e = UploadError::Internal(format!("cannot start a thread: {e}"));
+                        return (Ok(ParseEnd::Stopped), Some(e));
+                    }
+                };
+                let end = parse_rows(reader, PARSE_BATCH, &cancel, |mut batch| {
+                    let mut events = Vec::with_capacity(batch.warnings.len() + 1);
+                    for w in std::mem::take(&mut batch.warnings) {
+                        events.push(ProgressEvent::Warning(w.clone()));
+                        parsed.tally.warn(w);
+                    }
+                    events.push(ProgressEvent::Parsed {
+                        messages: batch.messages,
+                        conversations: batch.conversations,
+                        autoresponses: batch.autoresponses,
+                    });
+                    let rows = std::mem::take(&mut batch.rows);
+                    parsed.last = batch;
+                    // A closed channel: the storer stopped on a store error.
+                    if !rows.is_empty() && batches.send(rows).is_err() {
                         return false;
                     }
-                }
-                progress.do_send(Update { upload_id, events });
-                true
+                    progress.do_send(Update { upload_id, events });
+                    true
+                });
+                drop(batches);
+                let store_error = storer.join().unwrap_or_else(|_| {
+                    Some(UploadError::Internal("the storer thread panicked".into()))
+                });
+                (end, store_error)
             });
             // A failed commit is in `store_error`, which the caller checks first.
-            if let Some(last) = committing.take() {
-                settle(last, &mut parsed);
-            }
+            parsed.store_error = store_error;
             (end, parsed)
         });
         let (end, parsed) = thread
