@@ -13,6 +13,7 @@
 //! recorded probe serialization over all codepoints against these
 //! predicates, so a mismatch on any single codepoint fails the build.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::OnceLock;
 
@@ -146,7 +147,22 @@ fn tables() -> &'static CasingTables {
 /// Python `str.isupper()`: False on the first lowercase or titlecase char,
 /// else True exactly when some char is cased uppercase. Every answer comes
 /// from the vendored tables, so it is the pinned interpreter's.
+///
+/// ASCII text takes a fast path: in the tables, the ASCII chars that make
+/// `isupper()` False are exactly `a-z` and the ASCII cased witnesses
+/// exactly `A-Z` (`ascii_fast_paths_equal_the_tables` checks every ASCII
+/// char), so the answer there is "no a-z and some A-Z".
 pub(crate) fn py_isupper(s: &str) -> bool {
+    if s.is_ascii() {
+        let bytes = s.as_bytes();
+        return !bytes.iter().any(u8::is_ascii_lowercase)
+            && bytes.iter().any(u8::is_ascii_uppercase);
+    }
+    py_isupper_tables(s)
+}
+
+/// [`py_isupper`] answered from the tables alone, for any text.
+fn py_isupper_tables(s: &str) -> bool {
     let t = tables();
     let mut has_cased = false;
     for c in s.chars() {
@@ -163,7 +179,35 @@ pub(crate) fn py_isupper(s: &str) -> bool {
 /// Python `str.lower()`: the per-char full lowercase mapping from the
 /// vendored tables, with CPython's one contextual case, capital sigma, which
 /// lowercases to U+03C2 in final position and U+03C3 elsewhere.
-pub(crate) fn py_lower(s: &str) -> String {
+///
+/// Borrows `s` when lowering changes nothing. ASCII text takes a fast path:
+/// in the tables the only ASCII chars with a lowercase mapping are `A-Z`,
+/// each to its ASCII lowercase (`ascii_fast_paths_equal_the_tables` checks
+/// every ASCII char), and the sigma context never involves ASCII.
+pub(crate) fn py_lower(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        return if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        };
+    }
+    let t = tables();
+    let unchanged = |c: char| {
+        if c.is_ascii() {
+            !c.is_ascii_uppercase()
+        } else {
+            (c != CAPITAL_SIGMA) && t.lower_of(c).is_none()
+        }
+    };
+    if s.chars().all(unchanged) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(py_lower_tables(s))
+}
+
+/// [`py_lower`] answered from the tables alone, for any text.
+fn py_lower_tables(s: &str) -> String {
     let t = tables();
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
@@ -204,7 +248,10 @@ fn final_sigma(t: &CasingTables, chars: &[char], i: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{py_isupper, py_lower, tables, CasingTables, CASING_TABLES};
+    use super::{
+        py_isupper, py_isupper_tables, py_lower, py_lower_tables, tables, CasingTables,
+        CASING_TABLES,
+    };
     use crate::text::is_py_space;
     use sha2::{Digest, Sha256};
     use std::fmt::Write as _;
@@ -227,6 +274,52 @@ mod tests {
         assert!(py_isupper("GOOD\u{A7CE}"));
         // Other_Uppercase: circled letters count as the cased witness.
         assert!(py_isupper("\u{24B6}"));
+    }
+
+    /// The ASCII fast paths of `py_lower` and `py_isupper` against the
+    /// tables: every ASCII char alone, every ordered pair, and each char
+    /// beside a letter of either case.
+    #[test]
+    fn ascii_fast_paths_equal_the_tables() {
+        let t = tables();
+        for b in 0_u8..=0x7F {
+            let c = char::from(b);
+            assert_eq!(t.is_isupper_false(c), c.is_ascii_lowercase(), "{b:#x}");
+            if !t.is_isupper_false(c) {
+                assert_eq!(t.is_isupper_cased(c), c.is_ascii_uppercase(), "{b:#x}");
+            }
+            let mapped = t.lower_of(c);
+            if c.is_ascii_uppercase() {
+                assert_eq!(mapped, Some(c.to_ascii_lowercase().to_string().as_str()));
+            } else {
+                assert_eq!(mapped, None, "{b:#x}");
+            }
+            for b2 in 0_u8..=0x7F {
+                let s = format!("{c}{}", char::from(b2));
+                assert_eq!(py_isupper(&s), py_isupper_tables(&s), "{s:?}");
+                assert_eq!(py_lower(&s), py_lower_tables(&s), "{s:?}");
+            }
+        }
+        for s in [
+            "", "GOOD", "good", "Good", "GOOD!", "1", ":)", "DON'T", "A1b",
+        ] {
+            assert_eq!(py_isupper(s), py_isupper_tables(s), "{s:?}");
+            assert_eq!(py_lower(s), py_lower_tables(s), "{s:?}");
+        }
+    }
+
+    /// The non-ASCII borrow shortcut of `py_lower` against the tables, over
+    /// every codepoint, alone and after an ASCII letter.
+    #[test]
+    fn borrowed_lower_equals_the_tables() {
+        for cp in 0x80..=0x10FFFF_u32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            for s in [format!("{c}"), format!("a{c}")] {
+                assert_eq!(py_lower(&s), py_lower_tables(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]
@@ -300,7 +393,8 @@ mod tests {
             };
             let u1 = py_isupper(&String::from(c));
             let u2 = py_isupper(&format!("{c}A"));
-            let low = py_lower(&String::from(c));
+            let one = String::from(c);
+            let low = py_lower(&one);
             let s1 = py_lower(&format!("A{c}\u{03A3}")).chars().next_back() == Some('\u{03C2}');
             let s2 = py_lower(&format!("{c}\u{03A3}")).chars().next_back() == Some('\u{03C2}');
             let sp = is_py_space(c);

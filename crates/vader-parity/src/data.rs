@@ -9,7 +9,23 @@
 //! tables: no edits, no re-sorting, no de-duplication.
 
 use crate::text::py_strip;
-use std::collections::HashMap;
+use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+
+/// The hasher of every map in this crate: foldhash with a fixed seed, in
+/// place of std's SipHash, which cost a fifth of all scoring instructions
+/// (one emoji-table probe per input character, several lexicon and booster
+/// probes per token). SipHash's keyed randomness defends a map that grows
+/// from untrusted keys against hash flooding. These maps do not: the tables
+/// are built once from the vendored data and only read afterwards, so a text
+/// chooses which keys are looked up but never what is stored, and a lookup
+/// costs one bucket probe sequence of the fixed table whatever the text. The
+/// one map built per call, `but_check`'s position index, is keyed on valence
+/// bits, which come from the tables' own values, not from the text.
+pub(crate) type Hasher = foldhash::fast::FixedState;
+/// A `HashMap` with [`Hasher`].
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, Hasher>;
+/// A `HashSet` with [`Hasher`].
+pub(crate) type HashSet<K> = StdHashSet<K, Hasher>;
 
 /// `data/vader_lexicon.txt`, byte-identical to the 3.3.2 sdist.
 pub(crate) const VADER_LEXICON: &str = include_str!("../data/vader_lexicon.txt");
@@ -42,6 +58,15 @@ pub(crate) struct Tables {
     /// Booster or dampener key to increment (`BOOSTER_DICT`), including the
     /// multi-token keys "just enough", "kind of", and "sort of".
     pub(crate) boosters: HashMap<String, f64>,
+    /// The first word of every multi-word key of `special_cases` and
+    /// `boosters`. Tokens never contain a space, so a space-joined n-gram
+    /// can equal such a key only when its first token is one of these: the
+    /// n-gram builder skips the allocation and the probes otherwise.
+    pub(crate) ngram_heads: HashSet<String>,
+    /// The smallest emoji key. Characters below it cannot be emojis; it is
+    /// above ASCII (U+00A9), which the emoji walk's ASCII fast path relies
+    /// on and a test pins.
+    pub(crate) emoji_min: char,
 }
 
 impl Tables {
@@ -49,11 +74,21 @@ impl Tables {
     /// the provenance test pins; the count tests below pin the parsed sizes.
     pub(crate) fn load() -> Tables {
         let (special_cases, boosters) = parse_rules_tables(RULES_TABLES);
+        let ngram_heads = special_cases
+            .keys()
+            .chain(boosters.keys())
+            .filter_map(|key| key.split_once(' '))
+            .map(|(head, _)| head.to_string())
+            .collect();
+        let emojis = parse_emojis(EMOJI_LEXICON);
+        let emoji_min = emojis.keys().copied().min().unwrap_or(char::MAX);
         Tables {
             lexicon: parse_lexicon(VADER_LEXICON),
-            emojis: parse_emojis(EMOJI_LEXICON),
+            emojis,
             special_cases,
             boosters,
+            ngram_heads,
+            emoji_min,
         }
     }
 }
@@ -71,7 +106,7 @@ impl Tables {
 /// tab or with an unparseable measure would raise in Python; the vendored
 /// file has none, and here such a line is skipped so the loader stays total.
 fn parse_lexicon(raw: &str) -> HashMap<String, f64> {
-    let mut map = HashMap::new();
+    let mut map = HashMap::default();
     for line in raw.trim_end_matches('\n').split('\n') {
         if line.is_empty() {
             continue;
@@ -91,7 +126,7 @@ fn parse_lexicon(raw: &str) -> HashMap<String, f64> {
 /// two or more code points can never match; only single code point keys are
 /// kept, later duplicates overwriting earlier ones.
 fn parse_emojis(raw: &str) -> HashMap<char, String> {
-    let mut map = HashMap::new();
+    let mut map = HashMap::default();
     for line in raw.trim_end_matches('\n').split('\n') {
         let mut fields = py_strip(line).split('\t');
         if let (Some(key), Some(description)) = (fields.next(), fields.next()) {
@@ -110,8 +145,8 @@ fn parse_emojis(raw: &str) -> HashMap<char, String> {
 /// literal reprs, so a value with no decimal point is a Python int, which
 /// [`SpecialCase::is_int`] records.
 fn parse_rules_tables(raw: &str) -> (HashMap<String, SpecialCase>, HashMap<String, f64>) {
-    let mut special_cases = HashMap::new();
-    let mut boosters = HashMap::new();
+    let mut special_cases = HashMap::default();
+    let mut boosters = HashMap::default();
     for line in raw.lines() {
         if line.is_empty() || line.as_bytes().first() == Some(&b'#') {
             continue;
@@ -151,6 +186,20 @@ mod tests {
         assert_eq!(tables.emojis.len(), 1212);
         assert_eq!(tables.special_cases.len(), 9);
         assert_eq!(tables.boosters.len(), 84);
+    }
+
+    #[test]
+    fn derived_fast_path_facts() {
+        let tables = Tables::load();
+        // No emoji key is ASCII: the emoji walk passes ASCII text through.
+        assert_eq!(tables.emoji_min, '\u{00A9}');
+        assert!(tables.emojis.keys().all(|c| !c.is_ascii()));
+        let mut heads: Vec<&str> = tables.ngram_heads.iter().map(String::as_str).collect();
+        heads.sort_unstable();
+        assert_eq!(
+            heads,
+            ["bad", "beating", "bus", "just", "kind", "kiss", "sort", "the", "to", "yeah"]
+        );
     }
 
     #[test]

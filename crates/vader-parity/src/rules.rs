@@ -12,12 +12,13 @@
 //! is exempt from that lint.
 #![deny(clippy::arithmetic_side_effects)]
 
+use crate::data::HashMap;
 use crate::data::Tables;
 use crate::round::python_round;
 use crate::text::{allcap_differential, translate_emojis, words_and_emoticons, Token};
 use crate::SentimentScores;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Booster increment. Python: `B_INCR = 0.293`. The scoring code reads the
 /// increments from the vendored booster table; this constant exists so the
@@ -141,7 +142,7 @@ impl Valence {
 /// scores plus the compound before rounding, which the differential harness
 /// and the invariant-9 test compare bit-for-bit against the oracle.
 pub(crate) fn polarity_scores(tables: &Tables, text: &str) -> (SentimentScores, f64) {
-    let translated = translate_emojis(text, &tables.emojis);
+    let translated = translate_emojis(text, &tables.emojis, tables.emoji_min);
     let tokens = words_and_emoticons(&translated);
     let is_cap_diff = allcap_differential(&tokens);
 
@@ -149,7 +150,7 @@ pub(crate) fn polarity_scores(tables: &Tables, text: &str) -> (SentimentScores, 
     for (i, item) in tokens.iter().enumerate() {
         // Python: if item.lower() in BOOSTER_DICT:
         //             sentiments.append(valence); continue    # int 0
-        if tables.boosters.contains_key(item.lower.as_str()) {
+        if tables.boosters.contains_key(&*item.lower) {
             sentiments.push(Valence::INT_ZERO);
             continue;
         }
@@ -184,7 +185,7 @@ fn sentiment_valence(
     // Python: valence = 0 — the int, which is what a non-lexicon token
     // appends. A lexicon hit reassigns it to the lexicon float.
     let mut valence = Valence::INT_ZERO;
-    if let Some(&lex_valence) = tables.lexicon.get(item.lower.as_str()) {
+    if let Some(&lex_valence) = tables.lexicon.get(&*item.lower) {
         let mut valence_value = lex_valence;
 
         // The token window, one named local per position (M1): prev1 is one
@@ -197,9 +198,7 @@ fn sentiment_valence(
         // Python: if item_lowercase == "no" and i != len(words_and_emoticons) - 1
         //            and words_and_emoticons[i + 1].lower() in self.lexicon:
         //             valence = 0.0
-        if (item.lower == "no")
-            && next1.is_some_and(|t| tables.lexicon.contains_key(t.lower.as_str()))
-        {
+        if (item.lower == "no") && next1.is_some_and(|t| tables.lexicon.contains_key(&*t.lower)) {
             valence_value = 0.0;
         }
         // Python: if (i > 0 and words_and_emoticons[i - 1].lower() == "no") \
@@ -246,7 +245,7 @@ fn sentiment_valence(
 
         // start_i == 0
         if let Some(p1) = prev1 {
-            if !tables.lexicon.contains_key(p1.lower.as_str()) {
+            if !tables.lexicon.contains_key(&*p1.lower) {
                 let s = scalar_inc_dec(p1, valence_value, is_cap_diff, tables);
                 valence_value += s;
                 valence_value = negation_check_distance_1(valence_value, p1);
@@ -254,7 +253,7 @@ fn sentiment_valence(
         }
         // start_i == 1
         if let (Some(p1), Some(p2)) = (prev1, prev2) {
-            if !tables.lexicon.contains_key(p2.lower.as_str()) {
+            if !tables.lexicon.contains_key(&*p2.lower) {
                 let mut s = scalar_inc_dec(p2, valence_value, is_cap_diff, tables);
                 if s != 0.0 {
                     s *= DAMP_2;
@@ -265,7 +264,7 @@ fn sentiment_valence(
         }
         // start_i == 2
         if let (Some(p1), Some(p2), Some(p3)) = (prev1, prev2, prev3) {
-            if !tables.lexicon.contains_key(p3.lower.as_str()) {
+            if !tables.lexicon.contains_key(&*p3.lower) {
                 let mut s = scalar_inc_dec(p3, valence_value, is_cap_diff, tables);
                 if s != 0.0 {
                     s *= DAMP_3;
@@ -298,7 +297,7 @@ fn negated(word_lower: &str) -> bool {
 /// adjustment under the cap-differential condition.
 fn scalar_inc_dec(word: &Token, valence: f64, is_cap_diff: bool, tables: &Tables) -> f64 {
     let mut scalar = 0.0_f64;
-    if let Some(&increment) = tables.boosters.get(word.lower.as_str()) {
+    if let Some(&increment) = tables.boosters.get(&*word.lower) {
         scalar = increment;
         if valence < 0.0 {
             scalar = -scalar;
@@ -421,7 +420,7 @@ fn least_check(
     };
     match (prev1, prev2) {
         (Some(p1), Some(p2)) => {
-            if (!tables.lexicon.contains_key(p1.lower.as_str())) && (p1.lower == "least") {
+            if (!tables.lexicon.contains_key(&*p1.lower)) && (p1.lower == "least") {
                 if (p2.lower != "at") && (p2.lower != "very") {
                     damped
                 } else {
@@ -432,7 +431,7 @@ fn least_check(
             }
         }
         (Some(p1), None) => {
-            if (!tables.lexicon.contains_key(p1.lower.as_str())) && (p1.lower == "least") {
+            if (!tables.lexicon.contains_key(&*p1.lower)) && (p1.lower == "least") {
                 damped
             } else {
                 kept
@@ -448,8 +447,16 @@ fn least_check(
 /// the callers treat as "no candidate", matching the reference's guards. The
 /// saturating end keeps the range valid at the far edge of `usize` and lands
 /// in the same `None`.
-fn joined_lower(tokens: &[Token], start: usize, len: usize) -> Option<String> {
+///
+/// A window whose first token heads no multi-word key of either table
+/// (`Tables::ngram_heads`) also yields `None` without building the string:
+/// tokens hold no space, so such a joined string equals no key, and every
+/// caller only looks the result up in those two tables.
+fn joined_lower(tables: &Tables, tokens: &[Token], start: usize, len: usize) -> Option<String> {
     let slice = tokens.get(start..start.saturating_add(len))?;
+    if !tables.ngram_heads.contains(&*slice.first()?.lower) {
+        return None;
+    }
     let mut joined = String::new();
     for (k, token) in slice.iter().enumerate() {
         if k > 0 {
@@ -481,15 +488,25 @@ fn special_idioms_check(
     let mut valence = valence_in;
     let mut from_int = false;
     // Python: onezero = "{0} {1}".format(w[i - 1], w[i])
-    let onezero = i.checked_sub(1).and_then(|s| joined_lower(tokens, s, 2));
+    let onezero = i
+        .checked_sub(1)
+        .and_then(|s| joined_lower(tables, tokens, s, 2));
     // Python: twoonezero = "{0} {1} {2}".format(w[i - 2], w[i - 1], w[i])
-    let twoonezero = i.checked_sub(2).and_then(|s| joined_lower(tokens, s, 3));
+    let twoonezero = i
+        .checked_sub(2)
+        .and_then(|s| joined_lower(tables, tokens, s, 3));
     // Python: twoone = "{0} {1}".format(w[i - 2], w[i - 1])
-    let twoone = i.checked_sub(2).and_then(|s| joined_lower(tokens, s, 2));
+    let twoone = i
+        .checked_sub(2)
+        .and_then(|s| joined_lower(tables, tokens, s, 2));
     // Python: threetwoone = "{0} {1} {2}".format(w[i - 3], w[i - 2], w[i - 1])
-    let threetwoone = i.checked_sub(3).and_then(|s| joined_lower(tokens, s, 3));
+    let threetwoone = i
+        .checked_sub(3)
+        .and_then(|s| joined_lower(tables, tokens, s, 3));
     // Python: threetwo = "{0} {1}".format(w[i - 3], w[i - 2])
-    let threetwo = i.checked_sub(3).and_then(|s| joined_lower(tokens, s, 2));
+    let threetwo = i
+        .checked_sub(3)
+        .and_then(|s| joined_lower(tables, tokens, s, 2));
 
     // Python: sequences = [onezero, twoonezero, twoone, threetwoone, threetwo]
     //         for seq in sequences:
@@ -508,7 +525,7 @@ fn special_idioms_check(
     // Python: if len(words_and_emoticons_lower) - 1 > i:
     //             zeroone = "{0} {1}".format(w[i], w[i + 1])
     //             if zeroone in SPECIAL_CASES: valence = SPECIAL_CASES[zeroone]
-    if let Some(&hit) = joined_lower(tokens, i, 2)
+    if let Some(&hit) = joined_lower(tables, tokens, i, 2)
         .as_ref()
         .and_then(|s| tables.special_cases.get(s.as_str()))
     {
@@ -518,7 +535,7 @@ fn special_idioms_check(
     // Python: if len(words_and_emoticons_lower) - 1 > i + 1:
     //             zeroonetwo = "{0} {1} {2}".format(w[i], w[i + 1], w[i + 2])
     //             if zeroonetwo in SPECIAL_CASES: valence = SPECIAL_CASES[zeroonetwo]
-    if let Some(&hit) = joined_lower(tokens, i, 3)
+    if let Some(&hit) = joined_lower(tables, tokens, i, 3)
         .as_ref()
         .and_then(|s| tables.special_cases.get(s.as_str()))
     {
@@ -584,7 +601,7 @@ fn but_check(tokens: &[Token], sentiments: &mut [Valence]) {
         }
     }
     if let Some(bi) = tokens.iter().position(|t| t.lower == "but") {
-        let mut first_equal: HashMap<u64, BTreeSet<usize>> = HashMap::new();
+        let mut first_equal: HashMap<u64, BTreeSet<usize>> = HashMap::default();
         for (pos, sentiment) in sentiments.iter().enumerate() {
             let _ = first_equal
                 .entry(key(sentiment.value))
@@ -639,14 +656,15 @@ fn but_check(tokens: &[Token], sentiments: &mut [Valence]) {
 /// The reference's `_amplify_ep`: 0.292 per "!", counting at most four.
 fn amplify_ep(text: &str) -> f64 {
     // Python: ep_count = text.count("!"); if ep_count > 4: ep_count = 4
-    let ep_count = text.chars().filter(|&c| c == '!').count().min(4);
+    // Counting bytes counts the chars: no other UTF-8 byte equals b'!'.
+    let ep_count = text.bytes().filter(|&b| b == b'!').count().min(4);
     (ep_count as f64) * EP_STEP
 }
 
 /// The reference's `_amplify_qm`: nothing for one "?", 0.18 per "?" for two
 /// or three, 0.96 past three.
 fn amplify_qm(text: &str) -> f64 {
-    let qm_count = text.chars().filter(|&c| c == '?').count();
+    let qm_count = text.bytes().filter(|&b| b == b'?').count();
     let mut qm_amplifier = 0.0_f64;
     // Python: if qm_count > 1:
     //             if qm_count <= 3: qm_amplifier = qm_count * 0.18
@@ -873,7 +891,7 @@ mod tests {
 
     #[test]
     fn negation_check_distance_2_arms() {
-        let tok = |s: &str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
         let (never, so, this, without, doubt, not, word) = (
             tok("never"),
             tok("so"),
@@ -903,7 +921,7 @@ mod tests {
 
     #[test]
     fn negation_check_distance_3_precedence() {
-        let tok = |s: &str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
         let (never, so, this, without, doubt, not, word) = (
             tok("never"),
             tok("so"),
@@ -939,7 +957,7 @@ mod tests {
     #[test]
     fn least_check_arms() {
         let t = tables();
-        let tok = |s: &str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
         let (least, at, very, word, good) = (
             tok("least"),
             tok("at"),
@@ -987,17 +1005,21 @@ mod tests {
 
     #[test]
     fn joined_lower_windows() {
-        let toks = words_and_emoticons("The Quick brown");
-        assert_eq!(joined_lower(&toks, 0, 2).as_deref(), Some("the quick"));
+        let t = tables();
+        let toks = words_and_emoticons("The Quick brown kind");
+        assert_eq!(joined_lower(&t, &toks, 0, 2).as_deref(), Some("the quick"));
         assert_eq!(
-            joined_lower(&toks, 0, 3).as_deref(),
+            joined_lower(&t, &toks, 0, 3).as_deref(),
             Some("the quick brown")
         );
-        assert_eq!(joined_lower(&toks, 2, 1).as_deref(), Some("brown"));
+        assert_eq!(joined_lower(&t, &toks, 3, 1).as_deref(), Some("kind"));
+        // "brown" heads no multi-word key of either table: no candidate.
+        assert_eq!(joined_lower(&t, &toks, 2, 1), None);
+        assert_eq!(joined_lower(&t, &toks, 2, 2), None);
         // Out of range and saturating far edge both yield None.
-        assert_eq!(joined_lower(&toks, 2, 2), None);
-        assert_eq!(joined_lower(&toks, 3, 1), None);
-        assert_eq!(joined_lower(&toks, usize::MAX, 2), None);
+        assert_eq!(joined_lower(&t, &toks, 3, 2), None);
+        assert_eq!(joined_lower(&t, &toks, 4, 1), None);
+        assert_eq!(joined_lower(&t, &toks, usize::MAX, 2), None);
     }
 
     #[test]
@@ -1124,7 +1146,7 @@ mod tests {
                 for bi in 0..n {
                     let tokens: Vec<Token> = (0..n)
                         .map(|k| Token {
-                            lower: String::from(if k == bi { "but" } else { "w" }),
+                            lower: String::from(if k == bi { "but" } else { "w" }).into(),
                             is_upper: false,
                         })
                         .collect();
@@ -1183,12 +1205,12 @@ mod tests {
         let mut tokens: Vec<Token> = Vec::with_capacity(n);
         for _ in 1..n {
             tokens.push(Token {
-                lower: String::from("w"),
+                lower: String::from("w").into(),
                 is_upper: false,
             });
         }
         tokens.push(Token {
-            lower: String::from("but"),
+            lower: String::from("but").into(),
             is_upper: false,
         });
         // Distinct values whose halves collide with nothing: fractions are

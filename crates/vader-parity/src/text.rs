@@ -7,14 +7,16 @@
 //! Unicode version, and a CI grep keeps it out of this path.
 
 use crate::casing::{py_isupper, py_lower};
-use std::collections::HashMap;
+use crate::data::HashMap;
+use std::borrow::Cow;
 
 /// One token of the reference's words-and-emoticons list, carrying the two
 /// derived forms the scoring pipeline reads: the Python `str.lower()` form and
 /// the Python `str.isupper()` fact.
-pub(crate) struct Token {
-    /// `token.lower()`.
-    pub(crate) lower: String,
+pub(crate) struct Token<'a> {
+    /// `token.lower()`, borrowed from the text when lowering changes nothing
+    /// (most tokens of lowercase text), so no per-token allocation.
+    pub(crate) lower: Cow<'a, str>,
     /// `token.isupper()`.
     pub(crate) is_upper: bool,
 }
@@ -55,11 +57,22 @@ pub(crate) fn py_strip(s: &str) -> &str {
 ///
 /// `prev_space` tracks the ASCII space character only, exactly as above, and
 /// the final strip is Python's whitespace strip.
-pub(crate) fn translate_emojis(text: &str, emojis: &HashMap<char, String>) -> String {
+///
+/// `emoji_min` is the smallest key of `emojis`: a character below it is
+/// not looked up, and text without one at or above it (all ASCII text, as
+/// no key is ASCII) is returned stripped and borrowed.
+pub(crate) fn translate_emojis<'a>(
+    text: &'a str,
+    emojis: &HashMap<char, String>,
+    emoji_min: char,
+) -> Cow<'a, str> {
+    if text.chars().all(|c| c < emoji_min) {
+        return Cow::Borrowed(py_strip(text));
+    }
     let mut out = String::with_capacity(text.len());
     let mut prev_space = true;
     for c in text.chars() {
-        if let Some(description) = emojis.get(&c) {
+        if let Some(description) = (c >= emoji_min).then(|| emojis.get(&c)).flatten() {
             if !prev_space {
                 out.push(' ');
             }
@@ -70,7 +83,10 @@ pub(crate) fn translate_emojis(text: &str, emojis: &HashMap<char, String>) -> St
             prev_space = c == ' ';
         }
     }
-    py_strip(&out).to_string()
+    match py_strip(&out) {
+        stripped if stripped.len() == out.len() => Cow::Owned(out),
+        stripped => Cow::Owned(stripped.to_string()),
+    }
 }
 
 /// The reference's `_strip_punc_if_word`: strip leading and trailing ASCII
@@ -79,7 +95,14 @@ pub(crate) fn translate_emojis(text: &str, emojis: &HashMap<char, String>) -> St
 /// characters, so ":)" and "8-)" survive as themselves.
 fn strip_punc_if_word(token: &str) -> &str {
     let stripped = token.trim_matches(|c: char| c.is_ascii_punctuation());
-    if stripped.chars().count() <= 2 {
+    // A char is 1 to 4 bytes: up to 2 bytes is at most 2 chars, over 8 bytes
+    // at least 3, and only the lengths between need the count.
+    let at_most_two = match stripped.len() {
+        0..=2 => true,
+        3..=8 => stripped.chars().count() <= 2,
+        _ => false,
+    };
+    if at_most_two {
         token
     } else {
         stripped
@@ -88,7 +111,7 @@ fn strip_punc_if_word(token: &str) -> &str {
 
 /// The reference's words-and-emoticons list: whitespace split, then the
 /// punctuation strip, with the two derived forms computed once per token.
-pub(crate) fn words_and_emoticons(text: &str) -> Vec<Token> {
+pub(crate) fn words_and_emoticons(text: &str) -> Vec<Token<'_>> {
     text.split(is_py_space)
         .filter(|w| !w.is_empty())
         .map(|w| {
@@ -122,7 +145,7 @@ mod tests {
         allcap_differential, is_py_space, py_strip, strip_punc_if_word, translate_emojis,
         words_and_emoticons,
     };
-    use std::collections::HashMap;
+    use crate::data::HashMap;
 
     #[test]
     fn python_space_class_covers_separator_controls() {
@@ -158,7 +181,7 @@ mod tests {
     #[test]
     fn tokenizer_splits_on_whitespace_runs() {
         let toks = words_and_emoticons("  GOOD \t bad,  ");
-        let lowers: Vec<&str> = toks.iter().map(|t| t.lower.as_str()).collect();
+        let lowers: Vec<&str> = toks.iter().map(|t| &*t.lower).collect();
         assert_eq!(lowers, ["good", "bad"]);
         assert!(toks[0].is_upper);
         assert!(!toks[1].is_upper);
@@ -166,32 +189,40 @@ mod tests {
         assert!(words_and_emoticons("   ").is_empty());
     }
 
+    fn translate_emojis_min(text: &str, emojis: &HashMap<char, String>) -> String {
+        let min = emojis.keys().copied().min().unwrap_or(char::MAX);
+        translate_emojis(text, emojis, min).into_owned()
+    }
+
     #[test]
     fn emoji_walk_inserts_spaces_like_the_reference() {
-        let mut emojis = HashMap::new();
+        let mut emojis = HashMap::default();
         emojis.insert('\u{1F498}', String::from("heart with arrow"));
         emojis.insert('\u{1F48B}', String::from("kiss mark"));
         // After a non-space character: one space inserted.
         assert_eq!(
-            translate_emojis("x\u{1F498}", &emojis),
+            translate_emojis_min("x\u{1F498}", &emojis),
             "x heart with arrow"
         );
         // After a space: no extra space.
         assert_eq!(
-            translate_emojis("x \u{1F498}", &emojis),
+            translate_emojis_min("x \u{1F498}", &emojis),
             "x heart with arrow"
         );
         // Adjacent emoji: prev_space is false after a description, so a space
         // separates them even though none was typed.
         assert_eq!(
-            translate_emojis("\u{1F498}\u{1F48B}", &emojis),
+            translate_emojis_min("\u{1F498}\u{1F48B}", &emojis),
             "heart with arrow kiss mark"
         );
         // Text after an emoji gets no inserted space: the walk only inserts
         // before descriptions.
-        assert_eq!(translate_emojis("\u{1F498}y", &emojis), "heart with arrowy");
+        assert_eq!(
+            translate_emojis_min("\u{1F498}y", &emojis),
+            "heart with arrowy"
+        );
         // Leading and trailing whitespace stripped at the end.
-        assert_eq!(translate_emojis("  plain  ", &emojis), "plain");
+        assert_eq!(translate_emojis_min("  plain  ", &emojis), "plain");
     }
 
     #[test]

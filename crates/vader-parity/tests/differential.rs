@@ -44,7 +44,10 @@ fn fixture_scores_equal_the_original_bit_for_bit() {
     for row in &rows {
         let got = common::bits(&analyzer.polarity_scores(&row.text));
         if got != row.bits {
-            differences.push(format!("{} {:?}: {got:x?} != {:x?}", row.kind, row.text, row.bits));
+            differences.push(format!(
+                "{} {:?}: {got:x?} != {:x?}",
+                row.kind, row.text, row.bits
+            ));
         }
     }
     assert!(
@@ -52,7 +55,12 @@ fn fixture_scores_equal_the_original_bit_for_bit() {
         "{} of {} rows differ from vader-parity 0.1.0:\n{}",
         differences.len(),
         rows.len(),
-        differences.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        differences
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -89,7 +97,9 @@ fn full_sdist_scores_hash_to_the_original_digest() {
     let mut hasher = Sha256::new();
     for text in &sentences {
         let [neg, neu, pos, compound] = common::bits(&analyzer.polarity_scores(text));
-        hasher.update(format!("{neg:016x}\t{neu:016x}\t{pos:016x}\t{compound:016x}\n"));
+        hasher.update(format!(
+            "{neg:016x}\t{neu:016x}\t{pos:016x}\t{compound:016x}\n"
+        ));
     }
     assert_eq!(format!("{:x}", hasher.finalize()), SDIST_DIGEST);
 }
