@@ -51,8 +51,8 @@
 //! # Scope
 //!
 //! The reference is English-only and so is its lexicon. This crate is the
-//! scoring engine only, pinned to reference version 3.3.2, `std`-only, with
-//! zero runtime dependencies. Sentence splitting, custom lexicons, and other
+//! scoring engine only, pinned to reference version 3.3.2; its one runtime
+//! dependency (in this fork) is `foldhash`, for the built-in tables. Sentence splitting, custom lexicons, and other
 //! reference versions are out of scope.
 //!
 //! # Attribution
