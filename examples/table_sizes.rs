@@ -14,9 +14,12 @@ fn main() {
             let name = t.name().to_string();
             let untyped = txn.open_untyped_table(t).unwrap();
             let st = untyped.stats().unwrap();
-            total += (st.leaf_pages() + st.branch_pages()) * 4096;
+            // Bytes of the pages the table holds: leaves of several pages
+            // (large values) count whole.
+            let bytes = st.stored_bytes() + st.metadata_bytes() + st.fragmented_bytes();
+            total += bytes;
             println!(
-                "{name}: entries {} leaf {} branch {} stored {} meta {} frag {}",
+                "{name}: entries {} pages {bytes} B: leaf {} branch {} stored {} meta {} frag {}",
                 untyped.len().unwrap(),
                 st.leaf_pages(),
                 st.branch_pages(),
@@ -25,7 +28,7 @@ fn main() {
                 st.fragmented_bytes()
             );
         }
-        println!("pages total {total}");
+        println!("pages total {total} B");
     }
     let before = std::fs::metadata(&path).unwrap().len();
     db.compact().unwrap();

@@ -32,6 +32,7 @@ type Result<T> = std::result::Result<T, CodecError>;
 
 /// Version byte of each encoding, so a later layout can be told apart.
 const CHUNK_V1: u8 = 1;
+const BLOCK_V1: u8 = 1;
 const RECORD_V1: u8 = 1;
 /// Version 2 adds the agent and the language after version 1's fields.
 const RECORD_V2: u8 = 2;
@@ -223,69 +224,63 @@ fn role_of(bits: u8) -> Result<Role> {
     }
 }
 
-/// Encodes one conversation's messages of one batch: `(row number, message)`
-/// in increasing row order.
-pub fn encode_chunk<'m>(messages: impl IntoIterator<Item = (u64, &'m Message)>) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(256));
+/// Writes messages as a chunk body: each row number as the delta from the
+/// previous one (the first from 0), flags, then the fields the flags announce.
+fn encode_messages<'m>(
+    body: &mut Writer,
+    messages: impl IntoIterator<Item = (u64, &'m Message)>,
+) -> u64 {
     let mut previous = 0u64;
     let mut count = 0u64;
-    let mut body = Writer(Vec::with_capacity(256));
     for (seq, m) in messages {
-        body.varint(seq.wrapping_sub(previous));
+        encode_message(body, seq.wrapping_sub(previous), m);
         previous = seq;
         count += 1;
-        let mut flags = role_bits(m.role);
-        if m.autoresponse {
-            flags |= AUTORESPONSE;
-        }
-        if m.time_ms.is_some() {
-            flags |= HAS_TIME;
-        }
-        let canonical_timestamp = match (&m.timestamp, m.time_ms) {
-            (Some(t), Some(ms)) => canonical(ms).is_some_and(|c| c == *t),
-            _ => false,
-        };
-        if canonical_timestamp {
-            flags |= CANONICAL_TIMESTAMP;
-        } else if m.timestamp.is_some() {
-            flags |= HAS_TIMESTAMP;
-        }
-        if m.sender_name.is_some() {
-            flags |= HAS_SENDER_NAME;
-        }
-        body.byte(flags);
-        if let Some(t) = m.time_ms {
-            body.signed(t);
-        }
-        if let (Some(t), false) = (&m.timestamp, canonical_timestamp) {
-            body.str(t);
-        }
-        if let Some(n) = &m.sender_name {
-            body.str(n);
-        }
-        body.str(&m.text);
     }
-    w.byte(CHUNK_V1);
-    w.varint(count);
-    w.0.extend_from_slice(&lz4_flex::compress_prepend_size(&body.0));
-    w.0
+    count
 }
 
-/// Decodes a chunk into `(row number, message)` pairs, calling `each` per message.
-pub fn decode_chunk(bytes: &[u8], mut each: impl FnMut(u64, Message)) -> Result<()> {
-    let mut r = Reader(bytes);
-    r.version(CHUNK_V1)?;
-    let count = r.varint()?;
-    let claimed =
-        r.0.get(..4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or(CodecError("chunk cut short"))?;
-    if claimed > MAX_CHUNK_BYTES {
-        return Err(CodecError("chunk too large"));
+/// One message: its row number's delta, flags, then the flagged fields.
+fn encode_message(body: &mut Writer, delta: u64, m: &Message) {
+    body.varint(delta);
+    let mut flags = role_bits(m.role);
+    if m.autoresponse {
+        flags |= AUTORESPONSE;
     }
-    let body = lz4_flex::decompress_size_prepended(r.0)
-        .map_err(|_| CodecError("chunk does not decompress"))?;
-    let mut r = Reader(&body);
+    if m.time_ms.is_some() {
+        flags |= HAS_TIME;
+    }
+    let canonical_timestamp = match (&m.timestamp, m.time_ms) {
+        (Some(t), Some(ms)) => canonical(ms).is_some_and(|c| c == *t),
+        _ => false,
+    };
+    if canonical_timestamp {
+        flags |= CANONICAL_TIMESTAMP;
+    } else if m.timestamp.is_some() {
+        flags |= HAS_TIMESTAMP;
+    }
+    if m.sender_name.is_some() {
+        flags |= HAS_SENDER_NAME;
+    }
+    body.byte(flags);
+    if let Some(t) = m.time_ms {
+        body.signed(t);
+    }
+    if let (Some(t), false) = (&m.timestamp, canonical_timestamp) {
+        body.str(t);
+    }
+    if let Some(n) = &m.sender_name {
+        body.str(n);
+    }
+    body.str(&m.text);
+}
+
+/// Reads `count` messages written by [`encode_messages`].
+fn decode_messages(
+    r: &mut Reader<'_>,
+    count: u64,
+    mut each: impl FnMut(u64, Message),
+) -> Result<()> {
     let mut seq = 0u64;
     for _ in 0..count {
         seq = seq.wrapping_add(r.varint()?);
@@ -326,6 +321,275 @@ pub fn decode_chunk(bytes: &[u8], mut each: impl FnMut(u64, Message)) -> Result<
         );
     }
     Ok(())
+}
+
+/// Decompresses an LZ4 body (size-prepended), refusing a claimed size above
+/// [`MAX_CHUNK_BYTES`] before allocating it.
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>> {
+    let claimed = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or(CodecError("chunk cut short"))?;
+    if claimed > MAX_CHUNK_BYTES {
+        return Err(CodecError("chunk too large"));
+    }
+    lz4_flex::decompress_size_prepended(bytes).map_err(|_| CodecError("chunk does not decompress"))
+}
+
+/// Encodes one conversation's messages of one batch: `(row number, message)`
+/// in increasing row order. Schema 3's layout (`messages-v2`), written now
+/// only by the migration from schema 1 and by tests building old files.
+pub fn encode_chunk<'m>(messages: impl IntoIterator<Item = (u64, &'m Message)>) -> Vec<u8> {
+    let mut body = Writer(Vec::with_capacity(256));
+    let count = encode_messages(&mut body, messages);
+    let mut w = Writer(Vec::with_capacity(body.0.len() / 2 + 16));
+    w.byte(CHUNK_V1);
+    w.varint(count);
+    w.0.extend_from_slice(&lz4_flex::compress_prepend_size(&body.0));
+    w.0
+}
+
+/// Decodes a chunk into `(row number, message)` pairs, calling `each` per message.
+pub fn decode_chunk(bytes: &[u8], each: impl FnMut(u64, Message)) -> Result<()> {
+    let mut r = Reader(bytes);
+    r.version(CHUNK_V1)?;
+    let count = r.varint()?;
+    let body = decompress(r.0)?;
+    decode_messages(&mut Reader(&body), count, each)
+}
+
+// ---- message blocks (`messages-v3`) ------------------------------------------
+
+/// What a block aims at with its key: one leaf of four 4 KiB pages. redb
+/// allocates leaves in power-of-two pages, so a value just above a size
+/// would waste up to half of the next; and LZ4 keeps 0.24 of chat text in
+/// blocks this size, 0.4 in blocks of one page (measured on the sample
+/// export). A lookup decompresses one block per run, ~64 KiB.
+const BLOCK_BYTES: usize = 16 * 1024;
+/// What a leaf spends besides the key and the value (header, offsets,
+/// the key tuple's length prefixes), with margin.
+const LEAF_OVERHEAD: usize = 96;
+/// A conversation's messages of one batch are cut into sections of about
+/// this many raw bytes at most (beyond the message that reaches it), so one
+/// huge conversation makes several bounded blocks rather than one value of
+/// megabytes; below [`BLOCK_BYTES`], a section fits a block even when it
+/// does not compress at all.
+const MAX_SECTION_RAW: usize = 12 * 1024;
+/// First guess of compressed / raw size for chat text under LZ4, before a
+/// block of the batch has been measured.
+const FIRST_RATIO: f64 = 0.27;
+/// Compressions tried per block when the estimate overshoots.
+const FITS_TRIED: usize = 4;
+
+/// A block ready for `messages-v3`: the key's conversation id and row
+/// number (its first section's), and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedBlock {
+    pub first_id: String,
+    pub first_seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// One section's place in the raw buffer while a batch is encoded.
+struct Mark {
+    id_start: usize,
+    id_len: usize,
+    first_seq: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Encodes a parse batch as blocks: `groups` are the batch's conversations
+/// in increasing id order, each with its messages in row order.
+///
+/// Compressing many conversations together is what makes messages small
+/// (LZ4 on one conversation of ~500 bytes keeps 0.65 of it; on a page's
+/// worth of conversations about 0.4, on 16 KiB of compressed blocks 0.24). Each block is cut so that its value
+/// fits one 16 KiB leaf with its key: the raw size is estimated from the
+/// ratio the previous block got, and a block that comes out too big is cut
+/// shorter and compressed again (a single section too big for a block goes
+/// alone). Sections of one conversation stay in row order, in consecutive
+/// blocks.
+pub fn encode_blocks<'m, M>(groups: impl IntoIterator<Item = (&'m str, M)>) -> Vec<EncodedBlock>
+where
+    M: IntoIterator<Item = (u64, &'m Message)>,
+{
+    // Every section, raw, one after the other: id, count, body length, body.
+    let mut raw = Writer(Vec::with_capacity(64 * 1024));
+    let mut marks: Vec<Mark> = Vec::new();
+    let mut body = Writer(Vec::with_capacity(MAX_SECTION_RAW + 1024));
+    let mut section =
+        |raw: &mut Writer, body: &mut Writer, id: &str, first_seq: u64, count: u64| {
+            let start = raw.0.len();
+            raw.str(id);
+            let id_start = raw.0.len() - id.len();
+            raw.varint(count);
+            raw.varint(body.0.len() as u64);
+            raw.0.extend_from_slice(&body.0);
+            body.0.clear();
+            marks.push(Mark {
+                id_start,
+                id_len: id.len(),
+                first_seq,
+                start,
+                end: raw.0.len(),
+            });
+        };
+    for (id, messages) in groups {
+        let mut first_seq = None;
+        let mut count = 0u64;
+        let mut previous = 0u64;
+        for (seq, m) in messages {
+            if body.0.len() >= MAX_SECTION_RAW
+                && let Some(first) = first_seq.take()
+            {
+                section(&mut raw, &mut body, id, first, count);
+                count = 0;
+                previous = 0;
+            }
+            first_seq.get_or_insert(seq);
+            // Delta-coded from the section's previous row (the first from 0).
+            encode_message(&mut body, seq.wrapping_sub(previous), m);
+            previous = seq;
+            count += 1;
+        }
+        if let Some(first) = first_seq {
+            section(&mut raw, &mut body, id, first, count);
+        }
+    }
+    cut_blocks(&raw.0, &marks)
+}
+
+/// Groups sections into blocks that fit a leaf (see [`encode_blocks`]).
+fn cut_blocks(raw: &[u8], marks: &[Mark]) -> Vec<EncodedBlock> {
+    let mut blocks = Vec::new();
+    let mut ratio = FIRST_RATIO;
+    let mut i = 0;
+    let id_of =
+        |m: &Mark| std::str::from_utf8(&raw[m.id_start..m.id_start + m.id_len]).unwrap_or("");
+    while i < marks.len() {
+        let first_id = id_of(&marks[i]);
+        let budget = BLOCK_BYTES
+            .saturating_sub(LEAF_OVERHEAD + first_id.len())
+            .max(512);
+        let mut target = (budget as f64 / ratio) as usize;
+        let mut bytes = Vec::new();
+        let mut end = i + 1;
+        for attempt in 0..FITS_TRIED {
+            // As many sections as the target raw size allows, at least one.
+            end = i + 1;
+            while end < marks.len() && marks[end].end - marks[i].start <= target {
+                end += 1;
+            }
+            let last_id = id_of(&marks[end - 1]);
+            let body = &raw[marks[i].start..marks[end - 1].end];
+            let mut w = Writer(Vec::with_capacity(budget));
+            w.byte(BLOCK_V1);
+            w.str(last_id);
+            w.varint((end - i) as u64);
+            w.0.extend_from_slice(&lz4_flex::compress_prepend_size(body));
+            bytes = w.0;
+            let compressed = bytes.len().max(1);
+            ratio = (compressed as f64 / body.len().max(1) as f64).clamp(0.02, 1.5);
+            if compressed <= budget || end == i + 1 || attempt + 1 == FITS_TRIED {
+                break;
+            }
+            // Too big: aim below the budget by what the overshoot suggests.
+            target = (body.len() as f64 * budget as f64 / compressed as f64 * 0.95) as usize;
+        }
+        blocks.push(EncodedBlock {
+            first_id: first_id.to_string(),
+            first_seq: marks[i].first_seq,
+            bytes,
+        });
+        i = end;
+    }
+    blocks
+}
+
+/// A decoded block of `messages-v3`: its sections, decompressed.
+#[derive(Debug)]
+pub struct Block {
+    sections: u64,
+    body: Vec<u8>,
+}
+
+/// One conversation's messages of one batch inside a [`Block`] (a
+/// conversation may have several sections in consecutive blocks).
+#[derive(Debug, Clone, Copy)]
+pub struct Section<'a> {
+    pub id: &'a str,
+    pub count: u64,
+    body: &'a [u8],
+}
+
+impl Section<'_> {
+    /// Calls `each` with every `(row number, message)` of the section.
+    pub fn messages(&self, each: impl FnMut(u64, Message)) -> Result<()> {
+        let mut r = Reader(self.body);
+        decode_messages(&mut r, self.count, each)?;
+        if r.0.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError("section longer than its messages"))
+        }
+    }
+}
+
+/// The last conversation id of a block, read without decompressing it (a
+/// scan resuming after an id skips the blocks that end before it).
+pub fn block_last_id(bytes: &[u8]) -> Result<&str> {
+    let mut r = Reader(bytes);
+    r.version(BLOCK_V1)?;
+    r.str()
+}
+
+impl Block {
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader(bytes);
+        r.version(BLOCK_V1)?;
+        r.str()?;
+        let sections = r.varint()?;
+        let body = decompress(r.0)?;
+        Ok(Self { sections, body })
+    }
+
+    /// Bytes of the decompressed body: sections start below it.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The section starting at byte `at` of the body and where the next one
+    /// starts; `None` past the last.
+    pub fn section_at(&self, at: usize) -> Result<Option<(Section<'_>, usize)>> {
+        if at >= self.body.len() {
+            return Ok(None);
+        }
+        let mut r = Reader(&self.body[at..]);
+        let id = r.str()?;
+        let count = r.varint()?;
+        let len = usize::try_from(r.varint()?).map_err(|_| CodecError("length out of range"))?;
+        if len > r.0.len() {
+            return Err(CodecError("section cut short"));
+        }
+        let body = &r.0[..len];
+        let next = self.body.len() - r.0.len() + len;
+        Ok(Some((Section { id, count, body }, next)))
+    }
+
+    /// Every section, in order.
+    pub fn sections(&self) -> Result<Vec<Section<'_>>> {
+        let mut out = Vec::with_capacity(usize::try_from(self.sections).unwrap_or(0).min(4096));
+        let mut at = 0;
+        while let Some((s, next)) = self.section_at(at)? {
+            out.push(s);
+            at = next;
+        }
+        if out.len() as u64 != self.sections {
+            return Err(CodecError("block holds another number of sections"));
+        }
+        Ok(out)
+    }
 }
 
 fn failure_byte(k: FailureKind) -> u8 {
@@ -793,8 +1057,58 @@ mod tests {
             prop_assert_eq!(decode_analysis(&encode_analysis(&a)).unwrap(), a);
         }
 
+        /// Any batch comes back from its blocks exactly: every conversation
+        /// in id order with its messages in row order, keys increasing, each
+        /// block within its budget unless it is a single section.
+        #[test]
+        fn blocks_round_trip(
+            conversations in proptest::collection::btree_map("[a-z0-9]{1,12}", proptest::collection::vec(message(), 1..30), 0..60),
+            gap in 1u64..1000,
+        ) {
+            let mut seq = 0u64;
+            let mut expected: Vec<(String, u64, Message)> = Vec::new();
+            for (id, messages) in &conversations {
+                for m in messages {
+                    seq += gap;
+                    expected.push((id.clone(), seq, m.clone()));
+                }
+            }
+            let blocks = encode_blocks(expected.chunk_by(|a, b| a.0 == b.0).map(|group| {
+                (group[0].0.as_str(), group.iter().map(|(_, s, m)| (*s, m)))
+            }));
+            let mut back: Vec<(String, u64, Message)> = Vec::new();
+            let mut previous_key: Option<(String, u64)> = None;
+            for block in &blocks {
+                let key = (block.first_id.clone(), block.first_seq);
+                prop_assert!(previous_key.as_ref().is_none_or(|p| *p < key));
+                previous_key = Some(key);
+                let decoded = Block::decode(&block.bytes).unwrap();
+                let sections = decoded.sections().unwrap();
+                prop_assert_eq!(sections[0].id, block.first_id.as_str());
+                prop_assert_eq!(block_last_id(&block.bytes).unwrap(), sections[sections.len() - 1].id);
+                if sections.len() > 1 {
+                    prop_assert!(block.bytes.len() <= BLOCK_BYTES);
+                }
+                let start = back.len();
+                for section in &sections {
+                    section.messages(|s, m| back.push((section.id.to_string(), s, m))).unwrap();
+                }
+                // The key's row is the block's first message.
+                prop_assert_eq!(back.get(start).map(|b| b.1), Some(block.first_seq));
+            }
+            prop_assert_eq!(back, expected);
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(block) = Block::decode(&bytes)
+                && let Ok(sections) = block.sections()
+            {
+                for s in sections {
+                    let _ = s.messages(|_, _| {});
+                }
+            }
+            let _ = block_last_id(&bytes);
             let _ = decode_chunk(&bytes, |_, _| {});
             let _ = decode_record(&bytes);
             let _ = decode_analysis(&bytes);
@@ -864,6 +1178,85 @@ mod tests {
             (a.sentiment.label, a.resolved, a.topic),
             (SentimentLabel::Negative, Some(false), None)
         );
+    }
+
+    fn text_message(text: String) -> Message {
+        Message {
+            role: Role::Agent,
+            text,
+            timestamp: Some("2026-03-02T08:03:17Z".into()),
+            time_ms: Some(1_772_438_597_000),
+            sender_name: Some("Sita".into()),
+            autoresponse: false,
+        }
+    }
+
+    /// A conversation far bigger than a block is cut into sections in
+    /// consecutive blocks (each within the budget), keyed by their first row.
+    #[test]
+    fn a_huge_conversation_spans_several_bounded_blocks() {
+        // Text that does not compress much: a block holds few messages.
+        let mut state = 7u64;
+        let messages: Vec<Message> = (0..400)
+            .map(|_| {
+                let text = (0..200)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        char::from(b'a' + (state >> 59) as u8)
+                    })
+                    .collect();
+                text_message(text)
+            })
+            .collect();
+        let small = text_message("hello".into());
+        let blocks = encode_blocks([
+            ("a", vec![(0u64, &small)]),
+            (
+                "b",
+                messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (i as u64 + 1, m))
+                    .collect(),
+            ),
+            ("c", vec![(401, &small)]),
+        ]);
+        assert!(blocks.len() >= 3, "{}", blocks.len());
+        let mut seqs = Vec::new();
+        for block in &blocks {
+            assert!(block.bytes.len() <= BLOCK_BYTES, "{}", block.bytes.len());
+            for section in Block::decode(&block.bytes).unwrap().sections().unwrap() {
+                section.messages(|s, _| seqs.push(s)).unwrap();
+            }
+        }
+        assert_eq!(seqs, (0..=401).collect::<Vec<u64>>());
+        assert_eq!(blocks[1].first_id, "b");
+        assert!(
+            blocks
+                .windows(2)
+                .all(|w| (&w[0].first_id, w[0].first_seq) < (&w[1].first_id, w[1].first_seq))
+        );
+    }
+
+    /// A block whose body was damaged is an error, never a panic or a
+    /// wrong message.
+    #[test]
+    fn a_damaged_block_is_an_error() {
+        let m = text_message("hello there".into());
+        let blocks = encode_blocks([("a", vec![(0u64, &m)]), ("b", vec![(1, &m)])]);
+        let mut bytes = blocks[0].bytes.clone();
+        let cut = bytes.len() - 3;
+        bytes.truncate(cut);
+        assert!(Block::decode(&bytes).is_err());
+        let mut bytes = blocks[0].bytes.clone();
+        bytes[0] = 9;
+        assert_eq!(
+            Block::decode(&bytes).unwrap_err(),
+            CodecError("unknown encoding version")
+        );
+        assert!(block_last_id(&bytes).is_err());
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Schema 1 → 2: JSON values and one row per message become the compact
 //! encoding of [`super::codec`] and one chunk per conversation. Schema 2 → 3
-//! ([`from_v2`]): the aggregates are built from the outcomes.
+//! ([`from_v2`]): the aggregates are built from the outcomes. Schema 3 → 4
+//! ([`from_v3`]): the per-conversation chunks become blocks of many
+//! conversations compressed together.
 //!
-//! The rows move in transactions of [`ROWS_PER_COMMIT`], each taking them out
-//! of the old table as it writes them to the new one, so memory stays bounded
-//! and a migration interrupted by a crash simply goes on at the next open
-//! (the schema version turns 2 only in the last transaction, which also
-//! deletes the emptied old tables).
+//! The rows move in transactions of bounded size ([`ROWS_PER_COMMIT`],
+//! [`CHUNKS_PER_COMMIT`]), each taking them out of the old table as it
+//! writes them to the new one, so memory stays bounded and a migration
+//! interrupted by a crash simply goes on at the next open (the schema
+//! version turns only in the last transaction, which also deletes the
+//! emptied old tables).
 
 use redb::{ReadableTable, TableDefinition};
 
@@ -18,6 +21,12 @@ use crate::model::{Analysis, Message};
 const ROWS_PER_COMMIT: usize = 20_000;
 /// Messages per chunk when regrouping old rows.
 const MESSAGES_PER_CHUNK: usize = 512;
+/// Chunks moved per transaction from schema 3 (a chunk holds up to a parse
+/// batch's 16,384 messages, so the messages are bounded too).
+const CHUNKS_PER_COMMIT: usize = 5_000;
+/// Messages moved per transaction from schema 3 at most (beyond the chunk
+/// that reaches it).
+const MESSAGES_PER_COMMIT: usize = 100_000;
 
 fn json<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
@@ -81,11 +90,109 @@ pub(super) fn from_v2(store: &Store) -> Result<()> {
         })?;
     }
     store.write(|t| {
-        t.meta.insert("schema_version", SCHEMA_VERSION)?;
+        t.meta.insert("schema_version", 3)?;
         Ok(())
     })?;
     tracing::info!(uploads = uploads.len(), "database migrated to schema 3");
     Ok(())
+}
+
+/// Schema 3 → 4: `messages-v2`'s chunks (one conversation of one batch each,
+/// compressed alone) become `messages-v3`'s blocks. The chunks are read in
+/// key order, so each upload's come as one run (run 0) in conversation-id
+/// order, each conversation's messages in file order: the blocks read back
+/// exactly what the chunks held. A conversation cut by a transaction
+/// boundary goes on in the next block of the same run, which the readers
+/// expect anyway.
+pub(super) fn from_v3(store: &Store) -> Result<()> {
+    tracing::info!(db = %store.path.display(), "migrating the database from schema 3 to 4 (message blocks)");
+    while move_chunks(store)? {}
+    let txn = store.db.begin_write()?;
+    // Empty by now.
+    txn.delete_table(legacy::CHUNKS)?;
+    // Creates every table an older schema-3 build had not (batch jobs).
+    let mut all = tables::Tables::open(&txn)?;
+    all.meta.insert("schema_version", SCHEMA_VERSION)?;
+    drop(all);
+    txn.commit()?;
+    tracing::info!("database migrated to schema 4");
+    Ok(())
+}
+
+/// One conversation's messages read from schema 3's chunks.
+type Chunked = (UploadKey, String, Vec<(u64, Message)>);
+/// A key of schema 3's `messages-v2`, owned.
+type ChunkKey = (UploadKey, String, u64);
+
+/// Moves up to [`CHUNKS_PER_COMMIT`] chunks (or about
+/// [`MESSAGES_PER_COMMIT`] messages) into blocks; `false` when none were left.
+fn move_chunks(store: &Store) -> Result<bool> {
+    let txn = store.db.begin_write()?;
+    let mut conversations: Vec<Chunked> = Vec::new();
+    let mut bounds: Option<(ChunkKey, ChunkKey)> = None;
+    {
+        let old = txn.open_table(legacy::CHUNKS)?;
+        let (mut chunks, mut messages) = (0usize, 0usize);
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let (upload, conversation, first) = k.value();
+            let here = (upload, conversation.to_string(), first);
+            bounds = Some(match bounds.take() {
+                None => (here.clone(), here),
+                Some((from, _)) => (from, here),
+            });
+            let same = conversations
+                .last()
+                .is_some_and(|(u, c, _)| *u == upload && c == conversation);
+            if !same {
+                conversations.push((upload, conversation.to_string(), Vec::new()));
+            }
+            let Some((_, _, rows)) = conversations.last_mut() else {
+                continue;
+            };
+            let before = rows.len();
+            codec::decode_chunk(v.value(), |seq, m| rows.push((seq, m))).map_err(|e| {
+                StoreError::Corrupt {
+                    what: "message",
+                    message: e.to_string(),
+                }
+            })?;
+            messages += rows.len() - before;
+            chunks += 1;
+            if chunks >= CHUNKS_PER_COMMIT || messages >= MESSAGES_PER_COMMIT {
+                break;
+            }
+        }
+    }
+    let Some((from, to)) = bounds else {
+        return Ok(false);
+    };
+    {
+        let mut new = txn.open_table(tables::MESSAGES)?;
+        for conversation in conversations.iter_mut() {
+            // Chunks of one conversation are in first-row order and never
+            // overlap; sorting keeps file order even if one did.
+            conversation.2.sort_by_key(|(seq, _)| *seq);
+        }
+        for upload in conversations.chunk_by(|a, b| a.0 == b.0) {
+            let groups = upload
+                .iter()
+                .map(|(_, id, rows)| (id.as_str(), rows.iter().map(|(seq, m)| (*seq, m))));
+            for block in codec::encode_blocks(groups) {
+                new.insert(
+                    (upload[0].0, 0, block.first_id.as_str(), block.first_seq),
+                    block.bytes.as_slice(),
+                )?;
+            }
+        }
+        let mut old = txn.open_table(legacy::CHUNKS)?;
+        old.retain_in(
+            (from.0, from.1.as_str(), from.2)..=(to.0, to.1.as_str(), to.2),
+            |_, _| false,
+        )?;
+    }
+    txn.commit()?;
+    Ok(true)
 }
 
 /// Moves up to [`ROWS_PER_COMMIT`] messages; `false` when none were left.
@@ -113,7 +220,7 @@ fn move_messages(store: &Store) -> Result<bool> {
         (last.0, last.1.clone(), last.2),
     );
     {
-        let mut new = txn.open_table(tables::MESSAGES)?;
+        let mut new = txn.open_table(legacy::CHUNKS)?;
         // Rows come in key order: consecutive rows of one conversation form chunks.
         let mut start = 0;
         while start < rows.len() {

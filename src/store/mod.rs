@@ -38,8 +38,9 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Layout version written into every new file; a file with a higher one is
 /// refused, one with a lower one is migrated on open (schema 1: JSON values,
-/// one row per message; schema 2: no aggregates).
-pub const SCHEMA_VERSION: u64 = 3;
+/// one row per message; schema 2: no aggregates; schema 3: messages
+/// compressed one conversation at a time).
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Errors of the store. Cloneable and small, so they travel in actor replies;
 /// redb's own errors are flattened to text at this boundary.
@@ -429,7 +430,7 @@ impl Loading {
     }
 }
 
-/// A parsed message on its way into `messages-v2` (see [`MessageChunks`]).
+/// A parsed message on its way into `messages-v3` (see [`MessageChunks`]).
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub conversation_id: String,
@@ -438,44 +439,159 @@ pub struct StoredMessage {
     pub message: Message,
 }
 
-/// A batch of parsed messages encoded for `messages-v2`: one chunk per
-/// conversation (its messages of this batch, in file order). Encoding is
+/// A batch of parsed messages encoded for `messages-v3`: one run of blocks
+/// (`codec::encode_blocks`), numbered by the batch's first row. Encoding is
 /// plain CPU work done by whoever parsed the batch, so the StoreActor's
 /// thread only inserts.
 #[derive(Debug, Clone, Default)]
 pub struct MessageChunks {
-    /// (conversation id, its first row number, the chunk).
-    chunks: Vec<(String, u64, Vec<u8>)>,
+    /// The run: the smallest row number of the batch.
+    run: u64,
+    blocks: Vec<codec::EncodedBlock>,
 }
 
 impl MessageChunks {
     pub fn encode(rows: &[StoredMessage]) -> Self {
-        // Conversations in order of first appearance, each with its rows.
-        let mut order: Vec<&str> = Vec::new();
-        let mut groups: std::collections::HashMap<&str, Vec<&StoredMessage>> =
-            std::collections::HashMap::new();
-        for row in rows {
-            groups
-                .entry(row.conversation_id.as_str())
-                .or_insert_with(|| {
-                    order.push(row.conversation_id.as_str());
-                    Vec::new()
-                })
-                .push(row);
+        let Some(run) = rows.iter().map(|r| r.seq).min() else {
+            return Self::default();
+        };
+        // Conversations in id order, each with its rows in file order: a
+        // sort, not a hash map (it is what the blocks need, and it costs
+        // less than hashing every row's id).
+        let mut order: Vec<&StoredMessage> = rows.iter().collect();
+        order.sort_unstable_by(|a, b| {
+            (a.conversation_id.as_str(), a.seq).cmp(&(b.conversation_id.as_str(), b.seq))
+        });
+        let groups = order
+            .chunk_by(|a, b| a.conversation_id == b.conversation_id)
+            .map(|group| {
+                (
+                    group[0].conversation_id.as_str(),
+                    group.iter().map(|r| (r.seq, &r.message)),
+                )
+            });
+        Self {
+            run,
+            blocks: codec::encode_blocks(groups),
         }
-        let chunks = order
-            .into_iter()
-            .map(|id| {
-                let group = &groups[id];
-                let chunk = codec::encode_chunk(group.iter().map(|r| (r.seq, &r.message)));
-                (id.to_string(), group[0].seq, chunk)
-            })
-            .collect();
-        Self { chunks }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.blocks.is_empty()
+    }
+}
+
+/// End (excluded) of run `run`'s keys in `messages-v3`.
+fn run_end(k: UploadKey, run: u64) -> tables::MessageKey {
+    match run.checked_add(1) {
+        Some(next) => (k, next, "", 0),
+        None => (k.wrapping_add(1), 0, "", 0),
+    }
+}
+
+/// The runs of an upload's messages (one per parse batch), in file order:
+/// one seek per run.
+fn runs_of(t: &ReadTables, k: UploadKey) -> Result<Vec<u64>> {
+    let mut runs = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let Some(entry) = t
+            .messages
+            .range((k, from, "", 0)..(k.wrapping_add(1), 0, "", 0))?
+            .next()
+        else {
+            break;
+        };
+        let run = entry?.0.value().1;
+        runs.push(run);
+        match run.checked_add(1) {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    Ok(runs)
+}
+
+fn block_of(bytes: &[u8]) -> Result<codec::Block> {
+    codec::Block::decode(bytes).map_err(corrupt("message"))
+}
+
+/// One run's blocks read section by section, in conversation-id order,
+/// holding one decompressed block at a time.
+struct RunCursor<'t> {
+    blocks: redb::Range<'t, tables::MessageKey, &'static [u8]>,
+    block: Option<codec::Block>,
+    /// Byte offset of the next section in `block`.
+    at: usize,
+}
+
+impl<'t> RunCursor<'t> {
+    /// A cursor over run `run` at its first conversation after `after`.
+    fn open(t: &'t ReadTables, k: UploadKey, run: u64, after: Option<&str>) -> Result<Self> {
+        let end = Bound::Excluded(run_end(k, run));
+        let Some(after) = after else {
+            return Ok(Self {
+                blocks: t.messages.range((Bound::Included((k, run, "", 0)), end))?,
+                block: None,
+                at: 0,
+            });
+        };
+        let mut cursor = Self {
+            blocks: t
+                .messages
+                .range((Bound::Excluded((k, run, after, u64::MAX)), end))?,
+            block: None,
+            at: 0,
+        };
+        // The last block starting at or before `after` may go on past it:
+        // its last id (stored uncompressed) says whether to decompress it.
+        let prior = t
+            .messages
+            .range((k, run, "", 0)..=(k, run, after, u64::MAX))?
+            .next_back();
+        if let Some(entry) = prior {
+            let (_, v) = entry?;
+            if codec::block_last_id(v.value()).map_err(corrupt("message"))? > after {
+                cursor.block = Some(block_of(v.value())?);
+                while let Some((section, next)) = cursor.peek()? {
+                    if section.id > after {
+                        break;
+                    }
+                    cursor.at = next;
+                }
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// Makes the next section readable by [`RunCursor::peek`], decompressing
+    /// the next block when the current one is done.
+    fn settle(&mut self) -> Result<()> {
+        loop {
+            if self.block.as_ref().is_some_and(|b| self.at < b.body_len()) {
+                return Ok(());
+            }
+            match self.blocks.next() {
+                None => {
+                    self.block = None;
+                    return Ok(());
+                }
+                Some(entry) => {
+                    let (_, v) = entry?;
+                    self.block = Some(block_of(v.value())?);
+                    self.at = 0;
+                }
+            }
+        }
+    }
+
+    /// The section at the cursor (after [`RunCursor::settle`]) and the offset
+    /// of the one after it.
+    fn peek(&self) -> Result<Option<(codec::Section<'_>, usize)>> {
+        match &self.block {
+            Some(block) => block.section_at(self.at).map_err(corrupt("message")),
+            None => Ok(None),
+        }
     }
 }
 
@@ -655,11 +771,6 @@ fn analysis_of(bytes: &[u8]) -> Result<Analysis> {
     codec::decode_analysis(bytes).map_err(corrupt("analysis"))
 }
 
-/// Calls `each` with every message of a chunk.
-fn messages_of(bytes: &[u8], each: impl FnMut(u64, Message)) -> Result<()> {
-    codec::decode_chunk(bytes, each).map_err(corrupt("message"))
-}
-
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what,
@@ -724,9 +835,14 @@ impl Store {
             Some(SCHEMA_VERSION) => self.add_missing_tables(),
             Some(1) => {
                 migrate::from_v1(self)?;
-                migrate::from_v2(self)
+                migrate::from_v2(self)?;
+                migrate::from_v3(self)
             }
-            Some(2) => migrate::from_v2(self),
+            Some(2) => {
+                migrate::from_v2(self)?;
+                migrate::from_v3(self)
+            }
+            Some(3) => migrate::from_v3(self),
             Some(v) => Err(StoreError::Open {
                 path: self.path.clone(),
                 message: format!("unknown schema version {v}"),
@@ -813,9 +929,9 @@ impl Store {
         self.put_chunks(upload_id, &MessageChunks::encode(rows), durable)
     }
 
-    /// Stores an encoded batch: one chunk per conversation, keyed by its
-    /// first row number. `durable: false` for batches a crash may lose (the
-    /// parse is redone); the commit that ends parsing seals them.
+    /// Stores an encoded batch: its run of blocks, each keyed by its first
+    /// conversation and row. `durable: false` for batches a crash may lose
+    /// (the parse is redone); the commit that ends parsing seals them.
     pub(crate) fn put_chunks(
         &self,
         upload_id: Uuid,
@@ -823,9 +939,16 @@ impl Store {
         durable: bool,
     ) -> Result<()> {
         self.write_with(durability(durable), |t| {
-            for (id, first, chunk) in &chunks.chunks {
-                t.messages
-                    .insert((key(upload_id), id.as_str(), *first), chunk.as_slice())?;
+            for block in &chunks.blocks {
+                t.messages.insert(
+                    (
+                        key(upload_id),
+                        chunks.run,
+                        block.first_id.as_str(),
+                        block.first_seq,
+                    ),
+                    block.bytes.as_slice(),
+                )?;
             }
             Ok(())
         })
@@ -982,6 +1105,9 @@ impl Store {
         self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), true)
     }
 
+    /// The scan behind both: a merge, in conversation-id order, of the
+    /// upload's runs (a conversation's messages are its sections of every
+    /// run, in run order, which is file order).
     fn scan_conversations(
         &self,
         upload_id: Uuid,
@@ -992,50 +1118,61 @@ impl Store {
     ) -> Result<Pending> {
         let k = key(upload_id);
         self.read(|t| {
-            let start = match after {
-                Some(id) => Bound::Excluded((k, id, u64::MAX)),
-                None => Bound::Included((k, "", 0)),
-            };
-            let end = Bound::Excluded((k.wrapping_add(1), "", 0));
+            let mut cursors = runs_of(t, k)?
+                .into_iter()
+                .map(|run| RunCursor::open(t, k, run, after))
+                .collect::<Result<Vec<_>>>()?;
             let mut out: Vec<LoadedConversation> = Vec::new();
-            let mut current: Option<Loading> = None;
-            // The conversation being skipped (it has an outcome).
-            let mut skipping: Option<String> = None;
             let mut scanned = 0usize;
             let mut loaded_messages = 0usize;
             let mut next: Option<String> = None;
-            for entry in t.messages.range::<(UploadKey, &str, u64)>((start, end))? {
-                let (kg, v) = entry?;
-                let (_, conversation_id, _) = kg.value();
-                if skipping.as_deref() == Some(conversation_id) {
-                    continue;
+            loop {
+                let mut smallest: Option<&str> = None;
+                for c in cursors.iter_mut() {
+                    c.settle()?;
                 }
-                if current.as_ref().is_none_or(|c| c.id != conversation_id) {
-                    if let Some(done) = current.take() {
-                        loaded_messages += done.loaded();
-                        out.push(done.finish());
-                    }
-                    if out.len() >= limit
-                        || scanned >= max_scanned
-                        || loaded_messages >= MAX_BATCH_MESSAGES
+                for c in &cursors {
+                    if let Some((section, _)) = c.peek()?
+                        && smallest.is_none_or(|s| section.id < s)
                     {
-                        break;
+                        smallest = Some(section.id);
                     }
-                    scanned += 1;
-                    next = Some(conversation_id.to_string());
-                    if skip_done && t.conversations.get((k, conversation_id))?.is_some() {
-                        skipping = Some(conversation_id.to_string());
-                        continue;
+                }
+                let Some(id) = smallest.map(str::to_string) else {
+                    break;
+                };
+                if out.len() >= limit
+                    || scanned >= max_scanned
+                    || loaded_messages >= MAX_BATCH_MESSAGES
+                {
+                    break;
+                }
+                scanned += 1;
+                // Skipped without decoding its messages: it has an outcome.
+                let skip = skip_done && t.conversations.get((k, id.as_str()))?.is_some();
+                let mut loading = (!skip).then(|| Loading::new(&id));
+                for c in cursors.iter_mut() {
+                    loop {
+                        c.settle()?;
+                        let Some((section, after_it)) = c.peek()? else {
+                            break;
+                        };
+                        if section.id != id {
+                            break;
+                        }
+                        if let Some(l) = loading.as_mut() {
+                            section
+                                .messages(|_, m| l.push(m))
+                                .map_err(corrupt("message"))?;
+                        }
+                        c.at = after_it;
                     }
-                    skipping = None;
-                    current = Some(Loading::new(conversation_id));
                 }
-                if let Some(c) = current.as_mut() {
-                    messages_of(v.value(), |_, m| c.push(m))?;
+                if let Some(done) = loading {
+                    loaded_messages += done.loaded();
+                    out.push(done.finish());
                 }
-            }
-            if let Some(done) = current {
-                out.push(done.finish());
+                next = Some(id);
             }
             Ok(Pending {
                 conversations: out,
@@ -1131,10 +1268,28 @@ impl Store {
                 id: conversation_id.to_string(),
                 messages: Vec::new(),
             };
-            let range = (k, conversation_id, 0)..=(k, conversation_id, u64::MAX);
-            for entry in t.messages.range(range)? {
-                let (_, v) = entry?;
-                messages_of(v.value(), |_, m| conversation.messages.push(m))?;
+            // Per run: the blocks starting with this conversation, and the
+            // one before them, which may hold its start.
+            for run in runs_of(t, k)? {
+                let mut blocks = Vec::new();
+                let range = (k, run, "", 0)..=(k, run, conversation_id, u64::MAX);
+                for entry in t.messages.range(range)?.rev() {
+                    let (kg, v) = entry?;
+                    let continues = kg.value().2 == conversation_id;
+                    blocks.push(block_of(v.value())?);
+                    if !continues {
+                        break;
+                    }
+                }
+                for block in blocks.iter().rev() {
+                    for section in block.sections().map_err(corrupt("message"))? {
+                        if section.id == conversation_id {
+                            section
+                                .messages(|_, m| conversation.messages.push(m))
+                                .map_err(corrupt("message"))?;
+                        }
+                    }
+                }
             }
             if conversation.messages.is_empty() {
                 return Ok(None);
@@ -1241,9 +1396,15 @@ impl Store {
         let k = key(upload_id);
         self.read(|t| {
             let mut n = 0;
-            for entry in t.messages.range((k, "", 0)..(k.wrapping_add(1), "", 0))? {
+            for entry in t
+                .messages
+                .range((k, 0, "", 0)..(k.wrapping_add(1), 0, "", 0))?
+            {
                 let (_, v) = entry?;
-                messages_of(v.value(), |_, _| n += 1)?;
+                let block = block_of(v.value())?;
+                for section in block.sections().map_err(corrupt("message"))? {
+                    n += section.count;
+                }
             }
             Ok(n)
         })
@@ -1267,7 +1428,7 @@ fn durability(durable: bool) -> Durability {
 fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
     let next = k.wrapping_add(1);
     t.messages
-        .retain_in((k, "", 0)..(next, "", 0), |_, _| false)?;
+        .retain_in((k, 0, "", 0)..(next, 0, "", 0), |_, _| false)?;
     t.conversations
         .retain_in((k, "")..(next, ""), |_, _| false)?;
     t.analyses.retain_in((k, "")..(next, ""), |_, _| false)?;

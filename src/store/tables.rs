@@ -16,11 +16,18 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 /// upload id → `UploadRecord` (JSON).
 pub const UPLOADS: TableDefinition<UploadKey, &[u8]> = TableDefinition::new("uploads-v1");
 
-/// (upload id, conversation id, row number of the chunk's first message) →
-/// a chunk: the conversation's messages from one parse batch, in file order
-/// (`codec::encode_chunk`). Autoresponses are kept, flagged.
-pub const MESSAGES: TableDefinition<(UploadKey, &str, u64), &[u8]> =
-    TableDefinition::new("messages-v2");
+/// (upload id, run, first section's conversation id, first section's row
+/// number) → a block (`codec::encode_blocks`): consecutive conversations of
+/// one run, in id order, each with its messages of that run in file order,
+/// LZ4-compressed together to fit one page. A run is one parse batch
+/// (numbered by its first row, so runs sort in file order), or all of an
+/// upload's messages for a file migrated from schema 3. A conversation's
+/// messages are its sections of every run, taken in run order.
+/// Autoresponses are kept, flagged.
+pub const MESSAGES: TableDefinition<MessageKey, &[u8]> = TableDefinition::new("messages-v3");
+
+/// Key of [`MESSAGES`]: (upload, run, conversation id, row number).
+pub type MessageKey = (UploadKey, u64, &'static str, u64);
 
 /// (upload id, conversation id) → `ConversationRecord` (`codec`): what became
 /// of it. Present only once the conversation has an outcome.
@@ -62,12 +69,19 @@ pub const INSIGHT_CELLS: TableDefinition<(i32, &str, &str), &[u8]> =
 pub const INSIGHT_HOLDERS: TableDefinition<(&[u8; 32], UploadKey), &[u8]> =
     TableDefinition::new("insight-holders-v1");
 
-/// The schema-1 tables (JSON values, one row per message), read only by the
-/// migration to schema 2, which empties and deletes them.
+/// Tables of earlier schemas, read only by the migrations, which empty and
+/// delete them: schema 1's (JSON values, one row per message), and schema 2
+/// and 3's messages.
 pub mod legacy {
     use redb::TableDefinition;
 
     use super::UploadKey;
+
+    /// Schemas 2 and 3: (upload id, conversation id, row number of the
+    /// chunk's first message) → a chunk: the conversation's messages from one
+    /// parse batch, in file order, LZ4-compressed alone (`codec::encode_chunk`).
+    pub const CHUNKS: TableDefinition<(UploadKey, &str, u64), &[u8]> =
+        TableDefinition::new("messages-v2");
 
     /// (upload, conversation id, row number) → `Message` JSON.
     pub const MESSAGES: TableDefinition<(UploadKey, &str, u64), &[u8]> =
@@ -86,7 +100,7 @@ pub mod legacy {
 pub struct Tables<'txn> {
     pub meta: redb::Table<'txn, &'static str, u64>,
     pub uploads: redb::Table<'txn, UploadKey, &'static [u8]>,
-    pub messages: redb::Table<'txn, (UploadKey, &'static str, u64), &'static [u8]>,
+    pub messages: redb::Table<'txn, MessageKey, &'static [u8]>,
     pub conversations: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub analyses: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub processed: redb::Table<'txn, &'static [u8; 32], &'static [u8]>,
@@ -118,7 +132,7 @@ impl<'txn> Tables<'txn> {
 /// Read-only views of every table.
 pub struct ReadTables {
     pub uploads: redb::ReadOnlyTable<UploadKey, &'static [u8]>,
-    pub messages: redb::ReadOnlyTable<(UploadKey, &'static str, u64), &'static [u8]>,
+    pub messages: redb::ReadOnlyTable<MessageKey, &'static [u8]>,
     pub conversations: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub analyses: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub processed: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,

@@ -965,3 +965,266 @@ fn a_conversation_in_two_completed_uploads_counts_once_until_both_go() {
         0
     );
 }
+
+/// Texts of loaded conversations, by id.
+fn loaded_texts(loaded: &[LoadedConversation]) -> Vec<(String, Vec<String>)> {
+    loaded
+        .iter()
+        .map(|c| {
+            (
+                c.conversation.id.clone(),
+                c.conversation
+                    .messages
+                    .iter()
+                    .map(|m| m.text.clone())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A conversation spread over several parse batches (runs) reads back as
+/// one, its messages in file order, whether loaded in pages, as pending
+/// (skipping those with an outcome) or alone.
+#[test]
+fn conversations_split_over_batches_merge_across_runs() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let batches: [&[(&str, u64)]; 3] = [
+        &[("b", 0), ("a", 1), ("c", 2), ("b", 3)],
+        &[("d", 4), ("b", 5), ("a", 6)],
+        &[("a", 7), ("e", 8)],
+    ];
+    for batch in batches {
+        let rows: Vec<StoredMessage> = batch
+            .iter()
+            .map(|(c, seq)| row(c, *seq, &format!("{c}{seq}"), None))
+            .collect();
+        store.put_messages(id, &rows, false).unwrap();
+    }
+    let expected = vec![
+        (
+            "a".to_string(),
+            vec!["a1".to_string(), "a6".into(), "a7".into()],
+        ),
+        ("b".into(), vec!["b0".into(), "b3".into(), "b5".into()]),
+        ("c".into(), vec!["c2".into()]),
+        ("d".into(), vec!["d4".into()]),
+        ("e".into(), vec!["e8".into()]),
+    ];
+    let all = store.load_conversations(id, None, 100).unwrap();
+    assert_eq!(loaded_texts(&all), expected);
+    assert_eq!(all[0].counts.messages, 3);
+    // Page by page, resuming after an id found in the middle of runs.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.load_conversations(id, after.as_deref(), 2).unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.conversation.id.clone());
+        paged.extend(page);
+    }
+    assert_eq!(loaded_texts(&paged), expected);
+    // Pending skips what has an outcome, and says where it got to.
+    store
+        .save_results(
+            &[outcome(id, "b", None), outcome(id, "d", None)],
+            None,
+            true,
+        )
+        .unwrap();
+    let pending = store.load_pending(id, None, 2).unwrap();
+    let ids: Vec<&str> = pending
+        .conversations
+        .iter()
+        .map(|c| c.conversation.id.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    assert_eq!(pending.next.as_deref(), Some("c"));
+    let rest = store.load_pending(id, Some("c"), 2).unwrap();
+    assert_eq!(loaded_texts(&rest.conversations), expected[4..].to_vec());
+    assert_eq!(rest.next.as_deref(), Some("e"));
+    let done = store.load_pending(id, Some("e"), 2).unwrap();
+    assert_eq!((done.conversations.len(), done.next), (0, None));
+    let detail = store.conversation(id, "a").unwrap().unwrap();
+    let texts: Vec<&str> = detail.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["a1", "a6", "a7"]);
+    assert_eq!(store.conversation(id, "zz").unwrap(), None);
+    assert_eq!(store.message_count(id).unwrap(), 9);
+    // Clearing the rows takes every run.
+    store.clear_upload_rows(id).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), 0);
+    assert!(store.load_conversations(id, None, 10).unwrap().is_empty());
+}
+
+/// Text that LZ4 cannot shrink much, so a batch makes many blocks.
+fn noisy_text(seed: u64, len: usize) -> String {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + (state >> 59) as u8)
+        })
+        .collect()
+}
+
+/// Blocks of the upload (for tests): (run, first id) of each.
+fn block_keys(store: &Store, upload_id: Uuid) -> Vec<(u64, String)> {
+    let k = key(upload_id);
+    store
+        .read(|t| {
+            let mut keys = Vec::new();
+            for entry in t.messages.range((k, 0, "", 0)..(k + 1, 0, "", 0))? {
+                let (kg, _) = entry?;
+                let (_, run, first, _) = kg.value();
+                keys.push((run, first.to_string()));
+            }
+            Ok(keys)
+        })
+        .unwrap()
+}
+
+/// A conversation in the middle of a block, and one cut across blocks, are
+/// found whole; a scan resuming inside a block starts after the right id.
+#[test]
+fn a_conversation_in_a_middle_block_is_found_whole() {
+    let (_dir, store) = temp_store();
+    let id = Uuid::new_v4();
+    let mut rows = Vec::new();
+    for seq in 0..600u64 {
+        let c = format!("c{:03}", seq % 150);
+        rows.push(StoredMessage {
+            conversation_id: c,
+            seq,
+            message: message(Role::Agent, &noisy_text(seq, 300), Some(seq as i64)),
+        });
+    }
+    store.put_messages(id, &rows, true).unwrap();
+    let blocks = block_keys(&store, id);
+    assert!(blocks.len() >= 5, "{blocks:?}");
+    // A conversation that is not the first of its block.
+    let (_, third_first) = &blocks[2];
+    let n: u64 = third_first[1..].parse().unwrap();
+    for c in [n - 1, n, n + 1, 0, 149] {
+        let cid = format!("c{c:03}");
+        let detail = store.conversation(id, &cid).unwrap().unwrap();
+        let expected: Vec<String> = (0..4).map(|i| noisy_text(c + 150 * i, 300)).collect();
+        let texts: Vec<String> = detail.messages.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, expected, "{cid}");
+        let after = format!("c{:03}", c.saturating_sub(1));
+        let from = if c == 0 { None } else { Some(after.as_str()) };
+        let loaded = store.load_conversations(id, from, 1).unwrap();
+        assert_eq!(loaded[0].conversation.id, cid);
+        assert_eq!(loaded[0].counts.messages, 4);
+    }
+    assert_eq!(store.load_conversations(id, None, 1000).unwrap().len(), 150);
+}
+
+/// Writes a schema-3 file: the current tables, but messages as schema 3 kept
+/// them (`messages-v2`: one chunk per conversation per batch).
+fn write_schema_3(path: &std::path::Path, upload_id: Uuid, batches: u64, per_batch: u64) {
+    {
+        let store = Store::open(path).unwrap();
+        let mut record = upload(upload_id);
+        record.status = Stage::Completed;
+        record.parsed = true;
+        store.save_results(&[], Some(&record), true).unwrap();
+        store
+            .save_results(&[outcome(upload_id, "c00001", None)], None, true)
+            .unwrap();
+    }
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(tables::MESSAGES).unwrap();
+    txn.open_table(tables::META)
+        .unwrap()
+        .insert("schema_version", 3)
+        .unwrap();
+    {
+        let k = upload_id.as_u128();
+        let mut chunks = txn.open_table(tables::legacy::CHUNKS).unwrap();
+        for b in 0..batches {
+            for c in 0..per_batch {
+                let id = format!("c{c:05}");
+                let seq = b * per_batch * 2 + c * 2;
+                let ms: Vec<Message> = (0..2)
+                    .map(|i| {
+                        message(
+                            Role::Customer,
+                            &format!("{id} m{}", seq + i),
+                            Some((seq + i) as i64),
+                        )
+                    })
+                    .collect();
+                let chunk = codec::encode_chunk([(seq, &ms[0]), (seq + 1, &ms[1])]);
+                chunks
+                    .insert((k, id.as_str(), seq), chunk.as_slice())
+                    .unwrap();
+            }
+        }
+    }
+    txn.commit().unwrap();
+}
+
+/// A schema-3 file opens as schema 4 with every message where it was: more
+/// chunks than one migration transaction moves, conversations spread over
+/// several batches; the old table is gone and the version turned.
+#[test]
+fn a_schema_3_file_is_migrated_to_blocks_and_reads_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.redb");
+    let id = Uuid::new_v4();
+    let (batches, per_batch) = (3u64, 4_000u64);
+    write_schema_3(&path, id, batches, per_batch);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.message_count(id).unwrap(), batches * per_batch * 2);
+    let expected = |c: u64| -> Vec<String> {
+        (0..batches)
+            .flat_map(|b| {
+                let seq = b * per_batch * 2 + c * 2;
+                [seq, seq + 1]
+            })
+            .map(|s| format!("c{c:05} m{s}"))
+            .collect()
+    };
+    let mut after: Option<String> = None;
+    let mut seen = 0u64;
+    loop {
+        let page = store.load_pending(id, after.as_deref(), 700).unwrap();
+        let Some(next) = page.next else { break };
+        for c in &page.conversations {
+            let n: u64 = c.conversation.id[1..].parse().unwrap();
+            let texts: Vec<String> = c
+                .conversation
+                .messages
+                .iter()
+                .map(|m| m.text.clone())
+                .collect();
+            assert_eq!(texts, expected(n), "{}", c.conversation.id);
+            seen += 1;
+        }
+        after = Some(next);
+    }
+    // c00001 has an outcome: skipped.
+    assert_eq!(seen, per_batch - 1);
+    let detail = store.conversation(id, "c02500").unwrap().unwrap();
+    let texts: Vec<String> = detail.messages.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, expected(2500));
+    assert_eq!(store.uploads().unwrap().len(), 1);
+    drop(store);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let version = txn
+        .open_table(tables::META)
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .map(|v| v.value());
+    assert_eq!(version, Some(SCHEMA_VERSION));
+    assert!(matches!(
+        txn.open_table(tables::legacy::CHUNKS),
+        Err(redb::TableError::TableDoesNotExist(_))
+    ));
+}
