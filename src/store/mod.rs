@@ -517,9 +517,11 @@ fn block_of(bytes: &[u8]) -> Result<codec::Block> {
 }
 
 /// One run's blocks read section by section, in conversation-id order,
-/// holding one decompressed block at a time.
+/// holding one decompressed block at a time. A block is decompressed only
+/// when its sections are taken: until then its key says its first id, so a
+/// scan of many runs decompresses only the blocks it reads from.
 struct RunCursor<'t> {
-    blocks: redb::Range<'t, tables::MessageKey, &'static [u8]>,
+    blocks: std::iter::Peekable<redb::Range<'t, tables::MessageKey, &'static [u8]>>,
     block: Option<codec::Block>,
     /// Byte offset of the next section in `block`.
     at: usize,
@@ -531,7 +533,10 @@ impl<'t> RunCursor<'t> {
         let end = Bound::Excluded(run_end(k, run));
         let Some(after) = after else {
             return Ok(Self {
-                blocks: t.messages.range((Bound::Included((k, run, "", 0)), end))?,
+                blocks: t
+                    .messages
+                    .range((Bound::Included((k, run, "", 0)), end))?
+                    .peekable(),
                 block: None,
                 at: 0,
             });
@@ -539,7 +544,8 @@ impl<'t> RunCursor<'t> {
         let mut cursor = Self {
             blocks: t
                 .messages
-                .range((Bound::Excluded((k, run, after, u64::MAX)), end))?,
+                .range((Bound::Excluded((k, run, after, u64::MAX)), end))?
+                .peekable(),
             block: None,
             at: 0,
         };
@@ -562,6 +568,22 @@ impl<'t> RunCursor<'t> {
             }
         }
         Ok(cursor)
+    }
+
+    /// The id of the next section, without decompressing a block for it.
+    fn head_id(&mut self) -> Result<Option<&str>> {
+        let Self { blocks, block, at } = self;
+        if let Some(block) = block
+            && *at < block.body_len()
+        {
+            let section = block.section_at(*at).map_err(corrupt("message"))?;
+            return Ok(section.map(|(s, _)| s.id));
+        }
+        match blocks.peek() {
+            None => Ok(None),
+            Some(Ok((k, _))) => Ok(Some(k.value().2)),
+            Some(Err(e)) => Err(StoreError::Storage(e.to_string())),
+        }
     }
 
     /// Makes the next section readable by [`RunCursor::peek`], decompressing
@@ -1127,18 +1149,15 @@ impl Store {
             let mut loaded_messages = 0usize;
             let mut next: Option<String> = None;
             loop {
-                let mut smallest: Option<&str> = None;
+                let mut smallest: Option<String> = None;
                 for c in cursors.iter_mut() {
-                    c.settle()?;
-                }
-                for c in &cursors {
-                    if let Some((section, _)) = c.peek()?
-                        && smallest.is_none_or(|s| section.id < s)
+                    if let Some(head) = c.head_id()?
+                        && smallest.as_deref().is_none_or(|s| head < s)
                     {
-                        smallest = Some(section.id);
+                        smallest = Some(head.to_string());
                     }
                 }
-                let Some(id) = smallest.map(str::to_string) else {
+                let Some(id) = smallest else {
                     break;
                 };
                 if out.len() >= limit
@@ -1152,7 +1171,8 @@ impl Store {
                 let skip = skip_done && t.conversations.get((k, id.as_str()))?.is_some();
                 let mut loading = (!skip).then(|| Loading::new(&id));
                 for c in cursors.iter_mut() {
-                    loop {
+                    // Only a run holding this id decompresses its next block.
+                    while c.head_id()? == Some(id.as_str()) {
                         c.settle()?;
                         let Some((section, after_it)) = c.peek()? else {
                             break;
@@ -1275,11 +1295,16 @@ impl Store {
                 let range = (k, run, "", 0)..=(k, run, conversation_id, u64::MAX);
                 for entry in t.messages.range(range)?.rev() {
                     let (kg, v) = entry?;
-                    let continues = kg.value().2 == conversation_id;
-                    blocks.push(block_of(v.value())?);
-                    if !continues {
-                        break;
+                    if kg.value().2 == conversation_id {
+                        blocks.push(block_of(v.value())?);
+                        continue;
                     }
+                    // Decompressed only when it goes on to this id.
+                    let last = codec::block_last_id(v.value()).map_err(corrupt("message"))?;
+                    if last >= conversation_id {
+                        blocks.push(block_of(v.value())?);
+                    }
+                    break;
                 }
                 for block in blocks.iter().rev() {
                     for section in block.sections().map_err(corrupt("message"))? {
