@@ -143,25 +143,21 @@ fn counted_holder(
 /// Counts a completed upload's conversations in the insights.
 pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Result<()> {
     let k = upload.id.as_u128();
-    let mut stored: Vec<(Option<[u8; 32]>, String, ConversationRecord)> = Vec::new();
+    let mut rows: Vec<([u8; 32], Contribution)> = Vec::new();
     for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
         let (kg, v) = entry?;
+        let (_, conversation_id) = kg.value();
         let (record, content_key) = record_of(v.value())?;
-        stored.push((content_key, kg.value().1.to_string(), record));
-    }
-    // The analyses and the holders are keyed by hashes: visited in key order,
-    // each B-tree is walked leaf after leaf instead of at random.
-    stored.sort_unstable_by_key(|a| a.0);
-    let mut rows: Vec<([u8; 32], Contribution)> = Vec::with_capacity(stored.len());
-    for (content_key, conversation_id, record) in stored {
-        let Some(analysis) = stored_analysis(t, (k, &conversation_id), content_key)? else {
+        let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
             continue;
         };
         rows.push((
-            identity(k, &conversation_id, content_key.as_ref()),
+            identity(k, conversation_id, content_key.as_ref()),
             Contribution::of(&record, &analysis, upload.created_at),
         ));
     }
+    // The holders are keyed by hashes: inserted in key order, their B-tree
+    // is walked leaf after leaf instead of at random.
     rows.sort_unstable_by_key(|a| a.0);
     let mut changes = CellChanges::default();
     for (id, contribution) in rows {
