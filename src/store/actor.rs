@@ -109,7 +109,10 @@ pub struct DeleteUpload(pub Uuid);
 pub struct SweepProcessed;
 
 pub struct StoreActor {
-    store: Store,
+    /// `None` once closed: `Close` drops it before answering, so whoever
+    /// awaited the close can open the file at once (the actor itself is
+    /// dropped later, on its own thread).
+    store: Option<Store>,
     pending: Vec<ConversationResult>,
     /// Told when `pending` is committed, one per buffered outcome.
     waiting: Vec<oneshot::Sender<StoreResult<()>>>,
@@ -130,7 +133,7 @@ const MAILBOX_CAPACITY: usize = 256;
 impl StoreActor {
     pub fn new(store: Store, batch_size: usize, flush_after: Duration) -> Self {
         Self {
-            store,
+            store: Some(store),
             pending: Vec::with_capacity(batch_size),
             waiting: Vec::with_capacity(batch_size),
             batch_size: batch_size.max(1),
@@ -139,6 +142,10 @@ impl StoreActor {
             flush_timer: None,
             failure: None,
         }
+    }
+
+    fn store(&self) -> StoreResult<&Store> {
+        self.store.as_ref().ok_or(StoreError::Closed)
     }
 
     /// Commits early once `n` senders wait on their outcomes' durability.
@@ -171,7 +178,7 @@ impl StoreActor {
             };
         }
         let durable = durable || upload.is_some() || !self.waiting.is_empty();
-        match self.store.save_results(&self.pending, upload, durable) {
+        match self.store()?.save_results(&self.pending, upload, durable) {
             Ok(()) => {
                 tracing::debug!(outcomes = self.pending.len(), "committed batch");
                 self.pending.clear();
@@ -225,7 +232,7 @@ impl Handler<AppendMessages> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: AppendMessages, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
-        self.store
+        self.store()?
             .put_chunks(msg.upload_id, &msg.chunks, msg.durable)
     }
 }
@@ -284,7 +291,7 @@ impl Handler<ClearUploadRows> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: ClearUploadRows, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
-        self.store.clear_upload_rows(msg.0)
+        self.store()?.clear_upload_rows(msg.0)
     }
 }
 
@@ -299,6 +306,7 @@ impl Handler<Close> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
         let result = self.commit(ctx, None, true);
+        self.store = None;
         ctx.stop();
         result
     }
@@ -308,7 +316,7 @@ impl Handler<PutBatchJob> for StoreActor {
     type Result = StoreResult<()>;
     fn handle(&mut self, msg: PutBatchJob, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
-        self.store.put_batch_job(&msg.job, msg.keys.as_deref())
+        self.store()?.put_batch_job(&msg.job, msg.keys.as_deref())
     }
 }
 
@@ -316,7 +324,7 @@ impl Handler<DeleteUpload> for StoreActor {
     type Result = StoreResult<bool>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
-        self.store.delete_upload(msg.0)
+        self.store()?.delete_upload(msg.0)
     }
 }
 
@@ -325,7 +333,7 @@ impl Handler<SweepProcessed> for StoreActor {
     fn handle(&mut self, _: SweepProcessed, ctx: &mut Self::Context) -> Self::Result {
         // Buffered outcomes first: their entries are live.
         self.commit(ctx, None, false)?;
-        self.store.sweep_processed()
+        self.store()?.sweep_processed()
     }
 }
 
