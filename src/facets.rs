@@ -101,7 +101,7 @@ pub fn language(conversation: &Conversation) -> Option<&'static str> {
 
 /// The language of `text` (see the module's notes).
 pub fn language_of_text(text: &str) -> Option<&'static str> {
-    let script = whatlang::detect_script(text)?;
+    let script = script_of(text)?;
     match script {
         Script::Latin => {
             let words = LatinWords::count(text);
@@ -130,6 +130,19 @@ pub fn language_of_text(text: &str) -> Option<&'static str> {
         return None;
     }
     iso_639_1(info.lang())
+}
+
+/// The script most of `text`'s letters are in, as whatlang says; ASCII text
+/// (most exports) is Latin when it has a letter at all, answered without
+/// whatlang's walk of every character through every script.
+fn script_of(text: &str) -> Option<Script> {
+    if text.is_ascii() {
+        return text
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic())
+            .then_some(Script::Latin);
+    }
+    whatlang::detect_script(text)
 }
 
 /// Common Nepali words in Devanagari that Hindi does not use (sorted), and
@@ -435,6 +448,13 @@ mod tests {
             time_ms: None,
             sender_name: name.map(str::to_string),
             autoresponse: false,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_script_is_whatlangs(text in "[\\x00-\\x7f]{0,80}|\\PC{0,40}") {
+            proptest::prop_assert_eq!(script_of(&text), whatlang::detect_script(&text));
         }
     }
 

@@ -341,6 +341,8 @@ pub struct LexiconAnalyzer {
     /// What each matcher pattern signals, by pattern index.
     kinds: Vec<Cue>,
     topics: Arc<Topics>,
+    /// What shapes its analyses (see [`crate::analyze::Analyzer::fingerprint`]).
+    fingerprint: String,
 }
 
 impl Default for LexiconAnalyzer {
@@ -395,8 +397,19 @@ impl LexiconAnalyzer {
             vader: SentimentIntensityAnalyzer::new(),
             matcher,
             kinds,
+            fingerprint: format!(
+                "{}/{}/topics-{}",
+                Self::NAME,
+                Self::MODEL,
+                topics.fingerprint()
+            ),
             topics,
         }
+    }
+
+    /// Its name, model and topics: what shapes its analyses.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The topics it picks from.

@@ -322,15 +322,10 @@ impl Analyzer {
 
     /// Identifies everything that shapes an analysis: two analyzers with the
     /// same fingerprint give interchangeable results.
-    pub fn fingerprint(&self) -> String {
+    pub fn fingerprint(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Analyzer::Lexicon(l) => format!(
-                "{}/{}/topics-{}",
-                LexiconAnalyzer::NAME,
-                LexiconAnalyzer::MODEL,
-                l.topics().fingerprint()
-            ),
-            Analyzer::OpenAi(a) => a.fingerprint(),
+            Analyzer::Lexicon(l) => l.fingerprint().into(),
+            Analyzer::OpenAi(a) => a.fingerprint().into(),
         }
     }
 
@@ -341,7 +336,13 @@ impl Analyzer {
     pub fn content_key(&self, conversation: &Conversation) -> [u8; 32] {
         // The bytes are gathered first and hashed in one call: blake3's cost
         // per call dwarfed hashing four short pieces per message.
-        let mut bytes = self.fingerprint().into_bytes();
+        let fingerprint = self.fingerprint();
+        let size = conversation
+            .analysable()
+            .map(|m| m.text.len() + 10)
+            .sum::<usize>();
+        let mut bytes = Vec::with_capacity(fingerprint.len() + size);
+        bytes.extend_from_slice(fingerprint.as_bytes());
         for m in conversation.analysable() {
             bytes.push(0xff);
             bytes.extend_from_slice(m.role.as_str().as_bytes());

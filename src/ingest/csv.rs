@@ -107,6 +107,39 @@ impl Source for CsvSource {
         {
             return Ok(true);
         }
+        // One UTF-8 check for the whole record (nearly always valid); one
+        // that fails is checked field by field, so that only the fields read
+        // can refuse it, and the message names the field.
+        match csv::StringRecord::from_byte_record(std::mem::take(&mut self.record)) {
+            Ok(text) => {
+                let field = |column: Column| self.map.get(column).and_then(|ix| text.get(ix));
+                let raw = RawRow {
+                    line,
+                    conversation_id: field(Column::ConversationId),
+                    sender: field(Column::Sender),
+                    text: field(Column::Text),
+                    timestamp: field(Column::Timestamp),
+                    sender_name: field(Column::SenderName),
+                };
+                builder.build(raw, out);
+                self.record = text.into_byte_record();
+            }
+            Err(e) => {
+                self.record = e.into_byte_record();
+                self.build_field_by_field(line, builder, out)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl CsvSource {
+    fn build_field_by_field(
+        &self,
+        line: u64,
+        builder: &mut RowBuilder,
+        out: &mut VecDeque<Row>,
+    ) -> Result<(), IngestError> {
         let field = |column: Column| -> Result<Option<&str>, IngestError> {
             let Some(bytes) = self.map.get(column).and_then(|ix| self.record.get(ix)) else {
                 return Ok(None);
@@ -132,7 +165,7 @@ impl Source for CsvSource {
             sender_name: field(Column::SenderName)?,
         };
         builder.build(raw, out);
-        Ok(true)
+        Ok(())
     }
 }
 

@@ -530,6 +530,16 @@ fn binary_and_badly_encoded_files_name_the_line() {
         }
         other => panic!("{other}"),
     }
+
+    // A column PowerPulse does not read may hold anything.
+    let mut text = String::from("chat,role,text,notes\n");
+    while text.len() < SNIFF_BYTES * 2 {
+        text.push_str("a,user,fine,x\n");
+    }
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"a,user,last,caf\xe9\n");
+    let (messages, _) = read(&fx.file("notes.csv", bytes), &opts()).unwrap();
+    assert_eq!(messages.last().unwrap().message.text, "last");
 }
 
 #[test]
