@@ -73,6 +73,15 @@ impl Engine {
             )
             .start()
         });
+        if let Analyzer::Lexicon(lexicon) = &analyzer {
+            // Its tables take milliseconds to build: on a thread of their own,
+            // while the first upload is opened and parsed (a failed spawn
+            // only means the first analysis builds them).
+            let lexicon = Arc::clone(lexicon);
+            let _ = std::thread::Builder::new()
+                .name("powerpulse-prepare".into())
+                .spawn(move || lexicon.prepare());
+        }
         let threads = match analyzer {
             // Lexicon analysis is CPU work: one arbiter per core.
             Analyzer::Lexicon(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -27,9 +27,9 @@
 //!
 //! Deterministic, no network, never fails on any text (Devanagari, emoji).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use vader_parity::SentimentIntensityAnalyzer;
 
 use super::topics::{self, Topics};
@@ -336,32 +336,25 @@ impl Cues {
 }
 
 pub struct LexiconAnalyzer {
-    vader: SentimentIntensityAnalyzer,
-    matcher: AhoCorasick,
-    /// What each matcher pattern signals, by pattern index.
-    kinds: Vec<Cue>,
+    /// Built on first use, or ahead of it by [`LexiconAnalyzer::prepare`]
+    /// (the engine does so on a thread of its own while an upload parses).
+    built: OnceLock<Built>,
     topics: Arc<Topics>,
     /// What shapes its analyses (see [`crate::analyze::Analyzer::fingerprint`]).
     fingerprint: String,
 }
 
-impl Default for LexiconAnalyzer {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The analyzer's tables: VADER's and one matcher over every cue phrase and
+/// topic keyword.
+struct Built {
+    vader: SentimentIntensityAnalyzer,
+    matcher: AhoCorasick,
+    /// What each matcher pattern signals, by pattern index.
+    kinds: Vec<Cue>,
 }
 
-impl LexiconAnalyzer {
-    pub const NAME: &'static str = "lexicon";
-    /// Bumped whenever the rules change, so stored analyses are not reused.
-    pub const MODEL: &'static str = "vader-support-2";
-
-    /// The analyzer with the default topics.
-    pub fn new() -> Self {
-        Self::with_topics(Arc::new(Topics::default()))
-    }
-
-    pub fn with_topics(topics: Arc<Topics>) -> Self {
+impl Built {
+    fn new(topics: &Topics) -> Self {
         let mut patterns: Vec<&str> = Vec::new();
         let mut kinds = Vec::new();
         let mut add = |list: &[&'static str], cue: Cue| {
@@ -381,22 +374,49 @@ impl LexiconAnalyzer {
         add(REPEAT, Cue::Repeat);
         add(SINCERE_REPEAT, Cue::SincereRepeat);
         add(POLITE, Cue::Polite);
-        // The topic keywords too, so a customer message is searched once for
+        // The topic keywords too, so every message is searched once for
         // both (the search was a fifth of the analyzer's time, done twice).
         for (i, keyword) in topics.keywords().iter().enumerate() {
             patterns.push(keyword);
             kinds.push(Cue::Keyword(i));
         }
         // Overlapping search: "still not" is both a complaint and unresolved.
+        // A DFA: one table lookup per byte searched, where the default NFA
+        // follows failure links (searching was 7 % of a run); it takes a few
+        // milliseconds to build, off the critical path (see `prepare`).
         let matcher = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .unwrap_or_else(|e| unreachable!("the cue lists are valid patterns: {e}"));
         Self {
             vader: SentimentIntensityAnalyzer::new(),
             matcher,
             kinds,
+        }
+    }
+}
+
+impl Default for LexiconAnalyzer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LexiconAnalyzer {
+    pub const NAME: &'static str = "lexicon";
+    /// Bumped whenever the rules change, so stored analyses are not reused.
+    pub const MODEL: &'static str = "vader-support-2";
+
+    /// The analyzer with the default topics.
+    pub fn new() -> Self {
+        Self::with_topics(Arc::new(Topics::default()))
+    }
+
+    pub fn with_topics(topics: Arc<Topics>) -> Self {
+        Self {
+            built: OnceLock::new(),
             fingerprint: format!(
                 "{}/{}/topics-{}",
                 Self::NAME,
@@ -405,6 +425,16 @@ impl LexiconAnalyzer {
             ),
             topics,
         }
+    }
+
+    /// Builds the tables now (a caller with a spare thread saves the first
+    /// analysis the wait); later calls return at once.
+    pub fn prepare(&self) {
+        self.built();
+    }
+
+    fn built(&self) -> &Built {
+        self.built.get_or_init(|| Built::new(&self.topics))
     }
 
     /// Its name, model and topics: what shapes its analyses.
@@ -417,13 +447,14 @@ impl LexiconAnalyzer {
         &self.topics
     }
 
-    /// A customer message's cues, and the topic keywords it names (each
-    /// once, as indices of [`Topics::keywords`]).
+    /// A message's cues, and the topic keywords it names (each once, as
+    /// indices of [`Topics::keywords`]).
     fn cues(&self, text: &str) -> (Cues, Vec<usize>) {
+        let built = self.built();
         let mut c = Cues::default();
         let mut keywords = Vec::new();
-        for m in self.matcher.find_overlapping_iter(text) {
-            match self.kinds[m.pattern().as_usize()] {
+        for m in built.matcher.find_overlapping_iter(text) {
+            match built.kinds[m.pattern().as_usize()] {
                 Cue::Complaint => c.complaint += 1,
                 Cue::Escalation => c.escalation += 1,
                 Cue::Gratitude => c.gratitude += 1,
@@ -449,7 +480,7 @@ impl LexiconAnalyzer {
     /// sarcastic when praise sits next to a complaint or a repetition.
     /// `names_a_topic`: the message names one of the topics' keywords.
     fn score_message(&self, text: &str, c: &mut Cues, names_a_topic: bool) -> f64 {
-        let scores = self.vader.polarity_scores(text);
+        let scores = self.built().vader.polarity_scores(text);
         let vader = scores.compound;
         if c.escalation_in_context > 0
             && (c.complaint > 0 || c.unresolved > 0 || c.asking > 0 || vader <= -0.05)
@@ -505,7 +536,8 @@ impl LexiconAnalyzer {
                     let score = self.score_message(&m.text, &mut cues, !keywords.is_empty());
                     scored.push((score, cues));
                 }
-                Role::Agent => topics.agent_message(&m.text),
+                // Only the keywords count in an agent's words.
+                Role::Agent => topics.agent_keywords(&self.cues(&m.text).1),
                 Role::Bot => {}
             }
         }

@@ -6,6 +6,8 @@
 //! lexicon analyzer. Keywords match case-insensitively (ASCII) anywhere in a
 //! word, so `fluctuat` finds "fluctuating" and `बिल` finds "बिलमा".
 
+use std::sync::OnceLock;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::config::TopicSettings;
@@ -34,7 +36,9 @@ const CUSTOMER_MESSAGES_READ: usize = 6;
 #[derive(Debug, Clone)]
 pub struct Topics {
     settings: Vec<TopicSettings>,
-    matcher: Option<AhoCorasick>,
+    /// Built on first use: the lexicon searches the keywords inside its own
+    /// matcher, so most runs never need this one.
+    matcher: OnceLock<Option<AhoCorasick>>,
     /// Every non-blank keyword, in list order: the matcher's patterns.
     keywords: Vec<String>,
     /// The topic of each matcher pattern, by pattern index.
@@ -61,20 +65,11 @@ impl Topics {
                 owner.push(i);
             }
         }
-        // Overlapping: "new connection" and "connection" both count, and a
-        // keyword inside another topic's one is not hidden by it.
-        let matcher = (!patterns.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&patterns)
-                .unwrap_or_else(|e| unreachable!("keywords are plain strings: {e}"))
-        });
         Self {
             fallback: settings.iter().position(|t| t.name == FALLBACK),
             fingerprint: fingerprint_of(settings),
             settings: settings.to_vec(),
-            matcher,
+            matcher: OnceLock::new(),
             keywords: patterns,
             owner,
         }
@@ -134,10 +129,26 @@ impl Topics {
         tally.pick()
     }
 
+    /// Overlapping: "new connection" and "connection" both count, and a
+    /// keyword inside another topic's one is not hidden by it.
+    fn matcher(&self) -> Option<&AhoCorasick> {
+        self.matcher
+            .get_or_init(|| {
+                (!self.keywords.is_empty()).then(|| {
+                    AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(true)
+                        .match_kind(MatchKind::Standard)
+                        .build(&self.keywords)
+                        .unwrap_or_else(|e| unreachable!("keywords are plain strings: {e}"))
+                })
+            })
+            .as_ref()
+    }
+
     /// The keywords (pattern indices) found in `text`, each once.
     fn hits(&self, text: &str) -> Vec<usize> {
         let mut seen = Vec::new();
-        if let Some(matcher) = &self.matcher {
+        if let Some(matcher) = self.matcher() {
             for hit in matcher.find_overlapping_iter(text) {
                 let pattern = hit.pattern().as_usize();
                 if !seen.contains(&pattern) {
@@ -180,7 +191,13 @@ impl<'t> Tally<'t> {
     /// An agent's message, searched here.
     pub fn agent_message(&mut self, text: &str) {
         let keywords = self.topics.hits(text);
-        self.add(&keywords, AGENT_WEIGHT);
+        self.agent_keywords(&keywords);
+    }
+
+    /// An agent's message's keywords, searched by the caller (as for
+    /// [`Tally::customer_message`]).
+    pub fn agent_keywords(&mut self, keywords: &[usize]) {
+        self.add(keywords, AGENT_WEIGHT);
     }
 
     fn add(&mut self, keywords: &[usize], weight: u32) {
