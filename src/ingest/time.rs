@@ -46,6 +46,63 @@ pub fn parse_millis(raw: &str) -> Option<i64> {
 
 /// A date or date-time in one of the accepted formats.
 fn parse_date_time(s: &str) -> Option<i64> {
+    if let Some(ms) = utc_seconds(s) {
+        return Some(ms);
+    }
+    chrono_date_time(s)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` exactly, the form most exports write, read
+/// without chrono's format machinery (a tenth of the parser's time); any
+/// other shape, or a leap second, is left to chrono.
+fn utc_seconds(s: &str) -> Option<i64> {
+    let b: &[u8; 20] = s.as_bytes().try_into().ok()?;
+    let shape = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'Z'),
+    ];
+    if shape.iter().any(|&(at, c)| b[at] != c) {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// [`parse_date_time`] through chrono alone.
+fn chrono_date_time(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
@@ -69,6 +126,27 @@ fn parse_date_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The fast path reads what chrono reads, and refuses what it refuses.
+        #[test]
+        fn utc_seconds_agree_with_chrono(
+            y in 0u32..10_000, mo in 0u32..14, d in 0u32..33,
+            h in 0u32..25, mi in 0u32..61, se in 0u32..62,
+        ) {
+            let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}Z");
+            let fast = utc_seconds(&s);
+            proptest::prop_assert!(fast.is_none() || fast == chrono_date_time(&s), "{}", s);
+            if chrono_date_time(&s).is_some() && se < 60 {
+                proptest::prop_assert_eq!(fast, chrono_date_time(&s), "{}", s);
+            }
+        }
+
+        #[test]
+        fn any_text_parses_as_chrono_would(s in "[0-9TZ:-]{18,21}|\\PC{0,24}") {
+            proptest::prop_assert_eq!(parse_date_time(&s), chrono_date_time(&s));
+        }
+    }
 
     #[test]
     fn common_forms_agree() {
