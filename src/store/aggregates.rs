@@ -140,28 +140,76 @@ fn counted_holder(
     }
 }
 
-/// Counts a completed upload's conversations in the insights.
-pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Result<()> {
-    let k = upload.id.as_u128();
-    let mut rows: Vec<([u8; 32], Contribution)> = Vec::new();
-    for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
-        let (kg, v) = entry?;
-        let (_, conversation_id) = kg.value();
-        let (record, content_key) = record_of(v.value())?;
-        let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
-            continue;
-        };
-        rows.push((
-            identity(k, conversation_id, content_key.as_ref()),
-            Contribution::of(&record, &analysis, upload.created_at),
-        ));
+/// The holder counted for each of `rows` (sorted by identity, each once).
+/// Few holders against many rows (a first upload, a large one): one walk
+/// over the holders between the first and last identity, merged with the
+/// rows. Many: a lookup per row.
+fn counted_holders(
+    t: &Tables<'_>,
+    rows: &[([u8; 32], Contribution)],
+) -> Result<Vec<Option<(UploadKey, Contribution)>>> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(Vec::new());
+    };
+    if t.insight_holders.len()? > 8 * rows.len() as u64 {
+        return rows.iter().map(|(id, _)| counted_holder(t, id)).collect();
     }
+    let mut found = vec![None; rows.len()];
+    let mut at = 0;
+    for entry in t
+        .insight_holders
+        .range((&first.0, 0u128)..=(&last.0, u128::MAX))?
+    {
+        let (k, v) = entry?;
+        let (id, upload) = k.value();
+        while at < rows.len() && rows[at].0 < *id {
+            at += 1;
+        }
+        if at == rows.len() {
+            break;
+        }
+        // The first holder of an identity is the one with the smallest upload id.
+        if rows[at].0 == *id && found[at].is_none() {
+            let contribution =
+                codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?;
+            found[at] = Some((upload, contribution));
+        }
+    }
+    Ok(found)
+}
+
+/// Counts a completed upload's conversations in the insights. `gathered`:
+/// its rows' identities and contributions when [`Completions`] has them,
+/// else they are read back here.
+pub(super) fn count_completed(
+    t: &mut Tables<'_>,
+    upload: &UploadRecord,
+    gathered: Option<Vec<([u8; 32], Contribution)>>,
+) -> Result<()> {
+    let k = upload.id.as_u128();
+    let mut rows = match gathered {
+        Some(rows) => {
+            #[cfg(debug_assertions)]
+            {
+                let mut read = read_contributions(t, upload)?;
+                let mut gathered = rows.clone();
+                read.sort_unstable_by_key(|a| a.0);
+                gathered.sort_unstable_by_key(|a| a.0);
+                debug_assert!(
+                    read == gathered,
+                    "gathered contributions differ from the rows"
+                );
+            }
+            rows
+        }
+        None => read_contributions(t, upload)?,
+    };
     // The holders are keyed by hashes: inserted in key order, their B-tree
     // is walked leaf after leaf instead of at random.
     rows.sort_unstable_by_key(|a| a.0);
+    let holders = counted_holders(t, &rows)?;
     let mut changes = CellChanges::default();
-    for (id, contribution) in rows {
-        let counted = counted_holder(t, &id)?;
+    for ((id, contribution), counted) in rows.into_iter().zip(holders) {
         let bytes = codec::encode_contribution(&contribution);
         if t.insight_holders
             .insert((&id, k), bytes.as_slice())?
@@ -180,6 +228,151 @@ pub(super) fn count_completed(t: &mut Tables<'_>, upload: &UploadRecord) -> Resu
         }
     }
     changes.apply(t)
+}
+
+/// Every analysed row of an upload as the insights count it, read back.
+fn read_contributions(
+    t: &Tables<'_>,
+    upload: &UploadRecord,
+) -> Result<Vec<([u8; 32], Contribution)>> {
+    let k = upload.id.as_u128();
+    let mut rows = Vec::new();
+    for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
+        let (kg, v) = entry?;
+        let (_, conversation_id) = kg.value();
+        let (record, content_key) = record_of(v.value())?;
+        let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
+            continue;
+        };
+        rows.push((
+            identity(k, conversation_id, content_key.as_ref()),
+            Contribution::of(&record, &analysis, upload.created_at),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Whether an upload has any conversation row.
+pub(super) fn has_rows(t: &Tables<'_>, k: UploadKey) -> Result<bool> {
+    Ok(t.conversations
+        .range((k, "")..(k.wrapping_add(1), ""))?
+        .next()
+        .is_some())
+}
+
+/// Rows gathered for [`count_completed`] across all uploads, at most this
+/// many (an upload past it is read back at completion instead).
+const MAX_GATHERED_ROWS: usize = 100_000;
+
+/// What completing an upload will count, gathered while its outcomes are
+/// stored, so that the transaction completing it (the one a user waits on
+/// at the end of every upload) does not read every row back. Memory only,
+/// and only for uploads this process saw from their first row: a restart,
+/// a replaced outcome, a cleared or deleted upload, or too many rows, and
+/// the rows are read back as before (in debug builds both ways, compared).
+#[derive(Default)]
+pub(super) struct Completions {
+    uploads: HashMap<UploadKey, Gathered>,
+    rows: usize,
+}
+
+struct Gathered {
+    created_at: chrono::DateTime<chrono::Utc>,
+    rows: Vec<([u8; 32], Contribution)>,
+}
+
+impl Completions {
+    pub(super) fn forget(&mut self, k: UploadKey) {
+        if let Some(gone) = self.uploads.remove(&k) {
+            self.rows -= gone.rows.len();
+        }
+    }
+}
+
+/// Changes to [`Completions`] made by one write transaction, applied once
+/// it has committed.
+#[derive(Default)]
+pub(super) struct Staged {
+    ops: Vec<Op>,
+    /// Uploads whose rows this transaction changed.
+    touched: std::collections::HashSet<UploadKey>,
+}
+
+enum Op {
+    Start(UploadKey, chrono::DateTime<chrono::Utc>),
+    Row(UploadKey, [u8; 32], Contribution),
+    Forget(UploadKey),
+}
+
+impl Staged {
+    /// A new upload with no rows yet: its rows are gathered from now on.
+    pub(super) fn start(&mut self, k: UploadKey, created_at: chrono::DateTime<chrono::Utc>) {
+        self.ops.push(Op::Start(k, created_at));
+    }
+
+    /// A row stored with its analysis (a new row: a replaced one forgets).
+    pub(super) fn row(
+        &mut self,
+        completions: &Completions,
+        (k, conversation_id): (UploadKey, &str),
+        content_key: Option<&[u8; 32]>,
+        record: &ConversationRecord,
+        analysis: &Analysis,
+    ) {
+        self.touched.insert(k);
+        if let Some(gathered) = completions.uploads.get(&k) {
+            self.ops.push(Op::Row(
+                k,
+                identity(k, conversation_id, content_key),
+                Contribution::of(record, analysis, gathered.created_at),
+            ));
+        }
+    }
+
+    pub(super) fn forget(&mut self, k: UploadKey) {
+        self.touched.insert(k);
+        self.ops.push(Op::Forget(k));
+    }
+
+    /// What [`count_completed`] may use for `k`: the gathered rows, unless
+    /// this transaction changed them too. Either way `k` is done with.
+    pub(super) fn take_for_completion(
+        &mut self,
+        completions: &mut Completions,
+        k: UploadKey,
+    ) -> Option<Vec<([u8; 32], Contribution)>> {
+        self.ops.push(Op::Forget(k));
+        let gathered = completions.uploads.remove(&k)?;
+        completions.rows -= gathered.rows.len();
+        (!self.touched.contains(&k)).then_some(gathered.rows)
+    }
+
+    /// Applies the changes of a committed transaction.
+    pub(super) fn apply(self, completions: &mut Completions) {
+        for op in self.ops {
+            match op {
+                Op::Start(k, created_at) => {
+                    completions.forget(k);
+                    completions.uploads.insert(
+                        k,
+                        Gathered {
+                            created_at,
+                            rows: Vec::new(),
+                        },
+                    );
+                }
+                Op::Row(k, id, contribution) => {
+                    if completions.rows >= MAX_GATHERED_ROWS {
+                        completions.forget(k);
+                    } else if let Some(gathered) = completions.uploads.get_mut(&k) {
+                        gathered.rows.push((id, contribution));
+                        completions.rows += 1;
+                    }
+                }
+                Op::Forget(k) => completions.forget(k),
+            }
+        }
+    }
 }
 
 /// Uncounts an upload's conversations from the insights (before its rows go).
@@ -219,11 +412,12 @@ pub(super) fn on_upload_stored(
     t: &mut Tables<'_>,
     before: Option<Stage>,
     now: &UploadRecord,
+    gathered: Option<Vec<([u8; 32], Contribution)>>,
 ) -> Result<()> {
     let was = before == Some(Stage::Completed);
     let is = now.status == Stage::Completed;
     match (was, is) {
-        (false, true) => count_completed(t, now),
+        (false, true) => count_completed(t, now, gathered),
         (true, false) => uncount(t, now.id.as_u128()),
         _ => Ok(()),
     }

@@ -84,7 +84,7 @@ pub(super) fn from_v2(store: &Store) -> Result<()> {
         store.write(|t| {
             aggregates::rebuild_stats(t, upload.id.as_u128())?;
             if upload.status == crate::model::Stage::Completed {
-                aggregates::count_completed(t, upload)?;
+                aggregates::count_completed(t, upload, None)?;
             }
             Ok(())
         })?;

@@ -750,6 +750,9 @@ pub struct UploadSummary {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    /// What completing an upload will count, gathered as its outcomes are
+    /// stored (see [`aggregates::Completions`]).
+    completions: Arc<std::sync::Mutex<aggregates::Completions>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -829,6 +832,7 @@ impl Store {
         let store = Store {
             db: Arc::new(db),
             path,
+            completions: Arc::default(),
         };
         store.init_schema()?;
         Ok(store)
@@ -985,6 +989,8 @@ impl Store {
         upload: Option<&UploadRecord>,
         durable: bool,
     ) -> Result<()> {
+        let mut completions = self.completions();
+        let mut staged = aggregates::Staged::default();
         self.write_with(durability(durable), |t| {
             let mut stats = aggregates::StatsBatch::default();
             for r in results {
@@ -1000,6 +1006,7 @@ impl Store {
                     stats
                         .get(t, upload_key)?
                         .apply(&record, analysis.as_ref(), -1);
+                    staged.forget(upload_key);
                 }
                 let (indexed, stored) = match (&r.analysis, &r.content_key) {
                     (Some(analysis), Some(content_key)) => {
@@ -1031,6 +1038,9 @@ impl Store {
                 stats
                     .get(t, upload_key)?
                     .apply(&r.record, stored.as_deref(), 1);
+                if let Some(analysis) = stored.as_deref() {
+                    staged.row(&completions, k, indexed, &r.record, analysis);
+                }
             }
             stats.save(t)?;
             if let Some(record) = upload {
@@ -1039,9 +1049,34 @@ impl Store {
                     Some(v) => Some(decode::<UploadRecord>("upload", v.value())?.status),
                     None => None,
                 };
-                aggregates::on_upload_stored(t, before, record)?;
+                let completing =
+                    record.status == Stage::Completed && before != Some(Stage::Completed);
+                let gathered = if completing {
+                    staged.take_for_completion(&mut completions, k)
+                } else {
+                    None
+                };
+                aggregates::on_upload_stored(t, before, record, gathered)?;
+                if before.is_none() && !aggregates::has_rows(t, k)? {
+                    staged.start(k, record.created_at);
+                } else if record.status.is_final() {
+                    // Failed or cancelled: a resume reads the rows back.
+                    staged.forget(k);
+                }
             }
             Ok(())
+        })?;
+        staged.apply(&mut completions);
+        Ok(())
+    }
+
+    fn completions(&self) -> std::sync::MutexGuard<'_, aggregates::Completions> {
+        // Only the StoreActor writes; a poisoned lock means a panic mid-write,
+        // after which the gathered rows are not trusted.
+        self.completions.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = aggregates::Completions::default();
+            guard
         })
     }
 
@@ -1060,6 +1095,7 @@ impl Store {
             remove_rows(t, k)?;
             Ok(existed.is_some())
         })
+        .inspect(|_| self.completions().forget(k))
     }
 
     /// Removes an upload's messages and outcomes but keeps its record: the
@@ -1070,6 +1106,7 @@ impl Store {
             aggregates::uncount(t, k)?;
             remove_rows(t, k)
         })
+        .inspect(|_| self.completions().forget(k))
     }
 
     // ---- reads ---------------------------------------------------------------------

@@ -822,7 +822,14 @@ proptest::proptest! {
                     let mut r = outcome(id, &format!("c{conversation}"), (!failed).then_some(a));
                     r.record.agent = (agent > 0).then(|| format!("agent {agent}"));
                     r.record.started_ms = day.map(|d| i64::from(d) * 86_400_000);
-                    store.save_results(&[r], existing.is_none().then_some(&rec), true).unwrap();
+                    if existing.is_none() && conversation % 2 == 0 {
+                        // Registered first, as the pipeline does: its rows
+                        // are then gathered for the completion.
+                        store.save_results(&[], Some(&rec), true).unwrap();
+                        store.save_results(&[r], None, true).unwrap();
+                    } else {
+                        store.save_results(&[r], existing.is_none().then_some(&rec), true).unwrap();
+                    }
                 }
                 Op::Complete(upload) => {
                     if let Some(mut rec) = store.upload(upload_uuid(upload)).unwrap() {
