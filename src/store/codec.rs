@@ -211,7 +211,7 @@ fn canonical(ms: i64) -> Option<[u8; 20]> {
 /// The (year, month, day) of a day counted from 1970-01-01: Howard
 /// Hinnant's `civil_from_days`, in whole 400-year eras (exact for every day
 /// an `i64` of milliseconds reaches).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

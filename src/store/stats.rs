@@ -135,7 +135,12 @@ impl Figures {
 /// Adds or takes away one conversation in a map of figures, dropping an
 /// entry that counts nothing any more.
 fn apply_at(map: &mut BTreeMap<String, Figures>, key: &str, c: &Counted, sign: i8) {
-    let entry = map.entry(key.to_string()).or_default();
+    // Found without allocating a key: nearly every outcome lands in a row
+    // that exists.
+    let entry = match map.get_mut(key) {
+        Some(entry) => entry,
+        None => map.entry(key.to_string()).or_default(),
+    };
     entry.apply(c, sign);
     if entry.is_empty() {
         map.remove(key);
@@ -164,6 +169,20 @@ pub struct UploadStats {
 
 /// A UTC day as `YYYY-MM-DD`.
 pub fn day_of_ms(ms: i64) -> Option<String> {
+    let (year, month, day) = super::codec::civil_from_days(ms.div_euclid(86_400_000));
+    if (0..=9999).contains(&year) {
+        // Digits alone (chrono's `format` cost more than the rest of the
+        // outcome's figures together).
+        let mut out = *b"0000-00-00";
+        for (at, value, width) in [(0, year, 4), (5, month, 2), (8, day, 2)] {
+            let mut v = value;
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        return String::from_utf8(out.to_vec()).ok();
+    }
     DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string())
 }
 
@@ -449,6 +468,17 @@ fn merge_at(map: &mut BTreeMap<String, Figures>, key: &str, figures: &Figures) {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        #[test]
+        fn day_of_ms_is_chronos_day(ms in proptest::prelude::any::<i64>(), near in -5_000_000_000_000i64..300_000_000_000_000) {
+            for ms in [ms, near] {
+                let chronos = DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string());
+                proptest::prop_assert_eq!(day_of_ms(ms), chronos);
+            }
+        }
+    }
+
     use super::*;
     use crate::model::{Satisfaction, SatisfactionLabel, Sentiment};
 

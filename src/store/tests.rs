@@ -1235,3 +1235,42 @@ fn a_schema_3_file_is_migrated_to_blocks_and_reads_identically() {
         Err(redb::TableError::TableDoesNotExist(_))
     ));
 }
+
+proptest::proptest! {
+    /// Rows placed by their id's rank come out as sorting them by (id, seq)
+    /// would put them.
+    #[test]
+    fn rows_in_conversation_order_are_sorted_by_id_then_seq(
+        picks in proptest::collection::vec((0u8..12, proptest::prelude::any::<u16>()), 0..200),
+        shuffled in proptest::prelude::any::<bool>(),
+    ) {
+        let mut seqs = std::collections::HashSet::new();
+        let mut rows: Vec<StoredMessage> = picks
+            .iter()
+            .filter(|(_, seq)| seqs.insert(*seq))
+            .map(|&(id, seq)| StoredMessage {
+                conversation_id: format!("c{id}"),
+                seq: u64::from(seq),
+                message: crate::model::Message {
+                    role: crate::model::Role::Customer,
+                    text: String::new(),
+                    timestamp: None,
+                    time_ms: None,
+                    sender_name: None,
+                    autoresponse: false,
+                },
+            })
+            .collect();
+        if !shuffled {
+            rows.sort_by_key(|r| r.seq);
+        }
+        let got: Vec<(&str, u64)> = in_conversation_order(&rows)
+            .iter()
+            .map(|r| (r.conversation_id.as_str(), r.seq))
+            .collect();
+        let mut expected: Vec<(&str, u64)> =
+            rows.iter().map(|r| (r.conversation_id.as_str(), r.seq)).collect();
+        expected.sort();
+        proptest::prop_assert_eq!(got, expected);
+    }
+}
