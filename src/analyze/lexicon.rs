@@ -374,7 +374,7 @@ impl Built {
         add(REPEAT, Cue::Repeat);
         add(SINCERE_REPEAT, Cue::SincereRepeat);
         add(POLITE, Cue::Polite);
-        // The topic keywords too, so every message is searched once for
+        // The topic keywords too, so a customer message is searched once for
         // both (the search was a fifth of the analyzer's time, done twice).
         for (i, keyword) in topics.keywords().iter().enumerate() {
             patterns.push(keyword);
@@ -429,6 +429,7 @@ impl LexiconAnalyzer {
     /// analysis the wait); later calls return at once.
     pub fn prepare(&self) {
         self.built();
+        self.topics.prepare();
     }
 
     fn built(&self) -> &Built {
@@ -534,8 +535,9 @@ impl LexiconAnalyzer {
                     let score = self.score_message(&m.text, &mut cues, !keywords.is_empty());
                     scored.push((score, cues));
                 }
-                // Only the keywords count in an agent's words.
-                Role::Agent => topics.agent_keywords(&self.cues(&m.text).1),
+                // The topics' own, smaller matcher: agents' words are read
+                // for keywords only.
+                Role::Agent => topics.agent_message(&m.text),
                 Role::Bot => {}
             }
         }

@@ -129,6 +129,11 @@ impl Topics {
         tally.pick()
     }
 
+    /// Builds the matcher now rather than on first use.
+    pub fn prepare(&self) {
+        self.matcher();
+    }
+
     /// Overlapping: "new connection" and "connection" both count, and a
     /// keyword inside another topic's one is not hidden by it.
     fn matcher(&self) -> Option<&AhoCorasick> {
@@ -191,13 +196,7 @@ impl<'t> Tally<'t> {
     /// An agent's message, searched here.
     pub fn agent_message(&mut self, text: &str) {
         let keywords = self.topics.hits(text);
-        self.agent_keywords(&keywords);
-    }
-
-    /// An agent's message's keywords, searched by the caller (as for
-    /// [`Tally::customer_message`]).
-    pub fn agent_keywords(&mut self, keywords: &[usize]) {
-        self.add(keywords, AGENT_WEIGHT);
+        self.add(&keywords, AGENT_WEIGHT);
     }
 
     fn add(&mut self, keywords: &[usize], weight: u32) {
