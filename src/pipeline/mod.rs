@@ -1,7 +1,7 @@
 //! One upload's journey: parse → analyse → record, then the final record.
 //!
 //! ```text
-//!  file ─▶ parse (blocking thread) ─ 16k messages ─▶ StoreActor: AppendMessages (no fsync)
+//!  file ─▶ parse (blocking thread) ─ 8k messages ─▶ StoreActor: AppendMessages (no fsync)
 //!                                                          │ PutUpload `analyzing` (fsync)
 //!  StoreReader: LoadPending + LookupProcessed ◀────────────┘  (batches of `analyzer.batch_size`)
 //!       │
