@@ -563,6 +563,10 @@ struct RunCursor<'t> {
     block: Option<codec::Block>,
     /// Byte offset of the next section in `block`.
     at: usize,
+    /// What [`RunCursor::head_id`] last answered, and where: `Some(at)`, the
+    /// section at `at` in `block`; `None`, the next block's key (a scan asks
+    /// every run for its head once per conversation).
+    head: Option<(Option<usize>, Option<String>)>,
 }
 
 impl<'t> RunCursor<'t> {
@@ -577,6 +581,7 @@ impl<'t> RunCursor<'t> {
                     .peekable(),
                 block: None,
                 at: 0,
+                head: None,
             });
         };
         let mut cursor = Self {
@@ -586,6 +591,7 @@ impl<'t> RunCursor<'t> {
                 .peekable(),
             block: None,
             at: 0,
+            head: None,
         };
         // The last block starting at or before `after` may go on past it:
         // its last id (stored uncompressed) says whether to decompress it.
@@ -610,18 +616,34 @@ impl<'t> RunCursor<'t> {
 
     /// The id of the next section, without decompressing a block for it.
     fn head_id(&mut self) -> Result<Option<&str>> {
-        let Self { blocks, block, at } = self;
-        if let Some(block) = block
-            && *at < block.body_len()
+        let Self {
+            blocks,
+            block,
+            at,
+            head,
+        } = self;
+        let position = match block {
+            Some(block) if *at < block.body_len() => Some(*at),
+            _ => None,
+        };
+        if head
+            .as_ref()
+            .is_none_or(|(read_at, _)| *read_at != position)
         {
-            let section = block.section_at(*at).map_err(corrupt("message"))?;
-            return Ok(section.map(|(s, _)| s.id));
+            let id = match (position, block.as_ref()) {
+                (Some(at), Some(block)) => block
+                    .section_at(at)
+                    .map_err(corrupt("message"))?
+                    .map(|(s, _)| s.id.to_string()),
+                _ => match blocks.peek() {
+                    None => None,
+                    Some(Ok((k, _))) => Some(k.value().2.to_string()),
+                    Some(Err(e)) => return Err(StoreError::Storage(e.to_string())),
+                },
+            };
+            *head = Some((position, id));
         }
-        match blocks.peek() {
-            None => Ok(None),
-            Some(Ok((k, _))) => Ok(Some(k.value().2)),
-            Some(Err(e)) => Err(StoreError::Storage(e.to_string())),
-        }
+        Ok(head.as_ref().and_then(|(_, id)| id.as_deref()))
     }
 
     /// Makes the next section readable by [`RunCursor::peek`], decompressing
@@ -631,6 +653,7 @@ impl<'t> RunCursor<'t> {
             if self.block.as_ref().is_some_and(|b| self.at < b.body_len()) {
                 return Ok(());
             }
+            self.head = None;
             match self.blocks.next() {
                 None => {
                     self.block = None;
@@ -1214,6 +1237,18 @@ impl Store {
             let mut scanned = 0usize;
             let mut loaded_messages = 0usize;
             let mut next: Option<String> = None;
+            // The upload's outcomes, walked alongside in the same id order
+            // (one cursor, not a lookup per conversation): `done_head` is the
+            // first outcome's id not below the conversation scanned.
+            let mut done_rows = if skip_done {
+                Some(
+                    t.conversations
+                        .range((k, after.unwrap_or(""))..(k.wrapping_add(1), ""))?,
+                )
+            } else {
+                None
+            };
+            let mut done_head: Option<String> = None;
             loop {
                 let mut smallest: Option<String> = None;
                 for c in cursors.iter_mut() {
@@ -1234,7 +1269,17 @@ impl Store {
                 }
                 scanned += 1;
                 // Skipped without decoding its messages: it has an outcome.
-                let skip = skip_done && t.conversations.get((k, id.as_str()))?.is_some();
+                let skip = match done_rows.as_mut() {
+                    None => false,
+                    Some(rows) => {
+                        while done_head.as_deref().is_none_or(|h| h < id.as_str()) {
+                            let Some(entry) = rows.next() else { break };
+                            let (kg, _) = entry?;
+                            done_head = Some(kg.value().1.to_string());
+                        }
+                        done_head.as_deref() == Some(id.as_str())
+                    }
+                };
                 let mut loading = (!skip).then(|| Loading::new(&id));
                 for c in cursors.iter_mut() {
                     // Only a run holding this id decompresses its next block.
