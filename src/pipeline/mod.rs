@@ -473,12 +473,30 @@ impl Pipeline {
             final_stage = Stage::Cancelled;
         } else {
             record.status = Stage::Analyzing;
-            self.store.send(PutUpload(record.clone())).await??;
-            if let Some(source) = parsed_source.take() {
-                let _ = std::fs::remove_file(source);
-            }
-            self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
-            match self.analyse(upload_id, cancel, &mut tally).await {
+            // The commit that seals the parse (fsync). Queued first, it
+            // precedes every outcome's commit; a free analyzer reads and
+            // analyses meanwhile, paid calls wait for it.
+            let sealing = self.store.send(PutUpload(record.clone()));
+            let sealed = async {
+                sealing.await??;
+                // Only once `analyzing` is on disk: a crash before it parses again.
+                if let Some(source) = parsed_source.take() {
+                    let _ = std::fs::remove_file(source);
+                }
+                Ok::<(), UploadError>(())
+            };
+            let analysed = if self.analyzer.is_costly() {
+                sealed.await?;
+                self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
+                self.analyse(upload_id, cancel, &mut tally).await
+            } else {
+                self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
+                let (sealed, analysed) =
+                    futures_util::join!(sealed, self.analyse(upload_id, cancel, &mut tally));
+                sealed?;
+                analysed
+            };
+            match analysed {
                 Ok(()) if cancel.is_cancelled() => final_stage = Stage::Cancelled,
                 Ok(()) => {}
                 Err(AnalyzeStop::Fatal {
