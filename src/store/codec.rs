@@ -300,6 +300,7 @@ fn encode_message(body: &mut Writer, delta: u64, m: &Message) {
 fn decode_messages(
     r: &mut Reader<'_>,
     count: u64,
+    timestamps: Timestamps,
     mut each: impl FnMut(u64, Message),
 ) -> Result<()> {
     let mut seq = 0u64;
@@ -313,13 +314,16 @@ fn decode_messages(
             None
         };
         let timestamp = if flags & HAS_TIMESTAMP != 0 {
-            Some(r.str()?.to_string())
+            let text = r.str()?;
+            (timestamps == Timestamps::Text).then(|| text.to_string())
         } else if flags & CANONICAL_TIMESTAMP != 0 {
-            Some(
-                time_ms
-                    .and_then(canonical_string)
-                    .ok_or(CodecError("canonical timestamp without a time"))?,
-            )
+            let ms = time_ms.ok_or(CodecError("canonical timestamp without a time"))?;
+            match timestamps {
+                Timestamps::Text => Some(
+                    canonical_string(ms).ok_or(CodecError("canonical timestamp out of range"))?,
+                ),
+                Timestamps::TimeOnly => None,
+            }
         } else {
             None
         };
@@ -376,7 +380,7 @@ pub fn decode_chunk(bytes: &[u8], each: impl FnMut(u64, Message)) -> Result<()> 
     r.version(CHUNK_V1)?;
     let count = r.varint()?;
     let body = decompress(r.0)?;
-    decode_messages(&mut Reader(&body), count, each)
+    decode_messages(&mut Reader(&body), count, Timestamps::Text, each)
 }
 
 // ---- message blocks (`messages-v3`) ------------------------------------------
@@ -544,11 +548,20 @@ pub struct Section<'a> {
     body: &'a [u8],
 }
 
+/// Whether decoded messages carry their timestamp's text, or only the time
+/// read from it (`time_ms`), which is all analysis uses: rendering every
+/// canonical timestamp back to text cost a tenth of loading a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timestamps {
+    Text,
+    TimeOnly,
+}
+
 impl Section<'_> {
     /// Calls `each` with every `(row number, message)` of the section.
-    pub fn messages(&self, each: impl FnMut(u64, Message)) -> Result<()> {
+    pub fn messages(&self, timestamps: Timestamps, each: impl FnMut(u64, Message)) -> Result<()> {
         let mut r = Reader(self.body);
-        decode_messages(&mut r, self.count, each)?;
+        decode_messages(&mut r, self.count, timestamps, each)?;
         if r.0.is_empty() {
             Ok(())
         } else {
@@ -1131,7 +1144,7 @@ mod tests {
                 }
                 let start = back.len();
                 for section in &sections {
-                    section.messages(|s, m| back.push((section.id.to_string(), s, m))).unwrap();
+                    section.messages(Timestamps::Text, |s, m| back.push((section.id.to_string(), s, m))).unwrap();
                 }
                 // The key's row is the block's first message.
                 prop_assert_eq!(back.get(start).map(|b| b.1), Some(block.first_seq));
@@ -1145,7 +1158,7 @@ mod tests {
                 && let Ok(sections) = block.sections()
             {
                 for s in sections {
-                    let _ = s.messages(|_, _| {});
+                    let _ = s.messages(Timestamps::Text, |_, _| {});
                 }
             }
             let _ = block_last_id(&bytes);
@@ -1268,7 +1281,9 @@ mod tests {
         for block in &blocks {
             assert!(block.bytes.len() <= BLOCK_BYTES, "{}", block.bytes.len());
             for section in Block::decode(&block.bytes).unwrap().sections().unwrap() {
-                section.messages(|s, _| seqs.push(s)).unwrap();
+                section
+                    .messages(Timestamps::Text, |s, _| seqs.push(s))
+                    .unwrap();
             }
         }
         assert_eq!(seqs, (0..=401).collect::<Vec<u64>>());

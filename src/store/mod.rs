@@ -1191,7 +1191,9 @@ impl Store {
     /// order, starting after `after`: each with at most
     /// [`MAX_LOADED_MESSAGES`] of its messages (its first and last ones) and
     /// the counts of all. Messages come in timestamp order when every loaded
-    /// message has one, file order otherwise.
+    /// message has one, file order otherwise. They carry what analysis reads:
+    /// their time (`time_ms`), not their timestamp's text
+    /// ([`Store::conversation`] gives a conversation in full).
     pub fn load_conversations(
         &self,
         upload_id: Uuid,
@@ -1293,7 +1295,7 @@ impl Store {
                         }
                         if let Some(l) = loading.as_mut() {
                             section
-                                .messages(|_, m| l.push(m))
+                                .messages(codec::Timestamps::TimeOnly, |_, m| l.push(m))
                                 .map_err(corrupt("message"))?;
                         }
                         c.at = after_it;
@@ -1421,7 +1423,9 @@ impl Store {
                     for section in block.sections().map_err(corrupt("message"))? {
                         if section.id == conversation_id {
                             section
-                                .messages(|_, m| conversation.messages.push(m))
+                                .messages(codec::Timestamps::Text, |_, m| {
+                                    conversation.messages.push(m)
+                                })
                                 .map_err(corrupt("message"))?;
                         }
                     }
