@@ -335,13 +335,13 @@ impl Staged {
     }
 
     /// What [`count_completed`] may use for `k`: the gathered rows, unless
-    /// this transaction changed them too. Either way `k` is done with.
+    /// this transaction changed them too. Either way `k` is done with (rows
+    /// staged for it find nothing to join when applied).
     pub(super) fn take_for_completion(
         &mut self,
         completions: &mut Completions,
         k: UploadKey,
     ) -> Option<Vec<([u8; 32], Contribution)>> {
-        self.ops.push(Op::Forget(k));
         let gathered = completions.uploads.remove(&k)?;
         completions.rows -= gathered.rows.len();
         (!self.touched.contains(&k)).then_some(gathered.rows)

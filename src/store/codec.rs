@@ -186,32 +186,42 @@ fn canonical(ms: i64) -> Option<[u8; 20]> {
         return None;
     }
     let secs = ms / 1000;
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let date = date_text(secs.div_euclid(86_400))?;
+    let of_day = secs.rem_euclid(86_400);
+    let mut out = *b"0000-00-00T00:00:00Z";
+    out[..10].copy_from_slice(&date);
+    put_digits(&mut out[11..13], of_day / 3600);
+    put_digits(&mut out[14..16], of_day / 60 % 60);
+    put_digits(&mut out[17..19], of_day % 60);
+    Some(out)
+}
+
+/// A day counted from 1970-01-01 as `YYYY-MM-DD`, for the years 0–9999.
+pub(super) fn date_text(days: i64) -> Option<[u8; 10]> {
+    let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
         return None;
     }
-    let of_day = secs.rem_euclid(86_400);
-    let mut out = *b"0000-00-00T00:00:00Z";
-    let mut put = |at: usize, value: i64, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, year, 4);
-    put(5, month, 2);
-    put(8, day, 2);
-    put(11, of_day / 3600, 2);
-    put(14, of_day / 60 % 60, 2);
-    put(17, of_day % 60, 2);
+    let mut out = *b"0000-00-00";
+    put_digits(&mut out[0..4], year);
+    put_digits(&mut out[5..7], month);
+    put_digits(&mut out[8..10], day);
     Some(out)
+}
+
+/// `value`'s last `out.len()` decimal digits, zero-padded, into `out`.
+fn put_digits(out: &mut [u8], value: i64) {
+    let mut v = value;
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// The (year, month, day) of a day counted from 1970-01-01: Howard
 /// Hinnant's `civil_from_days`, in whole 400-year eras (exact for every day
 /// an `i64` of milliseconds reaches).
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

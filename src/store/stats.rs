@@ -169,19 +169,10 @@ pub struct UploadStats {
 
 /// A UTC day as `YYYY-MM-DD`.
 pub fn day_of_ms(ms: i64) -> Option<String> {
-    let (year, month, day) = super::codec::civil_from_days(ms.div_euclid(86_400_000));
-    if (0..=9999).contains(&year) {
-        // Digits alone (chrono's `format` cost more than the rest of the
-        // outcome's figures together).
-        let mut out = *b"0000-00-00";
-        for (at, value, width) in [(0, year, 4), (5, month, 2), (8, day, 2)] {
-            let mut v = value;
-            for i in (0..width).rev() {
-                out[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        }
-        return String::from_utf8(out.to_vec()).ok();
+    // Digits alone (chrono's `format` cost more than the rest of the
+    // outcome's figures together); chrono's years past 9999 otherwise.
+    if let Some(date) = super::codec::date_text(ms.div_euclid(86_400_000)) {
+        return String::from_utf8(date.to_vec()).ok();
     }
     DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d").to_string())
 }
