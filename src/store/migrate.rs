@@ -185,14 +185,26 @@ fn move_chunks(store: &Store) -> Result<bool> {
                 )?;
             }
         }
-        let mut old = txn.open_table(legacy::CHUNKS)?;
-        old.retain_in(
-            (from.0, from.1.as_str(), from.2)..=(to.0, to.1.as_str(), to.2),
-            |_, _| false,
-        )?;
+        remove_moved(&txn, legacy::CHUNKS, &from, &to)?;
     }
     txn.commit()?;
     Ok(true)
+}
+
+/// Takes the rows just moved, `from..=to`, out of a legacy message table
+/// (in the transaction that wrote them to their new place).
+fn remove_moved(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<'static, (UploadKey, &'static str, u64), &'static [u8]>,
+    from: &ChunkKey,
+    to: &ChunkKey,
+) -> Result<()> {
+    let mut old = txn.open_table(def)?;
+    old.retain_in(
+        (from.0, from.1.as_str(), from.2)..=(to.0, to.1.as_str(), to.2),
+        |_, _| false,
+    )?;
+    Ok(())
 }
 
 /// Moves up to [`ROWS_PER_COMMIT`] messages; `false` when none were left.
@@ -240,11 +252,7 @@ fn move_messages(store: &Store) -> Result<bool> {
             )?;
             start = end;
         }
-        let mut old = txn.open_table(legacy::MESSAGES)?;
-        old.retain_in(
-            (from.0, from.1.as_str(), from.2)..=(to.0, to.1.as_str(), to.2),
-            |_, _| false,
-        )?;
+        remove_moved(&txn, legacy::MESSAGES, &from, &to)?;
     }
     txn.commit()?;
     Ok(true)
