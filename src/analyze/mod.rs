@@ -337,6 +337,7 @@ impl Analyzer {
         // The bytes are gathered first and hashed in one call: blake3's cost
         // per call dwarfed hashing four short pieces per message.
         let fingerprint = self.fingerprint();
+        // Per message: its text, the separators and the role's name (≤ 8).
         let size = conversation
             .analysable()
             .map(|m| m.text.len() + 10)

@@ -572,26 +572,21 @@ struct RunCursor<'t> {
 impl<'t> RunCursor<'t> {
     /// A cursor over run `run` at its first conversation after `after`.
     fn open(t: &'t ReadTables, k: UploadKey, run: u64, after: Option<&str>) -> Result<Self> {
-        let end = Bound::Excluded(run_end(k, run));
-        let Some(after) = after else {
-            return Ok(Self {
-                blocks: t
-                    .messages
-                    .range((Bound::Included((k, run, "", 0)), end))?
-                    .peekable(),
-                block: None,
-                at: 0,
-                head: None,
-            });
+        let start = match after {
+            None => Bound::Included((k, run, "", 0)),
+            Some(after) => Bound::Excluded((k, run, after, u64::MAX)),
         };
         let mut cursor = Self {
             blocks: t
                 .messages
-                .range((Bound::Excluded((k, run, after, u64::MAX)), end))?
+                .range((start, Bound::Excluded(run_end(k, run))))?
                 .peekable(),
             block: None,
             at: 0,
             head: None,
+        };
+        let Some(after) = after else {
+            return Ok(cursor);
         };
         // The last block starting at or before `after` may go on past it:
         // its last id (stored uncompressed) says whether to decompress it.
@@ -1078,7 +1073,7 @@ impl Store {
                     // The row refers to the index: one copy per content, the
                     // first one stored (rows and figures refer to it).
                     (Some(analysis), Some(content_key)) => {
-                        index_analysis(t, content_key, analysis, r.record.status)?
+                        Some(index_analysis(t, content_key, analysis, r.record.status)?)
                     }
                     (Some(analysis), None) => {
                         let bytes = codec::encode_analysis(analysis);
@@ -1565,7 +1560,7 @@ fn index_analysis<'a>(
     content_key: &[u8; 32],
     analysis: &'a Analysis,
     status: ConversationStatus,
-) -> Result<Option<Cow<'a, Analysis>>> {
+) -> Result<Cow<'a, Analysis>> {
     if status == ConversationStatus::Analyzed {
         let bytes = codec::encode_analysis(analysis);
         let Some(first) = t
@@ -1573,23 +1568,23 @@ fn index_analysis<'a>(
             .insert(content_key, bytes.as_slice())?
             .map(|v| v.value().to_vec())
         else {
-            return Ok(Some(Cow::Borrowed(analysis)));
+            return Ok(Cow::Borrowed(analysis));
         };
         t.processed.insert(content_key, first.as_slice())?;
-        return Ok(Some(Cow::Owned(analysis_of(&first)?)));
+        return Ok(Cow::Owned(analysis_of(&first)?));
     }
     let existing = match t.processed.get(content_key)? {
         Some(v) => Some(analysis_of(v.value())?),
         None => None,
     };
-    Ok(Some(match existing {
+    Ok(match existing {
         Some(a) => Cow::Owned(a),
         None => {
             let bytes = codec::encode_analysis(analysis);
             t.processed.insert(content_key, bytes.as_slice())?;
             Cow::Borrowed(analysis)
         }
-    }))
+    })
 }
 
 fn durability(durable: bool) -> Durability {
