@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
@@ -56,13 +57,37 @@ pub struct Analyze {
     pub cancel: CancellationToken,
 }
 
-/// Analyse several conversations one after the other (a free analyzer's
-/// share of a batch); the reply has one outcome per conversation, in order.
+/// Take conversations from a shared batch until none is left (a free
+/// analyzer's batch, worked on by one actor per thread); the reply is the
+/// outcome of each conversation this actor took, with its index.
 #[derive(Message)]
-#[rtype(result = "Vec<Outcome>")]
+#[rtype(result = "Vec<(usize, Outcome)>")]
 pub struct AnalyzeAll {
-    pub conversations: Vec<Arc<Conversation>>,
+    pub batch: Arc<SharedBatch>,
     pub cancel: CancellationToken,
+}
+
+/// A batch the pool's threads take conversations from one at a time, so a
+/// thread that gets less of the CPU (the store and the reader run beside
+/// them) takes fewer, and no thread waits idle for a slower one's share.
+pub struct SharedBatch {
+    conversations: Vec<Arc<Conversation>>,
+    next: AtomicUsize,
+}
+
+impl SharedBatch {
+    pub fn new(conversations: Vec<Arc<Conversation>>) -> Self {
+        Self {
+            conversations,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next conversation nobody has taken, with its index.
+    fn take(&self) -> Option<(usize, Arc<Conversation>)> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.conversations.get(i).map(|c| (i, Arc::clone(c)))
+    }
 }
 
 pub struct AnalyzerActor {
@@ -105,14 +130,17 @@ impl Handler<Analyze> for AnalyzerActor {
 }
 
 impl Handler<AnalyzeAll> for AnalyzerActor {
-    type Result = AtomicResponse<Self, Vec<Outcome>>;
+    type Result = AtomicResponse<Self, Vec<(usize, Outcome)>>;
 
     fn handle(&mut self, msg: AnalyzeAll, _: &mut Self::Context) -> Self::Result {
         let work = self.work.clone();
         let all = async move {
-            let mut outcomes = Vec::with_capacity(msg.conversations.len());
-            for conversation in msg.conversations {
-                outcomes.push(guarded(work.clone(), conversation, msg.cancel.clone()).await);
+            let mut outcomes = Vec::new();
+            while let Some((i, conversation)) = msg.batch.take() {
+                outcomes.push((
+                    i,
+                    guarded(work.clone(), conversation, msg.cancel.clone()).await,
+                ));
             }
             outcomes
         };
@@ -163,51 +191,47 @@ impl AnalyzerPool {
         self.actors.len()
     }
 
-    /// Analyses a batch for a free analyzer: split into one share per
-    /// arbiter thread, each sent whole to an actor on that thread, so every
-    /// core works and the batch costs one message per thread. (Leases and
-    /// the in-flight bound are for calls that cost money.) Outcomes come
-    /// back in order; a share whose actor is gone is failed, not lost.
+    /// Analyses a batch for a free analyzer: one actor on each arbiter
+    /// thread takes conversations from it until none is left, so every core
+    /// works to the batch's end and the batch costs one message per thread.
+    /// (Leases and the in-flight bound are for calls that cost money.)
+    /// Outcomes come back in order; a conversation no actor could take (the
+    /// pool is gone) is failed, not lost.
     pub async fn analyze_all(
         &self,
         conversations: Vec<Arc<Conversation>>,
         cancel: CancellationToken,
     ) -> Vec<Outcome> {
         let total = conversations.len();
-        if total == 0 {
-            return Vec::new();
-        }
-        let shares = self.arbiters.len().min(total).max(1);
-        let per_share = total.div_ceil(shares);
-        let mut rest = conversations;
-        let mut calls = Vec::with_capacity(shares);
+        let batch = Arc::new(SharedBatch::new(conversations));
         // Actor i lives on arbiter i (actors are spread round-robin).
-        for actor in self.actors.iter().take(shares) {
-            let tail = rest.split_off(per_share.min(rest.len()));
-            let share = std::mem::replace(&mut rest, tail);
-            let n = share.len();
-            let call = actor.send(AnalyzeAll {
-                conversations: share,
-                cancel: cancel.clone(),
-            });
-            calls.push(async move {
-                call.await.unwrap_or_else(|_| {
-                    (0..n)
-                        .map(|_| Outcome {
-                            result: Err(AnalyzeError::fatal(
-                                FatalKind::ShuttingDown,
-                                "the analyzer pool is shutting down",
-                            )),
-                            usage: LlmUsage::default(),
-                        })
-                        .collect()
+        let calls = self
+            .actors
+            .iter()
+            .take(self.arbiters.len().min(total))
+            .map(|actor| {
+                actor.send(AnalyzeAll {
+                    batch: Arc::clone(&batch),
+                    cancel: cancel.clone(),
                 })
             });
+        let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
+        for taken in futures_util::future::join_all(calls).await {
+            for (i, outcome) in taken.unwrap_or_default() {
+                outcomes[i] = Some(outcome);
+            }
         }
-        futures_util::future::join_all(calls)
-            .await
+        outcomes
             .into_iter()
-            .flatten()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Outcome {
+                    result: Err(AnalyzeError::fatal(
+                        FatalKind::ShuttingDown,
+                        "the analyzer pool is shutting down",
+                    )),
+                    usage: LlmUsage::default(),
+                })
+            })
             .collect()
     }
 
@@ -349,5 +373,81 @@ mod tests {
             assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         }
         pool.stop();
+    }
+
+    /// Answers each conversation with its own id as the summary, noting the
+    /// thread that took it; conversations whose id starts with "slow" take
+    /// a while.
+    fn echo(threads: Arc<Mutex<Vec<(String, std::thread::ThreadId)>>>) -> Work {
+        let lexicon = Analyzer::lexicon();
+        Arc::new(move |conversation: Arc<Conversation>, cancel| {
+            let threads = Arc::clone(&threads);
+            let lexicon = lexicon.clone();
+            Box::pin(async move {
+                if conversation.id.starts_with("slow") {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                threads
+                    .lock()
+                    .unwrap()
+                    .push((conversation.id.clone(), std::thread::current().id()));
+                let mut outcome = lexicon.analyze(&conversation, &cancel).await;
+                if let Ok(analysis) = &mut outcome.result {
+                    analysis.summary = conversation.id.clone();
+                }
+                outcome
+            })
+        })
+    }
+
+    #[actix_rt::test]
+    async fn a_batch_is_shared_by_every_thread_and_answered_in_order() {
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let pool = AnalyzerPool::with_work(echo(Arc::clone(&threads)), 2, 2);
+        // One thread is held up by the first conversation: the other takes
+        // the rest instead of waiting with half the batch.
+        let ids: Vec<String> = std::iter::once("slow".to_string())
+            .chain((1..40).map(|i| format!("c{i}")))
+            .collect();
+        let batch = ids.iter().map(|id| Arc::new(conversation(id))).collect();
+        let outcomes = pool.analyze_all(batch, CancellationToken::new()).await;
+        let summaries: Vec<String> = outcomes
+            .into_iter()
+            .map(|o| o.result.unwrap().summary)
+            .collect();
+        assert_eq!(summaries, ids);
+        let taken = threads.lock().unwrap().clone();
+        let slow_thread = taken.iter().find(|(id, _)| id == "slow").unwrap().1;
+        let by_the_other = taken.iter().filter(|(_, t)| *t != slow_thread).count();
+        assert!(
+            by_the_other >= 30,
+            "the other thread took {by_the_other} of 39"
+        );
+        pool.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_batch_sent_to_a_stopped_pool_is_failed_not_lost() {
+        let pool = AnalyzerPool::with_work(echo(Arc::default()), 2, 2);
+        pool.stop();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let batch = (0..5)
+            .map(|i| Arc::new(conversation(&format!("c{i}"))))
+            .collect();
+        let outcomes = pool.analyze_all(batch, CancellationToken::new()).await;
+        assert_eq!(outcomes.len(), 5);
+        for outcome in outcomes {
+            assert!(
+                matches!(
+                    outcome.result,
+                    Err(AnalyzeError::Fatal {
+                        kind: FatalKind::ShuttingDown,
+                        ..
+                    })
+                ),
+                "{:?}",
+                outcome.result
+            );
+        }
     }
 }
