@@ -28,8 +28,9 @@ use whatlang::{Detector, Lang, Script};
 
 use crate::model::{Conversation, Role};
 
-/// A conversation's agent and language, read together (on the thread that
-/// loads the conversation, beside the analysis rather than after it).
+/// A conversation's agent and language, read together (for a free analyzer
+/// on the pool's threads beside the analysis, so the batch's reading is
+/// shared out like its analysis; for a costly one as its batch is loaded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facets {
     pub agent: Option<String>,
@@ -85,7 +86,8 @@ const LANGUAGE_SAMPLE_BYTES: usize = 400;
 
 /// The main language of the customer's messages, as an ISO 639-1 code.
 pub fn language(conversation: &Conversation) -> Option<&'static str> {
-    let mut sample = String::new();
+    // The sample ends with the message that takes it past the limit.
+    let mut sample = String::with_capacity(2 * LANGUAGE_SAMPLE_BYTES);
     for m in conversation
         .analysable()
         .filter(|m| m.role == Role::Customer)

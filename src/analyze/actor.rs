@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{AnalyzeError, Analyzer, FailureKind, FatalKind, LlmUsage, Outcome};
+use crate::facets::Facets;
 use crate::model::Conversation;
 
 /// What an actor does with one conversation: the analyzer's `analyze`.
@@ -57,37 +58,73 @@ pub struct Analyze {
     pub cancel: CancellationToken,
 }
 
-/// Take conversations from a shared batch until none is left (a free
-/// analyzer's batch, worked on by one actor per thread); the reply is the
-/// outcome of each conversation this actor took, with its index.
+/// Work on a shared batch until nothing is left in it (a free analyzer's
+/// batch, worked on by one actor per thread); the reply is what this actor
+/// did, by index.
 #[derive(Message)]
-#[rtype(result = "Vec<(usize, Outcome)>")]
+#[rtype(result = "Taken")]
 pub struct AnalyzeAll {
     pub batch: Arc<SharedBatch>,
     pub cancel: CancellationToken,
 }
 
-/// A batch the pool's threads take conversations from one at a time, so a
-/// thread that gets less of the CPU (the store and the reader run beside
-/// them) takes fewer, and no thread waits idle for a slower one's share.
+/// A free analyzer's batch, which the pool's threads take from one
+/// conversation at a time: first the conversations to analyse, then those
+/// whose [`Facets`] are to be read (every conversation of the batch, also
+/// those answered without analysis). A thread that gets less of the CPU
+/// (the store and the reader run beside them) takes fewer, and no thread
+/// waits idle for a slower one's share.
 pub struct SharedBatch {
-    conversations: Vec<Arc<Conversation>>,
+    analyse: Vec<Arc<Conversation>>,
+    describe: Vec<Arc<Conversation>>,
     next: AtomicUsize,
 }
 
+/// One piece of a [`SharedBatch`].
+enum Task {
+    Analyse(usize, Arc<Conversation>),
+    Describe(usize, Arc<Conversation>),
+}
+
 impl SharedBatch {
-    pub fn new(conversations: Vec<Arc<Conversation>>) -> Self {
+    pub fn new(analyse: Vec<Arc<Conversation>>, describe: Vec<Arc<Conversation>>) -> Self {
         Self {
-            conversations,
+            analyse,
+            describe,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// The next conversation nobody has taken, with its index.
-    fn take(&self) -> Option<(usize, Arc<Conversation>)> {
+    /// The next piece nobody has taken.
+    fn take(&self) -> Option<Task> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.conversations.get(i).map(|c| (i, Arc::clone(c)))
+        if let Some(c) = self.analyse.get(i) {
+            return Some(Task::Analyse(i, Arc::clone(c)));
+        }
+        let i = i - self.analyse.len();
+        self.describe
+            .get(i)
+            .map(|c| Task::Describe(i, Arc::clone(c)))
     }
+}
+
+/// What one actor did of a [`SharedBatch`], by index in its lists.
+#[derive(Default)]
+pub struct Taken {
+    pub outcomes: Vec<(usize, Outcome)>,
+    pub facets: Vec<(usize, Facets)>,
+}
+
+/// A conversation's facets, a panic in reading them caught (and logged):
+/// the conversation is then recorded without agent and language.
+fn facets_of(conversation: &Conversation) -> Facets {
+    std::panic::catch_unwind(AssertUnwindSafe(|| Facets::of(conversation))).unwrap_or_else(
+        |panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "reading a conversation's agent and language panicked");
+            Facets::default()
+        },
+    )
 }
 
 pub struct AnalyzerActor {
@@ -130,19 +167,24 @@ impl Handler<Analyze> for AnalyzerActor {
 }
 
 impl Handler<AnalyzeAll> for AnalyzerActor {
-    type Result = AtomicResponse<Self, Vec<(usize, Outcome)>>;
+    type Result = AtomicResponse<Self, Taken>;
 
     fn handle(&mut self, msg: AnalyzeAll, _: &mut Self::Context) -> Self::Result {
         let work = self.work.clone();
         let all = async move {
-            let mut outcomes = Vec::new();
-            while let Some((i, conversation)) = msg.batch.take() {
-                outcomes.push((
-                    i,
-                    guarded(work.clone(), conversation, msg.cancel.clone()).await,
-                ));
+            let mut taken = Taken::default();
+            while let Some(task) = msg.batch.take() {
+                match task {
+                    Task::Analyse(i, conversation) => {
+                        let outcome = guarded(work.clone(), conversation, msg.cancel.clone());
+                        taken.outcomes.push((i, outcome.await));
+                    }
+                    Task::Describe(i, conversation) => {
+                        taken.facets.push((i, facets_of(&conversation)));
+                    }
+                }
             }
-            outcomes
+            taken
         };
         AtomicResponse::new(Box::pin(all.into_actor(self)))
     }
@@ -191,37 +233,44 @@ impl AnalyzerPool {
         self.actors.len()
     }
 
-    /// Analyses a batch for a free analyzer: one actor on each arbiter
-    /// thread takes conversations from it until none is left, so every core
-    /// works to the batch's end and the batch costs one message per thread.
-    /// (Leases and the in-flight bound are for calls that cost money.)
-    /// Outcomes come back in order; a conversation no actor could take (the
-    /// pool is gone) is failed, not lost.
+    /// Works a free analyzer's batch: `analyse` analysed, and the facets of
+    /// `describe` read. One actor on each arbiter thread takes from the
+    /// batch until nothing is left, so every core works to the batch's end
+    /// and the batch costs one message per thread. (Leases and the
+    /// in-flight bound are for calls that cost money.) Both come back in
+    /// order; a conversation no actor could take (the pool is gone) is
+    /// failed, not lost, and its facets are read here.
     pub async fn analyze_all(
         &self,
-        conversations: Vec<Arc<Conversation>>,
+        analyse: Vec<Arc<Conversation>>,
+        describe: Vec<Arc<Conversation>>,
         cancel: CancellationToken,
-    ) -> Vec<Outcome> {
-        let total = conversations.len();
-        let batch = Arc::new(SharedBatch::new(conversations));
+    ) -> (Vec<Outcome>, Vec<Facets>) {
+        let batch = Arc::new(SharedBatch::new(analyse, describe));
+        let pieces = batch.analyse.len() + batch.describe.len();
         // Actor i lives on arbiter i (actors are spread round-robin).
         let calls = self
             .actors
             .iter()
-            .take(self.arbiters.len().min(total))
+            .take(self.arbiters.len().min(pieces))
             .map(|actor| {
                 actor.send(AnalyzeAll {
                     batch: Arc::clone(&batch),
                     cancel: cancel.clone(),
                 })
             });
-        let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
+        let mut outcomes: Vec<Option<Outcome>> = batch.analyse.iter().map(|_| None).collect();
+        let mut facets: Vec<Option<Facets>> = batch.describe.iter().map(|_| None).collect();
         for taken in futures_util::future::join_all(calls).await {
-            for (i, outcome) in taken.unwrap_or_default() {
+            let taken = taken.unwrap_or_default();
+            for (i, outcome) in taken.outcomes {
                 outcomes[i] = Some(outcome);
             }
+            for (i, f) in taken.facets {
+                facets[i] = Some(f);
+            }
         }
-        outcomes
+        let outcomes = outcomes
             .into_iter()
             .map(|outcome| {
                 outcome.unwrap_or_else(|| Outcome {
@@ -232,7 +281,13 @@ impl AnalyzerPool {
                     usage: LlmUsage::default(),
                 })
             })
-            .collect()
+            .collect();
+        let facets = facets
+            .into_iter()
+            .zip(&batch.describe)
+            .map(|(f, c)| f.unwrap_or_else(|| facets_of(c)))
+            .collect();
+        (outcomes, facets)
     }
 
     /// Waits for an idle actor and reserves it. `None` when `cancel` fires
@@ -409,8 +464,11 @@ mod tests {
         let ids: Vec<String> = std::iter::once("slow".to_string())
             .chain((1..40).map(|i| format!("c{i}")))
             .collect();
-        let batch = ids.iter().map(|id| Arc::new(conversation(id))).collect();
-        let outcomes = pool.analyze_all(batch, CancellationToken::new()).await;
+        let batch: Vec<_> = ids.iter().map(|id| Arc::new(conversation(id))).collect();
+        let (outcomes, facets) = pool
+            .analyze_all(batch.clone(), batch, CancellationToken::new())
+            .await;
+        assert_eq!(facets.len(), ids.len());
         let summaries: Vec<String> = outcomes
             .into_iter()
             .map(|o| o.result.unwrap().summary)
@@ -427,14 +485,46 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn every_conversation_of_a_batch_gets_its_facets_in_order() {
+        let pool = AnalyzerPool::with_work(echo(Arc::default()), 2, 2);
+        let described: Vec<_> = (0..30)
+            .map(|i| {
+                let mut c = conversation(&format!("c{i}"));
+                c.messages.push(Message {
+                    role: Role::Agent,
+                    text: "We are on it.".into(),
+                    timestamp: None,
+                    time_ms: None,
+                    sender_name: Some(format!("agent {i}")),
+                    autoresponse: false,
+                });
+                Arc::new(c)
+            })
+            .collect();
+        // Only some are analysed (the others were answered from the index).
+        let analysed = described.iter().step_by(3).cloned().collect();
+        let (outcomes, facets) = pool
+            .analyze_all(analysed, described.clone(), CancellationToken::new())
+            .await;
+        assert_eq!(outcomes.len(), 10);
+        let agents: Vec<_> = facets.into_iter().map(|f| f.agent).collect();
+        let expected: Vec<_> = (0..30).map(|i| Some(format!("agent {i}"))).collect();
+        assert_eq!(agents, expected);
+        pool.stop();
+    }
+
+    #[actix_rt::test]
     async fn a_batch_sent_to_a_stopped_pool_is_failed_not_lost() {
         let pool = AnalyzerPool::with_work(echo(Arc::default()), 2, 2);
         pool.stop();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let batch = (0..5)
+        let batch: Vec<_> = (0..5)
             .map(|i| Arc::new(conversation(&format!("c{i}"))))
             .collect();
-        let outcomes = pool.analyze_all(batch, CancellationToken::new()).await;
+        let (outcomes, facets) = pool
+            .analyze_all(batch.clone(), batch, CancellationToken::new())
+            .await;
+        assert_eq!(facets.len(), 5, "read by the caller");
         assert_eq!(outcomes.len(), 5);
         for outcome in outcomes {
             assert!(

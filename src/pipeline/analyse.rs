@@ -26,6 +26,7 @@ use super::{AnalyzeStop, Pipeline, Settled, Tally};
 use crate::analyze::actor::Lease;
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::config::LlmMode;
+use crate::facets::Facets;
 use crate::model::Analysis;
 use crate::store::LoadedConversation;
 use crate::store::actor::{LoadPending, LookupProcessed};
@@ -53,6 +54,17 @@ pub(super) struct Plan {
     pub run: Vec<(LoadedConversation, [u8; 32])>,
     /// Identical to `run[i]`: answered by its analysis.
     pub twins: Vec<(LoadedConversation, usize)>,
+}
+
+impl Plan {
+    /// Every conversation of the batch (answered, analysed, twins), in that
+    /// order.
+    pub fn conversations_mut(&mut self) -> impl Iterator<Item = &mut LoadedConversation> {
+        let skipped = self.skipped.iter_mut().map(|(c, _, _)| c);
+        let run = self.run.iter_mut().map(|(c, _)| c);
+        let twins = self.twins.iter_mut().map(|(c, _)| c);
+        skipped.chain(run).chain(twins)
+    }
 }
 
 /// Plans a batch: `cached[i]` is what the index holds for `batch[i]`, and
@@ -296,8 +308,15 @@ impl Pipeline {
         let Some(next) = pending.next else {
             return Ok(None);
         };
-        let keys: Vec<[u8; 32]> = pending
-            .conversations
+        let mut conversations = pending.conversations;
+        if self.analyzer.is_costly() {
+            // Here, beside calls that take seconds; a free analyzer's pool
+            // reads them beside its analysis instead (`analyse_free`).
+            for c in &mut conversations {
+                c.facets = Facets::of(&c.conversation);
+            }
+        }
+        let keys: Vec<[u8; 32]> = conversations
             .iter()
             .map(|c| content_key(&self.analyzer, c))
             .collect();
@@ -307,7 +326,7 @@ impl Pipeline {
             self.query(LookupProcessed { keys: keys.clone() }).await?
         };
         Ok(Some(Batch {
-            conversations: pending.conversations,
+            conversations,
             keys,
             cached,
             next,
@@ -332,16 +351,23 @@ impl Pipeline {
                 break;
             }
             let after = batch.next.clone();
-            let plan = plan(batch, &recent);
-            let calls = plan
+            let mut plan = plan(batch, &recent);
+            let analyse = plan
                 .run
                 .iter()
                 .map(|(c, _)| Arc::clone(&c.conversation))
                 .collect();
-            let (outcomes, following) = tokio::join!(
-                self.pool.analyze_all(calls, cancel.clone()),
+            let describe = plan
+                .conversations_mut()
+                .map(|c| Arc::clone(&c.conversation))
+                .collect();
+            let ((outcomes, facets), following) = tokio::join!(
+                self.pool.analyze_all(analyse, describe, cancel.clone()),
                 self.next_batch(upload_id, Some(after)),
             );
+            for (c, facets) in plan.conversations_mut().zip(facets) {
+                c.facets = facets;
+            }
             let (settled, analyses, fatal) = settle_free(plan, outcomes, tally);
             recent.push(analyses);
             if let Some(previous) = saving.take() {

@@ -40,6 +40,11 @@ pub(super) struct ParsedBatch {
 
 /// Groups rows into batches of `size` messages (or warnings), numbering the
 /// messages in file order and counting as it goes.
+/// Rows a batch reserves room for up front: a whole default batch (8,192),
+/// so it is not grown and copied on the way; a larger configured batch grows
+/// past it.
+const MAX_RESERVED_ROWS: usize = 16_384;
+
 pub(super) struct Batcher {
     size: usize,
     /// Every id seen (foldhash, seeded per process: SipHash cost a tenth
@@ -58,7 +63,7 @@ impl Batcher {
             conversations: HashSet::default(),
             messages: 0,
             autoresponses: 0,
-            rows: Vec::new(),
+            rows: Vec::with_capacity(size.clamp(1, MAX_RESERVED_ROWS)),
             warnings: Vec::new(),
         }
     }
@@ -89,7 +94,10 @@ impl Batcher {
     /// What is left: the last batch (possibly empty).
     pub fn take(&mut self) -> ParsedBatch {
         ParsedBatch {
-            rows: std::mem::replace(&mut self.rows, Vec::with_capacity(self.size.min(4096))),
+            rows: std::mem::replace(
+                &mut self.rows,
+                Vec::with_capacity(self.size.min(MAX_RESERVED_ROWS)),
+            ),
             warnings: std::mem::take(&mut self.warnings),
             messages: self.messages,
             conversations: self.conversations.len() as u64,

@@ -434,6 +434,9 @@ struct Mark {
     end: usize,
 }
 
+/// What [`encode_blocks`] reserves for the raw sections up front.
+const RAW_CAPACITY: usize = 1 << 20;
+
 /// Encodes a parse batch as blocks: `groups` are the batch's conversations
 /// in increasing id order, each with its messages in row order.
 ///
@@ -450,7 +453,9 @@ where
     M: IntoIterator<Item = (u64, &'m Message)>,
 {
     // Every section, raw, one after the other: id, count, body length, body.
-    let mut raw = Writer(Vec::with_capacity(64 * 1024));
+    // (A parse batch's raw sections come to about a MiB: sized once, not
+    // grown and copied five times.)
+    let mut raw = Writer(Vec::with_capacity(RAW_CAPACITY));
     let mut marks: Vec<Mark> = Vec::new();
     let mut body = Writer(Vec::with_capacity(MAX_SECTION_RAW + 1024));
     let mut section =

@@ -363,8 +363,9 @@ pub struct LoadedConversation {
     /// Shared: the analyzer reads it while the pipeline keeps it to record.
     pub conversation: Arc<Conversation>,
     pub counts: MessageCounts,
-    /// Its agent and language, read as it is loaded (by a `StoreReader`
-    /// thread, while the previous batch is analysed).
+    /// Its agent and language: none as loaded; the analyse stage reads
+    /// them (for a free analyzer on the pool's threads, beside the
+    /// analysis) before the conversation is recorded.
     pub facets: crate::facets::Facets,
 }
 
@@ -423,7 +424,7 @@ impl Loading {
         };
         conversation.sort_messages();
         LoadedConversation {
-            facets: crate::facets::Facets::of(&conversation),
+            facets: crate::facets::Facets::default(),
             conversation: Arc::new(conversation),
             counts: self.counts,
         }
