@@ -28,8 +28,9 @@ use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::config::LlmMode;
 use crate::facets::Facets;
 use crate::model::Analysis;
+use crate::store::KeyedPending;
 use crate::store::LoadedConversation;
-use crate::store::actor::{LoadPending, LookupProcessed};
+use crate::store::actor::LoadPending;
 
 /// The processed-content key of a loaded conversation: what the analyzer
 /// reads, and (for a conversation too long to load whole) how many messages
@@ -292,17 +293,24 @@ impl Pipeline {
     }
 
     /// The batch of conversations still to do after `after`, with their keys
-    /// and what the processed-content index holds for them; `None` at the end.
+    /// and what the processed-content index holds for them (read, keyed and
+    /// looked up on a reader thread, in one round trip); `None` at the end.
     pub(super) async fn next_batch(
         &self,
         upload_id: Uuid,
         after: Option<String>,
     ) -> Result<Option<Batch>, AnalyzeStop> {
-        let pending = self
+        let analyzer = self.analyzer.clone();
+        let KeyedPending {
+            pending,
+            keys,
+            cached,
+        } = self
             .query(LoadPending {
                 upload_id,
                 after,
                 limit: self.batch_size,
+                key_of: Arc::new(move |c| content_key(&analyzer, c)),
             })
             .await?;
         let Some(next) = pending.next else {
@@ -316,15 +324,6 @@ impl Pipeline {
                 c.facets = Facets::of(&c.conversation);
             }
         }
-        let keys: Vec<[u8; 32]> = conversations
-            .iter()
-            .map(|c| content_key(&self.analyzer, c))
-            .collect();
-        let cached = if keys.is_empty() {
-            Vec::new()
-        } else {
-            self.query(LookupProcessed { keys: keys.clone() }).await?
-        };
         Ok(Some(Batch {
             conversations,
             keys,

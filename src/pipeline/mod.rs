@@ -3,7 +3,7 @@
 //! ```text
 //!  file ─▶ parse (blocking thread) ─ 8k messages ─▶ StoreActor: AppendMessages (no fsync)
 //!                                                          │ PutUpload `analyzing` (fsync)
-//!  StoreReader: LoadPending + LookupProcessed ◀────────────┘  (batches of `analyzer.batch_size`)
+//!  StoreReader: LoadPending (keyed, looked up) ◀───────────┘  (batches of `analyzer.batch_size`)
 //!       │
 //!       ├─ free analyzer:   AnalyzerPool::analyze_all (one message per thread)
 //!       │                     ─▶ StoreActor: SaveOutcomes (one transaction, no fsync)

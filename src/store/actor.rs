@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::stats::{Insights, InsightsQuery};
 use super::{
-    BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
-    MessageChunks, OutcomeTally, Page, Pending, SnapshotStats, Store, StoreError, UploadRecord,
-    UploadSummary,
+    BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, KeyOf,
+    KeyedPending, MessageChunks, OutcomeTally, Page, SnapshotStats, Store, StoreError,
+    UploadRecord, UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -408,9 +408,11 @@ query!(
     ListUploads {} -> Vec<UploadRecord> = |s, _m| s.uploads()
 );
 query!(
-    /// Conversations still without an outcome, after `after`.
-    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize } -> Pending
-        = |s, m| s.load_pending(m.upload_id, m.after.as_deref(), m.limit)
+    /// Conversations still without an outcome, after `after`, each with its
+    /// content key (`key_of`) and what the processed-content index holds for
+    /// it: a batch read for analysis in one round trip.
+    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize, key_of: KeyOf } -> KeyedPending
+        = |s, m| s.load_keyed(m.upload_id, m.after.as_deref(), m.limit, &m.key_of)
 );
 query!(
     /// An upload's batch jobs, oldest round first.

@@ -369,6 +369,19 @@ pub struct LoadedConversation {
     pub facets: crate::facets::Facets,
 }
 
+/// How a caller keys a loaded conversation for the processed-content index
+/// (the pipeline's analyzer content key: the store does not know it).
+pub type KeyOf = Arc<dyn Fn(&LoadedConversation) -> [u8; 32] + Send + Sync>;
+
+/// A batch of conversations still to analyse with each one's content key and
+/// what the processed-content index holds for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedPending {
+    pub pending: Pending,
+    pub keys: Vec<[u8; 32]>,
+    pub cached: Vec<Option<Analysis>>,
+}
+
 /// A batch of conversations still to analyse, and where the scan goes on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -1212,6 +1225,30 @@ impl Store {
         limit: usize,
     ) -> Result<Pending> {
         self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), true)
+    }
+
+    /// [`Store::load_pending`], each conversation keyed by `key_of` and
+    /// looked up in the processed-content index: the analyse stage's whole
+    /// read of a batch, on one reader thread, in one round trip.
+    pub fn load_keyed(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+        key_of: &KeyOf,
+    ) -> Result<KeyedPending> {
+        let pending = self.load_pending(upload_id, after, limit)?;
+        let keys: Vec<[u8; 32]> = pending.conversations.iter().map(|c| key_of(c)).collect();
+        let cached = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.lookup_processed(&keys)?
+        };
+        Ok(KeyedPending {
+            pending,
+            keys,
+            cached,
+        })
     }
 
     /// The scan behind both: a merge, in conversation-id order, of the
