@@ -431,16 +431,23 @@ mod tests {
     }
 
     /// Answers each conversation with its own id as the summary, noting the
-    /// thread that took it; conversations whose id starts with "slow" take
-    /// a while.
+    /// thread that took it. A conversation with id "slow-N" holds its thread
+    /// until N others are done (or ten seconds pass): whatever the machine's
+    /// load, they can only be done by another thread.
     fn echo(threads: Arc<Mutex<Vec<(String, std::thread::ThreadId)>>>) -> Work {
         let lexicon = Analyzer::lexicon();
         Arc::new(move |conversation: Arc<Conversation>, cancel| {
             let threads = Arc::clone(&threads);
             let lexicon = lexicon.clone();
             Box::pin(async move {
-                if conversation.id.starts_with("slow") {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                if let Some(others) = conversation.id.strip_prefix("slow-") {
+                    let others: usize = others.parse().unwrap();
+                    let start = std::time::Instant::now();
+                    while threads.lock().unwrap().len() < others
+                        && start.elapsed() < std::time::Duration::from_secs(10)
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                 }
                 threads
                     .lock()
@@ -459,9 +466,9 @@ mod tests {
     async fn a_batch_is_shared_by_every_thread_and_answered_in_order() {
         let threads = Arc::new(Mutex::new(Vec::new()));
         let pool = AnalyzerPool::with_work(echo(Arc::clone(&threads)), 2, 2);
-        // One thread is held up by the first conversation: the other takes
-        // the rest instead of waiting with half the batch.
-        let ids: Vec<String> = std::iter::once("slow".to_string())
+        // One thread is held up by the first conversation until the rest
+        // are done: the other takes them all instead of half the batch.
+        let ids: Vec<String> = std::iter::once("slow-39".to_string())
             .chain((1..40).map(|i| format!("c{i}")))
             .collect();
         let batch: Vec<_> = ids.iter().map(|id| Arc::new(conversation(id))).collect();
@@ -475,10 +482,10 @@ mod tests {
             .collect();
         assert_eq!(summaries, ids);
         let taken = threads.lock().unwrap().clone();
-        let slow_thread = taken.iter().find(|(id, _)| id == "slow").unwrap().1;
+        let slow_thread = taken.iter().find(|(id, _)| id == "slow-39").unwrap().1;
         let by_the_other = taken.iter().filter(|(_, t)| *t != slow_thread).count();
-        assert!(
-            by_the_other >= 30,
+        assert_eq!(
+            by_the_other, 39,
             "the other thread took {by_the_other} of 39"
         );
         pool.stop();

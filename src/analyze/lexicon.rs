@@ -29,10 +29,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::AhoCorasick;
 use vader_parity::SentimentIntensityAnalyzer;
 
-use super::topics::{self, Topics};
+use super::topics::{self, Topics, overlapping_matcher};
 use crate::model::{
     Analysis, Conversation, Role, SUMMARY_MAX_CHARS, Satisfaction, SatisfactionLabel, Sentiment,
     SentimentLabel, truncate_chars,
@@ -381,13 +381,7 @@ impl Built {
             kinds.push(Cue::Keyword(i));
         }
         // Overlapping search: "still not" is both a complaint and unresolved.
-        // (A DFA halves the instructions searched but not the time: its
-        // 1.2 MB of tables miss the caches the 80 KB NFA fits in.)
-        let matcher = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&patterns)
-            .unwrap_or_else(|e| unreachable!("the cue lists are valid patterns: {e}"));
+        let matcher = overlapping_matcher(&patterns);
         Self {
             vader: SentimentIntensityAnalyzer::new(),
             matcher,

@@ -238,3 +238,12 @@ proptest! {
         prop_assert!(a.summary.chars().count() <= SUMMARY_MAX_CHARS);
     }
 }
+
+#[test]
+fn the_default_cues_and_keywords_are_searched_with_a_dfa() {
+    let analyzer = LexiconAnalyzer::new();
+    assert_eq!(
+        analyzer.built().matcher.kind(),
+        aho_corasick::AhoCorasickKind::DFA
+    );
+}
