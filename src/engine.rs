@@ -53,6 +53,16 @@ impl Engine {
     pub fn start(settings: Settings, analyzer: Analyzer) -> Result<Self, EngineError> {
         // Checked before the database is opened: a bad URL changes nothing.
         let webhook = Webhook::from_settings(&settings.notify)?;
+        if let Analyzer::Lexicon(lexicon) = &analyzer {
+            // Its tables take milliseconds to build: on a thread of their own,
+            // from before the database is opened until the first upload is
+            // parsed (a failed spawn only means the first analysis builds
+            // them).
+            let lexicon = Arc::clone(lexicon);
+            let _ = std::thread::Builder::new()
+                .name("powerpulse-prepare".into())
+                .spawn(move || lexicon.prepare());
+        }
         let store = Store::open(&settings.storage.path)?;
         let writer = StoreActor::new(
             store.clone(),
@@ -73,15 +83,6 @@ impl Engine {
             )
             .start()
         });
-        if let Analyzer::Lexicon(lexicon) = &analyzer {
-            // Its tables take milliseconds to build: on a thread of their own,
-            // while the first upload is opened and parsed (a failed spawn
-            // only means the first analysis builds them).
-            let lexicon = Arc::clone(lexicon);
-            let _ = std::thread::Builder::new()
-                .name("powerpulse-prepare".into())
-                .spawn(move || lexicon.prepare());
-        }
         let threads = match analyzer {
             // Lexicon analysis is CPU work: one arbiter per core.
             Analyzer::Lexicon(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
