@@ -26,7 +26,6 @@ use super::{AnalyzeStop, Pipeline, Settled, Tally};
 use crate::analyze::actor::Lease;
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::config::LlmMode;
-use crate::facets::Facets;
 use crate::model::Analysis;
 use crate::store::KeyedPending;
 use crate::store::LoadedConversation;
@@ -311,19 +310,15 @@ impl Pipeline {
                 after,
                 limit: self.batch_size,
                 key_of: Arc::new(move |c| content_key(&analyzer, c)),
+                // A free analyzer's pool reads them beside its analysis
+                // (`analyse_free`); for calls that take seconds, the reader.
+                read_facets: self.analyzer.is_costly(),
             })
             .await?;
         let Some(next) = pending.next else {
             return Ok(None);
         };
-        let mut conversations = pending.conversations;
-        if self.analyzer.is_costly() {
-            // Here, beside calls that take seconds; a free analyzer's pool
-            // reads them beside its analysis instead (`analyse_free`).
-            for c in &mut conversations {
-                c.facets = Facets::of(&c.conversation);
-            }
-        }
+        let conversations = pending.conversations;
         Ok(Some(Batch {
             conversations,
             keys,

@@ -409,10 +409,11 @@ query!(
 );
 query!(
     /// Conversations still without an outcome, after `after`, each with its
-    /// content key (`key_of`) and what the processed-content index holds for
-    /// it: a batch read for analysis in one round trip.
-    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize, key_of: KeyOf } -> KeyedPending
-        = |s, m| s.load_keyed(m.upload_id, m.after.as_deref(), m.limit, &m.key_of)
+    /// content key (`key_of`), what the processed-content index holds for
+    /// it and, when `read_facets`, its facets: a batch read for analysis in
+    /// one round trip.
+    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize, key_of: KeyOf, read_facets: bool } -> KeyedPending
+        = |s, m| s.load_keyed(m.upload_id, m.after.as_deref(), m.limit, &m.key_of, m.read_facets)
 );
 query!(
     /// An upload's batch jobs, oldest round first.

@@ -363,9 +363,9 @@ pub struct LoadedConversation {
     /// Shared: the analyzer reads it while the pipeline keeps it to record.
     pub conversation: Arc<Conversation>,
     pub counts: MessageCounts,
-    /// Its agent and language: none as loaded; the analyse stage reads
-    /// them (for a free analyzer on the pool's threads, beside the
-    /// analysis) before the conversation is recorded.
+    /// Its agent and language: read as it is loaded for a costly analyzer;
+    /// for a free one left to the pool's threads, which read them beside
+    /// the analysis, before the conversation is recorded.
     pub facets: crate::facets::Facets,
 }
 
@@ -1228,16 +1228,24 @@ impl Store {
     }
 
     /// [`Store::load_pending`], each conversation keyed by `key_of` and
-    /// looked up in the processed-content index: the analyse stage's whole
-    /// read of a batch, on one reader thread, in one round trip.
+    /// looked up in the processed-content index, and its facets read when
+    /// `read_facets` (else they are left for the caller): the analyse
+    /// stage's whole read of a batch, on one reader thread, in one round
+    /// trip.
     pub fn load_keyed(
         &self,
         upload_id: Uuid,
         after: Option<&str>,
         limit: usize,
         key_of: &KeyOf,
+        read_facets: bool,
     ) -> Result<KeyedPending> {
-        let pending = self.load_pending(upload_id, after, limit)?;
+        let mut pending = self.load_pending(upload_id, after, limit)?;
+        if read_facets {
+            for c in &mut pending.conversations {
+                c.facets = crate::facets::Facets::of(&c.conversation);
+            }
+        }
         let keys: Vec<[u8; 32]> = pending.conversations.iter().map(|c| key_of(c)).collect();
         let cached = if keys.is_empty() {
             Vec::new()

@@ -344,6 +344,70 @@ fn repeated_content_within_an_upload_is_paid_for_once() {
     assert_eq!(stats.conversations_answered_more_than_once, 0);
 }
 
+#[test]
+fn agent_and_language_are_recorded_whichever_analyzer() {
+    // Read on the pool's threads beside a free analysis, on the reader for
+    // a paid one: both paths record the same facets.
+    let dir = tempfile::tempdir().unwrap();
+    let server = fixed_latency(5);
+    let mut csv = String::from("conversation_id,sender,sender_name,message\n");
+    for i in 0..40usize {
+        let text = if i.is_multiple_of(2) {
+            "There is no power in our street since morning, please help."
+        } else {
+            "हाम्रो घरमा बिहानदेखि बत्ती छैन, कहिले आउँछ?"
+        };
+        csv.push_str(&format!("c{i:03},customer,Customer {i},\"{text} ({i})\"\n"));
+        csv.push_str(&format!("c{i:03},agent,Agent {},We are on it.\n", i % 3));
+    }
+    let file = dir.path().join("facets.csv");
+    std::fs::write(&file, csv).unwrap();
+    for analyzer in ["lexicon", "openai"] {
+        let db = dir.path().join(format!("{analyzer}.redb"));
+        let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args([
+                "analyze",
+                file.to_str().unwrap(),
+                "--json",
+                "--analyzer",
+                analyzer,
+            ])
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", server.base_url())
+            .env("POWERPULSE_DB", &db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args(["export", "--format", "jsonl"])
+            .env("POWERPULSE_DB", &db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 40, "{analyzer}");
+        for row in rows {
+            let id = row["conversation_id"].as_str().unwrap();
+            let i: usize = id[1..].parse().unwrap();
+            let language = if i.is_multiple_of(2) { "en" } else { "ne" };
+            assert_eq!(row["language"], language, "{analyzer} {row}");
+            assert_eq!(row["agent"], format!("Agent {}", i % 3), "{analyzer} {row}");
+        }
+    }
+}
+
 // ---- a hostile provider (issue: hardening) -------------------------------------
 
 mod hostile {
