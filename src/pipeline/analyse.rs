@@ -318,9 +318,8 @@ impl Pipeline {
         let Some(next) = pending.next else {
             return Ok(None);
         };
-        let conversations = pending.conversations;
         Ok(Some(Batch {
-            conversations,
+            conversations: pending.conversations,
             keys,
             cached,
             next,

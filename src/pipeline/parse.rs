@@ -38,13 +38,13 @@ pub(super) struct ParsedBatch {
     pub autoresponses: u64,
 }
 
-/// Groups rows into batches of `size` messages (or warnings), numbering the
-/// messages in file order and counting as it goes.
 /// Rows a batch reserves room for up front: a whole default batch (8,192),
 /// so it is not grown and copied on the way; a larger configured batch grows
 /// past it.
 const MAX_RESERVED_ROWS: usize = 16_384;
 
+/// Groups rows into batches of `size` messages (or warnings), numbering the
+/// messages in file order and counting as it goes.
 pub(super) struct Batcher {
     size: usize,
     /// Every id seen (foldhash, seeded per process: SipHash cost a tenth
