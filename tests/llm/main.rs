@@ -364,34 +364,26 @@ fn agent_and_language_are_recorded_whichever_analyzer() {
     std::fs::write(&file, csv).unwrap();
     for analyzer in ["lexicon", "openai"] {
         let db = dir.path().join(format!("{analyzer}.redb"));
-        let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
-            .args([
-                "analyze",
-                file.to_str().unwrap(),
-                "--json",
-                "--analyzer",
-                analyzer,
-            ])
-            .env("OPENAI_API_KEY", KEY)
-            .env("OPENAI_BASE_URL", server.base_url())
-            .env("POWERPULSE_DB", &db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
-            .args(["export", "--format", "jsonl"])
-            .env("POWERPULSE_DB", &db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The binary on this database and the fake server; its output once
+        // it succeeded.
+        let run = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+                .args(args)
+                .env("OPENAI_API_KEY", KEY)
+                .env("OPENAI_BASE_URL", server.base_url())
+                .env("POWERPULSE_DB", &db)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out
+        };
+        let file = file.to_str().unwrap();
+        run(&["analyze", file, "--json", "--analyzer", analyzer]);
+        let out = run(&["export", "--format", "jsonl"]);
         let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
