@@ -115,6 +115,17 @@ pub struct Taken {
     pub facets: Vec<(usize, Facets)>,
 }
 
+/// The outcome of a call the pool could not take: it is stopping.
+fn shutting_down() -> Outcome {
+    Outcome {
+        result: Err(AnalyzeError::fatal(
+            FatalKind::ShuttingDown,
+            "the analyzer pool is shutting down",
+        )),
+        usage: LlmUsage::default(),
+    }
+}
+
 /// A conversation's facets, a panic in reading them caught (and logged):
 /// the conversation is then recorded without agent and language.
 fn facets_of(conversation: &Conversation) -> Facets {
@@ -272,15 +283,7 @@ impl AnalyzerPool {
         }
         let outcomes = outcomes
             .into_iter()
-            .map(|outcome| {
-                outcome.unwrap_or_else(|| Outcome {
-                    result: Err(AnalyzeError::fatal(
-                        FatalKind::ShuttingDown,
-                        "the analyzer pool is shutting down",
-                    )),
-                    usage: LlmUsage::default(),
-                })
-            })
+            .map(|outcome| outcome.unwrap_or_else(shutting_down))
             .collect();
         let facets = facets
             .into_iter()
@@ -341,13 +344,7 @@ impl Lease {
                 cancel,
             })
             .await
-            .unwrap_or_else(|_| Outcome {
-                result: Err(AnalyzeError::fatal(
-                    FatalKind::ShuttingDown,
-                    "the analyzer pool is shutting down",
-                )),
-                usage: LlmUsage::default(),
-            })
+            .unwrap_or_else(|_| shutting_down())
     }
 }
 
