@@ -21,6 +21,12 @@ fn main() -> std::process::ExitCode {
 /// with about 50 MiB in use, and zeroing was 8 % of its CPU time. (Freed
 /// memory stays mapped for a second, mimalloc v3's default, so batches do
 /// not fault their memory in again.)
+///
+/// This runs in `main`, after the first allocation has set up mimalloc's
+/// arena; that is why mimalloc is built with `no_thp` (`Cargo.toml`): it
+/// would otherwise `madvise` the arena into huge pages, which a system on
+/// `madvise` (the usual default) then faults in one zeroed 2 MiB page at a
+/// time, 10–16 ms at the start of every run.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes one integer argument and only sets a
