@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::budget::Budget;
-use super::{AnalyzeStop, Pipeline, Settled, Tally};
+use super::{AnalyzeStop, Pipeline, Recording, Settled, Tally};
 use crate::analyze::actor::Lease;
 use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
 use crate::config::LlmMode;
@@ -44,6 +44,10 @@ pub(super) fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [
     h.update(&loaded.counts.messages.to_le_bytes());
     *h.finalize().as_bytes()
 }
+
+/// A map by content key. The keys are blake3 digests, as good as random:
+/// foldhash, not SipHash (which was most of planning and settling a batch).
+pub(super) type ByKey<V> = HashMap<[u8; 32], V, foldhash::fast::RandomState>;
 
 /// What to do with one batch under a free analyzer.
 #[derive(Debug, Default)]
@@ -71,7 +75,7 @@ impl Plan {
 /// `recent` the analyses of earlier batches that the index may not show yet.
 pub(super) fn plan(batch: Batch, recent: &Recent) -> Plan {
     let mut plan = Plan::default();
-    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut first: ByKey<usize> = ByKey::default();
     let Batch {
         conversations,
         keys,
@@ -101,23 +105,30 @@ pub(super) struct Batch {
     pub next: String,
 }
 
-/// The analyses of the last two batches of a free analyzer, which the
-/// processed-content index may not show yet: the next batch is read while
-/// this one is analysed, and the last one saved.
+/// Batches of a free analyzer whose analyses [`Recent`] remembers.
+///
+/// Batch k + 1 is read while batch k is analysed, k − 1's rows are built
+/// and sent, and k − 2's commit is awaited: the index that read sees may
+/// lack all three.
+const RECENT_BATCHES: usize = 3;
+
+/// The analyses of the last [`RECENT_BATCHES`] batches of a free analyzer,
+/// which the processed-content index may not show yet.
 #[derive(Default)]
 pub(super) struct Recent {
-    previous: HashMap<[u8; 32], Analysis>,
-    latest: HashMap<[u8; 32], Analysis>,
+    /// Newest first.
+    batches: [ByKey<Analysis>; RECENT_BATCHES],
 }
 
 impl Recent {
     fn get(&self, key: &[u8; 32]) -> Option<&Analysis> {
-        self.latest.get(key).or_else(|| self.previous.get(key))
+        self.batches.iter().find_map(|b| b.get(key))
     }
 
     /// A batch's analyses; the oldest remembered are forgotten.
-    fn push(&mut self, analyses: HashMap<[u8; 32], Analysis>) {
-        self.previous = std::mem::replace(&mut self.latest, analyses);
+    fn push(&mut self, analyses: ByKey<Analysis>) {
+        self.batches.rotate_right(1);
+        self.batches[0] = analyses;
     }
 }
 
@@ -126,10 +137,10 @@ impl Recent {
 #[derive(Default)]
 pub(super) struct Twins {
     /// Content in flight → conversations waiting for its analysis.
-    in_flight: HashMap<[u8; 32], Vec<LoadedConversation>>,
+    in_flight: ByKey<Vec<LoadedConversation>>,
     /// Analyses finished here but perhaps not yet committed to the
     /// processed-content index (which only shows committed rows).
-    recent: HashMap<[u8; 32], Analysis>,
+    recent: ByKey<Analysis>,
 }
 
 /// Recent analyses kept; older ones are long committed (a batch commits
@@ -188,63 +199,47 @@ impl Twins {
 /// analyses to remember for the next batches, and a fatal error if any
 /// (after which the upload stops, the batch recorded first).
 pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally) -> SettledBatch {
-    // What a twin of `run[i]` gets: its analysis, or its failure (the same
-    // content would fail the same way); nothing when cancelled.
-    let twin_of: Vec<Option<Settled>> = outcomes
-        .iter()
-        .zip(&plan.run)
-        .map(|(o, (_, key))| match &o.result {
-            Ok(analysis) => Some(Settled::Skipped {
-                analysis: analysis.clone(),
-                key: *key,
-            }),
-            Err(AnalyzeError::Failed { kind, detail }) => Some(Settled::Failed {
-                kind: *kind,
-                reason: detail.clone(),
-                usage: LlmUsage::default(),
-            }),
-            Err(_) => None,
-        })
-        .collect();
-    let mut settled: Vec<(LoadedConversation, Settled)> = plan
-        .skipped
-        .into_iter()
-        .map(|(c, key, analysis)| (c, Settled::Skipped { analysis, key }))
-        .collect();
-    let mut analyses = HashMap::new();
+    let mut settled: Vec<(LoadedConversation, Settled)> =
+        Vec::with_capacity(plan.skipped.len() + plan.run.len() + plan.twins.len());
+    settled.extend(
+        plan.skipped
+            .into_iter()
+            .map(|(c, key, analysis)| (c, Settled::Skipped { analysis, key })),
+    );
+    let mut analyses = ByKey::with_capacity_and_hasher(plan.run.len(), Default::default());
+    // Where `run[i]` is in `settled`: none when cancelled (or fatal).
+    let mut settled_at = vec![None; plan.run.len()];
     let mut fatal = None;
-    for ((conversation, key), outcome) in plan.run.into_iter().zip(outcomes) {
+    for (i, ((conversation, key), outcome)) in plan.run.into_iter().zip(outcomes).enumerate() {
         tally.llm.add(&outcome.usage);
         let usage = outcome.usage;
-        match outcome.result {
+        let s = match outcome.result {
             Ok(analysis) => {
                 analyses.insert(key, analysis.clone());
-                settled.push((
-                    conversation,
-                    Settled::Analyzed {
-                        analysis,
-                        key,
-                        usage,
-                    },
-                ));
-            }
-            Err(AnalyzeError::Failed { kind, detail }) => settled.push((
-                conversation,
-                Settled::Failed {
-                    kind,
-                    reason: detail,
+                Settled::Analyzed {
+                    analysis,
+                    key,
                     usage,
-                },
-            )),
-            Err(AnalyzeError::Cancelled) => {}
-            Err(AnalyzeError::Fatal { kind, detail }) => {
-                fatal = Some(AnalyzeStop::Fatal { kind, detail })
+                }
             }
-        }
+            Err(AnalyzeError::Failed { kind, detail }) => Settled::Failed {
+                kind,
+                reason: detail,
+                usage,
+            },
+            Err(AnalyzeError::Cancelled) => continue,
+            Err(AnalyzeError::Fatal { kind, detail }) => {
+                fatal = Some(AnalyzeStop::Fatal { kind, detail });
+                continue;
+            }
+        };
+        settled_at[i] = Some(settled.len());
+        settled.push((conversation, s));
     }
     for (conversation, i) in plan.twins {
-        if let Some(s) = &twin_of[i] {
-            settled.push((conversation, s.clone()));
+        if let Some(at) = settled_at[i] {
+            let twin = settled[at].1.for_twin();
+            settled.push((conversation, twin));
         }
     }
     (settled, analyses, fatal)
@@ -254,7 +249,7 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
 /// remember, and a fatal error.
 pub(super) type SettledBatch = (
     Vec<(LoadedConversation, Settled)>,
-    HashMap<[u8; 32], Analysis>,
+    ByKey<Analysis>,
     Option<AnalyzeStop>,
 );
 
@@ -328,8 +323,10 @@ impl Pipeline {
 
     /// A free analyzer's batches, overlapped: while one batch is analysed
     /// (on the pool's threads) the next is read (on a reader thread) and the
-    /// last is committed (on the StoreActor's), so the threads work at once
-    /// and no step waits on another's round trip.
+    /// last is recorded (its rows built here, committed on the StoreActor's
+    /// thread), so the threads work at once and the pool waits on nothing
+    /// but the few steps that decide its next batch (settling the last one,
+    /// whose analyses the next plan answers twins from, and planning).
     async fn analyse_free(
         &self,
         upload_id: Uuid,
@@ -337,7 +334,7 @@ impl Pipeline {
         tally: &mut Tally,
     ) -> Result<(), AnalyzeStop> {
         let mut recent = Recent::default();
-        let mut saving = None;
+        let mut recording = Recording::default();
         let mut fetched = self.next_batch(upload_id, None).await?;
         while let Some(batch) = fetched.take() {
             if cancel.is_cancelled() {
@@ -354,31 +351,33 @@ impl Pipeline {
                 .conversations_mut()
                 .map(|c| Arc::clone(&c.conversation))
                 .collect();
-            let ((outcomes, facets), following) = tokio::join!(
+            // Polled in this order: the pool and the reader have their work
+            // before the last batch's rows are built.
+            let ((outcomes, facets), following, recorded) = tokio::join!(
                 self.pool.analyze_all(analyse, describe, cancel.clone()),
                 self.next_batch(upload_id, Some(after)),
+                recording.record_settled(self, upload_id, tally),
             );
+            // The store failed: nothing more can be recorded.
+            recorded?;
             for (c, facets) in plan.conversations_mut().zip(facets) {
                 c.facets = facets;
             }
             let (settled, analyses, fatal) = settle_free(plan, outcomes, tally);
             recent.push(analyses);
-            if let Some(previous) = saving.take() {
-                self.saved(previous).await?;
-            }
-            saving = Some(self.save_batch(upload_id, tally, settled));
-            if let Some(stop) = fatal {
-                if let Some(last) = saving.take() {
-                    self.saved(last).await?;
+            recording.settled = Some(settled);
+            let stop = match (fatal, following) {
+                (None, Ok(next)) => {
+                    fetched = next;
+                    continue;
                 }
-                return Err(stop);
-            }
-            fetched = following?;
+                (Some(stop), _) | (None, Err(stop)) => stop,
+            };
+            // The batch is recorded before the upload stops.
+            recording.finish(self, upload_id, tally).await?;
+            return Err(stop);
         }
-        if let Some(last) = saving.take() {
-            self.saved(last).await?;
-        }
-        Ok(())
+        recording.finish(self, upload_id, tally).await
     }
 
     /// Sends every conversation without an outcome to the pool, keeping the
@@ -509,52 +508,29 @@ impl Pipeline {
         } = finished;
         tally.llm.add(&outcome.usage);
         let waiting = twins.settle(&key, outcome.result.as_ref().ok());
-        match outcome.result {
-            Ok(analysis) => {
-                for twin in &waiting {
-                    let skipped = Settled::Skipped {
-                        analysis: analysis.clone(),
-                        key,
-                    };
-                    self.record_one(upload_id, tally, twin, skipped, None)
-                        .await?;
-                }
-                let analyzed = Settled::Analyzed {
-                    analysis,
-                    key,
-                    usage: outcome.usage,
-                };
-                self.record_one(upload_id, tally, &conversation, analyzed, lease)
-                    .await
-            }
-            // Cancelled calls leave no outcome: a resumed upload analyses them.
-            Err(AnalyzeError::Cancelled) => Ok(()),
-            Err(AnalyzeError::Fatal { kind, detail }) => Err(AnalyzeStop::Fatal { kind, detail }),
-            Err(AnalyzeError::Failed {
+        let settled = match outcome.result {
+            Ok(analysis) => Settled::Analyzed {
+                analysis,
+                key,
+                usage: outcome.usage,
+            },
+            Err(AnalyzeError::Failed { kind, detail }) => Settled::Failed {
                 kind,
-                detail: reason,
-            }) => {
-                // Twins of a failed conversation fail with it: the same content
-                // would very likely fail the same way, and paying for it twice is
-                // what we promise not to do.
-                for twin in &waiting {
-                    let failed = Settled::Failed {
-                        kind,
-                        reason: reason.clone(),
-                        usage: LlmUsage::default(),
-                    };
-                    self.record_one(upload_id, tally, twin, failed, None)
-                        .await?;
-                }
-                let failed = Settled::Failed {
-                    kind,
-                    reason,
-                    usage: outcome.usage,
-                };
-                self.record_one(upload_id, tally, &conversation, failed, lease)
-                    .await
+                reason: detail,
+                usage: outcome.usage,
+            },
+            // Cancelled calls leave no outcome: a resumed upload analyses them.
+            Err(AnalyzeError::Cancelled) => return Ok(()),
+            Err(AnalyzeError::Fatal { kind, detail }) => {
+                return Err(AnalyzeStop::Fatal { kind, detail });
             }
+        };
+        for twin in &waiting {
+            self.record_one(upload_id, tally, twin, settled.for_twin(), None)
+                .await?;
         }
+        self.record_one(upload_id, tally, &conversation, settled, lease)
+            .await
     }
 }
 
@@ -613,8 +589,10 @@ mod tests {
             next: "f".into(),
         };
         let mut recent = Recent::default();
-        recent.push(HashMap::from([([4; 32], analysis("older"))]));
-        recent.push(HashMap::new());
+        recent.push(ByKey::from_iter([([4; 32], analysis("older"))]));
+        for _ in 1..RECENT_BATCHES {
+            recent.push(ByKey::default());
+        }
         let p = plan(batch, &recent);
         let ids = |v: &[(LoadedConversation, [u8; 32])]| {
             v.iter()
@@ -634,6 +612,88 @@ mod tests {
             .map(|(c, i)| (c.conversation.id.clone(), *i))
             .collect();
         assert_eq!(twins, [("c".to_string(), 0), ("e".to_string(), 1)]);
+    }
+
+    #[test]
+    fn settling_a_batch_answers_twins_like_the_conversation_they_copy() {
+        use crate::analyze::FailureKind;
+        // run: a analysed, b failed, c cancelled; d, e, f their twins; g answered.
+        let plan = Plan {
+            skipped: vec![(loaded("g"), [9; 32], analysis("known"))],
+            run: vec![
+                (loaded("a"), [1; 32]),
+                (loaded("b"), [2; 32]),
+                (loaded("c"), [3; 32]),
+            ],
+            twins: vec![(loaded("d"), 0), (loaded("e"), 1), (loaded("f"), 2)],
+        };
+        let paid = LlmUsage {
+            requests: 1,
+            ..LlmUsage::default()
+        };
+        let outcomes = vec![
+            Outcome {
+                result: Ok(analysis("fresh")),
+                usage: paid,
+            },
+            Outcome {
+                result: Err(AnalyzeError::Failed {
+                    kind: FailureKind::Refused,
+                    detail: "no".into(),
+                }),
+                usage: paid,
+            },
+            Outcome {
+                result: Err(AnalyzeError::Cancelled),
+                usage: LlmUsage::default(),
+            },
+        ];
+        let mut tally = Tally::default();
+        let (settled, analyses, fatal) = settle_free(plan, outcomes, &mut tally);
+        assert!(fatal.is_none());
+        assert_eq!(tally.llm.requests, 2);
+        assert_eq!(analyses.len(), 1);
+        assert_eq!(analyses.get(&[1; 32]), Some(&analysis("fresh")));
+        let got: Vec<(&str, String)> = settled
+            .iter()
+            .map(|(c, s)| {
+                let what = match s {
+                    Settled::Analyzed {
+                        analysis, usage, ..
+                    } => format!("analysed {} {}", analysis.summary, usage.requests),
+                    Settled::Skipped { analysis, key } => {
+                        format!("answered {} {}", analysis.summary, key[0])
+                    }
+                    Settled::Failed {
+                        kind,
+                        reason,
+                        usage,
+                    } => format!("failed {kind:?} {reason} {}", usage.requests),
+                };
+                (c.conversation.id.as_str(), what)
+            })
+            .collect();
+        let want = [
+            ("g", "answered known 9"),
+            ("a", "analysed fresh 1"),
+            ("b", "failed Refused no 1"),
+            // Twins pay nothing; a cancelled call's twin waits for a resume.
+            ("d", "answered fresh 1"),
+            ("e", "failed Refused no 0"),
+        ];
+        assert_eq!(got, want.map(|(id, what)| (id, what.to_string())));
+    }
+
+    #[test]
+    fn recent_forgets_a_batch_once_the_index_is_sure_to_show_it() {
+        let mut recent = Recent::default();
+        recent.push(ByKey::from_iter([([4; 32], analysis("older"))]));
+        for _ in 1..RECENT_BATCHES {
+            recent.push(ByKey::default());
+            assert_eq!(recent.get(&[4; 32]), Some(&analysis("older")));
+        }
+        recent.push(ByKey::default());
+        assert_eq!(recent.get(&[4; 32]), None);
     }
 
     #[test]

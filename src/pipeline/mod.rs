@@ -54,7 +54,7 @@ use crate::progress::actor::{ProgressActor, Update};
 use crate::store::actor::{
     ClearUploadRows, DeleteUpload, GetTally, GetUpload, PutUpload, StoreActor, StoreReader,
 };
-use crate::store::{OutcomeTally, StoreError, UploadCounts, UploadRecord};
+use crate::store::{LoadedConversation, OutcomeTally, StoreError, UploadCounts, UploadRecord};
 
 /// Warnings kept in an upload's record; the rest are counted.
 const MAX_WARNINGS: usize = 100;
@@ -126,6 +126,15 @@ pub struct Pipeline {
     pub spool_dir: Option<PathBuf>,
     /// Told of every upload's end, when webhooks are on (never waited on).
     pub notifier: Option<Notifier>,
+}
+
+/// A free analyzer's settled batches on their way to the store: the last
+/// one settled, to record, and the one sent before it, to wait for. One
+/// batch is committed at a time, in order.
+#[derive(Default)]
+struct Recording {
+    settled: Option<Vec<(LoadedConversation, Settled)>>,
+    saving: Option<record::Saving>,
 }
 
 /// Counts and usage gathered while an upload runs.
@@ -559,6 +568,28 @@ enum Settled {
         reason: String,
         usage: LlmUsage,
     },
+}
+
+impl Settled {
+    /// What a conversation with identical content gets: the same analysis,
+    /// answered rather than paid for again, or the same failure (the same
+    /// content would very likely fail the same way, and paying for it twice
+    /// is what we promise not to do), with no usage of its own.
+    fn for_twin(&self) -> Settled {
+        match self {
+            Settled::Analyzed { analysis, key, .. } | Settled::Skipped { analysis, key } => {
+                Settled::Skipped {
+                    analysis: analysis.clone(),
+                    key: *key,
+                }
+            }
+            Settled::Failed { kind, reason, .. } => Settled::Failed {
+                kind: *kind,
+                reason: reason.clone(),
+                usage: LlmUsage::default(),
+            },
+        }
+    }
 }
 
 /// Why analysis stopped early.

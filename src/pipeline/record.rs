@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::{AnalyzeStop, Pipeline, Settled, Tally};
+use super::{AnalyzeStop, Pipeline, Recording, Settled, Tally};
 use crate::analyze::actor::Lease;
 use crate::model::ConversationStatus;
 use crate::progress::actor::Update;
@@ -160,6 +160,38 @@ impl Pipeline {
             });
         }
         self.progress(upload_id, event);
+        Ok(())
+    }
+}
+
+impl Recording {
+    /// Waits for the batch sent last, then sends the settled one.
+    pub(super) async fn record_settled(
+        &mut self,
+        pipeline: &Pipeline,
+        upload_id: Uuid,
+        tally: &mut Tally,
+    ) -> Result<(), AnalyzeStop> {
+        if let Some(previous) = self.saving.take() {
+            pipeline.saved(previous).await?;
+        }
+        if let Some(settled) = self.settled.take() {
+            self.saving = Some(pipeline.save_batch(upload_id, tally, settled));
+        }
+        Ok(())
+    }
+
+    /// Records what is left and waits for it to be committed.
+    pub(super) async fn finish(
+        mut self,
+        pipeline: &Pipeline,
+        upload_id: Uuid,
+        tally: &mut Tally,
+    ) -> Result<(), AnalyzeStop> {
+        self.record_settled(pipeline, upload_id, tally).await?;
+        if let Some(last) = self.saving.take() {
+            pipeline.saved(last).await?;
+        }
         Ok(())
     }
 }
