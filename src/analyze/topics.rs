@@ -13,30 +13,24 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use crate::config::TopicSettings;
 use crate::model::{Conversation, Role};
 
-/// Patterns (in bytes, all together) up to which [`overlapping_matcher`]
-/// builds a DFA: the lexicon's default cue phrases and topic keywords come
-/// to 3.5 KB and 1.2 MB of tables (the keywords alone 1.6 KB and 0.6 MB);
-/// a configured list past this gets an NFA rather than tables that grow
-/// with it.
-const DFA_MAX_PATTERN_BYTES: usize = 8 * 1024;
-
-/// An ASCII-case-insensitive automaton reporting overlapping matches. A DFA
-/// while the patterns are few: it searches in about half the instructions of
-/// the contiguous NFA (the lexicon's search of an 8,000-conversation export:
-/// 121 M → 55 M instructions), and the states a search visits stay in the
-/// first-level cache as the NFA's do (the same D1 misses under callgrind's
-/// cache model). Past [`DFA_MAX_PATTERN_BYTES`], or when the DFA cannot be
-/// built, aho-corasick's own choice.
+/// An ASCII-case-insensitive automaton reporting overlapping matches: a
+/// contiguous NFA. Searching is bound by the latency of one dependent load
+/// per byte of text, not by instructions: a DFA took half the instructions
+/// (121 M → 55 M for an 8,000-conversation export) and the same time (the
+/// whole run 136 ms against 135 ms; at 50,000 conversations 844 against
+/// 829 ms), while building it took 3 ms of every run (a one-conversation
+/// upload: 14 ms against 11 ms) and 1.2 MB of tables. A configured list too
+/// large for a contiguous NFA gets aho-corasick's own choice.
 pub(crate) fn overlapping_matcher<P: AsRef<[u8]>>(patterns: &[P]) -> AhoCorasick {
-    let bytes: usize = patterns.iter().map(|p| p.as_ref().len()).sum();
     let mut builder = AhoCorasickBuilder::new();
     builder
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard);
-    if bytes <= DFA_MAX_PATTERN_BYTES
-        && let Ok(dfa) = builder.kind(Some(AhoCorasickKind::DFA)).build(patterns)
+    if let Ok(nfa) = builder
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .build(patterns)
     {
-        return dfa;
+        return nfa;
     }
     builder
         .kind(None)
@@ -283,19 +277,14 @@ mod tests {
     }
 
     #[test]
-    fn few_patterns_get_a_dfa_many_an_nfa_and_both_find_the_same() {
+    fn keywords_get_a_contiguous_nfa_that_finds_what_a_dfa_finds() {
         let defaults = Topics::default();
-        let dfa = overlapping_matcher(defaults.keywords());
-        assert_eq!(dfa.kind(), AhoCorasickKind::DFA);
-        // A configured list far past the limit: the automaton does not grow
-        // DFA tables with it.
-        let many: Vec<String> = (0..2_000).map(|i| format!("keyword{i}")).collect();
-        assert_ne!(overlapping_matcher(&many).kind(), AhoCorasickKind::DFA);
-        // Same matches whatever the kind.
-        let nfa = AhoCorasickBuilder::new()
+        let nfa = overlapping_matcher(defaults.keywords());
+        assert_eq!(nfa.kind(), AhoCorasickKind::ContiguousNFA);
+        let dfa = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .kind(Some(AhoCorasickKind::DFA))
             .build(defaults.keywords())
             .unwrap();
         let text = "POWER CUT since the bill came; meter reading too high, बत्ती छैन, no light";
@@ -304,8 +293,8 @@ mod tests {
                 .map(|h| (h.pattern().as_usize(), h.start(), h.end()))
                 .collect()
         };
-        assert!(!found(&dfa).is_empty());
-        assert_eq!(found(&dfa), found(&nfa));
+        assert!(!found(&nfa).is_empty());
+        assert_eq!(found(&nfa), found(&dfa));
     }
 
     #[test]

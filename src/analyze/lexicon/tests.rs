@@ -240,10 +240,10 @@ proptest! {
 }
 
 #[test]
-fn the_default_cues_and_keywords_are_searched_with_a_dfa() {
+fn the_default_cues_and_keywords_are_searched_with_a_contiguous_nfa() {
     let analyzer = LexiconAnalyzer::new();
     assert_eq!(
         analyzer.built().matcher.kind(),
-        aho_corasick::AhoCorasickKind::DFA
+        aho_corasick::AhoCorasickKind::ContiguousNFA
     );
 }
