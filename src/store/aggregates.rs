@@ -10,13 +10,15 @@
 //!   once, from the holder with the smallest upload id; when that one goes,
 //!   the next holder's contribution takes its place (`insight-holders-v1`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::stats::{
-    Contribution, DayNumber, Figures, Insights, InsightsBuilder, InsightsQuery, UploadStats,
+    Contribution, Counted, DayNumber, Figures, Insights, InsightsBuilder, InsightsQuery,
+    UploadStats,
 };
 use super::tables::{ReadTables, Tables, UploadKey};
 use super::{
@@ -84,26 +86,45 @@ fn identity(upload: UploadKey, conversation_id: &str, content_key: Option<&[u8; 
     *h.finalize().as_bytes()
 }
 
-/// Changes to insights cells, applied at the end of a transaction.
+/// Changes to insights cells, applied at the end of a transaction: by
+/// (day, topic, agent), borrowing the names from contributions that outlive
+/// it (a completed upload's rows: no two names copied per row).
 #[derive(Default)]
-struct CellChanges(BTreeMap<(DayNumber, String, String), (Figures, Figures)>);
+struct CellChanges<'a>(BTreeMap<Cell<'a>, (Figures, Figures)>);
 
-impl CellChanges {
-    fn count(&mut self, c: &Contribution, sign: i8) {
-        let (plus, minus) = self
-            .0
-            .entry((c.day, c.topic.clone(), c.agent.clone()))
-            .or_default();
+/// An insights cell: (day, topic, agent).
+type Cell<'a> = (DayNumber, Cow<'a, str>, Cow<'a, str>);
+
+impl<'a> CellChanges<'a> {
+    fn count(&mut self, c: &'a Contribution, sign: i8) {
+        let cell = (
+            c.day,
+            Cow::Borrowed(c.topic.as_str()),
+            Cow::Borrowed(c.agent.as_str()),
+        );
+        self.add(cell, &c.counted, sign);
+    }
+
+    fn count_owned(&mut self, c: Contribution, sign: i8) {
+        self.add(
+            (c.day, Cow::Owned(c.topic), Cow::Owned(c.agent)),
+            &c.counted,
+            sign,
+        );
+    }
+
+    fn add(&mut self, cell: (DayNumber, Cow<'a, str>, Cow<'a, str>), counted: &Counted, sign: i8) {
+        let (plus, minus) = self.0.entry(cell).or_default();
         if sign > 0 {
-            plus.apply(&c.counted, 1);
+            plus.apply(counted, 1);
         } else {
-            minus.apply(&c.counted, 1);
+            minus.apply(counted, 1);
         }
     }
 
     fn apply(self, t: &mut Tables<'_>) -> Result<()> {
         for ((day, topic, agent), (plus, minus)) in self.0 {
-            let k = (day, topic.as_str(), agent.as_str());
+            let k = (day, topic.as_ref(), agent.as_ref());
             let mut figures = match t.insight_cells.get(k)? {
                 Some(v) => codec::decode_figures(v.value()).map_err(corrupt("insights cell"))?,
                 None => Figures::default(),
@@ -140,36 +161,36 @@ fn counted_holder(
     }
 }
 
-/// The holder counted for each of `rows` (sorted by identity, each once).
-/// Few holders against many rows (a first upload, a large one): one walk
-/// over the holders between the first and last identity, merged with the
-/// rows. Many: a lookup per row.
+/// The holder counted for each of `ids` (sorted, each once). Few holders
+/// against many ids (a first upload, a large one): one walk over the
+/// holders between the first and last identity, merged with the ids. Many:
+/// a lookup per id.
 fn counted_holders(
     t: &Tables<'_>,
-    rows: &[([u8; 32], Contribution)],
+    ids: &[[u8; 32]],
 ) -> Result<Vec<Option<(UploadKey, Contribution)>>> {
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
         return Ok(Vec::new());
     };
-    if t.insight_holders.len()? > 8 * rows.len() as u64 {
-        return rows.iter().map(|(id, _)| counted_holder(t, id)).collect();
+    if t.insight_holders.len()? > 8 * ids.len() as u64 {
+        return ids.iter().map(|id| counted_holder(t, id)).collect();
     }
-    let mut found = vec![None; rows.len()];
+    let mut found = vec![None; ids.len()];
     let mut at = 0;
     for entry in t
         .insight_holders
-        .range((&first.0, 0u128)..=(&last.0, u128::MAX))?
+        .range((first, 0u128)..=(last, u128::MAX))?
     {
         let (k, v) = entry?;
         let (id, upload) = k.value();
-        while at < rows.len() && rows[at].0 < *id {
+        while at < ids.len() && ids[at] < *id {
             at += 1;
         }
-        if at == rows.len() {
+        if at == ids.len() {
             break;
         }
         // The first holder of an identity is the one with the smallest upload id.
-        if rows[at].0 == *id && found[at].is_none() {
+        if ids[at] == *id && found[at].is_none() {
             let contribution =
                 codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?;
             found[at] = Some((upload, contribution));
@@ -187,7 +208,7 @@ pub(super) fn count_completed(
     gathered: Option<Vec<([u8; 32], Contribution)>>,
 ) -> Result<()> {
     let k = upload.id.as_u128();
-    let mut rows = match gathered {
+    let rows = match gathered {
         Some(rows) => {
             #[cfg(debug_assertions)]
             {
@@ -206,28 +227,50 @@ pub(super) fn count_completed(
     };
     // The holders are keyed by hashes: inserted in key order, their B-tree
     // is walked leaf after leaf instead of at random.
-    rows.sort_unstable_by_key(|a| a.0);
-    let holders = counted_holders(t, &rows)?;
+    let order = identity_order(&rows);
+    let ids: Vec<[u8; 32]> = order.iter().map(|&i| rows[i].0).collect();
+    let holders = counted_holders(t, &ids)?;
     let mut changes = CellChanges::default();
-    for ((id, contribution), counted) in rows.into_iter().zip(holders) {
-        let bytes = codec::encode_contribution(&contribution);
+    for (&i, counted) in order.iter().zip(&holders) {
+        let (id, contribution) = &rows[i];
+        let bytes = codec::encode_contribution(contribution);
         if t.insight_holders
-            .insert((&id, k), bytes.as_slice())?
+            .insert((id, k), bytes.as_slice())?
             .is_some()
         {
             // Already held (counted before): nothing changes.
             continue;
         }
         match counted {
-            None => changes.count(&contribution, 1),
-            Some((first, previous)) if k < first => {
-                changes.count(&previous, -1);
-                changes.count(&contribution, 1);
+            None => changes.count(contribution, 1),
+            Some((first, previous)) if k < *first => {
+                changes.count(previous, -1);
+                changes.count(contribution, 1);
             }
             Some(_) => {}
         }
     }
     changes.apply(t)
+}
+
+/// The indices of `rows` in identity order. Identities are hashes: sorted
+/// by their first eight bytes as integers, then by the whole identity where
+/// those are equal (a fifth of counting an upload went into comparing and
+/// moving whole rows).
+fn identity_order(rows: &[([u8; 32], Contribution)]) -> Vec<usize> {
+    let prefix = |id: &[u8; 32]| u64::from_be_bytes(id[..8].try_into().unwrap_or_default());
+    let mut keyed: Vec<(u64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (prefix(id), i))
+        .collect();
+    keyed.sort_unstable();
+    for tied in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
+        if tied.len() > 1 {
+            tied.sort_unstable_by(|a, b| rows[a.1].0.cmp(&rows[b.1].0));
+        }
+    }
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Every analysed row of an upload as the insights count it, read back.
@@ -397,9 +440,9 @@ pub(super) fn uncount(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
             None => continue,
         };
         if counted.is_some_and(|(first, _)| first == k) {
-            changes.count(&removed, -1);
+            changes.count_owned(removed, -1);
             if let Some((_, next)) = counted_holder(t, &id)? {
-                changes.count(&next, 1);
+                changes.count_owned(next, 1);
             }
         }
     }
@@ -481,5 +524,42 @@ impl StatsBatch {
             save_stats(t, k, &stats)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SentimentLabel;
+
+    #[test]
+    fn identity_order_is_the_order_of_whole_identities() {
+        let contribution = Contribution {
+            day: 0,
+            topic: String::new(),
+            agent: String::new(),
+            counted: Counted {
+                label: SentimentLabel::Neutral,
+                satisfaction: 3,
+                resolved: None,
+                score_units: 0,
+            },
+        };
+        // Pseudo-random identities, and a few that share their first eight
+        // bytes and differ after them (the tie-break).
+        let mut ids: Vec<[u8; 32]> = (0u64..500)
+            .map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes())
+            .collect();
+        for tail in [9u8, 3, 7, 0, 255] {
+            let mut id = [0x42; 32];
+            id[31] = tail;
+            ids.push(id);
+        }
+        let rows: Vec<([u8; 32], Contribution)> =
+            ids.iter().map(|id| (*id, contribution.clone())).collect();
+        let got: Vec<[u8; 32]> = identity_order(&rows).iter().map(|&i| rows[i].0).collect();
+        let mut want = ids.clone();
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 }
