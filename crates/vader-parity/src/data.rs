@@ -47,9 +47,26 @@ pub(crate) struct SpecialCase {
     pub(crate) is_int: bool,
 }
 
+/// What the per-token tables say about one word: its lexicon valence, its
+/// booster increment, and whether it heads a multi-word key. The scoring
+/// loop asks these of every token and of each token again as a neighbour of
+/// later ones (the lexicon alone up to five times per token); gathered under
+/// one key in [`Tables::words`], they cost one probe per token.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct WordFacts {
+    /// `lexicon.get(word)`.
+    pub(crate) valence: Option<f64>,
+    /// `boosters.get(word)`.
+    pub(crate) booster: Option<f64>,
+    /// `ngram_heads.contains(word)`.
+    pub(crate) ngram_head: bool,
+}
+
 /// The loaded tables one analyzer holds.
 pub(crate) struct Tables {
-    /// Token to valence, from `vader_lexicon.txt`.
+    /// Token to valence, from `vader_lexicon.txt`. Scoring reads it through
+    /// `words`; only the tests that pin the parsed table keep it.
+    #[cfg(test)]
     pub(crate) lexicon: HashMap<String, f64>,
     /// Single code point to description, from `emoji_utf8_lexicon.txt`.
     pub(crate) emojis: HashMap<char, String>,
@@ -61,8 +78,13 @@ pub(crate) struct Tables {
     /// The first word of every multi-word key of `special_cases` and
     /// `boosters`. Tokens never contain a space, so a space-joined n-gram
     /// can equal such a key only when its first token is one of these: the
-    /// n-gram builder skips the allocation and the probes otherwise.
+    /// n-gram builder skips the allocation and the probes otherwise. Read
+    /// through `words`, like `lexicon`, and kept only for the tests.
+    #[cfg(test)]
     pub(crate) ngram_heads: HashSet<String>,
+    /// Every key of `lexicon`, `boosters` and `ngram_heads` to its
+    /// [`WordFacts`]; a word absent here is in none of the three.
+    pub(crate) words: HashMap<String, WordFacts>,
     /// The smallest emoji key. Characters below it cannot be emojis; it is
     /// above ASCII (U+00A9), which the emoji walk's ASCII fast path relies
     /// on and a test pins.
@@ -80,17 +102,52 @@ impl Tables {
             .filter_map(|key| key.split_once(' '))
             .map(|(head, _)| head.to_string())
             .collect();
+        let lexicon = parse_lexicon(VADER_LEXICON);
+        let words = word_facts(&lexicon, &boosters, &ngram_heads);
         let emojis = parse_emojis(EMOJI_LEXICON);
         let emoji_min = emojis.keys().copied().min().unwrap_or(char::MAX);
+        // The emoji walk's `str::is_ascii` shortcut only pays with no ASCII
+        // key (its answer holds either way); `derived_fast_path_facts` pins it.
+        debug_assert!(!emoji_min.is_ascii(), "an emoji key is ASCII");
         Tables {
-            lexicon: parse_lexicon(VADER_LEXICON),
+            #[cfg(test)]
+            lexicon,
             emojis,
             special_cases,
             boosters,
+            #[cfg(test)]
             ngram_heads,
+            words,
             emoji_min,
         }
     }
+
+    /// The [`WordFacts`] of `word`: one probe, the same answers as a probe
+    /// of each of the three tables.
+    pub(crate) fn word_facts(&self, word: &str) -> WordFacts {
+        self.words.get(word).copied().unwrap_or_default()
+    }
+}
+
+/// [`Tables::words`], built from the three tables it answers for.
+fn word_facts(
+    lexicon: &HashMap<String, f64>,
+    boosters: &HashMap<String, f64>,
+    ngram_heads: &HashSet<String>,
+) -> HashMap<String, WordFacts> {
+    lexicon
+        .keys()
+        .chain(boosters.keys())
+        .chain(ngram_heads.iter())
+        .map(|word| {
+            let facts = WordFacts {
+                valence: lexicon.get(word).copied(),
+                booster: boosters.get(word).copied(),
+                ngram_head: ngram_heads.contains(word),
+            };
+            (word.clone(), facts)
+        })
+        .collect()
 }
 
 /// The reference's `make_lex_dict`:
@@ -200,6 +257,43 @@ mod tests {
             heads,
             ["bad", "beating", "bus", "just", "kind", "kiss", "sort", "the", "to", "yeah"]
         );
+    }
+
+    /// The merged word table answers every key of the three tables as they
+    /// do, and a word outside all three is absent from it.
+    #[test]
+    fn word_facts_equal_the_separate_tables() {
+        let tables = Tables::load();
+        let keys = tables
+            .lexicon
+            .keys()
+            .chain(tables.boosters.keys())
+            .chain(tables.ngram_heads.iter());
+        for word in keys.chain([String::from("qzxv"), String::new()].iter()) {
+            let facts = tables.word_facts(word);
+            assert_eq!(facts.valence, tables.lexicon.get(word).copied(), "{word:?}");
+            assert_eq!(
+                facts.booster,
+                tables.boosters.get(word).copied(),
+                "{word:?}"
+            );
+            assert_eq!(
+                facts.ngram_head,
+                tables.ngram_heads.contains(word),
+                "{word:?}"
+            );
+        }
+        for word in tables.words.keys() {
+            assert!(
+                tables.lexicon.contains_key(word)
+                    || tables.boosters.contains_key(word)
+                    || tables.ngram_heads.contains(word),
+                "{word:?}"
+            );
+        }
+        // A word in two tables: "kind" is a lexicon word and an n-gram head.
+        let kind = tables.word_facts("kind");
+        assert!(kind.valence.is_some() && kind.ngram_head);
     }
 
     #[test]

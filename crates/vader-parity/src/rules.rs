@@ -12,10 +12,11 @@
 //! is exempt from that lint.
 #![deny(clippy::arithmetic_side_effects)]
 
-use crate::data::{HashMap, HashSet, Tables};
+use crate::data::{HashMap, HashSet, Tables, WordFacts};
 use crate::round::python_round;
 use crate::text::{allcap_differential, translate_emojis, words_and_emoticons, Token};
 use crate::SentimentScores;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -138,6 +139,34 @@ impl Valence {
     };
 }
 
+/// One token of the words-and-emoticons list with its [`WordFacts`], looked
+/// up once in [`Tables::words`]. The rules below ask the tables about a
+/// token where the reference does (its own lexicon valence, then again as
+/// the one, two or three tokens before a later lexicon word, as the word
+/// after a "no", as the "least" before one, and as the head of an n-gram
+/// window); every such question reads these facts, which answer exactly as
+/// the separate table probes did.
+pub(crate) struct Word<'a> {
+    /// [`Token::lower`].
+    pub(crate) lower: Cow<'a, str>,
+    /// [`Token::is_upper`].
+    pub(crate) is_upper: bool,
+    /// What the lexicon, booster and n-gram head tables hold for `lower`.
+    pub(crate) facts: WordFacts,
+}
+
+/// The tokens with their table facts.
+fn words<'a>(tables: &Tables, tokens: Vec<Token<'a>>) -> Vec<Word<'a>> {
+    tokens
+        .into_iter()
+        .map(|token| Word {
+            facts: tables.word_facts(&token.lower),
+            lower: token.lower,
+            is_upper: token.is_upper,
+        })
+        .collect()
+}
+
 /// Score one text: the reference's `polarity_scores`. Returns the rounded
 /// scores plus the compound before rounding, which the differential harness
 /// and the invariant-9 test compare bit-for-bit against the oracle.
@@ -145,12 +174,13 @@ pub(crate) fn polarity_scores(tables: &Tables, text: &str) -> (SentimentScores, 
     let translated = translate_emojis(text, &tables.emojis, tables.emoji_min);
     let tokens = words_and_emoticons(&translated);
     let is_cap_diff = allcap_differential(&tokens);
+    let tokens = words(tables, tokens);
 
     let mut sentiments: Vec<Valence> = Vec::with_capacity(tokens.len());
     for (i, item) in tokens.iter().enumerate() {
         // Python: if item.lower() in BOOSTER_DICT:
         //             sentiments.append(valence); continue    # int 0
-        if tables.boosters.contains_key(&*item.lower) {
+        if item.facts.booster.is_some() {
             sentiments.push(Valence::INT_ZERO);
             continue;
         }
@@ -177,15 +207,15 @@ pub(crate) fn polarity_scores(tables: &Tables, text: &str) -> (SentimentScores, 
 fn sentiment_valence(
     tables: &Tables,
     is_cap_diff: bool,
-    tokens: &[Token],
+    tokens: &[Word],
     i: usize,
-    item: &Token,
+    item: &Word,
     sentiments: &mut Vec<Valence>,
 ) {
     // Python: valence = 0 — the int, which is what a non-lexicon token
     // appends. A lexicon hit reassigns it to the lexicon float.
     let mut valence = Valence::INT_ZERO;
-    if let Some(&lex_valence) = tables.lexicon.get(&*item.lower) {
+    if let Some(lex_valence) = item.facts.valence {
         let mut valence_value = lex_valence;
 
         // The token window, one named local per position (M1): prev1 is one
@@ -198,7 +228,7 @@ fn sentiment_valence(
         // Python: if item_lowercase == "no" and i != len(words_and_emoticons) - 1
         //            and words_and_emoticons[i + 1].lower() in self.lexicon:
         //             valence = 0.0
-        if (item.lower == "no") && next1.is_some_and(|t| tables.lexicon.contains_key(&*t.lower)) {
+        if (item.lower == "no") && next1.is_some_and(|t| t.facts.valence.is_some()) {
             valence_value = 0.0;
         }
         // Python: if (i > 0 and words_and_emoticons[i - 1].lower() == "no") \
@@ -245,16 +275,16 @@ fn sentiment_valence(
 
         // start_i == 0
         if let Some(p1) = prev1 {
-            if !tables.lexicon.contains_key(&*p1.lower) {
-                let s = scalar_inc_dec(p1, valence_value, is_cap_diff, tables);
+            if p1.facts.valence.is_none() {
+                let s = scalar_inc_dec(p1, valence_value, is_cap_diff);
                 valence_value += s;
                 valence_value = negation_check_distance_1(valence_value, p1);
             }
         }
         // start_i == 1
         if let (Some(p1), Some(p2)) = (prev1, prev2) {
-            if !tables.lexicon.contains_key(&*p2.lower) {
-                let mut s = scalar_inc_dec(p2, valence_value, is_cap_diff, tables);
+            if p2.facts.valence.is_none() {
+                let mut s = scalar_inc_dec(p2, valence_value, is_cap_diff);
                 if s != 0.0 {
                     s *= DAMP_2;
                 }
@@ -264,8 +294,8 @@ fn sentiment_valence(
         }
         // start_i == 2
         if let (Some(p1), Some(p2), Some(p3)) = (prev1, prev2, prev3) {
-            if !tables.lexicon.contains_key(&*p3.lower) {
-                let mut s = scalar_inc_dec(p3, valence_value, is_cap_diff, tables);
+            if p3.facts.valence.is_none() {
+                let mut s = scalar_inc_dec(p3, valence_value, is_cap_diff);
                 if s != 0.0 {
                     s *= DAMP_3;
                 }
@@ -276,7 +306,7 @@ fn sentiment_valence(
             }
         }
 
-        valence = least_check(valence_value, valence_from_int, prev1, prev2, tables);
+        valence = least_check(valence_value, valence_from_int, prev1, prev2);
     }
     sentiments.push(valence);
 }
@@ -300,9 +330,9 @@ fn negated(word_lower: &str) -> bool {
 /// The reference's `scalar_inc_dec`: the booster contribution of one
 /// preceding token, sign-aligned with the valence, with its own all-caps
 /// adjustment under the cap-differential condition.
-fn scalar_inc_dec(word: &Token, valence: f64, is_cap_diff: bool, tables: &Tables) -> f64 {
+fn scalar_inc_dec(word: &Word, valence: f64, is_cap_diff: bool) -> f64 {
     let mut scalar = 0.0_f64;
-    if let Some(&increment) = tables.boosters.get(&*word.lower) {
+    if let Some(increment) = word.facts.booster {
         scalar = increment;
         if valence < 0.0 {
             scalar = -scalar;
@@ -325,7 +355,7 @@ fn scalar_inc_dec(word: &Token, valence: f64, is_cap_diff: bool, tables: &Tables
 /// if negated([words_and_emoticons_lower[i - (start_i + 1)]]):
 ///     valence = valence * N_SCALAR
 /// ```
-fn negation_check_distance_1(valence: f64, prev1: &Token) -> f64 {
+fn negation_check_distance_1(valence: f64, prev1: &Word) -> f64 {
     if negated(&prev1.lower) {
         valence * N_SCALAR
     } else {
@@ -346,7 +376,7 @@ fn negation_check_distance_1(valence: f64, prev1: &Token) -> f64 {
 /// elif negated([words_and_emoticons_lower[i - (start_i + 1)]]):
 ///     valence = valence * N_SCALAR
 /// ```
-fn negation_check_distance_2(valence: f64, prev1: &Token, prev2: &Token) -> f64 {
+fn negation_check_distance_2(valence: f64, prev1: &Word, prev2: &Word) -> f64 {
     if (prev2.lower == "never") && ((prev1.lower == "so") || (prev1.lower == "this")) {
         valence * NEVER_SCALAR
     } else if (prev2.lower == "without") && (prev1.lower == "doubt") {
@@ -376,7 +406,7 @@ fn negation_check_distance_2(valence: f64, prev1: &Token, prev2: &Token) -> f64 
 /// `(never3 and (so2 or this2)) or (so1 or this1)`: a bare "so" or "this"
 /// directly before the scored token takes this arm with no "never" anywhere.
 /// The parenthesization below spells that grouping out (M4).
-fn negation_check_distance_3(valence: f64, prev1: &Token, prev2: &Token, prev3: &Token) -> f64 {
+fn negation_check_distance_3(valence: f64, prev1: &Word, prev2: &Word, prev3: &Word) -> f64 {
     if ((prev3.lower == "never") && ((prev2.lower == "so") || (prev2.lower == "this")))
         || ((prev1.lower == "so") || (prev1.lower == "this"))
     {
@@ -411,13 +441,7 @@ fn negation_check_distance_3(valence: f64, prev1: &Token, prev2: &Token, prev3: 
 /// A damping multiplication is a float operation in Python and clears the
 /// int provenance an idiom replacement may carry; the untouched paths keep
 /// it, which is why the flag rides through here.
-fn least_check(
-    value: f64,
-    from_int: bool,
-    prev1: Option<&Token>,
-    prev2: Option<&Token>,
-    tables: &Tables,
-) -> Valence {
+fn least_check(value: f64, from_int: bool, prev1: Option<&Word>, prev2: Option<&Word>) -> Valence {
     let kept = Valence { value, from_int };
     let damped = Valence {
         value: value * N_SCALAR,
@@ -425,7 +449,7 @@ fn least_check(
     };
     match (prev1, prev2) {
         (Some(p1), Some(p2)) => {
-            if (!tables.lexicon.contains_key(&*p1.lower)) && (p1.lower == "least") {
+            if (p1.facts.valence.is_none()) && (p1.lower == "least") {
                 if (p2.lower != "at") && (p2.lower != "very") {
                     damped
                 } else {
@@ -436,7 +460,7 @@ fn least_check(
             }
         }
         (Some(p1), None) => {
-            if (!tables.lexicon.contains_key(&*p1.lower)) && (p1.lower == "least") {
+            if (p1.facts.valence.is_none()) && (p1.lower == "least") {
                 damped
             } else {
                 kept
@@ -454,12 +478,13 @@ fn least_check(
 /// in the same `None`.
 ///
 /// A window whose first token heads no multi-word key of either table
-/// (`Tables::ngram_heads`) also yields `None` without building the string:
-/// tokens hold no space, so such a joined string equals no key, and every
-/// caller only looks the result up in those two tables.
-fn joined_lower(tables: &Tables, tokens: &[Token], start: usize, len: usize) -> Option<String> {
+/// (`Tables::ngram_heads`, read through the token's facts) also yields
+/// `None` without building the string: tokens hold no space, so such a
+/// joined string equals no key, and every caller only looks the result up
+/// in those two tables.
+fn joined_lower(tokens: &[Word], start: usize, len: usize) -> Option<String> {
     let slice = tokens.get(start..start.saturating_add(len))?;
-    if !tables.ngram_heads.contains(&*slice.first()?.lower) {
+    if !slice.first()?.facts.ngram_head {
         return None;
     }
     let mut joined = String::new();
@@ -486,32 +511,22 @@ fn joined_lower(tables: &Tables, tokens: &[Token], start: usize, len: usize) -> 
 /// n-gram addition, being float arithmetic, clears it.
 fn special_idioms_check(
     valence_in: f64,
-    tokens: &[Token],
+    tokens: &[Word],
     i: usize,
     tables: &Tables,
 ) -> (f64, bool) {
     let mut valence = valence_in;
     let mut from_int = false;
     // Python: onezero = "{0} {1}".format(w[i - 1], w[i])
-    let onezero = i
-        .checked_sub(1)
-        .and_then(|s| joined_lower(tables, tokens, s, 2));
+    let onezero = i.checked_sub(1).and_then(|s| joined_lower(tokens, s, 2));
     // Python: twoonezero = "{0} {1} {2}".format(w[i - 2], w[i - 1], w[i])
-    let twoonezero = i
-        .checked_sub(2)
-        .and_then(|s| joined_lower(tables, tokens, s, 3));
+    let twoonezero = i.checked_sub(2).and_then(|s| joined_lower(tokens, s, 3));
     // Python: twoone = "{0} {1}".format(w[i - 2], w[i - 1])
-    let twoone = i
-        .checked_sub(2)
-        .and_then(|s| joined_lower(tables, tokens, s, 2));
+    let twoone = i.checked_sub(2).and_then(|s| joined_lower(tokens, s, 2));
     // Python: threetwoone = "{0} {1} {2}".format(w[i - 3], w[i - 2], w[i - 1])
-    let threetwoone = i
-        .checked_sub(3)
-        .and_then(|s| joined_lower(tables, tokens, s, 3));
+    let threetwoone = i.checked_sub(3).and_then(|s| joined_lower(tokens, s, 3));
     // Python: threetwo = "{0} {1}".format(w[i - 3], w[i - 2])
-    let threetwo = i
-        .checked_sub(3)
-        .and_then(|s| joined_lower(tables, tokens, s, 2));
+    let threetwo = i.checked_sub(3).and_then(|s| joined_lower(tokens, s, 2));
 
     // Python: sequences = [onezero, twoonezero, twoone, threetwoone, threetwo]
     //         for seq in sequences:
@@ -530,7 +545,7 @@ fn special_idioms_check(
     // Python: if len(words_and_emoticons_lower) - 1 > i:
     //             zeroone = "{0} {1}".format(w[i], w[i + 1])
     //             if zeroone in SPECIAL_CASES: valence = SPECIAL_CASES[zeroone]
-    if let Some(&hit) = joined_lower(tables, tokens, i, 2)
+    if let Some(&hit) = joined_lower(tokens, i, 2)
         .as_ref()
         .and_then(|s| tables.special_cases.get(s.as_str()))
     {
@@ -540,7 +555,7 @@ fn special_idioms_check(
     // Python: if len(words_and_emoticons_lower) - 1 > i + 1:
     //             zeroonetwo = "{0} {1} {2}".format(w[i], w[i + 1], w[i + 2])
     //             if zeroonetwo in SPECIAL_CASES: valence = SPECIAL_CASES[zeroonetwo]
-    if let Some(&hit) = joined_lower(tables, tokens, i, 3)
+    if let Some(&hit) = joined_lower(tokens, i, 3)
         .as_ref()
         .and_then(|s| tables.special_cases.get(s.as_str()))
     {
@@ -596,7 +611,7 @@ fn special_idioms_check(
 /// written slot's int flag. A NaN value never equals anything under `==`,
 /// so it maps to its own slot, matching the linear scan's no-match
 /// fallback. No reachable valence is NaN.
-fn but_check(tokens: &[Token], sentiments: &mut [Valence]) {
+fn but_check(tokens: &[Word], sentiments: &mut [Valence]) {
     /// Python `==` equality classes as bits: both zeros map to +0.0.
     fn key(value: f64) -> u64 {
         if value == 0.0 {
@@ -836,6 +851,22 @@ mod tests {
         Tables::load()
     }
 
+    /// The scoring loop's words of `text`: tokens with their table facts.
+    fn scored(text: &str) -> Vec<Word<'_>> {
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        words(TABLES.get_or_init(Tables::load), words_and_emoticons(text))
+    }
+
+    /// A word with the given lowered form and no table facts, for the
+    /// passes that only read `lower`.
+    fn plain_word(lower: &str) -> Word<'static> {
+        Word {
+            lower: String::from(lower).into(),
+            is_upper: false,
+            facts: WordFacts::default(),
+        }
+    }
+
     /// Invariant 8: every constant of the constants table, pinned to its
     /// exact value, and the data-table entries that must agree with them.
     #[test]
@@ -878,25 +909,24 @@ mod tests {
 
     #[test]
     fn scalar_inc_dec_signs_and_caps() {
-        let t = tables();
-        let very = &words_and_emoticons("very")[0];
-        let very_caps = &words_and_emoticons("VERY")[0];
-        let plain = &words_and_emoticons("word")[0];
-        assert_eq!(scalar_inc_dec(very, 1.9, false, &t), 0.293);
-        assert_eq!(scalar_inc_dec(very, -1.9, false, &t), -0.293);
-        assert_eq!(scalar_inc_dec(plain, 1.9, false, &t), 0.0);
+        let very = &scored("very")[0];
+        let very_caps = &scored("VERY")[0];
+        let plain = &scored("word")[0];
+        assert_eq!(scalar_inc_dec(very, 1.9, false), 0.293);
+        assert_eq!(scalar_inc_dec(very, -1.9, false), -0.293);
+        assert_eq!(scalar_inc_dec(plain, 1.9, false), 0.0);
         // All-caps booster under cap differential gains C_INCR by sign.
-        assert_eq!(scalar_inc_dec(very_caps, 1.9, true, &t), 0.293 + C_INCR);
-        assert_eq!(scalar_inc_dec(very_caps, -1.9, true, &t), -0.293 - C_INCR);
+        assert_eq!(scalar_inc_dec(very_caps, 1.9, true), 0.293 + C_INCR);
+        assert_eq!(scalar_inc_dec(very_caps, -1.9, true), -0.293 - C_INCR);
         // No cap differential: no C_INCR.
-        assert_eq!(scalar_inc_dec(very_caps, 1.9, false, &t), 0.293);
+        assert_eq!(scalar_inc_dec(very_caps, 1.9, false), 0.293);
         // Zero valence takes the negative arm of the caps branch, as in Python.
-        assert_eq!(scalar_inc_dec(very_caps, 0.0, true, &t), 0.293 - C_INCR);
+        assert_eq!(scalar_inc_dec(very_caps, 0.0, true), 0.293 - C_INCR);
     }
 
     #[test]
     fn negation_check_distance_2_arms() {
-        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| scored(s).remove(0);
         let (never, so, this, without, doubt, not, word) = (
             tok("never"),
             tok("so"),
@@ -926,7 +956,7 @@ mod tests {
 
     #[test]
     fn negation_check_distance_3_precedence() {
-        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| scored(s).remove(0);
         let (never, so, this, without, doubt, not, word) = (
             tok("never"),
             tok("so"),
@@ -961,8 +991,7 @@ mod tests {
 
     #[test]
     fn least_check_arms() {
-        let t = tables();
-        let tok = |s: &'static str| words_and_emoticons(s).remove(0);
+        let tok = |s: &'static str| scored(s).remove(0);
         let (least, at, very, word, good) = (
             tok("least"),
             tok("at"),
@@ -972,59 +1001,52 @@ mod tests {
         );
         let value = |v: Valence| v.value;
         // Two predecessors, damped: "word least X".
-        let damped = least_check(1.9, false, Some(&least), Some(&word), &t);
+        let damped = least_check(1.9, false, Some(&least), Some(&word));
         assert_eq!(damped.value, 1.9 * N_SCALAR);
         assert!(!damped.from_int);
         // Two predecessors, exempted: "at least X" and "very least X".
+        assert_eq!(value(least_check(1.9, false, Some(&least), Some(&at))), 1.9);
         assert_eq!(
-            value(least_check(1.9, false, Some(&least), Some(&at), &t)),
-            1.9
-        );
-        assert_eq!(
-            value(least_check(1.9, false, Some(&least), Some(&very), &t)),
+            value(least_check(1.9, false, Some(&least), Some(&very))),
             1.9
         );
         // prev1 is not "least": untouched.
-        assert_eq!(
-            value(least_check(1.9, false, Some(&word), Some(&at), &t)),
-            1.9
-        );
+        assert_eq!(value(least_check(1.9, false, Some(&word), Some(&at))), 1.9);
         // prev1 in the lexicon: the guard blocks the branch.
         assert_eq!(
-            value(least_check(1.9, false, Some(&good), Some(&word), &t)),
+            value(least_check(1.9, false, Some(&good), Some(&word))),
             1.9
         );
         // One predecessor: unconditional damping at i == 1.
         assert_eq!(
-            value(least_check(1.9, false, Some(&least), None, &t)),
+            value(least_check(1.9, false, Some(&least), None)),
             1.9 * N_SCALAR
         );
-        assert_eq!(value(least_check(1.9, false, Some(&word), None, &t)), 1.9);
+        assert_eq!(value(least_check(1.9, false, Some(&word), None)), 1.9);
         // No predecessors.
-        assert_eq!(value(least_check(1.9, false, None, None, &t)), 1.9);
+        assert_eq!(value(least_check(1.9, false, None, None)), 1.9);
         // The untouched paths keep int provenance; damping clears it.
-        assert!(least_check(3.0, true, None, None, &t).from_int);
-        assert!(least_check(3.0, true, Some(&least), Some(&at), &t).from_int);
-        assert!(!least_check(3.0, true, Some(&least), Some(&word), &t).from_int);
+        assert!(least_check(3.0, true, None, None).from_int);
+        assert!(least_check(3.0, true, Some(&least), Some(&at)).from_int);
+        assert!(!least_check(3.0, true, Some(&least), Some(&word)).from_int);
     }
 
     #[test]
     fn joined_lower_windows() {
-        let t = tables();
-        let toks = words_and_emoticons("The Quick brown kind");
-        assert_eq!(joined_lower(&t, &toks, 0, 2).as_deref(), Some("the quick"));
+        let toks = scored("The Quick brown kind");
+        assert_eq!(joined_lower(&toks, 0, 2).as_deref(), Some("the quick"));
         assert_eq!(
-            joined_lower(&t, &toks, 0, 3).as_deref(),
+            joined_lower(&toks, 0, 3).as_deref(),
             Some("the quick brown")
         );
-        assert_eq!(joined_lower(&t, &toks, 3, 1).as_deref(), Some("kind"));
+        assert_eq!(joined_lower(&toks, 3, 1).as_deref(), Some("kind"));
         // "brown" heads no multi-word key of either table: no candidate.
-        assert_eq!(joined_lower(&t, &toks, 2, 1), None);
-        assert_eq!(joined_lower(&t, &toks, 2, 2), None);
+        assert_eq!(joined_lower(&toks, 2, 1), None);
+        assert_eq!(joined_lower(&toks, 2, 2), None);
         // Out of range and saturating far edge both yield None.
-        assert_eq!(joined_lower(&t, &toks, 3, 2), None);
-        assert_eq!(joined_lower(&t, &toks, 4, 1), None);
-        assert_eq!(joined_lower(&t, &toks, usize::MAX, 2), None);
+        assert_eq!(joined_lower(&toks, 3, 2), None);
+        assert_eq!(joined_lower(&toks, 4, 1), None);
+        assert_eq!(joined_lower(&toks, usize::MAX, 2), None);
     }
 
     #[test]
@@ -1032,17 +1054,17 @@ mod tests {
         let t = tables();
         // Forward bigram from i == 0: "bad ass" replaces the valence with the
         // float literal 1.5.
-        let toks = words_and_emoticons("bad ass");
+        let toks = scored("bad ass");
         assert_eq!(special_idioms_check(-2.5, &toks, 0, &t), (1.5, false));
         // Backward bigram at i == 1: "the shit" replaces the valence with the
         // int literal 3.
-        let toks = words_and_emoticons("the shit");
+        let toks = scored("the shit");
         assert_eq!(special_idioms_check(-2.6, &toks, 1, &t), (3.0, true));
         // Forward trigram: "kiss of death" from the scored token.
-        let toks = words_and_emoticons("kiss of death now");
+        let toks = scored("kiss of death now");
         assert_eq!(special_idioms_check(1.8, &toks, 0, &t), (-1.5, false));
         // Booster n-gram adds without replacing: "sort of good".
-        let toks = words_and_emoticons("x sort of good");
+        let toks = scored("x sort of good");
         assert_eq!(
             special_idioms_check(1.9, &toks, 3, &t),
             (1.9 + B_DECR, false)
@@ -1052,10 +1074,10 @@ mod tests {
         // in the real tables, so pin the flag transitions separately: the
         // int-valued idiom "to die for" at threetwoone with a booster bigram
         // would clear the flag; here the n-gram miss keeps it.
-        let toks = words_and_emoticons("was to die for good");
+        let toks = scored("was to die for good");
         assert_eq!(special_idioms_check(1.9, &toks, 4, &t), (3.0, true));
         // No candidate hits: valence unchanged, no int provenance.
-        let toks = words_and_emoticons("plain words only here");
+        let toks = scored("plain words only here");
         assert_eq!(special_idioms_check(1.1, &toks, 3, &t), (1.1, false));
     }
 
@@ -1065,7 +1087,7 @@ mod tests {
     #[test]
     fn but_check_replicates_the_index_quirk() {
         let run = |text: &str, values: Vec<f64>| {
-            let toks = words_and_emoticons(text);
+            let toks = scored(text);
             let mut s: Vec<Valence> = values
                 .into_iter()
                 .map(|value| Valence {
@@ -1091,7 +1113,7 @@ mod tests {
         // A reweighted slot loses int provenance (`3 * 1.5` is Python float);
         // an untouched slot keeps it, as does a slot whose first-equal search
         // lands on the pivot itself.
-        let toks = words_and_emoticons("but y");
+        let toks = scored("but y");
         let mut s = vec![
             Valence::INT_ZERO,
             Valence {
@@ -1149,11 +1171,8 @@ mod tests {
                     })
                     .collect();
                 for bi in 0..n {
-                    let tokens: Vec<Token> = (0..n)
-                        .map(|k| Token {
-                            lower: String::from(if k == bi { "but" } else { "w" }).into(),
-                            is_upper: false,
-                        })
+                    let tokens: Vec<Word> = (0..n)
+                        .map(|k| plain_word(if k == bi { "but" } else { "w" }))
                         .collect();
                     let mut expected = values.clone();
                     linear_scan(bi, &mut expected);
@@ -1177,7 +1196,7 @@ mod tests {
     /// NaN valence. The pin keeps the arm covered and equivalent.
     #[test]
     fn but_check_nan_falls_back_to_its_own_slot() {
-        let toks = words_and_emoticons("x but y");
+        let toks = scored("x but y");
         let mut s = floats(&[f64::NAN, 0.0, 2.0]);
         but_check(&toks, &mut s);
         assert!(s[0].value.is_nan());
@@ -1191,7 +1210,7 @@ mod tests {
     /// 0 and slot 1 is never rewritten.
     #[test]
     fn but_check_folds_zero_signs_like_python_eq() {
-        let toks = words_and_emoticons("w x but");
+        let toks = scored("w x but");
         let mut s = floats(&[0.0, -0.0, 5.0]);
         but_check(&toks, &mut s);
         assert_eq!(s[0].value.to_bits(), (-0.0_f64).to_bits());
@@ -1207,17 +1226,11 @@ mod tests {
     #[test]
     fn but_check_pathological_input_stays_fast() {
         let n = 60_000_usize;
-        let mut tokens: Vec<Token> = Vec::with_capacity(n);
+        let mut tokens: Vec<Word> = Vec::with_capacity(n);
         for _ in 1..n {
-            tokens.push(Token {
-                lower: String::from("w").into(),
-                is_upper: false,
-            });
+            tokens.push(plain_word("w"));
         }
-        tokens.push(Token {
-            lower: String::from("but").into(),
-            is_upper: false,
-        });
+        tokens.push(plain_word("but"));
         // Distinct values whose halves collide with nothing: fractions are
         // .25 before the pass and .125 or .625 after.
         let mut s = floats(&(0..n).map(|i| i as f64 + 0.25).collect::<Vec<f64>>());

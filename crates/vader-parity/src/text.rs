@@ -30,6 +30,15 @@ pub(crate) fn is_py_space(c: char) -> bool {
     c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}')
 }
 
+/// [`is_py_space`] for one byte of ASCII text: the ASCII members of Python's
+/// whitespace class are `\t \n \x0b \x0c \r` (U+0009 through U+000D), the
+/// separator controls U+001C through U+001F, and the space. Not
+/// `u8::is_ascii_whitespace`, which leaves out U+000B and U+001C through
+/// U+001F; `ascii_space_bytes_equal_the_char_class` checks all 128.
+fn is_py_space_byte(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=0x1f | b' ')
+}
+
 /// Python `str.strip()` with no argument: trim `is_py_space` from both ends.
 pub(crate) fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
@@ -60,13 +69,19 @@ pub(crate) fn py_strip(s: &str) -> &str {
 ///
 /// `emoji_min` is the smallest key of `emojis`: a character below it is
 /// not looked up, and text without one at or above it (all ASCII text, as
-/// no key is ASCII) is returned stripped and borrowed.
+/// no key is ASCII) is returned stripped and borrowed. For ASCII text that
+/// check is `str::is_ascii`, a word-at-a-time scan, instead of a decode of
+/// every char: with a non-ASCII `emoji_min` (U+00A9 in the vendored data,
+/// which `Tables::load` asserts in debug builds and a data test pins) every
+/// ASCII char is below it. With an ASCII `emoji_min` the shortcut does not
+/// apply and the char scan decides alone, so the answer never rests on the
+/// assumption, only the speed does.
 pub(crate) fn translate_emojis<'a>(
     text: &'a str,
     emojis: &HashMap<char, String>,
     emoji_min: char,
 ) -> Cow<'a, str> {
-    if text.chars().all(|c| c < emoji_min) {
+    if (!emoji_min.is_ascii() && text.is_ascii()) || text.chars().all(|c| c < emoji_min) {
         return Cow::Borrowed(py_strip(text));
     }
     let mut out = String::with_capacity(text.len());
@@ -111,7 +126,84 @@ fn strip_punc_if_word(token: &str) -> &str {
 
 /// The reference's words-and-emoticons list: whitespace split, then the
 /// punctuation strip, with the two derived forms computed once per token.
+///
+/// ASCII text (nearly every support message) takes
+/// [`ascii_words_and_emoticons`], one pass over the bytes; other text takes
+/// [`general_words_and_emoticons`]. The two agree on every ASCII text,
+/// which the proptest `ascii_path_equals_general_path` holds.
 pub(crate) fn words_and_emoticons(text: &str) -> Vec<Token<'_>> {
+    if text.is_ascii() {
+        ascii_words_and_emoticons(text)
+    } else {
+        general_words_and_emoticons(text)
+    }
+}
+
+/// [`words_and_emoticons`] for ASCII text, by bytes: a byte split in place
+/// of the char-by-char split, a byte trim in place of the char-wise
+/// punctuation trim, and the two casing facts from one walk of the word in
+/// place of `py_lower` and `py_isupper`, which walked each token two or
+/// three times and re-checked each time that it was ASCII.
+///
+/// The split on [`is_py_space_byte`] with empty pieces dropped is the
+/// general path's split on [`is_py_space`]. Each piece is followed by one
+/// separator byte, which is how the loop keeps its offset in `text`; every
+/// offset is a char boundary in ASCII text, so the slicing in
+/// [`ascii_token`] never misses.
+fn ascii_words_and_emoticons(text: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::new();
+    let mut start = 0;
+    for word in text.as_bytes().split(|&b| is_py_space_byte(b)) {
+        if !word.is_empty() {
+            tokens.push(ascii_token(text, start, word));
+        }
+        start += word.len() + 1;
+    }
+    tokens
+}
+
+/// One token of [`ascii_words_and_emoticons`]: `word` is the bytes of
+/// `text` from offset `start`.
+///
+/// `strip_punc_if_word` trims ASCII punctuation from both ends and keeps
+/// the trimmed form only when it is longer than two chars, which in ASCII
+/// text are bytes; a word of punctuation only trims to nothing and keeps
+/// itself. The trim removes no letter, so the letter facts of the whole
+/// word are those of the kept form, whichever it is. From them, as in the
+/// ASCII fast paths of `py_lower` and `py_isupper` (whose agreement with the
+/// CPython tables `casing::tests::ascii_fast_paths_equal_the_tables`
+/// checks): `lower` is the kept form itself, borrowed, when it holds no
+/// `A-Z`, and its ASCII lowercase otherwise; `is_upper` is "some `A-Z` and
+/// no `a-z`".
+fn ascii_token<'a>(text: &'a str, start: usize, word: &[u8]) -> Token<'a> {
+    let is_word_byte = |b: &u8| !b.is_ascii_punctuation();
+    let (from, to) = match (
+        word.iter().position(is_word_byte),
+        word.iter().rposition(is_word_byte),
+    ) {
+        (Some(first), Some(last)) if last - first >= 2 => (start + first, start + last + 1),
+        _ => (start, start + word.len()),
+    };
+    let kept = text.get(from..to).unwrap_or_default();
+    let (has_upper, has_lower) = word.iter().fold((false, false), |(upper, lower), b| {
+        (
+            upper | b.is_ascii_uppercase(),
+            lower | b.is_ascii_lowercase(),
+        )
+    });
+    Token {
+        lower: if has_upper {
+            Cow::Owned(kept.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(kept)
+        },
+        is_upper: has_upper && !has_lower,
+    }
+}
+
+/// [`words_and_emoticons`] for any text: split on [`is_py_space`], strip
+/// with [`strip_punc_if_word`], and case through [`crate::casing`].
+fn general_words_and_emoticons(text: &str) -> Vec<Token<'_>> {
     text.split(is_py_space)
         .filter(|w| !w.is_empty())
         .map(|w| {
@@ -142,10 +234,151 @@ pub(crate) fn allcap_differential(tokens: &[Token]) -> bool {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::{
-        allcap_differential, is_py_space, py_strip, strip_punc_if_word, translate_emojis,
-        words_and_emoticons,
+        allcap_differential, ascii_words_and_emoticons, general_words_and_emoticons, is_py_space,
+        is_py_space_byte, py_strip, strip_punc_if_word, translate_emojis, words_and_emoticons,
+        Token,
     };
     use crate::data::HashMap;
+    use proptest::prelude::*;
+    use std::borrow::Cow;
+
+    /// A token list as comparable values: the lowered form, whether it is
+    /// borrowed from the text, and the `isupper()` fact.
+    fn facts(tokens: &[Token]) -> Vec<(String, bool, bool)> {
+        tokens
+            .iter()
+            .map(|t| {
+                let borrowed = matches!(t.lower, Cow::Borrowed(_));
+                (t.lower.to_string(), borrowed, t.is_upper)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ascii_space_bytes_equal_the_char_class() {
+        for b in 0_u8..=0x7F {
+            assert_eq!(is_py_space_byte(b), is_py_space(char::from(b)), "{b:#x}");
+        }
+    }
+
+    /// Pieces of ASCII text biased to the tokenizer's decisions: letters of
+    /// both cases, digits, punctuation runs and lone punctuation around
+    /// words, two- and three-char forms at the strip threshold, emoticons,
+    /// and every ASCII member of Python's whitespace class.
+    fn ascii_piece() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a", "Z", "good", "GOOD", "Good", "gOOD", "no", "NO", "ok", "9", "42", "A1", "a1", "!",
+            "?", ".", ",", "-", "'", "\"", "(", ")", "--", "...", "!!!", "?!", ":)", ":(", "8-)",
+            "<3", "</3", ":-D", ":D", "=)", ";)", "(:", "don't", "DON'T", "is?", "so!", "--good--",
+            "GOOD!", "x.y", " ", "  ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\r\n", "\u{1c}",
+            "\u{1d}", "\u{1e}", "\u{1f}", "\u{0}", "\u{7f}", "_", "@", "#1", "~",
+        ])
+        .prop_map(String::from);
+        prop_oneof![
+            4 => pieces,
+            1 => proptest::char::range('\u{0}', '\u{7f}').prop_map(String::from),
+        ]
+    }
+
+    /// Non-ASCII pieces: Unicode-only spaces (U+0085, U+00A0, U+3000),
+    /// cased letters with table-only casing (sigma, dotted I, titlecase Dz),
+    /// and an emoji.
+    fn any_piece() -> impl Strategy<Value = String> {
+        let wide = prop::sample::select(vec![
+            "\u{85}",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{2028}",
+            "\u{3a3}",
+            "\u{130}",
+            "\u{1c5}",
+            "\u{e9}",
+            "\u{c9}",
+            "\u{df}",
+            "\u{1f496}",
+            "\u{a7ce}",
+        ])
+        .prop_map(String::from);
+        prop_oneof![4 => ascii_piece(), 1 => wide]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The ASCII fast path equals the general path, token for token, on
+        /// ASCII text: the same lowered form, borrowed in the same cases,
+        /// and the same `isupper()`.
+        #[test]
+        fn ascii_path_equals_general_path(
+            pieces in prop::collection::vec(ascii_piece(), 0..24)
+        ) {
+            let text = pieces.concat();
+            prop_assert!(text.is_ascii());
+            prop_assert_eq!(
+                facts(&ascii_words_and_emoticons(&text)),
+                facts(&general_words_and_emoticons(&text)),
+                "{:?}", text
+            );
+            prop_assert_eq!(
+                facts(&words_and_emoticons(&text)),
+                facts(&general_words_and_emoticons(&text)),
+                "{:?}", text
+            );
+        }
+
+        /// Text with a non-ASCII char goes to the general path.
+        #[test]
+        fn non_ascii_text_takes_the_general_path(
+            pieces in prop::collection::vec(any_piece(), 0..24)
+        ) {
+            let text = pieces.concat();
+            prop_assert_eq!(
+                facts(&words_and_emoticons(&text)),
+                facts(&general_words_and_emoticons(&text)),
+                "{:?}", text
+            );
+        }
+    }
+
+    /// Fixed cases for both paths, including the non-ASCII ones the
+    /// dispatch must route to the general path: a Unicode-only space
+    /// (U+00A0, U+3000), table casing (final sigma), and an ASCII word next
+    /// to a non-ASCII char.
+    #[test]
+    fn tokenizer_paths_agree_on_fixed_cases() {
+        for text in [
+            "",
+            " \t\n\u{b}\u{c}\r\u{1c}\u{1d}\u{1e}\u{1f} ",
+            "GOOD,\u{b}bad!\u{1f}Ok? :) 8-) <3 --x-- !!! is? DON'T",
+            "a\u{0}b \u{7f}",
+        ] {
+            assert_eq!(
+                facts(&ascii_words_and_emoticons(text)),
+                facts(&general_words_and_emoticons(text)),
+                "{text:?}"
+            );
+        }
+        type Facts<'a> = &'a [(&'a str, bool, bool)];
+        let cases: [(&str, Facts); 4] = [
+            (
+                "GOOD\u{a0}bad",
+                &[("good", false, true), ("bad", true, false)],
+            ),
+            ("ok\u{3000}OK", &[("ok", true, false), ("ok", false, true)]),
+            (
+                "A\u{3a3} x",
+                &[("a\u{3c2}", false, true), ("x", true, false)],
+            ),
+            ("caf\u{e9}!", &[("caf\u{e9}", true, false)]),
+        ];
+        for (text, expected) in cases {
+            let expected: Vec<(String, bool, bool)> = expected
+                .iter()
+                .map(|&(l, b, u)| (l.to_string(), b, u))
+                .collect();
+            assert_eq!(facts(&words_and_emoticons(text)), expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn python_space_class_covers_separator_controls() {
