@@ -142,3 +142,48 @@ fn openai_without_a_key_fails_before_any_work() {
         "no database is created for a run that cannot start"
     );
 }
+
+#[test]
+fn identical_conversations_in_nearby_batches_are_analysed_once() {
+    // Batches of two conversations, read in id order. conv-0000's content
+    // comes again in its own batch, in each of the next four (being analysed,
+    // recorded, committed while the next is read) and two further on, when
+    // the processed-content index shows it.
+    let twins = [1, 2, 4, 6, 8, 12];
+    let mut rows = conversations(16);
+    let first: Vec<[String; 4]> = rows[..4].to_vec();
+    for &c in &twins {
+        for (i, row) in first.iter().enumerate() {
+            let mut copy = row.clone();
+            copy[0] = format!("conv-{c:04}");
+            rows[c * 4 + i] = copy;
+        }
+    }
+    let sb = Sandbox::new();
+    let file = sb.write("twins.csv", to_csv(&rows));
+    let run = sb.run_with_env(
+        &["analyze", file.to_str().unwrap(), "--json"],
+        &[("POWERPULSE__ANALYZER__BATCH_SIZE", "2")],
+    );
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let s = run.json();
+    assert_eq!(s["conversations_processed"], 16);
+    assert_eq!(s["analyzed"], 16 - twins.len(), "{s}");
+    assert_eq!(s["skipped_already_processed"], twins.len(), "{s}");
+    let id: Uuid = s["upload_id"].as_str().unwrap().parse().unwrap();
+    let store = sb.store();
+    let original = store.conversation(id, "conv-0000").unwrap().unwrap();
+    for c in twins {
+        let twin = store
+            .conversation(id, &format!("conv-{c:04}"))
+            .unwrap()
+            .unwrap();
+        let record = twin.record.unwrap();
+        assert_eq!(
+            record.status,
+            ConversationStatus::SkippedAlreadyProcessed,
+            "conv-{c:04}"
+        );
+        assert_eq!(twin.analysis, original.analysis, "conv-{c:04}");
+    }
+}
