@@ -1240,3 +1240,14 @@ fn unmapped_json_values_of_any_shape_are_skipped() {
     );
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+proptest! {
+    /// The ASCII shortcut of `trim_field` trims exactly as `str::trim`,
+    /// whatever sits at the ends (Unicode spaces, controls, letters).
+    #[test]
+    fn trim_field_is_str_trim(
+        field in "[ \\t\\r\\n\\u{a0}\\u{2003}\\u{3000}\\u{1c}a-zA-Z0-9.,*#!\"'()क-ह😡]{0,12}"
+    ) {
+        prop_assert_eq!(trim_field(&field), field.trim());
+    }
+}

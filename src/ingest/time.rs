@@ -18,7 +18,11 @@ const DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d"];
 /// Parses RFC 3339 / ISO 8601, common naive forms, dates, RFC 2822, and
 /// Unix seconds or milliseconds.
 pub fn parse_millis(raw: &str) -> Option<i64> {
-    let s = raw.trim();
+    // The form most exports write, read before any trimming or sniffing.
+    if let Some(ms) = utc_seconds(raw) {
+        return Some(ms);
+    }
+    let s = super::trim_field(raw);
     if s.is_empty() {
         return None;
     }

@@ -50,6 +50,9 @@ pub(super) struct Batcher {
     /// Every id seen (foldhash, seeded per process: SipHash cost a tenth
     /// of the parse thread).
     conversations: HashSet<String, foldhash::fast::RandomState>,
+    /// The id of the last message: a conversation's messages mostly come
+    /// together, and the set is asked only when the id changes.
+    last_id: Option<String>,
     messages: u64,
     autoresponses: u64,
     rows: Vec<StoredMessage>,
@@ -61,6 +64,7 @@ impl Batcher {
         Self {
             size: size.max(1),
             conversations: HashSet::default(),
+            last_id: None,
             messages: 0,
             autoresponses: 0,
             rows: Vec::with_capacity(size.clamp(1, MAX_RESERVED_ROWS)),
@@ -77,8 +81,14 @@ impl Batcher {
                 let seq = self.messages;
                 self.messages += 1;
                 self.autoresponses += u64::from(m.message.autoresponse);
-                if !self.conversations.contains(&m.conversation_id) {
-                    self.conversations.insert(m.conversation_id.clone());
+                if self.last_id.as_ref() != Some(&m.conversation_id) {
+                    if !self.conversations.contains(&m.conversation_id) {
+                        self.conversations.insert(m.conversation_id.clone());
+                    }
+                    match &mut self.last_id {
+                        Some(last) => last.clone_from(&m.conversation_id),
+                        None => self.last_id = Some(m.conversation_id.clone()),
+                    }
                 }
                 self.rows.push(StoredMessage {
                     conversation_id: m.conversation_id,
@@ -311,6 +321,20 @@ mod tests {
             (4, 3, 1)
         );
         assert_eq!(batches[1].warnings, vec!["line 3: odd"]);
+    }
+
+    #[test]
+    fn each_conversation_counts_once_however_its_messages_come() {
+        let ids = ["a", "a", "b", "b", "a", "c", "c", "b", "a"];
+        let rows = ids.iter().map(|id| message(id, false));
+        let mut batches = Vec::new();
+        parse_rows(rows, 4, &CancellationToken::new(), |b| {
+            batches.push(b);
+            true
+        })
+        .unwrap();
+        let counts: Vec<u64> = batches.iter().map(|b| b.conversations).collect();
+        assert_eq!(counts, [2, 3, 3]);
     }
 
     #[test]
