@@ -45,8 +45,9 @@ pub(super) fn content_key(analyzer: &Analyzer, loaded: &LoadedConversation) -> [
     *h.finalize().as_bytes()
 }
 
-/// A map by content key. The keys are blake3 digests, as good as random:
-/// foldhash, not SipHash (which was most of planning and settling a batch).
+/// A map by content key. The keys are blake3 digests, which no input can
+/// steer: foldhash, without SipHash's protection from chosen keys and its
+/// cost.
 pub(super) type ByKey<V> = HashMap<[u8; 32], V, foldhash::fast::RandomState>;
 
 /// What to do with one batch under a free analyzer.
