@@ -113,7 +113,7 @@ impl<'a> CellChanges<'a> {
         );
     }
 
-    fn add(&mut self, cell: (DayNumber, Cow<'a, str>, Cow<'a, str>), counted: &Counted, sign: i8) {
+    fn add(&mut self, cell: Cell<'a>, counted: &Counted, sign: i8) {
         let (plus, minus) = self.0.entry(cell).or_default();
         if sign > 0 {
             plus.apply(counted, 1);

@@ -847,14 +847,15 @@ mod tests {
     use super::*;
     use crate::text::words_and_emoticons;
 
-    fn tables() -> Tables {
-        Tables::load()
+    /// The tables, loaded once for all the tests.
+    fn tables() -> &'static Tables {
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        TABLES.get_or_init(Tables::load)
     }
 
     /// The scoring loop's words of `text`: tokens with their table facts.
     fn scored(text: &str) -> Vec<Word<'_>> {
-        static TABLES: OnceLock<Tables> = OnceLock::new();
-        words(TABLES.get_or_init(Tables::load), words_and_emoticons(text))
+        words(tables(), words_and_emoticons(text))
     }
 
     /// A word with the given lowered form and no table facts, for the
@@ -1055,18 +1056,18 @@ mod tests {
         // Forward bigram from i == 0: "bad ass" replaces the valence with the
         // float literal 1.5.
         let toks = scored("bad ass");
-        assert_eq!(special_idioms_check(-2.5, &toks, 0, &t), (1.5, false));
+        assert_eq!(special_idioms_check(-2.5, &toks, 0, t), (1.5, false));
         // Backward bigram at i == 1: "the shit" replaces the valence with the
         // int literal 3.
         let toks = scored("the shit");
-        assert_eq!(special_idioms_check(-2.6, &toks, 1, &t), (3.0, true));
+        assert_eq!(special_idioms_check(-2.6, &toks, 1, t), (3.0, true));
         // Forward trigram: "kiss of death" from the scored token.
         let toks = scored("kiss of death now");
-        assert_eq!(special_idioms_check(1.8, &toks, 0, &t), (-1.5, false));
+        assert_eq!(special_idioms_check(1.8, &toks, 0, t), (-1.5, false));
         // Booster n-gram adds without replacing: "sort of good".
         let toks = scored("x sort of good");
         assert_eq!(
-            special_idioms_check(1.9, &toks, 3, &t),
+            special_idioms_check(1.9, &toks, 3, t),
             (1.9 + B_DECR, false)
         );
         // An int replacement followed by a booster n-gram add goes float:
@@ -1075,10 +1076,10 @@ mod tests {
         // int-valued idiom "to die for" at threetwoone with a booster bigram
         // would clear the flag; here the n-gram miss keeps it.
         let toks = scored("was to die for good");
-        assert_eq!(special_idioms_check(1.9, &toks, 4, &t), (3.0, true));
+        assert_eq!(special_idioms_check(1.9, &toks, 4, t), (3.0, true));
         // No candidate hits: valence unchanged, no int provenance.
         let toks = scored("plain words only here");
-        assert_eq!(special_idioms_check(1.1, &toks, 3, &t), (1.1, false));
+        assert_eq!(special_idioms_check(1.1, &toks, 3, t), (1.1, false));
     }
 
     /// The `_but_check` first-equal-slot quirk, traced against CPython: with
