@@ -35,6 +35,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub notify: NotifySettings,
+    /// What is redacted from text before it leaves the machine.
+    pub privacy: PrivacySettings,
     /// What conversations are about: the LLM picks one by `description`, the
     /// lexicon by `keywords`. Replaces the default list when given.
     pub topics: Vec<TopicSettings>,
@@ -49,6 +51,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             log: LogSettings::default(),
             notify: NotifySettings::default(),
+            privacy: PrivacySettings::default(),
             topics: TopicSettings::defaults(),
         }
     }
@@ -147,6 +150,122 @@ impl NotifySettings {
             return Err(invalid("queue_capacity", "at most 1000000".into()));
         }
         Ok(())
+    }
+}
+
+/// When the analyzer's text is redacted (`privacy.redact`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactMode {
+    /// Whenever the text leaves this machine: the OpenAI analyzer, unless
+    /// its `base_url` is a loopback address (a model server on this box).
+    #[default]
+    Auto,
+    /// Always, wherever the analyzer's server is.
+    On,
+    /// Never: transcripts go out as the export wrote them.
+    Off,
+}
+
+/// Personal data replaced by placeholders before text leaves the machine
+/// (`[privacy]`; the recognisers are in [`crate::privacy`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    pub redact: RedactMode,
+    /// Regions (ISO 3166 codes) whose national phone numbers are recognised
+    /// without a country code, tried in order; international ones (`+CC`,
+    /// `00CC`) are recognised for every country.
+    pub regions: Vec<String>,
+    /// Words that make a run of digits after them (or just before them) an
+    /// identifier: customer, account, SC, meter, citizenship numbers.
+    pub id_context: Vec<String>,
+    /// Words that make the number right after them something to keep
+    /// (tickets, readings, bills), unless it is a phone or card number.
+    pub keep_context: Vec<String>,
+    /// Digits an identifier must have to be redacted.
+    pub id_min_digits: u32,
+    /// Words or phrases always redacted (case-insensitive, whole words).
+    pub deny: Vec<String>,
+    /// The operator's own recognisers (`[[privacy.patterns]]`).
+    pub patterns: Vec<PatternSettings>,
+}
+
+/// One operator recogniser: what `regex` matches becomes `<NAME_n>`,
+/// when one of `context` (if any) is within a few words before or after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSettings {
+    /// Lower-case letters, digits and `_`; its placeholder is the name in
+    /// capitals.
+    pub name: String,
+    pub regex: String,
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+        Self {
+            redact: RedactMode::Auto,
+            regions: vec!["NP".to_string()],
+            id_context: words(&[
+                "customer",
+                "consumer",
+                "account",
+                "a/c",
+                "acct",
+                "sc",
+                "s.c.",
+                "service connection",
+                "meter",
+                "citizenship",
+                "passport",
+                "licence",
+                "license",
+                "pan",
+                "voter",
+                "national id",
+                "grahak",
+                "upabhokta",
+                "khata",
+                "nagarikta",
+                "ग्राहक",
+                "उपभोक्ता",
+                "खाता",
+                "मिटर",
+                "मीटर",
+                "एससी",
+                "नागरिकता",
+                "राहदानी",
+            ]),
+            keep_context: words(&[
+                "ticket",
+                "complaint",
+                "token",
+                "ref",
+                "reference",
+                "case",
+                "request",
+                "order",
+                "receipt",
+                "invoice",
+                "bill",
+                "transaction",
+                "txn",
+                "reading",
+                "ward",
+                "उजुरी",
+                "टिकट",
+                "बिल",
+                "रिडिङ",
+                "वडा",
+            ]),
+            id_min_digits: 5,
+            deny: Vec::new(),
+            patterns: Vec::new(),
+        }
     }
 }
 
@@ -847,6 +966,10 @@ impl Settings {
         )?;
         self.server.validate()?;
         self.notify.validate()?;
+        crate::privacy::Redactor::check(&self.privacy).map_err(|e| ConfigError::Invalid {
+            key: e.key(),
+            message: e.to_string(),
+        })?;
         validate_topics(&self.topics)?;
         let o = &self.analyzer.openai;
         if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {

@@ -16,6 +16,7 @@
 //! - [`service`]: systemd integration of `serve` (readiness, watchdog).
 //! - [`export`], [`report`]: export rows and the end-of-run summary; [`telemetry`]: logging.
 //! - [`retention`]: which uploads `storage.retention_days` removes.
+//! - [`privacy`]: personal data replaced by placeholders before text leaves the machine.
 
 pub mod analyze;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
+pub mod privacy;
 pub mod progress;
 pub mod report;
 pub mod retention;
