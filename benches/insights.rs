@@ -1,7 +1,9 @@
 //! The aggregates at size: an upload's summary and `GET /api/insights` over
 //! a year, read from a 200,000-conversation database, against the full scan
-//! the summary used to make. Also what keeping them costs a completed
-//! upload (the insights are counted in its final transaction).
+//! the summary used to make; the drill-down behind those numbers (a day's
+//! page, a topic's over the year, a filter counted row by row). Also what
+//! keeping them costs a completed upload (the insights are counted in its
+//! final transaction).
 //! Figures go into the closing notes, never into tests.
 
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use powerpulse::model::{
     Analysis, ConversationStatus, Satisfaction, SatisfactionLabel, Sentiment, SentimentLabel, Stage,
 };
 use powerpulse::store::actor::{Flush, PutUpload, SaveOutcomes, StoreActor};
-use powerpulse::store::stats::InsightsQuery;
+use powerpulse::store::stats::{DrillFilter, InsightsQuery};
 use powerpulse::store::{
     ConversationRecord, ConversationResult, MessageCounts, Store, UploadCounts, UploadRecord,
 };
@@ -185,6 +187,31 @@ fn aggregates(c: &mut Criterion) {
         };
         group.bench_function(format!("{name}/insights_a_year_one_agent"), |b| {
             b.iter(|| store.insights(&one_agent).unwrap())
+        });
+        let a_day = DrillFilter {
+            from: year.checked_add_days(chrono::Days::new(200)),
+            to: year.checked_add_days(chrono::Days::new(200)),
+            ..Default::default()
+        };
+        group.bench_function(format!("{name}/drill_down_a_day"), |b| {
+            b.iter(|| store.drill_down(&a_day, None, 50).unwrap())
+        });
+        let a_topic = DrillFilter {
+            from: a_year.from,
+            to: a_year.to,
+            topic: Some("voltage".into()),
+            ..Default::default()
+        };
+        group.bench_function(format!("{name}/drill_down_a_topic_a_year"), |b| {
+            b.iter(|| store.drill_down(&a_topic, None, 50).unwrap())
+        });
+        let counted_by_rows = DrillFilter {
+            language: Some("ne".into()),
+            satisfaction_max: Some(2),
+            ..a_topic.clone()
+        };
+        group.bench_function(format!("{name}/drill_down_counted_row_by_row"), |b| {
+            b.iter(|| store.drill_down(&counted_by_rows, None, 50).unwrap())
         });
         if uploads == 1 {
             // What every summary request cost before: reading every outcome.

@@ -16,11 +16,11 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::stats::{Insights, InsightsQuery};
+use super::stats::{DrillCursor, DrillFilter, Insights, InsightsQuery};
 use super::{
-    BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow, KeyOf,
-    KeyedPending, MessageChunks, OutcomeTally, Page, SnapshotStats, Store, StoreError,
-    UploadRecord, UploadSummary,
+    BatchJob, ConversationDetail, ConversationFilter, ConversationResult, ConversationRow,
+    DrillPage, KeyOf, KeyedPending, MessageChunks, OutcomeTally, Page, SnapshotStats, Store,
+    StoreError, UploadRecord, UploadSummary,
 };
 use crate::model::Analysis;
 
@@ -452,6 +452,11 @@ query!(
 query!(
     /// Insights over every completed upload.
     GetInsights { query: InsightsQuery } -> Insights = |s, m| s.insights(&m.query)
+);
+query!(
+    /// The conversations behind the insights' numbers, across uploads.
+    DrillDown { filter: DrillFilter, cursor: Option<DrillCursor>, limit: usize } -> DrillPage
+        = |s, m| s.drill_down(&m.filter, m.cursor.as_ref(), m.limit)
 );
 query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.

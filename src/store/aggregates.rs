@@ -17,7 +17,7 @@ use std::ops::Bound;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::stats::{
-    Contribution, Counted, DayNumber, Figures, Insights, InsightsBuilder, InsightsQuery,
+    Contribution, Counted, DayNumber, Figures, Insights, InsightsBuilder, InsightsQuery, RowFacts,
     UploadStats,
 };
 use super::tables::{ReadTables, Tables, UploadKey};
@@ -84,6 +84,68 @@ fn identity(upload: UploadKey, conversation_id: &str, content_key: Option<&[u8; 
         }
     }
     *h.finalize().as_bytes()
+}
+
+/// One analysed conversation of a completed upload, as the insights count
+/// it: who it is across uploads, its id and language (for the drill-down's
+/// rows) and its contribution to the cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CompletedRow {
+    pub identity: [u8; 32],
+    pub conversation_id: String,
+    pub language: String,
+    pub contribution: Contribution,
+}
+
+impl CompletedRow {
+    fn facts(&self) -> RowFacts {
+        facts_of(&self.contribution, &self.language)
+    }
+}
+
+fn facts_of(c: &Contribution, language: &str) -> RowFacts {
+    RowFacts {
+        topic: c.topic.clone(),
+        agent: c.agent.clone(),
+        language: language.to_string(),
+        counted: c.counted,
+    }
+}
+
+/// Changes to `insight-rows-v1`, written at the end of a transaction in key
+/// order (a completed upload's rows come in identity order, which is random
+/// in days: sorted, the B-tree is walked leaf after leaf).
+#[derive(Default)]
+struct RowChanges {
+    removed: Vec<(DayNumber, UploadKey, String)>,
+    added: Vec<((DayNumber, UploadKey, String), RowFacts)>,
+}
+
+impl RowChanges {
+    fn remove(&mut self, day: DayNumber, upload: UploadKey, conversation_id: &str) {
+        self.removed
+            .push((day, upload, conversation_id.to_string()));
+    }
+
+    fn add(&mut self, day: DayNumber, upload: UploadKey, conversation_id: &str, facts: RowFacts) {
+        self.added
+            .push(((day, upload, conversation_id.to_string()), facts));
+    }
+
+    fn apply(mut self, t: &mut Tables<'_>) -> Result<()> {
+        self.removed.sort_unstable();
+        for (day, upload, id) in &self.removed {
+            t.insight_rows.remove((*day, *upload, id.as_str()))?;
+        }
+        self.added.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((day, upload, id), facts) in &self.added {
+            t.insight_rows.insert(
+                (*day, *upload, id.as_str()),
+                codec::encode_row_facts(facts).as_slice(),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Changes to insights cells, applied at the end of a transaction: by
@@ -199,13 +261,13 @@ fn counted_holders(
     Ok(found)
 }
 
-/// Counts a completed upload's conversations in the insights. `gathered`:
-/// its rows' identities and contributions when [`Completions`] has them,
-/// else they are read back here.
+/// Counts a completed upload's conversations in the insights (the cells
+/// and the drill-down's rows). `gathered`: its rows when [`Completions`]
+/// has them, else they are read back here.
 pub(super) fn count_completed(
     t: &mut Tables<'_>,
     upload: &UploadRecord,
-    gathered: Option<Vec<([u8; 32], Contribution)>>,
+    gathered: Option<Vec<CompletedRow>>,
 ) -> Result<()> {
     let k = upload.id.as_u128();
     let rows = match gathered {
@@ -214,8 +276,8 @@ pub(super) fn count_completed(
             {
                 let mut read = read_contributions(t, upload)?;
                 let mut gathered = rows.clone();
-                read.sort_unstable_by_key(|a| a.0);
-                gathered.sort_unstable_by_key(|a| a.0);
+                read.sort_unstable_by_key(|a| a.identity);
+                gathered.sort_unstable_by_key(|a| a.identity);
                 debug_assert!(
                     read == gathered,
                     "gathered contributions differ from the rows"
@@ -228,56 +290,61 @@ pub(super) fn count_completed(
     // The holders are keyed by hashes: inserted in key order, their B-tree
     // is walked leaf after leaf instead of at random.
     let order = identity_order(&rows);
-    let ids: Vec<[u8; 32]> = order.iter().map(|&i| rows[i].0).collect();
+    let ids: Vec<[u8; 32]> = order.iter().map(|&i| rows[i].identity).collect();
     let holders = counted_holders(t, &ids)?;
     let mut changes = CellChanges::default();
+    let mut listed = RowChanges::default();
     for (&i, counted) in order.iter().zip(&holders) {
-        let (id, contribution) = &rows[i];
+        let row = &rows[i];
+        let contribution = &row.contribution;
         let bytes = codec::encode_contribution(contribution);
         if t.insight_holders
-            .insert((id, k), bytes.as_slice())?
+            .insert((&row.identity, k), bytes.as_slice())?
             .is_some()
         {
             // Already held (counted before): nothing changes.
             continue;
         }
         match counted {
-            None => changes.count(contribution, 1),
+            None => {
+                changes.count(contribution, 1);
+                listed.add(contribution.day, k, &row.conversation_id, row.facts());
+            }
             Some((first, previous)) if k < *first => {
                 changes.count(previous, -1);
                 changes.count(contribution, 1);
+                listed.remove(previous.day, *first, &row.conversation_id);
+                listed.add(contribution.day, k, &row.conversation_id, row.facts());
             }
             Some(_) => {}
         }
     }
-    changes.apply(t)
+    changes.apply(t)?;
+    listed.apply(t)
 }
 
 /// The indices of `rows` in identity order. Identities are hashes: sorted
 /// by their first eight bytes as integers, then by the whole identity where
 /// those are equal (a fifth of counting an upload went into comparing and
 /// moving whole rows).
-fn identity_order(rows: &[([u8; 32], Contribution)]) -> Vec<usize> {
+fn identity_order(rows: &[CompletedRow]) -> Vec<usize> {
     let prefix = |id: &[u8; 32]| u64::from_be_bytes(id[..8].try_into().unwrap_or_default());
     let mut keyed: Vec<(u64, usize)> = rows
         .iter()
         .enumerate()
-        .map(|(i, (id, _))| (prefix(id), i))
+        .map(|(i, row)| (prefix(&row.identity), i))
         .collect();
     keyed.sort_unstable();
     for tied in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
         if tied.len() > 1 {
-            tied.sort_unstable_by(|a, b| rows[a.1].0.cmp(&rows[b.1].0));
+            tied.sort_unstable_by(|a, b| rows[a.1].identity.cmp(&rows[b.1].identity));
         }
     }
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Every analysed row of an upload as the insights count it, read back.
-fn read_contributions(
-    t: &Tables<'_>,
-    upload: &UploadRecord,
-) -> Result<Vec<([u8; 32], Contribution)>> {
+fn read_contributions(t: &Tables<'_>, upload: &UploadRecord) -> Result<Vec<CompletedRow>> {
     let k = upload.id.as_u128();
     let mut rows = Vec::new();
     for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
@@ -287,12 +354,40 @@ fn read_contributions(
         let Some(analysis) = stored_analysis(t, (k, conversation_id), content_key)? else {
             continue;
         };
-        rows.push((
-            identity(k, conversation_id, content_key.as_ref()),
-            Contribution::of(&record, &analysis, upload.created_at),
-        ));
+        rows.push(CompletedRow {
+            identity: identity(k, conversation_id, content_key.as_ref()),
+            conversation_id: conversation_id.to_string(),
+            language: record.language.clone().unwrap_or_default(),
+            contribution: Contribution::of(&record, &analysis, upload.created_at),
+        });
     }
     Ok(rows)
+}
+
+/// Builds `insight-rows-v1` from the holders, for a file written before
+/// the table existed: each completed upload's analysed rows, where that
+/// upload is the holder counted.
+pub(super) fn build_rows(t: &mut Tables<'_>) -> Result<u64> {
+    let mut completed = Vec::new();
+    for entry in t.uploads.iter()? {
+        let (_, v) = entry?;
+        let upload = super::decode::<UploadRecord>("upload", v.value())?;
+        if upload.status == Stage::Completed {
+            completed.push(upload);
+        }
+    }
+    let mut listed = RowChanges::default();
+    for upload in &completed {
+        let k = upload.id.as_u128();
+        for row in read_contributions(t, upload)? {
+            if counted_holder(t, &row.identity)?.is_some_and(|(first, _)| first == k) {
+                listed.add(row.contribution.day, k, &row.conversation_id, row.facts());
+            }
+        }
+    }
+    let n = listed.added.len() as u64;
+    listed.apply(t)?;
+    Ok(n)
 }
 
 /// Whether an upload has any conversation row.
@@ -321,7 +416,7 @@ pub(super) struct Completions {
 
 struct Gathered {
     created_at: chrono::DateTime<chrono::Utc>,
-    rows: Vec<([u8; 32], Contribution)>,
+    rows: Vec<CompletedRow>,
 }
 
 impl Completions {
@@ -343,7 +438,7 @@ pub(super) struct Staged {
 
 enum Op {
     Start(UploadKey, chrono::DateTime<chrono::Utc>),
-    Row(UploadKey, [u8; 32], Contribution),
+    Row(UploadKey, CompletedRow),
     Forget(UploadKey),
 }
 
@@ -366,8 +461,12 @@ impl Staged {
         if let Some(gathered) = completions.uploads.get(&k) {
             self.ops.push(Op::Row(
                 k,
-                identity(k, conversation_id, content_key),
-                Contribution::of(record, analysis, gathered.created_at),
+                CompletedRow {
+                    identity: identity(k, conversation_id, content_key),
+                    conversation_id: conversation_id.to_string(),
+                    language: record.language.clone().unwrap_or_default(),
+                    contribution: Contribution::of(record, analysis, gathered.created_at),
+                },
             ));
         }
     }
@@ -384,7 +483,7 @@ impl Staged {
         &mut self,
         completions: &mut Completions,
         k: UploadKey,
-    ) -> Option<Vec<([u8; 32], Contribution)>> {
+    ) -> Option<Vec<CompletedRow>> {
         let gathered = completions.uploads.remove(&k)?;
         completions.rows -= gathered.rows.len();
         (!self.touched.contains(&k)).then_some(gathered.rows)
@@ -404,11 +503,11 @@ impl Staged {
                         },
                     );
                 }
-                Op::Row(k, id, contribution) => {
+                Op::Row(k, row) => {
                     if completions.rows >= MAX_GATHERED_ROWS {
                         completions.forget(k);
                     } else if let Some(gathered) = completions.uploads.get_mut(&k) {
-                        gathered.rows.push((id, contribution));
+                        gathered.rows.push(row);
                         completions.rows += 1;
                     }
                 }
@@ -418,35 +517,57 @@ impl Staged {
     }
 }
 
-/// Uncounts an upload's conversations from the insights (before its rows go).
+/// Uncounts an upload's conversations from the insights (before its rows
+/// go): the cells and the drill-down's rows, each conversation handed to
+/// its next holder when there is one.
 pub(super) fn uncount(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
     if t.insight_holders.is_empty()? {
         return Ok(());
     }
-    let mut ids: Vec<[u8; 32]> = Vec::new();
+    let mut held: Vec<([u8; 32], String)> = Vec::new();
     for entry in t.conversations.range((k, "")..(k.wrapping_add(1), ""))? {
         let (kg, v) = entry?;
         let (_, conversation_id) = kg.value();
         let (record, content_key) = record_of(v.value())?;
         if record.status != crate::model::ConversationStatus::Failed {
-            ids.push(identity(k, conversation_id, content_key.as_ref()));
+            held.push((
+                identity(k, conversation_id, content_key.as_ref()),
+                conversation_id.to_string(),
+            ));
         }
     }
     let mut changes = CellChanges::default();
-    for id in ids {
+    let mut listed = RowChanges::default();
+    for (id, conversation_id) in held {
         let counted = counted_holder(t, &id)?;
         let removed = match t.insight_holders.remove((&id, k))? {
             Some(v) => codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?,
             None => continue,
         };
         if counted.is_some_and(|(first, _)| first == k) {
+            listed.remove(removed.day, k, &conversation_id);
             changes.count_owned(removed, -1);
-            if let Some((_, next)) = counted_holder(t, &id)? {
+            if let Some((next_upload, next)) = counted_holder(t, &id)? {
+                // Its language is its record's (the holders keep the cell only).
+                let language = match t
+                    .conversations
+                    .get((next_upload, conversation_id.as_str()))?
+                {
+                    Some(v) => record_of(v.value())?.0.language.unwrap_or_default(),
+                    None => String::new(),
+                };
+                listed.add(
+                    next.day,
+                    next_upload,
+                    &conversation_id,
+                    facts_of(&next, &language),
+                );
                 changes.count_owned(next, 1);
             }
         }
     }
-    changes.apply(t)
+    changes.apply(t)?;
+    listed.apply(t)
 }
 
 /// Counts a change of an upload's record: counted in the insights when it
@@ -455,7 +576,7 @@ pub(super) fn on_upload_stored(
     t: &mut Tables<'_>,
     before: Option<Stage>,
     now: &UploadRecord,
-    gathered: Option<Vec<([u8; 32], Contribution)>>,
+    gathered: Option<Vec<CompletedRow>>,
 ) -> Result<()> {
     let was = before == Some(Stage::Completed);
     let is = now.status == Stage::Completed;
@@ -555,9 +676,19 @@ mod tests {
             id[31] = tail;
             ids.push(id);
         }
-        let rows: Vec<([u8; 32], Contribution)> =
-            ids.iter().map(|id| (*id, contribution.clone())).collect();
-        let got: Vec<[u8; 32]> = identity_order(&rows).iter().map(|&i| rows[i].0).collect();
+        let rows: Vec<CompletedRow> = ids
+            .iter()
+            .map(|id| CompletedRow {
+                identity: *id,
+                conversation_id: String::new(),
+                language: String::new(),
+                contribution: contribution.clone(),
+            })
+            .collect();
+        let got: Vec<[u8; 32]> = identity_order(&rows)
+            .iter()
+            .map(|&i| rows[i].identity)
+            .collect();
         let mut want = ids.clone();
         want.sort_unstable();
         assert_eq!(got, want);

@@ -27,7 +27,7 @@ use crate::model::{
 };
 
 use super::ConversationRecord;
-use super::stats::{Contribution, Counted, Figures};
+use super::stats::{Contribution, Counted, Figures, RowFacts};
 
 /// Why a stored value could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -878,6 +878,7 @@ pub fn decode_analysis(bytes: &[u8]) -> Result<Analysis> {
 
 const FIGURES_V1: u8 = 1;
 const CONTRIBUTION_V1: u8 = 1;
+const ROW_FACTS_V1: u8 = 1;
 
 /// An insights cell's figures.
 pub fn encode_figures(f: &Figures) -> Vec<u8> {
@@ -960,6 +961,47 @@ pub fn decode_contribution(bytes: &[u8]) -> Result<Contribution> {
         day,
         topic,
         agent,
+        counted: Counted {
+            label,
+            satisfaction,
+            resolved,
+            score_units: r.signed()?,
+        },
+    })
+}
+
+/// A counted conversation's facts (`insight-rows-v1`, see [`RowFacts`]).
+pub fn encode_row_facts(f: &RowFacts) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        16 + f.topic.len() + f.agent.len() + f.language.len(),
+    ));
+    w.byte(ROW_FACTS_V1);
+    w.str(&f.topic);
+    w.str(&f.agent);
+    w.str(&f.language);
+    w.byte(sentiment_byte(f.counted.label));
+    w.byte(f.counted.satisfaction);
+    w.byte(resolved_byte(f.counted.resolved));
+    w.signed(f.counted.score_units);
+    w.0
+}
+
+pub fn decode_row_facts(bytes: &[u8]) -> Result<RowFacts> {
+    let mut r = Reader(bytes);
+    r.version(ROW_FACTS_V1)?;
+    let topic = r.str()?.to_string();
+    let agent = r.str()?.to_string();
+    let language = r.str()?.to_string();
+    let label = sentiment_of(r.byte()?)?;
+    let satisfaction = r.byte()?;
+    if !(1..=5).contains(&satisfaction) {
+        return Err(CodecError("satisfaction out of range"));
+    }
+    let resolved = resolved_of(r.byte()?)?;
+    Ok(RowFacts {
+        topic,
+        agent,
+        language,
         counted: Counted {
             label,
             satisfaction,
@@ -1182,6 +1224,7 @@ mod tests {
             let _ = decode_analysis(&bytes);
             let _ = decode_figures(&bytes);
             let _ = decode_contribution(&bytes);
+            let _ = decode_row_facts(&bytes);
         }
 
         #[test]
@@ -1212,7 +1255,9 @@ mod tests {
                 agent,
                 counted: Counted { label: sentiment_of(label).unwrap(), satisfaction: sat, resolved, score_units: units },
             };
-            prop_assert_eq!(decode_contribution(&encode_contribution(&c)).unwrap(), c);
+            prop_assert_eq!(decode_contribution(&encode_contribution(&c)).unwrap(), c.clone());
+            let facts = RowFacts { topic: c.topic, agent: c.agent, language: "ne".into(), counted: c.counted };
+            prop_assert_eq!(decode_row_facts(&encode_row_facts(&facts)).unwrap(), facts);
         }
     }
 

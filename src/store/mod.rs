@@ -10,8 +10,10 @@ pub mod actor;
 mod aggregates;
 mod batches;
 mod codec;
+mod drilldown;
 
 pub use batches::{BatchJob, JobState};
+pub use drilldown::{DrillPage, FoundConversation};
 mod migrate;
 pub mod stats;
 mod tables;
@@ -952,20 +954,32 @@ impl Store {
 
     /// Creates the tables a file written by an earlier build of the same
     /// schema lacks (tables added since, such as the batch jobs), so every
-    /// read finds them.
+    /// read finds them, and fills those derived from the others (the
+    /// drill-down's rows) in the same transaction.
     fn add_missing_tables(&self) -> Result<()> {
-        let complete = {
+        let (complete, has_rows) = {
             let txn = tables::begin_read(&self.db)?;
-            match ReadTables::open(&txn) {
+            let has_rows = match txn.open_table(tables::INSIGHT_ROWS) {
                 Ok(_) => true,
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            match ReadTables::open(&txn) {
+                Ok(_) => (true, has_rows),
+                Err(redb::TableError::TableDoesNotExist(_)) => (false, has_rows),
                 Err(e) => return Err(e.into()),
             }
         };
         if complete {
             return Ok(());
         }
-        self.write(|_| Ok(()))
+        self.write(|t| {
+            if !has_rows {
+                let rows = aggregates::build_rows(t)?;
+                tracing::info!(rows, "built the drill-down's rows (insight-rows-v1)");
+            }
+            Ok(())
+        })
     }
 
     /// Gives a write failure on a read-only file its own, clearer error.

@@ -366,6 +366,136 @@ impl Contribution {
     }
 }
 
+/// A conversation the insights count, as the drill-down filters it
+/// (`insight-rows-v1`, keyed by its day, its counted upload and its id):
+/// its cell's topic and agent (`""` for none), its language (`""` when
+/// unknown) and what it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFacts {
+    pub topic: String,
+    pub agent: String,
+    pub language: String,
+    pub counted: Counted,
+}
+
+/// Which counted conversations a drill-down lists: the insights' own
+/// filters (days, topic, agent), and the language, sentiment, satisfaction
+/// and resolution of each conversation. `Some("")` asks for none (no topic,
+/// no agent, an unknown language), as the insights report `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrillFilter {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub topic: Option<String>,
+    pub agent: Option<String>,
+    pub language: Option<String>,
+    pub sentiment: Option<SentimentLabel>,
+    /// Satisfaction at most this (1–5).
+    pub satisfaction_max: Option<u8>,
+    pub resolved: Option<bool>,
+}
+
+impl DrillFilter {
+    /// The insights query counting the same conversations, when this filter
+    /// asks only what the insights can (days, topic, agent).
+    pub fn as_insights(&self) -> Option<InsightsQuery> {
+        let only_cells = self.language.is_none()
+            && self.sentiment.is_none()
+            && self.satisfaction_max.is_none()
+            && self.resolved.is_none();
+        only_cells.then(|| InsightsQuery {
+            from: self.from,
+            to: self.to,
+            topic: self.topic.clone(),
+            agent: self.agent.clone(),
+        })
+    }
+
+    /// The day numbers to list, both ends included.
+    pub fn days(&self) -> (DayNumber, DayNumber) {
+        InsightsQuery {
+            from: self.from,
+            to: self.to,
+            ..InsightsQuery::default()
+        }
+        .days()
+    }
+
+    /// Whether a counted conversation on a day within [`DrillFilter::days`] is listed.
+    pub fn wants(&self, f: &RowFacts) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        is(&self.topic, &f.topic)
+            && is(&self.agent, &f.agent)
+            && is(&self.language, &f.language)
+            && self.sentiment.is_none_or(|s| s == f.counted.label)
+            && self
+                .satisfaction_max
+                .is_none_or(|m| f.counted.satisfaction <= m)
+            && self.resolved.is_none_or(|r| f.counted.resolved == Some(r))
+    }
+}
+
+/// Where a drill-down page starts: after this conversation, in the
+/// listing's order (newest day first, then upload and conversation id; with
+/// a search, best match first). Written into `next` as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillCursor {
+    /// The search score of the last item, for a search.
+    pub score: Option<f64>,
+    pub day: DayNumber,
+    pub upload: u128,
+    pub conversation_id: String,
+}
+
+impl std::fmt::Display for DrillCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.score {
+            Some(score) => write!(f, "s{:016x}", score.to_bits())?,
+            None => write!(f, "b")?,
+        }
+        write!(
+            f,
+            ".{}.{:032x}.{}",
+            self.day, self.upload, self.conversation_id
+        )
+    }
+}
+
+/// A `cursor` that no page handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor this server handed out: {0:?}")]
+pub struct BadCursor(pub String);
+
+impl std::str::FromStr for DrillCursor {
+    type Err = BadCursor;
+
+    fn from_str(s: &str) -> Result<Self, BadCursor> {
+        let bad = || BadCursor(s.chars().take(80).collect());
+        let mut parts = s.splitn(4, '.');
+        let (Some(kind), Some(day), Some(upload), Some(conversation_id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let score = match kind.strip_prefix('s') {
+            Some(bits) if bits.len() == 16 => Some(f64::from_bits(
+                u64::from_str_radix(bits, 16).map_err(|_| bad())?,
+            )),
+            _ if kind == "b" => None,
+            _ => return Err(bad()),
+        };
+        if upload.len() != 32 {
+            return Err(bad());
+        }
+        Ok(DrillCursor {
+            score,
+            day: day.parse().map_err(|_| bad())?,
+            upload: u128::from_str_radix(upload, 16).map_err(|_| bad())?,
+            conversation_id: conversation_id.to_string(),
+        })
+    }
+}
+
 /// What `GET /api/insights` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Insights {

@@ -69,6 +69,14 @@ pub const INSIGHT_CELLS: TableDefinition<(i32, &str, &str), &[u8]> =
 pub const INSIGHT_HOLDERS: TableDefinition<(&[u8; 32], UploadKey), &[u8]> =
     TableDefinition::new("insight-holders-v1");
 
+/// (day number, counted upload id, conversation id) → `RowFacts` (`codec`):
+/// every conversation `INSIGHT_CELLS` counts, once, under the holder
+/// counted (the smallest upload id): what the drill-down lists, so that each
+/// number of the insights leads to exactly its conversations. Changed in
+/// the same transactions as the cells.
+pub const INSIGHT_ROWS: TableDefinition<(i32, UploadKey, &str), &[u8]> =
+    TableDefinition::new("insight-rows-v1");
+
 /// Tables of earlier schemas, read only by the migrations, which empty and
 /// delete them: schema 1's (JSON values, one row per message), and schema 2
 /// and 3's messages.
@@ -109,6 +117,7 @@ pub struct Tables<'txn> {
     pub upload_stats: redb::Table<'txn, UploadKey, &'static [u8]>,
     pub insight_cells: redb::Table<'txn, (i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
+    pub insight_rows: redb::Table<'txn, (i32, UploadKey, &'static str), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -125,6 +134,7 @@ impl<'txn> Tables<'txn> {
             upload_stats: txn.open_table(UPLOAD_STATS)?,
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
+            insight_rows: txn.open_table(INSIGHT_ROWS)?,
         })
     }
 }
@@ -141,6 +151,7 @@ pub struct ReadTables {
     pub upload_stats: redb::ReadOnlyTable<UploadKey, &'static [u8]>,
     pub insight_cells: redb::ReadOnlyTable<(i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
+    pub insight_rows: redb::ReadOnlyTable<(i32, UploadKey, &'static str), &'static [u8]>,
 }
 
 impl ReadTables {
@@ -156,6 +167,7 @@ impl ReadTables {
             upload_stats: txn.open_table(UPLOAD_STATS)?,
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
+            insight_rows: txn.open_table(INSIGHT_ROWS)?,
         })
     }
 }

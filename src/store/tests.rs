@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::model::{Role, Satisfaction, SatisfactionLabel, Sentiment};
 use redb::ReadableDatabase;
@@ -725,6 +727,38 @@ fn a_table_the_snapshot_does_not_know_is_refused_not_left_out() {
     );
 }
 
+/// A file of this schema written before the drill-down's rows existed gets
+/// them built from what it holds when opened: the same rows as kept live.
+#[test]
+fn the_drill_down_rows_are_built_for_a_file_without_them() {
+    let (dir, store) = temp_store();
+    let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    for (id, conversations) in [(b, 0..6), (a, 3..9)] {
+        let results: Vec<_> = conversations
+            .map(|i| {
+                let mut r = outcome(
+                    id,
+                    &format!("c{i}"),
+                    Some(analysis(SentimentLabel::Negative, 2, None)),
+                );
+                r.record.started_ms = Some(i64::from(i % 3) * 86_400_000);
+                r
+            })
+            .collect();
+        let mut rec = upload(id);
+        rec.status = Stage::Completed;
+        store.save_results(&results, Some(&rec), true).unwrap();
+    }
+    let live = drill_all(&store, &stats::DrillFilter::default());
+    assert_eq!(live.len(), 9, "c3..c5 are held twice and listed once");
+    let txn = store.db.begin_write().unwrap();
+    txn.delete_table(tables::INSIGHT_ROWS).unwrap();
+    txn.commit().unwrap();
+    drop(store);
+    let store = Store::open(dir.path().join("t.redb")).unwrap();
+    assert_eq!(drill_all(&store, &stats::DrillFilter::default()), live);
+}
+
 /// One step of the aggregates' model test.
 #[derive(Debug, Clone)]
 enum Op {
@@ -819,8 +853,16 @@ proptest::proptest! {
                     let label = if positive { SentimentLabel::Positive } else { SentimentLabel::Negative };
                     let mut a = analysis(label, satisfaction, positive.then_some(true));
                     a.sentiment.score = if positive { 0.25 } else { -0.625 };
+                    if satisfaction == 1 {
+                        a.topic = Some("outage".into());
+                    }
                     let mut r = outcome(id, &format!("c{conversation}"), (!failed).then_some(a));
                     r.record.agent = (agent > 0).then(|| format!("agent {agent}"));
+                    r.record.language = match conversation % 3 {
+                        0 => None,
+                        1 => Some("ne".into()),
+                        _ => Some("en".into()),
+                    };
                     r.record.started_ms = day.map(|d| i64::from(d) * 86_400_000);
                     if existing.is_none() && conversation % 2 == 0 {
                         // Registered first, as the pipeline does: its rows
@@ -867,8 +909,145 @@ proptest::proptest! {
             stats::InsightsQuery { topic: Some("billing".into()), ..Default::default() },
         ] {
             proptest::prop_assert_eq!(store.insights(&query).unwrap(), insights_by_rescan(&store, &query));
+            check_drill_down(&store, &query)?;
+        }
+        // Filters the cells cannot answer: counted from the rows.
+        for filter in [
+            stats::DrillFilter { language: Some("ne".into()), ..Default::default() },
+            stats::DrillFilter { language: Some(String::new()), satisfaction_max: Some(3), ..Default::default() },
+            stats::DrillFilter { sentiment: Some(SentimentLabel::Negative), resolved: Some(true), ..Default::default() },
+        ] {
+            let all = drill_all(&store, &filter);
+            let wanted = rows_by_rescan(&store)
+                .into_iter()
+                .filter(|(_, _, _, facts)| filter.wants(facts))
+                .count();
+            proptest::prop_assert_eq!(all.len(), wanted);
+            proptest::prop_assert_eq!(store.drill_down(&filter, None, 1).unwrap().total, wanted as u64);
         }
     }
+}
+
+/// Every page of a drill-down, two at a time (so cursors are crossed).
+fn drill_all(store: &Store, filter: &stats::DrillFilter) -> Vec<FoundConversation> {
+    let mut all = Vec::new();
+    let mut cursor: Option<stats::DrillCursor> = None;
+    loop {
+        let page = store.drill_down(filter, cursor.as_ref(), 2).unwrap();
+        all.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next.parse().unwrap()),
+            None => return all,
+        }
+    }
+}
+
+/// The conversations the insights count, the slow way: every completed
+/// upload's analysed rows, each id once (the helper's content key is a
+/// function of the id), from the smallest upload id holding it.
+fn rows_by_rescan(store: &Store) -> Vec<(Uuid, String, stats::DayNumber, stats::RowFacts)> {
+    let mut uploads = store.uploads().unwrap();
+    uploads.retain(|u| u.status == Stage::Completed);
+    uploads.sort_by_key(|u| u.id);
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    for u in &uploads {
+        store
+            .for_each_row(u.id, None, |row| {
+                if let Some(a) = &row.analysis
+                    && seen.insert(row.conversation_id.clone())
+                {
+                    let c = stats::Contribution::of(&row.record, a, u.created_at);
+                    let facts = stats::RowFacts {
+                        topic: c.topic,
+                        agent: c.agent,
+                        language: row.record.language.clone().unwrap_or_default(),
+                        counted: c.counted,
+                    };
+                    rows.push((u.id, row.conversation_id.clone(), c.day, facts));
+                }
+                Ok(true)
+            })
+            .unwrap();
+    }
+    rows
+}
+
+/// The drill-down of an insights query lists exactly what the insights
+/// count: as many conversations, each once, from the holder counted, with
+/// the same counts per day, topic and agent; newest day first.
+fn check_drill_down(
+    store: &Store,
+    query: &stats::InsightsQuery,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::{prop_assert, prop_assert_eq};
+    let insights = store.insights(query).unwrap();
+    let filter = stats::DrillFilter {
+        from: query.from,
+        to: query.to,
+        topic: query.topic.clone(),
+        agent: query.agent.clone(),
+        ..Default::default()
+    };
+    let all = drill_all(store, &filter);
+    prop_assert_eq!(
+        store.drill_down(&filter, None, 3).unwrap().total,
+        insights.conversations
+    );
+    prop_assert_eq!(all.len() as u64, insights.conversations);
+    let listed: std::collections::BTreeSet<(Uuid, String)> = all
+        .iter()
+        .map(|f| (f.row.upload_id, f.row.conversation_id.clone()))
+        .collect();
+    prop_assert_eq!(listed.len(), all.len(), "each conversation once");
+    let (from, to) = query.days();
+    let counted: std::collections::BTreeSet<(Uuid, String)> = rows_by_rescan(store)
+        .into_iter()
+        .filter(|(_, _, day, facts)| {
+            (from..=to).contains(day) && query.wants(&facts.topic, &facts.agent)
+        })
+        .map(|(u, id, _, _)| (u, id))
+        .collect();
+    prop_assert_eq!(&counted, &listed, "listed from the holder counted");
+    prop_assert!(
+        all.windows(2).all(|w| w[0].date >= w[1].date),
+        "newest day first"
+    );
+    let tally = |key: &dyn Fn(&FoundConversation) -> String| {
+        let mut m = BTreeMap::<String, u64>::new();
+        for f in &all {
+            *m.entry(key(f)).or_default() += 1;
+        }
+        m
+    };
+    let days = tally(&|f| f.date.clone());
+    let want: BTreeMap<String, u64> = insights
+        .days
+        .iter()
+        .map(|d| (d.date.clone(), d.conversations))
+        .collect();
+    prop_assert_eq!(days, want);
+    let topics = tally(&|f| {
+        f.row
+            .analysis
+            .as_ref()
+            .and_then(|a| a.topic.clone())
+            .unwrap_or_default()
+    });
+    let want: BTreeMap<String, u64> = insights
+        .topics
+        .iter()
+        .map(|t| (t.topic.clone().unwrap_or_default(), t.conversations))
+        .collect();
+    prop_assert_eq!(topics, want);
+    let agents = tally(&|f| f.row.record.agent.clone().unwrap_or_default());
+    let want: BTreeMap<String, u64> = insights
+        .agents
+        .iter()
+        .map(|a| (a.agent.clone().unwrap_or_default(), a.conversations))
+        .collect();
+    prop_assert_eq!(agents, want);
+    Ok(())
 }
 
 #[test]

@@ -87,6 +87,7 @@ impl Store {
         rows += copy_table(&src.upload_stats, &out, tables::UPLOAD_STATS)?;
         rows += copy_table(&src.insight_cells, &out, tables::INSIGHT_CELLS)?;
         rows += copy_table(&src.insight_holders, &out, tables::INSIGHT_HOLDERS)?;
+        rows += copy_table(&src.insight_rows, &out, tables::INSIGHT_ROWS)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
         let copied = [
@@ -101,6 +102,7 @@ impl Store {
             tables::UPLOAD_STATS.name(),
             tables::INSIGHT_CELLS.name(),
             tables::INSIGHT_HOLDERS.name(),
+            tables::INSIGHT_ROWS.name(),
         ];
         for table in txn.list_tables()? {
             if !copied.contains(&table.name()) {
