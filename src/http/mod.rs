@@ -8,6 +8,7 @@
 //! stops accepting, lets in-flight requests finish, and shuts the engine
 //! down so running uploads reach the store.
 
+mod conversations;
 mod dashboard;
 pub mod error;
 pub mod guard;
@@ -158,6 +159,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .service(dashboard::index)
                     .service(dashboard::asset)
                     .configure(routes::api)
+                    .configure(conversations::api)
                     .default_service(web::to(routes::not_found)),
             );
     }

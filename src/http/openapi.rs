@@ -33,6 +33,7 @@ use super::routes;
         routes::conversation,
         routes::summary,
         routes::insights,
+        super::conversations::drill_down,
         routes::export,
         routes::backup,
         routes::metrics_text,

@@ -172,3 +172,129 @@ async fn breakdowns_filters_exports_and_insights_across_uploads() {
     }
     assert_eq!(app.get_json("/api/insights").await["conversations"], 0);
 }
+
+/// Every page of `/api/conversations?{query}`, `limit` at a time: the items
+/// and the `total` of the first page.
+async fn drill_all(app: &TestApp, query: &str, limit: usize) -> (Vec<Value>, u64) {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut total = None;
+    loop {
+        let mut path = format!("/api/conversations?{query}&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", urlencode(c)));
+        }
+        let page = app.get_json(&path).await;
+        total.get_or_insert(page["total"].as_u64().unwrap());
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return (items, total.unwrap()),
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_number_of_the_insights_leads_to_its_conversations() {
+    let app = spawn_app();
+    let file = export_csv(300, 21);
+    for name in ["a.csv", "a-again.csv"] {
+        let r = app.upload_raw(name, file.clone(), true).await;
+        assert_eq!(r.status(), 200);
+    }
+    let insights = app.get_json("/api/insights").await;
+    assert_eq!(insights["conversations"], 300, "the same file counts once");
+
+    // Everything: each conversation once, newest day first, from the upload counted.
+    let (all, total) = drill_all(&app, "", 500).await;
+    assert_eq!((all.len(), total), (300, 300));
+    let uploads: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|i| i["upload_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(uploads.len(), 1, "one holder of each: {uploads:?}");
+    let dates: Vec<&str> = all.iter().map(|i| i["date"].as_str().unwrap()).collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    assert!(
+        all.iter()
+            .all(|i| i["analysis"]["sentiment"]["label"].is_string())
+    );
+
+    // Each day, topic and agent: as many as the insights say, paged in sevens.
+    for day in insights["days"].as_array().unwrap() {
+        let date = day["date"].as_str().unwrap();
+        let (items, total) = drill_all(&app, &format!("from={date}&to={date}"), 7).await;
+        assert_eq!(
+            items.len() as u64,
+            day["conversations"].as_u64().unwrap(),
+            "{date}"
+        );
+        assert_eq!(total, items.len() as u64);
+        assert!(items.iter().all(|i| i["date"] == date));
+        let negative = items
+            .iter()
+            .filter(|i| i["analysis"]["sentiment"]["label"] == "negative")
+            .count() as u64;
+        assert_eq!(negative, day["sentiment"]["negative"].as_u64().unwrap());
+    }
+    for (key, rows) in [
+        ("topic", &insights["topics"]),
+        ("agent", &insights["agents"]),
+    ] {
+        for row in rows.as_array().unwrap() {
+            let name = row[key].as_str().unwrap();
+            let (items, total) = drill_all(&app, &format!("{key}={name}"), 50).await;
+            assert_eq!(
+                total,
+                row["conversations"].as_u64().unwrap(),
+                "{key} {name}"
+            );
+            assert_eq!(items.len() as u64, total);
+        }
+    }
+    // Filters beyond the insights' own are counted too.
+    let (unhappy, total) = drill_all(&app, "sentiment=negative&satisfaction_max=2", 100).await;
+    assert_eq!(unhappy.len() as u64, total);
+    assert!(
+        unhappy
+            .iter()
+            .all(|i| i["analysis"]["sentiment"]["label"] == "negative"
+                && i["analysis"]["satisfaction"]["score"].as_u64().unwrap() <= 2)
+    );
+    let (nepali, _) = drill_all(&app, "language=ne&resolved=true", 100).await;
+    assert!(!nepali.is_empty());
+    assert!(
+        nepali
+            .iter()
+            .all(|i| i["language"] == "ne" && i["analysis"]["resolved"] == true)
+    );
+
+    // A conversation opens with its transcript and result.
+    let first = &all[0];
+    let detail = app
+        .get_json(&format!(
+            "/api/uploads/{}/conversations/{}",
+            first["upload_id"].as_str().unwrap(),
+            first["conversation_id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(!detail["messages"].as_array().unwrap().is_empty());
+    assert_eq!(detail["analysis"], first["analysis"]);
+
+    // Bad requests are refused with the reason.
+    assert_error(app.get("/api/conversations?cursor=nonsense").await, 400).await;
+    assert_error(app.get("/api/conversations?satisfaction_max=9").await, 400).await;
+    assert_error(app.get("/api/conversations?limit=0").await, 400).await;
+    assert_error(app.get("/api/conversations?from=2026-02-30").await, 400).await;
+}

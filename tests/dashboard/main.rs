@@ -398,7 +398,107 @@ async fn the_dashboard_works_in_a_real_browser() {
         "every agent again",
     )
     .await;
-    // A topic's row opens its conversations; one of them opens the upload, filtered.
+    // A chart bar lists exactly the conversations it counts, across uploads.
+    let (date, counted): (String, u64) = serde_json::from_value(
+        c.execute(
+            "const g = [...document.querySelectorAll('#chart-insight-sentiment g.day')].sort((a, b) => b.dataset.conversations - a.dataset.conversations)[0]; return [g.dataset.date, Number(g.dataset.conversations)]",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        counted > 25,
+        "the busiest day has more than a page: {counted}"
+    );
+    c.find(Locator::Css(&format!(
+        "#chart-insight-sentiment g.day[data-date='{date}']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(
+        &c,
+        &format!("const d = document.querySelector('#drill'); return !d.hidden && d.dataset.total === '{counted}' && document.querySelectorAll('#drill tbody tr').length === 25"),
+        "the bar's conversations",
+    )
+    .await;
+    let title = text(&c, "#drill-title").await;
+    assert!(title.starts_with(&date), "{title}");
+    // The rest of them, a page at a time.
+    while c
+        .execute(
+            "return !document.querySelector('#drill-more').hidden",
+            vec![],
+        )
+        .await
+        .unwrap()
+        == true
+    {
+        let shown: u64 = serde_json::from_value(
+            c.execute(
+                "return document.querySelectorAll('#drill tbody tr').length",
+                vec![],
+            )
+            .await
+            .unwrap(),
+        )
+        .unwrap();
+        c.find(Locator::Css("#drill-more"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(
+            &c,
+            &format!("return document.querySelectorAll('#drill tbody tr').length > {shown}"),
+            "the next page",
+        )
+        .await;
+    }
+    let dates: Vec<String> = serde_json::from_value(
+        c.execute(
+            "return [...document.querySelectorAll('#drill tbody tr td:first-child')].map(td => td.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dates.len() as u64, counted);
+    assert!(dates.iter().all(|d| *d == date), "{dates:?}");
+    // One of them opens with its transcript and result.
+    c.find(Locator::Css("#drill tbody tr"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "const t = document.querySelector('#drill-transcript'); return !t.hidden && t.querySelectorAll('.msg').length && t.querySelector('.analysis').textContent.includes('satisfaction')",
+        "the transcript",
+    )
+    .await;
+    c.execute("document.querySelector('#drill').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&c, "4c-drill-down.png").await;
+
+    // A topic's row lists its conversations; one of them opens its upload.
+    let meter: u64 = serde_json::from_value(
+        c.execute(
+            "return Number(document.querySelector(\"#insight-topics tbody tr[data-name='meter']\").children[1].textContent.replace(/,/g, ''))",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
     c.find(Locator::Css("#insight-topics tbody tr[data-name='meter']"))
         .await
         .unwrap()
@@ -407,11 +507,11 @@ async fn the_dashboard_works_in_a_real_browser() {
         .unwrap();
     until(
         &c,
-        "return !document.querySelector('#insight-matches').hidden && document.querySelectorAll('#insight-matches tbody tr').length",
+        &format!("return document.querySelector('#drill-title').textContent.startsWith('Topic meter') && document.querySelector('#drill').dataset.total === '{meter}'"),
         "the topic's conversations",
     )
     .await;
-    c.find(Locator::Css("#insight-matches tbody tr"))
+    c.find(Locator::Css("#drill tbody tr"))
         .await
         .unwrap()
         .click()
@@ -419,11 +519,26 @@ async fn the_dashboard_works_in_a_real_browser() {
         .unwrap();
     until(
         &c,
-        "const cells = [...document.querySelectorAll('#conversations tbody td:nth-child(6)')]; return document.querySelector('#filters [name=topic]').value === 'meter' && cells.length > 0 && cells.every(td => td.textContent === 'meter') && !document.querySelector('#transcript').hidden",
-        "the upload filtered to the topic, with the transcript",
+        "return !document.querySelector('#drill-transcript').hidden",
+        "the transcript",
     )
     .await;
-    shot(&c, "4c-insight-conversations.png").await;
+    c.execute("document.querySelector('#drill').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&c, "4d-topic-conversations.png").await;
+    c.find(Locator::Css("#drill-transcript button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return !document.querySelector('#details').hidden && !document.querySelector('#transcript').hidden && document.querySelector('#transcript h3').textContent === document.querySelector('#drill-transcript h3').textContent",
+        "the upload with the transcript",
+    )
+    .await;
 
     // A bad file gets a clear message.
     let bad = dir.path().join("broken.xlsx");

@@ -2,7 +2,7 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const FINAL = new Set(["completed", "failed", "cancelled"]);
-const state = { selected: null, cursors: [null], page: 0, following: new Set(), sorts: {}, topics: new Set(), agents: new Set() };
+const state = { selected: null, cursors: [null], page: 0, following: new Set(), sorts: {}, topics: new Set(), agents: new Set(), uploadNames: new Map() };
 
 // ---- API ---------------------------------------------------------------------------
 
@@ -190,6 +190,7 @@ async function upload(file) {
 
 async function loadUploads() {
   const uploads = await json("/api/uploads");
+  state.uploadNames = new Map(uploads.map((u) => [u.id, u.filename]));
   const rows = uploads.map((u) => {
     const row = el("tr", { "data-upload": u.id, onclick: () => guarded(() => select(u.id)) },
       el("td", {}, u.filename), el("td", {}, when(u.created_at)), el("td", {}, u.status), el("td", {}, fmt(u.counts.conversations)));
@@ -220,8 +221,9 @@ function bars(values, labels, classes) {
   return svg;
 }
 
-// A line over `points` ([label, value]) on the scale lo..hi (sentiment: -1..1).
-function line(points, lo = -1, hi = 1) {
+// A line over `points` ([label, value]) on the scale lo..hi (sentiment: -1..1);
+// with `onPoint`, each point is a button calling it with its label.
+function line(points, lo = -1, hi = 1, onPoint = null) {
   const w = 300, h = 160, pad = 24;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
@@ -236,9 +238,22 @@ function line(points, lo = -1, hi = 1) {
     `<line x1="${pad}" x2="${w - pad}" y1="${y(mid)}" y2="${y(mid)}" stroke="#bbb" stroke-dasharray="3 3"></line>` +
     `<text x="2" y="${pad}">${tick(hi)}</text><text x="2" y="${y(mid) + 4}">${tick(mid)}</text><text x="2" y="${h - pad + 8}">${tick(lo)}</text>` +
     `<path d="${path}" fill="none" stroke="#1f5fbf" stroke-width="2"></path>` +
-    points.map(([d, v], i) => `<circle cx="${x(i)}" cy="${y(v)}" r="3" fill="#1f5fbf"><title>${d}: ${v.toFixed(2)}</title></circle>`).join("") +
+    points.map(([d, v], i) => `<circle cx="${x(i)}" cy="${y(v)}" r="3" fill="#1f5fbf" data-date="${d}"><title>${d}: ${v.toFixed(2)}</title></circle>`).join("") +
     `<text x="${pad}" y="${h - 4}">${points[0][0]}</text><text x="${w - pad}" y="${h - 4}" text-anchor="end">${points[points.length - 1][0]}</text>`);
+  if (onPoint) clickable(svg, "circle", (node) => onPoint(node.dataset.date));
   return svg;
+}
+
+// Makes each `selector` node of an SVG a button: click, Enter or Space.
+function clickable(svg, selector, action) {
+  for (const node of svg.querySelectorAll(selector)) {
+    node.setAttribute("tabindex", "0");
+    node.setAttribute("role", "button");
+    node.classList.add("clickable");
+    const go = () => guarded(() => action(node));
+    node.addEventListener("click", go);
+    node.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); } });
+  }
 }
 
 async function select(id) {
@@ -311,6 +326,11 @@ async function loadConversations() {
 
 async function transcript(conversationId) {
   const d = await json(`/api/uploads/${state.selected}/conversations/${encodeURIComponent(conversationId)}`);
+  showTranscript($("#transcript"), d);
+}
+
+// A conversation's messages (autoresponses greyed) and its analysis, in `box`.
+function showTranscript(box, d, ...extra) {
   const who = { customer: "Customer", agent: "Agent", bot: "Bot" };
   const messages = d.messages.map((m) =>
     el("div", { class: `msg ${m.role}${m.autoresponse ? " autoresponse" : ""}` },
@@ -320,8 +340,7 @@ async function transcript(conversationId) {
   const analysis = a
     ? el("p", { class: "analysis" }, `Sentiment ${a.sentiment.label} (${a.sentiment.score.toFixed(2)}), satisfaction ${a.satisfaction.score}/5 (${a.satisfaction.label}), resolved: ${a.resolved == null ? "unknown" : a.resolved ? "yes" : "no"}. ${a.summary}`)
     : el("p", { class: "analysis" }, d.record && d.record.error ? `Not analysed: ${d.record.error}` : "Not analysed yet.");
-  const box = $("#transcript");
-  box.replaceChildren(el("h3", {}, `Conversation ${d.conversation_id}`), analysis, ...messages);
+  box.replaceChildren(el("h3", {}, `Conversation ${d.conversation_id}`), ...extra, analysis, ...messages);
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
@@ -337,8 +356,9 @@ async function exportAs(format) {
 
 // ---- insights across uploads -------------------------------------------------------
 
-// Sentiment counts per day as stacked bars (positive, neutral, negative).
-function stacked(days) {
+// Sentiment counts per day as stacked bars (positive, neutral, negative);
+// each day's bar is a button calling `onDay` with its date.
+function stacked(days, onDay) {
   const w = 300, h = 160, pad = 22;
   const max = Math.max(1, ...days.map((d) => d.conversations));
   const bw = (w - 2 * pad) / days.length;
@@ -349,13 +369,17 @@ function stacked(days) {
     `${d.date}: ${d.sentiment.positive} positive, ${d.sentiment.neutral} neutral, ${d.sentiment.negative} negative`).join("; "));
   days.forEach((d, i) => {
     let top = h - pad;
+    // The whole column answers a click, not only its thin bars.
+    let bars = `<rect class="hit" x="${pad + i * bw}" y="${pad}" width="${bw}" height="${h - 2 * pad}"></rect>`;
     for (const k of ["negative", "neutral", "positive"]) {
       const bh = ((h - 2 * pad) * d.sentiment[k]) / max;
       top -= bh;
-      svg.insertAdjacentHTML("beforeend",
-        `<rect class="bar-${k}" x="${pad + i * bw + bw * 0.1}" y="${top}" width="${Math.max(1, bw * 0.8)}" height="${bh}"><title>${d.date}: ${d.sentiment[k]} ${k}</title></rect>`);
+      bars += `<rect class="bar-${k}" x="${pad + i * bw + bw * 0.1}" y="${top}" width="${Math.max(1, bw * 0.8)}" height="${bh}"><title>${d.date}: ${d.sentiment[k]} ${k}</title></rect>`;
     }
+    svg.insertAdjacentHTML("beforeend",
+      `<g class="day" data-date="${d.date}" data-conversations="${d.conversations}" aria-label="${d.date}: ${d.conversations} conversations, show them">${bars}</g>`);
   });
+  clickable(svg, "g.day", (g) => onDay(g.dataset.date));
   svg.insertAdjacentHTML("beforeend",
     `<text x="${pad}" y="${h - 4}">${days[0].date}</text><text x="${w - pad}" y="${h - 4}" text-anchor="end">${days[days.length - 1].date}</text>` +
     `<text x="2" y="${pad}">${max}</text>`);
@@ -403,8 +427,8 @@ function breakdown(table, key, rows) {
     }, h));
   const body = sorted.map((r) => {
     const name = r[key];
-    const attrs = { "data-name": name ?? "" };
-    if (name != null) attrs.onclick = () => guarded(() => matches(key, name));
+    const label = key === "topic" ? "Topic" : "Agent";
+    const attrs = { "data-name": name ?? "", onclick: () => guarded(() => openDrill(`${label} ${name ?? "(none)"}`, { [key]: name ?? "" })) };
     return el("tr", attrs, el("td", {}, name ?? "(none)"), ...COLUMNS.map(([, , cell]) => el("td", {}, cell(r, max))));
   });
   table.replaceChildren(el("thead", {}, el("tr", {}, ...header)), el("tbody", {}, ...body));
@@ -419,14 +443,15 @@ async function loadInsights() {
   options($("#insight-filters [name=topic]"), known(answer.topics, "topic", state.topics));
   options($("#insight-filters [name=agent]"), known(answer.agents, "agent", state.agents));
   $("#insight-numbers").replaceChildren(
-    el("div", {}, el("b", {}, fmt(answer.conversations)), "conversations"),
+    el("div", { class: "clickable", role: "button", tabindex: "0", onclick: () => guarded(() => openDrill("All", {})) }, el("b", {}, fmt(answer.conversations)), "conversations"),
     el("div", {}, el("b", {}, answer.average_satisfaction == null ? "—" : answer.average_satisfaction.toFixed(2)), "average satisfaction"),
     el("div", {}, el("b", {}, pct(share(answer.sentiment.negative, answer.conversations))), "negative"),
     el("div", {}, el("b", {}, fmt(answer.days.length)), "days"));
   const days = answer.days;
   if (days.length) {
-    $("#chart-insight-satisfaction").replaceChildren(line(days.map((d) => [d.date, d.average_satisfaction ?? 3]), 1, 5));
-    $("#chart-insight-sentiment").replaceChildren(stacked(days));
+    const onDay = (date) => openDrill(date, { from: date, to: date });
+    $("#chart-insight-satisfaction").replaceChildren(line(days.map((d) => [d.date, d.average_satisfaction ?? 3]), 1, 5, onDay));
+    $("#chart-insight-sentiment").replaceChildren(stacked(days, onDay));
   } else {
     $("#chart-insight-satisfaction").replaceChildren(el("p", { class: "empty" }, "No completed uploads in this range."));
     $("#chart-insight-sentiment").replaceChildren();
@@ -435,36 +460,55 @@ async function loadInsights() {
   breakdown($("#insight-agents"), "agent", answer.agents);
 }
 
-// The conversations of a topic or an agent, from the newest completed uploads.
-async function matches(key, name) {
-  const uploads = (await json("/api/uploads")).filter((u) => u.status === "completed").slice(0, 10);
-  const params = new URLSearchParams({ [key]: name, limit: "25" });
-  const pages = await Promise.all(uploads.map((u) => json(`/api/uploads/${u.id}/conversations?${params}`)));
-  const rows = [];
-  pages.forEach((page, i) => {
-    for (const r of page.items) {
-      const a = r.analysis;
-      rows.push(el("tr", { "data-conversation": r.conversation_id, onclick: () => guarded(() => openMatch(uploads[i].id, key, name, r.conversation_id)) },
-        el("td", {}, uploads[i].filename),
-        el("td", {}, r.conversation_id),
-        el("td", { class: a ? `label-${a.sentiment.label}` : "" }, a ? a.sentiment.label : r.status),
-        el("td", {}, a ? `${a.satisfaction.score}/5` : "—"),
-        el("td", {}, a ? a.summary : r.error || "")));
-    }
-  });
-  $("#insight-matches-title").textContent = `Conversations — ${key} ${name}`;
-  $("#insight-matches tbody").replaceChildren(...rows);
-  $("#insight-matches").hidden = false;
+// ---- drill-down: the conversations behind a number ---------------------------------
+
+const drill = { params: null, cursor: null, title: "" };
+
+// Lists the conversations behind a number of the insights: the insights'
+// filters (dates, topic, agent), with `extra` on top (a day, a topic, an agent).
+async function openDrill(title, extra) {
+  const params = new URLSearchParams();
+  for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
+  for (const [k, v] of Object.entries(extra)) params.set(k, v);
+  Object.assign(drill, { params, cursor: null, title });
+  $("#drill tbody").replaceChildren();
+  $("#drill-transcript").hidden = true;
+  await moreDrill();
+  $("#drill").hidden = false;
+  $("#drill").scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
-// Opens an upload filtered to a topic or agent, with one conversation's transcript.
-async function openMatch(uploadId, key, name, conversationId) {
-  for (const f of ["sentiment", "min_satisfaction", "max_satisfaction", "status", "topic", "agent", "language"]) $(`#filters [name=${f}]`).value = "";
-  const field = $(`#filters [name=${key}]`);
-  if (![...field.options].some((o) => o.value === name)) field.append(el("option", { value: name }, name));
-  field.value = name;
-  await select(uploadId);
-  await transcript(conversationId);
+async function moreDrill() {
+  const params = new URLSearchParams(drill.params);
+  params.set("limit", "25");
+  if (drill.cursor) params.set("cursor", drill.cursor);
+  const page = await json(`/api/conversations?${params}`);
+  const rows = page.items.map((r) => {
+    const a = r.analysis;
+    return el("tr", { "data-upload": r.upload_id, "data-conversation": r.conversation_id, onclick: (e) => guarded(() => openFound(r, e.currentTarget)) },
+      el("td", {}, r.date),
+      el("td", {}, state.uploadNames.get(r.upload_id) || r.upload_id.slice(0, 8)),
+      el("td", {}, r.conversation_id),
+      el("td", { class: a ? `label-${a.sentiment.label}` : "" }, a ? a.sentiment.label : r.status),
+      el("td", {}, a ? `${a.satisfaction.score}/5` : "—"),
+      el("td", {}, a ? a.summary : ""));
+  });
+  $("#drill tbody").append(...rows);
+  drill.cursor = page.next;
+  const shown = $("#drill tbody").children.length;
+  $("#drill-title").textContent = `${drill.title}: ${fmt(page.total)} conversation${page.total === 1 ? "" : "s"}`;
+  $("#drill").dataset.total = String(page.total);
+  $("#drill-count").textContent = `showing ${fmt(shown)} of ${fmt(page.total)}`;
+  $("#drill-more").hidden = !page.next;
+}
+
+// One listed conversation's transcript, with a way into its upload.
+async function openFound(r, row) {
+  for (const tr of document.querySelectorAll("#drill tbody tr")) tr.classList.toggle("selected", tr === row);
+  const d = await json(`/api/uploads/${r.upload_id}/conversations/${encodeURIComponent(r.conversation_id)}`);
+  const open = el("button", { type: "button", onclick: () => guarded(async () => { await select(r.upload_id); await transcript(r.conversation_id); }) },
+    `Open ${state.uploadNames.get(r.upload_id) || "its upload"}`);
+  showTranscript($("#drill-transcript"), d, el("p", {}, `${r.date} · `, open));
 }
 
 // ---- wiring ------------------------------------------------------------------------
@@ -485,12 +529,14 @@ $("#filters").addEventListener("change", () => guarded(() => { state.cursors = [
 $("#next-page").addEventListener("click", () => guarded(() => { state.page += 1; return loadConversations(); }));
 $("#prev-page").addEventListener("click", () => guarded(() => { state.page = Math.max(0, state.page - 1); return loadConversations(); }));
 for (const b of document.querySelectorAll(".exports button")) b.addEventListener("click", () => guarded(() => exportAs(b.dataset.format)));
-$("#token-button").addEventListener("click", () => { if (askToken()) $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
-
-guarded(loadUploads);
-guarded(loadInsights); });
-
+$("#token-button").addEventListener("click", () => {
+  if (askToken()) {
+    guarded(loadUploads);
+    guarded(loadInsights);
+  }
+});
 $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
+$("#drill-more").addEventListener("click", () => guarded(moreDrill));
 
 guarded(loadUploads);
 guarded(loadInsights);

@@ -1,0 +1,108 @@
+//! `GET /api/conversations`: the conversations behind the insights' numbers,
+//! across every completed upload, each counted once as the insights count it
+//! (the drill-down of a day, a topic or agent row, a chart bar).
+
+use actix_web::{HttpResponse, get, web};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ErrorBody, HttpError};
+use crate::model::SentimentLabel;
+use crate::store::DrillPage;
+use crate::store::actor::DrillDown;
+use crate::store::stats::{DrillCursor, DrillFilter};
+
+type Result<T, E = HttpError> = std::result::Result<T, E>;
+
+/// Largest page.
+const MAX_PAGE: usize = 500;
+
+pub fn api(cfg: &mut web::ServiceConfig) {
+    cfg.service(drill_down);
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DrillParams {
+    /// First day (UTC, `YYYY-MM-DD`) of the conversations' insights day; from the earliest when absent.
+    from: Option<chrono::NaiveDate>,
+    /// Last day (UTC, `YYYY-MM-DD`), included; to the latest when absent.
+    to: Option<chrono::NaiveDate>,
+    /// A topic's name; empty for conversations without one.
+    topic: Option<String>,
+    /// An agent's name as the export wrote it; empty for conversations no named agent answered.
+    agent: Option<String>,
+    /// An ISO 639-1 language code (`en`, `ne`); empty where it could not be told.
+    language: Option<String>,
+    sentiment: Option<SentimentLabel>,
+    /// Satisfaction at most this score, 1–5.
+    #[param(minimum = 1, maximum = 5)]
+    satisfaction_max: Option<u8>,
+    /// Only conversations judged resolved (`true`) or not (`false`).
+    resolved: Option<bool>,
+    /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+    /// `next` of the previous page.
+    #[param(pattern = r"^(b|s[0-9a-f]{16})\.-?[0-9]{1,9}\.[0-9a-f]{32}\.")]
+    cursor: Option<String>,
+}
+
+impl DrillParams {
+    /// The bounds the document states, enforced; the filter and cursor.
+    fn parse(self) -> Result<(DrillFilter, Option<DrillCursor>, usize)> {
+        if let Some(s) = self.satisfaction_max.filter(|s| !(1..=5).contains(s)) {
+            return Err(HttpError::BadRequest(format!(
+                "satisfaction_max must be between 1 and 5, not {s}"
+            )));
+        }
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(HttpError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}, not {limit}"
+            )));
+        }
+        let cursor = self
+            .cursor
+            .map(|c| c.parse::<DrillCursor>())
+            .transpose()
+            .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        let filter = DrillFilter {
+            from: self.from,
+            to: self.to,
+            topic: self.topic,
+            agent: self.agent,
+            language: self.language,
+            sentiment: self.sentiment,
+            satisfaction_max: self.satisfaction_max,
+            resolved: self.resolved,
+        };
+        Ok((filter, cursor, limit))
+    }
+}
+
+/// The conversations the insights count, across every completed upload,
+/// each once (a conversation uploaded twice is listed under the upload the
+/// insights count it from): newest day first, filtered. With only `from`,
+/// `to`, `topic` and `agent`, `total` is the number the insights show for
+/// the same filters. `from` after `to` is an empty range.
+#[utoipa::path(params(DrillParams), responses(
+    (status = 200, body = DrillPage),
+    (status = 400, description = "A bad date, bound or cursor.", body = ErrorBody)
+))]
+#[get("/api/conversations")]
+pub async fn drill_down(
+    query: web::Query<DrillParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let (filter, cursor, limit) = query.into_inner().parse()?;
+    let page = state
+        .engine
+        .reader()
+        .send(DrillDown {
+            filter,
+            cursor,
+            limit,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(page))
+}
