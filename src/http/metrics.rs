@@ -26,19 +26,38 @@ struct Histogram {
     sum: f64,
 }
 
-/// HTTP request latencies by (method, route pattern, status).
+/// HTTP request latencies by (method, route pattern, status). Every label
+/// comes from a closed set — the methods of [`method_label`], the route
+/// patterns and `other`, the statuses the server answers with — so the
+/// number of series is bounded whatever clients send.
 #[derive(Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    requests: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
+}
+
+/// A request's method as a metrics label: the standard methods by name,
+/// anything else (`BREW`, a random token) as `other`.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 impl HttpMetrics {
-    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = map
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default();
+        let h = map.entry((method, route.to_string(), status)).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -239,5 +258,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("powerpulse_http_limit{limit=\"max_sse_subscribers\"} 64"));
+    }
+
+    #[test]
+    fn made_up_methods_are_one_label() {
+        use actix_web::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["BREW", "XYZZY", "get", "PROPFIND"] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
     }
 }

@@ -215,17 +215,17 @@ async fn record_metrics(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    // Both labels come from closed sets (a made-up method or path is
+    // `other`): every series is kept for good, so none may be the client's.
+    let method = metrics::method_label(req.method());
+    let route = req.match_pattern().unwrap_or_else(|| "other".to_string());
     let result = next.call(req).await;
     if let Some(metrics) = metrics {
         let status = match &result {
             Ok(res) => res.status(),
             Err(e) => e.as_response_error().status_code(),
         };
-        metrics.observe(&method, &route, status.as_u16(), started.elapsed());
+        metrics.observe(method, &route, status.as_u16(), started.elapsed());
     }
     result
 }
