@@ -3,8 +3,10 @@
 //! - **Host allow-list.** Only the loopback names (with the bound port) and
 //!   `server.allowed_hosts` are served, so a page whose own name was rebound
 //!   to this machine's address (DNS rebinding) is answered 421.
-//! - **No cross-site control.** A state-changing request (anything but
-//!   GET/HEAD/OPTIONS/TRACE) whose `Origin` is not this server, or whose
+//! - **No cross-site requests.** A state-changing request (anything but
+//!   GET/HEAD/OPTIONS/TRACE), or any request for data (every route but the
+//!   dashboard's page and assets and `/healthz`: a backup, an export, a
+//!   transcript), whose `Origin` is not this server, or whose
 //!   `Sec-Fetch-Site` says another site sent it, is answered 403. Raw-body
 //!   uploads must carry a content type a browser cannot send cross-site
 //!   without a CORS preflight (which this server never grants).
@@ -34,11 +36,12 @@ pub enum GuardError {
     ForeignHost(String),
     #[error(
         "cross-origin request refused: Origin {0:?} is not this server, and other sites may \
-         not change anything here"
+         neither change nor fetch anything here"
     )]
     ForeignOrigin(String),
     #[error(
-        "cross-site request refused (Sec-Fetch-Site: {0}): other sites may not change anything here"
+        "cross-site request refused (Sec-Fetch-Site: {0}): other sites may neither change nor \
+         fetch anything here"
     )]
     CrossSite(String),
     #[error(
@@ -136,17 +139,22 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
-/// Refuses a state-changing request sent by another site: by `Sec-Fetch-Site`
-/// (modern browsers) or by an `Origin` that is not this server's (`host` is
-/// the request's `Host`, already allow-listed). Requests with neither header
-/// (curl, scripts, the CLI) pass: no browser sends a cross-site POST without them.
+/// Refuses a request another site sent, when it changes something or asks
+/// for data (`path` is a data route, see [`carries_data`]): by
+/// `Sec-Fetch-Site` (modern browsers) or by an `Origin` that is not this
+/// server's (`host` is the request's `Host`, already allow-listed). Requests
+/// with neither header (curl, scripts, the CLI, Prometheus) pass: no browser
+/// sends a cross-site request without one of them. A page of another site
+/// can thus neither start a backup download (a full copy of the database,
+/// and minutes of work) nor embed an export.
 pub fn check_cross_site(
     method: &Method,
+    path: &str,
     origin: Option<&str>,
     fetch_site: Option<&str>,
     host: Option<&str>,
 ) -> Result<(), GuardError> {
-    if is_safe(method) {
+    if is_safe(method) && !carries_data(path) {
         return Ok(());
     }
     if let Some(site) = fetch_site {
@@ -219,6 +227,13 @@ fn is_data_route(path: &str) -> bool {
     path != "/" && !path.starts_with("/assets/")
 }
 
+/// Routes another site may not even read from: every data route but
+/// `/healthz`, which says "ok" to anyone (links to the dashboard's page
+/// from other sites keep working).
+fn carries_data(path: &str) -> bool {
+    is_data_route(path) && path != "/healthz"
+}
+
 /// The request's guards, in order: Host (except `/healthz`, which holds no
 /// data and serves load balancers that probe by address), then cross-site.
 fn check(req: &ServiceRequest, hosts: Option<&HostPolicy>) -> Result<(), GuardError> {
@@ -231,6 +246,7 @@ fn check(req: &ServiceRequest, hosts: Option<&HostPolicy>) -> Result<(), GuardEr
     }
     check_cross_site(
         req.method(),
+        req.path(),
         text(header::ORIGIN),
         text(header::HeaderName::from_static("sec-fetch-site")),
         host,
@@ -270,6 +286,8 @@ pub async fn protect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EVIL: &str = "https://evil.example";
 
     fn policy(extra: &[&str]) -> HostPolicy {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -334,17 +352,42 @@ mod tests {
     }
 
     #[test]
-    fn safe_methods_are_never_refused_for_their_origin() {
-        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
-            assert_eq!(
-                check_cross_site(
-                    &m,
-                    Some("https://evil.example"),
-                    Some("cross-site"),
-                    Some("localhost:8080")
-                ),
-                Ok(())
+    fn other_sites_may_link_to_the_page_and_read_nothing() {
+        let host = Some("localhost:8080");
+        for path in ["/", "/assets/app.js", "/healthz"] {
+            for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+                assert_eq!(
+                    check_cross_site(&m, path, Some(EVIL), Some("cross-site"), host),
+                    Ok(()),
+                    "{m} {path}"
+                );
+            }
+        }
+        for path in [
+            "/api/backup",
+            "/api/uploads/x/export",
+            "/api/uploads/x/conversations",
+            "/api/uploads/x/conversations/y",
+            "/api/audit",
+            "/api/uploads",
+            "/metrics",
+        ] {
+            let get = |origin, site| check_cross_site(&Method::GET, path, origin, site, host);
+            assert!(
+                matches!(get(Some(EVIL), None), Err(GuardError::ForeignOrigin(_))),
+                "{path}"
             );
+            for site in ["cross-site", "same-site"] {
+                assert!(
+                    matches!(get(None, Some(site)), Err(GuardError::CrossSite(_))),
+                    "{path}"
+                );
+            }
+            // The dashboard's own fetches, a typed URL, curl.
+            assert_eq!(get(None, Some("same-origin")), Ok(()), "{path}");
+            assert_eq!(get(Some("http://localhost:8080"), None), Ok(()), "{path}");
+            assert_eq!(get(None, Some("none")), Ok(()), "{path}");
+            assert_eq!(get(None, None), Ok(()), "{path}");
         }
     }
 
@@ -353,11 +396,12 @@ mod tests {
         let host = Some("localhost:8080");
         for m in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH] {
             assert!(matches!(
-                check_cross_site(&m, Some("https://evil.example"), None, host),
+                check_cross_site(&m, "/api/upload", Some(EVIL), None, host),
                 Err(GuardError::ForeignOrigin(_))
             ));
         }
-        let post = |origin, site| check_cross_site(&Method::POST, origin, site, host);
+        let post =
+            |origin, site| check_cross_site(&Method::POST, "/api/upload", origin, site, host);
         for foreign in [
             "null",
             "http://localhost:8081",
@@ -394,6 +438,7 @@ mod tests {
         assert_eq!(
             check_cross_site(
                 &Method::POST,
+                "/api/upload",
                 Some("https://pp.example"),
                 None,
                 Some("pp.example")
@@ -403,6 +448,7 @@ mod tests {
         assert_eq!(
             check_cross_site(
                 &Method::POST,
+                "/api/upload",
                 Some("https://pp.example:443"),
                 None,
                 Some("pp.example")
@@ -410,7 +456,14 @@ mod tests {
             Ok(())
         );
         assert!(
-            check_cross_site(&Method::POST, Some("http://localhost:8080"), None, None).is_err()
+            check_cross_site(
+                &Method::POST,
+                "/api/upload",
+                Some("http://localhost:8080"),
+                None,
+                None
+            )
+            .is_err()
         );
     }
 

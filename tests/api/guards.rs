@@ -131,10 +131,17 @@ async fn cross_site_requests_cannot_change_anything() {
     }
     assert_eq!(app.get(&format!("/api/uploads/{id}")).await.status(), 200);
 
-    // Reads are not refused, and never carry CORS grants: another site's
-    // page cannot read the answer.
+    // Reads of data are refused too (see `leaks`); the page is not, and no
+    // answer carries a CORS grant: another site's page cannot read it.
     let r = app
         .request(Method::GET, "/api/uploads")
+        .header("origin", EVIL)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403).await;
+    let r = app
+        .request(Method::GET, "/")
         .header("origin", EVIL)
         .send()
         .await
@@ -144,7 +151,7 @@ async fn cross_site_requests_cannot_change_anything() {
 
     let text = metrics(&app).await;
     assert!(
-        text.contains("powerpulse_http_refused_total{status=\"403\"} 10"),
+        text.contains("powerpulse_http_refused_total{status=\"403\"} 11"),
         "{text}"
     );
 }
