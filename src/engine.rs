@@ -20,10 +20,11 @@ use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicke
 use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::progress::actor::{Cancel, CancelError, GetProgress, ProgressActor};
 use crate::retention::{self, RetentionReport};
+use crate::spool;
 use crate::store::actor::{
     Close, CloseReader, DeleteUpload, ListUploads, StoreActor, StoreReader, SweepProcessed,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UploadRecord};
 
 /// Threads answering read queries.
 const READER_THREADS: usize = 2;
@@ -64,6 +65,20 @@ impl Engine {
                 .spawn(move || lexicon.prepare());
         }
         let store = Store::open(&settings.storage.path)?;
+        // Absolute, as the paths recorded with uploads are.
+        let db = &settings.storage.path;
+        let spool_dir = spool::dir_for(&std::path::absolute(db).unwrap_or_else(|_| db.clone()));
+        // Nothing runs yet: what the spool holds beyond the files unfinished
+        // parses need, a crash left.
+        match spool::sweep(&spool_dir, &store.uploads()?) {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "removed spooled uploads nothing needs"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the spool directory"),
+        }
+        let snapshots = store.remove_stale_snapshots();
+        if snapshots > 0 {
+            tracing::info!(files = snapshots, "removed snapshot files a crash left");
+        }
         let writer = StoreActor::new(
             store.clone(),
             settings.storage.batch_size,
@@ -99,7 +114,7 @@ impl Engine {
             ingest: IngestOptions::from_settings(&settings.ingest),
             batch_size: settings.analyzer.batch_size,
             shutdown: CancellationToken::new(),
-            spool_dir: Some(spool_dir(&settings.storage.path)),
+            spool_dir: Some(spool_dir),
             notifier: webhooks.as_ref().map(|addr| Notifier {
                 to: addr.clone().recipient(),
                 stats: webhook_stats.clone(),
@@ -156,11 +171,27 @@ impl Engine {
         self.settings.storage.path.clone()
     }
 
-    /// Where uploads received over the network are kept until parsed; files
-    /// placed here and submitted with `remove_file_after` survive a crash
-    /// during parsing.
+    /// Where uploads received over the network are kept until parsed
+    /// (absolute); files placed here and submitted with `remove_file_after`
+    /// survive a crash during parsing, and go with their upload (see [`spool`]).
     pub fn spool_dir(&self) -> PathBuf {
-        spool_dir(&self.settings.storage.path)
+        self.pipeline.spool_dir.clone().unwrap_or_default()
+    }
+
+    /// Removes a finished upload with its rows and its spooled file (the
+    /// path of `DELETE /api/uploads/{id}` and of retention). Answers the
+    /// record removed, `None` when there was none. The caller makes sure it
+    /// is not running.
+    pub async fn delete_upload(&self, upload_id: Uuid) -> Result<Option<UploadRecord>, StoreError> {
+        let removed = self
+            .writer()
+            .send(DeleteUpload(upload_id))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        if let Some(record) = &removed {
+            spool::release(&self.spool_dir(), record);
+        }
+        Ok(removed)
     }
 
     /// Starts analysing a file in the background.
@@ -192,7 +223,7 @@ impl Engine {
     }
 
     /// Removes the uploads `storage.retention_days` has expired (see
-    /// [`retention`]), each with `DeleteUpload`, then sweeps the processed
+    /// [`retention`]), each with [`Engine::delete_upload`], then sweeps the processed
     /// index if any went. An upload running here is never removed.
     pub async fn apply_retention(&self) -> Result<RetentionReport, EngineError> {
         let days = self.settings.storage.retention_days;
@@ -213,12 +244,7 @@ impl Engine {
             if live.is_ok_and(|s| s.is_some_and(|s| !s.stage.is_final())) {
                 continue;
             }
-            if self
-                .writer()
-                .send(DeleteUpload(id))
-                .await
-                .map_err(closed)??
-            {
+            if self.delete_upload(id).await?.is_some() {
                 report.uploads += 1;
             }
         }
@@ -274,11 +300,4 @@ impl Engine {
         let _ = self.pipeline.reader.send(CloseReader).await;
         self.pipeline.pool.stop();
     }
-}
-
-/// `powerpulse.redb` → `powerpulse.redb.spool/`.
-fn spool_dir(db: &std::path::Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".spool");
-    db.with_file_name(name)
 }

@@ -15,7 +15,8 @@
 //! - [`notify`]: webhook events when an upload ends; the `WebhookActor`.
 //! - [`service`]: systemd integration of `serve` (readiness, watchdog).
 //! - [`export`], [`report`]: export rows and the end-of-run summary; [`telemetry`]: logging.
-//! - [`retention`]: which uploads `storage.retention_days` removes.
+//! - [`retention`]: which uploads `storage.retention_days` removes; [`spool`]: the
+//!   files of uploads received over HTTP, kept only while they can be needed.
 //! - [`privacy`]: personal data replaced by placeholders before text leaves the machine.
 
 pub mod analyze;
@@ -33,6 +34,7 @@ pub mod progress;
 pub mod report;
 pub mod retention;
 pub mod service;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 

@@ -27,8 +27,8 @@ use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
 use crate::report::RunSummary;
 use crate::store::actor::{
-    DeleteUpload, Flush, GetConversation, GetInsights, GetSummary, GetUpload, ListConversations,
-    ListUploads, LookupProcessed, Snapshot,
+    Flush, GetConversation, GetInsights, GetSummary, GetUpload, ListConversations, ListUploads,
+    LookupProcessed, Snapshot,
 };
 use crate::store::stats::{Insights, InsightsQuery};
 use crate::store::{
@@ -153,7 +153,9 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = tokio::fs::File::create(path)
+    // Owner-only (0600) whatever the umask: it is customer data in full.
+    let mut file = tokio::fs::OpenOptions::from(crate::spool::file_options())
+        .open(path)
         .await
         .map_err(|e| HttpError::Internal(format!("cannot store the upload: {e}")))?;
     let mut written = 0u64;
@@ -257,8 +259,12 @@ async fn receive_export(
     }
     let slot = state.limits.upload_slot()?;
     let dir = state.engine.spool_dir();
-    tokio::fs::create_dir_all(&dir)
-        .await
+    let created = {
+        let dir = dir.clone();
+        web::block(move || crate::spool::create_dir(&dir)).await
+    };
+    created
+        .map_err(|e| HttpError::Internal(e.to_string()))?
         .map_err(|e| HttpError::Internal(format!("cannot create {}: {e}", dir.display())))?;
     let (path, name) = receive(
         req,
@@ -689,7 +695,7 @@ pub async fn delete_upload(
             "upload {id} is running; cancel it first (DELETE /api/progress/{id})"
         )));
     }
-    if state.engine.writer().send(DeleteUpload(id)).await?? {
+    if state.engine.delete_upload(id).await?.is_some() {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(HttpError::NotFound(format!("upload {id} not found")))

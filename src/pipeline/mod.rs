@@ -358,7 +358,7 @@ impl Pipeline {
     fn is_spooled(&self, path: &std::path::Path) -> bool {
         self.spool_dir
             .as_deref()
-            .is_some_and(|dir| path.starts_with(dir))
+            .is_some_and(|dir| crate::spool::holds(dir, path))
     }
 
     fn report_end(
@@ -440,7 +440,13 @@ impl Pipeline {
                 Err(e) => {
                     if matches!(e, UploadError::Ingest(_)) {
                         // Bad input leaves the database as it was before the upload.
-                        self.store.send(DeleteUpload(upload_id)).await??;
+                        let removed = self.store.send(DeleteUpload(upload_id)).await??;
+                        // Nothing will parse its file again.
+                        if let (true, Some(dir), Some(record)) =
+                            (remove_source_after_parse, &self.spool_dir, &removed)
+                        {
+                            crate::spool::release(dir, record);
+                        }
                     }
                     return Err(e);
                 }

@@ -97,9 +97,11 @@ pub struct PutBatchJob {
     pub keys: Option<Vec<[u8; 32]>>,
 }
 
-/// Removes an upload and all its rows. Answers whether it existed.
+/// Removes an upload and all its rows. Answers the record removed (`None`:
+/// there was none); its spooled file is the sender's to remove
+/// (`Engine::delete_upload`).
 #[derive(Message)]
-#[rtype(result = "StoreResult<bool>")]
+#[rtype(result = "StoreResult<Option<UploadRecord>>")]
 pub struct DeleteUpload(pub Uuid);
 
 /// Removes the processed-index entries no stored conversation refers to
@@ -321,7 +323,7 @@ impl Handler<PutBatchJob> for StoreActor {
 }
 
 impl Handler<DeleteUpload> for StoreActor {
-    type Result = StoreResult<bool>;
+    type Result = StoreResult<Option<UploadRecord>>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
         self.commit(ctx, None, false)?;
         self.store()?.delete_upload(msg.0)

@@ -1156,19 +1156,24 @@ impl Store {
     }
 
     /// Removes every row of an upload (its processed-index entries stay: they
-    /// remain valid answers for the same content). Returns whether it existed.
-    pub(crate) fn delete_upload(&self, upload_id: Uuid) -> Result<bool> {
+    /// remain valid answers for the same content). Answers the record it
+    /// removed (whose spooled file, if any, the caller removes), `None` when
+    /// there was none.
+    pub(crate) fn delete_upload(&self, upload_id: Uuid) -> Result<Option<UploadRecord>> {
         let k = key(upload_id);
         self.write(|t| {
             let existed = match t.uploads.remove(k)? {
-                Some(v) => Some(decode::<UploadRecord>("upload", v.value())?.status),
+                Some(v) => Some(decode::<UploadRecord>("upload", v.value())?),
                 None => None,
             };
-            if existed == Some(Stage::Completed) {
+            if existed
+                .as_ref()
+                .is_some_and(|r| r.status == Stage::Completed)
+            {
                 aggregates::uncount(t, k)?;
             }
             remove_rows(t, k)?;
-            Ok(existed.is_some())
+            Ok(existed)
         })
         .inspect(|_| self.completions().forget(k))
     }

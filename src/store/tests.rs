@@ -272,8 +272,8 @@ fn deleting_an_upload_leaves_others_and_the_index() {
             )
             .unwrap();
     }
-    assert!(store.delete_upload(a).unwrap());
-    assert!(!store.delete_upload(a).unwrap());
+    assert!(store.delete_upload(a).unwrap().is_some());
+    assert!(store.delete_upload(a).unwrap().is_none());
     assert!(store.upload(a).unwrap().is_none());
     assert_eq!(store.message_count(a).unwrap(), 0);
     assert!(store.conversation(a, "x").unwrap().is_none());
@@ -652,13 +652,31 @@ fn a_snapshot_file_leaves_nothing_behind_and_reads_back_whole() {
 }
 
 #[test]
+fn snapshot_files_a_crash_left_go_and_fresh_ones_stay() {
+    let (dir, store) = temp_store();
+    let file = |name: &str, age_secs: u64| {
+        let path = dir.path().join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs))
+            .unwrap();
+        path
+    };
+    let stale = file(".powerpulse-snapshot-aB3x.redb", 7200);
+    let fresh = file(".powerpulse-snapshot-cD4y.redb", 5);
+    let other = file("notes.redb", 7200);
+    assert_eq!(store.remove_stale_snapshots(), 1);
+    assert!(!stale.exists());
+    assert!(fresh.exists() && other.exists());
+}
+
+#[test]
 fn the_sweep_keeps_entries_a_remaining_upload_refers_to() {
     let (_dir, store) = temp_store();
     let (a, b) = two_uploads_sharing_one_analysis(&store);
     assert_eq!(store.processed_len().unwrap(), 2);
     // Nothing is unreferenced yet.
     assert_eq!(store.sweep_processed().unwrap(), 0);
-    assert!(store.delete_upload(a).unwrap());
+    assert!(store.delete_upload(a).unwrap().is_some());
     // Deleting keeps the index; the sweep drops y's entry, not x's.
     assert_eq!(store.processed_len().unwrap(), 2);
     assert_eq!(store.sweep_processed().unwrap(), 1);
@@ -677,7 +695,7 @@ fn the_sweep_keeps_entries_a_remaining_upload_refers_to() {
     reused.record.status = ConversationStatus::SkippedAlreadyProcessed;
     store.save_results(&[reused], None, true).unwrap();
     assert_eq!(store.processed_len().unwrap(), 2);
-    assert!(store.delete_upload(b).unwrap());
+    assert!(store.delete_upload(b).unwrap().is_some());
     assert_eq!(store.sweep_processed().unwrap(), 2);
 }
 
@@ -696,7 +714,7 @@ fn compacting_shrinks_the_file_after_a_delete_and_needs_the_database_alone() {
     store.save_results(&[], Some(&upload(big)), true).unwrap();
     let (_, kept) = two_uploads_sharing_one_analysis(&store);
     let expected = store.conversation(kept, "x").unwrap();
-    assert!(store.delete_upload(big).unwrap());
+    assert!(store.delete_upload(big).unwrap().is_some());
     let shared = store.clone();
     let refused = store.compact();
     assert!(

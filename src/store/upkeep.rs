@@ -68,26 +68,32 @@ impl Store {
     /// transaction sees it, so the copy is the database as of that moment
     /// while writers go on. The copy is durable when this returns.
     pub fn snapshot_to(&self, dest: &Path) -> Result<SnapshotStats> {
-        let txn = tables::begin_read(&self.db)?;
-        let src = ReadTables::open(&txn)?;
-        let meta = txn.open_table(tables::META)?;
         let out = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(dest)
             .map_err(|e| open_error(dest, e))?;
-        let mut rows = copy_table(&meta, &out, tables::META)?;
-        let uploads = copy_table(&src.uploads, &out, tables::UPLOADS)?;
+        self.snapshot_into(&out)
+    }
+
+    /// Copies every table, as one read transaction sees them, into `out`
+    /// (a new, empty database), durably.
+    fn snapshot_into(&self, out: &Database) -> Result<SnapshotStats> {
+        let txn = tables::begin_read(&self.db)?;
+        let src = ReadTables::open(&txn)?;
+        let meta = txn.open_table(tables::META)?;
+        let mut rows = copy_table(&meta, out, tables::META)?;
+        let uploads = copy_table(&src.uploads, out, tables::UPLOADS)?;
         rows += uploads;
-        rows += copy_table(&src.messages, &out, tables::MESSAGES)?;
-        rows += copy_table(&src.conversations, &out, tables::CONVERSATIONS)?;
-        rows += copy_table(&src.analyses, &out, tables::ANALYSES)?;
-        rows += copy_table(&src.processed, &out, tables::PROCESSED)?;
-        rows += copy_table(&src.batch_jobs, &out, tables::BATCH_JOBS)?;
-        rows += copy_table(&src.batch_keys, &out, tables::BATCH_KEYS)?;
-        rows += copy_table(&src.upload_stats, &out, tables::UPLOAD_STATS)?;
-        rows += copy_table(&src.insight_cells, &out, tables::INSIGHT_CELLS)?;
-        rows += copy_table(&src.insight_holders, &out, tables::INSIGHT_HOLDERS)?;
-        rows += copy_table(&src.insight_rows, &out, tables::INSIGHT_ROWS)?;
+        rows += copy_table(&src.messages, out, tables::MESSAGES)?;
+        rows += copy_table(&src.conversations, out, tables::CONVERSATIONS)?;
+        rows += copy_table(&src.analyses, out, tables::ANALYSES)?;
+        rows += copy_table(&src.processed, out, tables::PROCESSED)?;
+        rows += copy_table(&src.batch_jobs, out, tables::BATCH_JOBS)?;
+        rows += copy_table(&src.batch_keys, out, tables::BATCH_KEYS)?;
+        rows += copy_table(&src.upload_stats, out, tables::UPLOAD_STATS)?;
+        rows += copy_table(&src.insight_cells, out, tables::INSIGHT_CELLS)?;
+        rows += copy_table(&src.insight_holders, out, tables::INSIGHT_HOLDERS)?;
+        rows += copy_table(&src.insight_rows, out, tables::INSIGHT_ROWS)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
         let copied = [
@@ -120,20 +126,54 @@ impl Store {
 
     /// A snapshot ([`Store::snapshot_to`]) in an unnamed file in `dir`,
     /// open for reading from its start; the file is gone once the handle is
-    /// dropped. `dir` should be on the database's file system (it may be as
-    /// large as the database).
+    /// dropped, and a crash while it is written or sent leaves nothing
+    /// behind (on Linux it never has a name: `O_TMPFILE`; elsewhere it is
+    /// unlinked as soon as it is made). `dir` should be on the database's
+    /// file system (it may be as large as the database).
     pub fn snapshot_file(&self, dir: &Path) -> Result<(std::fs::File, SnapshotStats)> {
+        use std::io::Seek;
         let io = |e: std::io::Error| StoreError::Storage(format!("cannot write a snapshot: {e}"));
-        let tmp = tempfile::Builder::new()
-            .prefix(".powerpulse-snapshot-")
-            .suffix(".redb")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        let stats = self.snapshot_to(tmp.path())?;
-        let file = tmp.reopen().map_err(io)?;
-        // Unlinked now; the open handle keeps the bytes until it is dropped.
-        drop(tmp);
+        let mut file = tempfile::tempfile_in(dir).map_err(io)?;
+        let backend = redb::backends::FileBackend::new(file.try_clone().map_err(io)?)
+            .map_err(|e| StoreError::Storage(format!("cannot write a snapshot: {e}")))?;
+        let out = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Storage(format!("cannot write a snapshot: {e}")))?;
+        let stats = self.snapshot_into(&out)?;
+        drop(out);
+        file.rewind().map_err(io)?;
         Ok((file, stats))
+    }
+
+    /// Removes the named snapshot files an earlier version left beside the
+    /// database when it crashed while taking one (`.powerpulse-snapshot-*.redb`;
+    /// snapshots have no name now). Only files untouched for an hour go: a
+    /// snapshot being written is committed to every few milliseconds.
+    /// Answers how many went.
+    pub fn remove_stale_snapshots(&self) -> usize {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let snapshot = name.starts_with(".powerpulse-snapshot-") && name.ends_with(".redb");
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+            if snapshot && stale && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Removes the processed-index entries that no stored conversation

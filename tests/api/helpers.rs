@@ -24,6 +24,8 @@ pub struct Options {
     pub token: Option<String>,
     pub settings: Settings,
     pub analyzer: Option<Analyzer>,
+    /// A directory prepared beforehand (its `api.redb` is served); a fresh one by default.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 pub fn spawn_app() -> TestApp {
@@ -31,7 +33,7 @@ pub fn spawn_app() -> TestApp {
 }
 
 pub fn spawn_with(options: Options) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = options.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let mut settings = options.settings;
     settings.storage.path = dir.path().join("api.redb");
     let analyzer = options.analyzer.unwrap_or_else(Analyzer::lexicon);

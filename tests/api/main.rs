@@ -9,5 +9,6 @@ mod helpers;
 mod endpoints;
 mod guards;
 mod insights;
+mod leaks;
 mod lifecycle;
 mod notify;
