@@ -1,6 +1,9 @@
 //! The end-of-run summary: what `analyze --json` prints and what
 //! `POST /api/upload?wait=true` answers (the original service's shape plus
-//! our counts).
+//! our counts); and [`terminal_safe`], for every text from an upload that
+//! is printed to a terminal.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -84,7 +87,8 @@ impl RunSummary {
     pub fn render_text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "{}", self.message);
+        // The message names the file, whose name the uploader chose.
+        let _ = writeln!(s, "{}", terminal_safe(&self.message));
         let _ = writeln!(
             s,
             "  upload {}  ({}, {} / {}) in {:.2}s",
@@ -137,13 +141,79 @@ impl RunSummary {
         }
         if self.warnings_total > 0 {
             let _ = writeln!(s, "  {} warnings:", self.warnings_total);
+            // Warnings quote the file (a header, a field).
             for w in self.warnings.iter().take(10) {
-                let _ = writeln!(s, "    {w}");
+                let _ = writeln!(s, "    {}", terminal_safe(w));
             }
             if self.warnings_total > 10 {
                 let _ = writeln!(s, "    … (all in --json output, up to 100)");
             }
         }
         s
+    }
+}
+
+/// `text` fit to print on one line of a terminal: control characters (an
+/// escape sequence starts with ESC; a carriage return, a backspace or a
+/// newline rewrites what is shown) and the bidirectional-text controls
+/// (which reorder what is shown) are written as Rust escapes (`\u{1b}`,
+/// `\n`). A file name or a message from an upload can thus neither drive
+/// the terminal nor pass for other output.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_where(text, is_unsafe)
+}
+
+/// [`terminal_safe`] for text of several lines: newlines are kept.
+pub fn terminal_safe_lines(text: &str) -> Cow<'_, str> {
+    escape_where(text, |c| c != '\n' && is_unsafe(c))
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape_where(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_are_shown_not_obeyed() {
+        assert!(matches!(
+            terminal_safe("chats – März.csv"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            terminal_safe("a\u{1b}]0;pwned\u{7}b\u{1b}[2Jc.csv"),
+            "a\\u{1b}]0;pwned\\u{7}b\\u{1b}[2Jc.csv"
+        );
+        assert_eq!(
+            terminal_safe("x\r\ny\u{8}\u{7f}\u{9b}"),
+            "x\\r\\ny\\u{8}\\u{7f}\\u{9b}"
+        );
+        // "Trojan source": an override turns what follows around.
+        assert_eq!(
+            terminal_safe("invoice\u{202e}vsc.exe"),
+            "invoice\\u{202e}vsc.exe"
+        );
+        assert_eq!(
+            terminal_safe_lines("one\ntwo\u{1b}[0m"),
+            "one\ntwo\\u{1b}[0m"
+        );
     }
 }

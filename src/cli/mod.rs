@@ -11,6 +11,7 @@ mod runtime;
 
 mod estimate;
 mod ops;
+mod output;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use powerpulse::engine::Engine;
 use powerpulse::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use powerpulse::model::Stage;
 use powerpulse::pipeline::{Submission, UploadReport};
-use powerpulse::report::RunSummary;
+use powerpulse::report::{RunSummary, terminal_safe, terminal_safe_lines};
 use powerpulse::store::actor::GetSummary;
 use powerpulse::store::{ConversationFilter, ConversationRow, Page, Store, StoreError};
 use powerpulse::store::{UploadRecord, UploadSummary};
@@ -181,7 +182,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A server's words, or a name from an upload, may be in it.
+            let message = format!("{e:#}");
+            eprintln!("error: {}", terminal_safe_lines(&message));
             ExitCode::FAILURE
         }
     }
@@ -644,11 +647,10 @@ fn export(
         }
         None => db.uploads()?.into_iter().map(|u| u.id).collect(),
     };
-    let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+    // Customer data: a file of the owner's alone, put in place once complete.
+    let file = output.map(output::PrivateFile::create).transpose()?;
+    let sink: Box<dyn Write> = match &file {
+        Some(file) => Box::new(std::io::BufWriter::new(file.writer()?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut writer = ExportWriter::new(format, sink);
@@ -659,6 +661,9 @@ fn export(
         }
     }
     let rows = writer.finish()?;
+    if let Some(file) = file {
+        file.commit()?;
+    }
     if let Some(path) = output {
         eprintln!("wrote {rows} rows to {}", path.display());
     }
@@ -685,7 +690,8 @@ fn uploads(settings: &Settings, json: bool) -> Result<ExitCode> {
             u.counts.conversations,
             u.counts.analyzed + u.counts.skipped_already_processed,
             u.counts.failed,
-            u.filename
+            // Whoever uploaded it chose the name.
+            terminal_safe(&u.filename)
         );
         if u.is_unfinished() {
             println!(

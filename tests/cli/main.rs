@@ -9,6 +9,7 @@ mod bad_input;
 mod config;
 mod export;
 mod hostile;
+mod leaks;
 mod ops;
 mod server;
 mod upkeep;
