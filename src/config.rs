@@ -470,6 +470,14 @@ impl TopicSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSettings {
+    /// What the exports are: `auto` (sniffed from each file's name and
+    /// content) or one format for every file (`csv`, `whatsapp`, …).
+    #[serde(with = "auto_format")]
+    pub format: Option<crate::ingest::Format>,
+    /// The business side's sender names, or patterns (`*` any run of
+    /// characters, `?` one), for exports that name senders but not their
+    /// roles (WhatsApp, Messenger, Telegram, a table without a role column).
+    pub agents: Vec<String>,
     /// A message containing any of these (case-insensitive) is an autoresponse.
     pub autoresponse_patterns: Vec<String>,
     /// Largest upload the HTTP endpoint accepts, in bytes.
@@ -492,6 +500,8 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
+            format: None,
+            agents: Vec::new(),
             autoresponse_patterns: vec!["*977#".to_string()],
             max_upload_bytes: 100 * 1024 * 1024,
             max_field_bytes: 1024 * 1024,
@@ -501,6 +511,25 @@ impl Default for IngestSettings {
             xlsx_max_inflated_bytes: 1024 * 1024 * 1024,
             columns: ColumnOverrides::default(),
         }
+    }
+}
+
+/// `ingest.format`: `"auto"` is `None`.
+mod auto_format {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::ingest::Format;
+
+    pub fn serialize<S: Serializer>(format: &Option<Format>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(format.map_or("auto", Format::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Format>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -971,6 +1000,10 @@ impl Settings {
             message: e.to_string(),
         })?;
         validate_topics(&self.topics)?;
+        crate::ingest::Agents::new(&self.ingest.agents).map_err(|e| ConfigError::Invalid {
+            key: "ingest.agents".into(),
+            message: e.to_string(),
+        })?;
         let o = &self.analyzer.openai;
         if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {
             return Err(ConfigError::Invalid {

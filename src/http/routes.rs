@@ -337,7 +337,8 @@ pub async fn upload(
     // 4xx now rather than a failed upload later.
     let opts = IngestOptions::from_settings(&settings.ingest);
     let probe = path.clone();
-    let checked = web::block(move || ingest::open(&probe, &opts).map(|_| ()))
+    let name = filename.clone();
+    let checked = web::block(move || ingest::open_named(&probe, &name, &opts).map(|_| ()))
         .await
         .map_err(|e| HttpError::Internal(e.to_string()))?;
     if let Err(e) = checked {
@@ -437,7 +438,7 @@ pub async fn estimate(
     let opts = IngestOptions::from_settings(&settings.ingest);
     let (file, name, reader) = (path.clone(), filename.clone(), analyzer.clone());
     let drafted = web::block(move || {
-        let rows = ingest::open(&file, &opts)?;
+        let rows = ingest::open_named(&file, &name, &opts)?;
         Draft::from_rows(&name, rows, &reader)
     })
     .await;

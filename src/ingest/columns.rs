@@ -181,6 +181,121 @@ pub fn is_nested_id(header: &str, overrides: &ColumnOverrides) -> bool {
     }
 }
 
+/// Headers that say the column holds roles, most telling first.
+const ROLE_HEADERS: &[&str] = &[
+    "senderrole",
+    "sendertype",
+    "role",
+    "authortype",
+    "authorrole",
+    "usertype",
+    "participanttype",
+    "messagetype",
+    "direction",
+    "type",
+];
+
+/// Headers that hold roles in some exports and names in others: their
+/// values tell which.
+const ROLE_OR_NAME_HEADERS: &[&str] = &["sender", "from", "speaker", "author"];
+
+/// Share of a column's values that must be roles PowerPulse knows for a
+/// role-or-name header to be read as roles.
+const ROLE_VALUES_SHARE: f64 = 0.5;
+
+/// What a sample of rows shows of one column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Values {
+    /// Non-empty values.
+    pub filled: usize,
+    /// Of those, roles `normalize_role` knows.
+    pub roles: usize,
+}
+
+impl Values {
+    fn share(self) -> f64 {
+        if self.filled == 0 {
+            0.0
+        } else {
+            self.roles as f64 / self.filled as f64
+        }
+    }
+}
+
+/// Which columns hold the role and the sender's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleChoice {
+    pub sender: Option<usize>,
+    pub sender_name: Option<usize>,
+}
+
+/// Chooses the role column by its values as well as its header. Among the
+/// columns whose header may name it, the one whose sampled values are most
+/// often roles wins, if at least half are; else a column whose header can
+/// only mean roles (`role`, `sender_type`, …) is the role column all the
+/// same (its unknown values are warned about). A column of names under a
+/// header that could mean either (`sender`, `from`, `author`) is not a role
+/// column: it becomes the sender-name column when there is none, and roles
+/// come from the names. A column named in `[ingest.columns]` is taken as it
+/// is, and so are the headers' choices when the sample has no values.
+pub fn choose_roles(
+    headers: &[String],
+    overrides: &ColumnOverrides,
+    map: &ColumnMap,
+    values: impl Fn(usize) -> Values,
+) -> RoleChoice {
+    let as_found = RoleChoice {
+        sender: map.sender,
+        sender_name: map.sender_name,
+    };
+    if overrides.sender.is_some() {
+        return as_found;
+    }
+    let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
+    let taken = [map.conversation_id, map.text, map.timestamp];
+    let columns = |aliases: &[&str]| -> Vec<usize> {
+        aliases
+            .iter()
+            .filter_map(|alias| normalized.iter().position(|h| h == alias))
+            .filter(|ix| !taken.contains(&Some(*ix)))
+            .collect()
+    };
+    let strong = columns(ROLE_HEADERS);
+    let either = columns(ROLE_OR_NAME_HEADERS);
+    if strong
+        .iter()
+        .chain(&either)
+        .all(|ix| values(*ix).filled == 0)
+    {
+        return as_found;
+    }
+    // Best share first; among equals, the header listed first.
+    let best = strong
+        .iter()
+        .chain(&either)
+        .map(|ix| (*ix, values(*ix).share()))
+        .filter(|(_, share)| *share >= ROLE_VALUES_SHARE)
+        .fold(None::<(usize, f64)>, |best, (ix, share)| match best {
+            Some((_, b)) if b >= share => best,
+            _ => Some((ix, share)),
+        })
+        .map(|(ix, _)| ix);
+    let sender = best.or_else(|| strong.first().copied());
+    let sender_name = map
+        .sender_name
+        .filter(|ix| Some(*ix) != sender)
+        .or_else(|| {
+            either
+                .iter()
+                .copied()
+                .find(|ix| Some(*ix) != sender && values(*ix).filled > 0)
+        });
+    RoleChoice {
+        sender,
+        sender_name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +345,67 @@ mod tests {
             &overrides,
         );
         assert_eq!(map.text, Some(3));
+    }
+
+    fn sample<'a>(columns: &'a [&'a [&'a str]]) -> impl Fn(usize) -> Values + 'a {
+        move |ix| {
+            let col = columns[ix];
+            Values {
+                filled: col.iter().filter(|v| !v.is_empty()).count(),
+                roles: col
+                    .iter()
+                    .filter(|v| crate::ingest::normalize_role(v).is_some())
+                    .count(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_column_of_names_is_not_the_role_column() {
+        // Chat ID, Sent At, Sender Role, Sender, Message
+        let h = headers(&["Chat ID", "Sent At", "Sender Role", "Sender", "Message"]);
+        let o = ColumnOverrides::default();
+        let map = ColumnMap::find(&h, &o);
+        assert_eq!(map.sender, Some(3), "the header alone picks the names");
+        let cols: [&[&str]; 5] = [
+            &["1", "1", "2"],
+            &["t", "t", "t"],
+            &["Customer", "Agent", "customer"],
+            &["Ram Sharma", "Sita", "Hari"],
+            &["a", "b", "c"],
+        ];
+        let choice = choose_roles(&h, &o, &map, sample(&cols));
+        assert_eq!(choice.sender, Some(2));
+        assert_eq!(choice.sender_name, Some(3));
+    }
+
+    #[test]
+    fn no_role_values_anywhere_leaves_names() {
+        let h = headers(&["chat", "from", "text"]);
+        let o = ColumnOverrides::default();
+        let map = ColumnMap::find(&h, &o);
+        let cols: [&[&str]; 3] = [&["1", "1"], &["Ram", "NEA Desk"], &["a", "b"]];
+        let choice = choose_roles(&h, &o, &map, sample(&cols));
+        assert_eq!(choice.sender, None);
+        assert_eq!(choice.sender_name, Some(1));
+        // A named override is taken as it is.
+        let o = ColumnOverrides {
+            sender: Some("from".into()),
+            ..Default::default()
+        };
+        let map = ColumnMap::find(&h, &o);
+        assert_eq!(choose_roles(&h, &o, &map, sample(&cols)).sender, Some(1));
+    }
+
+    #[test]
+    fn the_usual_layout_keeps_its_columns() {
+        let h = headers(&["conversation_id", "sender", "message", "sender_name"]);
+        let o = ColumnOverrides::default();
+        let map = ColumnMap::find(&h, &o);
+        let cols: [&[&str]; 4] = [&["1"], &["agent"], &["a"], &["Sita"]];
+        let choice = choose_roles(&h, &o, &map, sample(&cols));
+        assert_eq!(choice.sender, Some(1));
+        assert_eq!(choice.sender_name, Some(3));
     }
 
     #[test]

@@ -1,18 +1,29 @@
 //! CSV (and TSV): delimiter sniffed from the header line, quoted fields
 //! with embedded newlines, one reused record buffer.
+//!
+//! The role column is chosen by its values as well as its header
+//! ([`choose_roles`]): the first rows are read ahead as a sample, then
+//! handed on before the rest. A table with sender names but no role column
+//! gets its roles from the names (a first pass over the file, see `roles`).
 
 use std::collections::VecDeque;
 use std::io::BufReader;
 
-use super::columns::{Column, ColumnMap};
+use super::columns::{Column, ColumnMap, Values, choose_roles};
 use super::text::TextReader;
-use super::{IngestError, IngestOptions, RawRow, Row, RowBuilder, Source};
+use super::{IngestError, IngestOptions, RawRow, RolesFrom, Row, RowBuilder, Source};
+
+/// Rows (and bytes) read ahead to choose the role column.
+const SAMPLE_ROWS: usize = 1_000;
+const SAMPLE_BYTES: usize = 4 * 1024 * 1024;
 
 pub(super) struct CsvSource {
     file: String,
     reader: csv::Reader<BufReader<TextReader>>,
     record: csv::ByteRecord,
     map: ColumnMap,
+    /// The rows read ahead, handed on first.
+    sample: VecDeque<csv::ByteRecord>,
 }
 
 /// The delimiter among `,` `;` and tab that occurs most often outside quotes
@@ -61,12 +72,52 @@ impl CsvSource {
             .iter()
             .map(|h| String::from_utf8_lossy(h).trim().to_string())
             .collect();
-        let map = builder.header_row(file, &headers, &opts.columns)?;
+        let mut map = ColumnMap::find(&headers, &opts.columns);
+        for column in [Column::ConversationId, Column::Text] {
+            if map.get(column).is_none() {
+                return Err(IngestError::missing_column(file, column, &headers));
+            }
+        }
+        let mut sample = VecDeque::new();
+        let mut sampled_bytes = 0;
+        while sample.len() < SAMPLE_ROWS && sampled_bytes < SAMPLE_BYTES {
+            let mut record = csv::ByteRecord::new();
+            if !reader
+                .read_byte_record(&mut record)
+                .map_err(|e| csv_error(file, e))?
+            {
+                break;
+            }
+            sampled_bytes += record.as_slice().len();
+            sample.push_back(record);
+        }
+        let values = |ix: usize| {
+            let mut v = Values::default();
+            for field in sample.iter().filter_map(|r| r.get(ix)) {
+                let Ok(text) = std::str::from_utf8(field) else {
+                    continue;
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                v.filled += 1;
+                v.roles += usize::from(super::normalize_role(text).is_some());
+            }
+            v
+        };
+        let choice = choose_roles(&headers, &opts.columns, &map, values);
+        map.sender = choice.sender;
+        map.sender_name = choice.sender_name;
+        if map.sender.is_none() && map.sender_name.is_none() {
+            return Err(IngestError::missing_column(file, Column::Sender, &headers));
+        }
+        builder.name_fields(&headers, &map);
         Ok(Self {
             file: file.to_string(),
             reader,
             record: csv::ByteRecord::new(),
             map,
+            sample,
         })
     }
 }
@@ -92,7 +143,9 @@ impl Source for CsvSource {
         builder: &mut RowBuilder,
         out: &mut VecDeque<Row>,
     ) -> Result<bool, IngestError> {
-        if !self
+        if let Some(record) = self.sample.pop_front() {
+            self.record = record;
+        } else if !self
             .reader
             .read_byte_record(&mut self.record)
             .map_err(|e| csv_error(&self.file, e))?
@@ -115,6 +168,7 @@ impl Source for CsvSource {
                 let field = |column: Column| self.map.get(column).and_then(|ix| text.get(ix));
                 let raw = RawRow {
                     line,
+                    role: None,
                     conversation_id: field(Column::ConversationId),
                     sender: field(Column::Sender),
                     text: field(Column::Text),
@@ -130,6 +184,14 @@ impl Source for CsvSource {
             }
         }
         Ok(true)
+    }
+
+    fn roles_from(&self) -> RolesFrom {
+        if self.map.sender.is_some() {
+            RolesFrom::Field
+        } else {
+            RolesFrom::Names
+        }
     }
 }
 
@@ -158,6 +220,7 @@ impl CsvSource {
         };
         let raw = RawRow {
             line,
+            role: None,
             conversation_id: field(Column::ConversationId)?,
             sender: field(Column::Sender)?,
             text: field(Column::Text)?,

@@ -53,12 +53,24 @@ const CONSUMER_GONE: &str = "the row reader was dropped";
 /// serde_json's reader parser pulls one byte at a time, so the count is
 /// exact at every point the visitors look at it. It owns its buffer (rather
 /// than wrapping a `BufReader`) to keep that per-byte path short.
-struct LineCountingReader<R> {
+pub(super) struct LineCountingReader<R> {
     inner: R,
     buf: Box<[u8]>,
     pos: usize,
     len: usize,
     newlines: Rc<Cell<u64>>,
+}
+
+impl<R> LineCountingReader<R> {
+    pub(super) fn new(inner: R, newlines: Rc<Cell<u64>>) -> Self {
+        Self {
+            inner,
+            buf: vec![0; 256 * 1024].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            newlines,
+        }
+    }
 }
 
 impl<R: Read> Read for LineCountingReader<R> {
@@ -209,6 +221,7 @@ impl ObjectRows {
         builder.build(
             RawRow {
                 line,
+                role: None,
                 conversation_id: conversation.or(id.as_deref()),
                 sender: sender.as_deref(),
                 text: text.as_deref(),
@@ -323,13 +336,7 @@ fn parse_document(
     overrides: &ColumnOverrides,
 ) {
     let newlines = Rc::new(Cell::new(0));
-    let reader = LineCountingReader {
-        inner: text,
-        buf: vec![0; 256 * 1024].into_boxed_slice(),
-        pos: 0,
-        len: 0,
-        newlines: newlines.clone(),
-    };
+    let reader = LineCountingReader::new(text, newlines.clone());
     let mut de = serde_json::Deserializer::from_reader(reader);
     let feed = Feed {
         tx,

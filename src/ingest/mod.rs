@@ -6,20 +6,25 @@
 //! file order, holding only a bounded window of the file in memory (XLSX is
 //! checked before it is read, then streamed cell by cell).
 
+mod bundle;
 mod columns;
 mod csv;
+mod dialects;
 mod filter;
 mod json;
+mod roles;
+mod threads;
 mod time;
+mod whatsapp;
 mod xlsx;
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 pub use columns::{Column, ColumnMap};
 pub use filter::AutoresponseFilter;
+pub use roles::{Agents, AgentsError, Cast, Casting, Hint, Roster};
 pub use time::parse_millis;
 
 use crate::config::{ColumnOverrides, IngestSettings};
@@ -28,28 +33,116 @@ use crate::model::{Message, Role};
 /// Bytes looked at to tell the format and spot binary files.
 const SNIFF_BYTES: usize = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an export is, as sniffed from its name and content (or as
+/// `--format` / `ingest.format` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// A table of message rows (CSV, TSV).
     Csv,
+    /// A JSON array of message rows or of conversations with `messages`.
     Json,
+    /// One JSON message (or conversation) per line.
     Jsonl,
+    /// The first sheet of a workbook, as a table of message rows.
     Xlsx,
+    /// WhatsApp's "Export chat" text (Android or iOS layout), or its zip.
+    #[serde(rename = "whatsapp")]
+    WhatsApp,
+    /// Facebook Messenger / Page inbox "Download your information" JSON.
+    Messenger,
+    /// Telegram Desktop's `result.json` (one chat, or all chats).
+    Telegram,
+    /// Intercom conversations (`conversation_parts`).
+    Intercom,
+    /// Zendesk tickets with comments or audits.
+    Zendesk,
+    /// Freshdesk tickets with `conversations`.
+    Freshdesk,
+    /// Chatwoot conversations with `messages`.
+    Chatwoot,
+    /// Posts linked by `in_response_to` (the customer-support tweets
+    /// corpus and the like): one conversation per thread.
+    Threads,
 }
 
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Format {
+    pub const ALL: [Format; 12] = [
+        Format::Csv,
+        Format::Json,
+        Format::Jsonl,
+        Format::Xlsx,
+        Format::WhatsApp,
+        Format::Messenger,
+        Format::Telegram,
+        Format::Intercom,
+        Format::Zendesk,
+        Format::Freshdesk,
+        Format::Chatwoot,
+        Format::Threads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
             Format::Csv => "csv",
             Format::Json => "json",
             Format::Jsonl => "jsonl",
             Format::Xlsx => "xlsx",
-        })
+            Format::WhatsApp => "whatsapp",
+            Format::Messenger => "messenger",
+            Format::Telegram => "telegram",
+            Format::Intercom => "intercom",
+            Format::Zendesk => "zendesk",
+            Format::Freshdesk => "freshdesk",
+            Format::Chatwoot => "chatwoot",
+            Format::Threads => "threads",
+        }
+    }
+
+    /// The dialects of JSON read by a reader of their own.
+    fn is_json_dialect(self) -> bool {
+        matches!(
+            self,
+            Format::Messenger
+                | Format::Telegram
+                | Format::Intercom
+                | Format::Zendesk
+                | Format::Freshdesk
+                | Format::Chatwoot
+        )
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A format name that is not one of [`Format::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}; expected auto or one of {list}", list = Format::ALL.map(Format::as_str).join(", "))]
+pub struct UnknownFormat(String);
+
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == wanted)
+            .ok_or_else(|| UnknownFormat(s.to_string()))
     }
 }
 
 /// What ingest needs from the settings.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
+    /// The format to read the file as, whatever it looks like (`None`: sniffed).
+    pub format: Option<Format>,
+    /// The business side's sender names or patterns (`ingest.agents`).
+    pub agents: Vec<String>,
     pub columns: ColumnOverrides,
     pub autoresponse_patterns: Vec<String>,
     pub max_field_bytes: usize,
@@ -62,6 +155,8 @@ pub struct IngestOptions {
 impl IngestOptions {
     pub fn from_settings(s: &IngestSettings) -> Self {
         Self {
+            format: s.format,
+            agents: s.agents.clone(),
             columns: s.columns.clone(),
             autoresponse_patterns: s.autoresponse_patterns.clone(),
             max_field_bytes: s.max_field_bytes,
@@ -118,8 +213,13 @@ pub enum IngestError {
     },
     #[error("{file}: not a valid XLSX workbook: {message}")]
     Xlsx { file: String, message: String },
-    #[error("{file}: unsupported format {extension:?}; use .csv, .json, .jsonl or .xlsx")]
+    #[error(
+        "{file}: unsupported format {extension:?}; use an export as CSV, JSON, JSONL, XLSX, \
+         a WhatsApp, Messenger or Telegram chat export, or a helpdesk's JSON"
+    )]
     UnsupportedFormat { file: String, extension: String },
+    #[error("ingest.agents: {0}")]
+    Agents(AgentsError),
 }
 
 impl IngestError {
@@ -185,10 +285,22 @@ impl Warning {
             message: crate::model::truncate_chars(message, MAX_WARNING_CHARS),
         }
     }
+
+    /// A warning about the whole upload rather than one line (line 0).
+    pub fn notice(message: &str) -> Self {
+        Self::new(0, message)
+    }
+
+    pub fn is_notice(&self) -> bool {
+        self.line == 0
+    }
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_notice() {
+            return f.write_str(&self.message);
+        }
         write!(f, "line {}: {}", self.line, self.message)
     }
 }
@@ -198,20 +310,64 @@ const ROLE_NAMES: [(Role, &[&str]); 3] = [
     (
         Role::Customer,
         &[
-            "customer", "user", "client", "visitor", "contact", "inbound",
+            "customer",
+            "user",
+            "client",
+            "visitor",
+            "contact",
+            "inbound",
+            "incoming",
+            "enduser",
+            "end-user",
+            "end_user",
+            "end user",
+            "requester",
+            "consumer",
+            "lead",
+            "guest",
         ],
     ),
     (
         Role::Agent,
-        &["agent", "operator", "staff", "support", "admin", "outbound"],
+        &[
+            "agent",
+            "operator",
+            "staff",
+            "support",
+            "admin",
+            "outbound",
+            "outgoing",
+            "representative",
+            "rep",
+            "employee",
+            "business",
+            "page",
+            "teammate",
+            "helpdesk",
+        ],
     ),
-    (Role::Bot, &["bot", "system", "auto", "automated"]),
+    (
+        Role::Bot,
+        &[
+            "bot",
+            "system",
+            "auto",
+            "automated",
+            "chatbot",
+            "agent_bot",
+            "agentbot",
+        ],
+    ),
 ];
 
 /// Distinct unknown roles warned about one by one; past this, one last
 /// warning says the rest go unreported (a file with a free-text role column
 /// would otherwise warn on every row).
 const MAX_UNKNOWN_ROLE_WARNINGS: usize = 32;
+
+/// Share of an upload's messages whose role may be a guess before the
+/// upload is warned about it.
+const GUESSED_SHARE_WARNED: f64 = 0.05;
 
 /// `field.trim()`, answered without decoding a char when both ends are
 /// visible ASCII, as in nearly every field of an export (four to six trims
@@ -240,28 +396,132 @@ pub fn normalize_role(raw: &str) -> Option<Role> {
 struct RawRow<'a> {
     line: u64,
     conversation_id: Option<&'a str>,
+    /// The role as the file writes it (a role column's text).
     sender: Option<&'a str>,
+    /// The role, when the format says it in its own terms (a helpdesk's
+    /// `incoming` flag, Intercom's author type): wins over `sender`.
+    role: Option<Casting>,
     text: Option<&'a str>,
     timestamp: Option<&'a str>,
     sender_name: Option<&'a str>,
+}
+
+/// Where a source's messages get their role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RolesFrom {
+    /// A role field (or the format's own terms): read row by row.
+    Field,
+    /// Only sender names: who is who is learnt by a first pass over the
+    /// whole upload ([`roles::Roster`]).
+    Names,
+}
+
+/// How the builder gives messages their role.
+enum Roles {
+    /// From the role field; an unknown one is a guessed customer (unless
+    /// `ingest.agents` names the sender).
+    Field,
+    /// The first pass: senders are gathered, no row is built.
+    Gather(Roster),
+    /// From the sender's name, as the first pass decided.
+    Cast(Cast),
+}
+
+/// Why a message of the file is not a message to analyse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dropped {
+    /// The app's own lines: "Messages and calls are end-to-end encrypted",
+    /// "joined", "changed the subject", Telegram's service messages.
+    System,
+    /// A photo, voice note or file with no text ("<Media omitted>").
+    Media,
+    /// "This message was deleted".
+    Deleted,
+    /// A helpdesk's internal note (never seen by the customer).
+    InternalNote,
+    /// A helpdesk's activity: assignments, status changes, tags.
+    Activity,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::System => "system messages",
+            Dropped::Media => "media without text",
+            Dropped::Deleted => "deleted messages",
+            Dropped::InternalNote => "internal notes",
+            Dropped::Activity => "activity entries (assignments, status changes)",
+        }
+    }
+}
+
+/// What the builder counts for the upload's closing notices.
+#[derive(Debug, Default)]
+struct RoleCounts {
+    messages: u64,
+    agents: u64,
+    /// Messages whose role was a guess.
+    guessed: u64,
+    /// Of those, messages of an unknown role field value.
+    unknown_field: u64,
+    dropped: std::collections::BTreeMap<Dropped, u64>,
 }
 
 /// Turns raw rows into message rows and warnings; shared by every format.
 struct RowBuilder {
     filter: AutoresponseFilter,
     max_field_bytes: usize,
+    agents: Agents,
+    roles: Roles,
+    counts: RoleCounts,
     unknown_roles: HashSet<String>,
     /// Header names, for warnings that name a field.
     field_names: [String; 5],
 }
 
 impl RowBuilder {
-    fn new(opts: &IngestOptions) -> Self {
-        Self {
+    fn new(opts: &IngestOptions) -> Result<Self, IngestError> {
+        Ok(Self {
             filter: AutoresponseFilter::new(&opts.autoresponse_patterns),
             max_field_bytes: opts.max_field_bytes,
+            agents: Agents::new(&opts.agents).map_err(IngestError::Agents)?,
+            roles: Roles::Field,
+            counts: RoleCounts::default(),
             unknown_roles: HashSet::new(),
             field_names: Column::ALL.map(|c| c.label().to_string()),
+        })
+    }
+
+    /// A builder for a first pass: it gathers senders and builds nothing.
+    fn gatherer(opts: &IngestOptions) -> Result<Self, IngestError> {
+        let mut builder = Self::new(opts)?;
+        builder.roles = Roles::Gather(Roster::default());
+        Ok(builder)
+    }
+
+    fn gathering(&self) -> bool {
+        matches!(self.roles, Roles::Gather(_))
+    }
+
+    /// What the export says about a conversation's people (a chat's title,
+    /// its listed participants); only a first pass needs it.
+    fn hint(&mut self, conversation: &str, hint: Hint) {
+        if let Roles::Gather(roster) = &mut self.roles {
+            roster.hint(conversation, hint);
+        }
+    }
+
+    /// A sender the export says speaks for the business.
+    fn business(&mut self, name: &str) {
+        if let Roles::Gather(roster) = &mut self.roles {
+            roster.business(name);
+        }
+    }
+
+    /// A message of the file that is not one to analyse, counted by kind.
+    fn dropped(&mut self, why: Dropped) {
+        if !self.gathering() {
+            *self.counts.dropped.entry(why).or_default() += 1;
         }
     }
 
@@ -294,6 +554,64 @@ impl RowBuilder {
         &self.field_names[i]
     }
 
+    /// The role of a message from `sender_name` whose role field says `raw`
+    /// (or whose format says `known`), and whether it is a guess; `None`
+    /// with a warning pushed when the row must be skipped.
+    fn role(
+        &mut self,
+        conversation: &str,
+        raw: RawRole<'_>,
+        sender_name: Option<&str>,
+        line: u64,
+        out: &mut VecDeque<Row>,
+    ) -> Casting {
+        let certain = |role| Casting {
+            role,
+            guessed: false,
+        };
+        let guessed_customer = Casting {
+            role: Role::Customer,
+            guessed: true,
+        };
+        let text = match raw {
+            RawRole::Known(casting) => return casting,
+            RawRole::Unknown => {
+                return match (sender_name, &self.roles) {
+                    (Some(name), _) if self.agents.matches(name) => certain(Role::Agent),
+                    (Some(name), Roles::Cast(cast)) => cast.role(conversation, name),
+                    _ => guessed_customer,
+                };
+            }
+            RawRole::Field(text) => text,
+        };
+        if let Some(role) = normalize_role(text) {
+            return certain(role);
+        }
+        if sender_name.is_some_and(|n| self.agents.matches(n)) {
+            return certain(Role::Agent);
+        }
+        let raw_role = trim_field(text);
+        if self.unknown_roles.len() < MAX_UNKNOWN_ROLE_WARNINGS
+            && self.unknown_roles.insert(raw_role.to_string())
+        {
+            out.push_back(Row::Warning(Warning::new(
+                line,
+                &format!("unknown sender role \"{raw_role}\", treated as customer"),
+            )));
+            if self.unknown_roles.len() == MAX_UNKNOWN_ROLE_WARNINGS {
+                out.push_back(Row::Warning(Warning::new(
+                    line,
+                    &format!(
+                        "{MAX_UNKNOWN_ROLE_WARNINGS} distinct unknown sender roles so far; \
+                         further ones are treated as customer without a warning"
+                    ),
+                )));
+            }
+        }
+        self.counts.unknown_field += 1;
+        guessed_customer
+    }
+
     fn build(&mut self, raw: RawRow<'_>, out: &mut VecDeque<Row>) {
         let line = raw.line;
         let warn = |out: &mut VecDeque<Row>, message: String| {
@@ -317,15 +635,21 @@ impl RowBuilder {
                 return warn(out, message);
             }
         }
-        let (Some(id), Some(sender), Some(text)) = (raw.conversation_id, raw.sender, raw.text)
-        else {
+        let by_name = matches!(self.roles, Roles::Gather(_) | Roles::Cast(_));
+        let sender = match (raw.role, raw.sender) {
+            (Some(role), _) => Some(RawRole::Known(role)),
+            (None, Some(text)) => Some(RawRole::Field(text)),
+            (None, None) if by_name => Some(RawRole::Unknown),
+            (None, None) => None,
+        };
+        let (Some(id), Some(sender), Some(text)) = (raw.conversation_id, sender, raw.text) else {
             let missing = [
-                (Column::ConversationId, raw.conversation_id),
-                (Column::Sender, raw.sender),
-                (Column::Text, raw.text),
+                (Column::ConversationId, raw.conversation_id.is_none()),
+                (Column::Sender, sender.is_none()),
+                (Column::Text, raw.text.is_none()),
             ]
             .into_iter()
-            .filter(|(_, v)| v.is_none())
+            .filter(|(_, missing)| *missing)
             .map(|(c, _)| format!("\"{}\"", self.field_name(c)))
             .collect::<Vec<_>>()
             .join(", ");
@@ -346,30 +670,18 @@ impl RowBuilder {
             );
             return warn(out, message);
         }
-        let role = match normalize_role(sender) {
-            Some(role) => role,
-            None => {
-                let raw_role = trim_field(sender);
-                if self.unknown_roles.len() < MAX_UNKNOWN_ROLE_WARNINGS
-                    && self.unknown_roles.insert(raw_role.to_string())
-                {
-                    warn(
-                        out,
-                        format!("unknown sender role \"{raw_role}\", treated as customer"),
-                    );
-                    if self.unknown_roles.len() == MAX_UNKNOWN_ROLE_WARNINGS {
-                        warn(
-                            out,
-                            format!(
-                                "{MAX_UNKNOWN_ROLE_WARNINGS} distinct unknown sender roles so far; \
-                                 further ones are treated as customer without a warning"
-                            ),
-                        );
-                    }
-                }
-                Role::Customer
+        let sender_name = raw.sender_name.map(trim_field).filter(|n| !n.is_empty());
+        if let Roles::Gather(roster) = &mut self.roles {
+            if let (RawRole::Unknown | RawRole::Field(_), Some(name)) = (sender, sender_name) {
+                roster.wrote(id, name);
             }
-        };
+            return;
+        }
+        let casting = self.role(id, sender, sender_name, line, out);
+        self.counts.messages += 1;
+        self.counts.agents += u64::from(casting.role == Role::Agent);
+        self.counts.guessed += u64::from(casting.guessed);
+        let role = casting.role;
         let timestamp = raw
             .timestamp
             .map(trim_field)
@@ -380,11 +692,7 @@ impl RowBuilder {
             autoresponse: self.filter.is_autoresponse(role, text),
             time_ms: timestamp.as_deref().and_then(parse_millis),
             timestamp,
-            sender_name: raw
-                .sender_name
-                .map(trim_field)
-                .filter(|n| !n.is_empty())
-                .map(str::to_string),
+            sender_name: sender_name.map(str::to_string),
             text: text.to_string(),
         };
         out.push_back(Row::Message(MessageRow {
@@ -393,6 +701,72 @@ impl RowBuilder {
             message,
         }));
     }
+
+    /// The upload-wide notices, once every row is read: what was dropped,
+    /// and whether too many roles were guesses.
+    fn closing_notices(&self, out: &mut VecDeque<Row>) {
+        let c = &self.counts;
+        let notice = |out: &mut VecDeque<Row>, message: String| {
+            out.push_back(Row::Warning(Warning::notice(&message)))
+        };
+        if !c.dropped.is_empty() {
+            let total: u64 = c.dropped.values().sum();
+            let kinds = c
+                .dropped
+                .iter()
+                .map(|(why, n)| format!("{}: {n}", why.label()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            notice(
+                out,
+                format!(
+                    "{total} entries of the export are not messages to analyse and were left out ({kinds})"
+                ),
+            );
+        }
+        if c.messages == 0 {
+            return;
+        }
+        if c.agents == 0 && !matches!(self.roles, Roles::Field) {
+            notice(
+                out,
+                "no sender could be told to be the business side: every message is analysed \
+                 as the customer's. Name the business side's senders in ingest.agents (names or \
+                 patterns such as \"* (Support)\")"
+                    .into(),
+            );
+        } else if c.guessed as f64 > GUESSED_SHARE_WARNED * c.messages as f64 {
+            let share = 100.0 * c.guessed as f64 / c.messages as f64;
+            let (why, fix) = if c.unknown_field * 2 >= c.guessed {
+                (
+                    "their role field holds values PowerPulse does not know, taken as the customer's",
+                    "map the role column with ingest.columns.sender, or name the business side's senders in ingest.agents",
+                )
+            } else {
+                (
+                    "nothing in the export tells who speaks for the business in their chats \
+                     (the first sender of each was taken as the customer)",
+                    "name the business side's senders in ingest.agents (names or patterns such as \"* (Support)\")",
+                )
+            };
+            notice(
+                out,
+                format!(
+                    "the role of {} of {} messages ({share:.0} %) is a guess: {why}; to fix it, {fix}",
+                    c.guessed, c.messages
+                ),
+            );
+        }
+    }
+}
+
+/// A row's role as the source gives it.
+#[derive(Debug, Clone, Copy)]
+enum RawRole<'a> {
+    Known(Casting),
+    Field(&'a str),
+    /// None: the role comes from the sender's name.
+    Unknown,
 }
 
 /// A format's reader: fills `out` with the rows of its next input record.
@@ -403,22 +777,149 @@ trait Source: Send {
         builder: &mut RowBuilder,
         out: &mut VecDeque<Row>,
     ) -> Result<bool, IngestError>;
+
+    /// Where this source's messages get their role.
+    fn roles_from(&self) -> RolesFrom {
+        RolesFrom::Field
+    }
+}
+
+/// Opens an export's source, again when a first pass needs it.
+#[derive(Debug, Clone)]
+struct Opener {
+    path: std::path::PathBuf,
+    file: String,
+    format: Format,
+    /// A folder of exports, or a zip of them (unpacked into `unpacked`).
+    bundle: Option<std::sync::Arc<bundle::Bundle>>,
+    opts: IngestOptions,
+}
+
+impl Opener {
+    fn open(&self, builder: &mut RowBuilder) -> Result<Box<dyn Source>, IngestError> {
+        if let Some(bundle) = &self.bundle {
+            return Ok(Box::new(bundle::BundleSource::new(
+                bundle.clone(),
+                &self.opts,
+            )));
+        }
+        let name = Path::new(&self.file)
+            .file_name()
+            .map_or_else(|| self.file.clone(), |n| n.to_string_lossy().into_owned());
+        open_source(
+            &self.path,
+            &self.file,
+            &name,
+            self.format,
+            &self.opts,
+            builder,
+        )
+    }
+}
+
+/// The source reading one file (not a bundle) as `format`; `file` names it
+/// in messages, `name` is its file name as the user knows it.
+fn open_source(
+    path: &Path,
+    file: &str,
+    name: &str,
+    format: Format,
+    opts: &IngestOptions,
+    builder: &mut RowBuilder,
+) -> Result<Box<dyn Source>, IngestError> {
+    Ok(match format {
+        Format::Xlsx => Box::new(xlsx::XlsxSource::open(path, file, opts, builder)?),
+        Format::WhatsApp => Box::new(whatsapp::WhatsAppSource::open(
+            path,
+            file,
+            name,
+            opts.max_field_bytes,
+        )?),
+        Format::Threads => Box::new(threads::ThreadSource::open(path, file, opts, builder)?),
+        dialect if dialect.is_json_dialect() => {
+            Box::new(dialects::DialectSource::open(path, file, name, dialect)?)
+        }
+        text_format => {
+            let head = text::head(path, file)?;
+            let reader = text::decoded(path, &head, file, text_format)?;
+            match text_format {
+                Format::Csv => {
+                    let header = text::first_line(&head);
+                    Box::new(csv::CsvSource::new(reader, &header, file, opts, builder)?)
+                }
+                Format::Json => Box::new(json::JsonSource::new(reader, file, opts)?),
+                _ => Box::new(json::JsonlSource::new(reader, file, opts)),
+            }
+        }
+    })
+}
+
+/// Where a [`RowReader`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing read yet: a first pass may be due.
+    Start,
+    Reading,
+    Done,
 }
 
 /// The rows of one export, streamed. After an error it yields nothing more.
 pub struct RowReader {
     format: Format,
     file: String,
+    opener: Opener,
     source: Box<dyn Source>,
     builder: RowBuilder,
     queue: VecDeque<Row>,
     messages: u64,
-    done: bool,
+    phase: Phase,
 }
 
 impl RowReader {
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// How many files a folder or zip held (`None` for a single file).
+    pub fn files(&self) -> Option<usize> {
+        self.opener.bundle.as_ref().map(|b| b.len())
+    }
+
+    /// Where messages get their role: a role field, or the senders' names
+    /// (learnt by a first pass over the whole upload).
+    pub fn roles_by_name(&self) -> bool {
+        self.source.roles_from() == RolesFrom::Names
+    }
+
+    /// The senders found to speak for the business, with the number of
+    /// conversations each does so in (most first); empty until the first
+    /// row is read, and for exports whose roles come from a role field.
+    pub fn agents(&self, limit: usize) -> Vec<(String, u32)> {
+        match &self.builder.roles {
+            Roles::Cast(cast) => cast.agents(limit),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The first pass of an export whose roles come from names: every
+    /// conversation's senders, then everyone's role.
+    fn gather(&mut self) -> Result<(), IngestError> {
+        let mut gatherer = RowBuilder::gatherer(&self.opener.opts)?;
+        let mut source = self.opener.open(&mut gatherer)?;
+        let mut ignored = VecDeque::new();
+        while source.next_rows(&mut gatherer, &mut ignored)? {
+            ignored.clear();
+        }
+        if let Roles::Gather(roster) = gatherer.roles {
+            self.builder.roles = Roles::Cast(roster.cast(&self.builder.agents));
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: IngestError) -> Option<Result<Row, IngestError>> {
+        self.phase = Phase::Done;
+        self.queue.clear();
+        Some(Err(e))
     }
 }
 
@@ -433,13 +934,22 @@ impl Iterator for RowReader {
                 }
                 return Some(Ok(row));
             }
-            if self.done {
-                return None;
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Start => {
+                    self.phase = Phase::Reading;
+                    if self.roles_by_name()
+                        && let Err(e) = self.gather()
+                    {
+                        return self.fail(e);
+                    }
+                }
+                Phase::Reading => {}
             }
             match self.source.next_rows(&mut self.builder, &mut self.queue) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.done = true;
+                    self.phase = Phase::Done;
                     if self.messages == 0
                         && self.queue.iter().all(|r| !matches!(r, Row::Message(_)))
                     {
@@ -448,115 +958,162 @@ impl Iterator for RowReader {
                             detail: "no row had a conversation id, a sender and a text".into(),
                         }));
                     }
+                    self.builder.closing_notices(&mut self.queue);
                 }
-                Err(e) => {
-                    self.done = true;
-                    self.queue.clear();
-                    return Some(Err(e));
-                }
+                Err(e) => return self.fail(e),
             }
         }
     }
 }
 
-/// Opens an export and prepares to stream its rows.
+/// Opens an export (a file, a folder of exports, or a zip of them) and
+/// prepares to stream its rows; errors name it by its path.
 pub fn open(path: &Path, opts: &IngestOptions) -> Result<RowReader, IngestError> {
-    let file = path.display().to_string();
-    let io = |source| IngestError::Io {
-        file: file.clone(),
-        source,
-    };
-    let mut handle = std::fs::File::open(path).map_err(io)?;
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    (&mut handle)
-        .take(SNIFF_BYTES as u64)
-        .read_to_end(&mut head)
-        .map_err(io)?;
-    // A short read means `head` is the whole file.
-    let whole_file = head.len() < SNIFF_BYTES;
-    let format = detect(path, &head, whole_file, &file)?;
-    let mut builder = RowBuilder::new(opts);
-    let source: Box<dyn Source> = match format {
-        Format::Xlsx => Box::new(xlsx::XlsxSource::open(path, &file, opts, &mut builder)?),
-        text_format => {
-            let reader = text::decoded(path, &head, &file, text_format)?;
-            match text_format {
-                Format::Csv => {
-                    let header = text::first_line(&head);
-                    Box::new(csv::CsvSource::new(
-                        reader,
-                        &header,
-                        &file,
-                        opts,
-                        &mut builder,
-                    )?)
-                }
-                Format::Json => Box::new(json::JsonSource::new(reader, &file, opts)?),
-                _ => Box::new(json::JsonlSource::new(reader, &file, opts)),
+    open_named(path, &path.display().to_string(), opts)
+}
+
+/// [`open`] for a file kept under another name (an upload spooled by the
+/// server): errors and chat names use `file`, the name the user knows.
+pub fn open_named(path: &Path, file: &str, opts: &IngestOptions) -> Result<RowReader, IngestError> {
+    let file = file.to_string();
+    let mut builder = RowBuilder::new(opts)?;
+    let (format, bundle) = if path.is_dir() {
+        let bundle = bundle::Bundle::folder(path, &file, opts)?;
+        (bundle.format(), Some(std::sync::Arc::new(bundle)))
+    } else {
+        let head = text::head(path, &file)?;
+        match detect(path, &head, &file, opts.format)? {
+            Detected::Zip => {
+                let bundle = bundle::Bundle::zip(path, &file, opts)?;
+                (bundle.format(), Some(std::sync::Arc::new(bundle)))
             }
+            Detected::File(format) => (format, None),
         }
     };
+    let opener = Opener {
+        path: path.to_path_buf(),
+        file: file.clone(),
+        format,
+        bundle,
+        opts: opts.clone(),
+    };
+    let source = opener.open(&mut builder)?;
     Ok(RowReader {
         format,
         file,
+        opener,
         source,
         builder,
         queue: VecDeque::new(),
         messages: 0,
-        done: false,
+        phase: Phase::Start,
     })
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detected {
+    File(Format),
+    /// A zip archive of exports (not a workbook).
+    Zip,
 }
 
 /// The format the extension declares, checked against the first bytes:
 /// the content wins when it is unmistakably another text format (a JSON
-/// array saved as `.jsonl`, JSON lines saved as `.json`), and a declared
-/// format the content cannot be is refused.
-fn detect(path: &Path, head: &[u8], whole_file: bool, file: &str) -> Result<Format, IngestError> {
+/// array saved as `.jsonl`, JSON lines saved as `.json`, a WhatsApp chat
+/// saved as `.txt`, a helpdesk's or a chat app's JSON), and a declared
+/// format the content cannot be is refused. `forced` (`--format`) decides
+/// for a file that is not a zip archive.
+fn detect(
+    path: &Path,
+    head: &[u8],
+    file: &str,
+    forced: Option<Format>,
+) -> Result<Detected, IngestError> {
+    let whole_file = head.len() < SNIFF_BYTES;
     let is_zip = head.starts_with(b"PK\x03\x04");
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let declared = match ext.as_str() {
-        "csv" | "tsv" | "txt" => Some(Format::Csv),
-        "json" => Some(Format::Json),
-        "jsonl" | "ndjson" => Some(Format::Jsonl),
-        "xlsx" | "xlsm" => Some(Format::Xlsx),
-        "xls" | "ods" | "numbers" => {
-            return Err(IngestError::UnsupportedFormat {
-                file: file.to_string(),
-                extension: ext,
-            });
-        }
-        _ => None,
-    };
-    match declared {
-        Some(Format::Xlsx) if !is_zip => {
+    let text_extension = matches!(
+        ext.as_str(),
+        "csv" | "tsv" | "txt" | "json" | "jsonl" | "ndjson"
+    );
+    if is_zip && text_extension && forced.is_none() {
+        return Err(IngestError::Binary {
+            file: file.to_string(),
+            expected: if ext.starts_with('j') || ext == "ndjson" {
+                Format::Json
+            } else {
+                Format::Csv
+            },
+            detail: "it is a zip archive; an .xlsx or a .zip saved under another name?".into(),
+        });
+    }
+    if is_zip {
+        let workbook = forced == Some(Format::Xlsx)
+            || matches!(ext.as_str(), "xlsx" | "xlsm")
+            || bundle::is_workbook(path, file)?;
+        return Ok(if workbook {
+            Detected::File(Format::Xlsx)
+        } else {
+            Detected::Zip
+        });
+    }
+    if let Some(format) = forced {
+        if format == Format::Xlsx {
             return Err(IngestError::Xlsx {
                 file: file.to_string(),
                 message: "the file is not a zip archive (is it a CSV or an old .xls renamed?)"
                     .into(),
             });
         }
-        Some(Format::Xlsx) => return Ok(Format::Xlsx),
-        Some(expected) if is_zip => {
-            return Err(IngestError::Binary {
+        return Ok(Detected::File(format));
+    }
+    let declared = match ext.as_str() {
+        "csv" | "tsv" | "txt" => Some(Format::Csv),
+        "json" => Some(Format::Json),
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        "xlsx" | "xlsm" => {
+            return Err(IngestError::Xlsx {
                 file: file.to_string(),
-                expected,
-                detail: "it is a zip archive; an .xlsx saved under another name?".into(),
+                message: "the file is not a zip archive (is it a CSV or an old .xls renamed?)"
+                    .into(),
             });
         }
-        None if is_zip => return Ok(Format::Xlsx),
-        _ => {}
-    }
-    let content = text::head_text(head);
+        "xls" | "ods" | "numbers" => {
+            return Err(IngestError::UnsupportedFormat {
+                file: file.to_string(),
+                extension: ext,
+            });
+        }
+        "zip" => {
+            return Err(IngestError::Malformed {
+                file: file.to_string(),
+                line: 1,
+                message: "the file ends in .zip but is not a zip archive".into(),
+            });
+        }
+        _ => None,
+    };
+    let content = text::head_text(&head[..head.len().min(SNIFF_BYTES)]);
     if whole_file && content.trim().is_empty() {
         return Err(IngestError::Empty {
             file: file.to_string(),
         });
     }
+    if whatsapp::looks_like(&content) {
+        return Ok(Detected::File(Format::WhatsApp));
+    }
     use text::Sniffed;
-    Ok(match (declared, text::sniff(&content, whole_file)) {
+    let sniffed = text::sniff(&content, whole_file);
+    if sniffed != Sniffed::Other
+        && let Some(dialect) = dialects::sniff(&text::head_text(head))
+    {
+        return Ok(Detected::File(dialect));
+    }
+    Ok(Detected::File(match (declared, sniffed) {
         (_, Sniffed::JsonArray) => Format::Json,
         (_, Sniffed::JsonLines) => Format::Jsonl,
         // A file of one object is a document when the object holds the
@@ -567,9 +1124,14 @@ fn detect(path: &Path, head: &[u8], whole_file: bool, file: &str) -> Result<Form
         // same as a pretty-printed document: the extension decides.
         (Some(Format::Jsonl), Sniffed::JsonObject) => Format::Jsonl,
         (_, Sniffed::JsonObject) => Format::Json,
+        (Some(Format::Csv) | None, Sniffed::Other)
+            if threads::looks_like(&text::first_line(head)) =>
+        {
+            Format::Threads
+        }
         (Some(declared), Sniffed::Other) => declared,
         (None, Sniffed::Other) => Format::Csv,
-    })
+    }))
 }
 
 /// Text decoding shared by CSV, JSON and JSONL: BOM handling, UTF-16, the
@@ -585,6 +1147,22 @@ mod text {
     use super::{Format, IngestError};
 
     pub type TextReader = Box<dyn Read + Send>;
+
+    /// Bytes read to tell a file's format: the first `SNIFF_BYTES` decide
+    /// between text formats, the rest lets a JSON dialect's keys show.
+    pub const HEAD_BYTES: u64 = 64 * 1024;
+
+    /// The first `HEAD_BYTES` of a file (all of it when shorter).
+    pub fn head(path: &Path, file: &str) -> Result<Vec<u8>, IngestError> {
+        let io = |source| IngestError::Io {
+            file: file.to_string(),
+            source,
+        };
+        let handle = File::open(path).map_err(io)?;
+        let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+        handle.take(HEAD_BYTES).read_to_end(&mut head).map_err(io)?;
+        Ok(head)
+    }
 
     fn utf16(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
         if head.starts_with(&[0xFF, 0xFE]) {
@@ -680,6 +1258,9 @@ mod text {
             expected,
             detail,
         };
+        // Only the sniff window is checked here: a bad byte further on is
+        // the parser's to report, with its line.
+        let head = &head[..head.len().min(super::SNIFF_BYTES)];
         let line_at = |offset: usize| head[..offset].iter().filter(|b| **b == b'\n').count() + 1;
         if utf16(head).is_none() {
             if let Some(at) = head.iter().position(|b| *b == 0) {
@@ -714,5 +1295,7 @@ mod text {
     }
 }
 
+#[cfg(test)]
+mod export_tests;
 #[cfg(test)]
 mod tests;

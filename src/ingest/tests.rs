@@ -166,11 +166,21 @@ fn roles_normalise_and_unknown_ones_warn_once() {
     let (rows, warnings) = read(&path, &opts()).unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.message.role == Role::Customer));
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert_eq!(
         warnings[0].to_string(),
         "line 2: unknown sender role \"martian\", treated as customer"
     );
+    // Every role was a guess: the upload says so, and how to fix it.
+    assert!(warnings[2].is_notice());
+    assert!(
+        warnings[2]
+            .to_string()
+            .starts_with("the role of 3 of 3 messages (100 %) is a guess"),
+        "{}",
+        warnings[2]
+    );
+    assert!(warnings[2].to_string().contains("ingest.columns.sender"));
 }
 
 #[test]
@@ -693,8 +703,9 @@ fn unknown_role_warnings_stop_after_a_bound() {
     for i in 0..100 {
         text.push_str(&format!("c,role{i},hi\nc,role{i},again\n"));
     }
-    let (rows, warnings) = read(&fx.file("roles.csv", text), &opts()).unwrap();
+    let (rows, mut warnings) = read(&fx.file("roles.csv", text), &opts()).unwrap();
     assert_eq!(rows.len(), 200);
+    assert!(warnings.pop().is_some_and(|w| w.is_notice()));
     assert_eq!(
         warnings.len(),
         MAX_UNKNOWN_ROLE_WARNINGS + 1,
@@ -891,7 +902,11 @@ fn xlsx_skips_blank_rows_and_numbers_rows_as_the_sheet_does() {
     );
     assert_eq!(rows[0].message.time_ms, Some(1_772_362_800_000));
     assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 5]);
-    let w: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    let w: Vec<String> = warnings
+        .iter()
+        .filter(|w| !w.is_notice())
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         w,
         vec![
@@ -1173,7 +1188,8 @@ fn warnings_and_header_names_stay_short_whatever_the_file_puts_in_them() {
     );
     let (messages, warnings) = read(&fx.file("long.csv", csv), &opts()).unwrap();
     assert_eq!(messages.len(), 1);
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    // Two about rows, one notice about the guessed role.
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     for w in &warnings {
         assert!(
             w.message.chars().count() <= 300,

@@ -123,13 +123,36 @@ fn chrono_date_time(s: &str) -> Option<i64> {
         }
     }
     DateTime::parse_from_rfc2822(s)
+        .or_else(|_| DateTime::parse_from_str(s, TWITTER_FORMAT))
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// Twitter's `created_at`: `Tue Oct 31 22:10:47 +0000 2017`.
+const TWITTER_FORMAT: &str = "%a %b %d %H:%M:%S %z %Y";
+
+/// Unix milliseconds as the canonical `YYYY-MM-DDTHH:MM:SSZ` (the form the
+/// store keeps compactly), for exports that write epoch numbers.
+pub fn canonical_utc(millis: i64) -> Option<String> {
+    let t = DateTime::from_timestamp_millis(millis)?;
+    Some(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twitter_dates_and_canonical_forms() {
+        assert_eq!(
+            parse_millis("Tue Oct 31 22:10:47 +0000 2017"),
+            parse_millis("2017-10-31T22:10:47Z")
+        );
+        assert_eq!(
+            canonical_utc(1_647_615_372_000).as_deref(),
+            Some("2022-03-18T14:56:12Z")
+        );
+    }
 
     proptest::proptest! {
         /// The fast path reads what chrono reads, and refuses what it refuses.

@@ -118,6 +118,7 @@ impl Source for XlsxSource {
         builder.build(
             RawRow {
                 line: row.line,
+                role: None,
                 conversation_id: id.as_deref(),
                 sender: sender.as_deref(),
                 text: message.as_deref(),

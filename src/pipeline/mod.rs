@@ -144,6 +144,8 @@ struct Tally {
     llm: LlmUsage,
     warnings: Vec<String>,
     warnings_total: u64,
+    /// How many of `warnings` (the first ones) are notices.
+    notices: usize,
 }
 
 impl Tally {
@@ -151,6 +153,18 @@ impl Tally {
         self.warnings_total += 1;
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(message);
+        }
+    }
+
+    /// A warning about the whole upload: listed before the row warnings,
+    /// and kept whatever their number (there are a few at most).
+    fn notice(&mut self, message: String) {
+        self.warnings_total += 1;
+        let first_row_warning = self.warnings.len().min(self.notices);
+        self.warnings.insert(first_row_warning, message);
+        self.notices += 1;
+        if self.warnings.len() > MAX_WARNINGS + self.notices {
+            self.warnings.pop();
         }
     }
 }
@@ -176,8 +190,14 @@ impl Pipeline {
     ) -> Result<(UploadRecord, ingest::RowReader), UploadError> {
         let path = submission.path.clone();
         let opts = self.ingest.clone();
-        // XLSX is read whole on open: keep it off the actor threads.
-        let reader = open_off_thread(path, opts).await?;
+        // A spooled upload is named as the user knows it (its name may also
+        // name a WhatsApp chat's other party).
+        let name = if submission.remove_file_after {
+            submission.filename.clone()
+        } else {
+            path.display().to_string()
+        };
+        let reader = open_off_thread(path, name, opts).await?;
         let record = UploadRecord {
             id: upload_id,
             filename: submission.filename.clone(),
@@ -292,7 +312,16 @@ impl Pipeline {
                                  upload the file again"
                             .into(),
                     })?;
-                let reader = open_off_thread(source, self.ingest.clone()).await?;
+                let spooled = self
+                    .spool_dir
+                    .as_ref()
+                    .is_some_and(|dir| source.starts_with(dir));
+                let name = if spooled {
+                    record.filename.clone()
+                } else {
+                    source.display().to_string()
+                };
+                let reader = open_off_thread(source, name, self.ingest.clone()).await?;
                 self.store.send(ClearUploadRows(upload_id)).await??;
                 record.counts = UploadCounts::default();
                 Some(reader)
@@ -625,12 +654,14 @@ impl AnalyzeStop {
 }
 
 /// Opens an export on a blocking thread (an XLSX is checked and its shared
-/// strings read on open), never on an actor's.
+/// strings read on open, a zip unpacked), never on an actor's; `name` is
+/// how messages name it.
 async fn open_off_thread(
     path: PathBuf,
+    name: String,
     opts: IngestOptions,
 ) -> Result<ingest::RowReader, UploadError> {
-    tokio::task::spawn_blocking(move || ingest::open(&path, &opts))
+    tokio::task::spawn_blocking(move || ingest::open_named(&path, &name, &opts))
         .await
         .map_err(|e| UploadError::Internal(format!("the parser thread failed: {e}")))?
         .map_err(UploadError::from)

@@ -33,6 +33,9 @@ const PARSE_BATCH: usize = 8_192;
 pub(super) struct ParsedBatch {
     pub rows: Vec<StoredMessage>,
     pub warnings: Vec<String>,
+    /// Warnings about the whole upload (what was left out, guessed roles):
+    /// kept first and whatever the cap.
+    pub notices: Vec<String>,
     pub messages: u64,
     pub conversations: u64,
     pub autoresponses: u64,
@@ -57,6 +60,7 @@ pub(super) struct Batcher {
     autoresponses: u64,
     rows: Vec<StoredMessage>,
     warnings: Vec<String>,
+    notices: Vec<String>,
 }
 
 impl Batcher {
@@ -69,6 +73,7 @@ impl Batcher {
             autoresponses: 0,
             rows: Vec::with_capacity(size.clamp(1, MAX_RESERVED_ROWS)),
             warnings: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -96,6 +101,7 @@ impl Batcher {
                     message: m.message,
                 });
             }
+            Row::Warning(w) if w.is_notice() => self.notices.push(w.to_string()),
             Row::Warning(w) => self.warnings.push(w.to_string()),
         }
         (self.rows.len() >= self.size || self.warnings.len() >= self.size).then(|| self.take())
@@ -109,6 +115,7 @@ impl Batcher {
                 Vec::with_capacity(self.size.min(MAX_RESERVED_ROWS)),
             ),
             warnings: std::mem::take(&mut self.warnings),
+            notices: std::mem::take(&mut self.notices),
             messages: self.messages,
             conversations: self.conversations.len() as u64,
             autoresponses: self.autoresponses,
@@ -229,6 +236,10 @@ impl Pipeline {
                 };
                 let end = parse_rows(reader, PARSE_BATCH, &cancel, |mut batch| {
                     let mut events = Vec::with_capacity(batch.warnings.len() + 1);
+                    for w in std::mem::take(&mut batch.notices) {
+                        events.push(ProgressEvent::Warning(w.clone()));
+                        parsed.tally.notice(w);
+                    }
                     for w in std::mem::take(&mut batch.warnings) {
                         events.push(ProgressEvent::Warning(w.clone()));
                         parsed.tally.warn(w);
