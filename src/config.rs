@@ -491,7 +491,7 @@ pub struct IngestSettings {
     /// XLSX: most non-empty cells a sheet may have.
     pub xlsx_max_cells: u64,
     /// XLSX: most bytes the workbook may inflate to (a zip bomb is refused
-    /// before anything is allocated for it).
+    /// before anything is allocated for it); also a zip of exports' limit.
     pub xlsx_max_inflated_bytes: u64,
     /// Explicit column names, overriding the built-in aliases.
     pub columns: ColumnOverrides,
