@@ -167,6 +167,16 @@ pub enum RedactMode {
     Off,
 }
 
+impl RedactMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedactMode::Auto => "auto",
+            RedactMode::On => "on",
+            RedactMode::Off => "off",
+        }
+    }
+}
+
 /// Personal data replaced by placeholders before text leaves the machine
 /// (`[privacy]`; the recognisers are in [`crate::privacy`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

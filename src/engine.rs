@@ -18,6 +18,7 @@ use crate::notify::actor::{Notifier, WebhookActor};
 use crate::notify::{NotifyError, Webhook, WebhookStats};
 use crate::pipeline::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::pipeline::{Pipeline, Submission, UploadError};
+use crate::privacy::{PrivacyError, Redactor};
 use crate::progress::actor::{Cancel, CancelError, GetProgress, ProgressActor};
 use crate::retention::{self, RetentionReport};
 use crate::spool;
@@ -35,6 +36,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    #[error("invalid setting {key}: {source}", key = .0.key(), source = .0)]
+    Privacy(#[from] PrivacyError),
 }
 
 /// A running PowerPulse: actors, pool, store. Cheap to clone.
@@ -46,6 +49,8 @@ pub struct Engine {
     /// Delivers webhook events, when `notify.webhook_url` is set.
     webhooks: Option<Addr<WebhookActor>>,
     webhook_stats: Arc<WebhookStats>,
+    /// `[privacy]`, compiled: what a redacted export or transcript leaves out.
+    redactor: Redactor,
 }
 
 impl Engine {
@@ -54,6 +59,7 @@ impl Engine {
     pub fn start(settings: Settings, analyzer: Analyzer) -> Result<Self, EngineError> {
         // Checked before the database is opened: a bad URL changes nothing.
         let webhook = Webhook::from_settings(&settings.notify)?;
+        let redactor = Redactor::new(&settings.privacy)?;
         if let Analyzer::Lexicon(lexicon) = &analyzer {
             // Its tables take milliseconds to build: on a thread of their own,
             // from before the database is opened until the first upload is
@@ -138,7 +144,14 @@ impl Engine {
             settings,
             webhooks,
             webhook_stats,
+            redactor,
         })
+    }
+
+    /// The `[privacy]` policy, for whatever shows or exports text redacted
+    /// (the analyzer's transcripts use the analyzer's own).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     pub fn settings(&self) -> &Settings {

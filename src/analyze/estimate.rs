@@ -18,6 +18,7 @@ use super::openai::limits::LimitSource;
 use super::{Analyzer, LlmUsage};
 use crate::ingest::{IngestError, Row};
 use crate::model::Conversation;
+use crate::privacy::Counts;
 
 /// Completion tokens a typical reply takes (the JSON skeleton, ~20 tokens,
 /// and a 15-word summary); the most a reply may take is its budget.
@@ -33,8 +34,9 @@ pub struct Draft {
     /// Conversations with nothing for an LLM to read (answered locally).
     without_customer_text: u64,
     duplicates_in_file: u64,
-    /// Each distinct conversation to send: its key and what it takes.
-    unique: Vec<([u8; 32], Tokens)>,
+    /// Each distinct conversation to send: its key, what it takes, and
+    /// what would be redacted from it.
+    unique: Vec<([u8; 32], Tokens, Counts)>,
     warnings: u64,
 }
 
@@ -93,6 +95,24 @@ pub struct Estimate {
     /// `analyzer.openai.max_cost_usd`, when set.
     pub budget_usd: Option<f64>,
     pub warnings: u64,
+    /// What would be redacted from the conversations to send.
+    #[serde(default)]
+    pub redaction: RedactionEstimate,
+}
+
+/// What `[privacy]` would take out of the text sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RedactionEstimate {
+    /// Whether transcripts are redacted (`privacy.redact`, against the
+    /// analyzer's base URL).
+    pub enabled: bool,
+    /// The policy's fingerprint (`redact-1-…`), when enabled.
+    pub policy: Option<String>,
+    /// Values that would be replaced, by kind (`phone`, `email`, `name`,
+    /// …, and the operator patterns' names); kinds with none left out.
+    pub values: std::collections::BTreeMap<String, u64>,
+    /// Conversations with at least one value replaced.
+    pub conversations: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -161,13 +181,17 @@ impl Draft {
             to_send.push((key, conversation));
         }
         let tokens = analyzer.estimate_tokens(to_send.iter().map(|(_, c)| c));
-        draft.unique = to_send.into_iter().map(|(k, _)| k).zip(tokens).collect();
+        draft.unique = to_send
+            .into_iter()
+            .zip(tokens)
+            .map(|((key, _), (tokens, counts))| (key, tokens, counts))
+            .collect();
         Ok(draft)
     }
 
     /// The keys to ask the processed-content index about.
     pub fn keys(&self) -> Vec<[u8; 32]> {
-        self.unique.iter().map(|(k, _)| *k).collect()
+        self.unique.iter().map(|(k, _, _)| *k).collect()
     }
 
     /// The estimate, given which of [`Self::keys`] are already processed
@@ -177,12 +201,16 @@ impl Draft {
         let mut already = 0;
         let mut sum = Tokens::default();
         let mut sent = 0u64;
-        for (i, (_, t)) in self.unique.iter().enumerate() {
+        let mut redacted = Counts::default();
+        let mut redacted_conversations = 0;
+        for (i, (_, t, counts)) in self.unique.iter().enumerate() {
             if processed.and_then(|p| p.get(i)).copied().unwrap_or(false) {
                 already += 1;
                 continue;
             }
             sent += 1;
+            redacted.add(counts);
+            redacted_conversations += u64::from(!counts.is_empty());
             sum.rate_limit += t.rate_limit;
             sum.prompt += t.prompt;
             sum.reply_max += t.reply_max;
@@ -244,6 +272,15 @@ impl Draft {
             time_bound_seconds,
             budget_usd: analyzer.budget_usd(),
             warnings: self.warnings,
+            redaction: RedactionEstimate {
+                enabled: analyzer.redactor().is_some(),
+                policy: analyzer.redactor().map(|r| r.fingerprint().to_string()),
+                values: analyzer
+                    .redactor()
+                    .map(|r| r.named_counts(&redacted).into_iter().collect())
+                    .unwrap_or_default(),
+                conversations: redacted_conversations,
+            },
         }
     }
 }
@@ -315,6 +352,30 @@ impl Estimate {
                     self.model, self.model
                 );
             }
+        }
+        let r = &self.redaction;
+        if r.enabled {
+            let values = if r.values.is_empty() {
+                "nothing found".to_string()
+            } else {
+                r.values
+                    .iter()
+                    .map(|(kind, n)| format!("{n} {kind}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  redacted before sending: {values} (in {} conversations; policy {})",
+                r.conversations,
+                r.policy.as_deref().unwrap_or("?")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  redaction: off, transcripts are sent as written (privacy.redact; \"auto\" \
+                 redacts unless the server is on this machine)"
+            );
         }
         if let Some(budget) = self.budget_usd {
             let _ = writeln!(out, "  budget: ${budget:.4} per upload (max_cost_usd)");
@@ -421,7 +482,8 @@ mod tests {
                 sender_name: None,
                 autoresponse: false,
             }],
-        }])[0];
+        }])[0]
+            .0;
         assert!(e.rate_limit_tokens > 2 * one.rate_limit - 1);
         assert_eq!(e.completion_tokens_max, 2 * 64);
         let cost = e.cost_usd.unwrap();
@@ -438,6 +500,50 @@ mod tests {
         let text = e.render();
         assert!(text.contains("2 conversations in 2 requests"), "{text}");
         assert!(text.contains("batch"), "{text}");
+    }
+
+    #[test]
+    fn what_would_be_redacted_is_counted_per_kind() {
+        let a = analyzer(1)
+            .with_privacy(&crate::config::PrivacySettings {
+                redact: crate::config::RedactMode::On,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut rows = rows();
+        rows.push(row(
+            "f",
+            Role::Customer,
+            "call 9841234567 or 01-4412345, a@b.com",
+        ));
+        rows.push(row("g", Role::Customer, "SC no 484.91.181, Rs. 5,998 paid"));
+        let e = Draft::from_rows("x.csv", rows, &a)
+            .unwrap()
+            .finish(None, &a);
+        assert!(e.redaction.enabled);
+        assert_eq!(e.redaction.conversations, 2);
+        let values: Vec<(&str, u64)> = e
+            .redaction
+            .values
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        assert_eq!(values, [("email", 1), ("id", 1), ("phone", 2)]);
+        assert!(
+            e.render()
+                .contains("redacted before sending: 1 email, 1 id, 2 phone")
+        );
+        // Off (a local server, `auto`): nothing is counted, and it says so.
+        let plain = analyzer(1);
+        let e = Draft::from_rows("x.csv", rows_with_phone(), &plain)
+            .unwrap()
+            .finish(None, &plain);
+        assert!(!e.redaction.enabled && e.redaction.values.is_empty());
+        assert!(e.render().contains("redaction: off"));
+    }
+
+    fn rows_with_phone() -> Vec<Result<Row, IngestError>> {
+        vec![row("f", Role::Customer, "call 9841234567")]
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AnalyzerSettings, Backend, TopicSettings};
+use crate::config::{AnalyzerSettings, Backend, PrivacySettings, TopicSettings};
 use crate::model::{Analysis, Conversation};
 pub use lexicon::LexiconAnalyzer;
 pub use openai::{OpenAiAnalyzer, OpenAiError};
@@ -252,11 +252,13 @@ pub enum SetupError {
 
 impl Analyzer {
     /// Builds the analyzer the settings ask for, picking topics from
-    /// `topics`. `auto` picks `openai` when the API key variable is set and
-    /// non-empty, `lexicon` otherwise.
+    /// `topics`, its transcripts redacted as `privacy` says. `auto` picks
+    /// `openai` when the API key variable is set and non-empty, `lexicon`
+    /// otherwise.
     pub fn from_settings(
         settings: &AnalyzerSettings,
         topics: &[TopicSettings],
+        privacy: &PrivacySettings,
     ) -> Result<Self, SetupError> {
         let backend = match settings.backend {
             Backend::Auto => {
@@ -271,9 +273,9 @@ impl Analyzer {
             explicit => explicit,
         };
         Ok(match backend {
-            Backend::OpenAi => {
-                Analyzer::OpenAi(OpenAiAnalyzer::from_env(&settings.openai, topics)?)
-            }
+            Backend::OpenAi => Analyzer::OpenAi(
+                OpenAiAnalyzer::from_env(&settings.openai, topics)?.with_privacy(privacy)?,
+            ),
             _ => Analyzer::Lexicon(Arc::new(LexiconAnalyzer::with_topics(Arc::new(
                 topics::Topics::new(topics),
             )))),

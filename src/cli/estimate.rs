@@ -27,7 +27,8 @@ pub fn run(settings: &Settings, file: &Path, json: bool) -> Result<ExitCode> {
         &settings.analyzer.openai,
         "estimate-only".to_string().into(),
         &settings.topics,
-    )?;
+    )?
+    .with_privacy(&settings.privacy)?;
     let opts = IngestOptions::from_settings(&settings.ingest);
     let rows = ingest::open(file, &opts)?;
     let name = file.file_name().map_or_else(

@@ -88,11 +88,21 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
         Err(e) => problem("webhook", e.to_string()),
     }
 
-    match Analyzer::from_settings(&settings.analyzer, &settings.topics) {
+    match Analyzer::from_settings(&settings.analyzer, &settings.topics, &settings.privacy) {
         Err(e) => problem("analyzer", e.to_string()),
         Ok(Analyzer::Lexicon(_)) => println!("analyzer: lexicon (offline: nothing to reach)"),
         Ok(Analyzer::OpenAi(llm)) => {
             println!("analyzer: openai, model {} at {}", llm.model(), llm.url());
+            match llm.redactor() {
+                Some(r) => println!(
+                    "privacy: personal data redacted from transcripts (policy {})",
+                    r.fingerprint()
+                ),
+                None => println!(
+                    "privacy: transcripts sent as written (privacy.redact = \"{}\")",
+                    settings.privacy.redact.as_str()
+                ),
+            }
             let probe = actix_rt::System::new().block_on(llm.probe());
             match probe {
                 Ok(p) => {

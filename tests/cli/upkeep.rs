@@ -129,7 +129,8 @@ fn age(db: &Path, id: &str, days: i64) {
     let mut settings = Settings::default();
     settings.storage.path = db.to_path_buf();
     settings.analyzer.backend = Backend::Lexicon;
-    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics).unwrap();
+    let analyzer =
+        Analyzer::from_settings(&settings.analyzer, &settings.topics, &settings.privacy).unwrap();
     let upload_id = Uuid::parse_str(id).unwrap();
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).unwrap();

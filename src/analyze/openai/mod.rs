@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome, estimate};
 use crate::config::{AuthStyle, ModelPrice, OpenAiSettings, TopicSettings};
 use crate::model::Conversation;
+use crate::privacy::{self, Counts, Redactor};
 use limits::{Announced, Limits, LimitsSnapshot};
 use pack::Packer;
 use reply::ReplyError;
@@ -36,6 +37,8 @@ pub enum OpenAiError {
     InvalidBaseUrl { url: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("invalid setting {key}: {source}", key = .0.key(), source = .0)]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }
 
 /// What one probe request ([`OpenAiAnalyzer::probe`]) found.
@@ -100,6 +103,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct OpenAiAnalyzer {
     inner: Arc<Inner>,
+    /// Replaces personal data in every transcript before it is sent
+    /// (`[privacy]`); `None`: transcripts go as the export wrote them.
+    redactor: Option<Redactor>,
 }
 
 impl std::fmt::Debug for OpenAiAnalyzer {
@@ -201,6 +207,12 @@ impl OpenAiAnalyzer {
         // reqwest is built without a default crypto provider; install ring
         // once for the process (a no-op when one is already installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Until `with_privacy` says otherwise, the default policy: redacted
+        // unless the server is on this machine.
+        let defaults = crate::config::PrivacySettings::default();
+        let redactor = privacy::applies(defaults.redact, &settings.base_url)
+            .then(|| Redactor::new(&defaults))
+            .transpose()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(10))
@@ -251,7 +263,25 @@ impl OpenAiAnalyzer {
                 shape,
                 settings: settings.clone(),
             }),
+            redactor,
         })
+    }
+
+    /// This analyzer under the policy of `settings`: whether transcripts
+    /// are redacted (`redact`, against this analyzer's base URL) and how.
+    pub fn with_privacy(
+        mut self,
+        settings: &crate::config::PrivacySettings,
+    ) -> Result<Self, OpenAiError> {
+        self.redactor = privacy::applies(settings.redact, &self.inner.settings.base_url)
+            .then(|| Redactor::new(settings))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// The policy transcripts are redacted under, when they are.
+    pub fn redactor(&self) -> Option<&Redactor> {
+        self.redactor.as_ref()
     }
 
     pub fn model(&self) -> &str {
@@ -263,29 +293,53 @@ impl OpenAiAnalyzer {
         &self.inner.topic_names
     }
 
+    /// With redaction, its policy's fingerprint too: an analysis made from
+    /// other text (redacted otherwise, or not at all) is not reused. Without
+    /// it, the fingerprint analyses were stored under before redaction
+    /// existed.
     pub fn fingerprint(&self) -> String {
-        format!(
+        let mut fingerprint = format!(
             "{}/{}/{}/topics-{}",
             Self::NAME,
             self.inner.model,
             prompt::PROMPT_VERSION,
             self.inner.topics
-        )
+        );
+        if let Some(r) = &self.redactor {
+            fingerprint.push('/');
+            fingerprint.push_str(r.fingerprint());
+        }
+        fingerprint
     }
 
     pub fn limits(&self) -> LimitsSnapshot {
         self.inner.limits.snapshot()
     }
 
-    /// The transcript one conversation is sent as.
-    fn transcript(&self, conversation: &Conversation) -> String {
+    /// The transcript one conversation is sent as: the one place text
+    /// becomes what a request carries (sync, packed, batch files, retries
+    /// and re-asks all start from it), so the one place it is redacted,
+    /// before long messages are trimmed (a number cut in half would not be
+    /// recognised). Also what was redacted.
+    pub fn transcript(&self, conversation: &Conversation) -> (String, Counts) {
         let s = &self.inner.settings;
-        prompt::transcript(conversation, s.max_message_tokens, s.max_transcript_tokens)
+        let (max_message, max_total) = (s.max_message_tokens, s.max_transcript_tokens);
+        match &self.redactor {
+            Some(r) => {
+                let redacted = r.redact_analysable(conversation);
+                let text = prompt::transcript(&redacted.conversation, max_message, max_total);
+                (text, redacted.counts)
+            }
+            None => (
+                prompt::transcript(conversation, max_message, max_total),
+                Counts::default(),
+            ),
+        }
     }
 
     /// The request body and its rate-limit token count for one conversation.
     pub fn request(&self, conversation: &Conversation) -> Request {
-        let transcript = self.transcript(conversation);
+        let (transcript, _) = self.transcript(conversation);
         Request {
             tokens: self.inner.fixed_tokens + prompt::estimate_tokens(&transcript),
             body: request::body(&self.inner.body_prefix, &transcript),
@@ -341,15 +395,16 @@ impl OpenAiAnalyzer {
 
     /// What sending `conversations` would take, per conversation: packed
     /// `conversations_per_request` at a time, as [`Self::analyze`] sends them
-    /// (a packed request's tokens shared evenly among its conversations).
+    /// (a packed request's tokens shared evenly among its conversations),
+    /// and what would be redacted from it.
     pub fn estimate_tokens<'a>(
         &self,
         conversations: impl IntoIterator<Item = &'a Conversation>,
-    ) -> Vec<estimate::Tokens> {
-        let transcripts: Vec<String> = conversations
+    ) -> Vec<(estimate::Tokens, Counts)> {
+        let (transcripts, counts): (Vec<String>, Vec<Counts>) = conversations
             .into_iter()
             .map(|c| self.transcript(c))
-            .collect();
+            .unzip();
         let per_request = self.conversations_per_request() as usize;
         let shape = &self.inner.shape;
         let mut out = Vec::with_capacity(transcripts.len());
@@ -376,7 +431,7 @@ impl OpenAiAnalyzer {
                 });
             }
         }
-        out
+        out.into_iter().zip(counts).collect()
     }
 
     /// `request` followed by the model's invalid reply and a note saying what
@@ -419,7 +474,7 @@ impl OpenAiAnalyzer {
         cancel: &CancellationToken,
     ) -> Outcome {
         if let Some(packer) = &self.inner.packer {
-            let transcript = self.transcript(conversation);
+            let (transcript, _) = self.transcript(conversation);
             match packer.submit(self, transcript, cancel).await {
                 pack::Packed::Done(outcome) => return outcome,
                 pack::Packed::Alone(mut usage) => {
@@ -933,6 +988,62 @@ mod tests {
             "the system part is shared"
         );
         assert!(t1 > a.inner.fixed_tokens);
+    }
+
+    #[test]
+    fn transcripts_are_redacted_before_they_are_trimmed_and_the_policy_is_in_the_fingerprint() {
+        let local = OpenAiAnalyzer::new(&settings(), SecretString::from("k")).unwrap();
+        assert!(local.redactor().is_none(), "auto: a server on this machine");
+        let plain = local.fingerprint();
+        let on = local
+            .clone()
+            .with_privacy(&crate::config::PrivacySettings {
+                redact: crate::config::RedactMode::On,
+                ..Default::default()
+            })
+            .unwrap();
+        // A number at the very end of a long message, which trimming would
+        // cut in half, and a name from the sender.
+        let long = format!("{} call 9841234567", "no power ".repeat(300));
+        let mut c = conversation(&long);
+        c.messages[0].sender_name = Some("Sita Sharma".into());
+        c.messages[0].text.push_str(" - Sita");
+        let body = on.request(&c).body;
+        assert!(
+            !body.contains("9841234567") && !body.contains("Sita"),
+            "{body}"
+        );
+        assert!(
+            body.contains("<PHONE_1>") && body.contains("<NAME_1>"),
+            "{body}"
+        );
+        assert!(local.request(&c).body.contains("Sita"));
+        // A number where trimming would cut the message (its first 798
+        // characters are kept): redacted whole first, nothing of it is sent.
+        let cut = format!("{} 9841234567 {}", "x".repeat(793), "y".repeat(2000));
+        let body = on.request(&conversation(&cut)).body;
+        assert!(!body.contains("98412"), "{body}");
+        assert_eq!(
+            on.fingerprint(),
+            format!("{plain}/{}", on.redactor().unwrap().fingerprint())
+        );
+        // The default policy for a provider elsewhere is to redact.
+        let remote = OpenAiAnalyzer::new(
+            &OpenAiSettings {
+                base_url: "https://api.openai.com/v1".into(),
+                ..settings()
+            },
+            SecretString::from("k"),
+        )
+        .unwrap();
+        assert!(remote.redactor().is_some());
+        let off = remote
+            .with_privacy(&crate::config::PrivacySettings {
+                redact: crate::config::RedactMode::Off,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(off.redactor().is_none());
     }
 
     #[test]
