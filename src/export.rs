@@ -6,13 +6,19 @@
 //! `-` or `@` as a formula (CSV injection): text that came from the upload or
 //! the LLM is neutralised there by [`neutralize_formula`]. JSON and JSONL stay
 //! exact.
+//!
+//! A redacting writer ([`ExportWriter::redacting`]: `export --redact`,
+//! `?redact=true`) makes an export to share: see [`RowRedaction`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::model::{ConversationStatus, SatisfactionLabel, SentimentLabel};
+use crate::privacy::Redactor;
 use crate::store::{ConversationFilter, ConversationRow, Page, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -56,20 +62,20 @@ impl std::str::FromStr for ExportFormat {
 }
 
 /// One exported conversation. Analysis fields are empty for failed ones.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportRow {
     pub upload_id: Uuid,
     pub conversation_id: String,
     pub messages: u32,
     pub customer_messages: u32,
-    pub sentiment: Option<&'static str>,
+    pub sentiment: Option<SentimentLabel>,
     pub sentiment_score: Option<f64>,
     pub satisfaction_score: Option<u8>,
-    pub satisfaction: Option<&'static str>,
+    pub satisfaction: Option<SatisfactionLabel>,
     pub resolved: Option<bool>,
     pub summary: Option<String>,
     pub analyzer: Option<String>,
-    pub status: &'static str,
+    pub status: ConversationStatus,
     /// The agent who handled it (sender name), when the export names one.
     pub agent: Option<String>,
     /// One of the configured topics.
@@ -86,15 +92,15 @@ impl From<ConversationRow> for ExportRow {
             conversation_id: row.conversation_id,
             messages: row.record.messages,
             customer_messages: row.record.customer_messages,
-            sentiment: a.as_ref().map(|a| a.sentiment.label.as_str()),
+            sentiment: a.as_ref().map(|a| a.sentiment.label),
             sentiment_score: a.as_ref().map(|a| a.sentiment.score),
             satisfaction_score: a.as_ref().map(|a| a.satisfaction.score),
-            satisfaction: a.as_ref().map(|a| a.satisfaction.label.as_str()),
+            satisfaction: a.as_ref().map(|a| a.satisfaction.label),
             resolved: a.as_ref().and_then(|a| a.resolved),
             summary: a.as_ref().map(|a| a.summary.clone()),
             topic: a.as_ref().and_then(|a| a.topic.clone()),
             analyzer: a.map(|a| a.analyzer),
-            status: row.record.status.as_str(),
+            status: row.record.status,
             agent: row.record.agent,
             language: row.record.language,
         }
@@ -120,6 +126,7 @@ pub struct ExportWriter<W: Write> {
     csv: Option<csv::Writer<W>>,
     out: Option<W>,
     rows: u64,
+    redaction: Option<RowRedaction>,
 }
 
 impl<W: Write> ExportWriter<W> {
@@ -130,14 +137,29 @@ impl<W: Write> ExportWriter<W> {
                 csv: Some(csv::Writer::from_writer(out)),
                 out: None,
                 rows: 0,
+                redaction: None,
             },
             _ => Self {
                 format,
                 csv: None,
                 out: Some(out),
                 rows: 0,
+                redaction: None,
             },
         }
+    }
+
+    /// This writer making an export to share: every row goes through a
+    /// [`RowRedaction`] under `redactor`.
+    pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.redaction = Some(RowRedaction::new(redactor));
+        self
+    }
+
+    /// Whether rows are redacted, and so [`Self::write_page`] wants each
+    /// row's sender names.
+    pub fn redacts(&self) -> bool {
+        self.redaction.is_some()
     }
 
     pub fn write(&mut self, row: &ExportRow) -> Result<(), ExportError> {
@@ -190,14 +212,75 @@ impl<W: Write> ExportWriter<W> {
     /// one starts (`None` after the last). The CLI (reading the store) and
     /// HTTP (asking the StoreReader, streaming each page) share this loop:
     /// `cursor = writer.write_page(page(cursor))?` until `None`.
+    ///
+    /// A redacting writer redacts each row in a session knowing `senders[i]`,
+    /// the names row `i`'s conversation has for its customers and agents
+    /// ([`Store::sender_names`]); none are needed otherwise.
     pub fn write_page(
         &mut self,
         page: Page<ConversationRow>,
+        senders: &[Vec<String>],
     ) -> Result<Option<String>, ExportError> {
-        for row in page.items {
-            self.write(&ExportRow::from(row))?;
+        for (i, row) in page.items.into_iter().enumerate() {
+            let mut row = ExportRow::from(row);
+            if let Some(redaction) = &mut self.redaction {
+                redaction.apply(&mut row, senders.get(i).map_or(&[], Vec::as_slice));
+            }
+            self.write(&row)?;
         }
         Ok(page.next_cursor)
+    }
+}
+
+/// The response header a redacted export carries (`?redact=true`), so a
+/// client knows the server did redact it.
+pub const REDACTED_HEADER: &str = "x-powerpulse-redacted";
+
+/// What makes an export shareable: in each row, the conversation id and
+/// the summary redacted as the analyzer's transcripts are, in a session that
+/// knows the conversation's sender names (a summary made from an unredacted
+/// transcript may name the customer or quote a number); the agent replaced
+/// by `<AGENT_n>` and an id that held personal data by `<CONVERSATION_n>`,
+/// numbered within each upload, so rows still group by agent and stay apart.
+pub struct RowRedaction {
+    redactor: Redactor,
+    /// The upload being numbered, and its agents' numbers.
+    upload: Option<Uuid>,
+    agents: HashMap<String, usize>,
+    conversations: usize,
+}
+
+impl RowRedaction {
+    pub fn new(redactor: Redactor) -> Self {
+        Self {
+            redactor,
+            upload: None,
+            agents: HashMap::new(),
+            conversations: 0,
+        }
+    }
+
+    pub fn apply(&mut self, row: &mut ExportRow, senders: &[String]) {
+        if self.upload != Some(row.upload_id) {
+            self.upload = Some(row.upload_id);
+            self.agents.clear();
+            self.conversations = 0;
+        }
+        let mut session = self.redactor.session(senders.iter().map(String::as_str));
+        if let Cow::Owned(_) = session.redact(&row.conversation_id) {
+            self.conversations += 1;
+            row.conversation_id = format!("<CONVERSATION_{}>", self.conversations);
+        }
+        if let Some(summary) = &mut row.summary
+            && let Cow::Owned(redacted) = session.redact(summary)
+        {
+            *summary = redacted;
+        }
+        if let Some(agent) = &mut row.agent {
+            let next = self.agents.len() + 1;
+            let n = *self.agents.entry(std::mem::take(agent)).or_insert(next);
+            *agent = format!("<AGENT_{n}>");
+        }
     }
 }
 
@@ -216,7 +299,17 @@ pub fn write_upload<W: Write>(
             cursor.as_deref(),
             PAGE_ROWS,
         )?;
-        cursor = writer.write_page(page)?;
+        let senders = if writer.redacts() {
+            let ids: Vec<String> = page
+                .items
+                .iter()
+                .map(|r| r.conversation_id.clone())
+                .collect();
+            store.sender_names(upload_id, &ids)?
+        } else {
+            Vec::new()
+        };
+        cursor = writer.write_page(page, &senders)?;
         if cursor.is_none() {
             return Ok(());
         }
@@ -281,14 +374,14 @@ impl<'a> From<&'a ExportRow> for CsvRow<'a> {
             conversation_id: neutralize_formula(&row.conversation_id),
             messages: row.messages,
             customer_messages: row.customer_messages,
-            sentiment: row.sentiment,
+            sentiment: row.sentiment.map(SentimentLabel::as_str),
             sentiment_score: row.sentiment_score,
             satisfaction_score: row.satisfaction_score,
-            satisfaction: row.satisfaction,
+            satisfaction: row.satisfaction.map(SatisfactionLabel::as_str),
             resolved: row.resolved,
             summary: row.summary.as_deref().map(neutralize_formula),
             analyzer: row.analyzer.as_deref().map(neutralize_formula),
-            status: row.status,
+            status: row.status.as_str(),
             agent: row.agent.as_deref().map(neutralize_formula),
             topic: row.topic.as_deref().map(neutralize_formula),
             language: row.language.as_deref(),
@@ -502,6 +595,56 @@ mod tests {
                 "{format:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_redacted_row_hides_names_numbers_and_agents_numbered_per_upload() {
+        let redactor = Redactor::new(&crate::config::PrivacySettings::default()).unwrap();
+        let mut w = ExportWriter::new(ExportFormat::Jsonl, Vec::new()).redacting(redactor);
+        assert!(w.redacts());
+        let with = |id: &str, upload: u128, agent: &str| {
+            let mut r = row(id, true);
+            r.upload_id = Uuid::from_u128(upload);
+            r.record.agent = Some(agent.into());
+            if let Some(a) = r.analysis.as_mut() {
+                a.summary = "Sita reports no power, call 9841234567; Ram Thapa helped".into();
+            }
+            r
+        };
+        let senders = vec![vec!["Sita Sharma".to_string(), "Ram Thapa".to_string()]; 2];
+        let page = |items| Page {
+            items,
+            next_cursor: None,
+        };
+        w.write_page(
+            page(vec![
+                with("9841234567", 1, "Ram Thapa"),
+                with("c-2", 1, "Hari"),
+            ]),
+            &senders,
+        )
+        .unwrap();
+        w.write_page(page(vec![with("c-3", 2, "Hari")]), &senders)
+            .unwrap();
+        let text = String::from_utf8(w.finish_into_bytes().unwrap()).unwrap();
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows[0]["conversation_id"], "<CONVERSATION_1>");
+        assert_eq!(
+            rows[0]["summary"],
+            "<NAME_1> reports no power, call <PHONE_1>; <NAME_2> helped"
+        );
+        assert_eq!(rows[1]["conversation_id"], "c-2");
+        assert_eq!(
+            [&rows[0]["agent"], &rows[1]["agent"], &rows[2]["agent"]],
+            ["<AGENT_1>", "<AGENT_2>", "<AGENT_1>"],
+            "numbered within each upload"
+        );
+        // Rows parse back (a redacted export read through a server).
+        let back: ExportRow = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(back.status, ConversationStatus::Analyzed);
     }
 
     #[test]

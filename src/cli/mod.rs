@@ -12,6 +12,7 @@ mod runtime;
 mod estimate;
 mod ops;
 mod output;
+mod redact;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,10 @@ use powerpulse::engine::Engine;
 use powerpulse::export::{ExportFormat, ExportWriter, PAGE_ROWS};
 use powerpulse::model::Stage;
 use powerpulse::pipeline::{Submission, UploadReport};
+use powerpulse::privacy::Redactor;
 use powerpulse::report::{RunSummary, terminal_safe, terminal_safe_lines};
 use powerpulse::store::actor::GetSummary;
-use powerpulse::store::{ConversationFilter, ConversationRow, Page, Store, StoreError};
+use powerpulse::store::{Store, StoreError};
 use powerpulse::store::{UploadRecord, UploadSummary};
 
 use remote::{Lookup, Remote};
@@ -88,6 +90,10 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// An export to share: personal data in conversation ids and
+        /// summaries replaced as `[privacy]` says, agents as <AGENT_n>.
+        #[arg(long)]
+        redact: bool,
     },
     /// Run the HTTP control endpoint (and resume unfinished uploads).
     Serve {
@@ -127,6 +133,20 @@ enum Command {
     },
     /// Shrink the database file after deletes (needs it alone: stop `serve` first).
     Compact,
+    /// Show exactly what the LLM analyzer would send for each conversation
+    /// of an export, personal data redacted as `[privacy]` says (sends and
+    /// stores nothing).
+    Redact {
+        /// The export to preview.
+        #[arg(long, value_name = "FILE")]
+        preview: PathBuf,
+        /// Only this conversation.
+        #[arg(long, value_name = "ID")]
+        conversation: Option<String>,
+        /// One JSON object per conversation: id, transcript, what was redacted.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,13 +259,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             upload,
             format,
             output,
-        } => export(&settings, upload, format.into(), output.as_deref()),
+            redact,
+        } => export(&settings, upload, format.into(), output.as_deref(), redact),
         Command::Uploads { json } => uploads(&settings, json),
         Command::Check => ops::check(&settings, cli.config.as_deref()),
         Command::GenerateAssets { .. } => unreachable!("handled before the settings are loaded"),
         Command::Cancel { upload } => cancel(&settings, upload),
         Command::Backup { output } => backup(&settings, &output),
         Command::Compact => compact(&settings),
+        Command::Redact {
+            preview,
+            conversation,
+            json,
+        } => redact::preview(&settings, &preview, conversation.as_deref(), json),
         Command::Serve { bind, analyzer } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
@@ -280,7 +306,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
     powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
-    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics)
+    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics, &settings.privacy)
         .context("while setting up the analyzer")?;
     tracing::info!(analyzer = analyzer.name(), model = %analyzer.model(), "analyzer selected");
     let listener =
@@ -384,7 +410,7 @@ fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result
         }
         return analyze_remote(&remote, job, json);
     }
-    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics)
+    let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics, &settings.privacy)
         .context("while setting up the analyzer")?;
     if settings.analyzer.backend == Backend::Auto && !json {
         eprintln!(
@@ -603,16 +629,6 @@ impl Db {
             Db::Remote(remote) => remote.upload(id),
         }
     }
-
-    /// One page of an upload's outcomes, as an export walks them.
-    fn page(&self, id: Uuid, cursor: Option<&str>) -> Result<Page<ConversationRow>> {
-        match self {
-            Db::Local(store) => {
-                Ok(store.conversations(id, &ConversationFilter::default(), cursor, PAGE_ROWS)?)
-            }
-            Db::Remote(remote) => remote.page(id, cursor, PAGE_ROWS),
-        }
-    }
 }
 
 fn open_existing(settings: &Settings) -> Result<Store> {
@@ -633,6 +649,7 @@ fn export(
     upload: Option<Uuid>,
     format: ExportFormat,
     output: Option<&Path>,
+    redact: bool,
 ) -> Result<ExitCode> {
     let db = Db::open(settings)?;
     let uploads = match upload {
@@ -654,10 +671,25 @@ fn export(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut writer = ExportWriter::new(format, sink);
+    if redact {
+        writer = writer.redacting(Redactor::new(&settings.privacy)?);
+    }
     for id in uploads {
-        let mut cursor = None;
-        while let Some(next) = writer.write_page(db.page(id, cursor.as_deref())?)? {
-            cursor = Some(next);
+        match &db {
+            Db::Local(store) => powerpulse::export::write_upload(store, id, &mut writer)?,
+            // The server redacts: it has the messages whose senders' names
+            // the rows are redacted knowing.
+            Db::Remote(remote) if redact => {
+                remote.redacted_rows(id, |row| Ok(writer.write(&row)?))?
+            }
+            Db::Remote(remote) => {
+                let mut cursor = None;
+                while let Some(next) =
+                    writer.write_page(remote.page(id, cursor.as_deref(), PAGE_ROWS)?, &[])?
+                {
+                    cursor = Some(next);
+                }
+            }
         }
     }
     let rows = writer.finish()?;

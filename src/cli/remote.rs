@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use powerpulse::analyze::estimate::Estimate;
 use powerpulse::config::Settings;
+use powerpulse::export::{ExportRow, REDACTED_HEADER};
 use powerpulse::model::Stage;
 use powerpulse::store::{ConversationRow, Page, UploadRecord, UploadSummary};
 
@@ -240,6 +241,50 @@ impl Remote {
                 .json()
                 .await
                 .with_context(|| format!("while reading upload {id}'s results"))
+        })
+    }
+
+    /// An upload's export as the server redacts it (`?redact=true`), row by
+    /// row. A server that does not say it redacted (one older than
+    /// redaction, which ignores the parameter) is refused, not trusted.
+    pub fn redacted_rows(
+        &self,
+        id: Uuid,
+        mut each: impl FnMut(ExportRow) -> Result<()>,
+    ) -> Result<()> {
+        self.rt.block_on(async {
+            let request = self.request_with(
+                reqwest::Method::GET,
+                &format!("/api/uploads/{id}/export"),
+                &[("format", "jsonl"), ("redact", "true")],
+            );
+            let mut response = self.send(request).await?;
+            if response.headers().get(REDACTED_HEADER).is_none() {
+                bail!(
+                    "the PowerPulse server at {} does not redact exports (an older version?): \
+                     nothing was written",
+                    self.base
+                );
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            let mut line_of = |line: &[u8]| -> Result<()> {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                each(serde_json::from_slice(line).context("while reading a redacted row")?)
+            };
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .with_context(|| format!("while reading upload {id}'s export"))?
+            {
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    line_of(&line)?;
+                }
+            }
+            line_of(&pending)
         })
     }
 

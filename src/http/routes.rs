@@ -27,8 +27,8 @@ use crate::progress::ProgressSnapshot;
 use crate::progress::actor::{GetProgress, ListProgress, Subscribe};
 use crate::report::RunSummary;
 use crate::store::actor::{
-    Flush, GetConversation, GetInsights, GetSummary, GetUpload, ListConversations, ListUploads,
-    LookupProcessed, Snapshot,
+    Flush, GetConversation, GetInsights, GetSenderNames, GetSummary, GetUpload, ListConversations,
+    ListUploads, LookupProcessed, Snapshot,
 };
 use crate::store::stats::{Insights, InsightsQuery};
 use crate::store::{
@@ -433,6 +433,7 @@ pub async fn estimate(
             "estimate-only".to_string().into(),
             &settings.topics,
         )
+        .and_then(|a| a.with_privacy(&settings.privacy))
         .map_err(|e| HttpError::Internal(e.to_string()))?,
     };
     let opts = IngestOptions::from_settings(&settings.ingest);
@@ -931,13 +932,18 @@ impl From<ExportFormatParam> for ExportFormat {
 pub struct ExportQuery {
     /// csv (default), json or jsonl.
     format: Option<ExportFormatParam>,
+    /// An export to share: conversation ids and summaries redacted as
+    /// `[privacy]` says, agents as `<AGENT_n>` (numbered within the upload).
+    redact: Option<bool>,
 }
 
-/// The same rows as `powerpulse export`, streamed.
+/// The same rows as `powerpulse export`, streamed; with `redact=true`,
+/// personal data replaced by placeholders.
 #[utoipa::path(params(UploadPath, ExportQuery), responses(
     (status = 200, description = "The rows, in the format asked for.", content(
         ("text/csv"), ("application/json"), ("application/x-ndjson")
-    )),
+    ), headers(("X-PowerPulse-Redacted" = String,
+        description = "`true` when the rows were redacted (`redact=true`)"))),
     (status = 400, description = "Not a UUID, or an unknown format.", body = ErrorBody),
     (status = 404, body = ErrorBody)
 ))]
@@ -951,6 +957,11 @@ pub async fn export(
     let format: ExportFormat = query.format.unwrap_or(ExportFormatParam::Csv).into();
     let r = record(&state, id).await?;
     let reader = state.engine.reader().clone();
+    let mut writer = ExportWriter::new(format, Vec::new());
+    let redacted = query.redact == Some(true);
+    if redacted {
+        writer = writer.redacting(state.engine.redactor().clone());
+    }
 
     struct S {
         writer: Option<ExportWriter<Vec<u8>>>,
@@ -958,7 +969,7 @@ pub async fn export(
     }
     let stream = futures_util::stream::unfold(
         S {
-            writer: Some(ExportWriter::new(format, Vec::new())),
+            writer: Some(writer),
             cursor: None,
         },
         move |mut s| {
@@ -977,7 +988,30 @@ pub async fn export(
                     Ok(Ok(p)) => p,
                     _ => return Some((Err(HttpError::Internal("export interrupted".into())), s)),
                 };
-                let next = match writer.write_page(page) {
+                let senders = if writer.redacts() {
+                    let names = reader
+                        .send(GetSenderNames {
+                            upload_id: id,
+                            conversation_ids: page
+                                .items
+                                .iter()
+                                .map(|r| r.conversation_id.clone())
+                                .collect(),
+                        })
+                        .await;
+                    match names {
+                        Ok(Ok(names)) => names,
+                        _ => {
+                            return Some((
+                                Err(HttpError::Internal("export interrupted".into())),
+                                s,
+                            ));
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
+                let next = match writer.write_page(page, &senders) {
                     Ok(next) => next,
                     Err(e) => return Some((Err(HttpError::Internal(e.to_string())), s)),
                 };
@@ -1006,16 +1040,19 @@ pub async fn export(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .collect();
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!(
-                "attachment; filename=\"{stem}-results.{}\"",
-                format.extension()
-            ),
-        ))
-        .streaming(stream))
+    let mut response = HttpResponse::Ok();
+    response.content_type(format.content_type()).insert_header((
+        header::CONTENT_DISPOSITION,
+        format!(
+            "attachment; filename=\"{stem}-results{}.{}\"",
+            if redacted { "-redacted" } else { "" },
+            format.extension()
+        ),
+    ));
+    if redacted {
+        response.insert_header((crate::export::REDACTED_HEADER, "true"));
+    }
+    Ok(response.streaming(stream))
 }
 
 /// A consistent snapshot of the whole database, as a redb file: what

@@ -441,6 +441,11 @@ query!(
         = |s, m| s.conversation(m.upload_id, &m.conversation_id)
 );
 query!(
+    /// Each conversation's customer and agent names (`Store::sender_names`).
+    GetSenderNames { upload_id: Uuid, conversation_ids: Vec<String> } -> Vec<Vec<String>>
+        = |s, m| s.sender_names(m.upload_id, &m.conversation_ids)
+);
+query!(
     /// Aggregates over one upload.
     GetSummary { upload_id: Uuid } -> UploadSummary = |s, m| s.summary(m.upload_id)
 );

@@ -1513,6 +1513,34 @@ impl Store {
         })
     }
 
+    /// The distinct sender names of the customers and agents of each of
+    /// `conversation_ids` (in order; empty for an unknown one): what a
+    /// redacted export's rows are redacted knowing.
+    pub fn sender_names(
+        &self,
+        upload_id: Uuid,
+        conversation_ids: &[String],
+    ) -> Result<Vec<Vec<String>>> {
+        conversation_ids
+            .iter()
+            .map(|id| {
+                let mut names: Vec<String> = Vec::new();
+                for m in self
+                    .conversation(upload_id, id)?
+                    .map(|c| c.messages)
+                    .unwrap_or_default()
+                {
+                    if let (Some(name), false) = (m.sender_name, m.role == crate::model::Role::Bot)
+                        && !names.contains(&name)
+                    {
+                        names.push(name);
+                    }
+                }
+                Ok(names)
+            })
+            .collect()
+    }
+
     /// An upload's summary, from its stored aggregates (no outcome is read).
     pub fn summary(&self, upload_id: Uuid) -> Result<UploadSummary> {
         let k = key(upload_id);

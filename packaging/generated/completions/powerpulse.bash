@@ -34,6 +34,9 @@ _powerpulse() {
             powerpulse,export)
                 cmd="powerpulse__subcmd__export"
                 ;;
+            powerpulse,redact)
+                cmd="powerpulse__subcmd__redact"
+                ;;
             powerpulse,serve)
                 cmd="powerpulse__subcmd__serve"
                 ;;
@@ -47,7 +50,7 @@ _powerpulse() {
 
     case "${cmd}" in
         powerpulse)
-            opts="-h -V --config --db --help --version analyze export serve uploads check cancel backup compact"
+            opts="-h -V --config --db --help --version analyze export serve uploads check cancel backup compact redact"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -195,7 +198,7 @@ _powerpulse() {
             return 0
             ;;
         powerpulse__subcmd__export)
-            opts="-h --upload --format --output --config --db --help"
+            opts="-h --upload --format --output --redact --config --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +213,36 @@ _powerpulse() {
                     return 0
                     ;;
                 --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        powerpulse__subcmd__redact)
+            opts="-h --preview --conversation --json --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --preview)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --conversation)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

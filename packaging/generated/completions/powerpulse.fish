@@ -36,6 +36,7 @@ complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "check" -d 'Ch
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "cancel" -d 'Cancel an upload running in the server: no new analyzer calls, what is stored stays (resume it with `analyze --resume`)'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "backup" -d 'Save a consistent snapshot of the database (also while `serve` runs). Restore: stop the server, put the file in place of the database, start it'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "compact" -d 'Shrink the database file after deletes (needs it alone: stop `serve` first)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "redact" -d 'Show exactly what the LLM analyzer would send for each conversation of an export, personal data redacted as `[privacy]` says (sends and stores nothing)'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l resume -d 'Continue an unfinished, cancelled or failed upload instead' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
 lexicon\t''
@@ -53,6 +54,7 @@ jsonl\t''"
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l output -d 'Output file (default: stdout)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l redact -d 'An export to share: personal data in conversation ids and summaries replaced as `[privacy]` says, agents as <AGENT_n>'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l bind -d 'Address to listen on (overrides server.bind)' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
@@ -78,3 +80,9 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -s h -l he
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l preview -d 'The export to preview' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l conversation -d 'Only this conversation' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l json -d 'One JSON object per conversation: id, transcript, what was redacted'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -s h -l help -d 'Print help'
