@@ -151,6 +151,35 @@ async fn upload_both_ways_poll_list_filter_paginate_export() {
         .await
         .unwrap();
     assert_eq!(jsonl.lines().count(), 120);
+    // Redacted: the same rows, agents as pseudonyms, and it says so.
+    let r = app
+        .get(&format!(
+            "/api/uploads/{id}/export?format=jsonl&redact=true"
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-powerpulse-redacted"], "true");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("chats-results-redacted.jsonl")
+    );
+    let redacted = r.text().await.unwrap();
+    assert_eq!(redacted.lines().count(), 120);
+    let agents: std::collections::BTreeSet<String> = jsonl
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["agent"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert!(!agents.is_empty());
+    for agent in &agents {
+        assert!(!redacted.contains(agent.as_str()), "{agent}");
+    }
+    assert!(redacted.contains("\"agent\":\"<AGENT_1>\""), "{redacted}");
 
     // Delete.
     assert_eq!(

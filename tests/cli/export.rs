@@ -136,3 +136,155 @@ fn csv_export_neutralises_formulas_and_json_stays_exact() {
         assert_eq!(got, want, "{format}");
     }
 }
+
+/// An export with personal data in its conversation ids, senders and texts.
+fn personal_export(sb: &Sandbox) -> std::path::PathBuf {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "conversation_id",
+        "sender",
+        "sender_name",
+        "message",
+        "timestamp",
+    ])
+    .unwrap();
+    for (id, customer, agent) in [
+        ("+977 9841234567", "Sita Sharma", "Ramila Khatri"),
+        ("chat-2", "Bikash Thapa", "Ramila Khatri"),
+        ("chat-3", "Anita Rai", "Dinesh Bista"),
+    ] {
+        for (role, name, text) in [
+            (
+                "customer",
+                customer,
+                "No power since morning, call me on 9801234567",
+            ),
+            ("agent", agent, "Sorry! A crew is on the way, I am Ramila."),
+            ("customer", customer, "Thanks a lot, it works now."),
+        ] {
+            w.write_record([id, role, name, text, ""]).unwrap();
+        }
+    }
+    sb.write("personal.csv", w.into_inner().unwrap())
+}
+
+#[test]
+fn a_redacted_export_keeps_the_results_and_leaves_the_personal_data_out() {
+    let sb = Sandbox::new();
+    let file = personal_export(&sb);
+    assert_eq!(sb.analyze(&file).code, 0);
+
+    let plain = sb.run(&["export", "--format", "jsonl"]);
+    assert!(plain.stdout.contains("Ramila Khatri") && plain.stdout.contains("9841234567"));
+    let run = sb.run(&["export", "--format", "jsonl", "--redact"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for personal in ["9841234567", "Ramila", "Khatri", "Dinesh", "Sita"] {
+        assert!(!run.stdout.contains(personal), "{personal}: {}", run.stdout);
+    }
+    let field = |i: usize, k: &str| rows[i][k].as_str().unwrap().to_string();
+    // The id that was a phone number is a placeholder; the others stay.
+    let ids: Vec<String> = (0..3).map(|i| field(i, "conversation_id")).collect();
+    assert!(ids.contains(&"<CONVERSATION_1>".to_string()), "{ids:?}");
+    assert!(ids.contains(&"chat-2".to_string()), "{ids:?}");
+    // Agents are pseudonyms, the same agent the same one.
+    let agent_of = |id: &str| {
+        let i = ids.iter().position(|x| x == id).unwrap();
+        field(i, "agent")
+    };
+    assert_eq!(agent_of("chat-2"), agent_of("<CONVERSATION_1>"));
+    assert_ne!(agent_of("chat-2"), agent_of("chat-3"));
+    assert!(agent_of("chat-3").starts_with("<AGENT_"));
+    // The results are the unredacted export's.
+    let plain_rows: Vec<serde_json::Value> = plain
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (a, b) in plain_rows.iter().zip(&rows) {
+        assert_eq!(a["sentiment_score"], b["sentiment_score"]);
+        assert_eq!(a["summary"], b["summary"]);
+    }
+
+    // Beside a running server, the server redacts: the same bytes, in
+    // every format.
+    let offline: Vec<String> = ["csv", "json", "jsonl"]
+        .iter()
+        .map(|f| sb.run(&["export", "--redact", "--format", f]).stdout)
+        .collect();
+    let server = sb.serve(&[]);
+    for (format, off) in ["csv", "json", "jsonl"].iter().zip(&offline) {
+        let run = sb.run(&["export", "--redact", "--format", format]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(&run.stdout, off, "{format} through the server");
+    }
+    server.stop();
+}
+
+#[test]
+fn redact_preview_prints_what_would_be_sent() {
+    let sb = Sandbox::new();
+    let file = personal_export(&sb);
+    let run = sb.run_with_env(
+        &["redact", "--preview", file.to_str().unwrap()],
+        &[("POWERPULSE__PRIVACY__REDACT", "on")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("redaction: on (policy redact-1-"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains(
+            "── chat-2 · redacted: 1 phone, 1 name\nC: No power since morning, call me on <PHONE_1>\nA: Sorry! A crew is on the way, I am <NAME_1>.\nC: Thanks a lot, it works now.\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("9801234567"));
+
+    let one = sb.run_with_env(
+        &[
+            "redact",
+            "--preview",
+            file.to_str().unwrap(),
+            "--conversation",
+            "chat-3",
+            "--json",
+        ],
+        &[("POWERPULSE__PRIVACY__REDACT", "on")],
+    );
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let v = one.json();
+    assert_eq!(v["conversation_id"], "chat-3");
+    assert_eq!(v["redacted"]["phone"], 1);
+    assert!(v["transcript"].as_str().unwrap().contains("<PHONE_1>"));
+
+    // The default (auto) against this machine's server: off, and it says so.
+    let local = sb.run_with_env(
+        &["redact", "--preview", file.to_str().unwrap()],
+        &[("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")],
+    );
+    assert!(local.stderr.contains("redaction: OFF"), "{}", local.stderr);
+    assert!(local.stdout.contains("9801234567"));
+
+    let missing = sb.run(&[
+        "redact",
+        "--preview",
+        file.to_str().unwrap(),
+        "--conversation",
+        "nope",
+    ]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no conversation \"nope\""),
+        "{}",
+        missing.stderr
+    );
+}
