@@ -1,5 +1,6 @@
 //! Component throughput: ingest MB/s per format, lexicon conversations/s,
-//! store analyses/s. Figures go into the closing notes, never into tests.
+//! store analyses/s, redaction messages/s. Figures go into the closing
+//! notes, never into tests.
 
 #[path = "../examples/support/synth.rs"]
 mod synth;
@@ -220,10 +221,71 @@ fn store_throughput(c: &mut Criterion) {
     group.finish();
 }
 
+/// Redaction as the LLM analyzer does it (`Redactor::redact_analysable`,
+/// one session per conversation, sender names known): on the synthetic
+/// export (some personal data: account numbers, amounts, dates), and on the
+/// labelled set, where most messages carry a planted value or a look-alike.
+fn redaction_throughput(c: &mut Criterion) {
+    use powerpulse::config::PrivacySettings;
+    use powerpulse::privacy::Redactor;
+
+    let redactor = Redactor::new(&PrivacySettings::default()).unwrap();
+    let synthetic = conversations(2_000);
+    let labelled: Vec<Conversation> = include_str!("../tests/data/privacy_eval.jsonl")
+        .lines()
+        .map(|line| {
+            let chat: serde_json::Value = serde_json::from_str(line).unwrap();
+            let messages = chat["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| Message {
+                    role: if m["role"] == "customer" {
+                        Role::Customer
+                    } else {
+                        Role::Agent
+                    },
+                    // `[[kind:value]]` marks taken out.
+                    text: regex::Regex::new(r"\[\[[a-z]+:(.*?)\]\]")
+                        .unwrap()
+                        .replace_all(m["text"].as_str().unwrap(), "$1")
+                        .into_owned(),
+                    timestamp: None,
+                    time_ms: None,
+                    sender_name: m["sender_name"].as_str().map(String::from),
+                    autoresponse: false,
+                })
+                .collect();
+            Conversation {
+                id: chat["id"].as_str().unwrap().to_string(),
+                messages,
+            }
+        })
+        .collect();
+    let mut group = c.benchmark_group("redaction");
+    for (name, convs) in [("synthetic", &synthetic), ("labelled", &labelled)] {
+        let messages: usize = convs.iter().map(|c| c.analysable().count()).sum();
+        eprintln!(
+            "redaction bench {name}: {} conversations, {messages} messages",
+            convs.len()
+        );
+        group.throughput(Throughput::Elements(messages as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for conv in convs.iter() {
+                    std::hint::black_box(redactor.redact_analysable(conv));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     ingest_throughput,
     lexicon_throughput,
-    store_throughput
+    store_throughput,
+    redaction_throughput
 );
 criterion_main!(benches);

@@ -90,7 +90,7 @@ impl Kind {
 
     /// The name counts use (`phone`, `email`, …); an operator pattern's is
     /// its own.
-    fn builtin_name(self) -> Option<&'static str> {
+    pub fn builtin_name(self) -> Option<&'static str> {
         Some(match self {
             Kind::Email => "email",
             Kind::Phone => "phone",
@@ -390,7 +390,8 @@ pub struct Session<'r> {
 }
 
 impl Session<'_> {
-    /// `text` with every personal value replaced by its placeholder.
+    /// `text` with every personal value replaced by its placeholder;
+    /// borrowed when there was none.
     pub fn redact<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
         let found = self.find(text);
         if found.is_empty() {
@@ -407,6 +408,15 @@ impl Session<'_> {
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+
+    /// Where `text` holds personal values and of what kind: what
+    /// [`Session::redact`] would replace (nothing is numbered or counted).
+    pub fn locate(&self, text: &str) -> Vec<(Range<usize>, Kind)> {
+        self.find(text)
+            .into_iter()
+            .map(|f| (f.range, f.kind))
+            .collect()
     }
 
     /// What was redacted so far.

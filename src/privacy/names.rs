@@ -64,7 +64,8 @@ const NOT_NAMES: &[&str] = &[
 ];
 
 /// Name parts that are also everyday words: taken only written with a
-/// capital (`Bill` the customer, not `my bill`).
+/// capital (`Bill` the customer, not `my bill`), or where someone says it
+/// is their name (`I am bill`, `bill here`).
 const EVERYDAY_WORDS: &[&str] = &[
     "bill", "will", "may", "mark", "hope", "joy", "grace", "rose", "sunny", "summer", "faith",
     "dawn", "ray", "art", "rich", "page", "light", "power", "case", "chance", "king", "young",
@@ -168,7 +169,7 @@ impl Names {
         };
         for (start, end) in words(text) {
             let word = &text[start..end];
-            let Some(person) = self.person_of(word) else {
+            let Some(person) = self.person_of(word, || introduced(text, start, end)) else {
                 flush(&mut run, found);
                 continue;
             };
@@ -188,15 +189,39 @@ impl Names {
         flush(&mut run, found);
     }
 
-    fn person_of(&self, word: &str) -> Option<usize> {
+    fn person_of(&self, word: &str, introduced: impl Fn() -> bool) -> Option<usize> {
         self.parts
             .iter()
-            .find(|p| matches_part(word, p))
+            .find(|p| matches_part(word, p, &introduced))
             .map(|p| p.person)
     }
 }
 
-fn matches_part(word: &str, part: &Part) -> bool {
+/// Whether the word at `start..end` is said to be a name: `I am bill`,
+/// `this is bill`, `my name is bill`, `bill here`, `bill ji`.
+fn introduced(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].trim_end().to_lowercase();
+    let after = text[end..].trim_start().to_lowercase();
+    [
+        "i am",
+        "i'm",
+        "im",
+        "this is",
+        "name is",
+        "name:",
+        "naam",
+        "mero naam",
+    ]
+    .iter()
+    .any(|w| {
+        before.ends_with(w)
+            && !before[..before.len() - w.len()].ends_with(|c: char| c.is_alphanumeric())
+    }) || ["here", "ji", "jee", "speaking"].iter().any(|w| {
+        after.starts_with(w) && !after[w.len()..].starts_with(|c: char| c.is_alphanumeric())
+    })
+}
+
+fn matches_part(word: &str, part: &Part, introduced: impl Fn() -> bool) -> bool {
     if part.devanagari {
         return word
             .strip_prefix(part.text.as_str())
@@ -210,7 +235,7 @@ fn matches_part(word: &str, part: &Part) -> bool {
     } else {
         word.to_lowercase() == part.text
     };
-    same && (!part.capital_only || word.starts_with(char::is_uppercase))
+    same && (!part.capital_only || word.starts_with(char::is_uppercase) || introduced())
 }
 
 /// The words of `text`, as byte ranges.

@@ -28,15 +28,24 @@ const MAX_DIGITS: usize = 19;
 /// The regions national numbers are read in.
 pub(super) struct Phones {
     regions: Vec<country::Id>,
+    /// Their codes (`NP`), to find their country codes (977) when the
+    /// metadata is first read.
+    names: Vec<String>,
+    country_codes: std::sync::OnceLock<Vec<u16>>,
 }
 
 impl Phones {
     pub fn new(regions: &[String]) -> Result<Self, PrivacyError> {
-        let regions = Self::check(regions)?;
-        // The metadata is read on first use (about 60 ms): not in the
-        // middle of the first conversation.
-        let _ = phonenumber::parse(regions.first().copied(), "+9779841234567");
-        Ok(Self { regions })
+        // The metadata is read on first use (about 60 ms), not here: an
+        // engine that never redacts never pays for it.
+        Ok(Self {
+            regions: Self::check(regions)?,
+            names: regions
+                .iter()
+                .map(|r| r.trim().to_ascii_uppercase())
+                .collect(),
+            country_codes: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn check(regions: &[String]) -> Result<Vec<country::Id>, PrivacyError> {
@@ -83,6 +92,21 @@ impl Phones {
         self.regions
             .iter()
             .find_map(|r| phonenumber::parse(Some(*r), digits).ok().and_then(valid))
+            .or_else(|| {
+                // `9779841234567`: a region's country code without its `+`.
+                let codes = self.country_codes.get_or_init(|| {
+                    self.names
+                        .iter()
+                        .filter_map(|n| phonenumber::metadata::DATABASE.by_id(n.as_str()))
+                        .map(|m| m.country_code())
+                        .collect()
+                });
+                let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
+                codes
+                    .contains(&number.code().value())
+                    .then(|| valid(number))
+                    .flatten()
+            })
     }
 }
 
@@ -202,10 +226,10 @@ impl Reader<'_> {
         let international = first.plus || (digits.starts_with("00") && n > 10);
         if first.plus {
             range.start = self.text[..range.start].rfind('+').unwrap_or(range.start);
-            // `(+977) 984…`: the bracket goes with it.
-            if self.text[..range.start].ends_with('(') && self.text[range.clone()].contains(')') {
-                range.start -= 1;
-            }
+        }
+        // `(+977) 984…`, `(01) 4412345`: the bracket goes with it.
+        if self.text[..range.start].ends_with('(') && self.text[range.clone()].contains(')') {
+            range.start -= 1;
         }
         // Four dotted numbers of at most 255: an IPv4 address.
         if groups.len() == 4
@@ -231,8 +255,11 @@ impl Reader<'_> {
             // context word calls it an identifier.
             return self.identifier(&range, &digits, false);
         }
+        // Card numbers start 2 to 6 (Mastercard, Amex, Visa, Discover,
+        // UnionPay, RuPay) or 8 (RuPay).
         if !international
             && (13..=19).contains(&n)
+            && matches!(digits.as_bytes()[0], b'2'..=b'6' | b'8')
             && gaps.iter().all(|g| matches!(*g, " " | "-"))
             && luhn(&digits)
             && !digits.bytes().all(|b| b == digits.as_bytes()[0])
@@ -246,7 +273,7 @@ impl Reader<'_> {
         let plausible = if international {
             (8..=MAX_DIGITS).contains(&n)
         } else {
-            (6..=12).contains(&n)
+            (6..=15).contains(&n)
         };
         if plausible && let Some((e164, fixed)) = self.rules.phones.read(&digits, international) {
             let trunk = digits.starts_with('0');
@@ -298,19 +325,20 @@ impl Reader<'_> {
     }
 }
 
-/// Where the code a run of digits ends (`CUST-00123`, `NEA/4412`) starts.
+/// Where the code a run of digits ends (`CUST-00123`, `NEA/4412`,
+/// `NEA1234567`) starts: its letters go with its digits.
 fn code_start(text: &str, digits_start: usize) -> usize {
     let head = &text[..digits_start];
-    let Some(sep) = head.chars().next_back().filter(|c| matches!(c, '-' | '/')) else {
-        return digits_start;
-    };
-    let letters = &head[..head.len() - sep.len_utf8()];
+    let letters = head
+        .strip_suffix(['-', '/'])
+        .filter(|h| h.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(head);
     let start = letters
         .char_indices()
         .rev()
         .take_while(|(_, c)| c.is_ascii_alphanumeric())
         .last()
-        .map_or(digits_start, |(i, _)| i);
+        .map_or(letters.len(), |(i, _)| i);
     if start < letters.len() {
         start
     } else {

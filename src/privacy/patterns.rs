@@ -13,8 +13,12 @@ use super::{Found, Kind, PrivacyError, taken};
 use crate::config::PatternSettings;
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}")
-        .expect("email")
+    // Local parts and domains in any script (internationalised addresses:
+    // `सीता.शर्मा@…`).
+    Regex::new(
+        r"[\p{L}\p{M}\p{N}._%+\-]+@[\p{L}\p{M}\p{N}\-]+(?:\.[\p{L}\p{M}\p{N}\-]+)*\.\p{L}{2,24}",
+    )
+    .expect("email")
 });
 
 /// Two letters, two check digits, 11 to 30 letters or digits, in groups of
@@ -32,7 +36,7 @@ pub(super) fn emails(text: &str, found: &mut Vec<Found>) {
             continue;
         }
         found.push(Found {
-            value: m.as_str().to_ascii_lowercase(),
+            value: m.as_str().to_lowercase(),
             range,
             kind: Kind::Email,
         });

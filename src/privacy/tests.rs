@@ -1,3 +1,5 @@
+use std::ops::Range;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -56,6 +58,9 @@ fn nepali_mobiles_in_every_form_are_one_phone() {
             "{written}"
         );
     }
+    // The country code without its `+`, a landline in brackets.
+    assert_eq!(redact("ph 9779841234567"), "ph <PHONE_1>");
+    assert_eq!(redact("ph (01) 4412345"), "ph <PHONE_1>");
     // The same number written twice ways is one placeholder.
     assert_eq!(
         redact("call 9841234567 or +977-984-123-4567; office 9801234567"),
@@ -170,6 +175,9 @@ fn identifiers_need_a_context_word() {
         "citizenship <ID_1> attached"
     );
     assert_eq!(redact("meter no CUST-00123456"), "meter no <ID_1>");
+    assert_eq!(redact("meter id NEA1234567"), "meter id <ID_1>");
+    // Not a card (cards start 2-6 or 8), though it passes Luhn.
+    assert_eq!(redact("A/C 0371110844409"), "A/C <ID_1>");
     // The same identifier however it is written.
     assert_eq!(
         redact("SC 484.91.181 / SC 48491181"),
@@ -474,4 +482,200 @@ proptest! {
         let out = r.session(["Ram Thapa"]).redact(&text).into_owned();
         prop_assert!(out.len() <= text.len() + 16 * text.len().max(1));
     }
+}
+
+/// A labelled text: `[[kind:value]]` marks taken out, and where each was.
+fn unmark(marked: &str) -> (String, Vec<(Range<usize>, String)>) {
+    let mut text = String::new();
+    let mut labels = Vec::new();
+    let mut rest = marked;
+    while let Some(open) = rest.find("[[") {
+        text.push_str(&rest[..open]);
+        let inner = &rest[open + 2..];
+        let close = inner.find("]]").expect("a closed mark");
+        let (kind, value) = inner[..close].split_once(':').expect("kind:value");
+        labels.push((text.len()..text.len() + value.len(), kind.to_string()));
+        text.push_str(value);
+        rest = &inner[close + 2..];
+    }
+    text.push_str(rest);
+    (text, labels)
+}
+
+#[derive(Default, Debug)]
+struct Score {
+    planted: u64,
+    /// Covered whole by a placeholder of its own kind.
+    right: u64,
+    /// Covered whole by a placeholder of another kind.
+    other_kind: u64,
+    /// Some of it left in the text.
+    leaked: u64,
+    /// Placeholders of this kind, and those on a value of this kind.
+    found: u64,
+    found_right: u64,
+}
+
+/// What [`evaluate`] found on a labelled set.
+struct Evaluation {
+    scores: std::collections::BTreeMap<String, Score>,
+    look_alikes: u64,
+    kept: u64,
+    misses: Vec<String>,
+}
+
+impl Evaluation {
+    fn planted(&self) -> u64 {
+        self.scores.values().map(|s| s.planted).sum()
+    }
+
+    fn leaked(&self) -> u64 {
+        self.scores.values().map(|s| s.leaked).sum()
+    }
+
+    fn recall(&self, kind: &str) -> f64 {
+        let s = &self.scores[kind];
+        s.right as f64 / s.planted.max(1) as f64
+    }
+
+    fn precision(&self, kind: &str) -> f64 {
+        let s = &self.scores[kind];
+        if s.found == 0 {
+            1.0
+        } else {
+            s.found_right as f64 / s.found as f64
+        }
+    }
+
+    fn print(&self, name: &str) {
+        println!("{name}: per kind, planted, recall (right kind), redacted at all, precision");
+        for (kind, s) in &self.scores {
+            let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+            println!(
+                "{kind:>6}: {:>5} planted, recall {:.3}, redacted {:.3}, precision {:.3} ({} found)",
+                s.planted,
+                ratio(s.right, s.planted),
+                ratio(s.right + s.other_kind, s.planted),
+                ratio(s.found_right, s.found),
+                s.found
+            );
+        }
+        println!(
+            "look-alikes kept: {} of {}; personal values left in the text: {} of {}",
+            self.kept,
+            self.look_alikes,
+            self.leaked(),
+            self.planted()
+        );
+        for m in &self.misses {
+            println!("  {m}");
+        }
+    }
+}
+
+/// Scores the default policy on a labelled set (one chat per line, values
+/// marked `[[kind:value]]`): each planted value is redacted whole with the
+/// right kind, with another, or (some of it) left in the text; each
+/// placeholder lands on a value of its kind or not; each look-alike stays.
+fn evaluate(data: &str) -> Evaluation {
+    let r = redactor();
+    let mut e = Evaluation {
+        scores: Default::default(),
+        look_alikes: 0,
+        kept: 0,
+        misses: Vec::new(),
+    };
+    for line in data.lines() {
+        let chat: serde_json::Value = serde_json::from_str(line).unwrap();
+        let messages = chat["messages"].as_array().unwrap();
+        let session = r.session(messages.iter().filter_map(|m| m["sender_name"].as_str()));
+        for m in messages {
+            let (text, labels) = unmark(m["text"].as_str().unwrap());
+            let found = session.locate(&text);
+            for (range, kind) in &labels {
+                let overlaps = |f: &Range<usize>| f.start < range.end && range.start < f.end;
+                if kind == "keep" {
+                    e.look_alikes += 1;
+                    if found.iter().any(|(f, _)| overlaps(f)) {
+                        e.misses.push(format!(
+                            "redacted a look-alike: {:?} in {text:?}",
+                            &text[range.clone()]
+                        ));
+                    } else {
+                        e.kept += 1;
+                    }
+                    continue;
+                }
+                let score = e.scores.entry(kind.clone()).or_default();
+                score.planted += 1;
+                let covering = found
+                    .iter()
+                    .find(|(f, _)| f.start <= range.start && range.end <= f.end);
+                match covering {
+                    Some((_, k)) if k.builtin_name() == Some(kind.as_str()) => score.right += 1,
+                    Some((_, k)) => {
+                        score.other_kind += 1;
+                        e.misses.push(format!(
+                            "{kind} redacted as {k:?}: {:?} in {text:?}",
+                            &text[range.clone()]
+                        ));
+                    }
+                    None => {
+                        score.leaked += 1;
+                        e.misses.push(format!(
+                            "{kind} left: {:?} in {text:?}",
+                            &text[range.clone()]
+                        ));
+                    }
+                }
+            }
+            for (f, k) in &found {
+                let name = k.builtin_name().unwrap_or("pattern").to_string();
+                let right = labels.iter().any(|(range, kind)| {
+                    *kind == name && f.start < range.end && range.start < f.end
+                });
+                let score = e.scores.entry(name).or_default();
+                score.found += 1;
+                score.found_right += u64::from(right);
+                if !right {
+                    e.misses
+                        .push(format!("false {k:?}: {:?} in {text:?}", &text[f.clone()]));
+                }
+            }
+        }
+    }
+    e
+}
+
+/// Recall and precision per kind on `tests/data/privacy_eval.jsonl`: 300
+/// chats written by `examples/privacy_eval_data.rs`, 1,973 planted values
+/// and 645 look-alikes. The recognisers were corrected against it (so it
+/// flatters them; see the held-out set below). `cargo test --lib
+/// labelled_set -- --nocapture` prints the tables.
+#[test]
+fn the_labelled_set() {
+    let e = evaluate(include_str!("../../tests/data/privacy_eval.jsonl"));
+    e.print("privacy_eval.jsonl");
+    assert!(e.planted() > 1500, "the set plants values of every kind");
+    assert_eq!(e.leaked(), 0, "{:#?}", e.misses);
+    assert_eq!(e.kept, e.look_alikes, "{:#?}", e.misses);
+    for kind in ["name", "phone", "email", "card", "iban", "ip", "id"] {
+        assert!(e.recall(kind) >= 0.99, "{kind}: {:#?}", e.misses);
+        assert!(e.precision(kind) >= 0.99, "{kind}: {:#?}", e.misses);
+    }
+}
+
+/// `tests/data/privacy_heldout.jsonl`: 20 chats written by hand in other
+/// words and forms after the recognisers were settled, and not tuned on.
+/// Its figures are what to expect of text nobody wrote for the tests.
+#[test]
+fn the_held_out_labelled_set() {
+    let e = evaluate(include_str!("../../tests/data/privacy_heldout.jsonl"));
+    e.print("privacy_heldout.jsonl");
+    assert!(e.planted() >= 70);
+    // 5 of 70 left when first measured, 4 once codes glued to their
+    // letters (`NEA1234567`) went whole: a floor, so a change that loses
+    // ground here fails.
+    assert!(e.leaked() <= 4, "{:#?}", e.misses);
+    assert!(e.kept + 1 >= e.look_alikes, "{:#?}", e.misses);
 }

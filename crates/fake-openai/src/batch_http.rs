@@ -111,6 +111,7 @@ async fn upload(req: HttpRequest, payload: web::Payload, state: web::Data<State>
     let Some((filename, bytes)) = file else {
         return bad_request("Missing required parameter: 'file'.", Some("file"), None);
     };
+    state.receive(&bytes);
     if limits.validate_on_upload
         && let Err(e) = parse_input(&bytes, limits.max_file_lines)
     {

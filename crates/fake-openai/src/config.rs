@@ -35,6 +35,10 @@ pub struct FakeConfig {
     pub workers: usize,
     /// The Batch API's schedule, limits and faults.
     pub batch: BatchConfig,
+    /// Keep every chat-completions body and uploaded file as received, for
+    /// [`FakeServer::received`](crate::FakeServer::received): what a test
+    /// asserts never reached the provider. Off: they are not kept.
+    pub record_received: bool,
 }
 
 /// How batches behave. Read whenever a batch is looked at, so a change with
@@ -104,6 +108,7 @@ impl Default for FakeConfig {
             seed: 1,
             workers: 2,
             batch: BatchConfig::default(),
+            record_received: false,
         }
     }
 }

@@ -122,6 +122,13 @@ impl FakeServer {
         lock(&self.state.hostile).extend(script);
     }
 
+    /// Every chat-completions body and uploaded file received, byte for
+    /// byte, oldest first (malformed ones included), when
+    /// [`FakeConfig::record_received`] is on.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        lock(&self.state.received).clone()
+    }
+
     /// The bodies of the last 64 requests, oldest first.
     pub fn recent_requests(&self) -> Vec<Value> {
         lock(&self.state.bodies).iter().cloned().collect()
@@ -222,6 +229,8 @@ pub(crate) struct State {
     hostile: Mutex<std::collections::VecDeque<Hostile>>,
     /// The last request bodies, newest last.
     bodies: Mutex<std::collections::VecDeque<Value>>,
+    /// Everything received, when `record_received` is on.
+    received: Mutex<Vec<Vec<u8>>>,
     pub(crate) batches: Mutex<Batches>,
     cache: Mutex<PromptCache>,
 }
@@ -242,6 +251,7 @@ impl State {
             next_id: AtomicU64::new(1),
             hostile: Mutex::new(Default::default()),
             bodies: Mutex::new(Default::default()),
+            received: Mutex::new(Vec::new()),
             batches: Mutex::new(Batches::new(now, config.seed)),
             cache: Mutex::new(PromptCache::default()),
         }
@@ -257,6 +267,13 @@ impl State {
 
     fn config(&self) -> FakeConfig {
         lock(&self.config).clone()
+    }
+
+    /// Keeps `bytes` for [`FakeServer::received`] when asked to.
+    pub(crate) fn receive(&self, bytes: &[u8]) {
+        if lock(&self.config).record_received {
+            lock(&self.received).push(bytes.to_vec());
+        }
     }
 
     /// Moves every batch along its schedule to now.
@@ -360,6 +377,7 @@ async fn completions(
         keys,
         api_version,
     });
+    state.receive(&body);
     let request = ChatRequest::parse(&body).inspect_err(|_| state.recorder().invalid_request())?;
     {
         let mut bodies = lock(&state.bodies);
