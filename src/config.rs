@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{ANONYMOUS, Credential, SERVER_TOKEN_NAME};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -788,8 +790,13 @@ impl Default for StorageSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: String,
-    /// Bearer token required on `/api` routes; better set through `POWERPULSE_TOKEN`.
+    /// Bearer token required on `/api` routes (an admin named `server.token`);
+    /// better set through `POWERPULSE_TOKEN`.
     pub token: Option<String>,
+    /// Named tokens with a role (`[[server.tokens]]`), kept as hashes:
+    /// `powerpulse token add NAME --role ROLE` issues one. Keep the file
+    /// that holds them readable by the server's user only (see `access`).
+    pub tokens: Vec<Credential>,
     /// Host names (optionally `name:port`) served besides the loopback names;
     /// any other `Host` is refused, so DNS rebinding cannot reach the API.
     /// Required with a non-loopback bind.
@@ -813,6 +820,7 @@ impl Default for ServerSettings {
         Self {
             bind: "127.0.0.1:8080".to_string(),
             token: None,
+            tokens: Vec::new(),
             allowed_hosts: Vec::new(),
             max_concurrent_uploads: 8,
             max_sse_subscribers: 64,
@@ -849,6 +857,7 @@ impl ServerSettings {
                 return Err(invalid(key, "must be at most 31536000 (a year)"));
             }
         }
+        validate_tokens(&self.tokens)?;
         for host in &self.allowed_hosts {
             let bad = host.is_empty()
                 || host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@' | ','));
@@ -863,6 +872,43 @@ impl ServerSettings {
         }
         Ok(())
     }
+}
+
+/// Longest token name, in bytes.
+const MAX_TOKEN_NAME_BYTES: usize = 64;
+
+/// Each `[[server.tokens]]` entry names its holder once, printably, and
+/// no token is listed twice (under two names it would be two people).
+fn validate_tokens(tokens: &[Credential]) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "server.tokens".into(),
+        message,
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let name = t.name.as_str();
+        if name.trim().is_empty()
+            || name.len() > MAX_TOKEN_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(invalid(format!(
+                "token {} is named {name:?}: a name is 1 to {MAX_TOKEN_NAME_BYTES} bytes of printable text",
+                i + 1
+            )));
+        }
+        if [SERVER_TOKEN_NAME, ANONYMOUS].contains(&name) {
+            return Err(invalid(format!(
+                "{name:?} is reserved; name the token otherwise"
+            )));
+        }
+        if !names.insert(name) {
+            return Err(invalid(format!("{name:?} is listed twice")));
+        }
+        if tokens[..i].iter().any(|other| other.hash.matches(&t.hash)) {
+            return Err(invalid(format!("{name:?} has the hash of another token")));
+        }
+    }
+    Ok(())
 }
 
 /// Topic names are what is stored and reported, and the LLM's enum: each
@@ -1591,5 +1637,65 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains(secret), "{text}");
         assert!(text.contains("concurency"), "{text}");
+    }
+
+    #[test]
+    fn named_tokens_load_from_the_file_or_the_environment_and_are_checked() {
+        use crate::access::{Role, TokenHash};
+        let hash = |t: &str| TokenHash::of(t).to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let entry = |name: &str, role: &str, token: &str| {
+            format!(
+                "[[server.tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nhash = \"{}\"\n",
+                hash(token)
+            )
+        };
+        std::fs::write(
+            &path,
+            entry("alice", "viewer", "a") + &entry("ci", "operator", "b"),
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&path), env(&[])).unwrap();
+        let names: Vec<_> = s
+            .server
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.role))
+            .collect();
+        assert_eq!(names, [("alice", Role::Viewer), ("ci", Role::Operator)]);
+        assert!(s.server.tokens[1].hash.matches(&TokenHash::of("b")));
+
+        let from_env = format!(
+            "[{{name = \"bob\", role = \"admin\", hash = \"{}\"}}]",
+            hash("c")
+        );
+        let s = Settings::load_with_env(None, env(&[("POWERPULSE__SERVER__TOKENS", &from_env)]))
+            .unwrap();
+        assert_eq!(s.server.tokens[0].role, Role::Admin);
+
+        for (file, expected) in [
+            (
+                entry("alice", "viewer", "a") + &entry("alice", "admin", "b"),
+                "listed twice",
+            ),
+            (
+                entry("alice", "viewer", "a") + &entry("bob", "admin", "a"),
+                "hash of another",
+            ),
+            (entry("server.token", "viewer", "a"), "reserved"),
+            (entry("", "viewer", "a"), "printable"),
+            (entry("x", "root", "a"), "root"),
+            (
+                "[[server.tokens]]\nname = \"x\"\nrole = \"viewer\"\nhash = \"sha1:00\"\n".into(),
+                "blake3:",
+            ),
+        ] {
+            std::fs::write(&path, &file).unwrap();
+            let err = Settings::load_with_env(Some(&path), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
     }
 }

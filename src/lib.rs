@@ -2,6 +2,8 @@
 //! satisfaction.
 //!
 //! Module map:
+//! - [`access`]: roles, bearer tokens (kept as hashes), the server's proof of a
+//!   token, audit entries.
 //! - [`model`]: messages, conversations and the analysis schema shared by all.
 //! - [`config`]: layered settings (defaults, `config.toml`, environment).
 //! - [`facets`]: a conversation's agent and language, read from its messages.
@@ -19,6 +21,7 @@
 //!   files of uploads received over HTTP, kept only while they can be needed.
 //! - [`privacy`]: personal data replaced by placeholders before text leaves the machine.
 
+pub mod access;
 pub mod analyze;
 pub mod config;
 pub mod engine;

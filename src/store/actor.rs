@@ -22,6 +22,7 @@ use super::{
     DrillPage, KeyOf, KeyedPending, MessageChunks, OutcomeTally, Page, SnapshotStats, Store,
     StoreError, UploadRecord, UploadSummary,
 };
+use crate::access::{AuditEntry, AuditFilter};
 use crate::model::Analysis;
 
 type StoreResult<T> = Result<T, StoreError>;
@@ -103,6 +104,11 @@ pub struct PutBatchJob {
 #[derive(Message)]
 #[rtype(result = "StoreResult<Option<UploadRecord>>")]
 pub struct DeleteUpload(pub Uuid);
+
+/// Records an audit entry, durably (before the request it records is answered).
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct PutAudit(pub AuditEntry);
 
 /// Removes the processed-index entries no stored conversation refers to
 /// (after retention removed uploads). Answers how many went.
@@ -330,6 +336,14 @@ impl Handler<DeleteUpload> for StoreActor {
     }
 }
 
+impl Handler<PutAudit> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: PutAudit, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.put_audit(&msg.0)
+    }
+}
+
 impl Handler<SweepProcessed> for StoreActor {
     type Result = StoreResult<u64>;
     fn handle(&mut self, _: SweepProcessed, ctx: &mut Self::Context) -> Self::Result {
@@ -464,6 +478,11 @@ query!(
     /// The conversations behind the insights' numbers, across uploads.
     DrillDown { filter: DrillFilter, cursor: Option<DrillCursor>, limit: usize } -> DrillPage
         = |s, m| s.drill_down(&m.filter, m.cursor.as_ref(), m.limit)
+);
+query!(
+    /// Audit entries, newest first, older than `before`.
+    ListAudit { filter: AuditFilter, before: Option<Uuid>, limit: usize } -> Page<AuditEntry>
+        = |s, m| s.audit(&m.filter, m.before, m.limit)
 );
 query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.

@@ -8,6 +8,7 @@
 
 pub mod actor;
 mod aggregates;
+mod audit;
 mod batches;
 mod codec;
 mod drilldown;
@@ -720,6 +721,10 @@ pub struct ConversationDetail {
     pub messages: Vec<Message>,
     pub record: Option<ConversationRecord>,
     pub analysis: Option<Analysis>,
+    /// Whether personal data in the messages (texts and sender names) was
+    /// replaced by placeholders: what a reader who may not see it is shown.
+    #[serde(default)]
+    pub redacted: bool,
 }
 
 /// Which conversations a listing returns.
@@ -1509,6 +1514,7 @@ impl Store {
                 messages: conversation.messages,
                 record,
                 analysis,
+                redacted: false,
             }))
         })
     }

@@ -77,6 +77,11 @@ pub const INSIGHT_HOLDERS: TableDefinition<(&[u8; 32], UploadKey), &[u8]> =
 pub const INSIGHT_ROWS: TableDefinition<(i32, UploadKey, &str), &[u8]> =
     TableDefinition::new("insight-rows-v1");
 
+/// audit entry id (a UUID v7, so keys sort by time) → `AuditEntry` (JSON):
+/// one per request that needed the operator or admin role, and per
+/// transcript read whole. Outlives the uploads it names.
+pub const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit-v1");
+
 /// Tables of earlier schemas, read only by the migrations, which empty and
 /// delete them: schema 1's (JSON values, one row per message), and schema 2
 /// and 3's messages.
@@ -118,6 +123,7 @@ pub struct Tables<'txn> {
     pub insight_cells: redb::Table<'txn, (i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::Table<'txn, (i32, UploadKey, &'static str), &'static [u8]>,
+    pub audit: redb::Table<'txn, u128, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -135,6 +141,7 @@ impl<'txn> Tables<'txn> {
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
+            audit: txn.open_table(AUDIT)?,
         })
     }
 }
@@ -152,6 +159,7 @@ pub struct ReadTables {
     pub insight_cells: redb::ReadOnlyTable<(i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::ReadOnlyTable<(i32, UploadKey, &'static str), &'static [u8]>,
+    pub audit: redb::ReadOnlyTable<u128, &'static [u8]>,
 }
 
 impl ReadTables {
@@ -168,6 +176,7 @@ impl ReadTables {
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
+            audit: txn.open_table(AUDIT)?,
         })
     }
 }

@@ -560,7 +560,7 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
         .collect();
     assert!(
         names.iter().all(|n| !n.ends_with("-v1")
-            || ["meta-v1", "uploads-v1", "upload-stats-v1"].contains(&n.as_str())
+            || ["meta-v1", "uploads-v1", "upload-stats-v1", "audit-v1"].contains(&n.as_str())
             || n.starts_with("llm-batch")
             || n.starts_with("insight-")),
         "{names:?}"

@@ -94,6 +94,7 @@ impl Store {
         rows += copy_table(&src.insight_cells, out, tables::INSIGHT_CELLS)?;
         rows += copy_table(&src.insight_holders, out, tables::INSIGHT_HOLDERS)?;
         rows += copy_table(&src.insight_rows, out, tables::INSIGHT_ROWS)?;
+        rows += copy_table(&src.audit, out, tables::AUDIT)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
         let copied = [
@@ -109,6 +110,7 @@ impl Store {
             tables::INSIGHT_CELLS.name(),
             tables::INSIGHT_HOLDERS.name(),
             tables::INSIGHT_ROWS.name(),
+            tables::AUDIT.name(),
         ];
         for table in txn.list_tables()? {
             if !copied.contains(&table.name()) {
