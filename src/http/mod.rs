@@ -3,15 +3,19 @@
 //! an OpenAPI document, and the dashboard page at `/`.
 //!
 //! Handlers talk to the engine's actors only (never to redb). Errors become
-//! `{"error", "detail"}` JSON in one place ([`error::HttpError`]).
+//! `{"error", "detail"}` JSON in one place ([`error::HttpError`]). Who may
+//! call what, and the audit of it, is [`access`]'s.
 //! [`serve`] follows mini-redis: it runs until `shutdown` resolves, then
 //! stops accepting, lets in-flight requests finish, and shuts the engine
 //! down so running uploads reach the store.
 
+pub mod access;
+mod audit;
 mod conversations;
 mod dashboard;
 pub mod error;
 pub mod guard;
+mod identity;
 pub mod limits;
 pub mod metrics;
 mod openapi;
@@ -22,12 +26,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{App, HttpServer, ResponseError, web};
+use actix_web::{App, HttpServer, web};
 
+use crate::access::Keyring;
 use crate::engine::Engine;
+use crate::privacy::Redactor;
 pub use error::{ErrorBody, HttpError};
 use metrics::HttpMetrics;
 
@@ -36,23 +42,62 @@ use metrics::HttpMetrics;
 pub struct AppState {
     pub engine: Engine,
     pub metrics: Arc<HttpMetrics>,
-    /// `blake3` of the bearer token, when one is required (compared in constant time).
-    token_hash: Option<blake3::Hash>,
+    /// The tokens accepted and the keys the server can prove it holds.
+    keyring: Arc<Keyring>,
+    /// What a viewer is shown of a transcript: personal data as placeholders.
+    redactor: Arc<LazyRedactor>,
+    /// The port listened on (in the proof: a relay elsewhere answers for another).
+    port: u16,
     /// The `Host` names served.
     hosts: Arc<guard::HostPolicy>,
     /// Caps on concurrent uploads and event streams, and body timeouts.
     pub limits: Arc<limits::Limits>,
 }
 
+/// The redactor of viewers' transcripts, built by the first request that
+/// needs one (loading the phone-number metadata takes a second in a debug
+/// build, a fraction of that in release: no server start waits for it, and
+/// a server no viewer reads from never pays it).
+struct LazyRedactor {
+    settings: crate::config::PrivacySettings,
+    cell: std::sync::OnceLock<Result<Redactor, String>>,
+}
+
+impl LazyRedactor {
+    fn new(settings: crate::config::PrivacySettings) -> Self {
+        LazyRedactor {
+            settings,
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Blocks until it is built.
+    fn get(&self) -> Result<&Redactor, HttpError> {
+        self.cell
+            .get_or_init(|| Redactor::new(&self.settings).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| HttpError::Internal(format!("the redactor cannot be built: {e}")))
+    }
+
+    /// `messages` as a reader who may not see personal data is shown them
+    /// (blocking: call it off the workers).
+    fn redact(
+        &self,
+        messages: &[crate::model::Message],
+    ) -> Result<Vec<crate::model::Message>, HttpError> {
+        Ok(self.get()?.redact_messages(messages).0)
+    }
+}
+
 /// Refuses a non-loopback address without a token: the API would be open to
 /// the network.
-pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), HttpError> {
-    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+pub fn check_bind(addr: &SocketAddr, keyring: &Keyring) -> Result<(), HttpError> {
+    if addr.ip().is_loopback() || !keyring.is_open() {
         Ok(())
     } else {
         Err(HttpError::Refused(format!(
-            "refusing to listen on {addr} without a token: set server.token or POWERPULSE_TOKEN, \
-             or bind a loopback address such as 127.0.0.1"
+            "refusing to listen on {addr} without a token: set server.token or POWERPULSE_TOKEN \
+             (or [[server.tokens]]), or bind a loopback address such as 127.0.0.1"
         )))
     }
 }
@@ -71,26 +116,34 @@ pub fn check_hosts(addr: &SocketAddr, allowed_hosts: &[String]) -> Result<(), Ht
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains and
-/// shuts the engine down. Host names, caps and timeouts come from the
-/// engine's `[server]` settings.
+/// shuts the engine down. `keyring` holds the tokens accepted (see
+/// [`Keyring::new`]); host names, caps and timeouts come from the engine's
+/// `[server]` settings.
 pub async fn serve(
     engine: Engine,
     listener: TcpListener,
-    token: Option<String>,
+    keyring: Keyring,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let server_settings = &engine.settings().server;
-    check_bind(&addr, token.as_deref()).map_err(|e| std::io::Error::other(e.detail()))?;
+    check_bind(&addr, &keyring).map_err(|e| std::io::Error::other(e.detail()))?;
     check_hosts(&addr, &server_settings.allowed_hosts)
         .map_err(|e| std::io::Error::other(e.detail()))?;
+    let redactor = Arc::new(LazyRedactor::new(engine.settings().privacy.clone()));
+    if keyring.is_open() {
+        tracing::warn!(
+            "no token is set: anyone who can connect to {addr} may read, export, delete and \
+             back up everything (set POWERPULSE_TOKEN, or add tokens with `powerpulse token add`)"
+        );
+    }
     let limits = Arc::new(limits::Limits::new(server_settings));
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(HttpMetrics::default()),
-        token_hash: token
-            .filter(|t| !t.is_empty())
-            .map(|t| blake3::hash(t.as_bytes())),
+        keyring: Arc::new(keyring),
+        redactor,
+        port: addr.port(),
         hosts: Arc::new(guard::HostPolicy::new(
             addr.port(),
             &server_settings.allowed_hosts,
@@ -151,8 +204,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::PathConfig::default().error_handler(path_error))
             .service(
                 web::scope("")
-                    // Outermost first: metrics see every answer, refusals included.
-                    .wrap(from_fn(require_token_unless_open))
+                    // The last wrapped is the outermost: metrics see every answer,
+                    // refusals included; the guards refuse before a token is read.
+                    .wrap(from_fn(access::authorize))
                     .wrap(from_fn(guard::protect))
                     .wrap(from_fn(record_metrics))
                     .service(routes::health)
@@ -160,51 +214,11 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .service(dashboard::asset)
                     .configure(routes::api)
                     .configure(conversations::api)
+                    .configure(identity::api)
+                    .configure(audit::api)
                     .default_service(web::to(routes::not_found)),
             );
     }
-}
-
-/// Routes open without the token: health, and the dashboard's page and
-/// assets (they hold no data; the page's API calls carry the token).
-fn is_open_route(path: &str) -> bool {
-    path == "/healthz" || path == "/" || path.starts_with("/assets/")
-}
-
-/// Answers 401 itself (rather than failing the chain) so that the layers
-/// around it see, count and decorate the answer.
-async fn require_token_unless_open(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !is_open_route(req.path())
-        && let Err(e) = check_token(&req)
-    {
-        return Ok(req.into_response(e.error_response()).map_into_right_body());
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
-}
-
-/// Every route but the open ones needs the bearer token when one is set.
-fn check_token(req: &ServiceRequest) -> Result<(), HttpError> {
-    let expected = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.token_hash);
-    if let Some(expected) = expected {
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| blake3::hash(t.trim().as_bytes()));
-        // blake3::Hash compares in constant time.
-        if given != Some(expected) {
-            return Err(HttpError::Unauthorized);
-        }
-    }
-    Ok(())
 }
 
 async fn record_metrics(

@@ -1,7 +1,9 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations and
 //! types, plus the answers every route shares (the guards', the token's, the
-//! engine's when it is shutting down). It is also what answers "which
-//! methods does this path have" for 405s, so the two cannot disagree.
+//! engine's when it is shutting down) and the role each operation needs
+//! (`x-required-role`, from [`super::access::POLICY`], which enforces it).
+//! It is also what answers "which methods does this path have" for 405s, so
+//! the two cannot disagree.
 
 use std::sync::LazyLock;
 
@@ -9,6 +11,7 @@ use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
+use super::access::{self, Access};
 use super::routes;
 
 #[derive(OpenApi)]
@@ -38,6 +41,9 @@ use super::routes;
         routes::backup,
         routes::metrics_text,
         routes::openapi_json,
+        super::identity::whoami,
+        super::identity::proof,
+        super::audit::audit,
     ),
     components(schemas(super::ErrorBody, routes::ExportFormatParam)),
     modifiers(&SharedResponses)
@@ -59,6 +65,7 @@ impl Modify for SharedResponses {
         describe_event_stream(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
             for (method, op) in operations(item) {
+                describe_access(op, access::access_of(method, path));
                 let shared = shared_responses(path, method);
                 for (status, description) in shared {
                     op.responses
@@ -71,6 +78,30 @@ impl Modify for SharedResponses {
     }
 }
 
+/// States what an operation needs: `x-required-role` (`none` when it is
+/// open), and a sentence of its description.
+fn describe_access(op: &mut Operation, access: Option<Access>) {
+    let (role, sentence) = match access {
+        Some(Access::Token { role, action }) => (
+            role.as_str(),
+            format!(
+                "Needs a token of the {role} role or above (viewer < operator < admin){}.",
+                match action {
+                    Some(a) => format!("; recorded in the audit log as `{a}`"),
+                    None => String::new(),
+                }
+            ),
+        ),
+        _ => ("none", "Open: no token needed.".to_string()),
+    };
+    let extensions = op.extensions.get_or_insert_with(Default::default);
+    extensions.insert("x-required-role".to_string(), serde_json::json!(role));
+    op.description = Some(match op.description.take() {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{sentence}"),
+        _ => sentence,
+    });
+}
+
 /// `(status, description)` of the answers a route gets from the layers
 /// around its handler.
 fn shared_responses(path: &str, method: &str) -> Vec<(u16, &'static str)> {
@@ -78,22 +109,29 @@ fn shared_responses(path: &str, method: &str) -> Vec<(u16, &'static str)> {
         // Open to everyone, on every Host; it answers from memory.
         return Vec::new();
     }
-    let mut shared = vec![
-        (
+    let open = access::access_of(method, path) == Some(Access::Open);
+    let mut shared = vec![(
+        421,
+        "The Host header is not a name this server answers to (`server.allowed_hosts`).",
+    )];
+    if open {
+        // Every documented route changes something or answers with data.
+        shared.push((
+            403,
+            "Sent by another site (Origin or Sec-Fetch-Site): refused.",
+        ));
+    } else {
+        shared.push((
             401,
-            "A token is set (`server.token`) and the request does not carry it.",
-        ),
-        (
-            421,
-            "The Host header is not a name this server answers to (`server.allowed_hosts`).",
-        ),
-    ];
-    // Every documented route changes something or answers with data.
-    let _ = method;
-    shared.push((
-        403,
-        "Sent by another site (Origin or Sec-Fetch-Site): refused.",
-    ));
+            "A token is set (`server.token`, `[[server.tokens]]`) and the request does not \
+             carry one it knows.",
+        ));
+        shared.push((
+            403,
+            "Sent by another site (Origin or Sec-Fetch-Site), or the token's role is below \
+             the one this operation needs (`x-required-role`): refused.",
+        ));
+    }
     if path != "/api/openapi.json" {
         shared.push((500, "An internal error (logged)."));
         shared.push((503, "The server is shutting down."));
@@ -254,6 +292,39 @@ mod tests {
         assert_eq!(allowed_methods("/api/upload").as_deref(), Some("POST"));
         assert_eq!(allowed_methods("/").as_deref(), Some("GET"));
         assert_eq!(allowed_methods("/nowhere"), None);
+    }
+
+    #[test]
+    fn every_operation_states_the_role_access_enforces() {
+        let mut doc = document().clone();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, op) in operations(item) {
+                let access = access::access_of(method, path)
+                    .unwrap_or_else(|| panic!("{method} {path} is not in access::POLICY"));
+                let stated = &op.extensions.as_ref().unwrap()["x-required-role"];
+                match access {
+                    Access::Open => assert_eq!(stated, "none", "{method} {path}"),
+                    Access::Token { role, .. } => {
+                        assert_eq!(stated, role.as_str(), "{method} {path}")
+                    }
+                }
+            }
+        }
+        // And every route of the table is documented (the dashboard's aside).
+        for (method, path, _) in access::POLICY {
+            if UNDOCUMENTED.contains(&(*path, *method)) {
+                continue;
+            }
+            let item = doc.paths.paths.get_mut(*path).expect(path);
+            assert!(
+                operations(item).iter().any(|(m, _)| m == method),
+                "{method} {path}"
+            );
+        }
+        let backup = doc.paths.paths["/api/backup"].get.as_ref().unwrap();
+        assert!(backup.description.as_ref().unwrap().contains("admin role"));
+        let proof = doc.paths.paths["/api/proof"].get.as_ref().unwrap();
+        assert!(!proof.responses.responses.contains_key("401"));
     }
 
     #[test]

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
+use super::access::AuditNote;
 use super::error::{ErrorBody, HttpError};
 use super::limits::BodyTiming;
 use super::{AppState, guard, metrics, openapi};
+use crate::access::{Principal, Role};
 use crate::analyze::estimate::{Draft, Estimate};
 use crate::analyze::{Analyzer, OpenAiAnalyzer};
 use crate::export::{ExportFormat, ExportWriter, PAGE_ROWS};
@@ -356,18 +358,38 @@ pub async fn upload(
     let upload_id = ticket.upload_id;
     release_after_parsing(ticket.progress.clone(), slot);
     if !query.wait {
-        return Ok(HttpResponse::Accepted().json(UploadAccepted {
+        let note = noted(Some(upload_id), &filename);
+        return Ok(note(HttpResponse::Accepted().json(UploadAccepted {
             upload_id,
             status_url: format!("/api/progress/{upload_id}"),
             filename,
-        }));
+        })));
     }
     let report = ticket
         .done
         .await
         .map_err(|_| HttpError::Unavailable("the upload was interrupted".into()))??;
     let totals = engine.reader().send(GetSummary { upload_id }).await??;
-    Ok(HttpResponse::Ok().json(RunSummary::new(&report, &totals)))
+    let note = noted(Some(upload_id), &filename);
+    Ok(note(
+        HttpResponse::Ok().json(RunSummary::new(&report, &totals)),
+    ))
+}
+
+/// What the audit entry of an upload or estimate names: its id (when it
+/// has one) and the file, as a closure that adds it to the answer.
+fn noted(
+    upload_id: Option<Uuid>,
+    filename: &str,
+) -> impl FnOnce(HttpResponse) -> HttpResponse + use<> {
+    let note = AuditNote {
+        upload_id,
+        target: Some(filename.to_string()),
+    };
+    move |mut response| {
+        response.extensions_mut().insert(note);
+        response
+    }
 }
 
 /// An ingest error naming the file as the user knows it, not by its spool name.
@@ -452,7 +474,10 @@ pub async fn estimate(
         .send(LookupProcessed { keys: draft.keys() })
         .await??;
     let processed: Vec<bool> = found.iter().map(Option::is_some).collect();
-    Ok(HttpResponse::Ok().json(draft.finish(Some(&processed), &analyzer)))
+    let note = noted(None, &filename);
+    Ok(note(
+        HttpResponse::Ok().json(draft.finish(Some(&processed), &analyzer)),
+    ))
 }
 
 /// Keeps an upload's slot until its file is parsed (the costly, memory- and
@@ -808,6 +833,9 @@ pub async fn conversations(
 }
 
 /// One conversation: messages (autoresponses flagged) and its analysis.
+/// Operators and admins read it whole (and the audit says so); a viewer
+/// reads it with personal data replaced by placeholders (`<PHONE_1>`,
+/// `<NAME_1>`, consistent within the conversation; `redacted` is true).
 #[utoipa::path(params(ConversationPath), responses(
     (status = 200, body = ConversationDetail), (status = 400, description = "Not a UUID.", body = ErrorBody),
     (status = 404, body = ErrorBody)
@@ -815,13 +843,14 @@ pub async fn conversations(
 #[get("/api/uploads/{upload_id}/conversations/{conversation_id}")]
 pub async fn conversation(
     path: web::Path<ConversationPath>,
+    principal: web::ReqData<Principal>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let ConversationPath {
         upload_id: id,
         conversation_id,
     } = path.into_inner();
-    let detail = state
+    let mut detail = state
         .engine
         .reader()
         .send(GetConversation {
@@ -834,6 +863,15 @@ pub async fn conversation(
                 "conversation {conversation_id:?} not found in upload {id}"
             ))
         })?;
+    if !principal.role.allows(Role::Operator) {
+        // Recognising personal data is CPU work: off the worker.
+        let redactor = state.redactor.clone();
+        let messages = std::mem::take(&mut detail.messages);
+        detail.messages = web::block(move || redactor.redact(&messages))
+            .await
+            .map_err(|e| HttpError::Internal(e.to_string()))??;
+        detail.redacted = true;
+    }
     Ok(HttpResponse::Ok().json(detail))
 }
 

@@ -1,5 +1,7 @@
 use serde_json::Value;
 
+use powerpulse::access::{Credential, Keyring, Role, TokenHash};
+
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,10 +299,21 @@ async fn a_token_guards_every_api_route_but_health() {
 fn a_public_address_needs_a_token() {
     let public: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
     let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    assert!(powerpulse::http::check_bind(&public, None).is_err());
-    assert!(powerpulse::http::check_bind(&public, Some("")).is_err());
-    assert!(powerpulse::http::check_bind(&public, Some("t")).is_ok());
-    assert!(powerpulse::http::check_bind(&loopback, None).is_ok());
+    let ring = |token| Keyring::new(token, &[]);
+    assert!(powerpulse::http::check_bind(&public, &ring(None)).is_err());
+    assert!(powerpulse::http::check_bind(&public, &ring(Some(""))).is_err());
+    assert!(powerpulse::http::check_bind(&public, &ring(Some("t"))).is_ok());
+    assert!(powerpulse::http::check_bind(&loopback, &ring(None)).is_ok());
+    // A named token is a token too.
+    let named = Keyring::new(
+        None,
+        &[Credential {
+            name: "ci".into(),
+            role: Role::Operator,
+            hash: TokenHash::of("pp_x"),
+        }],
+    );
+    assert!(powerpulse::http::check_bind(&public, &named).is_ok());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_powerpulse"))
         .args(["serve", "--bind", "0.0.0.0:0"])
         .env_remove("POWERPULSE_TOKEN")

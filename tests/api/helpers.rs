@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use powerpulse::access::Keyring;
 use powerpulse::analyze::Analyzer;
 use powerpulse::config::Settings;
 use powerpulse::engine::Engine;
@@ -40,11 +41,11 @@ pub fn spawn_with(options: Options) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let token = options.token.clone();
+    let keyring = Keyring::new(options.token.as_deref(), &settings.server.tokens);
     let thread = std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let engine = Engine::start(settings, analyzer).map_err(std::io::Error::other)?;
-            powerpulse::http::serve(engine, listener, token, async {
+            powerpulse::http::serve(engine, listener, keyring, async {
                 let _ = rx.await;
             })
             .await

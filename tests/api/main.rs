@@ -6,6 +6,7 @@ mod synth;
 
 mod helpers;
 
+mod access;
 mod endpoints;
 mod guards;
 mod insights;

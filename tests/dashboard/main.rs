@@ -107,8 +107,15 @@ async fn until(c: &Client, script: &str, what: &str) -> Value {
     }
 }
 
-/// Picks `path` in the page's file input, which starts an upload.
+/// Picks `path` in the page's file input, which starts an upload (once
+/// the page knows the caller may: the panel shows for operators).
 async fn choose_file(c: &Client, path: &str) {
+    until(
+        c,
+        "return !document.querySelector('#upload-panel').hidden",
+        "the upload panel",
+    )
+    .await;
     let input = c.find(Locator::Css("#file-input")).await.unwrap();
     input.send_keys(path).await.unwrap();
 }
@@ -602,4 +609,114 @@ async fn the_dashboard_works_in_a_real_browser() {
     assert!(after < 300);
 
     c.close().await.unwrap();
+}
+
+/// What the page shows a viewer and an admin: the same server, two tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_role_only_what_it_may_do() {
+    if !chromium_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromedriver are required in CI"
+        );
+        eprintln!(
+            "SKIPPED: install Debian's chromium and chromium-driver to run the dashboard test"
+        );
+        return;
+    }
+    use powerpulse::access::TokenHash;
+    let (viewer, admin) = ("pp_dashboard-viewer", "pp_dashboard-admin");
+    let tokens = format!(
+        "[{{name = \"vera\", role = \"viewer\", hash = \"{}\"}}, \
+          {{name = \"ada\", role = \"admin\", hash = \"{}\"}}]",
+        TokenHash::of(viewer),
+        TokenHash::of(admin)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = serve(
+        &dir.path().join("roles.redb"),
+        &[("POWERPULSE__SERVER__TOKENS", tokens)],
+    );
+    let (_driver, c) = browser(&dir.path().join("profile")).await;
+    // Signs in as the page does after asking: the token in sessionStorage
+    // (set from a page of this origin that asks nothing).
+    let sign_in = async |token: &str| {
+        c.goto(&format!("{base}/healthz")).await.unwrap();
+        c.execute(
+            "sessionStorage.setItem('powerpulse-token', arguments[0])",
+            vec![json!(token)],
+        )
+        .await
+        .unwrap();
+        c.goto(&base).await.unwrap();
+        until(&c, "return document.body.dataset.role", "who am I").await
+    };
+
+    assert_eq!(sign_in(admin).await, "admin");
+    assert_eq!(text(&c, "#who").await, "ada · admin");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample_export.csv");
+    choose_file(&c, sample.to_str().unwrap()).await;
+    until(
+        &c,
+        "const s = document.querySelector('[data-upload] .stage'); return s && s.textContent === 'completed'",
+        "completed",
+    )
+    .await;
+    c.find(Locator::Css("#audit-refresh"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return [...document.querySelectorAll('#audit tbody td')].some((td) => td.textContent === 'upload')",
+        "the upload in the audit log",
+    )
+    .await;
+    shot(&c, "6-admin.png").await;
+
+    assert_eq!(sign_in(viewer).await, "viewer");
+    assert_eq!(text(&c, "#who").await, "vera · viewer");
+    let hidden = c
+        .execute(
+            "return ['#upload-panel', '#audit'].map((s) => document.querySelector(s).hidden)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, json!([true, true]));
+    // A transcript, with its personal data as placeholders.
+    until(
+        &c,
+        "return document.querySelectorAll('#uploads tbody tr').length",
+        "uploads",
+    )
+    .await;
+    c.find(Locator::Css("#uploads tbody tr"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "return document.querySelectorAll('#conversations tbody tr').length",
+        "conversations",
+    )
+    .await;
+    c.find(Locator::Css("#conversations tbody tr"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let note = until(
+        &c,
+        "const n = document.querySelector('#transcript .note'); return n && n.textContent",
+        "the redaction note",
+    )
+    .await;
+    assert!(note.as_str().unwrap().contains("placeholders"), "{note}");
+    shot(&c, "7-viewer.png").await;
 }

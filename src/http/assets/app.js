@@ -2,7 +2,7 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const FINAL = new Set(["completed", "failed", "cancelled"]);
-const state = { selected: null, cursors: [null], page: 0, following: new Set(), sorts: {}, topics: new Set(), agents: new Set(), uploadNames: new Map() };
+const state = { role: null, selected: null, cursors: [null], page: 0, following: new Set(), sorts: {}, topics: new Set(), agents: new Set(), uploadNames: new Map() };
 
 // ---- API ---------------------------------------------------------------------------
 
@@ -46,6 +46,37 @@ async function api(path, options = {}, retried = false, busy = 0) {
 }
 
 const json = async (path, options) => (await api(path, options)).json();
+
+// ---- who is using it ---------------------------------------------------------------
+
+// Each role may do what the one before may, and more (the server enforces it;
+// the page only shows what the role may do).
+const RANKS = { viewer: 0, operator: 1, admin: 2 };
+const allows = (role) => state.role != null && RANKS[state.role] >= RANKS[role];
+
+async function loadIdentity() {
+  const me = await json("/api/whoami");
+  state.role = me.role;
+  document.body.dataset.role = me.role;
+  $("#who").textContent = me.token_required ? `${me.name} · ${me.role}` : "";
+  $("#upload-panel").hidden = !allows("operator");
+  for (const b of document.querySelectorAll("button.cancel")) b.hidden ||= !allows("operator");
+  $("#audit").hidden = !allows("admin");
+}
+
+// The audit log's newest entries (admins only).
+async function loadAudit() {
+  if (!allows("admin")) return;
+  const page = await json("/api/audit?limit=50");
+  const rows = page.items.map((e) =>
+    el("tr", { class: e.status >= 200 && e.status < 300 ? "" : "refused" },
+      el("td", {}, when(e.at)),
+      el("td", {}, `${e.who} (${e.role})`),
+      el("td", {}, e.action.replace("_", " ")),
+      el("td", {}, String(e.status)),
+      el("td", {}, e.target || e.upload_id || "")));
+  $("#audit tbody").replaceChildren(...rows);
+}
 
 function showError(message) {
   const box = $("#error");
@@ -129,7 +160,7 @@ function render(s) {
   }
   $(".stats", c).replaceChildren(...stats.map(([k, v]) => el("span", { "data-stat": k }, `${k} `, el("b", {}, v))));
   if (s.errors && s.errors.length) $(".stats", c).append(el("span", { class: "errors" }, `errors: ${s.errors.slice(-3).join("; ")}`));
-  $(".cancel", c).hidden = FINAL.has(s.stage);
+  $(".cancel", c).hidden = FINAL.has(s.stage) || !allows("operator");
 }
 
 // Server-Sent Events over fetch (EventSource cannot send the bearer token).
@@ -340,7 +371,10 @@ function showTranscript(box, d, ...extra) {
   const analysis = a
     ? el("p", { class: "analysis" }, `Sentiment ${a.sentiment.label} (${a.sentiment.score.toFixed(2)}), satisfaction ${a.satisfaction.score}/5 (${a.satisfaction.label}), resolved: ${a.resolved == null ? "unknown" : a.resolved ? "yes" : "no"}. ${a.summary}`)
     : el("p", { class: "analysis" }, d.record && d.record.error ? `Not analysed: ${d.record.error}` : "Not analysed yet.");
-  box.replaceChildren(el("h3", {}, `Conversation ${d.conversation_id}`), ...extra, analysis, ...messages);
+  const redacted = d.redacted
+    ? [el("p", { class: "note" }, "Personal data (names, phone numbers, e-mail addresses, ids…) is shown as placeholders: your role may not see it.")]
+    : [];
+  box.replaceChildren(el("h3", {}, `Conversation ${d.conversation_id}`), ...extra, ...redacted, analysis, ...messages);
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
@@ -530,13 +564,19 @@ $("#next-page").addEventListener("click", () => guarded(() => { state.page += 1;
 $("#prev-page").addEventListener("click", () => guarded(() => { state.page = Math.max(0, state.page - 1); return loadConversations(); }));
 for (const b of document.querySelectorAll(".exports button")) b.addEventListener("click", () => guarded(() => exportAs(b.dataset.format)));
 $("#token-button").addEventListener("click", () => {
-  if (askToken()) {
-    guarded(loadUploads);
-    guarded(loadInsights);
-  }
+  if (askToken()) guarded(start);
 });
+$("#audit-refresh").addEventListener("click", () => guarded(loadAudit));
 $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
 $("#drill-more").addEventListener("click", () => guarded(moreDrill));
 
-guarded(loadUploads);
-guarded(loadInsights);
+// Who is asking first (the token, when the server wants one, is asked for
+// once), then everything the role may see.
+async function start() {
+  await loadIdentity();
+  guarded(loadUploads);
+  guarded(loadInsights);
+  guarded(loadAudit);
+}
+
+guarded(start);
