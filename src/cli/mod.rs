@@ -9,10 +9,12 @@
 mod remote;
 mod runtime;
 
+mod audit;
 mod estimate;
 mod ops;
 mod output;
 mod redact;
+mod tokens;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
+use powerpulse::access::{Action, AuditEntry, AuditFilter, Role};
 use powerpulse::analyze::Analyzer;
 use powerpulse::config::{Backend, Settings};
 use powerpulse::engine::Engine;
@@ -33,7 +36,7 @@ use powerpulse::pipeline::{Submission, UploadReport};
 use powerpulse::privacy::Redactor;
 use powerpulse::report::{RunSummary, terminal_safe, terminal_safe_lines};
 use powerpulse::store::actor::GetSummary;
-use powerpulse::store::{Store, StoreError};
+use powerpulse::store::{Page, Store, StoreError};
 use powerpulse::store::{UploadRecord, UploadSummary};
 
 use remote::{Lookup, Remote};
@@ -147,6 +150,69 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Issue, list or revoke the API's named tokens (`[[server.tokens]]` in
+    /// the config file, kept as hashes).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The API's audit log, newest first: who did what, when, to which
+    /// upload (every operator and admin action, and refused attempts).
+    Audit {
+        /// Only this token's entries (its name).
+        #[arg(long)]
+        who: Option<String>,
+        /// Only this action: upload, estimate, cancel, resume, delete,
+        /// backup, transcript, read_audit.
+        #[arg(long)]
+        action: Option<Action>,
+        /// Only entries about this upload.
+        #[arg(long, value_name = "UPLOAD_ID")]
+        upload: Option<Uuid>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token: printed once on stdout; its hash is added to the
+    /// config file (`--config`, or ./config.toml). The server reads it at
+    /// its next start.
+    Add {
+        /// Who will hold it: what the audit log names.
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Who holds a token, with its role.
+    List,
+    /// Revoke a token (at the server's next start).
+    Remove { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Summaries, insights, conversation lists and results, exports;
+    /// transcripts redacted.
+    Viewer,
+    /// Also uploads, estimates, cancel, resume, full transcripts.
+    Operator,
+    /// Also delete, backup, the audit log.
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -272,6 +338,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             conversation,
             json,
         } => redact::preview(&settings, &preview, conversation.as_deref(), json),
+        Command::Token { command } => match command {
+            TokenCommand::Add { name, role } => {
+                tokens::add(&settings, cli.config.as_deref(), &name, role.into())
+            }
+            TokenCommand::List => tokens::list(&settings),
+            TokenCommand::Remove { name } => tokens::remove(cli.config.as_deref(), &name),
+        },
+        Command::Audit {
+            who,
+            action,
+            upload,
+            limit,
+            json,
+        } => {
+            let filter = AuditFilter {
+                who,
+                action,
+                upload_id: upload,
+            };
+            audit::run(&Db::open(&settings)?, &filter, limit, json)
+        }
         Command::Serve { bind, analyzer } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
@@ -301,9 +388,8 @@ fn serve(settings: Settings) -> Result<ExitCode> {
             settings.server.bind
         )
     })?;
-    let token = settings.server.token.clone().filter(|t| !t.is_empty());
-    powerpulse::http::check_bind(&addr, token.as_deref())
-        .map_err(|e| anyhow::anyhow!(e.detail()))?;
+    let keyring = ops::keyring_of(&settings.server);
+    powerpulse::http::check_bind(&addr, &keyring).map_err(|e| anyhow::anyhow!(e.detail()))?;
     powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
     let analyzer = Analyzer::from_settings(&settings.analyzer, &settings.topics, &settings.privacy)
@@ -330,7 +416,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
             signal.await;
             powerpulse::service::stopping();
         };
-        let served = powerpulse::http::serve(engine, listener, token, shutdown).await;
+        let served = powerpulse::http::serve(engine, listener, keyring, shutdown).await;
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }
@@ -627,6 +713,19 @@ impl Db {
         match self {
             Db::Local(store) => Ok(store.upload(id)?),
             Db::Remote(remote) => remote.upload(id),
+        }
+    }
+
+    /// One page of the audit log, newest first, older than `before`.
+    fn audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>> {
+        match self {
+            Db::Local(store) => Ok(store.audit(filter, before, limit)?),
+            Db::Remote(remote) => remote.audit(filter, before, limit),
         }
     }
 }

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
+use powerpulse::access::{Keyring, SERVER_TOKEN_NAME};
 use powerpulse::analyze::Analyzer;
 use powerpulse::analyze::openai::limits::{Announced, AnnouncedLimit};
 use powerpulse::config::{LogFormat, Settings};
 use powerpulse::notify::Webhook;
+use powerpulse::report::terminal_safe;
 
 /// Prints what the configuration amounts to, one `name: value` line per
 /// part, and reaches the LLM endpoint when one is configured. Fails when
@@ -24,12 +26,19 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
     println!("version: powerpulse {}", env!("POWERPULSE_VERSION"));
     let file = config.or_else(|| Some(Path::new("config.toml")).filter(|p| p.exists()));
     match file {
-        Some(path) => println!("config: {} (valid)", path.display()),
+        Some(path) => {
+            println!("config: {} (valid)", path.display());
+            if !settings.server.tokens.is_empty()
+                && let Some(why) = super::tokens::exposed(path)
+            {
+                problem("config", why);
+            }
+        }
         None => println!("config: no file (defaults and environment)"),
     }
 
     let server = &settings.server;
-    let token = server.token.as_deref().filter(|t| !t.is_empty());
+    let keyring = keyring_of(server);
     match server.bind.parse::<std::net::SocketAddr>() {
         Err(_) => problem(
             "server",
@@ -39,18 +48,11 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
             ),
         ),
         Ok(addr) => {
-            let refused = powerpulse::http::check_bind(&addr, token)
+            let refused = powerpulse::http::check_bind(&addr, &keyring)
                 .and_then(|()| powerpulse::http::check_hosts(&addr, &server.allowed_hosts));
             match refused {
                 Err(e) => problem("server", e.detail()),
-                Ok(()) => println!(
-                    "server: {addr}, {}",
-                    if token.is_some() {
-                        "token set"
-                    } else {
-                        "no token"
-                    }
-                ),
+                Ok(()) => println!("server: {addr}, {}", describe_tokens(server)),
             }
         }
     }
@@ -190,4 +192,30 @@ pub fn generate_assets(dir: &Path) -> Result<ExitCode> {
     }
     clap_mangen::generate_to(cmd, &man).context("cannot write the man pages")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tokens `serve` accepts: `server.token` (an admin) and `[[server.tokens]]`.
+pub fn keyring_of(server: &powerpulse::config::ServerSettings) -> Keyring {
+    Keyring::new(server.token.as_deref(), &server.tokens)
+}
+
+/// `no token (…)`, or who holds one, with their roles.
+fn describe_tokens(server: &powerpulse::config::ServerSettings) -> String {
+    let mut holders: Vec<String> = server
+        .tokens
+        .iter()
+        .map(|t| format!("{} ({})", terminal_safe(&t.name), t.role))
+        .collect();
+    if server
+        .token
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        holders.insert(0, format!("{SERVER_TOKEN_NAME} (admin)"));
+    }
+    if holders.is_empty() {
+        "no token: anyone who can connect may do anything".to_string()
+    } else {
+        format!("tokens: {}", holders.join(", "))
+    }
 }

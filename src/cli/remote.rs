@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
+use powerpulse::access::{AuditEntry, AuditFilter};
 use powerpulse::analyze::estimate::Estimate;
 use powerpulse::config::Settings;
 use powerpulse::export::{ExportRow, REDACTED_HEADER};
@@ -285,6 +286,33 @@ impl Remote {
                 }
             }
             line_of(&pending)
+        })
+    }
+
+    /// One page of the audit log, newest first, older than `before`.
+    pub fn audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>> {
+        self.rt.block_on(async {
+            let limit = limit.to_string();
+            let (upload, before) = (
+                filter.upload_id.map(|u| u.to_string()),
+                before.map(|b| b.to_string()),
+            );
+            let mut query = vec![("limit", limit.as_str())];
+            query.extend(filter.who.as_deref().map(|w| ("who", w)));
+            query.extend(filter.action.map(|a| ("action", a.as_str())));
+            query.extend(upload.as_deref().map(|u| ("upload_id", u)));
+            query.extend(before.as_deref().map(|c| ("cursor", c)));
+            let request = self.request_with(reqwest::Method::GET, "/api/audit", &query);
+            self.send(request)
+                .await?
+                .json()
+                .await
+                .context("while reading the audit log")
         })
     }
 

@@ -213,7 +213,17 @@ impl Sandbox {
 
     /// [`Sandbox::serve`] with the given `--analyzer`.
     pub fn serve_with(&self, analyzer: &str, vars: &[(&str, &str)]) -> Served {
+        self.spawn_serve(&[], analyzer, vars)
+    }
+
+    /// [`Sandbox::serve`] with `--config config`.
+    pub fn serve_configured(&self, config: &Path, vars: &[(&str, &str)]) -> Served {
+        self.spawn_serve(&["--config", config.to_str().unwrap()], "lexicon", vars)
+    }
+
+    fn spawn_serve(&self, global: &[&str], analyzer: &str, vars: &[(&str, &str)]) -> Served {
         let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args(global)
             .args(["serve", "--bind", "127.0.0.1:0", "--analyzer", analyzer])
             .current_dir(self.dir.path())
             .env_remove("OPENAI_API_KEY")

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod access;
 mod analyze;
 mod bad_input;
 mod config;

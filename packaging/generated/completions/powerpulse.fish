@@ -37,6 +37,8 @@ complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "cancel" -d 'C
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "backup" -d 'Save a consistent snapshot of the database (also while `serve` runs). Restore: stop the server, put the file in place of the database, start it'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "compact" -d 'Shrink the database file after deletes (needs it alone: stop `serve` first)'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "redact" -d 'Show exactly what the LLM analyzer would send for each conversation of an export, personal data redacted as `[privacy]` says (sends and stores nothing)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "token" -d 'Issue, list or revoke the API\'s named tokens (`[[server.tokens]]` in the config file, kept as hashes)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "audit" -d 'The API\'s audit log, newest first: who did what, when, to which upload (every operator and admin action, and refused attempts)'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l resume -d 'Continue an unfinished, cancelled or failed upload instead' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
 lexicon\t''
@@ -86,3 +88,29 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l config 
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l json -d 'One JSON object per conversation: id, transcript, what was redacted'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -f -a "add" -d 'Issue a token: printed once on stdout; its hash is added to the config file (`--config`, or ./config.toml). The server reads it at its next start'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -f -a "list" -d 'Who holds a token, with its role'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -f -a "remove" -d 'Revoke a token (at the server\'s next start)'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l role -r -f -a "viewer\t'Summaries, insights, conversation lists and results, exports; transcripts redacted'
+operator\t'Also uploads, estimates, cancel, resume, full transcripts'
+admin\t'Also delete, backup, the audit log'"
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l who -d 'Only this token\'s entries (its name)' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, cancel, resume, delete, backup, transcript, read_audit' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l upload -d 'Only entries about this upload' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l limit -d 'At most this many entries' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l json
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -s h -l help -d 'Print help'
