@@ -48,6 +48,8 @@ pub use audit::{Action, AuditEntry, AuditFilter};
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
+// (`model::Role` is a message sender's: the document needs two names.)
+#[schema(as = TokenRole)]
 pub enum Role {
     /// Summaries, insights, conversation lists and results, exports;
     /// transcripts with personal data redacted.

@@ -325,6 +325,15 @@ mod tests {
         assert!(backup.description.as_ref().unwrap().contains("admin role"));
         let proof = doc.paths.paths["/api/proof"].get.as_ref().unwrap();
         assert!(!proof.responses.responses.contains_key("401"));
+        // Two types named Role: a sender's and a token's, each its own schema.
+        let schemas = &doc.components.as_ref().unwrap().schemas;
+        let json = |name: &str| serde_json::to_string(&schemas[name]).unwrap();
+        assert!(json("Role").contains("customer"), "{}", json("Role"));
+        assert!(
+            json("TokenRole").contains("operator"),
+            "{}",
+            json("TokenRole")
+        );
     }
 
     #[test]
