@@ -123,10 +123,33 @@ fn check_reaches_the_llm_and_shows_its_limits() {
     );
     assert!(run.stdout.contains(" left, resets in "), "{}", run.stdout);
     assert!(!run.stdout.contains("sk-test-key-123"));
+    // A server on this machine: `auto` sends transcripts as written, and says so.
+    assert!(
+        run.stdout
+            .contains("privacy: transcripts sent as written (privacy.redact = \"auto\")"),
+        "{}",
+        run.stdout
+    );
     // One request, and a cheap one.
     let sent = server.recent_requests();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["max_tokens"], 1);
+    let redacting = sandbox.run_with_env(
+        &["check"],
+        &[
+            env[0],
+            env[1],
+            env[2],
+            ("POWERPULSE__PRIVACY__REDACT", "on"),
+        ],
+    );
+    assert!(
+        redacting
+            .stdout
+            .contains("privacy: personal data redacted from transcripts (policy redact-1-"),
+        "{}",
+        redacting.stdout
+    );
 
     // An endpoint that refuses is a problem, with its answer and the limits it sent.
     server.set_insufficient_quota(true);
