@@ -578,7 +578,29 @@ impl Batches {
                         },
                     };
                     if ok {
-                        b.output.push(text);
+                        let custom_id = line.custom_id.clone();
+                        let body = line.body.clone();
+                        let twice = b.rng.random::<f64>() < config.duplicate_lines;
+                        let stray = b.rng.random::<f64>() < config.stray_lines;
+                        let before = b.rng.random::<bool>();
+                        let mut extra = |b: &mut Batch, custom_id: &str| {
+                            let id = b.rng.random::<u64>();
+                            answer(&body, true)
+                                .ok()
+                                .map(|body| response_line(id, custom_id, 200, body))
+                        };
+                        let duplicate = if twice { extra(b, &custom_id) } else { None };
+                        match duplicate {
+                            Some(d) if before => b.output.extend([d, text]),
+                            Some(d) => b.output.extend([text, d]),
+                            None => b.output.push(text),
+                        }
+                        if stray {
+                            let stray_id = format!("stray-{}", b.rng.random::<u32>());
+                            if let Some(s) = extra(b, &stray_id) {
+                                b.output.push(s);
+                            }
+                        }
                         b.completed += 1;
                     } else {
                         b.errors.push(text);

@@ -39,6 +39,24 @@ pub struct FakeConfig {
     /// [`FakeServer::received`](crate::FakeServer::received): what a test
     /// asserts never reached the provider. Off: they are not kept.
     pub record_received: bool,
+    /// Which server it plays.
+    pub server: ServerKind,
+}
+
+/// Which OpenAI-compatible server the fake plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerKind {
+    /// OpenAI's API: every `response_format`, both budget parameters, its
+    /// reasoning models' refusals, rate-limit headers when limits are set.
+    #[default]
+    OpenAi,
+    /// A local server as llama-cpp-python's (`python -m llama_cpp.server`)
+    /// behaves: `response_format` `json_schema` is answered HTTP 500 with
+    /// pydantic's "Input should be 'text' or 'json_object'";
+    /// `max_completion_tokens` is ignored (only `max_tokens` limits a
+    /// reply); `{"type": "json_object", "schema": …}` is accepted and its
+    /// keys and types followed; a model name is taken as it comes.
+    LlamaCppPython,
 }
 
 /// How batches behave. Read whenever a batch is looked at, so a change with
@@ -77,6 +95,13 @@ pub struct BatchConfig {
     /// 400 naming it). When off, the upload is stored and the batch made
     /// from it ends `failed`, its `errors` naming the line.
     pub validate_on_upload: bool,
+    /// Per answered line: the same `custom_id` answered a second time, with
+    /// content that violates the schema, just before or just after the
+    /// valid line (a provider answering a request twice). Both are billed.
+    pub duplicate_lines: f64,
+    /// Per answered line: one more line, for a `custom_id` the input file
+    /// did not hold, billed.
+    pub stray_lines: f64,
 }
 
 impl Default for BatchConfig {
@@ -93,6 +118,8 @@ impl Default for BatchConfig {
             max_file_bytes: 200 * 1024 * 1024,
             max_file_lines: 50_000,
             validate_on_upload: true,
+            duplicate_lines: 0.0,
+            stray_lines: 0.0,
         }
     }
 }
@@ -109,6 +136,7 @@ impl Default for FakeConfig {
             workers: 2,
             batch: BatchConfig::default(),
             record_received: false,
+            server: ServerKind::OpenAi,
         }
     }
 }

@@ -31,6 +31,13 @@
 //!   `max_completion_tokens` (else `max_tokens`) as the budget of reasoning
 //!   plus content: a reply over it stops there, `finish_reason` `length`,
 //!   its content cut.
+//! - **A local server** ([`ServerKind::LlamaCppPython`]): plays
+//!   llama-cpp-python's OpenAI-compatible server, which answers
+//!   `response_format` `json_schema` with a 500 carrying pydantic's
+//!   "Input should be 'text' or 'json_object'", ignores
+//!   `max_completion_tokens`, and follows the keys and types of
+//!   `{"type": "json_object", "schema": …}`. Either kind follows a JSON
+//!   schema spelled out in the system prompt when the request names none.
 //! - **Prompt caching**: `usage.prompt_tokens_details.cached_tokens` is the
 //!   longest prefix (whole 128-token blocks, at least 1,024 tokens) shared
 //!   with a recent prompt, as OpenAI reports it.
@@ -89,7 +96,7 @@ mod schema;
 mod server;
 mod stats;
 
-pub use config::{BatchConfig, FakeConfig, Faults, Hostile, Latency};
+pub use config::{BatchConfig, FakeConfig, Faults, Hostile, Latency, ServerKind};
 pub use limits::{go_duration, rate_limit_tokens};
 pub use reply::{is_reasoning_model, reasoning_tokens};
 pub use schema::validate;

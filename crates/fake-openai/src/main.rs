@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use fake_openai::{FakeConfig, FakeServer, Faults, Latency};
+use fake_openai::{FakeConfig, FakeServer, Faults, Latency, ServerKind};
 
 const USAGE: &str = "usage: fake-openai [--port N] [--rpm N] [--tpm N] [--latency-ms N] \
 [--latency-sigma S] [--faults P] [--hang-ms N] [--seed N] [--workers N]
-[--batch-request-ms N] [--batch-faults P]
+[--batch-request-ms N] [--batch-faults P] [--server openai|llama-cpp-python]
 
   --port N          port on 127.0.0.1 (default: a free one, printed)
   --rpm N, --tpm N  requests / tokens per minute (default: unlimited)
@@ -20,7 +20,8 @@ const USAGE: &str = "usage: fake-openai [--port N] [--rpm N] [--tpm N] [--latenc
   --hang-ms N       how long a timeout fault hangs (default: 120000)
   --seed N, --workers N
   --batch-request-ms N  time per batch line, one after another (default: 0)
-  --batch-faults P      probability of a failed batch line (default: 0)";
+  --batch-faults P      probability of a failed batch line (default: 0)
+  --server KIND         the server played: openai (default) or llama-cpp-python";
 
 #[derive(Debug, thiserror::Error)]
 enum ArgsError {
@@ -65,6 +66,19 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, ArgsErr
                 config.batch.per_request = Duration::from_millis(value(f, args.next())?)
             }
             "--batch-faults" => config.batch.line_error = value(f, args.next())?,
+            "--server" => {
+                config.server = match args.next().as_deref() {
+                    Some("openai") => ServerKind::OpenAi,
+                    Some("llama-cpp-python") => ServerKind::LlamaCppPython,
+                    Some(other) => {
+                        return Err(ArgsError::Invalid {
+                            flag: f.into(),
+                            value: other.into(),
+                        });
+                    }
+                    None => return Err(ArgsError::Missing(f.into())),
+                }
+            }
             "-h" | "--help" => return Ok(None),
             _ => return Err(ArgsError::Unknown(flag)),
         }
@@ -144,9 +158,11 @@ mod tests {
             }
         );
         assert_eq!(a.config.faults, Faults::uniform(0.05));
-        let a = args("--batch-request-ms 20 --batch-faults 0.1")
+        let a = args("--batch-request-ms 20 --batch-faults 0.1 --server llama-cpp-python")
             .unwrap()
             .unwrap();
+        assert_eq!(a.config.server, ServerKind::LlamaCppPython);
+        assert!(args("--server vllm").is_err());
         assert_eq!(a.config.batch.per_request, Duration::from_millis(20));
         assert_eq!(a.config.batch.line_error, 0.1);
     }

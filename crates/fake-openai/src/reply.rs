@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
-use crate::config::{FakeConfig, Fault};
+use crate::config::{FakeConfig, Fault, ServerKind};
 use crate::limits::prompt_tokens;
 use crate::schema::{Generator, default_schema, violate};
 
@@ -30,6 +30,11 @@ pub(crate) enum RequestError {
         param: &'static str,
         code: &'static str,
     },
+    /// A local server's failure to validate the request, answered as an
+    /// internal error (llama-cpp-python's route handler turns every
+    /// exception into a 500 carrying the exception's text).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl RequestError {
@@ -39,9 +44,13 @@ impl RequestError {
             RequestError::Unsupported { param, code, .. } => (json!(param), json!(code)),
             _ => (Value::Null, Value::Null),
         };
+        let kind = match self {
+            RequestError::Internal(_) => "internal_server_error",
+            _ => "invalid_request_error",
+        };
         json!({"error": {
             "message": self.to_string(),
-            "type": "invalid_request_error",
+            "type": kind,
             "param": param,
             "code": code,
         }})
@@ -50,13 +59,23 @@ impl RequestError {
 
 impl ResponseError for RequestError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::BAD_REQUEST
+        match self {
+            RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::BadRequest().json(self.body())
+        HttpResponse::build(self.status_code()).json(self.body())
     }
 }
+
+/// What llama-cpp-python's server says to `response_format: json_schema`:
+/// its request model allows only `text` and `json_object`, and the
+/// validation error's text comes back in a 500.
+pub const LLAMA_CPP_FORMAT_REFUSAL: &str = "[{'type': 'literal_error', 'loc': ('body', \
+'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': \
+'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]";
 
 /// Whether `model` is a reasoning model (o-series, gpt-5 family except its
 /// `chat` variants), which takes `max_completion_tokens` only and a
@@ -96,6 +115,8 @@ pub(crate) struct ChatRequest {
     pub(crate) chats: Vec<String>,
     /// Hash of each chat: who was answered more than once.
     pub(crate) identities: Vec<u64>,
+    /// The server it is sent to.
+    pub(crate) server: ServerKind,
 }
 
 /// A packed user message's chats: the text after each `#N` line (N
@@ -142,11 +163,24 @@ impl ChatRequest {
             chats,
             conversation,
             body,
+            server: ServerKind::OpenAi,
         })
+    }
+
+    /// The request as played by `server`.
+    pub(crate) fn on(mut self, server: ServerKind) -> Self {
+        self.server = server;
+        self
     }
 
     /// The parameters the model refuses, as the real service words it.
     pub(crate) fn check_parameters(&self) -> Result<(), RequestError> {
+        if self.server == ServerKind::LlamaCppPython {
+            return match self.body["response_format"]["type"].as_str() {
+                None | Some("text" | "json_object") => Ok(()),
+                Some(_) => Err(RequestError::Internal(LLAMA_CPP_FORMAT_REFUSAL.into())),
+            };
+        }
         let model = self.model();
         if !is_reasoning_model(model) {
             return Ok(());
@@ -178,21 +212,48 @@ impl ChatRequest {
         self.body["model"].as_str().unwrap_or("gpt-4o-mini")
     }
 
-    /// The schema the request asks the reply to follow, if any.
-    fn schema(&self) -> Option<&Value> {
+    /// The schema the request asks the reply to follow, if any: in
+    /// `response_format` (`json_schema`'s, or `json_object`'s `schema` as
+    /// llama-cpp-python takes it), else one the system prompt spells out
+    /// (a model follows a schema it is shown).
+    fn schema(&self) -> Option<Value> {
         let format = &self.body["response_format"];
-        (format["type"] == "json_schema")
-            .then(|| &format["json_schema"]["schema"])
-            .filter(|s| s.is_object())
+        let given = match format["type"].as_str() {
+            Some("json_schema") => Some(&format["json_schema"]["schema"]),
+            Some("json_object") => Some(&format["schema"]),
+            _ => None,
+        };
+        if let Some(schema) = given.filter(|s| s.is_object()) {
+            return Some(schema.clone());
+        }
+        self.body["messages"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "system")
+            .find_map(|m| schema_in(&text_of(&m["content"])))
     }
 
     /// `max_completion_tokens`, else `max_tokens`: the most the reply may
-    /// spend, reasoning included.
+    /// spend, reasoning included. (llama-cpp-python knows only `max_tokens`.)
     fn completion_budget(&self) -> Option<u64> {
-        self.body["max_completion_tokens"]
-            .as_u64()
-            .or_else(|| self.body["max_tokens"].as_u64())
+        let max_tokens = self.body["max_tokens"].as_u64();
+        match self.server {
+            ServerKind::LlamaCppPython => max_tokens,
+            ServerKind::OpenAi => self.body["max_completion_tokens"].as_u64().or(max_tokens),
+        }
     }
+}
+
+/// The first JSON object in `text` that reads as a schema (an object with
+/// `properties`).
+fn schema_in(text: &str) -> Option<Value> {
+    text.match_indices('{').find_map(|(at, _)| {
+        let value = serde_json::Deserializer::from_str(&text[at..])
+            .into_iter::<Value>()
+            .next()?
+            .ok()?;
+        value["properties"].is_object().then_some(value)
+    })
 }
 
 /// A message's text, whether given as a string or as content parts.
@@ -228,14 +289,8 @@ pub(crate) enum Content {
 
 /// The message for a request that gets an answer, faulty or not.
 pub(crate) fn content(request: &ChatRequest, config: &FakeConfig, fault: Option<Fault>) -> Content {
-    let fallback;
-    let schema = match request.schema() {
-        Some(schema) => schema,
-        None => {
-            fallback = default_schema();
-            &fallback
-        }
-    };
+    let schema = request.schema().unwrap_or_else(default_schema);
+    let schema = &schema;
     let answer = match packed_item_schema(schema) {
         // One result per chat, each as it would be alone, with its ref.
         Some(item) => {

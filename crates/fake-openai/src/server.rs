@@ -291,7 +291,9 @@ impl State {
     /// A batch line's chat.completion: what the synchronous path would
     /// answer to `body`, or its 400.
     fn answer_batch_line(&self, config: &FakeConfig, body: &Value, invalid: bool) -> Answer {
-        let request = ChatRequest::from_value(body.clone()).map_err(|e| e.body())?;
+        let request = ChatRequest::from_value(body.clone())
+            .map_err(|e| e.body())?
+            .on(config.server);
         request.check_parameters().map_err(|e| e.body())?;
         let fault = invalid.then_some(Fault::SchemaViolation);
         let text = content(&request, config, fault);
@@ -378,7 +380,10 @@ async fn completions(
         api_version,
     });
     state.receive(&body);
-    let request = ChatRequest::parse(&body).inspect_err(|_| state.recorder().invalid_request())?;
+    let server = lock(&state.config).server;
+    let request = ChatRequest::parse(&body)
+        .inspect_err(|_| state.recorder().invalid_request())?
+        .on(server);
     {
         let mut bodies = lock(&state.bodies);
         if bodies.len() == BODIES_KEPT {

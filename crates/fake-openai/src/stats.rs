@@ -26,7 +26,8 @@ pub struct Stats {
     /// Injected faults of any kind (fenced JSON is not one).
     pub faults: u64,
     /// Chat-completions requests refused with a 400 (malformed, or a
-    /// parameter the model does not take).
+    /// parameter the model does not take), or by a local server with a 500
+    /// (a `response_format` it does not take).
     pub invalid_requests: u64,
     /// Billed on every synchronous 200, faulty content included, as the
     /// real service bills whatever it generated. Batch lines are in

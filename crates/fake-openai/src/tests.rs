@@ -898,6 +898,109 @@ async fn batch_line_faults_and_conversations_paid_in_two_batches() {
     assert_eq!(s.requests, 0, "no chat-completions request was made");
 }
 
+#[tokio::test]
+async fn batch_outputs_can_hold_a_custom_id_twice_and_ids_nobody_sent() {
+    let server = FakeServer::start(FakeConfig {
+        batch: BatchConfig {
+            duplicate_lines: 1.0,
+            stray_lines: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let client = client();
+    let texts = ["C: a", "C: b", "C: c"];
+    let b = batch_of(&client, &server, &texts).await;
+    let b = wait_for(&client, &server, &b, "completed").await;
+    let output = file_lines(&client, &server, &b["output_file_id"]).await;
+    assert_eq!(output.len(), 9, "each answered twice, plus a stray each");
+    for text in ["a", "b", "c"] {
+        let id = format!(
+            "conv-{}",
+            texts.iter().position(|t| t.ends_with(text)).unwrap()
+        );
+        let lines: Vec<&Value> = output.iter().filter(|l| l["custom_id"] == id).collect();
+        assert_eq!(lines.len(), 2, "{id}: {output:?}");
+        let valid = lines
+            .iter()
+            .filter(|l| validate(&default_schema(), &content(&l["response"]["body"])).is_ok())
+            .count();
+        assert_eq!(valid, 1, "one valid answer and one invalid, for {id}");
+    }
+    let strays = output
+        .iter()
+        .filter(|l| l["custom_id"].as_str().unwrap().starts_with("stray-"))
+        .count();
+    assert_eq!(strays, 3);
+    let s = server.stats();
+    assert_eq!(s.batch_requests_answered, 3, "only the valid answers count");
+    assert!(s.batch_prompt_tokens > 0);
+    assert_eq!(s.conversations_answered_more_than_once, 0);
+}
+
+// ---- A local server (llama-cpp-python) --------------------------------------
+
+#[tokio::test]
+async fn a_local_server_refuses_json_schema_ignores_max_completion_tokens_and_follows_a_json_object_schema()
+ {
+    let server = FakeServer::start(FakeConfig {
+        server: ServerKind::LlamaCppPython,
+        ..Default::default()
+    })
+    .unwrap();
+    let client = client();
+    let send = |body: Value| {
+        let client = client.clone();
+        let url = format!("{}/chat/completions", server.base_url());
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    // json_schema: a 500 with pydantic's text, as llama-cpp-python answers.
+    let refused = send(request("C: the power is out")).await;
+    assert_eq!(refused.status(), 500);
+    let body = json_of(refused).await;
+    assert_eq!(body["error"]["type"], "internal_server_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Input should be 'text' or 'json_object'"),
+        "{message}"
+    );
+    assert!(message.contains("response_format"), "{message}");
+    // json_object with a schema: followed, keys and types.
+    let schema = json!({"type": "object", "required": ["mood", "stars"],
+        "properties": {"mood": {"type": "string", "enum": ["up", "down"]}, "stars": {"type": "integer"}}});
+    let with_schema = |budget: Value| {
+        let mut body = json!({
+            "model": "whatever-is-loaded",
+            "response_format": {"type": "json_object", "schema": schema},
+            "messages": [{"role": "user", "content": "C: it works now, thanks"}],
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(budget.as_object().unwrap().clone());
+        body
+    };
+    let answer = json_of(send(with_schema(json!({"max_tokens": 100}))).await).await;
+    validate(&schema, &content(&answer)).unwrap();
+    // max_completion_tokens is ignored; max_tokens is not.
+    let ignored = json_of(send(with_schema(json!({"max_completion_tokens": 1}))).await).await;
+    assert_eq!(ignored["choices"][0]["finish_reason"], "stop");
+    assert!(ignored["usage"]["completion_tokens"].as_u64().unwrap() > 1);
+    let held = json_of(send(with_schema(json!({"max_tokens": 1}))).await).await;
+    assert_eq!(held["choices"][0]["finish_reason"], "length");
+    // A schema spelled out in the system prompt is followed too.
+    let prompted = json!({
+        "model": "m", "response_format": {"type": "json_object"},
+        "messages": [
+            {"role": "system", "content": format!("Rate it. Reply with JSON of this schema: {schema}")},
+            {"role": "user", "content": "C: hello"}
+        ],
+    });
+    let answer = json_of(send(prompted).await).await;
+    validate(&schema, &content(&answer)).unwrap();
+    assert_eq!(server.stats().invalid_requests, 1);
+}
+
 // ---- Today's models and prompt caching ------------------------------------
 
 fn reasoning_request(extra: Value) -> Value {
