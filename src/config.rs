@@ -575,6 +575,14 @@ pub struct AnalyzerSettings {
     /// Conversations read back from the store together (a free analyzer's
     /// unit of work and of commit; an LLM's queue beyond the pool).
     pub batch_size: usize,
+    /// Consecutive failures to get any answer (timeouts, refused
+    /// connections, 5xx), across conversations and endpoints, after which
+    /// the provider is taken to be down: uploads pause and one probe at a
+    /// time asks whether it is back.
+    pub outage_failures: u32,
+    /// How long an outage may last before the uploads it paused stop as
+    /// failed (resumable); `0` stops them as soon as it is detected.
+    pub outage_timeout_seconds: u64,
     pub openai: OpenAiSettings,
 }
 
@@ -584,6 +592,8 @@ impl Default for AnalyzerSettings {
             backend: Backend::Auto,
             concurrency: 5,
             batch_size: 256,
+            outage_failures: 20,
+            outage_timeout_seconds: 900,
             openai: OpenAiSettings::default(),
         }
     }
@@ -691,6 +701,177 @@ pub struct OpenAiSettings {
     /// USD per million tokens, by model name: adds to or overrides the
     /// built-in table (`analyze::openai::models`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// Several endpoints whose limits add up and that stand in for each
+    /// other (`[[analyzer.openai.endpoints]]`). Empty: the one endpoint the
+    /// keys above describe. Each endpoint's unset keys take the values above.
+    pub endpoints: Vec<EndpointSettings>,
+}
+
+/// One endpoint of `[[analyzer.openai.endpoints]]`: a base URL with its own
+/// key, model and limits. Keys left out take `[analyzer.openai]`'s value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointSettings {
+    /// Shown in logs, progress, the summary and `/metrics`; recorded with
+    /// each result it made. Letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    pub base_url: Option<String>,
+    /// The environment variable holding this endpoint's key.
+    pub api_key_env: Option<String>,
+    pub auth: Option<AuthStyle>,
+    pub api_version: Option<String>,
+    pub model: Option<String>,
+    /// An Azure OpenAI deployment: requests go to
+    /// `{base_url}/openai/deployments/{deployment}` (the model, for prices
+    /// and results, defaults to the deployment's name).
+    pub deployment: Option<String>,
+    pub requests_per_minute: Option<RateSetting>,
+    pub tokens_per_minute: Option<RateSetting>,
+    /// Tier: an endpoint gets traffic only while every endpoint of a lower
+    /// priority is unavailable (cooling down after errors) or out of its
+    /// rate budget. Default 0.
+    pub priority: u32,
+    /// Share of traffic among endpoints whose free capacity is the same
+    /// (unlimited local servers, say): twice the weight, twice the calls in
+    /// flight. Default 1.
+    pub weight: u32,
+    /// Prices for this endpoint, over `[analyzer.openai.prices]`.
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            base_url: None,
+            api_key_env: None,
+            auth: None,
+            api_version: None,
+            model: None,
+            deployment: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            priority: 0,
+            weight: 1,
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+/// One endpoint with every key decided: its own, else `[analyzer.openai]`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedEndpoint {
+    pub name: String,
+    /// Where `chat/completions` is, below: the base URL, with an Azure
+    /// deployment's path when one is named.
+    pub base_url: String,
+    pub api_key_env: String,
+    pub auth: AuthStyle,
+    pub api_version: Option<String>,
+    pub model: String,
+    pub requests_per_minute: RateSetting,
+    pub tokens_per_minute: RateSetting,
+    pub priority: u32,
+    pub weight: u32,
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+impl OpenAiSettings {
+    /// The endpoints to use: `[[analyzer.openai.endpoints]]`, each filled in
+    /// from the keys above it, or the one endpoint those keys describe
+    /// (named after its host).
+    pub fn resolved_endpoints(&self) -> Vec<ResolvedEndpoint> {
+        if self.endpoints.is_empty() {
+            return vec![ResolvedEndpoint {
+                name: host_name(&self.base_url),
+                base_url: self.base_url.clone(),
+                api_key_env: self.api_key_env.clone(),
+                auth: self.auth,
+                api_version: self.api_version.clone(),
+                model: self.model.clone(),
+                requests_per_minute: self.requests_per_minute,
+                tokens_per_minute: self.tokens_per_minute,
+                priority: 0,
+                weight: 1,
+                prices: self.prices.clone(),
+            }];
+        }
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let base = e.base_url.as_deref().unwrap_or(&self.base_url);
+                let base_url = match &e.deployment {
+                    Some(d) => format!("{}/openai/deployments/{d}", base.trim_end_matches('/')),
+                    None => base.to_string(),
+                };
+                let mut prices = self.prices.clone();
+                prices.extend(e.prices.iter().map(|(k, v)| (k.clone(), *v)));
+                ResolvedEndpoint {
+                    name: e.name.clone(),
+                    base_url,
+                    api_key_env: e.api_key_env.clone().unwrap_or(self.api_key_env.clone()),
+                    auth: e.auth.unwrap_or(self.auth),
+                    api_version: e.api_version.clone().or(self.api_version.clone()),
+                    model: e
+                        .model
+                        .clone()
+                        .or(e.deployment.clone())
+                        .unwrap_or(self.model.clone()),
+                    requests_per_minute: e.requests_per_minute.unwrap_or(self.requests_per_minute),
+                    tokens_per_minute: e.tokens_per_minute.unwrap_or(self.tokens_per_minute),
+                    priority: e.priority,
+                    weight: e.weight,
+                    prices,
+                }
+            })
+            .collect()
+    }
+
+    fn validate_endpoints(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: format!("analyzer.openai.endpoints[{i}]"),
+                message,
+            };
+            let name = e.name.as_str();
+            let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if name.is_empty() || name.len() > 64 || !name.chars().all(fine) {
+                return Err(invalid(format!(
+                    "name {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+                )));
+            }
+            if !seen.insert(name) {
+                return Err(invalid(format!("endpoint {name:?} is listed twice")));
+            }
+            if e.weight == 0 {
+                return Err(invalid(format!(
+                    "endpoint {name:?}: weight must be at least 1"
+                )));
+            }
+            if e.deployment.as_deref().is_some_and(|d| {
+                d.is_empty() || d.contains(|c: char| c == '/' || c == '?' || c.is_whitespace())
+            }) {
+                return Err(invalid(format!(
+                    "endpoint {name:?}: deployment must be a deployment's name"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host[:port]` of a URL (the name of the single endpoint), or the text
+/// itself when it is no URL (the analyzer refuses it later, naming it).
+fn host_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() {
+        "default".to_string()
+    } else {
+        host.to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -756,6 +937,7 @@ impl Default for OpenAiSettings {
             max_message_tokens: 400,
             structured_output: true,
             prices: BTreeMap::new(),
+            endpoints: Vec::new(),
         }
     }
 }
@@ -1061,6 +1243,11 @@ impl Settings {
             message: e.to_string(),
         })?;
         let o = &self.analyzer.openai;
+        o.validate_endpoints()?;
+        positive(
+            "analyzer.outage_failures",
+            self.analyzer.outage_failures as usize,
+        )?;
         if !(1..=MAX_CONVERSATIONS_PER_REQUEST).contains(&o.conversations_per_request) {
             return Err(ConfigError::Invalid {
                 key: "analyzer.openai.conversations_per_request".into(),
@@ -1089,6 +1276,10 @@ impl Settings {
         }
         for (key, value) in [
             ("analyzer.openai.timeout_seconds", o.timeout_seconds),
+            (
+                "analyzer.outage_timeout_seconds",
+                self.analyzer.outage_timeout_seconds,
+            ),
             (
                 "analyzer.openai.max_retry_wait_seconds",
                 o.max_retry_wait_seconds,

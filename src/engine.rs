@@ -23,7 +23,8 @@ use crate::progress::actor::{Cancel, CancelError, GetProgress, ProgressActor};
 use crate::retention::{self, RetentionReport};
 use crate::spool;
 use crate::store::actor::{
-    Close, CloseReader, DeleteUpload, ListUploads, StoreActor, StoreReader, SweepProcessed,
+    Close, CloseReader, DeleteUpload, ListUploads, PutEndpointMemory, StoreActor, StoreReader,
+    SweepProcessed,
 };
 use crate::store::{Store, StoreError, UploadRecord};
 
@@ -85,6 +86,10 @@ impl Engine {
         if snapshots > 0 {
             tracing::info!(files = snapshots, "removed snapshot files a crash left");
         }
+        if let Analyzer::OpenAi(llm) = &analyzer {
+            // Each endpoint starts from what its server was found to accept.
+            llm.recall(&store.endpoint_memories()?);
+        }
         let writer = StoreActor::new(
             store.clone(),
             settings.storage.batch_size,
@@ -126,7 +131,11 @@ impl Engine {
                 stats: webhook_stats.clone(),
                 capacity: settings.notify.queue_capacity,
             }),
+            retry_failed: false,
         };
+        if let Analyzer::OpenAi(llm) = &pipeline.analyzer {
+            remember_what_endpoints_learn(llm, pipeline.store.clone());
+        }
         let uploads = UploadActor::new(pipeline.clone()).start();
         tracing::info!(
             db = %settings.storage.path.display(),
@@ -313,4 +322,25 @@ impl Engine {
         let _ = self.pipeline.reader.send(CloseReader).await;
         self.pipeline.pool.stop();
     }
+}
+
+/// Stores what the LLM endpoints learn about their servers as they learn it
+/// (`PutEndpointMemory`), so the next run starts there.
+fn remember_what_endpoints_learn(llm: &crate::analyze::OpenAiAnalyzer, store: Addr<StoreActor>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    llm.learn_into(tx);
+    actix_rt::spawn(async move {
+        while let Some(learned) = rx.recv().await {
+            let put = PutEndpointMemory {
+                key: learned.key,
+                memory: learned.memory,
+            };
+            match store.send(put).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not store what an endpoint learnt"),
+                // The store has stopped: so has the engine.
+                Err(_) => return,
+            }
+        }
+    });
 }

@@ -82,6 +82,10 @@ pub struct ExportRow {
     pub topic: Option<String>,
     /// The customer's language, ISO 639-1.
     pub language: Option<String>,
+    /// The model that made the analysis.
+    pub model: Option<String>,
+    /// The LLM endpoint that made the outcome (`[[analyzer.openai.endpoints]]`).
+    pub endpoint: Option<String>,
 }
 
 impl From<ConversationRow> for ExportRow {
@@ -99,10 +103,12 @@ impl From<ConversationRow> for ExportRow {
             resolved: a.as_ref().and_then(|a| a.resolved),
             summary: a.as_ref().map(|a| a.summary.clone()),
             topic: a.as_ref().and_then(|a| a.topic.clone()),
+            model: a.as_ref().map(|a| a.model.clone()),
             analyzer: a.map(|a| a.analyzer),
             status: row.record.status,
             agent: row.record.agent,
             language: row.record.language,
+            endpoint: row.record.endpoint,
         }
     }
 }
@@ -459,6 +465,7 @@ mod tests {
                 usage: Default::default(),
                 agent: Some("Sita".into()),
                 language: Some("ne".into()),
+                endpoint: None,
             },
             analysis: analysed.then(|| Analysis {
                 sentiment: Sentiment {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::analyze::LlmUsage;
 use crate::model::Stage;
 use crate::pipeline::UploadReport;
+use crate::store::stats::EndpointUsage;
 use crate::store::{SentimentCounts, UploadSummary};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -34,6 +35,8 @@ pub struct RunSummary {
     pub average_satisfaction: Option<f64>,
     pub resolved_rate: Option<f64>,
     pub llm: LlmUsage,
+    /// LLM usage and cost by the endpoint that made each outcome.
+    pub endpoints: Vec<EndpointUsage>,
     pub warnings: Vec<String>,
     pub warnings_total: u64,
     pub error: Option<String>,
@@ -77,6 +80,7 @@ impl RunSummary {
             average_satisfaction: summary.average_satisfaction,
             resolved_rate: summary.resolved_rate,
             llm: r.llm,
+            endpoints: summary.endpoints.clone(),
             warnings: r.warnings.clone(),
             warnings_total: r.warnings_total,
             error: r.error.clone(),
@@ -136,6 +140,21 @@ impl RunSummary {
                     s,
                     "       of which {} prompt tokens cached, {} completion tokens reasoning",
                     self.llm.cached_tokens, self.llm.reasoning_tokens
+                );
+            }
+        }
+        if self.endpoints.len() > 1 {
+            for e in &self.endpoints {
+                let _ = writeln!(
+                    s,
+                    "    {}: {} analysed, {} failed; {} requests, {} prompt + {} completion tokens, ~${:.4}",
+                    e.endpoint,
+                    e.analyzed,
+                    e.failed,
+                    e.llm.requests,
+                    e.llm.prompt_tokens,
+                    e.llm.completion_tokens,
+                    e.llm.cost_usd
                 );
             }
         }

@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{AnalyzeError, Analyzer, FailureKind, FatalKind, LlmUsage, Outcome};
+use super::{AnalyzeError, Analyzer, FailureKind, FatalKind, Outcome};
 use crate::facets::Facets;
 use crate::model::Conversation;
 
@@ -117,13 +117,10 @@ pub struct Taken {
 
 /// The outcome of a call the pool could not take: it is stopping.
 fn shutting_down() -> Outcome {
-    Outcome {
-        result: Err(AnalyzeError::fatal(
-            FatalKind::ShuttingDown,
-            "the analyzer pool is shutting down",
-        )),
-        usage: LlmUsage::default(),
-    }
+    Outcome::local(Err(AnalyzeError::fatal(
+        FatalKind::ShuttingDown,
+        "the analyzer pool is shutting down",
+    )))
 }
 
 /// A conversation's facets, a panic in reading them caught (and logged):
@@ -152,13 +149,10 @@ async fn guarded(
     AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| {
         let message = panic_message(panic.as_ref());
         tracing::error!(panic = %message, "an analyzer call panicked; the conversation is recorded as failed");
-        Outcome {
-            result: Err(AnalyzeError::failed(
-                FailureKind::Internal,
-                format!("internal error while analysing: {message}"),
-            )),
-            usage: LlmUsage::default(),
-        }
+        Outcome::local(Err(AnalyzeError::failed(
+            FailureKind::Internal,
+            format!("internal error while analysing: {message}"),
+        )))
     })
 }
 

@@ -61,6 +61,19 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// A failure to get any answer (no reply, a 5xx, rate limits): the
+    /// conversation itself was never judged, and a resumed upload tries it
+    /// again.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Timeout
+                | FailureKind::Connection
+                | FailureKind::ServerError
+                | FailureKind::RateLimited
+        )
+    }
+
     pub const ALL: [FailureKind; 11] = [
         FailureKind::InvalidReply,
         FailureKind::Refused,
@@ -106,6 +119,10 @@ pub enum FatalKind {
     ShuttingDown,
     /// The next call could pass the upload's `analyzer.openai.max_cost_usd`.
     BudgetExhausted,
+    /// The provider did not answer for `analyzer.outage_timeout_seconds`.
+    ProviderUnavailable,
+    /// The provider refused a Batch API request as it was made.
+    Refused,
 }
 
 /// Why one conversation could not be analysed.
@@ -218,12 +235,24 @@ impl LlmUsage {
     }
 }
 
-/// The outcome of analysing one conversation: the analysis or why not, and
-/// what it cost.
+/// The outcome of analysing one conversation: the analysis or why not, what
+/// it cost, and the LLM endpoint that made it (its last attempt's).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub result: Result<Analysis, AnalyzeError>,
     pub usage: LlmUsage,
+    pub endpoint: Option<String>,
+}
+
+impl Outcome {
+    /// An outcome no endpoint had a part in.
+    pub fn local(result: Result<Analysis, AnalyzeError>) -> Self {
+        Self {
+            result,
+            usage: LlmUsage::default(),
+            endpoint: None,
+        }
+    }
 }
 
 /// Answers conversations with nothing for an LLM to read (built on first use).
@@ -262,8 +291,12 @@ impl Analyzer {
     ) -> Result<Self, SetupError> {
         let backend = match settings.backend {
             Backend::Auto => {
-                let key_set =
-                    std::env::var(&settings.openai.api_key_env).is_ok_and(|k| !k.trim().is_empty());
+                // Every endpoint's key: an LLM half configured is an error, not the lexicon.
+                let key_set = settings
+                    .openai
+                    .resolved_endpoints()
+                    .iter()
+                    .any(|e| std::env::var(&e.api_key_env).is_ok_and(|k| !k.trim().is_empty()));
                 if key_set {
                     Backend::OpenAi
                 } else {
@@ -274,7 +307,7 @@ impl Analyzer {
         };
         Ok(match backend {
             Backend::OpenAi => Analyzer::OpenAi(
-                OpenAiAnalyzer::from_env(&settings.openai, topics)?.with_privacy(privacy)?,
+                OpenAiAnalyzer::from_settings(settings, topics)?.with_privacy(privacy)?,
             ),
             _ => Analyzer::Lexicon(Arc::new(LexiconAnalyzer::with_topics(Arc::new(
                 topics::Topics::new(topics),
@@ -364,10 +397,7 @@ impl Analyzer {
         cancel: &CancellationToken,
     ) -> Outcome {
         if cancel.is_cancelled() {
-            return Outcome {
-                result: Err(AnalyzeError::Cancelled),
-                usage: LlmUsage::default(),
-            };
+            return Outcome::local(Err(AnalyzeError::Cancelled));
         }
         match self {
             Analyzer::OpenAi(a) if conversation.customer_messages() > 0 => {
@@ -377,15 +407,9 @@ impl Analyzer {
                 let mut analysis = FALLBACK.analyze(conversation);
                 analysis.analyzer = OpenAiAnalyzer::NAME.to_string();
                 analysis.model = a.model().to_string();
-                Outcome {
-                    result: Ok(analysis),
-                    usage: LlmUsage::default(),
-                }
+                Outcome::local(Ok(analysis))
             }
-            Analyzer::Lexicon(l) => Outcome {
-                result: Ok(l.analyze(conversation)),
-                usage: LlmUsage::default(),
-            },
+            Analyzer::Lexicon(l) => Outcome::local(Ok(l.analyze(conversation))),
         }
     }
 }

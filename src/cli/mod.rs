@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use powerpulse::access::{Action, AuditEntry, AuditFilter, Role};
 use powerpulse::analyze::Analyzer;
+use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::{Backend, Settings};
 use powerpulse::engine::Engine;
 use powerpulse::export::{ExportFormat, ExportWriter, PAGE_ROWS};
@@ -544,11 +545,36 @@ fn progress_bar() -> Option<ProgressBar> {
 }
 
 /// Batch mode: the provider's progress on the upload's batches.
-struct BatchView<'a> {
-    status: &'a str,
+struct BatchView {
+    status: BatchStatus,
     total: u64,
     /// Requests finished or failed.
     done: u64,
+}
+
+/// The provider's outage, as the CLI shows it: a line on stderr each time
+/// it changes (`provider unavailable: HTTP 503 since 12:04, next try
+/// 12:06`), and one when it is over.
+#[derive(Default)]
+struct OutageLine(Option<String>);
+
+impl OutageLine {
+    fn show(&mut self, bar: Option<&ProgressBar>, message: Option<&str>) {
+        if self.0.as_deref() == message {
+            return;
+        }
+        let line = match message {
+            Some(m) => format!("{m}; the upload waits for it (Ctrl-C stops it, resumable)"),
+            None => "the provider answers again; the upload goes on".to_string(),
+        };
+        if self.0.is_some() || message.is_some() {
+            match bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        self.0 = message.map(str::to_string);
+    }
 }
 
 fn show_progress(
@@ -556,11 +582,11 @@ fn show_progress(
     stage: Stage,
     total: u64,
     processed: u64,
-    batch: Option<BatchView<'_>>,
+    batch: Option<BatchView>,
 ) {
     let Some(bar) = bar else { return };
     match batch {
-        Some(b) if stage == Stage::Analyzing && !b.status.is_empty() => {
+        Some(b) if stage == Stage::Analyzing => {
             bar.set_message(format!("batch {}", b.status));
             bar.set_length(b.total);
             bar.set_position(b.done);
@@ -589,6 +615,7 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
     };
     let upload_id = ticket.upload_id;
     let bar = progress_bar();
+    let mut outage = OutageLine::default();
     let mut interrupted = false;
     let done = loop {
         tokio::select! {
@@ -598,11 +625,12 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
                 }
                 let s = ticket.progress.borrow_and_update().clone();
                 let batch = s.batch.as_ref().map(|b| BatchView {
-                    status: &b.status,
+                    status: b.status,
                     total: b.total,
                     done: b.completed + b.failed,
                 });
                 show_progress(bar.as_ref(), s.stage, s.total_conversations, s.processed, batch);
+                outage.show(bar.as_ref(), s.provider.as_ref().map(|p| p.message.as_str()));
             }
             result = &mut ticket.done => break result,
             _ = tokio::signal::ctrl_c(), if !interrupted => {

@@ -8,11 +8,14 @@ use anyhow::{Context, Result};
 use clap::CommandFactory;
 
 use powerpulse::access::{Keyring, SERVER_TOKEN_NAME};
-use powerpulse::analyze::Analyzer;
 use powerpulse::analyze::openai::limits::{Announced, AnnouncedLimit};
+use powerpulse::analyze::openai::negotiate::StructuredMode;
+use powerpulse::analyze::openai::{Learned, ProbeError};
+use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
 use powerpulse::config::{LogFormat, Settings};
 use powerpulse::notify::Webhook;
 use powerpulse::report::terminal_safe;
+use powerpulse::store::{Store, StoreError};
 
 /// Prints what the configuration amounts to, one `name: value` line per
 /// part, and reaches the LLM endpoint when one is configured. Fails when
@@ -94,7 +97,12 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
         Err(e) => problem("analyzer", e.to_string()),
         Ok(Analyzer::Lexicon(_)) => println!("analyzer: lexicon (offline: nothing to reach)"),
         Ok(Analyzer::OpenAi(llm)) => {
-            println!("analyzer: openai, model {} at {}", llm.model(), llm.url());
+            if llm.endpoints().len() == 1 {
+                let e = llm.primary();
+                println!("analyzer: openai, model {} at {}", e.model(), e.chat_url());
+            } else {
+                println!("analyzer: openai, {} endpoints", llm.endpoints().len());
+            }
             match llm.redactor() {
                 Some(r) => println!(
                     "privacy: personal data redacted from transcripts (policy {})",
@@ -105,25 +113,8 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
                     settings.privacy.redact.as_str()
                 ),
             }
-            let probe = actix_rt::System::new().block_on(llm.probe());
-            match probe {
-                Ok(p) => {
-                    println!(
-                        "endpoint: answered HTTP {} in {} ms",
-                        p.status,
-                        p.elapsed.as_millis()
-                    );
-                    println!("limits: {}", describe(&p.announced));
-                }
-                Err(e) => {
-                    if let powerpulse::analyze::openai::ProbeError::Refused { announced, .. } = &e
-                        && !announced.is_empty()
-                    {
-                        println!("limits: {}", describe(announced));
-                    }
-                    problem("endpoint", e.to_string());
-                }
-            }
+            let learnt = actix_rt::System::new().block_on(check_endpoints(&llm, &mut problem));
+            remember(settings, &learnt);
         }
     }
 
@@ -133,6 +124,131 @@ pub fn check(settings: &Settings, config: Option<&Path>) -> Result<ExitCode> {
     } else {
         println!("{problems} problem(s)");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Probes every LLM endpoint: that it answers (and its limits), that the
+/// token budget's parameter is honoured, and which structured-output mode
+/// its server takes, from the most exact down. Answers what each learnt,
+/// for the database.
+async fn check_endpoints(
+    llm: &OpenAiAnalyzer,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<Learned> {
+    let several = llm.endpoints().len() > 1;
+    let mut learnt = Vec::new();
+    for (i, endpoint) in llm.endpoints().iter().enumerate() {
+        let label = if several {
+            format!("endpoint {}", endpoint.name())
+        } else {
+            "endpoint".to_string()
+        };
+        if several {
+            println!(
+                "{label}: model {} at {} (priority {}, weight {})",
+                endpoint.model(),
+                endpoint.chat_url(),
+                endpoint.priority(),
+                endpoint.weight()
+            );
+        }
+        let budget_before = endpoint.budget();
+        match llm.probe(i).await {
+            Ok(p) => {
+                println!(
+                    "{label}: answered HTTP {} in {} ms",
+                    p.status,
+                    p.elapsed.as_millis()
+                );
+                println!(
+                    "{}limits: {}",
+                    prefix(several, endpoint.name()),
+                    describe(&p.announced)
+                );
+                let budget = match p.budget_honoured {
+                    Some(true) if p.budget != budget_before => format!(
+                        "{} (the server ignores {}: switched)",
+                        p.budget.name(),
+                        budget_before.name()
+                    ),
+                    Some(true) => format!("{} (honoured)", p.budget.name()),
+                    Some(false) => format!(
+                        "{} (NOT honoured: replies may run past max_output_tokens)",
+                        p.budget.name()
+                    ),
+                    None => format!("{} (the server reports no usage)", p.budget.name()),
+                };
+                println!("{}token budget: {budget}", prefix(several, endpoint.name()));
+            }
+            Err(e) => {
+                if let ProbeError::Refused { announced, .. } = &e
+                    && !announced.is_empty()
+                {
+                    println!(
+                        "{}limits: {}",
+                        prefix(several, endpoint.name()),
+                        describe(announced)
+                    );
+                }
+                problem(&label, e.to_string());
+                continue;
+            }
+        }
+        match llm.negotiate(i).await {
+            Ok(mode) => {
+                let note = if mode == StructuredMode::JsonSchema || mode == StructuredMode::Prompt {
+                    String::new()
+                } else {
+                    " (the server refuses the stricter modes; analysis starts here)".to_string()
+                };
+                println!(
+                    "{}structured output: {}{note}",
+                    prefix(several, endpoint.name()),
+                    mode.describe()
+                );
+            }
+            Err(e) => problem(&format!("{label} structured output"), e.to_string()),
+        }
+        learnt.push(Learned {
+            key: endpoint.memory_key().to_string(),
+            memory: endpoint.memory("found by powerpulse check"),
+        });
+    }
+    learnt
+}
+
+fn prefix(several: bool, name: &str) -> String {
+    if several {
+        format!("endpoint {name} ")
+    } else {
+        String::new()
+    }
+}
+
+/// Stores what `check` found in the database, so the first upload starts
+/// there; beside a running server (which holds the file) it is left for the
+/// server to find out on its first calls.
+fn remember(settings: &Settings, learnt: &[Learned]) {
+    if learnt.is_empty() {
+        return;
+    }
+    match Store::open(&settings.storage.path) {
+        Ok(store) => {
+            for l in learnt {
+                if let Err(e) = store.put_endpoint_memory(&l.key, &l.memory) {
+                    println!("endpoints: could not remember what was found: {e}");
+                    return;
+                }
+            }
+            println!(
+                "endpoints: what was found is remembered in {}",
+                settings.storage.path.display()
+            );
+        }
+        Err(StoreError::Locked { .. }) => println!(
+            "endpoints: the database is held by a running server, which finds this out on its first calls"
+        ),
+        Err(e) => println!("endpoints: could not remember what was found: {e}"),
     }
 }
 

@@ -38,7 +38,12 @@ pub fn preview(
         None => eprintln!(
             "redaction: OFF, transcripts go as written to {} (privacy.redact = \"{}\"; \"auto\" \
              redacts unless the server is on this machine)",
-            analyzer.url(),
+            analyzer
+                .endpoints()
+                .iter()
+                .map(|e| e.chat_url())
+                .collect::<Vec<_>>()
+                .join(", "),
             settings.privacy.redact.as_str()
         ),
     }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use powerpulse::access::{AuditEntry, AuditFilter};
 use powerpulse::analyze::estimate::Estimate;
+use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::Settings;
 use powerpulse::export::{ExportRow, REDACTED_HEADER};
 use powerpulse::model::Stage;
@@ -48,12 +49,20 @@ struct Progress {
     processed: u64,
     #[serde(default)]
     batch: Option<Batch>,
+    #[serde(default)]
+    provider: Option<Provider>,
+}
+
+/// The provider's outage (`ProgressSnapshot::provider`).
+#[derive(Deserialize)]
+struct Provider {
+    message: String,
 }
 
 /// Batch mode: the provider's progress (`ProgressSnapshot::batch`).
 #[derive(Deserialize)]
 struct Batch {
-    status: String,
+    status: BatchStatus,
     total: u64,
     completed: u64,
     failed: u64,
@@ -375,16 +384,18 @@ impl Remote {
             };
             let mut tick = tokio::time::interval(POLL);
             let mut interrupted = false;
+            let mut outage = super::OutageLine::default();
             let record = loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         let p: Progress = self.get(&format!("/api/progress/{id}")).await?;
                         let batch = p.batch.as_ref().map(|b| super::BatchView {
-                            status: &b.status,
+                            status: b.status,
                             total: b.total,
                             done: b.completed + b.failed,
                         });
                         super::show_progress(bar, p.stage, p.total_conversations, p.processed, batch);
+                        outage.show(bar, p.provider.as_ref().map(|p| p.message.as_str()));
                         if p.stage.is_final() {
                             // The record is written before the final state is published.
                             let record: UploadRecord = self.get(&format!("/api/uploads/{id}")).await?;

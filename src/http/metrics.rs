@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::limits::Limits;
 use crate::analyze::LlmUsage;
+use crate::analyze::OpenAiAnalyzer;
 use crate::model::Stage;
 use crate::progress::ProgressSnapshot;
 use crate::store::UploadRecord;
@@ -224,6 +225,101 @@ pub fn render(
     drop(map);
     limits.render(&mut out);
     out
+}
+
+/// Each LLM endpoint since the process started: requests, failures to
+/// answer, 429s, cooldowns, tokens and cost, and its state (`up`,
+/// `cooling`, `probing`, `out`), plus whether the provider is in an outage.
+pub fn render_endpoints(llm: &OpenAiAnalyzer, out: &mut String) {
+    let endpoints = llm.endpoints();
+    let health = llm.router().health();
+    let label = |name: &str| name.replace('\\', "\\\\").replace('"', "\\\"");
+    let counters: Vec<_> = endpoints.iter().map(|e| e.counters()).collect();
+    type Of = fn(&crate::analyze::openai::endpoint::EndpointCounters) -> f64;
+    let series: [(&str, &str, &str, Of); 8] = [
+        (
+            "powerpulse_llm_endpoint_requests_total",
+            "counter",
+            "Requests sent to each LLM endpoint.",
+            |c| c.requests as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_unavailable_total",
+            "counter",
+            "Requests an LLM endpoint did not answer (timeouts, refused connections, 5xx).",
+            |c| c.unavailable as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_rate_limited_total",
+            "counter",
+            "429 answers of each LLM endpoint.",
+            |c| c.rate_limited as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_cooldowns_total",
+            "counter",
+            "Times an LLM endpoint was cooled down after failing.",
+            |c| c.cooldowns as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_prompt_tokens_total",
+            "counter",
+            "Prompt tokens billed by each LLM endpoint.",
+            |c| c.usage.prompt_tokens as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_completion_tokens_total",
+            "counter",
+            "Completion tokens billed by each LLM endpoint.",
+            |c| c.usage.completion_tokens as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_cached_tokens_total",
+            "counter",
+            "Prompt tokens each LLM endpoint served from its cache.",
+            |c| c.usage.cached_tokens as f64,
+        ),
+        (
+            "powerpulse_llm_endpoint_cost_usd_total",
+            "counter",
+            "Estimated cost of each LLM endpoint's answers, US dollars.",
+            |c| c.usage.cost_usd,
+        ),
+    ];
+    for (name, kind, help, of) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (e, c) in endpoints.iter().zip(&counters) {
+            let _ = writeln!(out, "{name}{{endpoint=\"{}\"}} {}", label(e.name()), of(c));
+        }
+    }
+    let name = "powerpulse_llm_endpoint_up";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 while an LLM endpoint takes calls, by state (up, cooling, probing, out)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (e, state) in endpoints.iter().zip(&health) {
+        for s in ["up", "cooling", "probing", "out"] {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\",state=\"{s}\"}} {}",
+                label(e.name()),
+                u8::from(*state == s)
+            );
+        }
+    }
+    let name = "powerpulse_llm_provider_unavailable";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 while the LLM provider is in an outage (every endpoint failing; uploads wait)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(
+        out,
+        "{name} {}",
+        u8::from(llm.router().outage().borrow().is_some())
+    );
 }
 
 #[cfg(test)]

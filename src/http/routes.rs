@@ -1152,6 +1152,9 @@ pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse> {
         .await?;
     let mut text = metrics::render(&records, &live, &state.metrics, &state.limits);
     state.engine.webhook_stats().render(&mut text);
+    if let Analyzer::OpenAi(llm) = state.engine.analyzer() {
+        metrics::render_endpoints(llm, &mut text);
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text))

@@ -24,6 +24,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::analyze::LlmUsage;
+use crate::analyze::openai::router::ProviderOutage;
 use crate::config::NotifySettings;
 use crate::model::Stage;
 use crate::store::{SentimentCounts, UploadCounts, UploadSummary};
@@ -47,7 +48,9 @@ pub enum NotifyError {
 /// What a webhook receives, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UploadEvent {
-    /// `upload.completed`, `upload.failed` or `upload.cancelled`.
+    /// `upload.completed`, `upload.failed`, `upload.cancelled`, or
+    /// `upload.paused` (the LLM provider stopped answering; the upload
+    /// waits for it).
     pub event: &'static str,
     /// Unique per event, the same on each retry of it.
     pub event_id: Uuid,
@@ -62,10 +65,14 @@ pub struct UploadEvent {
     /// Estimated LLM cost in US dollars (0 for the lexicon analyzer).
     pub cost_usd: f64,
     pub llm: LlmUsage,
-    /// Why the upload failed or stopped.
+    /// Why the upload failed, stopped or paused.
     pub error: Option<String>,
-    /// When the upload ended.
-    pub finished_at: DateTime<Utc>,
+    /// When the upload ended (absent from `upload.paused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `upload.paused`: the provider's outage (since, reason, next probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderOutage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,7 +83,7 @@ pub struct Satisfaction {
     pub histogram: [u64; 5],
 }
 
-/// How an upload ended, as the pipeline knows it.
+/// How an upload ended (or paused), as the pipeline knows it.
 #[derive(Debug, Clone)]
 pub struct UploadEnd {
     pub upload_id: Uuid,
@@ -86,10 +93,16 @@ pub struct UploadEnd {
     pub llm: LlmUsage,
     pub error: Option<String>,
     pub finished_at: DateTime<Utc>,
+    /// It did not end: it paused, the provider being down.
+    pub paused: Option<ProviderOutage>,
 }
 
-/// The event's name for a final status; `None` for a status that is not an end.
-pub fn event_name(status: Stage) -> Option<&'static str> {
+/// The event's name for a final status, or for a pause; `None` for a
+/// status that is not an end.
+pub fn event_name(status: Stage, paused: bool) -> Option<&'static str> {
+    if paused {
+        return Some("upload.paused");
+    }
     match status {
         Stage::Completed => Some("upload.completed"),
         Stage::Failed => Some("upload.failed"),
@@ -102,7 +115,7 @@ impl UploadEvent {
     /// The event for `end`, with the stored summary when there is one.
     pub fn new(end: UploadEnd, summary: Option<&UploadSummary>) -> Option<Self> {
         Some(UploadEvent {
-            event: event_name(end.status)?,
+            event: event_name(end.status, end.paused.is_some())?,
             event_id: Uuid::new_v4(),
             upload_id: end.upload_id,
             filename: end.filename,
@@ -116,7 +129,8 @@ impl UploadEvent {
             cost_usd: end.llm.cost_usd,
             llm: end.llm,
             error: end.error,
-            finished_at: end.finished_at,
+            finished_at: end.paused.is_none().then_some(end.finished_at),
+            provider: end.paused,
         })
     }
 }
@@ -478,11 +492,12 @@ mod tests {
             },
             error: None,
             finished_at: Utc::now(),
+            paused: None,
         }
     }
 
     #[test]
-    fn only_final_states_are_events() {
+    fn only_final_states_and_pauses_are_events() {
         assert_eq!(
             UploadEvent::new(end(Stage::Completed), None).map(|e| e.event),
             Some("upload.completed")
@@ -500,6 +515,24 @@ mod tests {
         assert_eq!(json["cost_usd"], 0.25);
         assert_eq!(json["status"], "completed");
         assert!(json["sentiment"].is_null());
+        assert!(json["finished_at"].is_string());
+        assert!(json.get("provider").is_none());
+        let outage = ProviderOutage {
+            reason: "HTTP 503".into(),
+            detail: "server_error: overloaded".into(),
+            since: Utc::now(),
+            next_try: Utc::now(),
+            gives_up_at: Utc::now(),
+        };
+        let paused = UploadEnd {
+            paused: Some(outage),
+            ..end(Stage::Analyzing)
+        };
+        let json = serde_json::to_value(UploadEvent::new(paused, None)).unwrap();
+        assert_eq!(json["event"], "upload.paused");
+        assert_eq!(json["status"], "analyzing");
+        assert_eq!(json["provider"]["reason"], "HTTP 503");
+        assert!(json.get("finished_at").is_none(), "it has not finished");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::budget::Budget;
 use super::{AnalyzeStop, Pipeline, Recording, Settled, Tally};
 use crate::analyze::actor::Lease;
-use crate::analyze::{AnalyzeError, Analyzer, LlmUsage, Outcome};
+use crate::analyze::{AnalyzeError, Analyzer, Outcome};
 use crate::config::LlmMode;
 use crate::model::Analysis;
 use crate::store::KeyedPending;
@@ -214,6 +214,7 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
     for (i, ((conversation, key), outcome)) in plan.run.into_iter().zip(outcomes).enumerate() {
         tally.llm.add(&outcome.usage);
         let usage = outcome.usage;
+        let endpoint = outcome.endpoint;
         let s = match outcome.result {
             Ok(analysis) => {
                 analyses.insert(key, analysis.clone());
@@ -221,12 +222,14 @@ pub(super) fn settle_free(plan: Plan, outcomes: Vec<Outcome>, tally: &mut Tally)
                     analysis,
                     key,
                     usage,
+                    endpoint,
                 }
             }
             Err(AnalyzeError::Failed { kind, detail }) => Settled::Failed {
                 kind,
                 reason: detail,
                 usage,
+                endpoint,
             },
             Err(AnalyzeError::Cancelled) => continue,
             Err(AnalyzeError::Fatal { kind, detail }) => {
@@ -309,6 +312,7 @@ impl Pipeline {
                 // A free analyzer's pool reads them beside its analysis
                 // (`analyse_free`); for calls that take seconds, the reader.
                 read_facets: self.analyzer.is_costly(),
+                retry_failed: self.retry_failed,
             })
             .await?;
         let Some(next) = pending.next else {
@@ -467,10 +471,7 @@ impl Pipeline {
         let pool = self.pool.clone();
         async move {
             let Some(lease) = pool.lease(&cancel).await else {
-                let outcome = Outcome {
-                    result: Err(AnalyzeError::Cancelled),
-                    usage: LlmUsage::default(),
-                };
+                let outcome = Outcome::local(Err(AnalyzeError::Cancelled));
                 return Finished {
                     conversation,
                     key,
@@ -514,11 +515,13 @@ impl Pipeline {
                 analysis,
                 key,
                 usage: outcome.usage,
+                endpoint: outcome.endpoint,
             },
             Err(AnalyzeError::Failed { kind, detail }) => Settled::Failed {
                 kind,
                 reason: detail,
                 usage: outcome.usage,
+                endpoint: outcome.endpoint,
             },
             // Cancelled calls leave no outcome: a resumed upload analyses them.
             Err(AnalyzeError::Cancelled) => return Ok(()),
@@ -539,6 +542,7 @@ impl Pipeline {
 mod tests {
     use super::*;
 
+    use crate::analyze::LlmUsage;
     use crate::model::{
         Conversation, Message, Role, Satisfaction, SatisfactionLabel, Sentiment, SentimentLabel,
     };
@@ -636,6 +640,7 @@ mod tests {
             Outcome {
                 result: Ok(analysis("fresh")),
                 usage: paid,
+                endpoint: None,
             },
             Outcome {
                 result: Err(AnalyzeError::Failed {
@@ -643,11 +648,9 @@ mod tests {
                     detail: "no".into(),
                 }),
                 usage: paid,
+                endpoint: None,
             },
-            Outcome {
-                result: Err(AnalyzeError::Cancelled),
-                usage: LlmUsage::default(),
-            },
+            Outcome::local(Err(AnalyzeError::Cancelled)),
         ];
         let mut tally = Tally::default();
         let (settled, analyses, fatal) = settle_free(plan, outcomes, &mut tally);
@@ -669,6 +672,7 @@ mod tests {
                         kind,
                         reason,
                         usage,
+                        ..
                     } => format!("failed {kind:?} {reason} {}", usage.requests),
                 };
                 (c.conversation.id.as_str(), what)

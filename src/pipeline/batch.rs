@@ -24,9 +24,10 @@ use uuid::Uuid;
 
 use super::budget::Budget;
 use super::{AnalyzeStop, Pipeline, Settled, Tally};
-use crate::analyze::openai::batch::{self, BatchError, BatchState, LineResult};
+use crate::analyze::openai::batch::{self, BatchError, BatchState, BatchStatus, LineResult};
+use crate::analyze::openai::endpoint::Endpoint;
 use crate::analyze::openai::reply::ReplyError;
-use crate::analyze::{FatalKind, OpenAiAnalyzer};
+use crate::analyze::{FatalKind, LlmUsage, OpenAiAnalyzer};
 use crate::progress::{BatchProgress, ProgressEvent};
 use crate::store::actor::{BatchJobKeys, ListBatchJobs, PutBatchJob};
 use crate::store::{BatchJob, JobState, LoadedConversation};
@@ -42,6 +43,12 @@ fn hex(key: &[u8; 32]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The content key a custom id names, if it names one.
+fn unhex(id: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(id).ok()?;
+    bytes.try_into().ok()
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -50,39 +57,40 @@ fn stop(e: BatchError) -> AnalyzeStop {
     match e {
         BatchError::Fatal { kind, detail } => AnalyzeStop::Fatal { kind, detail },
         BatchError::Unavailable(detail) => AnalyzeStop::Fatal {
-            kind: FatalKind::NotFound,
-            detail: format!("the Batch API could not be reached: {detail}"),
+            kind: FatalKind::ProviderUnavailable,
+            detail: format!(
+                "the Batch API could not be reached: {detail}; resume the upload once it is back"
+            ),
         },
+    }
+}
+
+/// The endpoint holding `job`'s batch: the one it names (older jobs name
+/// none: the primary). A job whose endpoint is no longer configured stops
+/// the upload, resumable once it is back: its batch is paid for there.
+fn endpoint_of<'a>(llm: &'a OpenAiAnalyzer, job: &BatchJob) -> Result<&'a Endpoint, AnalyzeStop> {
+    match &job.endpoint {
+        None => Ok(llm.primary()),
+        Some(name) => llm.endpoint(name).ok_or_else(|| AnalyzeStop::Fatal {
+            kind: FatalKind::NotFound,
+            detail: format!(
+                "batch job {} is held by endpoint {name:?}, which is no longer configured; \
+                 configure it again and resume the upload",
+                job.job_id
+            ),
+        }),
     }
 }
 
 /// What the jobs of a round add up to, for progress.
 fn progress_of(round: u32, jobs: &[BatchJob]) -> BatchProgress {
-    const ORDER: [&str; 9] = [
-        "preparing",
-        "validating",
-        "in_progress",
-        "finalizing",
-        "cancelling",
-        "completed",
-        "expired",
-        "cancelled",
-        "failed",
-    ];
-    let rank = |s: &str| ORDER.iter().position(|o| *o == s).unwrap_or(0);
     BatchProgress {
+        // The least advanced batch's status.
         status: jobs
             .iter()
-            .map(|j| {
-                if j.status.is_empty() {
-                    "preparing"
-                } else {
-                    j.status.as_str()
-                }
-            })
-            .min_by_key(|s| rank(s))
-            .unwrap_or("preparing")
-            .to_string(),
+            .map(|j| j.status)
+            .min()
+            .unwrap_or(BatchStatus::Preparing),
         round,
         batch_ids: jobs.iter().filter_map(|j| j.batch_id.clone()).collect(),
         total: jobs.iter().map(|j| j.requests).sum(),
@@ -136,9 +144,19 @@ impl Pipeline {
             let states = self
                 .wait(llm, upload_id, round, &mut active, cancel)
                 .await?;
-            reasks = self.record(llm, upload_id, &states, tally).await?;
-            for mut job in active {
+            let states = states
+                .into_iter()
+                .zip(&active)
+                .map(|(state, job)| Ok((state, endpoint_of(llm, job)?)))
+                .collect::<Result<Vec<_>, AnalyzeStop>>()?;
+            let unrecorded;
+            (reasks, unrecorded) = self.record(llm, upload_id, &states, tally).await?;
+            for (i, mut job) in active.into_iter().enumerate() {
                 job.state = JobState::Finished;
+                if i == 0 {
+                    // Sealed with the round's first job: counted once.
+                    job.unrecorded_usage.add(&unrecorded);
+                }
                 self.put_job(job, None).await?;
             }
         }
@@ -187,7 +205,7 @@ impl Pipeline {
     ) -> Result<(Vec<BatchJob>, Vec<Vec<u8>>), AnalyzeStop> {
         let mut answered = Vec::new();
         let mut seen = HashSet::new();
-        let mut requests: Vec<(String, String)> = Vec::new();
+        let mut requests = Vec::new();
         let mut keys: Vec<[u8; 32]> = Vec::new();
         let mut worst = 0.0;
         let budget = llm.budget_usd().map(|b| b - tally.llm.cost_usd);
@@ -212,7 +230,7 @@ impl Pipeline {
             if let Some((content, problem)) = reasks.get(&key) {
                 request = llm.reask(&request, content, problem);
             }
-            requests.push((hex(&key), request.body));
+            requests.push((hex(&key), request));
             keys.push(key);
         })
         .await?;
@@ -223,11 +241,44 @@ impl Pipeline {
         if requests.is_empty() && over_budget {
             return Err(Budget::new(llm.budget_usd(), tally.llm.cost_usd).exhausted(0.0));
         }
-        let files = batch::input_files(&requests);
+        // Files go to the lowest tier's endpoints in turn (each has its own
+        // batch queue), each file's lines shaped for its endpoint.
+        let tier: Vec<&Endpoint> = {
+            let lowest = llm.primary().priority();
+            llm.endpoints()
+                .iter()
+                .filter(|e| e.priority() == lowest)
+                .collect()
+        };
+        let primary = llm.primary();
+        let sized: Vec<(String, String)> = requests
+            .iter()
+            .map(|(id, r)| (id.clone(), primary.render(r).body))
+            .collect();
+        let mut files = Vec::new();
+        let mut start = 0;
+        for (i, file) in batch::input_files(&sized).into_iter().enumerate() {
+            let lines = file.iter().filter(|b| **b == b'\n').count();
+            let endpoint = tier[i % tier.len()];
+            let file = if std::ptr::eq(endpoint, primary) {
+                file
+            } else {
+                let lines: Vec<(String, String)> = requests[start..start + lines]
+                    .iter()
+                    .map(|(id, r)| (id.clone(), endpoint.render(r).body))
+                    .collect();
+                batch::input_files(&lines)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+            };
+            files.push((endpoint, file, lines));
+            start += lines;
+        }
         let mut jobs = Vec::with_capacity(files.len());
         let mut start = 0;
-        for file in &files {
-            let lines = file.iter().filter(|b| **b == b'\n').count();
+        let mut bytes = Vec::with_capacity(files.len());
+        for (endpoint, file, lines) in files {
             let job = BatchJob {
                 job_id: Uuid::new_v4().to_string(),
                 upload_id,
@@ -235,21 +286,24 @@ impl Pipeline {
                 state: JobState::Preparing,
                 input_file_id: None,
                 batch_id: None,
-                status: String::new(),
+                endpoint: Some(endpoint.name().to_string()),
+                status: BatchStatus::Preparing,
                 requests: lines as u64,
                 completed: 0,
                 failed: 0,
                 created_at_ms: now_ms(),
+                unrecorded_usage: LlmUsage::default(),
             };
             self.put_job(job.clone(), Some(keys[start..start + lines].to_vec()))
                 .await?;
             start += lines;
             jobs.push(job);
+            bytes.push(file);
         }
         if over_budget {
             tracing::info!(%upload_id, "batch round capped by analyzer.openai.max_cost_usd");
         }
-        Ok((jobs, files))
+        Ok((jobs, bytes))
     }
 
     /// Makes sure a job has its batch: found by its tag, or uploaded and
@@ -263,7 +317,8 @@ impl Pipeline {
         if job.batch_id.is_some() {
             return Ok(());
         }
-        if let Some(found) = llm.find_batch(&job.job_id).await.map_err(stop)? {
+        let endpoint = endpoint_of(llm, job)?;
+        if let Some(found) = llm.find_batch(endpoint, &job.job_id).await.map_err(stop)? {
             tracing::info!(batch = %found.id, job = %job.job_id, "found the batch of an interrupted run");
             job.batch_id = Some(found.id.clone());
             job.status = found.status;
@@ -272,7 +327,7 @@ impl Pipeline {
         }
         let file = match file {
             Some(f) => f,
-            None => self.rebuild(llm, job).await?,
+            None => self.rebuild(llm, endpoint, job).await?,
         };
         if file.is_empty() {
             // Everything it held was answered meanwhile.
@@ -280,14 +335,22 @@ impl Pipeline {
             return self.put_job(job.clone(), None).await;
         }
         let name = format!("powerpulse-{}.jsonl", job.job_id);
-        let file_id = llm.upload_batch_file(&name, file).await.map_err(stop)?;
+        let file_id = llm
+            .upload_batch_file(endpoint, &name, file)
+            .await
+            .map_err(stop)?;
         job.input_file_id = Some(file_id.clone());
         self.put_job(job.clone(), None).await?;
         let created = llm
-            .create_batch(&file_id, &job.job_id)
+            .create_batch(endpoint, &file_id, &job.job_id)
             .await
             .map_err(stop)?;
-        tracing::info!(batch = %created.id, requests = job.requests, "batch created");
+        tracing::info!(
+            batch = %created.id,
+            endpoint = endpoint.name(),
+            requests = job.requests,
+            "batch created"
+        );
         job.batch_id = Some(created.id);
         job.status = created.status;
         job.state = JobState::Submitted;
@@ -295,8 +358,13 @@ impl Pipeline {
     }
 
     /// A job's input file again, from its stored keys and the conversations
-    /// still without an outcome.
-    async fn rebuild(&self, llm: &OpenAiAnalyzer, job: &BatchJob) -> Result<Vec<u8>, AnalyzeStop> {
+    /// still without an outcome, shaped for the job's endpoint.
+    async fn rebuild(
+        &self,
+        llm: &OpenAiAnalyzer,
+        endpoint: &Endpoint,
+        job: &BatchJob,
+    ) -> Result<Vec<u8>, AnalyzeStop> {
         let keys: HashSet<[u8; 32]> = self
             .query(BatchJobKeys {
                 upload_id: job.upload_id,
@@ -310,7 +378,7 @@ impl Pipeline {
         self.each_pending(job.upload_id, |conversation, key, _| {
             if keys.contains(&key) && seen.insert(key) {
                 let request = llm.request(&conversation.conversation);
-                requests.push((hex(&key), request.body));
+                requests.push((hex(&key), endpoint.render(&request).body));
             }
         })
         .await?;
@@ -344,7 +412,7 @@ impl Pipeline {
                         continue;
                     }
                     if let Some(id) = &job.batch_id
-                        && let Err(e) = llm.cancel_batch(id).await
+                        && let Err(e) = llm.cancel_batch(endpoint_of(llm, job)?, id).await
                     {
                         tracing::warn!(batch = %id, error = %e, "could not cancel the batch");
                     }
@@ -357,12 +425,12 @@ impl Pipeline {
                 let Some(id) = job.batch_id.clone() else {
                     continue;
                 };
-                match llm.batch(&id).await {
+                match llm.batch(endpoint_of(llm, job)?, &id).await {
                     Ok(now) => {
                         let changed = now.status != job.status
                             || now.request_counts.completed != job.completed
                             || now.request_counts.failed != job.failed;
-                        job.status = now.status.clone();
+                        job.status = now.status;
                         job.requests = job.requests.max(now.request_counts.total);
                         job.completed = now.request_counts.completed;
                         job.failed = now.request_counts.failed;
@@ -393,45 +461,60 @@ impl Pipeline {
     }
 
     /// Reads the round's output and error files and records every
-    /// conversation they answer; answers the invalid replies to re-ask.
+    /// conversation they answer; answers the invalid replies to re-ask, and
+    /// what lines for no conversation still pending were billed.
     async fn record(
         &self,
         llm: &OpenAiAnalyzer,
         upload_id: Uuid,
-        states: &[BatchState],
+        states: &[(BatchState, &Endpoint)],
         tally: &mut Tally,
-    ) -> Result<Reasks, AnalyzeStop> {
+    ) -> Result<(Reasks, LlmUsage), AnalyzeStop> {
+        // By custom id: a line met twice (in one file, or in both) keeps
+        // the better result and is billed for both.
         let mut results: HashMap<String, LineResult> = HashMap::new();
-        for state in states {
-            if state.status == "failed" {
+        let mut by: HashMap<String, String> = HashMap::new();
+        for (state, endpoint) in states {
+            if state.status == BatchStatus::Failed {
                 tracing::warn!(batch = %state.id, errors = ?state.errors, "the batch failed");
             }
             for file in [&state.error_file_id, &state.output_file_id]
                 .into_iter()
                 .flatten()
             {
-                let bytes = llm.batch_file(file).await.map_err(stop)?;
-                let (lines, unreadable) = llm.read_results(&bytes);
+                let bytes = llm.batch_file(endpoint, file).await.map_err(stop)?;
+                let before = results.len();
+                let unreadable = llm.read_results(endpoint, &bytes, &mut results);
                 if unreadable > 0 {
                     tracing::warn!(batch = %state.id, unreadable, "unreadable result lines");
                 }
-                // Output after errors: an answer wins over an error line.
-                results.extend(lines);
+                if results.len() > before {
+                    for id in results.keys() {
+                        by.entry(id.clone())
+                            .or_insert_with(|| endpoint.name().to_string());
+                    }
+                }
             }
         }
         let mut settled = Vec::new();
         let mut reasks = Reasks::new();
-        let mut paid: HashSet<[u8; 32]> = HashSet::new();
+        // Keys whose line is recorded with a conversation's outcome, and the
+        // keys of every pending conversation.
+        let mut recorded: HashSet<[u8; 32]> = HashSet::new();
+        let mut pending: HashSet<[u8; 32]> = HashSet::new();
         self.each_pending(upload_id, |conversation, key, _| {
+            pending.insert(key);
             let id = hex(&key);
+            let endpoint = by.get(&id).cloned();
             match results.get(&id) {
                 Some(LineResult::Analysed(analysis, usage)) => {
-                    let s = if paid.insert(key) {
+                    let s = if recorded.insert(key) {
                         tally.llm.add(usage);
                         Settled::Analyzed {
                             analysis: analysis.clone(),
                             key,
                             usage: *usage,
+                            endpoint,
                         }
                     } else {
                         Settled::Skipped {
@@ -443,14 +526,10 @@ impl Pipeline {
                 }
                 Some(LineResult::Invalid {
                     problem,
-                    content,
-                    usage,
-                }) if paid.insert(key) => {
-                    // Billed, but no outcome yet: counted now.
-                    tally.llm.add(usage);
-                    if let Some(c) = content {
-                        reasks.insert(key, (c.clone(), problem.clone()));
-                    }
+                    content: Some(c),
+                    ..
+                }) => {
+                    reasks.insert(key, (c.clone(), problem.clone()));
                 }
                 Some(LineResult::Invalid { .. }) => {}
                 Some(LineResult::Failed { reason, .. }) => {
@@ -460,13 +539,38 @@ impl Pipeline {
             }
         })
         .await?;
+        // Lines billed that no outcome carries: invalid replies (asked
+        // again next round), and custom ids for no pending conversation (the
+        // upload does not hold them, or they were answered already). Paid
+        // for all the same: counted in the upload's usage, and kept with the
+        // job so a resume counts them too.
+        let mut unrecorded = LlmUsage::default();
+        let mut strays = 0;
+        for (id, line) in &results {
+            match unhex(id) {
+                Some(k) if recorded.contains(&k) => {}
+                Some(k) if pending.contains(&k) => unrecorded.add(&line.usage()),
+                _ => {
+                    strays += u64::from(line.usage() != LlmUsage::default());
+                    unrecorded.add(&line.usage());
+                }
+            }
+        }
+        if strays > 0 {
+            tracing::warn!(
+                %upload_id,
+                lines = strays,
+                "batch results for no pending conversation: billed, counted in the upload's cost"
+            );
+        }
+        tally.llm.add(&unrecorded);
         while !settled.is_empty() {
             let rest = settled.split_off(settled.len().min(self.batch_size.max(1)));
             let chunk = std::mem::replace(&mut settled, rest);
             let saving = self.save_batch(upload_id, tally, chunk);
             self.saved(saving).await?;
         }
-        Ok(reasks)
+        Ok((reasks, unrecorded))
     }
 }
 
@@ -474,7 +578,7 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    fn job(status: &str, batch: Option<&str>, counts: (u64, u64, u64)) -> BatchJob {
+    fn job(status: BatchStatus, batch: Option<&str>, counts: (u64, u64, u64)) -> BatchJob {
         BatchJob {
             job_id: "j".into(),
             upload_id: Uuid::nil(),
@@ -482,11 +586,13 @@ mod tests {
             state: JobState::Submitted,
             input_file_id: None,
             batch_id: batch.map(str::to_string),
-            status: status.into(),
+            endpoint: None,
+            status,
             requests: counts.0,
             completed: counts.1,
             failed: counts.2,
             created_at_ms: 0,
+            unrecorded_usage: LlmUsage::default(),
         }
     }
 
@@ -495,23 +601,25 @@ mod tests {
         let p = progress_of(
             2,
             &[
-                job("completed", Some("b1"), (10, 9, 1)),
-                job("in_progress", Some("b2"), (5, 2, 0)),
-                job("", None, (3, 0, 0)),
+                job(BatchStatus::Completed, Some("b1"), (10, 9, 1)),
+                job(BatchStatus::InProgress, Some("b2"), (5, 2, 0)),
+                job(BatchStatus::Preparing, None, (3, 0, 0)),
             ],
         );
-        assert_eq!(p.status, "preparing");
+        assert_eq!(p.status, BatchStatus::Preparing);
         assert_eq!(p.round, 2);
         assert_eq!(p.batch_ids, vec!["b1", "b2"]);
         assert_eq!((p.total, p.completed, p.failed), (18, 11, 1));
         let p = progress_of(
             1,
             &[
-                job("completed", Some("b1"), (1, 1, 0)),
-                job("finalizing", Some("b2"), (1, 1, 0)),
+                job(BatchStatus::Completed, Some("b1"), (1, 1, 0)),
+                job(BatchStatus::Finalizing, Some("b2"), (1, 1, 0)),
             ],
         );
-        assert_eq!(p.status, "finalizing");
+        assert_eq!(p.status, BatchStatus::Finalizing);
         assert_eq!(hex(&[0xab; 32]).len(), 64);
+        assert_eq!(unhex(&hex(&[0xab; 32])), Some([0xab; 32]));
+        assert_eq!(unhex("not hex"), None);
     }
 }

@@ -44,13 +44,14 @@ use uuid::Uuid;
 pub use actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 
 use crate::analyze::actor::AnalyzerPool;
+use crate::analyze::openai::router::ProviderOutage;
 use crate::analyze::{Analyzer, FailureKind, FatalKind, LlmUsage};
 use crate::ingest::{self, IngestError, IngestOptions};
 use crate::model::{Analysis, Stage};
 use crate::notify::UploadEnd;
 use crate::notify::actor::Notifier;
 use crate::progress::ProgressEvent;
-use crate::progress::actor::{ProgressActor, Update};
+use crate::progress::actor::{GetProgress, ProgressActor, Update};
 use crate::store::actor::{
     ClearUploadRows, DeleteUpload, GetTally, GetUpload, PutUpload, StoreActor, StoreReader,
 };
@@ -126,6 +127,9 @@ pub struct Pipeline {
     pub spool_dir: Option<PathBuf>,
     /// Told of every upload's end, when webhooks are on (never waited on).
     pub notifier: Option<Notifier>,
+    /// This run also tries again the conversations that failed for want of
+    /// an answer (set for a resumed upload).
+    pub retry_failed: bool,
 }
 
 /// A free analyzer's settled batches on their way to the store: the last
@@ -279,7 +283,7 @@ impl Pipeline {
             }
             // Outcomes an earlier run stored (none when the parse is redone:
             // its rows are cleared first).
-            let before = if record.needs_parse() {
+            let mut before = if record.needs_parse() {
                 OutcomeTally::default()
             } else {
                 self.query(GetTally { upload_id })
@@ -291,6 +295,10 @@ impl Pipeline {
             } else {
                 1 + before.analyzed + before.failed + before.skipped_already_processed
             };
+            // Conversations that failed for want of an answer (an outage,
+            // say) are tried again: they are pending, not failed. What their
+            // attempts cost stays counted.
+            before.failed -= before.retryable;
             if let Err(reason) = record.count_start(mark) {
                 tracing::error!(%reason, "not resuming the upload");
                 record.status = Stage::Failed;
@@ -334,7 +342,11 @@ impl Pipeline {
             self.store.send(PutUpload(record.clone())).await??;
             // Spooled files (HTTP uploads) live next to the database and go once parsed.
             let spooled = record.source.as_deref().is_some_and(|p| self.is_spooled(p));
-            self.drive(record, reader, before, spooled, &cancel, started)
+            let this = Pipeline {
+                retry_failed: true,
+                ..self.clone()
+            };
+            this.drive(record, reader, before, spooled, &cancel, started)
                 .await
         };
         let result = job.instrument(span.clone()).await;
@@ -355,6 +367,7 @@ impl Pipeline {
             llm: LlmUsage::default(),
             error: Some(error.clone()),
             finished_at: Utc::now(),
+            paused: None,
         };
         if let Ok(Ok(Some(mut record))) = self.reader.send(GetUpload { upload_id }).await {
             end.filename = record.filename.clone();
@@ -375,6 +388,76 @@ impl Pipeline {
         self.progress(upload_id, ProgressEvent::Error(error));
         self.progress(upload_id, ProgressEvent::Stage(Stage::Failed));
         self.notify(end);
+    }
+
+    /// While an upload is analysed by the LLM: shows the provider's outages
+    /// on its progress, and tells the webhook once each time it pauses
+    /// (`upload.paused`). Stops when the guard is dropped.
+    fn watch_outages(&self, upload_id: Uuid, filename: &str) -> Option<Watching> {
+        let Analyzer::OpenAi(llm) = &self.analyzer else {
+            return None;
+        };
+        let mut outages = llm.router().outage();
+        let this = self.clone();
+        let filename = filename.to_string();
+        let task = actix_rt::spawn(async move {
+            let mut paused = false;
+            loop {
+                let outage = outages.borrow_and_update().clone();
+                match (&outage, paused) {
+                    (None, false) => {}
+                    (Some(o), false) => {
+                        paused = true;
+                        tracing::warn!(%upload_id, "{}: the upload waits for it", o.headline());
+                        this.notify_paused(upload_id, &filename, o.clone()).await;
+                        this.progress(upload_id, ProgressEvent::Provider(outage));
+                    }
+                    (Some(_), true) => this.progress(upload_id, ProgressEvent::Provider(outage)),
+                    (None, true) => {
+                        paused = false;
+                        this.progress(upload_id, ProgressEvent::Provider(None));
+                    }
+                }
+                if outages.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Some(Watching(task))
+    }
+
+    /// `upload.paused` to the webhook, with the upload's counts so far.
+    async fn notify_paused(&self, upload_id: Uuid, filename: &str, outage: ProviderOutage) {
+        if self.notifier.is_none() {
+            return;
+        }
+        let now = self
+            .progress
+            .send(GetProgress { upload_id })
+            .await
+            .ok()
+            .flatten();
+        let mut counts = UploadCounts::default();
+        let mut llm = LlmUsage::default();
+        if let Some(s) = now {
+            counts.conversations = s.total_conversations;
+            counts.messages = s.messages;
+            counts.autoresponses_filtered = s.autoresponses_filtered;
+            counts.analyzed = s.analyzed;
+            counts.failed = s.failed;
+            counts.skipped_already_processed = s.skipped;
+            llm = s.llm;
+        }
+        self.notify(UploadEnd {
+            upload_id,
+            filename: filename.to_string(),
+            status: Stage::Analyzing,
+            counts,
+            llm,
+            error: Some(outage.headline()),
+            finished_at: Utc::now(),
+            paused: Some(outage),
+        });
     }
 
     /// Tells the webhook (when one is configured) how an upload ended.
@@ -417,6 +500,7 @@ impl Pipeline {
                     llm: r.llm,
                     error: r.error.clone(),
                     finished_at: r.finished_at.unwrap_or_else(Utc::now),
+                    paused: None,
                 });
             }
             Err(UploadError::Interrupted) => {
@@ -438,6 +522,7 @@ impl Pipeline {
                     llm: LlmUsage::default(),
                     error: Some(e.to_string()),
                     finished_at: Utc::now(),
+                    paused: None,
                 });
             }
         }
@@ -532,6 +617,7 @@ impl Pipeline {
             let analysed = if self.analyzer.is_costly() {
                 sealed.await?;
                 self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
+                let _watching = self.watch_outages(upload_id, &record.filename);
                 self.analyse(upload_id, cancel, &mut tally).await
             } else {
                 self.progress(upload_id, ProgressEvent::Stage(Stage::Analyzing));
@@ -543,6 +629,11 @@ impl Pipeline {
             match analysed {
                 Ok(()) if cancel.is_cancelled() => final_stage = Stage::Cancelled,
                 Ok(()) => {}
+                // Stopped by the engine's shutdown (a batch still running, a
+                // call cut short): not a failure, the next start resumes it.
+                Err(AnalyzeStop::Fatal { .. }) if self.shutdown.is_cancelled() => {
+                    final_stage = Stage::Cancelled;
+                }
                 Err(AnalyzeStop::Fatal {
                     detail: message, ..
                 }) => {
@@ -595,6 +686,8 @@ enum Settled {
         analysis: Analysis,
         key: [u8; 32],
         usage: LlmUsage,
+        /// The LLM endpoint that made it.
+        endpoint: Option<String>,
     },
     /// Answered by the analysis of identical content (`key`).
     Skipped { analysis: Analysis, key: [u8; 32] },
@@ -602,6 +695,8 @@ enum Settled {
         kind: FailureKind,
         reason: String,
         usage: LlmUsage,
+        /// The LLM endpoint of its last attempt.
+        endpoint: Option<String>,
     },
 }
 
@@ -622,6 +717,7 @@ impl Settled {
                 kind: *kind,
                 reason: reason.clone(),
                 usage: LlmUsage::default(),
+                endpoint: None,
             },
         }
     }
@@ -650,6 +746,15 @@ impl AnalyzeStop {
             AnalyzeStop::Fatal { kind, detail } => UploadError::AnalyzerStopped { kind, detail },
             AnalyzeStop::Store(e) => UploadError::Store(e),
         }
+    }
+}
+
+/// Watches an upload's provider while it lives ([`Pipeline::watch_outages`]).
+struct Watching(tokio::task::JoinHandle<()>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

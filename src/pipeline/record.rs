@@ -26,12 +26,15 @@ pub(super) fn outcome(
     tally: &mut Tally,
 ) -> (ConversationResult, ProgressEvent) {
     let mut failure = None;
+    let mut endpoint = None;
     let (status, analysis, content_key, event) = match settled {
         Settled::Analyzed {
             analysis,
             key,
             usage,
+            endpoint: by,
         } => {
+            endpoint = by;
             tally.counts.analyzed += 1;
             (
                 ConversationStatus::Analyzed,
@@ -53,7 +56,9 @@ pub(super) fn outcome(
             kind,
             reason,
             usage,
+            endpoint: by,
         } => {
+            endpoint = by;
             tally.counts.failed += 1;
             failure = Some(kind);
             (
@@ -67,6 +72,7 @@ pub(super) fn outcome(
     let mut record =
         ConversationRecord::new(&conversation.counts, status).with_facets(&conversation.facets);
     record.failure = failure;
+    record.endpoint = endpoint;
     match &event {
         ConversationOutcome::Analyzed(usage) => record.usage = *usage,
         ConversationOutcome::Failed { reason, usage } => {
@@ -249,6 +255,7 @@ mod tests {
                 kind: FailureKind::InvalidReply,
                 reason: "invalid JSON reply".into(),
                 usage,
+                endpoint: Some("east".into()),
             },
             &mut tally,
         );
@@ -257,6 +264,7 @@ mod tests {
         assert_eq!(result.record.error.as_deref(), Some("invalid JSON reply"));
         assert_eq!(result.record.failure, Some(FailureKind::InvalidReply));
         assert_eq!(result.record.usage, usage);
+        assert_eq!(result.record.endpoint.as_deref(), Some("east"));
         assert_eq!(
             result.record.messages, 9,
             "counts of every message, loaded or not"

@@ -15,6 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::analyze::LlmUsage;
+use crate::analyze::openai::router::ProviderOutage;
 use crate::model::Stage;
 use crate::store::OutcomeTally;
 
@@ -41,6 +42,9 @@ pub enum ProgressEvent {
     Restored(OutcomeTally),
     /// Batch mode: where the upload's batches are.
     Batch(BatchProgress),
+    /// The LLM provider is down and the upload waits for it (`None`: it
+    /// answers again).
+    Provider(Option<ProviderOutage>),
 }
 
 /// Batch mode (`analyzer.openai.mode = "batch"`): what the provider says
@@ -50,7 +54,7 @@ pub struct BatchProgress {
     /// The least advanced batch's status (`validating`, `in_progress`,
     /// `finalizing`, `completed`, `expired`, `cancelling`, `cancelled`,
     /// `failed`), or `preparing` while input files are uploaded.
-    pub status: String,
+    pub status: crate::analyze::openai::batch::BatchStatus,
     /// 1 for the first batches; follow-up batches of what failed count up.
     pub round: u32,
     /// The provider's batch ids.
@@ -95,6 +99,20 @@ pub struct ProgressSnapshot {
     /// Batch mode only: the batches' state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchProgress>,
+    /// While the LLM provider does not answer: since when, why, the next
+    /// probe, and `message` (`provider unavailable: HTTP 503 since 12:04,
+    /// next try 12:06`). The upload waits (its conversations are not failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderStatus>,
+}
+
+/// The provider's outage, as a progress snapshot shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ProviderStatus {
+    /// For people: `provider unavailable: HTTP 503 since 12:04, next try 12:06`.
+    pub message: String,
+    #[serde(flatten)]
+    pub outage: ProviderOutage,
 }
 
 impl ProgressSnapshot {
@@ -127,6 +145,7 @@ impl ProgressSnapshot {
             updated_at: r.finished_at.unwrap_or(r.created_at),
             eta_seconds: None,
             batch: None,
+            provider: None,
         }
     }
 }
@@ -164,6 +183,7 @@ impl UploadProgress {
                 updated_at: now,
                 eta_seconds: None,
                 batch: None,
+                provider: None,
             },
             analyzing_since: None,
             errors_total: 0,
@@ -249,6 +269,12 @@ impl UploadProgress {
                 }
             }
             ProgressEvent::Batch(batch) => s.batch = Some(batch),
+            ProgressEvent::Provider(outage) => {
+                s.provider = outage.map(|outage| ProviderStatus {
+                    message: outage.headline(),
+                    outage,
+                });
+            }
             ProgressEvent::Error(message) => {
                 self.errors_total += 1;
                 if s.errors.len() < MAX_ERRORS {
@@ -302,6 +328,40 @@ mod tests {
         p.apply(ProgressEvent::Conversation(ConversationOutcome::Skipped));
         assert_eq!(p.stage(), Stage::Cancelled, "final stages are sticky");
         assert_eq!(p.snapshot().processed, 3);
+    }
+
+    #[test]
+    fn a_provider_outage_shows_until_it_ends() {
+        let mut p = UploadProgress::new(Uuid::new_v4(), "f.csv".into());
+        let since = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:04:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let outage = ProviderOutage {
+            reason: "HTTP 503".into(),
+            detail: "server_error: overloaded".into(),
+            since,
+            next_try: since + chrono::Duration::minutes(2),
+            gives_up_at: since + chrono::Duration::minutes(15),
+        };
+        p.apply(ProgressEvent::Provider(Some(outage.clone())));
+        let shown = p.snapshot().provider.clone().unwrap();
+        assert_eq!(shown.message, outage.headline());
+        assert!(
+            shown
+                .message
+                .starts_with("provider unavailable: HTTP 503 since ")
+        );
+        let json = serde_json::to_value(p.snapshot()).unwrap();
+        assert_eq!(json["provider"]["reason"], "HTTP 503");
+        assert_eq!(json["provider"]["since"], "2026-03-01T12:04:00Z");
+        p.apply(ProgressEvent::Provider(None));
+        assert_eq!(p.snapshot().provider, None);
+        assert!(
+            serde_json::to_value(p.snapshot())
+                .unwrap()
+                .get("provider")
+                .is_none()
+        );
     }
 
     #[test]

@@ -98,6 +98,16 @@ pub struct PutBatchJob {
     pub keys: Option<Vec<[u8; 32]>>,
 }
 
+/// Remembers what an LLM endpoint learnt about its server (durably: the
+/// next run starts from it).
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct PutEndpointMemory {
+    /// The endpoint's identity (`Endpoint::memory_key`).
+    pub key: String,
+    pub memory: crate::analyze::openai::negotiate::EndpointMemory,
+}
+
 /// Removes an upload and all its rows. Answers the record removed (`None`:
 /// there was none); its spooled file is the sender's to remove
 /// (`Engine::delete_upload`).
@@ -328,6 +338,14 @@ impl Handler<PutBatchJob> for StoreActor {
     }
 }
 
+impl Handler<PutEndpointMemory> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: PutEndpointMemory, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.put_endpoint_memory(&msg.key, &msg.memory)
+    }
+}
+
 impl Handler<DeleteUpload> for StoreActor {
     type Result = StoreResult<Option<UploadRecord>>;
     fn handle(&mut self, msg: DeleteUpload, ctx: &mut Self::Context) -> Self::Result {
@@ -428,8 +446,8 @@ query!(
     /// content key (`key_of`), what the processed-content index holds for
     /// it and, when `read_facets`, its facets: a batch read for analysis in
     /// one round trip.
-    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize, key_of: KeyOf, read_facets: bool } -> KeyedPending
-        = |s, m| s.load_keyed(m.upload_id, m.after.as_deref(), m.limit, &m.key_of, m.read_facets)
+    LoadPending { upload_id: Uuid, after: Option<String>, limit: usize, key_of: KeyOf, read_facets: bool, retry_failed: bool } -> KeyedPending
+        = |s, m| s.load_keyed(m.upload_id, m.after.as_deref(), m.limit, &m.key_of, m.read_facets, m.retry_failed)
 );
 query!(
     /// An upload's batch jobs, oldest round first.

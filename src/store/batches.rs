@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Result, Store, StoreError, decode, encode, key};
+use crate::analyze::LlmUsage;
+use crate::analyze::openai::batch::BatchStatus;
 
 /// Where a batch job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -33,12 +35,24 @@ pub struct BatchJob {
     pub state: JobState,
     pub input_file_id: Option<String>,
     pub batch_id: Option<String>,
-    /// The provider's last word on it (`in_progress`, `completed`, …).
-    pub status: String,
+    /// The endpoint holding the batch (`None` in jobs of older versions:
+    /// the primary endpoint). A resume polls that one, whatever the
+    /// configuration says now.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The provider's last word on it (`preparing` until the batch exists).
+    #[serde(deserialize_with = "BatchStatus::lenient")]
+    pub status: BatchStatus,
     pub requests: u64,
     pub completed: u64,
     pub failed: u64,
     pub created_at_ms: i64,
+    /// What its result lines were billed that no conversation's outcome
+    /// carries (invalid replies asked again in the next round; custom ids
+    /// the upload does not hold, or answered twice): part of the upload's
+    /// usage.
+    #[serde(default)]
+    pub unrecorded_usage: LlmUsage,
 }
 
 impl Store {
@@ -114,11 +128,13 @@ mod tests {
             state: JobState::Preparing,
             input_file_id: None,
             batch_id: None,
-            status: String::new(),
+            endpoint: Some("e".into()),
+            status: BatchStatus::Preparing,
             requests: 2,
             completed: 0,
             failed: 0,
             created_at_ms: 1,
+            unrecorded_usage: LlmUsage::default(),
         };
         store
             .put_batch_job(&job("b", upload, 2), Some(&[[2; 32]]))
@@ -139,6 +155,10 @@ mod tests {
             vec![[1; 32], [3; 32]],
             "keys stay when only the job is updated"
         );
+        // A job as older versions wrote it reads back.
+        let old = br#"{"job_id":"o","upload_id":"00000000-0000-0000-0000-000000000000","round":1,"state":"preparing","input_file_id":null,"batch_id":null,"status":"","requests":1,"completed":0,"failed":0,"created_at_ms":5}"#;
+        let job: BatchJob = decode("batch job", old).unwrap();
+        assert_eq!((job.status, job.endpoint), (BatchStatus::Preparing, None));
         store.delete_upload(upload).unwrap();
         assert!(store.batch_jobs(upload).unwrap().is_empty());
         assert!(store.batch_job_keys(upload, "a").unwrap().is_empty());

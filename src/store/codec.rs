@@ -42,6 +42,8 @@ const BLOCK_V1: u8 = 1;
 const RECORD_V1: u8 = 1;
 /// Version 2 adds the agent and the language after version 1's fields.
 const RECORD_V2: u8 = 2;
+/// Version 3 adds the LLM endpoint after version 2's.
+const RECORD_V3: u8 = 3;
 const ANALYSIS_V1: u8 = 1;
 /// Version 2 adds the topic after version 1's fields.
 const ANALYSIS_V2: u8 = 2;
@@ -673,7 +675,7 @@ fn status_of(b: u8) -> Result<ConversationStatus> {
 /// (the row refers to the analysis there instead of keeping a copy).
 pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
-    w.byte(RECORD_V2);
+    w.byte(RECORD_V3);
     w.byte(status_byte(r.status));
     w.varint(r.messages.into());
     w.varint(r.customer_messages.into());
@@ -697,14 +699,15 @@ pub fn encode_record(r: &ConversationRecord, analysis_key: Option<&[u8; 32]>) ->
     }
     w.opt_str(r.agent.as_deref());
     w.opt_str(r.language.as_deref());
+    w.opt_str(r.endpoint.as_deref());
     w.0
 }
 
-/// A record as [`encode_record`] wrote it (version 2), or as schema 2's
-/// first builds did (version 1: no agent, no language).
+/// A record as [`encode_record`] wrote it (version 3), or as earlier
+/// builds did (version 2: no endpoint; version 1: no agent, no language).
 pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32]>)> {
     let mut r = Reader(bytes);
-    let version = r.version_of(&[RECORD_V1, RECORD_V2])?;
+    let version = r.version_of(&[RECORD_V1, RECORD_V2, RECORD_V3])?;
     let status = status_of(r.byte()?)?;
     let messages = r.u32()?;
     let customer_messages = r.u32()?;
@@ -739,6 +742,11 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
     } else {
         (None, None)
     };
+    let endpoint = if version >= RECORD_V3 {
+        r.opt_str()?.map(str::to_string)
+    } else {
+        None
+    };
     let record = ConversationRecord {
         status,
         messages,
@@ -750,6 +758,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ConversationRecord, Option<[u8; 32
         usage,
         agent,
         language,
+        endpoint,
     };
     Ok((record, key))
 }
@@ -1126,6 +1135,7 @@ mod tests {
             extra in any::<(u16, u16)>(),
             agent in proptest::option::of(".{0,20}"),
             language in proptest::option::of("[a-z]{2}"),
+            endpoint in proptest::option::of("[a-z0-9.:-]{1,20}"),
         ) {
             let record = ConversationRecord {
                 status: status_of(status).unwrap(),
@@ -1147,6 +1157,7 @@ mod tests {
                 },
                 agent,
                 language,
+                endpoint,
             };
             prop_assert_eq!(decode_record(&encode_record(&record, None)).unwrap(), (record.clone(), None));
             let key = [status; 32];
@@ -1278,7 +1289,25 @@ mod tests {
             (3, 2, 1)
         );
         assert_eq!(r.started_ms, Some(1_772_438_597_000));
-        assert_eq!((r.agent, r.language, key), (None, None, Some([7; 32])));
+        assert_eq!(
+            (r.agent.clone(), r.language.clone(), key),
+            (None, None, Some([7; 32]))
+        );
+        // Version 2: agent and language, no endpoint.
+        let mut v2 = ConversationRecord {
+            agent: Some("Asha".into()),
+            language: Some("ne".into()),
+            ..r.clone()
+        };
+        let mut bytes = encode_record(&v2, None);
+        assert_eq!(bytes.pop(), Some(0), "no endpoint: an empty option last");
+        bytes[0] = RECORD_V2;
+        assert_eq!(decode_record(&bytes).unwrap(), (v2.clone(), None));
+        v2.endpoint = Some("east".into());
+        assert_eq!(
+            decode_record(&encode_record(&v2, None)).unwrap(),
+            (v2, None)
+        );
 
         let mut analysis = vec![ANALYSIS_V1, 2];
         analysis.extend_from_slice(&(-0.5f64).to_le_bytes());

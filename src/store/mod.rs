@@ -12,6 +12,7 @@ mod audit;
 mod batches;
 mod codec;
 mod drilldown;
+mod endpoints;
 
 pub use batches::{BatchJob, JobState};
 pub use drilldown::{DrillPage, FoundConversation};
@@ -257,6 +258,9 @@ mod lossless_path {
 pub struct OutcomeTally {
     pub analyzed: u64,
     pub failed: u64,
+    /// Of `failed`, those that failed for want of an answer (a resume tries
+    /// them again).
+    pub retryable: u64,
     pub skipped_already_processed: u64,
     pub llm: LlmUsage,
 }
@@ -284,6 +288,10 @@ pub struct ConversationRecord {
     /// The customer's language, ISO 639-1 (`facets::language`).
     #[serde(default)]
     pub language: Option<String>,
+    /// The LLM endpoint that made the outcome (its last attempt's); `None`
+    /// for the lexicon and for answers from the processed index.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 impl ConversationRecord {
@@ -312,6 +320,7 @@ impl ConversationRecord {
             usage: LlmUsage::default(),
             agent: None,
             language: None,
+            endpoint: None,
         }
     }
 }
@@ -391,6 +400,16 @@ pub struct Pending {
     pub conversations: Vec<LoadedConversation>,
     /// The last conversation id scanned; `None` when nothing was left.
     pub next: Option<String>,
+}
+
+/// Which conversations a scan leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    Nothing,
+    /// Those with an outcome.
+    Done,
+    /// Those with an outcome, but for a failure to get an answer.
+    DoneUnlessTransient,
 }
 
 /// A conversation being read message by message: its head, a ring of its
@@ -820,6 +839,9 @@ pub struct UploadSummary {
     /// Analysed conversations by the customer's language, largest first.
     pub languages: Vec<stats::LanguageFigures>,
     pub llm: LlmUsage,
+    /// LLM usage and cost by the endpoint that made each outcome (empty
+    /// for the lexicon).
+    pub endpoints: Vec<stats::EndpointUsage>,
 }
 
 /// The redb file. Cheap to clone; every clone is the same open database.
@@ -1095,12 +1117,24 @@ impl Store {
                     .map(|v| record_of(v.value()))
                     .transpose()?;
                 // An outcome stored again replaces the old one in the figures too.
+                let mut new_record = Cow::Borrowed(&r.record);
                 if let Some((record, analysis_key)) = old {
                     let analysis = aggregates::stored_analysis(t, k, analysis_key)?;
                     stats
                         .get(t, upload_key)?
                         .apply(&record, analysis.as_ref(), -1);
                     staged.forget(upload_key);
+                    // A failed conversation tried again: what its failed
+                    // attempts cost stays on its row.
+                    if record.status == ConversationStatus::Failed
+                        && record.usage != LlmUsage::default()
+                    {
+                        let mut merged = r.record.clone();
+                        merged.usage.add(&record.usage);
+                        let bytes = codec::encode_record(&merged, indexed);
+                        t.conversations.insert(k, bytes.as_slice())?;
+                        new_record = Cow::Owned(merged);
+                    }
                 }
                 let stored = match (&r.analysis, indexed) {
                     // The row refers to the index: one copy per content, the
@@ -1117,9 +1151,9 @@ impl Store {
                 };
                 stats
                     .get(t, upload_key)?
-                    .apply(&r.record, stored.as_deref(), 1);
+                    .apply(&new_record, stored.as_deref(), 1);
                 if let Some(analysis) = stored.as_deref() {
-                    staged.row(&completions, k, indexed, &r.record, analysis);
+                    staged.row(&completions, k, indexed, &new_record, analysis);
                 }
             }
             stats.save(t)?;
@@ -1233,7 +1267,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LoadedConversation>> {
-        self.scan_conversations(upload_id, after, limit, usize::MAX, false)
+        self.scan_conversations(upload_id, after, limit, usize::MAX, Skip::Nothing)
             .map(|p| p.conversations)
     }
 
@@ -1248,7 +1282,26 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Pending> {
-        self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), true)
+        self.scan_conversations(upload_id, after, limit, limit.saturating_mul(8), Skip::Done)
+    }
+
+    /// [`Store::load_pending`] that also loads conversations whose outcome
+    /// is a failure to get an answer ([`FailureKind::is_transient`]): a
+    /// resumed upload tries them again. (Their new outcome replaces the old
+    /// one, keeping what the failed attempts cost.)
+    pub fn load_pending_retrying(
+        &self,
+        upload_id: Uuid,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Pending> {
+        self.scan_conversations(
+            upload_id,
+            after,
+            limit,
+            limit.saturating_mul(8),
+            Skip::DoneUnlessTransient,
+        )
     }
 
     /// [`Store::load_pending`], each conversation keyed by `key_of` and
@@ -1263,8 +1316,13 @@ impl Store {
         limit: usize,
         key_of: &KeyOf,
         read_facets: bool,
+        retry_failed: bool,
     ) -> Result<KeyedPending> {
-        let mut pending = self.load_pending(upload_id, after, limit)?;
+        let mut pending = if retry_failed {
+            self.load_pending_retrying(upload_id, after, limit)?
+        } else {
+            self.load_pending(upload_id, after, limit)?
+        };
         if read_facets {
             for c in &mut pending.conversations {
                 c.facets = crate::facets::Facets::of(&c.conversation);
@@ -1292,7 +1350,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
         max_scanned: usize,
-        skip_done: bool,
+        skip: Skip,
     ) -> Result<Pending> {
         let k = key(upload_id);
         self.read(|t| {
@@ -1307,15 +1365,16 @@ impl Store {
             // The upload's outcomes, walked alongside in the same id order
             // (one cursor, not a lookup per conversation): `done_head` is the
             // first outcome's id not below the conversation scanned.
-            let mut done_rows = if skip_done {
+            let mut done_rows = if skip == Skip::Nothing {
+                None
+            } else {
                 Some(
                     t.conversations
                         .range((k, after.unwrap_or(""))..(k.wrapping_add(1), ""))?,
                 )
-            } else {
-                None
             };
-            let mut done_head: Option<String> = None;
+            // The id, and whether its outcome is to be tried again.
+            let mut done_head: Option<(String, bool)> = None;
             loop {
                 let mut smallest: Option<String> = None;
                 for c in cursors.iter_mut() {
@@ -1336,18 +1395,26 @@ impl Store {
                 }
                 scanned += 1;
                 // Skipped without decoding its messages: it has an outcome.
-                let skip = match done_rows.as_mut() {
+                let skip_it = match done_rows.as_mut() {
                     None => false,
                     Some(rows) => {
-                        while done_head.as_deref().is_none_or(|h| h < id.as_str()) {
+                        while done_head
+                            .as_ref()
+                            .is_none_or(|(h, _)| h.as_str() < id.as_str())
+                        {
                             let Some(entry) = rows.next() else { break };
-                            let (kg, _) = entry?;
-                            done_head = Some(kg.value().1.to_string());
+                            let (kg, v) = entry?;
+                            let again = skip == Skip::DoneUnlessTransient && {
+                                let (record, _) = record_of(v.value())?;
+                                record.status == ConversationStatus::Failed
+                                    && record.failure.is_some_and(FailureKind::is_transient)
+                            };
+                            done_head = Some((kg.value().1.to_string(), again));
                         }
-                        done_head.as_deref() == Some(id.as_str())
+                        matches!(&done_head, Some((h, again)) if *h == id && !again)
                     }
                 };
-                let mut loading = (!skip).then(|| Loading::new(&id));
+                let mut loading = (!skip_it).then(|| Loading::new(&id));
                 for c in cursors.iter_mut() {
                     // Only a run holding this id decompresses its next block.
                     while c.head_id()? == Some(id.as_str()) {
@@ -1577,6 +1644,7 @@ impl Store {
                 .filter_map(|(day, f)| Some((day.clone(), f.average_score()?)))
                 .collect(),
             agents: stats::agent_rows(&stats.agents),
+            endpoints: stats::endpoint_rows(&stats.endpoints),
             topics: stats::topic_rows(&stats.topics),
             languages: stats::language_rows(&stats.languages),
             llm: upload.llm,
@@ -1614,12 +1682,24 @@ impl Store {
                 let (record, _) = record_of(v.value())?;
                 match record.status {
                     ConversationStatus::Analyzed => tally.analyzed += 1,
-                    ConversationStatus::Failed => tally.failed += 1,
+                    ConversationStatus::Failed => {
+                        tally.failed += 1;
+                        if record.failure.is_some_and(FailureKind::is_transient) {
+                            tally.retryable += 1;
+                        }
+                    }
                     ConversationStatus::SkippedAlreadyProcessed => {
                         tally.skipped_already_processed += 1
                     }
                 }
                 tally.llm.add(&record.usage);
+            }
+            // Batch result lines no outcome carries were paid for too.
+            for entry in t.batch_jobs.range((k, "")..(k.wrapping_add(1), ""))? {
+                let (_, v) = entry?;
+                tally
+                    .llm
+                    .add(&decode::<BatchJob>("batch job", v.value())?.unrecorded_usage);
             }
             Ok(tally)
         })

@@ -165,6 +165,99 @@ pub struct UploadStats {
     pub agents: BTreeMap<String, Figures>,
     pub topics: BTreeMap<String, Figures>,
     pub languages: BTreeMap<String, Figures>,
+    /// By the LLM endpoint that made each outcome.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointFigures>,
+}
+
+/// What one LLM endpoint did for an upload: its outcomes and what they
+/// cost. Integers only (cost in nano-dollars), so taking an outcome away
+/// leaves no rounding behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointFigures {
+    pub analyzed: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_nano_usd: u64,
+}
+
+impl EndpointFigures {
+    fn apply(&mut self, record: &ConversationRecord, sign: i8) {
+        let u = &record.usage;
+        let nano = (u.cost_usd.max(0.0) * 1e9).round() as u64;
+        let analyzed = u64::from(record.status == ConversationStatus::Analyzed);
+        let failed = u64::from(record.status == ConversationStatus::Failed);
+        for (slot, n) in [
+            (&mut self.analyzed, analyzed),
+            (&mut self.failed, failed),
+            (&mut self.requests, u.requests),
+            (&mut self.retries, u.retries),
+            (&mut self.rate_limited, u.rate_limited),
+            (&mut self.prompt_tokens, u.prompt_tokens),
+            (&mut self.completion_tokens, u.completion_tokens),
+            (&mut self.cached_tokens, u.cached_tokens),
+            (&mut self.reasoning_tokens, u.reasoning_tokens),
+            (&mut self.cost_nano_usd, nano),
+        ] {
+            *slot = if sign > 0 {
+                slot.saturating_add(n)
+            } else {
+                slot.saturating_sub(n)
+            };
+        }
+    }
+
+    /// The usage these figures add up to.
+    pub fn usage(&self) -> crate::analyze::LlmUsage {
+        crate::analyze::LlmUsage {
+            requests: self.requests,
+            retries: self.retries,
+            rate_limited: self.rate_limited,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            tokens: self.prompt_tokens + self.completion_tokens,
+            cached_tokens: self.cached_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            cost_usd: self.cost_nano_usd as f64 / 1e9,
+        }
+    }
+}
+
+/// One LLM endpoint's share of an upload, in its summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EndpointUsage {
+    /// The endpoint's name (`[[analyzer.openai.endpoints]]`, or the host).
+    pub endpoint: String,
+    /// Conversations it analysed, and those whose last attempt it failed.
+    pub analyzed: u64,
+    pub failed: u64,
+    pub llm: crate::analyze::LlmUsage,
+}
+
+/// The endpoints' rows, most conversations first.
+pub fn endpoint_rows(map: &BTreeMap<String, EndpointFigures>) -> Vec<EndpointUsage> {
+    let mut rows: Vec<EndpointUsage> = map
+        .iter()
+        .filter(|(_, f)| **f != EndpointFigures::default())
+        .map(|(name, f)| EndpointUsage {
+            endpoint: name.clone(),
+            analyzed: f.analyzed,
+            failed: f.failed,
+            llm: f.usage(),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.analyzed
+            .cmp(&a.analyzed)
+            .then(a.endpoint.cmp(&b.endpoint))
+    });
+    rows
 }
 
 /// A UTC day as `YYYY-MM-DD`.
@@ -192,6 +285,13 @@ impl UploadStats {
             ConversationStatus::Failed => step(&mut self.failed),
             ConversationStatus::SkippedAlreadyProcessed => {
                 step(&mut self.skipped_already_processed)
+            }
+        }
+        if let Some(endpoint) = &record.endpoint {
+            let figures = self.endpoints.entry(endpoint.clone()).or_default();
+            figures.apply(record, sign);
+            if *figures == EndpointFigures::default() {
+                self.endpoints.remove(endpoint);
             }
         }
         if record.status == ConversationStatus::Failed {
@@ -629,6 +729,7 @@ mod tests {
             error: None,
             usage: Default::default(),
             agent: agent.map(str::to_string),
+            endpoint: None,
             language: Some("en".into()),
         }
     }

@@ -52,6 +52,11 @@ pub const BATCH_JOBS: TableDefinition<(UploadKey, &str), &[u8]> =
 pub const BATCH_KEYS: TableDefinition<(UploadKey, &str), &[u8]> =
     TableDefinition::new("llm-batch-keys-v1");
 
+/// endpoint identity (its chat URL and model) → `EndpointMemory` (JSON):
+/// what an LLM endpoint's server was found to accept (its structured-output
+/// mode, its token budget's parameter), so the next run starts there.
+pub const LLM_ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("llm-endpoints-v1");
+
 /// upload id → `UploadStats` (JSON): the upload's summary figures, updated
 /// in the transaction that stores or removes each of its outcomes.
 pub const UPLOAD_STATS: TableDefinition<UploadKey, &[u8]> = TableDefinition::new("upload-stats-v1");
@@ -119,6 +124,7 @@ pub struct Tables<'txn> {
     pub processed: redb::Table<'txn, &'static [u8; 32], &'static [u8]>,
     pub batch_jobs: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
     pub batch_keys: redb::Table<'txn, (UploadKey, &'static str), &'static [u8]>,
+    pub llm_endpoints: redb::Table<'txn, &'static str, &'static [u8]>,
     pub upload_stats: redb::Table<'txn, UploadKey, &'static [u8]>,
     pub insight_cells: redb::Table<'txn, (i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
@@ -137,6 +143,7 @@ impl<'txn> Tables<'txn> {
             processed: txn.open_table(PROCESSED)?,
             batch_jobs: txn.open_table(BATCH_JOBS)?,
             batch_keys: txn.open_table(BATCH_KEYS)?,
+            llm_endpoints: txn.open_table(LLM_ENDPOINTS)?,
             upload_stats: txn.open_table(UPLOAD_STATS)?,
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
@@ -155,6 +162,7 @@ pub struct ReadTables {
     pub processed: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
     pub batch_jobs: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
     pub batch_keys: redb::ReadOnlyTable<(UploadKey, &'static str), &'static [u8]>,
+    pub llm_endpoints: redb::ReadOnlyTable<&'static str, &'static [u8]>,
     pub upload_stats: redb::ReadOnlyTable<UploadKey, &'static [u8]>,
     pub insight_cells: redb::ReadOnlyTable<(i32, &'static str, &'static str), &'static [u8]>,
     pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
@@ -172,6 +180,7 @@ impl ReadTables {
             processed: txn.open_table(PROCESSED)?,
             batch_jobs: txn.open_table(BATCH_JOBS)?,
             batch_keys: txn.open_table(BATCH_KEYS)?,
+            llm_endpoints: txn.open_table(LLM_ENDPOINTS)?,
             upload_stats: txn.open_table(UPLOAD_STATS)?,
             insight_cells: txn.open_table(INSIGHT_CELLS)?,
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,

@@ -86,6 +86,7 @@ fn outcome(upload_id: Uuid, id: &str, a: Option<Analysis>) -> ConversationResult
             },
             agent: Some("Sita".into()),
             language: Some("en".into()),
+            endpoint: None,
         },
         analysis: a,
         content_key: Some(*blake3::hash(id.as_bytes()).as_bytes()),
@@ -561,7 +562,7 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
     assert!(
         names.iter().all(|n| !n.ends_with("-v1")
             || ["meta-v1", "uploads-v1", "upload-stats-v1", "audit-v1"].contains(&n.as_str())
-            || n.starts_with("llm-batch")
+            || n.starts_with("llm-")
             || n.starts_with("insight-")),
         "{names:?}"
     );

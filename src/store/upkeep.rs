@@ -90,6 +90,7 @@ impl Store {
         rows += copy_table(&src.processed, out, tables::PROCESSED)?;
         rows += copy_table(&src.batch_jobs, out, tables::BATCH_JOBS)?;
         rows += copy_table(&src.batch_keys, out, tables::BATCH_KEYS)?;
+        rows += copy_table(&src.llm_endpoints, out, tables::LLM_ENDPOINTS)?;
         rows += copy_table(&src.upload_stats, out, tables::UPLOAD_STATS)?;
         rows += copy_table(&src.insight_cells, out, tables::INSIGHT_CELLS)?;
         rows += copy_table(&src.insight_holders, out, tables::INSIGHT_HOLDERS)?;
@@ -106,6 +107,7 @@ impl Store {
             tables::PROCESSED.name(),
             tables::BATCH_JOBS.name(),
             tables::BATCH_KEYS.name(),
+            tables::LLM_ENDPOINTS.name(),
             tables::UPLOAD_STATS.name(),
             tables::INSIGHT_CELLS.name(),
             tables::INSIGHT_HOLDERS.name(),

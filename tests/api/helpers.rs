@@ -209,9 +209,10 @@ pub fn llm_app(
     settings.analyzer.batch_size = 1;
     settings.analyzer.openai.base_url = server.base_url();
     settings_fn(&mut settings);
-    let analyzer = powerpulse::analyze::OpenAiAnalyzer::new(
-        &settings.analyzer.openai,
+    let analyzer = powerpulse::analyze::OpenAiAnalyzer::with_key(
+        &settings.analyzer,
         "sk-test".to_string().into(),
+        &settings.topics,
     )
     .unwrap();
     spawn_with(Options {

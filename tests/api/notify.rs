@@ -390,3 +390,72 @@ async fn a_full_queue_drops_events_and_counts_them() {
     }
     assert_eq!(receiver.received().len() as u64, delivered);
 }
+
+/// The provider stops answering mid-upload: the upload pauses (one
+/// `upload.paused`, the outage on its progress and in `/metrics`), sends
+/// nothing but probes, and goes on once the provider is back.
+#[actix_rt::test]
+async fn an_outage_pauses_the_upload_once_and_it_goes_on_when_the_provider_is_back() {
+    let receiver = Receiver::start(&[]);
+    let server = FakeServer::start(FakeConfig {
+        faults: fake_openai::Faults {
+            unavailable: 1.0,
+            ..Default::default()
+        },
+        ..FakeConfig::default()
+    })
+    .unwrap();
+    let app = llm_app(&server, |s| {
+        s.notify.webhook_url = Some(receiver.url.clone());
+        s.analyzer.concurrency = 2;
+        s.analyzer.outage_failures = 4;
+        s.analyzer.outage_timeout_seconds = 300;
+    });
+    let r = app.upload_raw("outage.csv", export_csv(6, 3), false).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let upload_id = r.json::<Value>().await.unwrap()["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let paused = receiver.wait_for(1)[0].json();
+    assert_eq!(paused["event"], "upload.paused");
+    assert_eq!(paused["status"], "analyzing");
+    assert_eq!(paused["upload_id"], upload_id.as_str());
+    assert_eq!(paused["provider"]["reason"], "HTTP 503");
+    assert!(
+        paused["provider"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("overloaded"),
+        "{paused}"
+    );
+    assert!(paused.get("finished_at").is_none(), "{paused}");
+    let progress = app.get_json(&format!("/api/progress/{upload_id}")).await;
+    let message = progress["provider"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("provider unavailable: HTTP 503 since "),
+        "{progress}"
+    );
+    assert!(message.contains(", next try "), "{message}");
+    assert_eq!(progress["failed"], 0, "waiting is not failing: {progress}");
+    assert_eq!(metric(&app, "powerpulse_llm_provider_unavailable").await, 1);
+    // Paused: the failures that revealed the outage, the calls already in
+    // flight, and nothing more until the first probe.
+    let sent = server.stats().requests;
+    assert!(sent <= 4 + 2, "{sent} requests before the pause took hold");
+
+    server.update(|c| c.faults = fake_openai::Faults::default());
+    let done = app.wait_done(&upload_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["failed"], 0, "{done}");
+    let got = receiver.wait_for(2);
+    let events: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["upload.paused", "upload.completed"]);
+    let progress = app.get_json(&format!("/api/progress/{upload_id}")).await;
+    assert!(progress.get("provider").is_none(), "{progress}");
+    assert_eq!(metric(&app, "powerpulse_llm_provider_unavailable").await, 0);
+}

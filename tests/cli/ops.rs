@@ -130,10 +130,23 @@ fn check_reaches_the_llm_and_shows_its_limits() {
         "{}",
         run.stdout
     );
-    // One request, and a cheap one.
+    assert!(
+        run.stdout.contains("token budget: max_tokens (honoured)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("structured output: response_format json_schema (strict)"),
+        "{}",
+        run.stdout
+    );
+    // Two requests, both cheap: the probe, and the structured one.
     let sent = server.recent_requests();
-    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0]["max_tokens"], 1);
+    assert!(sent[0].get("response_format").is_none());
+    assert_eq!(sent[1]["response_format"]["type"], "json_schema");
     let redacting = sandbox.run_with_env(
         &["check"],
         &[

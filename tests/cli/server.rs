@@ -290,3 +290,89 @@ fn cancel_stops_an_upload_running_in_the_server_and_analyze_reports_it() {
     let run = sb.run(&["cancel", "00000000-0000-0000-0000-000000000001"]);
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
 }
+
+/// `systemctl stop` while a Batch API batch runs: the upload stays
+/// resumable, and the next start polls the same batch (no second batch,
+/// nothing sent again) and finishes it.
+#[test]
+fn a_stop_during_a_batch_keeps_the_upload_and_the_next_start_finishes_that_batch() {
+    let fake = FakeServer::start(FakeConfig {
+        batch: fake_openai::BatchConfig {
+            // Runs until told otherwise.
+            per_request: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        ..FakeConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new();
+    let base = fake.base_url();
+    let llm = [
+        ("OPENAI_API_KEY", "sk-cli-test"),
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("POWERPULSE__ANALYZER__OPENAI__MODE", "batch"),
+        ("POWERPULSE__ANALYZER__OPENAI__BATCH_POLL_MS", "20"),
+    ];
+    let server = sb.serve_with("openai", &llm);
+    let file = sb.write("batch.csv", to_csv(&conversations(40)));
+    let upload = format!("{}/api/upload?filename=batch.csv", server.url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sent = rt.block_on(async {
+        reqwest::Client::new()
+            .post(upload)
+            .header("content-type", "text/csv")
+            .body(std::fs::read(&file).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    let id = sent["upload_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The batch exists, and its id is stored (the job moved to submitted).
+    while fake
+        .batches()
+        .first()
+        .is_none_or(|b| b["status"] != "in_progress")
+    {
+        assert!(Instant::now() < deadline, "no batch was created");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    server.stop();
+
+    let record = sb.store().upload(id.parse().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        record.status.as_str(),
+        "analyzing",
+        "a stop never fails an upload: {record:?}"
+    );
+    assert_eq!(record.error, None);
+
+    // The provider finishes the batch; the next start picks it up.
+    fake.update(|c| c.batch.per_request = Duration::ZERO);
+    let server = sb.serve_with("openai", &llm);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = sb.run(&["uploads", "--json"]).json();
+        let status = record[0]["status"].as_str().unwrap_or_default().to_string();
+        if status == "completed" {
+            break;
+        }
+        assert_ne!(status, "failed", "{record}");
+        assert!(Instant::now() < deadline, "never finished: {record}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    let stats = fake.stats();
+    assert_eq!(stats.batches_created, 1, "no second batch: {stats:?}");
+    assert_eq!(stats.files_uploaded, 1, "nothing sent again");
+    assert_eq!(stats.requests, 0);
+    assert_eq!(stats.batch_requests_answered, 40);
+}

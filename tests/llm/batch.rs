@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_openai::{BatchConfig, FakeConfig, FakeServer};
+use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::analyze::{Analyzer, OpenAiAnalyzer};
 use powerpulse::config::{Backend, LlmMode, Settings};
 use powerpulse::engine::Engine;
@@ -167,6 +168,34 @@ fn kill_then_resume(after_create: Duration) {
 }
 
 #[test]
+fn a_custom_id_answered_twice_keeps_its_valid_answer_and_every_line_is_paid_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fake(BatchConfig {
+        duplicate_lines: 1.0,
+        stray_lines: 0.5,
+        ..BatchConfig::default()
+    });
+    let file = export(dir.path(), 60, 16);
+    let s = analyze(dir.path(), &server, &file);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    let stats = server.stats();
+    assert_eq!(stats.batches_created, 1, "nothing asked again: {stats:?}");
+    assert_eq!(stats.requests, 0);
+    assert_eq!(
+        s["analyzed"].as_u64().unwrap(),
+        stats.batch_requests_answered
+    );
+    // Every line billed, the invalid twins and the strays included, at
+    // half of gpt-4o's price.
+    let cost = s["llm"]["cost_usd"].as_f64().unwrap();
+    let billed = (stats.batch_prompt_tokens as f64 * 1.25
+        + stats.batch_completion_tokens as f64 * 5.0)
+        / 1e6;
+    assert!((cost - billed).abs() < 1e-9, "{cost} vs {billed}");
+}
+
+#[test]
 fn failed_and_invalid_lines_go_to_a_follow_up_batch_then_sync_calls() {
     let dir = tempfile::tempdir().unwrap();
     let server = fake(BatchConfig {
@@ -246,7 +275,7 @@ fn cancel_cancels_the_batch_and_keeps_what_finished() {
             if let Some(b) = batch
                 && b.completed >= 10
             {
-                assert_eq!(b.status, "in_progress");
+                assert_eq!(b.status, BatchStatus::InProgress);
                 assert_eq!(b.batch_ids.len(), 1);
                 break;
             }

@@ -6,6 +6,7 @@ mod synth;
 
 mod batch;
 mod cost;
+mod endpoints;
 mod privacy;
 
 use std::path::{Path, PathBuf};

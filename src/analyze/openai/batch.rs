@@ -2,7 +2,9 @@
 //! sync mode, written as JSONL, uploaded with `POST /files`, run by
 //! `POST /batches` within 24 hours at half the price, polled with
 //! `GET /batches/{id}`, and read back from the output and error files by
-//! `custom_id`.
+//! `custom_id`. Every call goes through the shared HTTP layer
+//! ([`client`](super::client)): the same auth, status mapping and retry
+//! rule as sync calls; file transfers get a timeout sized to the file.
 //!
 //! A batch is created with `metadata.powerpulse_job` = a job id the
 //! pipeline stores before anything is uploaded, so a batch whose id was
@@ -10,17 +12,15 @@
 //! [`OpenAiAnalyzer::find_batch`] instead of being created twice.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use reqwest::StatusCode;
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::client::{ApiError, CallError, Class, Transfer};
+use super::endpoint::Endpoint;
 use super::reply::{self, ReplyError};
-use super::{OpenAiAnalyzer, api_error, json_string, without_url};
+use super::{OpenAiAnalyzer, json_string};
 use crate::analyze::{FailureKind, FatalKind, LlmUsage};
-use crate::config::AuthStyle;
 use crate::model::Analysis;
 
 /// The Batch API's limits per input file.
@@ -28,8 +28,8 @@ pub const MAX_REQUESTS_PER_FILE: usize = 50_000;
 pub const MAX_BYTES_PER_FILE: usize = 200 * 1024 * 1024;
 /// Largest output or error file read.
 const MAX_RESULT_FILE_BYTES: usize = 2 * 1024 * 1024 * 1024;
-/// Attempts of one management call (upload, create, poll) before giving up.
-const CALL_ATTEMPTS: u32 = 6;
+/// Largest answer of the other calls.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -41,13 +41,92 @@ pub enum BatchError {
     Unavailable(String),
 }
 
+impl BatchError {
+    /// A failed call, doing `what`, through `endpoint`.
+    fn of(what: &str, endpoint: &Endpoint, e: CallError) -> Self {
+        let detail = endpoint.connection().redact(format!("{what}: {e}"));
+        match e.class() {
+            Class::Unavailable | Class::RateLimited => BatchError::Unavailable(detail),
+            Class::Unusable(kind) => BatchError::Fatal { kind, detail },
+            Class::Refused | Class::TooLarge => BatchError::Fatal {
+                kind: FatalKind::Refused,
+                detail,
+            },
+        }
+    }
+}
+
+/// Where a batch is: the provider's statuses, and ours before it exists.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum BatchStatus {
+    /// Ours: the input file is being uploaded; no batch yet.
+    #[default]
+    Preparing,
+    Validating,
+    InProgress,
+    Finalizing,
+    Cancelling,
+    Completed,
+    Expired,
+    Cancelled,
+    Failed,
+    /// A status this build does not know (the provider added one): polled
+    /// on as if in progress.
+    #[serde(other)]
+    Unknown,
+}
+
+impl BatchStatus {
+    /// Whether the batch will change no more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Completed
+                | BatchStatus::Failed
+                | BatchStatus::Expired
+                | BatchStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Reads a stored status: an empty one (written before the batch
+    /// existed, by older versions) is `preparing`.
+    pub fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(if text.is_empty() {
+            BatchStatus::Preparing
+        } else {
+            text.parse().unwrap_or(BatchStatus::Unknown)
+        })
+    }
+}
+
 /// What the provider says about a batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchState {
     pub id: String,
-    /// `validating`, `in_progress`, `finalizing`, `completed`, `failed`,
-    /// `expired`, `cancelling` or `cancelled`.
-    pub status: String,
+    pub status: BatchStatus,
     #[serde(default)]
     pub request_counts: RequestCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,14 +154,11 @@ pub struct RequestCounts {
 impl BatchState {
     /// Whether the batch will change no more.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "completed" | "failed" | "expired" | "cancelled"
-        )
+        self.status.is_final()
     }
 }
 
-/// One line of an output or error file, read.
+/// One custom id's result in an output or error file, read.
 #[derive(Debug)]
 pub enum LineResult {
     /// A valid analysis, and what it was billed.
@@ -97,6 +173,42 @@ pub enum LineResult {
     /// No reply: an error line (`batch_expired`, a 500, a refusal of the
     /// request).
     Failed { kind: FailureKind, reason: String },
+}
+
+impl LineResult {
+    /// What the line was billed.
+    pub fn usage(&self) -> LlmUsage {
+        match self {
+            LineResult::Analysed(_, u) | LineResult::Invalid { usage: u, .. } => *u,
+            LineResult::Failed { .. } => LlmUsage::default(),
+        }
+    }
+
+    /// How good a result it is: an analysis over an invalid reply over no reply.
+    fn rank(&self) -> u8 {
+        match self {
+            LineResult::Analysed(..) => 2,
+            LineResult::Invalid { .. } => 1,
+            LineResult::Failed { .. } => 0,
+        }
+    }
+
+    /// Two lines for the same custom id (a provider may answer one twice,
+    /// or in both files): the better result, billed for both.
+    pub fn merge(self, other: LineResult) -> LineResult {
+        let (mut kept, dropped) = if other.rank() > self.rank() {
+            (other, self)
+        } else {
+            (self, other)
+        };
+        let extra = dropped.usage();
+        match &mut kept {
+            LineResult::Analysed(_, u) | LineResult::Invalid { usage: u, .. } => u.add(&extra),
+            // Neither line was billed.
+            LineResult::Failed { .. } => {}
+        }
+        kept
+    }
 }
 
 /// Input files for `requests` (custom id, body): JSONL, split at the Batch
@@ -142,10 +254,16 @@ struct RawResponse {
 }
 
 impl OpenAiAnalyzer {
-    /// Reads an output or error file: each line's custom id and result.
-    /// Lines that are not JSON are skipped (counted in the second value).
-    pub fn read_results(&self, file: &[u8]) -> (Vec<(String, LineResult)>, usize) {
-        let mut out = Vec::new();
+    /// Reads an output or error file of `endpoint`'s into `results`, by
+    /// custom id: a custom id met twice keeps the better result, billed for
+    /// both lines. Lines that are not JSON are skipped (counted in the
+    /// answer).
+    pub fn read_results(
+        &self,
+        endpoint: &Endpoint,
+        file: &[u8],
+        results: &mut HashMap<String, LineResult>,
+    ) -> usize {
         let mut unreadable = 0;
         for line in file.split(|b| *b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -155,25 +273,38 @@ impl OpenAiAnalyzer {
                 unreadable += 1;
                 continue;
             };
-            out.push((raw.custom_id, self.line_result(raw.response, raw.error)));
+            let result = self.line_result(endpoint, raw.response, raw.error);
+            let merged = match results.remove(&raw.custom_id) {
+                Some(earlier) => earlier.merge(result),
+                None => result,
+            };
+            results.insert(raw.custom_id, merged);
         }
-        (out, unreadable)
+        unreadable
     }
 
-    fn line_result(&self, response: Option<RawResponse>, error: Option<Value>) -> LineResult {
+    fn line_result(
+        &self,
+        endpoint: &Endpoint,
+        response: Option<RawResponse>,
+        error: Option<Value>,
+    ) -> LineResult {
         match response {
             Some(r) if (200..300).contains(&r.status_code) => {
                 let body = r.body.to_string();
-                let model = self.model().to_string();
                 let parsed = reply::parse(body.as_bytes(), |content| {
-                    reply::validate(content, Self::NAME, &model, self.topic_names())
+                    reply::validate(content, Self::NAME, endpoint.model(), self.topic_names())
                 });
-                let mut usage = LlmUsage {
-                    requests: 1,
-                    ..LlmUsage::default()
-                };
-                self.bill(&mut usage, &parsed, 0);
-                if let Some(price) = self.inner.price {
+                let mut usage = LlmUsage::default();
+                if let Some(u) = parsed.usage {
+                    usage.bill(u.prompt_tokens, u.completion_tokens);
+                    usage.cached_tokens = u.prompt_tokens_details.cached_tokens;
+                    usage.reasoning_tokens = u.completion_tokens_details.reasoning_tokens;
+                } else {
+                    usage.bill(0, parsed.content_chars.div_ceil(4) as u64);
+                }
+                usage.requests = 1;
+                if let Some(price) = endpoint.price() {
                     usage.cost_usd = price.cost(&usage, true);
                 }
                 match parsed.analysis {
@@ -186,14 +317,14 @@ impl OpenAiAnalyzer {
                 }
             }
             Some(r) => {
-                let (code, message) = api_error(r.body.to_string().as_bytes());
+                let error = ApiError::parse(r.body.to_string().as_bytes());
                 LineResult::Failed {
                     kind: if r.status_code >= 500 {
                         FailureKind::ServerError
                     } else {
                         FailureKind::Rejected
                     },
-                    reason: format!("batch line HTTP {}: {code} {message}", r.status_code),
+                    reason: format!("batch line HTTP {}: {error}", r.status_code),
                 }
             }
             None => {
@@ -211,113 +342,35 @@ impl OpenAiAnalyzer {
         }
     }
 
-    /// The API root the Files and Batch APIs live under: the base URL, or
-    /// for Azure (`…/openai/deployments/NAME`) its `…/openai`.
-    fn api_root(&self) -> String {
-        let base = self.inner.settings.base_url.trim_end_matches('/');
-        match base.find("/deployments/") {
-            Some(i) => base[..i].to_string(),
-            None => base.to_string(),
-        }
-    }
-
-    fn api_url(&self, path: &str) -> String {
-        let mut url = format!("{}/{path}", self.api_root());
-        if let Some(v) = &self.inner.settings.api_version {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("api-version=");
-            url.push_str(v);
-        }
-        url
-    }
-
-    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let key = self.inner.key.expose_secret();
-        match self.inner.auth {
-            AuthStyle::Bearer => request.bearer_auth(key),
-            AuthStyle::ApiKey => request.header("api-key", key),
-        }
-    }
-
-    /// Sends a management call, retrying connection failures, 429s and 5xx
-    /// with backoff; any other answer but success is fatal.
+    /// A management call to `endpoint`, retried by the shared rule; its
+    /// answer read as `T`.
     async fn management<T: serde::de::DeserializeOwned>(
         &self,
+        endpoint: &Endpoint,
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
+        transfer: impl Fn() -> Transfer,
     ) -> Result<T, BatchError> {
-        let bytes = self.management_bytes(what, build, 64 * 1024 * 1024).await?;
+        let bytes = endpoint
+            .connection()
+            .management(
+                build,
+                MAX_ANSWER_BYTES,
+                transfer,
+                endpoint.limits().max_wait(),
+            )
+            .await
+            .map_err(|e| BatchError::of(what, endpoint, e))?;
         serde_json::from_slice(&bytes).map_err(|e| BatchError::Fatal {
-            kind: FatalKind::NotFound,
+            kind: FatalKind::Refused,
             detail: format!("{what}: the answer is not what the Batch API answers ({e})"),
         })
     }
 
-    async fn management_bytes(
-        &self,
-        what: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-        cap: usize,
-    ) -> Result<Vec<u8>, BatchError> {
-        let mut last = String::new();
-        for attempt in 0..CALL_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(super::backoff(attempt).max(Duration::from_millis(200))).await;
-            }
-            let response = match self.authorised(build()).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("{what}: {}", without_url(&e));
-                    continue;
-                }
-            };
-            let status = response.status();
-            let after = super::limits::retry_after(response.headers());
-            let body = match super::read_capped(response, cap).await {
-                Ok(b) => b,
-                Err(super::BodyError::TooLarge) => {
-                    return Err(BatchError::Fatal {
-                        kind: FatalKind::NotFound,
-                        detail: format!("{what}: the answer is larger than {cap} bytes"),
-                    });
-                }
-                Err(super::BodyError::Cut(e)) => {
-                    last = format!("{what}: answer cut off: {}", without_url(&e));
-                    continue;
-                }
-            };
-            if status.is_success() {
-                return Ok(body);
-            }
-            let (code, message) = api_error(&body);
-            last = format!("{what}: HTTP {} {message}", status.as_u16());
-            if status == StatusCode::TOO_MANY_REQUESTS && code.contains("insufficient_quota") {
-                return Err(BatchError::Fatal {
-                    kind: FatalKind::QuotaExhausted,
-                    detail: self.redact(last),
-                });
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                if let Some(after) = after {
-                    tokio::time::sleep(self.inner.limits.clamp_wait(after)).await;
-                }
-                continue;
-            }
-            let kind = match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => FatalKind::KeyRejected,
-                _ => FatalKind::NotFound,
-            };
-            return Err(BatchError::Fatal {
-                kind,
-                detail: self.redact(last),
-            });
-        }
-        Err(BatchError::Unavailable(self.redact(last)))
-    }
-
-    /// Uploads an input file; its file id.
+    /// Uploads an input file to `endpoint`; its file id.
     pub async fn upload_batch_file(
         &self,
+        endpoint: &Endpoint,
         name: &str,
         jsonl: Vec<u8>,
     ) -> Result<String, BatchError> {
@@ -325,58 +378,95 @@ impl OpenAiAnalyzer {
         struct FileObject {
             id: String,
         }
-        let url = self.api_url("files");
+        let connection = endpoint.connection();
+        let url = connection.api_url("files");
+        let bytes = jsonl.len() as u64;
         let file: FileObject = self
-            .management("uploading the batch input file", || {
-                let part = reqwest::multipart::Part::bytes(jsonl.clone())
-                    .file_name(name.to_string())
-                    .mime_str("application/jsonl")
-                    .unwrap_or_else(|_| reqwest::multipart::Part::bytes(jsonl.clone()));
-                let form = reqwest::multipart::Form::new()
-                    .text("purpose", "batch")
-                    .part("file", part);
-                self.inner.client.post(&url).multipart(form)
-            })
+            .management(
+                endpoint,
+                "uploading the batch input file",
+                || {
+                    let part = reqwest::multipart::Part::bytes(jsonl.clone())
+                        .file_name(name.to_string())
+                        .mime_str("application/jsonl")
+                        .unwrap_or_else(|_| reqwest::multipart::Part::bytes(jsonl.clone()));
+                    let form = reqwest::multipart::Form::new()
+                        .text("purpose", "batch")
+                        .part("file", part);
+                    connection.post(&url).multipart(form)
+                },
+                || Transfer::Upload(bytes),
+            )
             .await?;
         Ok(file.id)
     }
 
-    /// Creates a batch over an uploaded file, tagged with `job`.
-    pub async fn create_batch(&self, file_id: &str, job: &str) -> Result<BatchState, BatchError> {
-        let url = self.api_url("batches");
+    /// Creates a batch on `endpoint` over an uploaded file, tagged with `job`.
+    pub async fn create_batch(
+        &self,
+        endpoint: &Endpoint,
+        file_id: &str,
+        job: &str,
+    ) -> Result<BatchState, BatchError> {
+        let connection = endpoint.connection();
+        let url = connection.api_url("batches");
         let body = serde_json::json!({
             "input_file_id": file_id,
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
             "metadata": {"powerpulse_job": job},
         });
-        self.management("creating the batch", || {
-            self.inner.client.post(&url).json(&body)
-        })
+        self.management(
+            endpoint,
+            "creating the batch",
+            || connection.post(&url).json(&body),
+            || Transfer::Request,
+        )
         .await
     }
 
-    pub async fn batch(&self, id: &str) -> Result<BatchState, BatchError> {
-        let url = self.api_url(&format!("batches/{id}"));
-        self.management("reading the batch", || self.inner.client.get(&url))
-            .await
+    pub async fn batch(&self, endpoint: &Endpoint, id: &str) -> Result<BatchState, BatchError> {
+        let connection = endpoint.connection();
+        let url = connection.api_url(&format!("batches/{id}"));
+        self.management(
+            endpoint,
+            "reading the batch",
+            || connection.get(&url),
+            || Transfer::Request,
+        )
+        .await
     }
 
-    pub async fn cancel_batch(&self, id: &str) -> Result<BatchState, BatchError> {
-        let url = self.api_url(&format!("batches/{id}/cancel"));
-        self.management("cancelling the batch", || self.inner.client.post(&url))
-            .await
+    pub async fn cancel_batch(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+    ) -> Result<BatchState, BatchError> {
+        let connection = endpoint.connection();
+        let url = connection.api_url(&format!("batches/{id}/cancel"));
+        self.management(
+            endpoint,
+            "cancelling the batch",
+            || connection.post(&url),
+            || Transfer::Request,
+        )
+        .await
     }
 
-    /// The batch tagged with `job`, among the newest (a batch created just
-    /// before a kill, whose id was never stored).
-    pub async fn find_batch(&self, job: &str) -> Result<Option<BatchState>, BatchError> {
+    /// The batch tagged with `job` on `endpoint`, among the newest (a batch
+    /// created just before a kill, whose id was never stored).
+    pub async fn find_batch(
+        &self,
+        endpoint: &Endpoint,
+        job: &str,
+    ) -> Result<Option<BatchState>, BatchError> {
         #[derive(Deserialize)]
         struct Page {
             data: Vec<BatchState>,
             #[serde(default)]
             has_more: bool,
         }
+        let connection = endpoint.connection();
         let mut after: Option<String> = None;
         // Five pages of a hundred: a job is looked for right after its
         // batch may have been created.
@@ -386,9 +476,14 @@ impl OpenAiAnalyzer {
                 path.push_str("&after=");
                 path.push_str(a);
             }
-            let url = self.api_url(&path);
+            let url = connection.api_url(&path);
             let page: Page = self
-                .management("listing batches", || self.inner.client.get(&url))
+                .management(
+                    endpoint,
+                    "listing batches",
+                    || connection.get(&url),
+                    || Transfer::Request,
+                )
                 .await?;
             if let Some(found) = page.data.iter().find(|b| {
                 b.metadata
@@ -406,15 +501,20 @@ impl OpenAiAnalyzer {
         Ok(None)
     }
 
-    /// The bytes of an output or error file.
-    pub async fn batch_file(&self, id: &str) -> Result<Vec<u8>, BatchError> {
-        let url = self.api_url(&format!("files/{id}/content"));
-        self.management_bytes(
-            "reading the batch results",
-            || self.inner.client.get(&url),
-            MAX_RESULT_FILE_BYTES,
-        )
-        .await
+    /// The bytes of an output or error file on `endpoint`: streamed, with
+    /// no deadline for the whole but one for each piece.
+    pub async fn batch_file(&self, endpoint: &Endpoint, id: &str) -> Result<Vec<u8>, BatchError> {
+        let connection = endpoint.connection();
+        let url = connection.api_url(&format!("files/{id}/content"));
+        connection
+            .management(
+                || connection.get(&url),
+                MAX_RESULT_FILE_BYTES,
+                || Transfer::Download,
+                endpoint.limits().max_wait(),
+            )
+            .await
+            .map_err(|e| BatchError::of("reading the batch results", endpoint, e))
     }
 }
 
@@ -472,36 +572,92 @@ mod tests {
             "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
         });
         let file = format!("{good}\n{invalid}\n{expired}\nnot json\n\n");
-        let (results, unreadable) = a.read_results(file.as_bytes());
+        let mut results = HashMap::new();
+        let unreadable = a.read_results(a.primary(), file.as_bytes(), &mut results);
         assert_eq!(unreadable, 1);
         assert_eq!(results.len(), 3);
-        let LineResult::Analysed(analysis, usage) = &results[0].1 else {
-            panic!("{:?}", results[0]);
+        let LineResult::Analysed(analysis, usage) = &results["a"] else {
+            panic!("{:?}", results["a"]);
         };
         assert_eq!(analysis.satisfaction.score, 2);
         // gpt-4o at half price: (1000 × 2.5 + 100 × 10) / 1e6 / 2.
         assert!((usage.cost_usd - 0.00175).abs() < 1e-12, "{usage:?}");
         assert!(
-            matches!(&results[1].1, LineResult::Invalid { content: Some(c), .. } if c == "not json")
+            matches!(&results["b"], LineResult::Invalid { content: Some(c), .. } if c == "not json")
         );
-        let LineResult::Failed { reason, .. } = &results[2].1 else {
-            panic!("{:?}", results[2]);
+        let LineResult::Failed { reason, .. } = &results["c"] else {
+            panic!("{:?}", results["c"]);
         };
         assert!(reason.contains("batch_expired"));
     }
 
     #[test]
-    fn azure_deployments_use_the_api_root() {
-        let settings = OpenAiSettings {
-            base_url: "https://x.openai.azure.com/openai/deployments/gpt4o".into(),
-            api_version: Some("2024-10-21".into()),
-            ..OpenAiSettings::default()
+    fn a_custom_id_answered_twice_keeps_the_valid_answer_and_pays_for_both() {
+        let a = analyzer();
+        let line = |id: &str, content: &str, prompt: u64| {
+            serde_json::json!({
+                "custom_id": id, "error": null,
+                "response": {"status_code": 200, "body": {
+                    "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": 10}}}
+            })
+            .to_string()
         };
-        let a = OpenAiAnalyzer::new(&settings, "k".to_string().into()).unwrap();
-        assert_eq!(
-            a.api_url("batches"),
-            "https://x.openai.azure.com/openai/batches?api-version=2024-10-21"
+        let valid = "{\"sentiment\":0.5,\"satisfaction\":4,\"resolved\":true,\"summary\":\"Fixed.\",\"topic\":\"outage\"}";
+        for order in [[valid, "not json"], ["not json", valid]] {
+            let file = format!(
+                "{}\n{}\n",
+                line("k", order[0], 100),
+                line("k", order[1], 200)
+            );
+            let mut results = HashMap::new();
+            a.read_results(a.primary(), file.as_bytes(), &mut results);
+            let LineResult::Analysed(_, usage) = &results["k"] else {
+                panic!("{:?}", results["k"]);
+            };
+            assert_eq!(usage.prompt_tokens, 300, "both lines were billed");
+            assert_eq!(usage.requests, 2);
+        }
+        // An error line after an answer (the output file read after the
+        // error file, or the other way round) never hides the answer.
+        let expired = serde_json::json!({"custom_id": "k", "response": null,
+            "error": {"code": "batch_expired", "message": "expired"}});
+        let mut results = HashMap::new();
+        a.read_results(a.primary(), line("k", valid, 100).as_bytes(), &mut results);
+        a.read_results(a.primary(), expired.to_string().as_bytes(), &mut results);
+        assert!(matches!(results["k"], LineResult::Analysed(..)));
+    }
+
+    #[test]
+    fn statuses_read_as_the_provider_writes_them() {
+        for (text, status) in [
+            ("validating", BatchStatus::Validating),
+            ("in_progress", BatchStatus::InProgress),
+            ("completed", BatchStatus::Completed),
+            ("cancelling", BatchStatus::Cancelling),
+        ] {
+            assert_eq!(text.parse::<BatchStatus>().unwrap(), status);
+            assert_eq!(status.as_str(), text);
+            let state: BatchState =
+                serde_json::from_value(serde_json::json!({"id": "b", "status": text})).unwrap();
+            assert_eq!(state.status, status);
+        }
+        let novel: BatchState =
+            serde_json::from_value(serde_json::json!({"id": "b", "status": "paused"})).unwrap();
+        assert_eq!(novel.status, BatchStatus::Unknown);
+        assert!(!novel.is_final());
+        assert!(BatchStatus::Expired.is_final() && !BatchStatus::Finalizing.is_final());
+        assert!(
+            BatchStatus::Preparing < BatchStatus::InProgress,
+            "progress shows the least advanced"
         );
-        assert_eq!(analyzer().api_url("files"), "http://127.0.0.1:9/v1/files");
+    }
+
+    #[test]
+    fn the_files_api_is_under_the_base_url() {
+        assert_eq!(
+            analyzer().primary().connection().api_url("files"),
+            "http://127.0.0.1:9/v1/files"
+        );
     }
 }

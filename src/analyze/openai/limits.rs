@@ -1,17 +1,25 @@
-//! Rate limiting shared by every call: one governor limiter for requests per
-//! minute and one for tokens per minute, a pool-wide pause for 429s, and
-//! adoption of the limits the provider announces.
+//! Rate limits of one endpoint: a pace for requests per minute and one for
+//! tokens per minute, a pause for 429s and exhausted quotas, and adoption
+//! of the limits the provider announces.
 //!
-//! Providers enforce per-minute limits over sub-minute windows, so a limiter
+//! Providers enforce per-minute limits over sub-minute windows, so a pace
 //! never bursts a minute's quota: its burst is one second's worth (for
 //! tokens, at least one largest request, or it could never send one).
+//!
+//! Each pace is GCRA (the generic cell rate algorithm, as governor and the
+//! providers' own limiters use) with reservations: [`Limits::ready_at`] says
+//! when a request could go without taking anything, and
+//! [`Limits::reserve`] takes its place in the schedule. The router needs
+//! both: it asks every endpoint when it could send a request, then reserves
+//! on the one that can send it first, and the caller sleeps until then. A
+//! caller never polls a limiter, so hundreds of callers waiting cost no
+//! wake-ups, and the pace stays exact (a late wake-up does not accumulate).
+//! It runs on tokio's clock, so tests can pause time.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -44,53 +52,99 @@ pub struct LimitsSnapshot {
     pub tokens_source: LimitSource,
 }
 
+/// GCRA over one resource: `per_minute` units a minute, evenly, with a
+/// burst of `burst` units.
+#[derive(Debug, Clone)]
+struct Pace {
+    /// Time one unit takes at the limit.
+    unit: Duration,
+    burst: u32,
+    /// Theoretical arrival time: when everything reserved so far would have
+    /// gone at the exact rate.
+    tat: Instant,
+}
+
+impl Pace {
+    /// `n` per minute with a burst of one second's worth (at least `min_burst`).
+    fn new(n: u32, min_burst: u32, now: Instant) -> Self {
+        let n = n.max(1);
+        Self {
+            unit: Duration::from_secs_f64(60.0 / f64::from(n)),
+            burst: (n / 60).max(min_burst).max(1),
+            tat: now,
+        }
+    }
+
+    /// When `n` units may go (at the soonest `now`), and the arrival time
+    /// that leaves behind.
+    fn slot(&self, n: u32, now: Instant) -> (Instant, Instant) {
+        let tat = self.tat.max(now) + self.unit * n;
+        let tolerance = self.unit * self.burst;
+        let at = tat.checked_sub(tolerance).map_or(now, |t| t.max(now));
+        (at, tat)
+    }
+}
+
+impl Pace {
+    /// Takes `n` units out of the schedule again (never before `now`: an
+    /// idle pace holds its whole burst anyway).
+    fn give_back(&mut self, n: u32, now: Instant) {
+        self.tat = self
+            .tat
+            .checked_sub(self.unit * n)
+            .map_or(now, |t| t.max(now));
+    }
+}
+
+/// One limit (requests or tokens) as it stands.
 struct Limit {
     per_minute: Option<u32>,
     source: LimitSource,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    pace: Option<Pace>,
 }
 
 impl Limit {
-    fn new(per_minute: Option<u32>, source: LimitSource, min_burst: u32) -> Self {
-        let limiter = per_minute
-            .and_then(|n| quota(n, min_burst))
-            .map(|q| Arc::new(RateLimiter::direct(q)));
+    fn new(per_minute: Option<u32>, source: LimitSource, min_burst: u32, now: Instant) -> Self {
         Self {
             per_minute,
             source,
-            limiter,
+            pace: per_minute.map(|n| Pace::new(n, min_burst, now)),
+        }
+    }
+
+    fn slot(&self, n: u32, now: Instant) -> (Instant, Option<Instant>) {
+        match &self.pace {
+            Some(p) => {
+                let (at, tat) = p.slot(n, now);
+                (at, Some(tat))
+            }
+            None => (now, None),
         }
     }
 }
 
-/// `n` per minute, replenished evenly, with a burst of one second's worth
-/// (at least `min_burst`).
-fn quota(n: u32, min_burst: u32) -> Option<Quota> {
-    let n = n.max(1);
-    let period = Duration::from_secs_f64(60.0 / f64::from(n));
-    let burst = NonZeroU32::new((n / 60).max(min_burst).max(1))?;
-    Quota::with_period(period).map(|q| q.allow_burst(burst))
+struct State {
+    requests: Limit,
+    tokens: Limit,
+    /// No request leaves before this instant (set by 429s and exhausted quotas).
+    pause_until: Option<Instant>,
 }
 
+/// The rate limits of one endpoint.
 pub struct Limits {
-    requests: RwLock<Limit>,
-    tokens: RwLock<Limit>,
+    state: Mutex<State>,
     auto_requests: bool,
     auto_tokens: bool,
     /// The largest request we send, in rate-limit tokens.
     max_request_tokens: u32,
-    /// No request leaves before this instant (set by 429s and exhausted quotas).
-    pause_until: Mutex<Option<Instant>>,
     /// The longest wait a provider may impose (`max_retry_wait_seconds`);
     /// longer ones are capped, so a hostile header cannot park the pool.
     max_wait: Duration,
-    /// Whether the capping of a wait has been logged (once per analyzer).
+    /// Whether the capping of a wait has been logged (once per endpoint).
     capped_logged: AtomicBool,
-    /// Callers wait on the limiters one at a time, in arrival order. Hundreds
-    /// of callers polling a limiter at once wake together, all but one lose,
-    /// and the timer slack of each round loses throughput; a queue in front
-    /// keeps the pace exact (GCRA does not accumulate a late wake-up).
-    gate: tokio::sync::Mutex<()>,
+    /// Woken when the schedule changes under the callers sleeping on a
+    /// reservation (a limit adopted, a pause set): they reserve again.
+    changed: tokio::sync::Notify,
 }
 
 fn initial(setting: RateSetting, auto_start: u32) -> (Option<u32>, LimitSource) {
@@ -107,19 +161,32 @@ impl Limits {
         max_request_tokens: u32,
         max_wait: Duration,
     ) -> Self {
+        let now = Instant::now();
         let (r, rs) = initial(rpm, AUTO_START_RPM);
         let (t, ts) = initial(tpm, AUTO_START_TPM);
         Self {
-            requests: RwLock::new(Limit::new(r, rs, 1)),
-            tokens: RwLock::new(Limit::new(t, ts, max_request_tokens)),
+            state: Mutex::new(State {
+                requests: Limit::new(r, rs, 1, now),
+                tokens: Limit::new(t, ts, max_request_tokens, now),
+                pause_until: None,
+            }),
             auto_requests: rpm == RateSetting::Auto,
             auto_tokens: tpm == RateSetting::Auto,
             max_request_tokens,
-            pause_until: Mutex::new(None),
             max_wait,
             capped_logged: AtomicBool::new(false),
-            gate: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Fires when reservations made so far no longer hold (a limit was
+    /// adopted, a pause set): whoever sleeps on one should reserve again.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The longest wait honoured (`max_retry_wait_seconds`).
@@ -145,75 +212,97 @@ impl Limits {
     }
 
     pub fn snapshot(&self) -> LimitsSnapshot {
-        let r = self.requests.read().unwrap_or_else(PoisonError::into_inner);
-        let t = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let s = self.state();
         LimitsSnapshot {
-            requests_per_minute: r.per_minute,
-            requests_source: r.source,
-            tokens_per_minute: t.per_minute,
-            tokens_source: t.source,
+            requests_per_minute: s.requests.per_minute,
+            requests_source: s.requests.source,
+            tokens_per_minute: s.tokens.per_minute,
+            tokens_source: s.tokens.source,
         }
     }
 
-    /// Waits until the pool is not paused and both limiters grant a request
-    /// of `tokens` rate-limit tokens.
+    fn tokens_of(&self, tokens: u32) -> u32 {
+        tokens.clamp(1, self.max_request_tokens.max(1))
+    }
+
+    /// When a request of `tokens` rate-limit tokens could go, taking nothing.
+    pub fn ready_at(&self, tokens: u32, now: Instant) -> Instant {
+        let s = self.state();
+        let (r, _) = s.requests.slot(1, now);
+        let (t, _) = s.tokens.slot(self.tokens_of(tokens), now);
+        let at = r.max(t);
+        s.pause_until.map_or(at, |p| at.max(p))
+    }
+
+    /// Takes a place for a request of `tokens` rate-limit tokens: when it
+    /// may go (after any pause in force).
+    pub fn reserve(&self, tokens: u32, now: Instant) -> Instant {
+        let n = self.tokens_of(tokens);
+        let mut s = self.state();
+        let (r, r_tat) = s.requests.slot(1, now);
+        let (t, t_tat) = s.tokens.slot(n, now);
+        if let (Some(p), Some(tat)) = (s.requests.pace.as_mut(), r_tat) {
+            p.tat = tat;
+        }
+        if let (Some(p), Some(tat)) = (s.tokens.pace.as_mut(), t_tat) {
+            p.tat = tat;
+        }
+        let at = r.max(t);
+        s.pause_until.map_or(at, |p| at.max(p))
+    }
+
+    /// Gives back the place [`Limits::reserve`] took for a request that was
+    /// not sent (its caller went elsewhere, or stopped).
+    pub fn release(&self, tokens: u32, now: Instant) {
+        let n = self.tokens_of(tokens);
+        let mut s = self.state();
+        if let Some(p) = s.requests.pace.as_mut() {
+            p.give_back(1, now);
+        }
+        if let Some(p) = s.tokens.pace.as_mut() {
+            p.give_back(n, now);
+        }
+    }
+
+    /// Until when every request waits (a 429's pause), if it is later than `now`.
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.state().pause_until.filter(|p| *p > now)
+    }
+
+    /// Waits until a request of `tokens` may go on this endpoint alone: its
+    /// place reserved (again, when the schedule changes meanwhile), then any
+    /// pause set meanwhile waited out.
     pub async fn acquire(&self, tokens: u32) {
-        self.wait_pause().await;
-        let _turn = self.gate.lock().await;
-        let requests = self
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .limiter
-            .clone();
-        if let Some(l) = requests {
-            l.until_ready().await;
-        }
-        let limiter = self
-            .tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .limiter
-            .clone();
-        if let Some(l) = limiter {
-            let n = NonZeroU32::new(tokens.clamp(1, self.max_request_tokens.max(1)))
-                .unwrap_or(NonZeroU32::MIN);
-            // The burst is at least the largest request, so this cannot fail;
-            // if it did, sending is better than waiting forever.
-            let _ = l.until_n_ready(n).await;
-        }
-        // A 429 may have arrived while we waited for the limiters.
-        self.wait_pause().await;
-    }
-
-    async fn wait_pause(&self) {
         loop {
-            let until = *self
-                .pause_until
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => return,
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let at = self.reserve(tokens, Instant::now());
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = changed => continue,
+            }
+            match self.paused_until(Instant::now()) {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => return,
             }
         }
     }
 
-    /// Stops every caller from sending for `wait` (capped, see [`Limits::clamp_wait`]).
+    /// Stops every request to this endpoint for `wait` (capped, see [`Limits::clamp_wait`]).
     pub fn pause_for(&self, wait: Duration) {
         let wait = self.clamp_wait(wait);
         let now = Instant::now();
         let until = now.checked_add(wait).unwrap_or(now);
-        let mut p = self
-            .pause_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if p.is_none_or(|current| current < until) {
+        let mut s = self.state();
+        if s.pause_until.is_none_or(|current| current < until) {
             tracing::info!(
                 wait_ms = wait.as_millis() as u64,
-                "rate limited: pausing every call"
+                "rate limited: pausing every call to the endpoint"
             );
-            *p = Some(until);
+            s.pause_until = Some(until);
+            drop(s);
+            self.changed.notify_waiters();
         }
     }
 
@@ -222,11 +311,22 @@ impl Limits {
     pub fn observe(&self, headers: &HeaderMap) {
         let limit_r = header_u32(headers, "x-ratelimit-limit-requests");
         let limit_t = header_u32(headers, "x-ratelimit-limit-tokens");
-        if self.auto_requests {
-            self.adopt(&self.requests, limit_r, 1, "requests");
-        }
-        if self.auto_tokens {
-            self.adopt(&self.tokens, limit_t, self.max_request_tokens, "tokens");
+        let adopted = {
+            let mut s = self.state();
+            let now = Instant::now();
+            let r = self.auto_requests && adopt(&mut s.requests, limit_r, 1, "requests", now);
+            let t = self.auto_tokens
+                && adopt(
+                    &mut s.tokens,
+                    limit_t,
+                    self.max_request_tokens,
+                    "tokens",
+                    now,
+                );
+            r || t
+        };
+        if adopted {
+            self.changed.notify_waiters();
         }
         for kind in ["requests", "tokens"] {
             let remaining = header_i64(headers, &format!("x-ratelimit-remaining-{kind}"));
@@ -241,20 +341,30 @@ impl Limits {
             }
         }
     }
+}
 
-    fn adopt(&self, slot: &RwLock<Limit>, announced: Option<u32>, min_burst: u32, what: &str) {
-        let mut limit = slot.write().unwrap_or_else(PoisonError::into_inner);
-        match announced {
-            Some(n) if limit.per_minute != Some(n) || limit.source != LimitSource::Announced => {
-                tracing::info!(limit = n, "adopting the provider's {what}-per-minute limit");
-                *limit = Limit::new(Some(n), LimitSource::Announced, min_burst);
-            }
-            None if limit.source == LimitSource::Starting => {
-                tracing::info!("the provider announces no {what} limit; pacing by 429s only");
-                *limit = Limit::new(None, LimitSource::Unlimited, min_burst);
-            }
-            _ => {}
+/// Adopts an announced limit for an `auto` setting; none announced where
+/// one was assumed lifts it. Whether it changed: the new limit starts from
+/// now, and the callers holding reservations under the old one reserve again.
+fn adopt(
+    limit: &mut Limit,
+    announced: Option<u32>,
+    min_burst: u32,
+    what: &str,
+    now: Instant,
+) -> bool {
+    match announced {
+        Some(n) if limit.per_minute != Some(n) || limit.source != LimitSource::Announced => {
+            tracing::info!(limit = n, "adopting the provider's {what}-per-minute limit");
+            *limit = Limit::new(Some(n), LimitSource::Announced, min_burst, now);
+            true
         }
+        None if limit.source == LimitSource::Starting => {
+            tracing::info!("the provider announces no {what} limit; pacing by 429s only");
+            *limit = Limit::new(None, LimitSource::Unlimited, min_burst, now);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -561,12 +671,76 @@ mod tests {
     }
 
     #[test]
-    fn quotas_burst_one_second_not_one_minute() {
-        let q = quota(6000, 1).unwrap();
-        assert_eq!(q.burst_size().get(), 100);
-        assert_eq!(q.replenish_interval(), Duration::from_millis(10));
-        assert_eq!(quota(30_000, 4000).unwrap().burst_size().get(), 4000);
-        assert_eq!(quota(10, 1).unwrap().burst_size().get(), 1);
+    fn paces_burst_one_second_not_one_minute() {
+        let now = Instant::now();
+        let p = Pace::new(6000, 1, now);
+        assert_eq!(p.burst, 100);
+        assert_eq!(p.unit, Duration::from_millis(10));
+        assert_eq!(Pace::new(30_000, 4000, now).burst, 4000);
+        assert_eq!(Pace::new(10, 1, now).burst, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_keep_the_exact_pace_and_a_look_takes_nothing() {
+        // 600 requests a minute: a burst of 10, then one every 100 ms.
+        let l = Limits::new(
+            RateSetting::PerMinute(600),
+            RateSetting::PerMinute(10_000_000),
+            100,
+            MINUTE,
+        );
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(l.ready_at(10, now), now, "a look takes nothing");
+            assert_eq!(l.reserve(10, now), now);
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(l.ready_at(10, now), now + ms(100));
+        assert_eq!(l.reserve(10, now), now + ms(100));
+        assert_eq!(l.reserve(10, now), now + ms(200));
+        // Later, the schedule has caught up: what is left of the burst refills.
+        let later = now + Duration::from_secs(10);
+        assert_eq!(l.reserve(10, later), later);
+        // Tokens bind too: 6,000 a minute is 100 a second.
+        let t = Limits::new(
+            RateSetting::PerMinute(60_000),
+            RateSetting::PerMinute(6_000),
+            100,
+            MINUTE,
+        );
+        assert_eq!(t.reserve(100, now), now);
+        assert_eq!(t.reserve(50, now), now + ms(500));
+        assert_eq!(t.reserve(100, now), now + ms(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_limit_wakes_the_callers_it_would_speed_up() {
+        let l = std::sync::Arc::new(Limits::new(
+            RateSetting::Auto,
+            RateSetting::Auto,
+            100,
+            MINUTE,
+        ));
+        // 500 a minute: past the burst of 8, the 20th caller waits 1.44 s.
+        for _ in 0..19 {
+            l.reserve(1, Instant::now());
+        }
+        let start = Instant::now();
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        l.observe(&headers(&[
+            ("x-ratelimit-limit-requests", "60000"),
+            ("x-ratelimit-limit-tokens", "10000000"),
+        ]));
+        waiting.await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,31 +1,47 @@
 //! The LLM analyzer: one combined chat-completions call per conversation to
 //! any OpenAI-compatible API (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp
-//! server), paced by [`limits`], retried with backoff, accounted per call.
+//! server), over one or several endpoints whose limits add up and that
+//! stand in for each other, retried with backoff, accounted per call.
+//!
+//! - [`client`]: the one HTTP layer of every provider call (auth, status
+//!   mapping, `Retry-After`, the retry rule), shared with [`batch`].
+//! - [`endpoint`]: one endpoint's connection, limits ([`limits`]) and the
+//!   request shape it has negotiated ([`negotiate`], [`request`]).
+//! - [`router`]: which endpoint takes a call; cooldowns and outages.
+//! - [`prompt`], [`reply`], [`pack`], [`models`]: what is asked, how the
+//!   answer is read, K conversations per request, prices.
 
 pub mod batch;
+pub mod client;
+pub mod endpoint;
 pub mod limits;
 pub mod models;
+pub mod negotiate;
 mod pack;
 pub mod prompt;
 pub mod reply;
 pub mod request;
+pub mod router;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rand::Rng;
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{AnalyzeError, FailureKind, FatalKind, LlmUsage, Outcome, estimate};
-use crate::config::{AuthStyle, ModelPrice, OpenAiSettings, TopicSettings};
+use crate::config::{AnalyzerSettings, ModelPrice, OpenAiSettings, TopicSettings};
 use crate::model::Conversation;
 use crate::privacy::{self, Counts, Redactor};
-use limits::{Announced, Limits, LimitsSnapshot};
+use client::{CallError, Class};
+use endpoint::Endpoint;
+use limits::{Announced, LimitSource, LimitsSnapshot};
+use negotiate::{BudgetParameter, EndpointMemory, StructuredMode};
 use pack::Packer;
 use reply::ReplyError;
-use request::{RequestShape, json_string};
+use request::json_string;
+use router::{Report, Router, Stop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenAiError {
@@ -33,7 +49,7 @@ pub enum OpenAiError {
         "the OpenAI analyzer needs an API key in the environment variable {var} (set it, or use --analyzer lexicon)"
     )]
     MissingKey { var: String },
-    #[error("invalid analyzer.openai.base_url {url:?}: {reason}")]
+    #[error("invalid base_url {url:?}: {reason}")]
     InvalidBaseUrl { url: String, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
@@ -48,6 +64,10 @@ pub struct Probe {
     pub elapsed: Duration,
     /// The limits the answer announced (`x-ratelimit-*`).
     pub announced: Announced,
+    /// The budget parameter sent, and whether the reply kept to it (`None`
+    /// when the answer did not say how many tokens it used).
+    pub budget: BudgetParameter,
+    pub budget_honoured: Option<bool>,
 }
 
 /// Why a probe failed: no answer, or an answer that is not a success (its
@@ -65,41 +85,50 @@ pub enum ProbeError {
     },
 }
 
-/// Base of the exponential backoff, and its ceiling.
-const BACKOFF_BASE: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(20);
-/// 429s do not use up `max_retries` (the pool pause handles them), but a
-/// conversation gives up after this many.
+/// 429s do not use up `max_retries` (the endpoint's pause handles them),
+/// but a conversation gives up after this many.
 const MAX_RATE_LIMITED: u32 = 50;
+
+/// Each backoff is at least this many times the one before (as it really
+/// was, pauses included).
+const GAP_GROWTH: f64 = 1.25;
+
+/// Characters of an invalid reply quoted back in a re-ask.
+const REASK_REPLY_CHARS: usize = 2000;
+/// The most tokens a re-ask adds (the quoted reply, the note, the framing).
+const REASK_EXTRA_TOKENS: u64 = REASK_REPLY_CHARS as u64 / 4 + 80;
+
+/// What an endpoint learnt about its server, for the database
+/// (`llm-endpoints-v1`), keyed by [`Endpoint::memory_key`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    pub key: String,
+    pub memory: EndpointMemory,
+}
+
+/// Whether a reply of `used` tokens kept to a budget of `budget`: a server
+/// that ignores the parameter sent may run well past it (a little over is
+/// rounding, or a stop token counted).
+pub fn ignores_budget(used: u64, budget: u32) -> bool {
+    used > u64::from(budget) + u64::from(budget / 8) + 2
+}
 
 struct Inner {
     /// Identifies the topic list the model picks from (part of the fingerprint).
     topics: String,
     /// The names a reply's `topic` must be one of.
     topic_names: Vec<String>,
-    client: reqwest::Client,
-    url: String,
-    key: SecretString,
-    auth: AuthStyle,
-    model: String,
-    price: Option<ModelPrice>,
     settings: OpenAiSettings,
-    /// Everything in the request body before the transcript, pre-serialised:
-    /// the static prefix is identical bytes on every call.
-    body_prefix: String,
-    /// Rate-limit tokens of the request without its transcript.
-    fixed_tokens: u32,
-    /// Tokens the reply may use (reasoning included): billed at most.
-    reply_tokens: u32,
-    limits: Limits,
+    router: Router,
     /// Gathers conversations into packed requests
     /// (`conversations_per_request` > 1).
     packer: Option<Packer>,
-    shape: RequestShape,
+    /// Where what the endpoints learn goes (the engine stores it).
+    learned: Mutex<Option<mpsc::UnboundedSender<Learned>>>,
 }
 
 /// The OpenAI-compatible analyzer. Cheap to clone: one instance (one HTTP
-/// connection pool, one set of limiters) serves the whole pool.
+/// connection pool, one router over the endpoints) serves the whole pool.
 #[derive(Clone)]
 pub struct OpenAiAnalyzer {
     inner: Arc<Inner>,
@@ -111,171 +140,162 @@ pub struct OpenAiAnalyzer {
 impl std::fmt::Debug for OpenAiAnalyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiAnalyzer")
-            .field("url", &self.inner.url)
-            .field("model", &self.inner.model)
+            .field("endpoints", &self.inner.router.endpoints())
             .field("key", &"[redacted]")
             .finish()
     }
 }
 
-/// One request: its body and its rate-limit tokens.
+/// One request, whatever endpoint sends it: the user message, the
+/// conversations it carries, and a re-ask's messages after it. Each endpoint
+/// renders it in its own mode ([`Endpoint::render`]).
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub body: String,
-    pub tokens: u32,
+    /// A transcript, or K of them packed.
+    pub user: String,
+    /// How many conversations it carries (1, or K packed).
+    pub conversations: u32,
+    /// After a re-ask: the invalid reply and the note on it, as JSON
+    /// messages separated by a comma; empty otherwise.
+    pub follow_up: String,
+    /// Rate-limit tokens of `user` and `follow_up`.
+    pub content_tokens: u32,
 }
 
-/// How one HTTP attempt ended.
-enum Attempt<T> {
-    Done(reply::Parsed<T>),
-    /// Retry after the server's `Retry-After` when it gave one, else after
-    /// the usual backoff; `kind` is the failure if retries run out.
-    Retry {
-        kind: FailureKind,
-        reason: String,
-        after: Option<Duration>,
-    },
-    /// Retry once the pool pause (already set) is over.
-    RateLimited(String),
-    Fatal(FatalKind, String),
-    Failed(FailureKind, String),
-}
-
-impl<T> Attempt<T> {
-    fn retry(kind: FailureKind, reason: String) -> Self {
-        Attempt::Retry {
-            kind,
-            reason,
-            after: None,
+impl Request {
+    pub fn new(user: String, conversations: u32) -> Self {
+        Self {
+            content_tokens: prompt::estimate_tokens(&user),
+            user,
+            conversations,
+            follow_up: String::new(),
         }
     }
 }
 
-/// Each backoff is at least this many times the one before (as it really
-/// was, pool pauses included).
-const GAP_GROWTH: f64 = 1.25;
-
-/// Characters of an invalid reply quoted back in a re-ask.
-const REASK_REPLY_CHARS: usize = 2000;
-/// The most tokens a re-ask adds (the quoted reply, the note, the framing).
-const REASK_EXTRA_TOKENS: u64 = REASK_REPLY_CHARS as u64 / 4 + 80;
+/// What [`OpenAiAnalyzer::call`] ended with.
+struct Called<T> {
+    result: Result<T, AnalyzeError>,
+    usage: LlmUsage,
+    /// The endpoint of the last attempt.
+    endpoint: Option<String>,
+}
 
 impl OpenAiAnalyzer {
     pub const NAME: &'static str = "openai";
 
-    /// Reads the key from the environment variable the settings name; the
-    /// model picks each conversation's topic from `topics`.
+    /// The analyzer `[analyzer]` describes: every endpoint's key read from
+    /// its environment variable; the model picks each conversation's topic
+    /// from `topics`.
+    pub fn from_settings(
+        settings: &AnalyzerSettings,
+        topics: &[TopicSettings],
+    ) -> Result<Self, OpenAiError> {
+        Self::build(
+            &settings.openai,
+            |var| {
+                std::env::var(var)
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+                    .map(SecretString::from)
+                    .ok_or_else(|| OpenAiError::MissingKey {
+                        var: var.to_string(),
+                    })
+            },
+            topics,
+            settings.outage_failures,
+            Duration::from_secs(settings.outage_timeout_seconds),
+        )
+    }
+
+    /// Reads each endpoint's key from the environment variable the settings
+    /// name (outages as the defaults say).
     pub fn from_env(
         settings: &OpenAiSettings,
         topics: &[TopicSettings],
     ) -> Result<Self, OpenAiError> {
-        let key = std::env::var(&settings.api_key_env)
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-            .ok_or_else(|| OpenAiError::MissingKey {
-                var: settings.api_key_env.clone(),
-            })?;
-        Self::with_topics(settings, SecretString::from(key), topics)
+        let analyzer = AnalyzerSettings {
+            openai: settings.clone(),
+            ..AnalyzerSettings::default()
+        };
+        Self::from_settings(&analyzer, topics)
     }
 
-    /// An analyzer picking from the default topics.
+    /// An analyzer picking from the default topics, `api_key` for every endpoint.
     pub fn new(settings: &OpenAiSettings, api_key: SecretString) -> Result<Self, OpenAiError> {
         Self::with_topics(settings, api_key, &TopicSettings::defaults())
     }
 
+    /// An analyzer with `api_key` for every endpoint (outages as the
+    /// defaults say).
     pub fn with_topics(
         settings: &OpenAiSettings,
         api_key: SecretString,
         topics: &[TopicSettings],
     ) -> Result<Self, OpenAiError> {
-        let base = settings.base_url.trim_end_matches('/');
-        let parsed = reqwest::Url::parse(base).map_err(|e| OpenAiError::InvalidBaseUrl {
-            url: settings.base_url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(OpenAiError::InvalidBaseUrl {
-                url: settings.base_url.clone(),
-                reason: "must be http or https".into(),
-            });
-        }
-        let mut url = format!("{base}/chat/completions");
-        if let Some(v) = &settings.api_version {
-            url.push_str("?api-version=");
-            url.push_str(v);
-        }
-        // reqwest is built without a default crypto provider; install ring
-        // once for the process (a no-op when one is already installed).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // Until `with_privacy` says otherwise, the default policy: redacted
-        // unless the server is on this machine.
-        let defaults = crate::config::PrivacySettings::default();
-        let redactor = privacy::applies(defaults.redact, &settings.base_url)
-            .then(|| Redactor::new(&defaults))
-            .transpose()?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(4096)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| OpenAiError::Client(e.to_string()))?;
-
-        let shape = RequestShape::new(settings).with_topics(topics);
-        let body_prefix = shape.prefix(1);
-        let fixed_tokens = shape.fixed_tokens(1);
-        let max_request_tokens = fixed_tokens + settings.max_transcript_tokens + 64;
-        let per_request = settings.conversations_per_request.max(1);
-        let packer = (per_request > 1).then(|| {
-            Packer::new(
-                per_request as usize,
-                shape.prefix(per_request),
-                shape.fixed_tokens(per_request),
-            )
-        });
-        let largest_request = if per_request > 1 {
-            shape.fixed_tokens(per_request) + per_request * (settings.max_transcript_tokens + 8)
-        } else {
-            max_request_tokens
+        let analyzer = AnalyzerSettings {
+            openai: settings.clone(),
+            ..AnalyzerSettings::default()
         };
+        Self::with_key(&analyzer, api_key, topics)
+    }
+
+    /// The analyzer `[analyzer]` describes, with `api_key` for every endpoint.
+    pub fn with_key(
+        settings: &AnalyzerSettings,
+        api_key: SecretString,
+        topics: &[TopicSettings],
+    ) -> Result<Self, OpenAiError> {
+        Self::build(
+            &settings.openai,
+            |_| Ok(api_key.clone()),
+            topics,
+            settings.outage_failures,
+            Duration::from_secs(settings.outage_timeout_seconds),
+        )
+    }
+
+    fn build(
+        settings: &OpenAiSettings,
+        key_of: impl Fn(&str) -> Result<SecretString, OpenAiError>,
+        topics: &[TopicSettings],
+        outage_failures: u32,
+        outage_timeout: Duration,
+    ) -> Result<Self, OpenAiError> {
+        let client = client::http_client(Duration::from_secs(settings.timeout_seconds))?;
+        let endpoints = settings
+            .resolved_endpoints()
+            .iter()
+            .map(|e| Endpoint::new(e, settings, topics, client.clone(), key_of(&e.api_key_env)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let per_request = settings.conversations_per_request.max(1);
+        // Until `with_privacy` says otherwise, the default policy: redacted
+        // unless every endpoint is on this machine.
+        let redactor = redactor_for(&crate::config::PrivacySettings::default(), settings)?;
         Ok(Self {
+            redactor,
             inner: Arc::new(Inner {
                 topics: crate::analyze::topics::Topics::new(topics)
                     .fingerprint()
                     .to_string(),
                 topic_names: topics.iter().map(|t| t.name.clone()).collect(),
-                client,
-                url,
-                key: api_key,
-                auth: settings.auth,
-                model: settings.model.clone(),
-                price: models::price(&settings.model, &settings.prices),
-                body_prefix,
-                fixed_tokens,
-                reply_tokens: shape.reply_tokens(1),
-                limits: Limits::new(
-                    settings.requests_per_minute,
-                    settings.tokens_per_minute,
-                    largest_request,
-                    Duration::from_secs(settings.max_retry_wait_seconds),
-                ),
-                packer,
-                shape,
                 settings: settings.clone(),
+                router: Router::new(endpoints, outage_failures, outage_timeout),
+                packer: (per_request > 1).then(|| Packer::new(per_request as usize)),
+                learned: Mutex::new(None),
             }),
-            redactor,
         })
     }
 
     /// This analyzer under the policy of `settings`: whether transcripts
-    /// are redacted (`redact`, against this analyzer's base URL) and how.
+    /// are redacted (`redact`, against the endpoints' base URLs: a transcript
+    /// may go to any of them, so it is redacted when any one calls for it)
+    /// and how.
     pub fn with_privacy(
         mut self,
         settings: &crate::config::PrivacySettings,
     ) -> Result<Self, OpenAiError> {
-        self.redactor = privacy::applies(settings.redact, &self.inner.settings.base_url)
-            .then(|| Redactor::new(settings))
-            .transpose()?;
+        self.redactor = redactor_for(settings, &self.inner.settings)?;
         Ok(self)
     }
 
@@ -284,8 +304,33 @@ impl OpenAiAnalyzer {
         self.redactor.as_ref()
     }
 
+    /// The endpoints, in the order configured.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        self.inner.router.endpoints()
+    }
+
+    /// The endpoint named `name`.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints().iter().find(|e| e.name() == name)
+    }
+
+    /// The endpoint a request is shaped by when no particular one sends it
+    /// (estimates; batch mode's first choice): the first of the lowest tier.
+    pub fn primary(&self) -> &Endpoint {
+        let endpoints = self.endpoints();
+        endpoints
+            .iter()
+            .min_by_key(|e| e.priority())
+            .unwrap_or(&endpoints[0])
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// The primary endpoint's model (what the upload records as its model).
     pub fn model(&self) -> &str {
-        &self.inner.model
+        self.primary().model()
     }
 
     /// The topics a reply must pick from.
@@ -293,15 +338,26 @@ impl OpenAiAnalyzer {
         &self.inner.topic_names
     }
 
-    /// With redaction, its policy's fingerprint too: an analysis made from
-    /// other text (redacted otherwise, or not at all) is not reused. Without
-    /// it, the fingerprint analyses were stored under before redaction
-    /// existed.
+    /// Every model the endpoints use, once each, in order.
+    fn models(&self) -> Vec<&str> {
+        let mut models: Vec<&str> = Vec::new();
+        for e in self.endpoints() {
+            if !models.contains(&e.model()) {
+                models.push(e.model());
+            }
+        }
+        models
+    }
+
+    /// Identifies what shapes an analysis: the models (several endpoints of
+    /// one model give interchangeable results), the prompt, the topics, and
+    /// with redaction its policy's fingerprint too (an analysis made from
+    /// other text, redacted otherwise or not at all, is not reused).
     pub fn fingerprint(&self) -> String {
         let mut fingerprint = format!(
             "{}/{}/{}/topics-{}",
             Self::NAME,
-            self.inner.model,
+            self.models().join("+"),
             prompt::PROMPT_VERSION,
             self.inner.topics
         );
@@ -312,15 +368,79 @@ impl OpenAiAnalyzer {
         fingerprint
     }
 
+    /// The limits of every endpoint together: their sum, or `None` when
+    /// one has none; the least certain source.
     pub fn limits(&self) -> LimitsSnapshot {
-        self.inner.limits.snapshot()
+        let snapshots: Vec<LimitsSnapshot> = self
+            .endpoints()
+            .iter()
+            .map(Endpoint::limits_snapshot)
+            .collect();
+        let sum = |f: fn(&LimitsSnapshot) -> Option<u32>| {
+            snapshots
+                .iter()
+                .map(f)
+                .try_fold(0u32, |a, n| n.map(|n| a.saturating_add(n)))
+        };
+        let least_certain = |f: fn(&LimitsSnapshot) -> LimitSource| {
+            snapshots
+                .iter()
+                .map(f)
+                .max_by_key(|s| match s {
+                    LimitSource::Configured => 0,
+                    LimitSource::Announced => 1,
+                    LimitSource::Unlimited => 2,
+                    LimitSource::Starting => 3,
+                })
+                .unwrap_or(LimitSource::Configured)
+        };
+        LimitsSnapshot {
+            requests_per_minute: sum(|s| s.requests_per_minute),
+            requests_source: least_certain(|s| s.requests_source),
+            tokens_per_minute: sum(|s| s.tokens_per_minute),
+            tokens_source: least_certain(|s| s.tokens_source),
+        }
+    }
+
+    /// Where what the endpoints learn about their servers goes from now on.
+    pub fn learn_into(&self, to: mpsc::UnboundedSender<Learned>) {
+        *self
+            .inner
+            .learned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(to);
+    }
+
+    fn learnt(&self, endpoint: &Endpoint, memory: EndpointMemory) {
+        let to = self
+            .inner
+            .learned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(to) = to {
+            let _ = to.send(Learned {
+                key: endpoint.memory_key().to_string(),
+                memory,
+            });
+        }
+    }
+
+    /// Starts each endpoint from what it learnt in an earlier run (by
+    /// [`Endpoint::memory_key`]).
+    pub fn recall(&self, memories: &[(String, EndpointMemory)]) {
+        for e in self.endpoints() {
+            if let Some((_, m)) = memories.iter().find(|(k, _)| k == e.memory_key()) {
+                e.recall(m);
+            }
+        }
     }
 
     /// The transcript one conversation is sent as: the one place text
     /// becomes what a request carries (sync, packed, batch files, retries
-    /// and re-asks all start from it), so the one place it is redacted,
-    /// before long messages are trimmed (a number cut in half would not be
-    /// recognised). Also what was redacted.
+    /// and re-asks all start from it, whichever endpoint sends it), so the
+    /// one place it is redacted, before long messages are trimmed (a number
+    /// cut in half would not be recognised). Also what was redacted.
     pub fn transcript(&self, conversation: &Conversation) -> (String, Counts) {
         let s = &self.inner.settings;
         let (max_message, max_total) = (s.max_message_tokens, s.max_transcript_tokens);
@@ -337,33 +457,33 @@ impl OpenAiAnalyzer {
         }
     }
 
-    /// The request body and its rate-limit token count for one conversation.
+    /// The request for one conversation.
     pub fn request(&self, conversation: &Conversation) -> Request {
-        let (transcript, _) = self.transcript(conversation);
-        Request {
-            tokens: self.inner.fixed_tokens + prompt::estimate_tokens(&transcript),
-            body: request::body(&self.inner.body_prefix, &transcript),
-        }
+        Request::new(self.transcript(conversation).0, 1)
     }
 
-    /// The most analysing one conversation can cost, in US dollars: every
-    /// attempt `max_retries` allows, each a re-ask as long as one gets, each
-    /// reply using its whole budget; 0 for an unpriced model. (429s are not
-    /// billed.)
+    /// The most analysing one conversation can cost, in US dollars, on the
+    /// dearest endpoint: every attempt `max_retries` allows, each a re-ask
+    /// as long as one gets, each reply using its whole budget; 0 for
+    /// unpriced models. (429s are not billed.)
     pub fn worst_case_cost(&self, conversation: &Conversation) -> f64 {
-        let Some(price) = self.inner.price else {
-            return 0.0;
-        };
-        let reply = u64::from(self.inner.reply_tokens);
-        let prompt =
-            u64::from(self.request(conversation).tokens).saturating_sub(reply) + REASK_EXTRA_TOKENS;
+        let request = self.request(conversation);
         let attempts = u64::from(self.inner.settings.max_retries) + 1;
-        let usage = LlmUsage {
-            prompt_tokens: prompt * attempts,
-            completion_tokens: reply * attempts,
-            ..LlmUsage::default()
-        };
-        price.cost(&usage, false)
+        self.endpoints()
+            .iter()
+            .filter_map(|e| {
+                let price = e.price()?;
+                let reply = u64::from(e.reply_tokens(1));
+                let prompt =
+                    u64::from(e.tokens(&request)).saturating_sub(reply) + REASK_EXTRA_TOKENS;
+                let usage = LlmUsage {
+                    prompt_tokens: prompt * attempts,
+                    completion_tokens: reply * attempts,
+                    ..LlmUsage::default()
+                };
+                Some(price.cost(&usage, false))
+            })
+            .fold(0.0, f64::max)
     }
 
     pub fn mode(&self) -> crate::config::LlmMode {
@@ -385,8 +505,9 @@ impl OpenAiAnalyzer {
         self.inner.settings.max_cost_usd
     }
 
+    /// The primary endpoint's price.
     pub fn price(&self) -> Option<ModelPrice> {
-        self.inner.price
+        self.primary().price()
     }
 
     pub fn conversations_per_request(&self) -> u32 {
@@ -396,7 +517,8 @@ impl OpenAiAnalyzer {
     /// What sending `conversations` would take, per conversation: packed
     /// `conversations_per_request` at a time, as [`Self::analyze`] sends them
     /// (a packed request's tokens shared evenly among its conversations),
-    /// and what would be redacted from it.
+    /// shaped as the primary endpoint shapes them, and what would be
+    /// redacted from it.
     pub fn estimate_tokens<'a>(
         &self,
         conversations: impl IntoIterator<Item = &'a Conversation>,
@@ -406,7 +528,7 @@ impl OpenAiAnalyzer {
             .map(|c| self.transcript(c))
             .unzip();
         let per_request = self.conversations_per_request() as usize;
-        let shape = &self.inner.shape;
+        let endpoint = self.primary();
         let mut out = Vec::with_capacity(transcripts.len());
         for chunk in transcripts.chunks(per_request) {
             let n = chunk.len() as u32;
@@ -420,8 +542,8 @@ impl OpenAiAnalyzer {
             // A pack leaves with the packed prefix whatever its size (a
             // short one at an upload's tail).
             let shape_of = per_request as u32;
-            let reply = u64::from(shape.reply_tokens(shape_of));
-            let rate_limit = u64::from(shape.fixed_tokens(shape_of)) + u64::from(user_tokens);
+            let reply = u64::from(endpoint.reply_tokens(shape_of));
+            let rate_limit = u64::from(endpoint.fixed_tokens(shape_of)) + u64::from(user_tokens);
             let share = |x: u64, i: u64| x / u64::from(n) + u64::from(i < x % u64::from(n));
             for i in 0..u64::from(n) {
                 out.push(estimate::Tokens {
@@ -452,20 +574,21 @@ impl OpenAiAnalyzer {
                 crate::model::truncate_chars(&other.to_string(), 200)
             ),
         };
-        let base = request.body.strip_suffix("]}").unwrap_or(&request.body);
-        let body = format!(
-            "{base},{{\"role\":\"assistant\",\"content\":{}}},{{\"role\":\"user\",\"content\":{}}}]}}",
+        let follow_up = format!(
+            "{{\"role\":\"assistant\",\"content\":{}}},{{\"role\":\"user\",\"content\":{}}}",
             json_string(&reply),
             json_string(&note)
         );
         let extra = prompt::estimate_tokens(&reply) + prompt::estimate_tokens(&note) + 8;
         Request {
-            body,
-            tokens: request.tokens + extra,
+            user: request.user.clone(),
+            conversations: request.conversations,
+            follow_up,
+            content_tokens: request.content_tokens + extra,
         }
     }
 
-    /// Analyses one conversation: paced, retried, cancellable. With
+    /// Analyses one conversation: paced, routed, retried, cancellable. With
     /// `conversations_per_request` > 1 it travels in a packed request with
     /// others, and alone when the packed reply has no valid result for it.
     pub async fn analyze(
@@ -494,33 +617,45 @@ impl OpenAiAnalyzer {
         conversation: &Conversation,
         cancel: &CancellationToken,
     ) -> Outcome {
-        let model = self.inner.model.clone();
-        let (result, usage) = self
-            .call(self.request(conversation), cancel, |content| {
-                reply::validate(content, Self::NAME, &model, self.topic_names())
+        let topics = self.topic_names();
+        let called = self
+            .call(self.request(conversation), cancel, |model, content| {
+                reply::validate(content, Self::NAME, model, topics)
             })
             .await;
-        Outcome { result, usage }
+        Outcome {
+            result: called.result,
+            usage: called.usage,
+            endpoint: called.endpoint,
+        }
     }
 
-    /// Sends `first` until `read` accepts a reply: paced by the limits,
-    /// retried with backoff, an invalid reply re-asked with a note,
-    /// cancellable; the usage says what it all cost.
+    /// Sends `first` until `read` accepts a reply: routed to an endpoint,
+    /// paced by its limits, retried with backoff (elsewhere after a failure
+    /// to answer), an invalid reply re-asked with a note, a refused
+    /// structured-output mode or budget parameter renegotiated, cancellable.
+    /// `read` gets the answering endpoint's model and the reply's content.
     async fn call<T>(
         &self,
         first: Request,
         cancel: &CancellationToken,
-        read: impl Fn(&str) -> Result<T, ReplyError>,
-    ) -> (Result<T, AnalyzeError>, LlmUsage) {
+        read: impl Fn(&str, &str) -> Result<T, ReplyError>,
+    ) -> Called<T> {
+        let inner = &self.inner;
+        let router = &inner.router;
+        let several = router.endpoints().len() > 1;
         // What is sent next: the request, or a re-ask after an invalid reply.
         let mut next: Option<Request> = None;
         let mut usage = LlmUsage::default();
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
+        // Endpoints that failed to answer this call: tried last.
+        let mut avoid = 0u64;
+        let mut endpoint_name: Option<String> = None;
         // The last pause between a failure and its retry that we chose (no
-        // Retry-After), as it really was: a pool-wide 429 pause can stretch
-        // it, and each such pause must be longer than the one before, or the
-        // provider sees retries at a constant interval, not a backoff.
+        // Retry-After), as it really was: pauses can stretch it, and each
+        // one must be longer than the one before, or the provider sees
+        // retries at a constant interval, not a backoff.
         let mut last_gap = Duration::ZERO;
         let mut gap_from: Option<std::time::Instant> = None;
         let result = loop {
@@ -528,11 +663,14 @@ impl OpenAiAnalyzer {
                 break Err(AnalyzeError::Cancelled);
             }
             let request = next.as_ref().unwrap_or(&first);
-            let tokens = request.tokens;
-            tokio::select! {
-                _ = self.inner.limits.acquire(tokens) => {}
-                _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
-            }
+            let ticket = match router.acquire(request, avoid, cancel).await {
+                Ok(t) => t,
+                Err(Stop::Cancelled) => break Err(AnalyzeError::Cancelled),
+                Err(Stop::Fatal { kind, detail }) => break Err(AnalyzeError::fatal(kind, detail)),
+            };
+            let endpoint = ticket.endpoint();
+            let index = ticket.index();
+            endpoint_name = Some(endpoint.name().to_string());
             if usage.requests > 0 {
                 usage.retries += 1;
             }
@@ -540,374 +678,417 @@ impl OpenAiAnalyzer {
             if let Some(from) = gap_from.take() {
                 last_gap = from.elapsed();
             }
-            let attempt = tokio::select! {
-                a = self.attempt(&request.body, &read) => a,
+            let rendered = endpoint.render(request);
+            let sent = tokio::select! {
+                a = endpoint.send(rendered.body, inner.settings.max_response_bytes) => a,
                 _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
             };
-            let (retry_kind, retry_reason, wait) = match attempt {
-                Attempt::Done(parsed) => {
-                    self.bill(&mut usage, &parsed, tokens);
-                    match parsed.analysis {
-                        Ok(analysis) => break Ok(analysis),
-                        Err(e) => {
-                            // The server is fine; the answer was not. Say what
-                            // was wrong (bounded by `max_retries`), no backoff.
-                            let reason = e.to_string();
-                            let kind = e.kind();
-                            next = match (&e, &parsed.content) {
-                                (
-                                    ReplyError::Json(_)
-                                    | ReplyError::Schema(_)
-                                    | ReplyError::Truncated
-                                    | ReplyError::Empty,
-                                    Some(content),
-                                ) => Some(self.reask(&first, content, &e)),
-                                _ => None,
-                            };
-                            (kind, reason, next.is_some().then_some(Duration::ZERO))
+            let error = match sent {
+                Ok(answer) => match answer.error() {
+                    Some(e) => e,
+                    None => {
+                        tracing::debug!(
+                            endpoint = endpoint.name(),
+                            status = answer.status.as_u16(),
+                            ms = answer.elapsed.as_millis() as u64,
+                            bytes = answer.body.len(),
+                            "chat completion"
+                        );
+                        router.report(ticket, Report::Answered);
+                        let parsed = reply::parse(&answer.body, |c| read(endpoint.model(), c));
+                        self.bill(
+                            &mut usage,
+                            endpoint,
+                            &parsed,
+                            rendered.tokens - rendered.reply_tokens,
+                        );
+                        if let Some(u) = parsed.usage
+                            && ignores_budget(u.completion_tokens, rendered.reply_tokens)
+                            && let Some(m) = endpoint.switch_budget(
+                                rendered.budget,
+                                &format!(
+                                    "a reply used {} tokens of a {} budget sent as {}",
+                                    u.completion_tokens,
+                                    rendered.reply_tokens,
+                                    rendered.budget.name()
+                                ),
+                            )
+                        {
+                            self.learnt(endpoint, m);
+                        }
+                        match parsed.analysis {
+                            Ok(analysis) => break Ok(analysis),
+                            Err(e) => {
+                                // The server is fine; the answer was not. Say
+                                // what was wrong (bounded by `max_retries`),
+                                // no backoff.
+                                let reason = e.to_string();
+                                let kind = e.kind();
+                                next = match (&e, &parsed.content) {
+                                    (
+                                        ReplyError::Json(_)
+                                        | ReplyError::Schema(_)
+                                        | ReplyError::Truncated
+                                        | ReplyError::Empty,
+                                        Some(content),
+                                    ) => Some(self.reask(&first, content, &e)),
+                                    _ => None,
+                                };
+                                failures += 1;
+                                if failures > inner.settings.max_retries {
+                                    break Err(AnalyzeError::failed(kind, reason));
+                                }
+                                if next.is_none() {
+                                    self.pause(
+                                        failures,
+                                        &mut last_gap,
+                                        &mut gap_from,
+                                        None,
+                                        cancel,
+                                    )
+                                    .await;
+                                }
+                                continue;
+                            }
                         }
                     }
+                },
+                Err(e) => e,
+            };
+            // A server that cannot take the structured-output mode or the
+            // budget parameter sent: try the next one, at once, uncounted.
+            if negotiate::refuses_format(&error) {
+                router.report(ticket, Report::Answered);
+                match endpoint.step_down(rendered.structured, &error.to_string()) {
+                    Some(m) => {
+                        self.learnt(endpoint, m);
+                        continue;
+                    }
+                    // Another call stepped down already: send it again.
+                    None if endpoint.structured() != rendered.structured => continue,
+                    None => {}
                 }
-                Attempt::RateLimited(reason) => {
+                break Err(AnalyzeError::failed(
+                    FailureKind::Rejected,
+                    format!("request rejected ({error}); no structured-output mode is left to try"),
+                ));
+            }
+            if negotiate::refuses_parameter(&error, rendered.budget) {
+                router.report(ticket, Report::Answered);
+                match endpoint.switch_budget(rendered.budget, &error.to_string()) {
+                    Some(m) => {
+                        self.learnt(endpoint, m);
+                        continue;
+                    }
+                    None if endpoint.budget() != rendered.budget => continue,
+                    None => {}
+                }
+                break Err(AnalyzeError::failed(
+                    FailureKind::Rejected,
+                    format!("request rejected ({error})"),
+                ));
+            }
+            let (kind, reason, wait) = match error.class() {
+                Class::Unavailable => {
+                    let outage = router.report(ticket, Report::Unavailable(&error));
+                    avoid |= 1 << (index % 64);
+                    if outage {
+                        // The provider is down: this call waits for it with
+                        // the others, its retries untouched.
+                        continue;
+                    }
+                    let kind = match &error {
+                        CallError::Timeout(_) => FailureKind::Timeout,
+                        CallError::Connection(_) => FailureKind::Connection,
+                        _ => FailureKind::ServerError,
+                    };
+                    let wait = error.retry_after().map(|d| endpoint.limits().clamp_wait(d));
+                    (kind, error.to_string(), wait)
+                }
+                Class::RateLimited => {
+                    router.report(ticket, Report::RateLimited(error.retry_after()));
                     usage.rate_limited += 1;
                     rate_limited += 1;
                     if rate_limited >= MAX_RATE_LIMITED {
                         break Err(AnalyzeError::failed(
                             FailureKind::RateLimited,
-                            format!("rate limited {rate_limited} times: {reason}"),
+                            format!("rate limited {rate_limited} times: {error}"),
                         ));
                     }
-                    // The pool pause is already set; no backoff of our own.
+                    // The endpoint's pause is set; no backoff of our own.
                     continue;
                 }
-                Attempt::Retry {
-                    kind,
-                    reason,
-                    after,
-                } => (kind, reason, after.map(|d| self.inner.limits.clamp_wait(d))),
-                Attempt::Fatal(kind, reason) => break Err(AnalyzeError::fatal(kind, reason)),
-                Attempt::Failed(kind, reason) => break Err(AnalyzeError::failed(kind, reason)),
+                Class::Unusable(kind) => {
+                    let detail = unusable(kind, endpoint, &error, several);
+                    // The router stops the call when no endpoint is left.
+                    router.report(ticket, Report::Out { kind, detail });
+                    continue;
+                }
+                Class::Refused => {
+                    router.report(ticket, Report::Answered);
+                    let status = error.status().unwrap_or_default();
+                    let message = error
+                        .api_error()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_default();
+                    break Err(AnalyzeError::failed(
+                        FailureKind::Rejected,
+                        format!("request rejected (HTTP {status}): {message}"),
+                    ));
+                }
+                Class::TooLarge => {
+                    router.report(ticket, Report::Answered);
+                    break Err(AnalyzeError::failed(
+                        FailureKind::ReplyTooLarge,
+                        format!(
+                            "the reply is larger than {} bytes (analyzer.openai.max_response_bytes)",
+                            inner.settings.max_response_bytes
+                        ),
+                    ));
+                }
             };
             failures += 1;
-            if failures > self.inner.settings.max_retries {
-                break Err(AnalyzeError::failed(retry_kind, retry_reason));
+            if failures > inner.settings.max_retries {
+                break Err(AnalyzeError::failed(kind, reason));
             }
-            tracing::debug!(attempt = failures, reason = %self.redact(retry_reason), "retrying");
-            // The server's Retry-After when it gave one, else our backoff,
-            // longer than the last one was.
-            let wait = wait.unwrap_or_else(|| {
-                gap_from = Some(std::time::Instant::now());
-                backoff(failures)
-                    .max(last_gap.mul_f64(GAP_GROWTH))
-                    .min(self.inner.limits.max_wait())
-            });
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => break Err(AnalyzeError::Cancelled),
+            tracing::debug!(attempt = failures, reason = %self.redact(&reason), "retrying");
+            if !self
+                .pause(failures, &mut last_gap, &mut gap_from, wait, cancel)
+                .await
+            {
+                break Err(AnalyzeError::Cancelled);
             }
         };
-        if let Some(price) = self.inner.price {
-            usage.cost_usd = price.cost(&usage, false);
-        }
         // A reason quotes the provider (error bodies, a redirect's location),
-        // which may echo the key: it never leaves here with it.
+        // which may echo a key: it never leaves here with it.
         let result = result.map_err(|e| match e {
             AnalyzeError::Failed { kind, detail } => {
-                AnalyzeError::failed(kind, self.redact(detail))
+                AnalyzeError::failed(kind, self.redact(&detail))
             }
-            AnalyzeError::Fatal { kind, detail } => AnalyzeError::fatal(kind, self.redact(detail)),
+            AnalyzeError::Fatal { kind, detail } => AnalyzeError::fatal(kind, self.redact(&detail)),
             other => other,
         });
-        (result, usage)
+        Called {
+            result,
+            usage,
+            endpoint: endpoint_name,
+        }
     }
 
-    /// Adds what one answered request was billed for; without `usage` in
-    /// the reply, the estimate (the prompt as counted for the limits, the
-    /// reply's characters / 4).
-    fn bill<T>(&self, usage: &mut LlmUsage, parsed: &reply::Parsed<T>, tokens: u32) {
+    /// Waits before retry `failure`: the provider's `Retry-After` when it
+    /// gave one, else the backoff, longer than the last one was. False when
+    /// cancelled meanwhile.
+    async fn pause(
+        &self,
+        failure: u32,
+        last_gap: &mut Duration,
+        gap_from: &mut Option<std::time::Instant>,
+        asked: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let max_wait = Duration::from_secs(self.inner.settings.max_retry_wait_seconds);
+        let wait = asked.unwrap_or_else(|| {
+            *gap_from = Some(std::time::Instant::now());
+            client::backoff(failure)
+                .max(last_gap.mul_f64(GAP_GROWTH))
+                .min(max_wait)
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    /// Adds what one answered request was billed for, at its endpoint's
+    /// price; without `usage` in the reply, the estimate (the prompt as
+    /// counted for the limits, the reply's characters / 4).
+    fn bill<T>(
+        &self,
+        usage: &mut LlmUsage,
+        endpoint: &Endpoint,
+        parsed: &reply::Parsed<T>,
+        prompt_tokens: u32,
+    ) {
+        let mut this = LlmUsage::default();
         match parsed.usage {
             Some(u) => {
-                usage.bill(u.prompt_tokens, u.completion_tokens);
-                usage.cached_tokens += u.prompt_tokens_details.cached_tokens;
-                usage.reasoning_tokens += u.completion_tokens_details.reasoning_tokens;
+                this.bill(u.prompt_tokens, u.completion_tokens);
+                this.cached_tokens = u.prompt_tokens_details.cached_tokens;
+                this.reasoning_tokens = u.completion_tokens_details.reasoning_tokens;
             }
-            None => usage.bill(
-                u64::from(tokens.saturating_sub(self.inner.reply_tokens)),
+            None => this.bill(
+                u64::from(prompt_tokens),
                 parsed.content_chars.div_ceil(4) as u64,
             ),
         }
+        if let Some(price) = endpoint.price() {
+            this.cost_usd = price.cost(&this, false);
+        }
+        endpoint.count(|c| c.usage.add(&this));
+        usage.add(&this);
     }
 
-    /// The chat-completions URL requests go to.
-    pub fn url(&self) -> &str {
-        &self.inner.url
+    /// `text` without any endpoint's key.
+    fn redact(&self, text: &str) -> String {
+        self.endpoints()
+            .iter()
+            .fold(text.to_string(), |t, e| e.connection().redact(t))
     }
 
-    /// One cheap request (a one-token completion of a one-word prompt, not
-    /// paced, not retried) to see that the endpoint, the key and the model
-    /// answer, and what limits the provider announces.
-    pub async fn probe(&self) -> Result<Probe, ProbeError> {
-        let inner = &self.inner;
-        let mut request = inner
-            .client
-            .post(&inner.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(inner.shape.probe_body());
-        request = match inner.auth {
-            AuthStyle::Bearer => request.bearer_auth(inner.key.expose_secret()),
-            AuthStyle::ApiKey => request.header("api-key", inner.key.expose_secret()),
-        };
-        let started = std::time::Instant::now();
-        let response = request.send().await.map_err(|e| ProbeError::Unreachable {
-            url: inner.url.clone(),
-            detail: without_url(&e),
-        })?;
-        let status = response.status();
-        let announced = Announced::from_headers(response.headers());
-        let elapsed = started.elapsed();
-        if status.is_success() {
+    /// One cheap request to endpoint `index` (a completion of a one-line
+    /// prompt with the smallest budget, not paced, not retried) to see that
+    /// the endpoint, the key and the model answer, what limits the provider
+    /// announces, and whether the reply keeps to the budget parameter (under
+    /// `token_parameter = "auto"`, one that does not is switched, and the
+    /// probe sent again).
+    pub async fn probe(&self, index: usize) -> Result<Probe, ProbeError> {
+        let endpoint = &self.endpoints()[index];
+        loop {
+            let shape = endpoint.shape();
+            let (body, budget) = shape.probe_body();
+            let url = endpoint.chat_url().to_string();
+            let answer = endpoint
+                .connection()
+                .chat(body, 64 * 1024)
+                .await
+                .map_err(|e| ProbeError::Unreachable {
+                    url: url.clone(),
+                    detail: self.redact(&e.to_string()),
+                })?;
+            let announced = Announced::from_headers(&answer.headers);
+            if let Some(error) = answer.error() {
+                if negotiate::refuses_parameter(&error, shape.budget())
+                    && endpoint
+                        .switch_budget(shape.budget(), &error.to_string())
+                        .is_some()
+                {
+                    continue;
+                }
+                let detail = match &error {
+                    CallError::Status { error, .. } => self.redact(&error.to_string()),
+                    other => self.redact(&other.to_string()),
+                };
+                return Err(ProbeError::Refused {
+                    url,
+                    status: answer.status.as_u16(),
+                    detail,
+                    announced,
+                });
+            }
+            let used = reply::parse(&answer.body, |_| Ok(())).usage;
+            let honoured = used.map(|u| !ignores_budget(u.completion_tokens, budget));
+            if honoured == Some(false)
+                && endpoint
+                    .switch_budget(
+                        shape.budget(),
+                        &format!(
+                            "check: a one-token probe sent as {} used {} tokens",
+                            shape.budget().name(),
+                            used.map_or(0, |u| u.completion_tokens)
+                        ),
+                    )
+                    .is_some()
+            {
+                continue;
+            }
             return Ok(Probe {
-                status: status.as_u16(),
-                elapsed,
+                status: answer.status.as_u16(),
+                elapsed: answer.elapsed,
                 announced,
+                budget: shape.budget(),
+                budget_honoured: honoured,
             });
         }
-        let detail = if status.is_redirection() {
-            "a redirect (not followed)".to_string()
-        } else {
-            // Enough for an error message, whatever the server sends.
-            let mut response = response;
-            let mut body = Vec::new();
-            while body.len() < 64 * 1024 {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    _ => break,
-                }
-            }
-            let (code, message) = api_error(&body);
-            self.redact(format!("{code} {message}").trim().to_string())
-        };
-        Err(ProbeError::Refused {
-            url: inner.url.clone(),
-            status: status.as_u16(),
-            detail,
-            announced,
-        })
     }
 
-    /// `text` with every occurrence of the API key replaced.
-    fn redact(&self, text: String) -> String {
-        let key = self.inner.key.expose_secret();
-        if key.is_empty() || !text.contains(key) {
-            return text;
+    /// Finds the structured-output mode endpoint `index`'s server takes,
+    /// from the most exact down (`check`): one short request per mode until
+    /// one is not refused for its `response_format`. The mode that works
+    /// (now in force), or the answer that stopped the search.
+    pub async fn negotiate(&self, index: usize) -> Result<StructuredMode, ProbeError> {
+        let endpoint = &self.endpoints()[index];
+        if self.inner.settings.structured_output {
+            endpoint.set_modes(StructuredMode::JsonSchema, endpoint.budget());
         }
-        text.replace(key, "[redacted]")
-    }
-
-    /// One HTTP request and what to do about its answer.
-    async fn attempt<T>(
-        &self,
-        body: &str,
-        read: impl Fn(&str) -> Result<T, ReplyError>,
-    ) -> Attempt<T> {
-        let inner = &self.inner;
-        let mut request = inner
-            .client
-            .post(&inner.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        request = match inner.auth {
-            AuthStyle::Bearer => request.bearer_auth(inner.key.expose_secret()),
-            AuthStyle::ApiKey => request.header("api-key", inner.key.expose_secret()),
-        };
-        let started = std::time::Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let (kind, what) = if e.is_timeout() {
-                    (FailureKind::Timeout, "timed out")
-                } else {
-                    (FailureKind::Connection, "connection failed")
-                };
-                return Attempt::retry(kind, format!("request {what}: {}", without_url(&e)));
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        inner.limits.observe(&headers);
-        if status.is_redirection() {
-            // Never followed: a redirect would carry the key (Azure's
-            // `api-key` header survives reqwest's cross-host redirects).
-            // Its query (which may carry anything) is left out.
-            let location = headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(
-                    || "nowhere".to_string(),
-                    |l| {
-                        let shown = match reqwest::Url::parse(l) {
-                            Ok(mut url) => {
-                                url.set_query(None);
-                                url.to_string()
-                            }
-                            Err(_) => l.split('?').next().unwrap_or_default().to_string(),
-                        };
-                        crate::model::truncate_chars(&shown, 200)
-                    },
-                );
-            return Attempt::Fatal(
-                FatalKind::Redirected,
-                format!(
-                    "{} answered HTTP {} redirecting to {location}; redirects are not followed \
-                 (set analyzer.openai.base_url to the final address)",
-                    inner.url,
-                    status.as_u16()
-                ),
-            );
-        }
-        let bytes = match read_capped(response, inner.settings.max_response_bytes).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return Attempt::Failed(
-                    FailureKind::ReplyTooLarge,
-                    format!(
-                        "the reply is larger than {} bytes (analyzer.openai.max_response_bytes)",
-                        inner.settings.max_response_bytes
-                    ),
-                );
-            }
-            Err(BodyError::Cut(e)) => {
-                return Attempt::retry(
-                    FailureKind::Connection,
-                    format!("response cut off: {}", without_url(&e)),
-                );
-            }
-        };
-        tracing::debug!(
-            status = status.as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            bytes = bytes.len(),
-            "chat completion"
+        let sample = Request::new(
+            "C: The power went out this morning.\nA: It is back now.\nC: Thanks, it works."
+                .to_string(),
+            1,
         );
-        let error_text = || api_error(&bytes);
-        // Retry-After is honoured on every retryable status, as the OpenAI
-        // SDKs do (read only for an error: most answers are successes).
-        let after = || limits::retry_after(&headers);
-        match status {
-            s if s.is_success() => Attempt::Done(reply::parse(&bytes, read)),
-            StatusCode::TOO_MANY_REQUESTS => {
-                let (code, message) = error_text();
-                if code.contains("insufficient_quota") {
-                    return Attempt::Fatal(
-                        FatalKind::QuotaExhausted,
-                        format!("the provider says the quota is exhausted: {message}"),
-                    );
-                }
-                let wait = after().unwrap_or_else(|| backoff(1).max(Duration::from_secs(1)));
-                inner.limits.pause_for(wait);
-                Attempt::RateLimited(format!("429 {message}"))
+        loop {
+            let rendered = endpoint.render(&sample);
+            let url = endpoint.chat_url().to_string();
+            let answer = endpoint
+                .connection()
+                .chat(rendered.body, 1024 * 1024)
+                .await
+                .map_err(|e| ProbeError::Unreachable {
+                    url: url.clone(),
+                    detail: self.redact(&e.to_string()),
+                })?;
+            let Some(error) = answer.error() else {
+                return Ok(rendered.structured);
+            };
+            if negotiate::refuses_format(&error)
+                && endpoint
+                    .step_down(rendered.structured, &error.to_string())
+                    .is_some()
+            {
+                continue;
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                let (_, message) = error_text();
-                Attempt::Fatal(
-                    FatalKind::KeyRejected,
-                    format!("the API key was rejected ({}): {message}", status.as_u16()),
-                )
-            }
-            StatusCode::NOT_FOUND => {
-                let (_, message) = error_text();
-                Attempt::Fatal(
-                    FatalKind::NotFound,
-                    format!(
-                        "{} answered 404 (wrong base_url or model?): {message}",
-                        inner.url
-                    ),
-                )
-            }
-            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT => Attempt::Retry {
-                kind: FailureKind::ServerError,
-                reason: format!("HTTP {}", status.as_u16()),
-                after: after(),
-            },
-            s if s.is_server_error() => Attempt::Retry {
-                kind: FailureKind::ServerError,
-                reason: format!("HTTP {}", s.as_u16()),
-                after: after(),
-            },
-            s => {
-                let (_, message) = error_text();
-                Attempt::Failed(
-                    FailureKind::Rejected,
-                    format!("request rejected (HTTP {}): {message}", s.as_u16()),
-                )
-            }
+            return Err(ProbeError::Refused {
+                url,
+                status: answer.status.as_u16(),
+                detail: self.redact(&error.to_string()),
+                announced: Announced::from_headers(&answer.headers),
+            });
         }
     }
 }
 
-/// Why a reply body could not be read whole.
-enum BodyError {
-    TooLarge,
-    Cut(reqwest::Error),
-}
-
-/// Reads a reply body, refusing one over `cap` bytes before it is held.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
-        if body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Exponential backoff with jitter: a random wait between 3/4 of and the
-/// whole of min(cap, base × 2^attempt). The jitter spreads a pool's retries;
-/// keeping it to a quarter makes each wait longer than the one before (a
-/// full-jitter wait can come out shorter, which looks like no backoff at all
-/// to a provider).
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_CAP)
-        .as_secs_f64();
-    Duration::from_secs_f64(rand::rng().random_range(ceiling * 0.75..=ceiling))
-}
-
-/// A reqwest error without the URL (which may carry an Azure key or secrets
-/// in query parameters on some deployments).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<url>");
-    }
-    text
-}
-
-/// `(code or type, message)` of an OpenAI-style error body.
-fn api_error(body: &[u8]) -> (String, String) {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let e = &v["error"];
-    let code = [&e["code"], &e["type"]]
+/// The redactor `privacy` calls for over `settings`' endpoints: a
+/// transcript may go to any of them, so it is redacted when one calls for it.
+fn redactor_for(
+    privacy: &crate::config::PrivacySettings,
+    settings: &OpenAiSettings,
+) -> Result<Option<Redactor>, OpenAiError> {
+    let anywhere = settings
+        .resolved_endpoints()
         .iter()
-        .filter_map(|x| x.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let message = e["message"]
-        .as_str()
-        .map(|m| crate::model::truncate_chars(m, 200))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    (code, message)
+        .any(|e| privacy::applies(privacy.redact, &e.base_url));
+    Ok(anywhere.then(|| Redactor::new(privacy)).transpose()?)
+}
+
+/// Why an endpoint is of no more use, in words.
+fn unusable(kind: FatalKind, endpoint: &Endpoint, error: &CallError, several: bool) -> String {
+    let message = error
+        .api_error()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    let status = error.status().unwrap_or_default();
+    let text = match kind {
+        FatalKind::QuotaExhausted => {
+            format!("the provider says the quota is exhausted: {message}")
+        }
+        FatalKind::KeyRejected => format!("the API key was rejected ({status}): {message}"),
+        FatalKind::NotFound => format!(
+            "{} answered 404 (wrong base_url or model?): {message}",
+            endpoint.chat_url()
+        ),
+        _ => error.to_string(),
+    };
+    let text = endpoint.connection().redact(text);
+    if several {
+        format!("endpoint {}: {text}", endpoint.name())
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthStyle, EndpointSettings, RateSetting};
     use crate::model::{Message, Role};
 
     fn settings() -> OpenAiSettings {
@@ -947,6 +1128,17 @@ mod tests {
         };
         let err = OpenAiAnalyzer::from_env(&s, &[]).unwrap_err();
         assert!(err.to_string().contains("POWERPULSE_TEST_SURELY_UNSET_KEY"));
+        // Each endpoint's own variable is asked for.
+        let s = OpenAiSettings {
+            endpoints: vec![EndpointSettings {
+                name: "second".into(),
+                api_key_env: Some("POWERPULSE_TEST_SURELY_UNSET_TOO".into()),
+                ..EndpointSettings::default()
+            }],
+            ..settings()
+        };
+        let err = OpenAiAnalyzer::from_env(&s, &[]).unwrap_err();
+        assert!(err.to_string().contains("POWERPULSE_TEST_SURELY_UNSET_TOO"));
     }
 
     #[test]
@@ -966,12 +1158,12 @@ mod tests {
     #[test]
     fn requests_share_a_byte_identical_prefix_and_are_valid_json() {
         let a = OpenAiAnalyzer::new(&settings(), SecretString::from("k")).unwrap();
-        let Request {
-            body: one,
-            tokens: t1,
-        } = a.request(&conversation("no power since morning"));
-        let two = a.request(&conversation("\"quotes\" and\nnewlines")).body;
-        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+        let e = a.primary();
+        let one = e.render(&a.request(&conversation("no power since morning")));
+        let two = e
+            .render(&a.request(&conversation("\"quotes\" and\nnewlines")))
+            .body;
+        let v: serde_json::Value = serde_json::from_str(&one.body).unwrap();
         serde_json::from_str::<serde_json::Value>(&two).unwrap();
         assert_eq!(v["model"], "gpt-4o");
         assert_eq!(v["temperature"], 0);
@@ -979,15 +1171,16 @@ mod tests {
         assert_eq!(v["messages"][0]["role"], "system");
         assert_eq!(v["messages"][1]["content"], "C: no power since morning");
         let common = one
+            .body
             .bytes()
             .zip(two.bytes())
             .take_while(|(a, b)| a == b)
             .count();
         assert!(
-            common >= one.find("\"role\":\"user\"").unwrap(),
+            common >= one.body.find("\"role\":\"user\"").unwrap(),
             "the system part is shared"
         );
-        assert!(t1 > a.inner.fixed_tokens);
+        assert!(one.tokens > e.fixed_tokens(1));
     }
 
     #[test]
@@ -1002,32 +1195,34 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
+        let body = |a: &OpenAiAnalyzer, c: &Conversation| a.primary().render(&a.request(c)).body;
         // A number at the very end of a long message, which trimming would
         // cut in half, and a name from the sender.
         let long = format!("{} call 9841234567", "no power ".repeat(300));
         let mut c = conversation(&long);
         c.messages[0].sender_name = Some("Sita Sharma".into());
         c.messages[0].text.push_str(" - Sita");
-        let body = on.request(&c).body;
+        let sent = body(&on, &c);
         assert!(
-            !body.contains("9841234567") && !body.contains("Sita"),
-            "{body}"
+            !sent.contains("9841234567") && !sent.contains("Sita"),
+            "{sent}"
         );
         assert!(
-            body.contains("<PHONE_1>") && body.contains("<NAME_1>"),
-            "{body}"
+            sent.contains("<PHONE_1>") && sent.contains("<NAME_1>"),
+            "{sent}"
         );
-        assert!(local.request(&c).body.contains("Sita"));
+        assert!(body(&local, &c).contains("Sita"));
         // A number where trimming would cut the message (its first 798
         // characters are kept): redacted whole first, nothing of it is sent.
         let cut = format!("{} 9841234567 {}", "x".repeat(793), "y".repeat(2000));
-        let body = on.request(&conversation(&cut)).body;
-        assert!(!body.contains("98412"), "{body}");
+        let sent = body(&on, &conversation(&cut));
+        assert!(!sent.contains("98412"), "{sent}");
         assert_eq!(
             on.fingerprint(),
             format!("{plain}/{}", on.redactor().unwrap().fingerprint())
         );
-        // The default policy for a provider elsewhere is to redact.
+        // The default policy for a provider elsewhere is to redact; with
+        // several endpoints, one elsewhere is enough.
         let remote = OpenAiAnalyzer::new(
             &OpenAiSettings {
                 base_url: "https://api.openai.com/v1".into(),
@@ -1037,6 +1232,25 @@ mod tests {
         )
         .unwrap();
         assert!(remote.redactor().is_some());
+        let mixed = OpenAiAnalyzer::new(
+            &OpenAiSettings {
+                endpoints: vec![
+                    EndpointSettings {
+                        name: "here".into(),
+                        ..EndpointSettings::default()
+                    },
+                    EndpointSettings {
+                        name: "there".into(),
+                        base_url: Some("https://api.openai.com/v1".into()),
+                        ..EndpointSettings::default()
+                    },
+                ],
+                ..settings()
+            },
+            SecretString::from("k"),
+        )
+        .unwrap();
+        assert!(mixed.redactor().is_some());
         let off = remote
             .with_privacy(&crate::config::PrivacySettings {
                 redact: crate::config::RedactMode::Off,
@@ -1057,32 +1271,59 @@ mod tests {
         };
         let a = OpenAiAnalyzer::new(&s, SecretString::from("k")).unwrap();
         assert_eq!(
-            a.inner.url,
+            a.primary().chat_url(),
             "https://x.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
         );
-        let body = a.request(&conversation("hi")).body;
+        let body = a.primary().render(&a.request(&conversation("hi"))).body;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(v.get("response_format").is_none());
     }
 
     #[test]
-    fn backoff_is_bounded_full_jitter() {
-        for attempt in 0..40 {
-            let d = backoff(attempt);
-            assert!(d <= BACKOFF_CAP);
-            assert!(d <= BACKOFF_BASE * 2u32.pow(attempt.min(10)));
-        }
+    fn several_endpoints_inherit_what_they_leave_out() {
+        let s = OpenAiSettings {
+            requests_per_minute: RateSetting::PerMinute(100),
+            tokens_per_minute: RateSetting::PerMinute(10_000),
+            endpoints: vec![
+                EndpointSettings {
+                    name: "east".into(),
+                    ..EndpointSettings::default()
+                },
+                EndpointSettings {
+                    name: "azure".into(),
+                    base_url: Some("https://x.openai.azure.com".into()),
+                    deployment: Some("gpt4o-prod".into()),
+                    requests_per_minute: Some(RateSetting::PerMinute(50)),
+                    priority: 1,
+                    ..EndpointSettings::default()
+                },
+            ],
+            ..settings()
+        };
+        let a = OpenAiAnalyzer::new(&s, SecretString::from("k")).unwrap();
+        let names: Vec<&str> = a.endpoints().iter().map(Endpoint::name).collect();
+        assert_eq!(names, ["east", "azure"]);
+        assert_eq!(a.primary().name(), "east");
+        assert_eq!(
+            a.endpoints()[1].chat_url(),
+            "https://x.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions"
+        );
+        assert_eq!(a.endpoints()[1].model(), "gpt4o-prod");
+        // Limits add up; the fingerprint names each model once.
+        assert_eq!(a.limits().requests_per_minute, Some(150));
+        assert_eq!(a.limits().tokens_per_minute, Some(20_000));
+        assert_eq!(a.fingerprint().split('/').nth(1), Some("gpt-4o+gpt4o-prod"));
+        let one = OpenAiAnalyzer::new(&settings(), SecretString::from("k")).unwrap();
+        assert_eq!(one.primary().name(), "127.0.0.1:9");
+        assert_eq!(one.fingerprint().split('/').nth(1), Some("gpt-4o"));
     }
 
     #[test]
-    fn error_bodies_are_read() {
-        let (code, message) = api_error(
-            br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
-        );
-        assert!(code.contains("insufficient_quota"));
-        assert_eq!(message, "You exceeded your current quota");
-        let (code, message) = api_error(b"<html>bad gateway</html>");
-        assert!(code.is_empty());
-        assert!(message.contains("bad gateway"));
+    fn a_budget_is_ignored_only_well_past_it() {
+        assert!(!ignores_budget(64, 64));
+        assert!(!ignores_budget(74, 64), "rounding");
+        assert!(ignores_budget(80, 64));
+        assert!(!ignores_budget(3, 1));
+        assert!(ignores_budget(40, 1));
     }
 }

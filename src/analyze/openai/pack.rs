@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{OpenAiAnalyzer, Request, prompt, reply, request};
+use super::{OpenAiAnalyzer, Request, prompt, reply};
 use crate::analyze::{AnalyzeError, LlmUsage, Outcome};
 
 /// How long a conversation waits for others before a smaller pack leaves.
@@ -41,18 +41,14 @@ struct Waiting {
 
 pub struct Packer {
     size: usize,
-    prefix: String,
-    fixed_tokens: u32,
     next_id: AtomicU64,
     pending: Mutex<Vec<Waiting>>,
 }
 
 impl Packer {
-    pub fn new(size: usize, prefix: String, fixed_tokens: u32) -> Self {
+    pub fn new(size: usize) -> Self {
         Self {
             size,
-            prefix,
-            fixed_tokens,
             next_id: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
         }
@@ -106,10 +102,7 @@ impl Packer {
                 }
                 _ = cancel.cancelled() => {
                     self.pending().retain(|w| w.id != id);
-                    return Packed::Done(Outcome {
-                        result: Err(AnalyzeError::Cancelled),
-                        usage: LlmUsage::default(),
-                    });
+                    return Packed::Done(Outcome::local(Err(AnalyzeError::Cancelled)));
                 }
             }
         }
@@ -118,19 +111,17 @@ impl Packer {
     /// Sends `pack` from a task of its own and answers each member.
     fn send(&self, analyzer: &OpenAiAnalyzer, pack: Vec<Waiting>) {
         let user = prompt::packed_transcript(pack.iter().map(|w| w.transcript.as_str()));
-        let request = Request {
-            tokens: self.fixed_tokens + prompt::estimate_tokens(&user),
-            body: request::body(&self.prefix, &user),
-        };
+        // A pack leaves with the packed shape whatever its size (a short
+        // one at an upload's tail), as the estimates count it.
+        let request = Request::new(user, self.size as u32);
         let analyzer = analyzer.clone();
         tokio::spawn(async move {
             let mut replies: Vec<oneshot::Sender<Packed>> =
                 pack.into_iter().map(|w| w.reply).collect();
             let count = replies.len();
-            let model = analyzer.model().to_string();
-            let read = |content: &str| {
+            let read = |model: &str, content: &str| {
                 let topics = analyzer.topic_names();
-                reply::validate_packed(content, count, OpenAiAnalyzer::NAME, &model, topics)
+                reply::validate_packed(content, count, OpenAiAnalyzer::NAME, model, topics)
             };
             // Only when every member has given up (cancelled) is the call
             // abandoned.
@@ -140,10 +131,11 @@ impl Packer {
                 }
             };
             let never = CancellationToken::new();
-            let (result, usage) = tokio::select! {
+            let called = tokio::select! {
                 r = analyzer.call(request, &never, read) => r,
                 _ = all_gone => return,
             };
+            let (result, usage, endpoint) = (called.result, called.usage, called.endpoint);
             if let Ok(packed) = &result
                 && packed.unknown > 0
             {
@@ -156,6 +148,7 @@ impl Packer {
                         Ok(analysis) => Packed::Done(Outcome {
                             result: Ok(analysis.clone()),
                             usage: share,
+                            endpoint: endpoint.clone(),
                         }),
                         Err(_) => Packed::Alone(share),
                     },
@@ -163,6 +156,7 @@ impl Packer {
                     Err(e @ AnalyzeError::Fatal { .. }) => Packed::Done(Outcome {
                         result: Err(e.clone()),
                         usage: share,
+                        endpoint: endpoint.clone(),
                     }),
                     Err(_) => Packed::Alone(share),
                 };

@@ -159,6 +159,13 @@ function render(s) {
     stats.push(["batch", `${b.status} (round ${b.round}): ${fmt(b.completed)}/${fmt(b.total)} done, ${fmt(b.failed)} failed`]);
   }
   $(".stats", c).replaceChildren(...stats.map(([k, v]) => el("span", { "data-stat": k }, `${k} `, el("b", {}, v))));
+  if (s.provider) {
+    // The provider is down: the upload waits. Times in the reader's own zone.
+    const hm = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const p = s.provider;
+    $(".stats", c).append(el("span", { class: "outage", role: "status" },
+      `provider unavailable: ${p.reason} since ${hm(p.since)}, next try ${hm(p.next_try)}`));
+  }
   if (s.errors && s.errors.length) $(".stats", c).append(el("span", { class: "errors" }, `errors: ${s.errors.slice(-3).join("; ")}`));
   $(".cancel", c).hidden = FINAL.has(s.stage) || !allows("operator");
 }
