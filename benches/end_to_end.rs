@@ -23,6 +23,14 @@
 //!   `max_tokens` 200, one call per conversation); retries per conversation
 //!   (a truncated reply costs one); elapsed against the rate-limit bound.
 //!
+//! - endpoints: several endpoints adding up, on fake servers of 1,500
+//!   requests a minute each (litellm's Router was measured with two such
+//!   deployments): elapsed ÷ the combined bound with 1, 2 and 3 endpoints,
+//!   429s, conversations answered twice; the same with one endpoint dying a
+//!   third of the way in (against the bound without the death, and the
+//!   bound with it); and an outage (every answer a 503): the requests sent
+//!   before the upload paused, and in the minute after.
+//!
 //! Figures are printed, never asserted: these machines are noisy.
 
 #[path = "../examples/support/synth.rs"]
@@ -60,6 +68,9 @@ fn main() {
     }
     if wants("tokens") {
         tokens::run(dir.path());
+    }
+    if wants("endpoints") {
+        endpoints::run(dir.path());
     }
 }
 
@@ -801,6 +812,223 @@ mod cpu {
              the HTTP calls alone {per_http:.0} us per call ({calls} calls); outside the HTTP \
              call {:.0} us per conversation",
             per_whole - per_http
+        );
+    }
+}
+
+mod endpoints {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use fake_openai::{FakeConfig, FakeServer, Faults, Latency};
+
+    /// Each endpoint's limit, as litellm's test deployments had.
+    const RPM: u32 = 1_500;
+    const LATENCY: Duration = Duration::from_millis(200);
+    const CONCURRENCY: &str = "64";
+
+    fn fake() -> FakeServer {
+        FakeServer::start(FakeConfig {
+            latency: Latency::Fixed(LATENCY),
+            requests_per_minute: Some(RPM),
+            workers: 1,
+            ..Default::default()
+        })
+        .expect("start a fake server")
+    }
+
+    fn endpoints_env(servers: &[&FakeServer]) -> String {
+        let items: Vec<String> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{{name = \"e{i}\", base_url = \"{}\"}}", s.base_url()))
+            .collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    /// `analyze` over `servers` (limits `auto`, learnt from each one's
+    /// headers), started in the background.
+    fn start(export: &Path, db: &Path, servers: &[&FakeServer]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args([
+                "analyze",
+                export.to_str().unwrap(),
+                "--json",
+                "--analyzer",
+                "openai",
+            ])
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("POWERPULSE_DB", db)
+            .env("POWERPULSE__ANALYZER__CONCURRENCY", CONCURRENCY)
+            .env(
+                "POWERPULSE__ANALYZER__OPENAI__ENDPOINTS",
+                endpoints_env(servers),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run powerpulse")
+    }
+
+    fn finish(child: std::process::Child) -> serde_json::Value {
+        let out = child.wait_with_output().expect("wait for powerpulse");
+        serde_json::from_slice(&out.stdout).expect("summary JSON")
+    }
+
+    /// N conversations with customer text, as the export holds them.
+    fn export(dir: &Path, name: &str, n: usize, seed: u64) -> (std::path::PathBuf, usize) {
+        let path = dir.join(name);
+        super::write_export(&path, n, seed);
+        let analysable = super::cpu::conversations(&path)
+            .iter()
+            .filter(|c| c.customer_messages() > 0)
+            .count();
+        (path, analysable)
+    }
+
+    pub fn run(dir: &Path) {
+        println!(
+            "endpoints: fake servers of {RPM} requests/min each, {} ms, concurrency {CONCURRENCY}, limits \"auto\"",
+            LATENCY.as_millis()
+        );
+        for k in 1..=3usize {
+            let (file, n) = export(dir, &format!("endpoints-{k}.csv"), 400 * k, 40 + k as u64);
+            let servers: Vec<FakeServer> = (0..k).map(|_| fake()).collect();
+            let refs: Vec<&FakeServer> = servers.iter().collect();
+            let started = Instant::now();
+            let s = finish(start(
+                &file,
+                &dir.join(format!("endpoints-{k}.redb")),
+                &refs,
+            ));
+            let wall = started.elapsed().as_secs_f64();
+            let elapsed = s["processing_time_seconds"].as_f64().unwrap_or(wall);
+            let stats: Vec<_> = servers.iter().map(FakeServer::stats).collect();
+            let requests: u64 = stats.iter().map(|s| s.requests).sum();
+            let answered: u64 = stats.iter().map(|s| s.succeeded).sum();
+            let bound = answered as f64 / (k as f64 * f64::from(RPM)) * 60.0;
+            println!(
+                "  {k} endpoint(s): {} of {n} analysed, {} failed; {elapsed:.2} s, bound {bound:.2} s, \
+                 elapsed/bound {:.3}; {requests} requests, {} 429s, answered twice {}; per endpoint {:?}",
+                s["analyzed"],
+                s["failed"],
+                elapsed / bound,
+                stats.iter().map(|s| s.rate_limited).sum::<u64>(),
+                stats
+                    .iter()
+                    .map(|s| s.conversations_answered_more_than_once)
+                    .sum::<u64>(),
+                stats.iter().map(|s| s.succeeded).collect::<Vec<_>>(),
+            );
+        }
+        for k in [2usize, 3] {
+            failover(dir, k);
+        }
+        outage(dir);
+    }
+
+    /// `k` endpoints, one stopped once a third of the conversations are answered.
+    fn failover(dir: &Path, k: usize) {
+        let (file, n) = export(
+            dir,
+            &format!("failover-{k}.csv"),
+            200 * (k + 1),
+            50 + k as u64,
+        );
+        let mut servers: Vec<FakeServer> = (0..k).map(|_| fake()).collect();
+        let refs: Vec<&FakeServer> = servers.iter().collect();
+        let started = Instant::now();
+        let child = start(&file, &dir.join(format!("failover-{k}.redb")), &refs);
+        let third = n as u64 / 3;
+        while servers.iter().map(|s| s.stats().succeeded).sum::<u64>() < third {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let died_at = started.elapsed().as_secs_f64();
+        let mut dead = servers.pop().expect("an endpoint");
+        dead.halt();
+        let dead_stats = dead.stats();
+        let s = finish(child);
+        let wall = started.elapsed().as_secs_f64();
+        let elapsed = s["processing_time_seconds"].as_f64().unwrap_or(wall);
+        let stats: Vec<_> = servers.iter().map(FakeServer::stats).collect();
+        let answered: u64 = stats.iter().map(|s| s.succeeded).sum::<u64>() + dead_stats.succeeded;
+        let distinct: u64 = stats
+            .iter()
+            .map(|s| s.distinct_conversations_answered)
+            .sum::<u64>()
+            + dead_stats.distinct_conversations_answered;
+        let rate = |endpoints: usize| endpoints as f64 * f64::from(RPM) / 60.0;
+        let whole = answered as f64 / rate(k);
+        let with_death = third as f64 / rate(k) + (answered - third) as f64 / rate(k - 1);
+        println!(
+            "  failover, {k} endpoints, one stopped at a third ({died_at:.1} s): {} of {n} analysed, \
+             {} failed; {elapsed:.2} s; elapsed/bound without the death {:.3}, with it {:.3}; \
+             {} 429s; answered {} for {} conversations (twice: {})",
+            s["analyzed"],
+            s["failed"],
+            elapsed / whole,
+            elapsed / with_death,
+            stats.iter().map(|s| s.rate_limited).sum::<u64>() + dead_stats.rate_limited,
+            answered,
+            s["analyzed"],
+            answered - distinct,
+        );
+    }
+
+    /// Every answer a 503: what the outage costs before the upload pauses,
+    /// and in the minute after (one probe at 5, 15 and 35 s).
+    fn outage(dir: &Path) {
+        let (file, n) = export(dir, "outage.csv", 200, 60);
+        let server = FakeServer::start(FakeConfig {
+            faults: Faults {
+                unavailable: 1.0,
+                ..Faults::default()
+            },
+            ..Default::default()
+        })
+        .expect("start a fake server");
+        let started = Instant::now();
+        // The defaults (concurrency 5, 20 failures, 15 minutes), for a minute.
+        let child = Command::new(env!("CARGO_BIN_EXE_powerpulse"))
+            .args([
+                "analyze",
+                file.to_str().unwrap(),
+                "--json",
+                "--analyzer",
+                "openai",
+            ])
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("OPENAI_BASE_URL", server.base_url())
+            .env("POWERPULSE_DB", dir.join("outage.redb"))
+            .env("POWERPULSE__ANALYZER__OUTAGE_TIMEOUT_SECONDS", "60")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run powerpulse");
+        // The pause: the first two seconds without a request.
+        let mut last = (0u64, Instant::now());
+        let paused = loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = server.stats().requests;
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if now > 0 && last.1.elapsed() >= Duration::from_secs(2) {
+                break (now, (last.1 - started).as_secs_f64());
+            }
+        };
+        let s = finish(child);
+        println!(
+            "  outage (every answer a 503), {n} conversations, the defaults: paused after {} requests \
+             ({:.1} s); {} requests in {:.0} s; then {}: \"{}\"; {} failed, {} analysed",
+            paused.0,
+            paused.1,
+            server.stats().requests,
+            started.elapsed().as_secs_f64(),
+            s["status"],
+            s["error"].as_str().unwrap_or_default(),
+            s["failed"],
+            s["analyzed"],
         );
     }
 }

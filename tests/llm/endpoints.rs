@@ -141,8 +141,9 @@ fn an_endpoint_that_dies_hands_its_work_to_the_other_and_nothing_is_paid_twice()
         assert!(Instant::now() < deadline, "the doomed endpoint got no work");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let mut doomed = doomed;
+    doomed.halt();
     let doomed_stats = doomed.stats();
-    doomed.stop();
     let out = child.wait_with_output().unwrap();
     let s = summary(&out);
     assert!(out.status.success(), "{s}");

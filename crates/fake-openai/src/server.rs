@@ -145,6 +145,12 @@ impl FakeServer {
         self.shutdown();
     }
 
+    /// Stops as [`FakeServer::stop`] does (an endpoint that dies), keeping
+    /// its counters readable: what it answered, the last requests included.
+    pub fn halt(&mut self) {
+        self.shutdown();
+    }
+
     fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             // An error means the server already stopped, which is the goal.

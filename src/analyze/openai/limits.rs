@@ -128,6 +128,17 @@ struct State {
     tokens: Limit,
     /// No request leaves before this instant (set by 429s and exhausted quotas).
     pause_until: Option<Instant>,
+    /// Counts the paces replaced (a limit adopted): a place reserved in an
+    /// earlier pace is not given back to the new one, which never held it.
+    generation: u64,
+}
+
+/// A place [`Limits::reserve`] took: when the request may go, and in which
+/// pace (to give it back to, if it is not sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub at: Instant,
+    generation: u64,
 }
 
 /// The rate limits of one endpoint.
@@ -169,6 +180,7 @@ impl Limits {
                 requests: Limit::new(r, rs, 1, now),
                 tokens: Limit::new(t, ts, max_request_tokens, now),
                 pause_until: None,
+                generation: 0,
             }),
             auto_requests: rpm == RateSetting::Auto,
             auto_tokens: tpm == RateSetting::Auto,
@@ -236,7 +248,7 @@ impl Limits {
 
     /// Takes a place for a request of `tokens` rate-limit tokens: when it
     /// may go (after any pause in force).
-    pub fn reserve(&self, tokens: u32, now: Instant) -> Instant {
+    pub fn reserve(&self, tokens: u32, now: Instant) -> Reservation {
         let n = self.tokens_of(tokens);
         let mut s = self.state();
         let (r, r_tat) = s.requests.slot(1, now);
@@ -248,14 +260,21 @@ impl Limits {
             p.tat = tat;
         }
         let at = r.max(t);
-        s.pause_until.map_or(at, |p| at.max(p))
+        Reservation {
+            at: s.pause_until.map_or(at, |p| at.max(p)),
+            generation: s.generation,
+        }
     }
 
     /// Gives back the place [`Limits::reserve`] took for a request that was
-    /// not sent (its caller went elsewhere, or stopped).
-    pub fn release(&self, tokens: u32, now: Instant) {
+    /// not sent (its caller went elsewhere, or stopped); a place in a pace
+    /// since replaced is gone with it.
+    pub fn release(&self, tokens: u32, reservation: Reservation, now: Instant) {
         let n = self.tokens_of(tokens);
         let mut s = self.state();
+        if s.generation != reservation.generation {
+            return;
+        }
         if let Some(p) = s.requests.pace.as_mut() {
             p.give_back(1, now);
         }
@@ -277,10 +296,13 @@ impl Limits {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let at = self.reserve(tokens, Instant::now());
+            let reservation = self.reserve(tokens, Instant::now());
             tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
-                _ = changed => continue,
+                _ = tokio::time::sleep_until(reservation.at) => {}
+                _ = changed => {
+                    self.release(tokens, reservation, Instant::now());
+                    continue;
+                }
             }
             match self.paused_until(Instant::now()) {
                 Some(until) => tokio::time::sleep_until(until).await,
@@ -323,6 +345,9 @@ impl Limits {
                     "tokens",
                     now,
                 );
+            if r || t {
+                s.generation += 1;
+            }
             r || t
         };
         if adopted {
@@ -692,15 +717,18 @@ mod tests {
         let now = Instant::now();
         for _ in 0..10 {
             assert_eq!(l.ready_at(10, now), now, "a look takes nothing");
-            assert_eq!(l.reserve(10, now), now);
+            assert_eq!(l.reserve(10, now).at, now);
         }
         let ms = Duration::from_millis;
         assert_eq!(l.ready_at(10, now), now + ms(100));
-        assert_eq!(l.reserve(10, now), now + ms(100));
-        assert_eq!(l.reserve(10, now), now + ms(200));
+        assert_eq!(l.reserve(10, now).at, now + ms(100));
+        let given_back = l.reserve(10, now);
+        assert_eq!(given_back.at, now + ms(200));
+        l.release(10, given_back, now);
+        assert_eq!(l.reserve(10, now).at, now + ms(200), "the same place again");
         // Later, the schedule has caught up: what is left of the burst refills.
         let later = now + Duration::from_secs(10);
-        assert_eq!(l.reserve(10, later), later);
+        assert_eq!(l.reserve(10, later).at, later);
         // Tokens bind too: 6,000 a minute is 100 a second.
         let t = Limits::new(
             RateSetting::PerMinute(60_000),
@@ -708,9 +736,9 @@ mod tests {
             100,
             MINUTE,
         );
-        assert_eq!(t.reserve(100, now), now);
-        assert_eq!(t.reserve(50, now), now + ms(500));
-        assert_eq!(t.reserve(100, now), now + ms(1500));
+        assert_eq!(t.reserve(100, now).at, now);
+        assert_eq!(t.reserve(50, now).at, now + ms(500));
+        assert_eq!(t.reserve(100, now).at, now + ms(1500));
     }
 
     #[tokio::test(start_paused = true)]
@@ -722,8 +750,9 @@ mod tests {
             MINUTE,
         ));
         // 500 a minute: past the burst of 8, the 20th caller waits 1.44 s.
+        let mut old = Vec::new();
         for _ in 0..19 {
-            l.reserve(1, Instant::now());
+            old.push(l.reserve(1, Instant::now()));
         }
         let start = Instant::now();
         let waiting = tokio::spawn({
@@ -741,6 +770,16 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        // Places taken under the old limit are not given to the new one,
+        // which never held them: past its burst of 1,000, the next waits.
+        let now = Instant::now();
+        for _ in 0..999 {
+            l.reserve(1, now);
+        }
+        for r in old {
+            l.release(1, r, now);
+        }
+        assert_eq!(l.reserve(1, now).at, now + Duration::from_millis(1));
     }
 
     #[tokio::test(start_paused = true)]

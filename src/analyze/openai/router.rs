@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use super::Request;
 use super::client::CallError;
 use super::endpoint::Endpoint;
+use super::limits::Reservation;
 use crate::analyze::FatalKind;
 
 /// Failures in a row that cool an endpoint down (when another is up).
@@ -181,6 +182,7 @@ pub struct Ticket<'r> {
     index: usize,
     probe: Probe,
     tokens: u32,
+    reservation: Reservation,
     sent: bool,
     reported: bool,
 }
@@ -207,7 +209,7 @@ impl Drop for Ticket<'_> {
         if !self.sent {
             self.endpoint()
                 .limits()
-                .release(self.tokens, Instant::now());
+                .release(self.tokens, self.reservation, Instant::now());
         }
         let mut state = self.router.state();
         state.endpoints[self.index].in_flight -= 1;
@@ -238,7 +240,7 @@ impl Drop for Ticket<'_> {
 enum Decision {
     Go {
         index: usize,
-        at: Instant,
+        reservation: Reservation,
         tokens: u32,
         probe: Probe,
     },
@@ -338,15 +340,17 @@ impl Router {
                 }
                 Decision::Go {
                     index,
-                    at,
+                    reservation,
                     tokens,
                     probe,
                 } => {
+                    let at = reservation.at;
                     let mut ticket = Ticket {
                         router: self,
                         index,
                         probe,
                         tokens,
+                        reservation,
                         sent: false,
                         reported: false,
                     };
@@ -462,11 +466,11 @@ impl Router {
     ) -> Decision {
         let endpoint = &self.endpoints[index];
         let tokens = endpoint.tokens(request);
-        let at = endpoint.limits().reserve(tokens, now);
+        let reservation = endpoint.limits().reserve(tokens, now);
         state.endpoints[index].in_flight += 1;
         Decision::Go {
             index,
-            at,
+            reservation,
             tokens,
             probe,
         }
@@ -684,9 +688,11 @@ mod tests {
                     name: name.to_string(),
                     priority: *priority,
                     weight: *weight,
-                    requests_per_minute: Some(
-                        rpm.map_or(RateSetting::PerMinute(6_000_000), RateSetting::PerMinute),
-                    ),
+                    requests_per_minute: Some(match rpm {
+                        None => RateSetting::PerMinute(6_000_000),
+                        Some(0) => RateSetting::Auto,
+                        Some(n) => RateSetting::PerMinute(*n),
+                    }),
                     ..EndpointSettings::default()
                 })
                 .collect(),
@@ -757,7 +763,9 @@ mod tests {
         let req = request();
         let now = Instant::now();
         let chosen = |at: Instant| match r.decide(&mut r.state(), &req, 0, at) {
-            Decision::Go { index, at, .. } => (r.endpoints()[index].name().to_string(), at),
+            Decision::Go {
+                index, reservation, ..
+            } => (r.endpoints()[index].name().to_string(), reservation.at),
             _ => panic!("no endpoint"),
         };
         // 60 a minute: a burst of one, then one a second.
@@ -964,6 +972,40 @@ mod tests {
                 detail: "endpoint b: quota".into()
             })
         );
+    }
+
+    /// Many calls waiting while the endpoint's limit is adopted from its
+    /// headers: none goes faster than the adopted limit allows.
+    #[tokio::test(start_paused = true)]
+    async fn calls_waiting_when_a_limit_is_adopted_keep_to_it() {
+        let r = std::sync::Arc::new(router(&[("a", 0, 1, Some(0))], (20, 900)));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (r, done) = (r.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let t = r
+                        .acquire(&request(), 0, &CancellationToken::new())
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let mut h = reqwest::header::HeaderMap::new();
+                    h.insert("x-ratelimit-limit-requests", "1500".parse().unwrap());
+                    t.endpoint().limits().observe(&h);
+                    r.report(t, Report::Answered);
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(12_700)).await;
+        // Under "auto": 8 at the starting 500 a minute, then the adopted
+        // 1,500 a minute: a burst of 25 and one every 40 ms.
+        let most = 8 + 25 + (12_500 / 40);
+        let n = done.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n <= most, "{n} calls in {:?}", start.elapsed());
+        assert!(n >= most - 10, "{n} calls: the limit is used");
     }
 
     #[tokio::test(start_paused = true)]
