@@ -287,7 +287,8 @@ impl Default for PrivacySettings {
 pub struct TopicSettings {
     /// The topic's name, as stored and reported (`outage`, `billing`, …).
     pub name: String,
-    /// What it covers, in words the LLM reads.
+    /// What it covers, in words the LLM reads, where the name alone would
+    /// not say (every description is tokens on every call).
     #[serde(default)]
     pub description: String,
     /// Words or phrases (any language, case-insensitive, matched inside
@@ -310,12 +311,13 @@ impl TopicSettings {
         }
     }
 
-    /// The default topics of a power utility's support desk.
+    /// The default topics of a power utility's support desk, described only
+    /// where the name alone is ambiguous.
     pub fn defaults() -> Vec<Self> {
         vec![
             Self::new(
                 "outage",
-                "no power",
+                "",
                 &[
                     "outage",
                     "no power",
@@ -365,7 +367,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "billing",
-                "charges",
+                "",
                 &[
                     "bill",
                     "invoice",
@@ -384,11 +386,7 @@ impl TopicSettings {
                     "धेरै आयो",
                 ],
             ),
-            Self::new(
-                "meter",
-                "readings",
-                &["meter", "reading", "मिटर", "मीटर", "रिडिङ"],
-            ),
+            Self::new("meter", "", &["meter", "reading", "मिटर", "मीटर", "रिडिङ"]),
             Self::new(
                 "connection",
                 "new, transfer, name change",
@@ -425,7 +423,7 @@ impl TopicSettings {
             ),
             Self::new(
                 "voltage",
-                "fluctuation, damage",
+                "damage too",
                 &[
                     "voltage",
                     "fluctuat",
