@@ -2,15 +2,17 @@
 //! chats (`tests/data/privacy_eval.jsonl`, personal values of every kind
 //! planted in them) against the fake server, which keeps every byte it
 //! receives. With `privacy.redact = "on"` no planted value reaches it, in
-//! sync mode with faults (retries and re-asks), packed, and in batch mode
-//! with failed and invalid lines (follow-up batches, then sync calls);
-//! with redaction off, every one of them does.
+//! sync mode with faults (retries and re-asks), packed, against a local
+//! server whose structured-output mode is negotiated (refusals, then the
+//! fallback mode), and in batch mode with failed and invalid lines
+//! (follow-up batches, then sync calls); with redaction off, every one of
+//! them does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fake_openai::{BatchConfig, FakeConfig, FakeServer, Faults};
+use fake_openai::{BatchConfig, FakeConfig, FakeServer, Faults, ServerKind};
 
 use super::{KEY, summary};
 
@@ -139,6 +141,17 @@ fn fake(faults: Faults, batch: BatchConfig) -> FakeServer {
     .unwrap()
 }
 
+/// A local server refusing `json_schema` (llama-cpp-python's), with faults.
+fn local_server() -> FakeServer {
+    FakeServer::start(FakeConfig {
+        faults: faults(),
+        server: ServerKind::LlamaCppPython,
+        record_received: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// Invalid replies (re-asked with the first request quoted) and server
 /// errors (retried).
 fn faults() -> Faults {
@@ -245,6 +258,11 @@ fn no_planted_value_reaches_the_provider_in_any_mode() {
             ],
         ),
         (
+            "local server, negotiated",
+            local_server(),
+            vec![("POWERPULSE__PRIVACY__REDACT", "on")],
+        ),
+        (
             "batch, then follow-up batches and sync calls",
             fake(faults(), quirky_batch),
             vec![
@@ -277,6 +295,11 @@ fn no_planted_value_reaches_the_provider_in_any_mode() {
         let sent = String::from_utf8_lossy(&server.received().concat()).into_owned();
         for placeholder in ["<PHONE_1>", "<NAME_1>", "<EMAIL_1>", "<ID_1>"] {
             assert!(sent.contains(placeholder), "{mode}: no {placeholder}");
+        }
+        if mode.starts_with("local") {
+            assert!(stats.invalid_requests >= 1, "{mode}: refused: {stats:?}");
+            let last = server.recent_requests().pop().unwrap();
+            assert_eq!(last["response_format"]["type"], "json_object", "{mode}");
         }
         if mode.starts_with("batch") {
             assert!(
