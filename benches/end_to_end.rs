@@ -3,8 +3,11 @@
 //! - lexicon: `powerpulse analyze` (the release binary) on a generated
 //!   8,000-conversation / ~60,000-message export, side by side with the
 //!   obvious Python script (csv + vaderSentiment, pip-installed into
-//!   `target/bench-venv`), runs interleaved; medians of 7, their ratio, and
-//!   the database bytes per input byte.
+//!   `target/bench-venv`), runs interleaved; medians of 15, their ratio, and
+//!   the database bytes per input byte. With `POWERPULSE_BASELINE=<another
+//!   powerpulse binary>` (say, the previous commit's release build), that
+//!   one runs in every round too: the two builds' medians and their ratio,
+//!   measured side by side on the same machine.
 //! - memory: peak RSS of `analyze` on a ~200 MB export, against 1.5 × file + 64 MiB.
 //! - llm: 8,000 conversations against the fake OpenAI server with binding
 //!   limits and 300 ms log-normal latency: elapsed vs. the bound the limits
@@ -83,11 +86,19 @@ fn write_export(path: &Path, conversations: usize, seed: u64) -> (usize, u64) {
 
 /// Runs the release binary; answers (elapsed, peak RSS in KiB, stdout).
 fn run_binary(args: &[&str], db: &Path) -> (Duration, u64, String) {
+    run_this(Path::new(env!("CARGO_BIN_EXE_powerpulse")), args, db)
+}
+
+/// Runs `binary` as [`run_binary`] runs this build's: in the database's
+/// directory, so that no `config.toml` is read (another build may not know
+/// this one's keys).
+fn run_this(binary: &Path, args: &[&str], db: &Path) -> (Duration, u64, String) {
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
+        .current_dir(db.parent().unwrap_or(Path::new(".")))
         .arg("-f")
         .arg("%M")
-        .arg(env!("CARGO_BIN_EXE_powerpulse"))
+        .arg(binary)
         .args(args)
         .env("POWERPULSE_DB", db)
         .env_remove("OPENAI_API_KEY")
@@ -200,7 +211,8 @@ fn lexicon_8000(dir: &Path) {
     if python.is_none() {
         println!("lexicon: no Python with vaderSentiment (pip failed); PowerPulse alone");
     }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut before) = (Vec::new(), Vec::new(), Vec::new());
+    let baseline = std::env::var_os("POWERPULSE_BASELINE").map(std::path::PathBuf::from);
     let mut rss = 0;
     let mut db_bytes = 0;
     // 15 interleaved rounds: the machines this runs on are noisy, and the
@@ -211,6 +223,11 @@ fn lexicon_8000(dir: &Path) {
         ours.push(elapsed.as_secs_f64());
         rss = rss.max(peak);
         db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len());
+        if let Some(baseline) = &baseline {
+            let db = dir.join(format!("lexicon-baseline-{i}.redb"));
+            let args = ["analyze", export.to_str().unwrap(), "--json"];
+            before.push(run_this(baseline, &args, &db).0.as_secs_f64());
+        }
         if let Some(python) = &python {
             let started = Instant::now();
             let out = Command::new(python)
@@ -236,6 +253,16 @@ fn lexicon_8000(dir: &Path) {
         rss as f64 / 1024.0,
         db_bytes as f64 / bytes as f64
     );
+    if let Some(baseline) = &baseline {
+        let b = median(before.clone());
+        println!(
+            "baseline {}, same file, interleaved: median {b:.3} s, runs {before:.3?}; this build \
+             takes {:.3}x its time ({:+.1} %)",
+            baseline.display(),
+            m / b,
+            100.0 * (m / b - 1.0)
+        );
+    }
     if !theirs.is_empty() {
         let p = median(theirs.clone());
         println!(

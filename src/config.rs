@@ -39,6 +39,7 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// What is redacted from text before it leaves the machine.
     pub privacy: PrivacySettings,
+    pub alerts: AlertSettings,
     /// What conversations are about: the LLM picks one by `description`, the
     /// lexicon by `keywords`. Replaces the default list when given.
     pub topics: Vec<TopicSettings>,
@@ -54,6 +55,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             notify: NotifySettings::default(),
             privacy: PrivacySettings::default(),
+            alerts: AlertSettings::default(),
             topics: TopicSettings::defaults(),
         }
     }
@@ -94,6 +96,71 @@ pub struct NotifySettings {
     /// Events pending (queued or being delivered); beyond this, new ones
     /// are dropped (and counted).
     pub queue_capacity: usize,
+    /// The body's shape: PowerPulse's JSON, or a message Slack's or
+    /// Microsoft Teams' incoming webhooks take.
+    pub format: WebhookFormat,
+    /// A summary of the last day or week, sent by `serve` at `digest_hour`.
+    pub digest: DigestSchedule,
+    /// The hour (UTC, 0–23) the digest goes out.
+    pub digest_hour: u8,
+    /// The day a weekly digest goes out.
+    pub digest_weekday: Weekday,
+    /// Where people open the dashboard (e.g. `https://pp.example`): events
+    /// then link to the conversations behind them. Unset: no links.
+    pub dashboard_url: Option<String>,
+}
+
+/// The shape of a webhook's body (`notify.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The event as JSON (see the README).
+    #[default]
+    Json,
+    /// `{"text", "blocks"}`: a Slack incoming webhook's message.
+    Slack,
+    /// An Adaptive Card message: a Microsoft Teams workflow webhook's.
+    Teams,
+}
+
+/// How often the digest goes out (`notify.digest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestSchedule {
+    #[default]
+    Off,
+    /// Each day, about the day before.
+    Daily,
+    /// Each `digest_weekday`, about the seven days before.
+    Weekly,
+}
+
+/// A day of the week (`notify.digest_weekday`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    #[default]
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl Weekday {
+    pub fn to_chrono(self) -> chrono::Weekday {
+        match self {
+            Weekday::Monday => chrono::Weekday::Mon,
+            Weekday::Tuesday => chrono::Weekday::Tue,
+            Weekday::Wednesday => chrono::Weekday::Wed,
+            Weekday::Thursday => chrono::Weekday::Thu,
+            Weekday::Friday => chrono::Weekday::Fri,
+            Weekday::Saturday => chrono::Weekday::Sat,
+            Weekday::Sunday => chrono::Weekday::Sun,
+        }
+    }
 }
 
 impl Default for NotifySettings {
@@ -105,7 +172,85 @@ impl Default for NotifySettings {
             backoff_ms: 1000,
             timeout_seconds: 10,
             queue_capacity: 256,
+            format: WebhookFormat::Json,
+            digest: DigestSchedule::Off,
+            digest_hour: 8,
+            digest_weekday: Weekday::Monday,
+            dashboard_url: None,
         }
+    }
+}
+
+/// Incident alerts (`[alerts]`): when a topic's or an agent's day stands
+/// out from its own history (the rule: `crate::alerts::rule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Look for alerts at all (after each completed upload, and hourly in `serve`).
+    pub enabled: bool,
+    /// Same weekdays before the day in its weekly baseline.
+    pub weeks: u8,
+    /// Days just before the day in its recent baseline.
+    pub recent_days: u8,
+    /// Robust spreads (1.4826 × median absolute deviation, at least the
+    /// figure's sampling noise) the day must be beyond both baselines.
+    pub threshold: f64,
+    /// Fewest conversations of the topic or agent that day to judge it.
+    pub min_conversations: u64,
+    /// Volume: at least this many times the baseline.
+    pub min_volume_ratio: f64,
+    /// Negative share: at least this much higher (0.15 = 15 points).
+    pub min_share_increase: f64,
+    /// Satisfaction: at least this much lower (on 1–5).
+    pub min_satisfaction_drop: f64,
+    /// Days judged each time, back from the newest day with conversations.
+    pub lookback_days: u16,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            weeks: 6,
+            recent_days: 7,
+            threshold: 4.0,
+            min_conversations: 20,
+            min_volume_ratio: 1.5,
+            min_share_increase: 0.15,
+            min_satisfaction_drop: 0.5,
+            lookback_days: 60,
+        }
+    }
+}
+
+impl AlertSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("alerts.{key}"),
+            message: message.into(),
+        };
+        if !(1..=52).contains(&self.weeks) {
+            return Err(invalid("weeks", "must be 1 to 52"));
+        }
+        if !(1..=90).contains(&self.recent_days) {
+            return Err(invalid("recent_days", "must be 1 to 90"));
+        }
+        if !(self.threshold.is_finite() && self.threshold > 0.0) {
+            return Err(invalid("threshold", "must be a number above 0"));
+        }
+        if !(self.min_volume_ratio.is_finite() && self.min_volume_ratio >= 1.0) {
+            return Err(invalid("min_volume_ratio", "must be 1 or more"));
+        }
+        if !(0.0..=1.0).contains(&self.min_share_increase) {
+            return Err(invalid("min_share_increase", "must be 0 to 1"));
+        }
+        if !(0.0..=4.0).contains(&self.min_satisfaction_drop) {
+            return Err(invalid("min_satisfaction_drop", "must be 0 to 4"));
+        }
+        if !(1..=3660).contains(&self.lookback_days) {
+            return Err(invalid("lookback_days", "must be 1 to 3660"));
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +295,28 @@ impl NotifySettings {
         }
         if self.queue_capacity > 1_000_000 {
             return Err(invalid("queue_capacity", "at most 1000000".into()));
+        }
+        if self.digest != DigestSchedule::Off
+            && self.webhook_url.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "digest",
+                "a digest is sent to notify.webhook_url: set it too".into(),
+            ));
+        }
+        if self.digest_hour > 23 {
+            return Err(invalid("digest_hour", "an hour of the day, 0 to 23".into()));
+        }
+        if let Some(url) = &self.dashboard_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => {
+                    return Err(invalid(
+                        "dashboard_url",
+                        format!("{url:?} is not an http or https URL"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -1231,6 +1398,7 @@ impl Settings {
         )?;
         self.server.validate()?;
         self.notify.validate()?;
+        self.alerts.validate()?;
         crate::privacy::Redactor::check(&self.privacy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),
@@ -1370,6 +1538,7 @@ const OPTIONAL_STRING_KEYS: &[&str] = &[
     "ingest.columns.",
     "notify.webhook_url",
     "notify.secret",
+    "notify.dashboard_url",
 ];
 
 /// The defaults as a TOML tree: where an environment value lands on a

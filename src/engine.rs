@@ -10,6 +10,7 @@ use actix::prelude::*;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::alerts::actor::{AlertActor, CheckAlerts, FlushAlerts, SendDigest};
 use crate::analyze::Analyzer;
 use crate::analyze::actor::AnalyzerPool;
 use crate::config::Settings;
@@ -52,6 +53,9 @@ pub struct Engine {
     webhook_stats: Arc<WebhookStats>,
     /// `[privacy]`, compiled: what a redacted export or transcript leaves out.
     redactor: Redactor,
+    /// Alert checks and digests.
+    alerts: Addr<AlertActor>,
+    alert_stats: Arc<crate::alerts::AlertStats>,
 }
 
 impl Engine {
@@ -109,6 +113,22 @@ impl Engine {
             )
             .start()
         });
+        let notifier = webhooks.as_ref().map(|addr| Notifier {
+            to: addr.clone().recipient(),
+            events: addr.clone().recipient(),
+            stats: webhook_stats.clone(),
+            capacity: settings.notify.queue_capacity,
+        });
+        let alert_stats = Arc::new(crate::alerts::AlertStats::default());
+        let (alerts, alert_trigger) = AlertActor::new(
+            reader.clone(),
+            writer.clone(),
+            notifier.clone(),
+            settings.alerts.clone(),
+            settings.notify.clone(),
+            alert_stats.clone(),
+        )
+        .launch();
         let threads = match analyzer {
             // Lexicon analysis is CPU work: one arbiter per core.
             Analyzer::Lexicon(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -126,12 +146,9 @@ impl Engine {
             batch_size: settings.analyzer.batch_size,
             shutdown: CancellationToken::new(),
             spool_dir: Some(spool_dir),
-            notifier: webhooks.as_ref().map(|addr| Notifier {
-                to: addr.clone().recipient(),
-                stats: webhook_stats.clone(),
-                capacity: settings.notify.queue_capacity,
-            }),
+            notifier,
             retry_failed: false,
+            alerts: Some(alert_trigger),
         };
         if let Analyzer::OpenAi(llm) = &pipeline.analyzer {
             remember_what_endpoints_learn(llm, pipeline.store.clone());
@@ -154,6 +171,8 @@ impl Engine {
             webhooks,
             webhook_stats,
             redactor,
+            alerts,
+            alert_stats,
         })
     }
 
@@ -186,6 +205,11 @@ impl Engine {
     /// Webhook deliveries so far (all zero when webhooks are off).
     pub fn webhook_stats(&self) -> &WebhookStats {
         &self.webhook_stats
+    }
+
+    /// Alert checks and digests so far.
+    pub fn alert_stats(&self) -> &crate::alerts::AlertStats {
+        &self.alert_stats
     }
 
     /// The database path in use.
@@ -304,6 +328,43 @@ impl Engine {
         });
     }
 
+    /// Looks for alerts now and waits for the check (and anything sent to
+    /// the alerts before it) to be done.
+    pub async fn check_alerts(&self) {
+        let _ = self.alerts.send(CheckAlerts).await;
+        let _ = self.alerts.send(FlushAlerts).await;
+    }
+
+    /// What `serve` runs besides requests: an alert check every
+    /// [`crate::alerts::CHECK_INTERVAL`] (the first now), and the digest
+    /// at each time `notify.digest` falls due (one that fell due while the
+    /// server was down, now), until shutdown.
+    pub fn keep_watching(&self) {
+        let engine = self.clone();
+        actix_rt::spawn(async move {
+            let mut checks = tokio::time::interval(crate::alerts::CHECK_INTERVAL);
+            let notify = engine.settings.notify.clone();
+            if let Some(due) = crate::notify::digest::last_due(&notify, chrono::Utc::now()) {
+                let _ = engine.alerts.try_send(SendDigest { due });
+            }
+            loop {
+                let until_digest = crate::notify::digest::next_due(&notify, chrono::Utc::now())
+                    .map(|due| (due, (due - chrono::Utc::now()).to_std().unwrap_or_default()));
+                tokio::select! {
+                    _ = engine.pipeline.shutdown.cancelled() => return,
+                    _ = checks.tick() => {
+                        let _ = engine.alerts.try_send(CheckAlerts);
+                    }
+                    _ = tokio::time::sleep(until_digest.map_or(crate::alerts::CHECK_INTERVAL, |d| d.1)), if until_digest.is_some() => {
+                        if let Some((due, _)) = until_digest {
+                            let _ = engine.alerts.try_send(SendDigest { due });
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// Stops taking uploads, interrupts running ones (they keep an unfinished
     /// status and resume on the next start), waits until each has stored what
     /// it has, commits everything buffered, closes the database and stops the
@@ -312,6 +373,8 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.pipeline.shutdown.cancel();
         let _ = self.uploads.send(Drain).await;
+        // The checks of uploads that completed, and their webhooks.
+        let _ = self.alerts.send(FlushAlerts).await;
         if let Some(webhooks) = &self.webhooks {
             let grace = Duration::from_secs(self.settings.notify.timeout_seconds);
             crate::notify::actor::flush(webhooks, grace).await;

@@ -20,8 +20,10 @@
 //! - [`retention`]: which uploads `storage.retention_days` removes; [`spool`]: the
 //!   files of uploads received over HTTP, kept only while they can be needed.
 //! - [`privacy`]: personal data replaced by placeholders before text leaves the machine.
+//! - [`alerts`]: days that stand out from a topic's or agent's own history; the `AlertActor`.
 
 pub mod access;
+pub mod alerts;
 pub mod analyze;
 pub mod config;
 pub mod engine;

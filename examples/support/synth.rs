@@ -458,9 +458,74 @@ pub fn generate(conversations: usize, seed: u64) -> Vec<SynthMessage> {
     rows.into_iter().map(|(_, _, m)| m).collect()
 }
 
+/// `weeks` weeks of chats from Monday 2 March 2026, a day at a time: about
+/// `per_day` chats each weekday (±10 %), 60 % of that on Saturdays and 50 %
+/// on Sundays, between 08:00 and 20:00 UTC; on each `(day, extra)` of
+/// `incidents` (days counted from 0), `extra` more outage chats, every one
+/// ending angry. Ids are `D<day>-<n>`. Rows come interleaved by time.
+pub fn generate_weeks(
+    weeks: usize,
+    per_day: usize,
+    seed: u64,
+    incidents: &[(usize, usize)],
+) -> Vec<SynthMessage> {
+    let mut rng = Rng(seed ^ 0x5EED_DA75);
+    let mut rows: Vec<(i64, usize, SynthMessage)> = Vec::new();
+    for day in 0..weeks * 7 {
+        let rhythm = match day % 7 {
+            5 => 0.6,
+            6 => 0.5,
+            _ => 1.0,
+        };
+        let usual =
+            (per_day as f64 * rhythm * (0.9 + 0.2 * rng.below(1001) as f64 / 1000.0)) as usize;
+        let extra = incidents
+            .iter()
+            .filter(|(d, _)| *d == day)
+            .map(|(_, n)| n)
+            .sum::<usize>();
+        for n in 0..usual + extra {
+            let planted = n >= usual;
+            let id = format!("D{day:02}-{n:04}");
+            let mut t = START + day as i64 * 86_400 + rng.below(12 * 3600) as i64;
+            let messages = if planted {
+                conversation_of(&mut rng, Some(0), Some(Mood::Angry))
+            } else {
+                conversation(&mut rng)
+            };
+            for (role, sender_name, text) in messages {
+                rows.push((
+                    t,
+                    rows.len(),
+                    SynthMessage {
+                        conversation_id: id.clone(),
+                        role,
+                        sender_name,
+                        text,
+                        timestamp: rfc3339(t),
+                    },
+                ));
+                t += 15 + rng.below(240) as i64;
+            }
+        }
+    }
+    rows.sort_by_key(|(t, seq, _)| (*t, *seq));
+    rows.into_iter().map(|(_, _, m)| m).collect()
+}
+
 /// One chat's messages in order: (raw role, sender name, text).
 fn conversation(rng: &mut Rng) -> Vec<(&'static str, String, String)> {
-    let topic = &TOPICS[rng.below(TOPICS.len())];
+    conversation_of(rng, None, None)
+}
+
+/// One chat of `topic` (an index of `TOPICS`) ending in `mood`, each
+/// picked at random when not given.
+fn conversation_of(
+    rng: &mut Rng,
+    topic: Option<usize>,
+    mood: Option<Mood>,
+) -> Vec<(&'static str, String, String)> {
+    let topic = &TOPICS[topic.unwrap_or_else(|| rng.below(TOPICS.len()))];
     // 10% fully Nepali, 5% a Nepali customer with an English-writing agent.
     let language = rng.below(100);
     let customer_lines = if language < 15 {
@@ -473,12 +538,12 @@ fn conversation(rng: &mut Rng) -> Vec<(&'static str, String, String)> {
     } else {
         &topic.english
     };
-    let mood = match rng.below(100) {
+    let mood = mood.unwrap_or_else(|| match rng.below(100) {
         0..=44 => Mood::Happy,
         45..=69 => Mood::Angry,
         70..=79 => Mood::Sarcastic,
         _ => Mood::Neutral,
-    };
+    });
     let reference = (100_000 + rng.below(900_000)).to_string();
     let fill = |t: &str| t.replace("{id}", &reference);
     let customer = rng.pick(CUSTOMERS).to_string();

@@ -32,10 +32,12 @@ pub enum Action {
     Transcript,
     /// `GET /api/audit`.
     ReadAudit,
+    /// `POST /api/alerts/{id}/ack`.
+    AcknowledgeAlert,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Upload,
         Action::Estimate,
         Action::Cancel,
@@ -44,6 +46,7 @@ impl Action {
         Action::Backup,
         Action::Transcript,
         Action::ReadAudit,
+        Action::AcknowledgeAlert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Action {
             Action::Backup => "backup",
             Action::Transcript => "transcript",
             Action::ReadAudit => "read_audit",
+            Action::AcknowledgeAlert => "acknowledge_alert",
         }
     }
 }

@@ -9,6 +9,7 @@
 mod remote;
 mod runtime;
 
+mod alerts;
 mod audit;
 mod estimate;
 mod ops;
@@ -164,7 +165,7 @@ enum Command {
         #[arg(long)]
         who: Option<String>,
         /// Only this action: upload, estimate, cancel, resume, delete,
-        /// backup, transcript, read_audit.
+        /// backup, transcript, read_audit, acknowledge_alert.
         #[arg(long)]
         action: Option<Action>,
         /// Only entries about this upload.
@@ -173,6 +174,25 @@ enum Command {
         /// At most this many entries.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the days a topic or an agent stood out from its own history
+    /// (newest first), or acknowledge one with --ack.
+    Alerts {
+        /// Only alerts of this day (YYYY-MM-DD) or later.
+        #[arg(long, value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Only alerts of this day (YYYY-MM-DD) or earlier.
+        #[arg(long, value_name = "DATE")]
+        to: Option<chrono::NaiveDate>,
+        /// Only the alerts nobody acknowledged yet.
+        #[arg(long)]
+        open: bool,
+        /// Acknowledge this alert (its id, as listed) instead of listing.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["from", "to", "open"])]
+        ack: Option<String>,
+        /// Print one JSON object, `{"alerts": [...]}` (as `GET /api/alerts`).
         #[arg(long)]
         json: bool,
     },
@@ -360,6 +380,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             audit::run(&Db::open(&settings)?, &filter, limit, json)
         }
+        Command::Alerts {
+            from,
+            to,
+            open,
+            ack,
+            json,
+        } => alerts::run(
+            &settings,
+            alerts::AlertsArgs {
+                from,
+                to,
+                open,
+                ack,
+                json,
+            },
+        ),
         Command::Serve { bind, analyzer } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;

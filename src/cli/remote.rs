@@ -325,6 +325,50 @@ impl Remote {
         })
     }
 
+    /// Alerts of the days from `from` to `to`, only unacknowledged ones when `open`.
+    pub fn alerts(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+        open: bool,
+    ) -> Result<Vec<powerpulse::alerts::Alert>> {
+        #[derive(Deserialize)]
+        struct List {
+            alerts: Vec<powerpulse::alerts::Alert>,
+        }
+        self.rt.block_on(async {
+            let mut query = vec![("open", if open { "true" } else { "false" })];
+            query.extend(from.map(|f| ("from", f)));
+            query.extend(to.map(|t| ("to", t)));
+            let request = self.request_with(reqwest::Method::GET, "/api/alerts", &query);
+            let list: List = self
+                .send(request)
+                .await?
+                .json()
+                .await
+                .context("while reading the alerts")?;
+            Ok(list.alerts)
+        })
+    }
+
+    /// Acknowledges an alert; `None` when the server has no such alert.
+    pub fn acknowledge(&self, id: &str) -> Result<Option<powerpulse::alerts::Alert>> {
+        self.rt.block_on(async {
+            let response = self
+                .request(reqwest::Method::POST, &format!("/api/alerts/{id}/ack"))
+                .send()
+                .await
+                .with_context(|| {
+                    format!("while talking to the PowerPulse server at {}", self.base)
+                })?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let alert = self.checked(response).await?.json().await;
+            alert.map(Some).context("while reading the alert")
+        })
+    }
+
     /// Cancels an upload running in the server.
     pub fn cancel(&self, id: Uuid) -> Result<()> {
         self.rt.block_on(self.cancel_async(id))

@@ -77,6 +77,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/api/insights", needs(Viewer, None)),
     ("GET", "/api/conversations", needs(Viewer, None)),
+    ("GET", "/api/alerts", needs(Viewer, None)),
+    (
+        "POST",
+        "/api/alerts/{alert_id}/ack",
+        needs(Operator, Some(Action::AcknowledgeAlert)),
+    ),
     ("POST", "/api/upload", needs(Operator, Some(Action::Upload))),
     (
         "POST",
@@ -215,7 +221,7 @@ pub async fn authorize(
             })
         };
         let path_upload = param("upload_id").and_then(|id| Uuid::parse_str(&id).ok());
-        let path_target = param("conversation_id");
+        let path_target = param("conversation_id").or_else(|| param("alert_id"));
         let entry = AuditEntry {
             id: Uuid::now_v7(),
             at: chrono::Utc::now(),

@@ -10,6 +10,7 @@
 //! down so running uploads reach the store.
 
 pub mod access;
+mod alerts;
 mod audit;
 mod conversations;
 mod dashboard;
@@ -167,6 +168,7 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "could not resume unfinished uploads"),
     }
     engine.keep_retention();
+    engine.keep_watching();
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,
@@ -216,6 +218,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .configure(conversations::api)
                     .configure(identity::api)
                     .configure(audit::api)
+                    .configure(alerts::api)
                     .default_service(web::to(routes::not_found)),
             );
     }

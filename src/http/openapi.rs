@@ -37,6 +37,8 @@ use super::routes;
         routes::summary,
         routes::insights,
         super::conversations::drill_down,
+        super::alerts::list_alerts,
+        super::alerts::acknowledge,
         routes::export,
         routes::backup,
         routes::metrics_text,

@@ -1155,6 +1155,7 @@ pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse> {
     if let Analyzer::OpenAi(llm) = state.engine.analyzer() {
         metrics::render_endpoints(llm, &mut text);
     }
+    state.engine.alert_stats().render(&mut text);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text))

@@ -1,7 +1,7 @@
 //! `WebhookActor`: the queue and the delivery loop of webhook events.
 //!
-//! The pipeline sends with [`Notifier::upload_ended`] (`try_send`, never
-//! waiting). At most `notify.queue_capacity` events are pending, counted in
+//! The pipeline sends with [`Notifier::upload_ended`], the alerts with
+//! [`Notifier::send`] (`try_send`, never waiting). At most `notify.queue_capacity` events are pending, counted in
 //! [`WebhookStats`]: beyond that an event is dropped, logged and counted.
 //! (The mailbox's own capacity bounds nothing here: actix gives every clone
 //! of an address a slot of its own, and each upload's job has its clone.)
@@ -13,13 +13,18 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::{UploadEnd, UploadEvent, Webhook, WebhookStats};
+use super::{Event, UploadEnd, UploadEvent, Webhook, WebhookStats};
 use crate::store::actor::GetSummary;
 
 /// An upload reached a final state (completed, failed or cancelled).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UploadEnded(pub UploadEnd);
+
+/// An event ready to go (an alert, a digest).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Event);
 
 /// Answered once every event queued before it has been delivered or given up.
 #[derive(Message)]
@@ -78,8 +83,24 @@ impl Handler<UploadEnded> for WebhookActor {
                     .ok()
                     .and_then(Result::ok);
                 if let Some(event) = UploadEvent::new(end, summary.as_ref()) {
-                    webhook.deliver(&event, &stats).await;
+                    webhook.deliver(&Event::Upload(event), &stats).await;
                 }
+                stats.release();
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Deliver> for WebhookActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
+        let webhook = self.webhook.clone();
+        let stats = self.stats.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                webhook.deliver(&msg.0, &stats).await;
                 stats.release();
             }
             .into_actor(self),
@@ -97,6 +118,7 @@ impl Handler<FlushWebhooks> for WebhookActor {
 #[derive(Clone)]
 pub struct Notifier {
     pub to: Recipient<UploadEnded>,
+    pub events: Recipient<Deliver>,
     pub stats: Arc<WebhookStats>,
     /// `notify.queue_capacity`.
     pub capacity: usize,
@@ -119,6 +141,24 @@ impl Notifier {
                 SendError::Closed(_) => "notifications have stopped",
             };
             tracing::warn!(%upload_id, "webhook event dropped: {why}");
+        }
+    }
+
+    /// Queues a ready event without waiting, as [`Notifier::upload_ended`] does.
+    pub fn send(&self, event: Event) {
+        let name = event.name();
+        if !self.stats.reserve(self.capacity) {
+            tracing::warn!(event = name, "webhook event dropped: the queue is full");
+            return;
+        }
+        if let Err(e) = self.events.try_send(Deliver(event)) {
+            self.stats.release();
+            self.stats.count_dropped();
+            let why = match e {
+                SendError::Full(_) => "the queue is full",
+                SendError::Closed(_) => "notifications have stopped",
+            };
+            tracing::warn!(event = name, "webhook event dropped: {why}");
         }
     }
 }

@@ -1,16 +1,21 @@
-//! Webhook notifications: when an upload completes, fails or is cancelled,
-//! a JSON [`UploadEvent`] is POSTed to `notify.webhook_url`, signed with
-//! `notify.secret` (`X-PowerPulse-Signature: sha256=<hex HMAC-SHA256 of the
-//! body>`), retried with exponential backoff.
+//! Webhook notifications: when an upload completes, fails or is cancelled
+//! ([`UploadEvent`]), when an alert is raised and when a digest is due
+//! ([`event`]), an event is POSTed to `notify.webhook_url` — as JSON, or as
+//! a Slack or Teams message (`notify.format`) — signed with `notify.secret`
+//! (`X-PowerPulse-Signature: sha256=<hex HMAC-SHA256 of the body>`),
+//! retried with exponential backoff.
 //!
-//! This file is plain code: the event, the signature, the retry rule and
-//! the [`Webhook`] client that makes one delivery. [`actor::WebhookActor`]
-//! is the wiring: the pipeline hands it an [`actor::UploadEnded`] without
-//! waiting, at most `notify.queue_capacity` events are pending (beyond that
-//! one is dropped and counted), and it delivers one event at a time, so a
-//! slow or dead receiver never holds up an upload.
+//! This file is plain code: the upload event, the signature, the retry rule
+//! and the [`Webhook`] client that makes one delivery; [`digest`] decides
+//! when a digest is due and what it says. [`actor::WebhookActor`] is the
+//! wiring: the pipeline and the alerts hand it events without waiting, at
+//! most `notify.queue_capacity` are pending (beyond that one is dropped and
+//! counted), and it delivers one at a time, so a slow or dead receiver
+//! never holds up an upload.
 
 pub mod actor;
+pub mod digest;
+pub mod event;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +30,10 @@ use uuid::Uuid;
 
 use crate::analyze::LlmUsage;
 use crate::analyze::openai::router::ProviderOutage;
-use crate::config::NotifySettings;
+use crate::config::{NotifySettings, WebhookFormat};
 use crate::model::Stage;
 use crate::store::{SentimentCounts, UploadCounts, UploadSummary};
+pub use event::Event;
 
 /// The header carrying the body's signature.
 pub const SIGNATURE_HEADER: &str = "X-PowerPulse-Signature";
@@ -272,6 +278,7 @@ pub struct Webhook {
     secret: Option<SecretString>,
     max_attempts: u32,
     first_backoff: Duration,
+    format: WebhookFormat,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -312,6 +319,7 @@ impl Webhook {
                 .map(SecretString::from),
             max_attempts: settings.max_attempts.max(1),
             first_backoff: Duration::from_millis(settings.backoff_ms),
+            format: settings.format,
         }))
     }
 
@@ -320,10 +328,12 @@ impl Webhook {
         self.url.host_str().unwrap_or("?")
     }
 
-    /// Delivers `event`, retrying as [`verdict`] and [`backoff`] say; counts
-    /// the result in `stats`. Answers whether it was delivered.
-    pub async fn deliver(&self, event: &UploadEvent, stats: &WebhookStats) -> bool {
-        let body = match serde_json::to_vec(event) {
+    /// Delivers `event` in the configured format, retrying as [`verdict`]
+    /// and [`backoff`] say; counts the result in `stats`. Answers whether it
+    /// was delivered.
+    pub async fn deliver(&self, event: &Event, stats: &WebhookStats) -> bool {
+        let (name, event_id) = (event.name(), event.id());
+        let body = match event.body(self.format) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise a webhook event");
@@ -343,8 +353,8 @@ impl Webhook {
                 .client
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(EVENT_HEADER, event.event)
-                .header(DELIVERY_HEADER, event.event_id.to_string())
+                .header(EVENT_HEADER, name)
+                .header(DELIVERY_HEADER, event_id.to_string())
                 .body(body.clone());
             if let Some(signature) = &signature {
                 request = request.header(SIGNATURE_HEADER, signature);
@@ -365,19 +375,15 @@ impl Webhook {
             match verdict {
                 Verdict::Delivered => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        upload_id = %event.upload_id,
-                        event = event.event,
-                        attempt,
-                        "webhook delivered"
-                    );
+                    tracing::debug!(event = name, %event_id, attempt, "webhook delivered");
                     return true;
                 }
                 Verdict::Retry if attempt < self.max_attempts => {
                     let wait = backoff(self.first_backoff, attempt)
                         .max(asked_wait.unwrap_or_default().min(BACKOFF_CAP));
                     tracing::debug!(
-                        upload_id = %event.upload_id,
+                        event = name,
+                        %event_id,
                         host = self.host(),
                         answer = %what,
                         attempt,
@@ -391,8 +397,8 @@ impl Webhook {
                 Verdict::Retry | Verdict::GiveUp => {
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        upload_id = %event.upload_id,
-                        event = event.event,
+                        event = name,
+                        %event_id,
                         host = self.host(),
                         answer = %what,
                         attempts = attempt,

@@ -130,6 +130,8 @@ pub struct Pipeline {
     /// This run also tries again the conversations that failed for want of
     /// an answer (set for a resumed upload).
     pub retry_failed: bool,
+    /// Asked for an alert check when an upload completes (never waited on).
+    pub alerts: Option<crate::alerts::actor::AlertTrigger>,
 }
 
 /// A free analyzer's settled batches on their way to the store: the last
@@ -460,8 +462,14 @@ impl Pipeline {
         });
     }
 
-    /// Tells the webhook (when one is configured) how an upload ended.
+    /// Tells the webhook (when one is configured) how an upload ended, and
+    /// asks for an alert check when it completed.
     fn notify(&self, end: UploadEnd) {
+        if end.status == Stage::Completed
+            && let Some(alerts) = &self.alerts
+        {
+            alerts.upload_completed();
+        }
         if let Some(notifier) = &self.notifier {
             notifier.upload_ended(end);
         }

@@ -126,6 +126,30 @@ pub struct PutAudit(pub AuditEntry);
 #[rtype(result = "StoreResult<u64>")]
 pub struct SweepProcessed;
 
+/// Keeps the alerts not raised before; answers those.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<crate::alerts::Alert>>")]
+pub struct RaiseAlerts {
+    pub detected: Vec<crate::alerts::Detected>,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Marks an alert acknowledged; answers it (`None`: no such alert).
+#[derive(Message)]
+#[rtype(result = "StoreResult<Option<crate::alerts::Alert>>")]
+pub struct AcknowledgeAlert {
+    pub id: String,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Records that the digest of the period ending on `day` went out.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct RecordDigest {
+    pub schedule: crate::config::DigestSchedule,
+    pub day: super::stats::DayNumber,
+}
+
 pub struct StoreActor {
     /// `None` once closed: `Close` drops it before answering, so whoever
     /// awaited the close can open the file at once (the actor itself is
@@ -371,6 +395,30 @@ impl Handler<SweepProcessed> for StoreActor {
     }
 }
 
+impl Handler<RaiseAlerts> for StoreActor {
+    type Result = StoreResult<Vec<crate::alerts::Alert>>;
+    fn handle(&mut self, msg: RaiseAlerts, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.raise_alerts(&msg.detected, msg.now)
+    }
+}
+
+impl Handler<AcknowledgeAlert> for StoreActor {
+    type Result = StoreResult<Option<crate::alerts::Alert>>;
+    fn handle(&mut self, msg: AcknowledgeAlert, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.acknowledge_alert(&msg.id, msg.now)
+    }
+}
+
+impl Handler<RecordDigest> for StoreActor {
+    type Result = StoreResult<()>;
+    fn handle(&mut self, msg: RecordDigest, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.record_digest(msg.schedule, msg.day)
+    }
+}
+
 /// Answers read queries on a few threads of its own (a `SyncArbiter`), so a
 /// long export never delays the writer or the HTTP workers.
 pub struct StoreReader {
@@ -501,6 +549,21 @@ query!(
     /// Audit entries, newest first, older than `before`.
     ListAudit { filter: AuditFilter, before: Option<Uuid>, limit: usize } -> Page<AuditEntry>
         = |s, m| s.audit(&m.filter, m.before, m.limit)
+);
+query!(
+    /// The figures an alert check judges (`None` before any conversation).
+    GetAlertWindow { settings: crate::config::AlertSettings } -> Option<super::AlertWindow>
+        = |s, m| s.alert_window(&m.settings)
+);
+query!(
+    /// Alerts of the days from `from` to `to` (`YYYY-MM-DD`), only unacknowledged ones when `open`.
+    ListAlerts { from: Option<String>, to: Option<String>, open: bool } -> Vec<crate::alerts::Alert>
+        = |s, m| s.alerts(m.from.as_deref(), m.to.as_deref(), m.open)
+);
+query!(
+    /// The last day of the last digest period sent.
+    LastDigest { schedule: crate::config::DigestSchedule } -> Option<super::stats::DayNumber>
+        = |s, m| s.last_digest(m.schedule)
 );
 query!(
     /// Outcome counts and LLM usage summed over an upload's stored outcomes.

@@ -8,12 +8,14 @@
 
 pub mod actor;
 mod aggregates;
+mod alerts;
 mod audit;
 mod batches;
 mod codec;
 mod drilldown;
 mod endpoints;
 
+pub use alerts::AlertWindow;
 pub use batches::{BatchJob, JobState};
 pub use drilldown::{DrillPage, FoundConversation};
 mod migrate;

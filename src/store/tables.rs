@@ -86,6 +86,9 @@ pub const INSIGHT_ROWS: TableDefinition<(i32, UploadKey, &str), &[u8]> =
 /// one per request that needed the operator or admin role, and per
 /// transcript read whole. Outlives the uploads it names.
 pub const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit-v1");
+/// alert id (16 hex digits: its day, subject and kind hashed) → `Alert`
+/// (JSON): each alert raised, once, and whether it was acknowledged.
+pub const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts-v1");
 
 /// Tables of earlier schemas, read only by the migrations, which empty and
 /// delete them: schema 1's (JSON values, one row per message), and schema 2
@@ -130,6 +133,7 @@ pub struct Tables<'txn> {
     pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::Table<'txn, (i32, UploadKey, &'static str), &'static [u8]>,
     pub audit: redb::Table<'txn, u128, &'static [u8]>,
+    pub alerts: redb::Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -149,6 +153,7 @@ impl<'txn> Tables<'txn> {
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
             audit: txn.open_table(AUDIT)?,
+            alerts: txn.open_table(ALERTS)?,
         })
     }
 }
@@ -168,6 +173,7 @@ pub struct ReadTables {
     pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::ReadOnlyTable<(i32, UploadKey, &'static str), &'static [u8]>,
     pub audit: redb::ReadOnlyTable<u128, &'static [u8]>,
+    pub alerts: redb::ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
 impl ReadTables {
@@ -186,6 +192,7 @@ impl ReadTables {
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
             audit: txn.open_table(AUDIT)?,
+            alerts: txn.open_table(ALERTS)?,
         })
     }
 }

@@ -561,7 +561,14 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
         .collect();
     assert!(
         names.iter().all(|n| !n.ends_with("-v1")
-            || ["meta-v1", "uploads-v1", "upload-stats-v1", "audit-v1"].contains(&n.as_str())
+            || [
+                "meta-v1",
+                "uploads-v1",
+                "upload-stats-v1",
+                "audit-v1",
+                "alerts-v1"
+            ]
+            .contains(&n.as_str())
             || n.starts_with("llm-")
             || n.starts_with("insight-")),
         "{names:?}"
@@ -1471,4 +1478,66 @@ proptest::proptest! {
         expected.sort();
         proptest::prop_assert_eq!(got, expected);
     }
+}
+
+#[test]
+fn an_alert_is_raised_once_and_acknowledged_once() {
+    use crate::alerts::{AlertKind, Detected, Subject};
+    let (_dir, store) = temp_store();
+    let detected = |day, name: &str| Detected {
+        day,
+        subject: Subject::Topic(name.into()),
+        kind: AlertKind::Volume,
+        value: 160.0,
+        baseline: 40.0,
+        conversations: 160,
+    };
+    let t0 = DateTime::from_timestamp(1_775_000_000, 0).unwrap();
+    let raised = store
+        .raise_alerts(
+            &[detected(20_545, "outage"), detected(20_540, "billing")],
+            t0,
+        )
+        .unwrap();
+    assert_eq!(raised.len(), 2);
+    // The same day, subject and kind again: nothing new, the first kept.
+    let later = t0 + chrono::TimeDelta::hours(1);
+    let again = store
+        .raise_alerts(
+            &[detected(20_545, "outage"), detected(20_546, "outage")],
+            later,
+        )
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].date, "2026-04-03");
+    let all = store.alerts(None, None, false).unwrap();
+    let dates: Vec<&str> = all.iter().map(|a| a.date.as_str()).collect();
+    assert_eq!(
+        dates,
+        ["2026-04-03", "2026-04-02", "2026-03-28"],
+        "newest first"
+    );
+    assert_eq!(all[1].raised_at, t0);
+    let id = all[1].id.clone();
+    let acked = store.acknowledge_alert(&id, later).unwrap().unwrap();
+    assert!(acked.acknowledged);
+    let twice = store
+        .acknowledge_alert(&id, later + chrono::TimeDelta::hours(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(twice.acknowledged_at, Some(later), "the first time stays");
+    assert!(
+        store
+            .acknowledge_alert("0123456789abcdef", later)
+            .unwrap()
+            .is_none()
+    );
+    let open = store.alerts(None, None, true).unwrap();
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().all(|a| a.id != id));
+    let range = store
+        .alerts(Some("2026-03-29"), Some("2026-04-02"), false)
+        .unwrap();
+    assert_eq!(range.len(), 1);
+    assert_eq!(range[0].id, id);
 }

@@ -96,6 +96,7 @@ impl Store {
         rows += copy_table(&src.insight_holders, out, tables::INSIGHT_HOLDERS)?;
         rows += copy_table(&src.insight_rows, out, tables::INSIGHT_ROWS)?;
         rows += copy_table(&src.audit, out, tables::AUDIT)?;
+        rows += copy_table(&src.alerts, out, tables::ALERTS)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
         let copied = [
@@ -113,6 +114,7 @@ impl Store {
             tables::INSIGHT_HOLDERS.name(),
             tables::INSIGHT_ROWS.name(),
             tables::AUDIT.name(),
+            tables::ALERTS.name(),
         ];
         for table in txn.list_tables()? {
             if !copied.contains(&table.name()) {

@@ -7,6 +7,7 @@ mod synth;
 mod helpers;
 
 mod access;
+mod alerts;
 mod endpoints;
 mod guards;
 mod insights;

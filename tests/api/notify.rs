@@ -18,14 +18,14 @@ use crate::helpers::{Options, TestApp, export_csv, llm_app, spawn_with};
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     /// Header names lowercased.
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
@@ -33,14 +33,14 @@ impl Received {
 /// A webhook receiver on 127.0.0.1: records each request and answers the
 /// scripted statuses in turn (200 once the script is used up); while held,
 /// it answers nothing.
-struct Receiver {
+pub(crate) struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
     held: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Receiver {
-    fn start(script: &[u16]) -> Self {
+    pub(crate) fn start(script: &[u16]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hooks/powerpulse", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -62,12 +62,12 @@ impl Receiver {
         self.held.1.notify_all();
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits until `n` requests have arrived.
-    fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let got = self.received();
@@ -122,7 +122,7 @@ fn serve_one(
     );
 }
 
-fn app_with_webhook(
+pub(crate) fn app_with_webhook(
     receiver: &Receiver,
     secret: Option<&str>,
     f: impl FnOnce(&mut Settings),
@@ -138,7 +138,7 @@ fn app_with_webhook(
     })
 }
 
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
+pub(crate) fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())

@@ -559,6 +559,100 @@ async fn the_dashboard_works_in_a_real_browser() {
     .await;
     assert!(message.as_str().unwrap().contains("XLSX"), "{message}");
 
+    // Six weeks with an incident: the banner names it, lists its
+    // conversations, and goes once acknowledged.
+    let (_alert_server, alert_base) = serve(&dir.path().join("alerts.redb"), &[]);
+    let weeks = dir.path().join("six-weeks.csv");
+    synth::write_csv(
+        &synth::generate_weeks(6, 150, 5, &[(31, 120)]),
+        std::fs::File::create(&weeks).unwrap(),
+    )
+    .unwrap();
+    c.goto(&alert_base).await.unwrap();
+    choose_file(&c, weeks.to_str().unwrap()).await;
+    until(
+        &c,
+        "return document.querySelector('[data-upload] .stage')?.textContent === 'completed'",
+        "the six weeks",
+    )
+    .await;
+    // The page reloads the insights (and the alerts) when the upload ends;
+    // the check runs beside it: reload until the banner is there.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        c.goto(&alert_base).await.unwrap();
+        let shown = c
+            .execute(
+                "await new Promise(r => setTimeout(r, 300)); return !document.querySelector('#alerts').hidden",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if shown == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no alert banner");
+    }
+    let banner = text(&c, "#alerts").await;
+    assert!(
+        banner.contains("2026-04-02") && banner.contains("Topic outage"),
+        "{banner}"
+    );
+    shot(&c, "4f-alert-banner.png").await;
+    let (id, conversations): (String, u64) = serde_json::from_value(
+        c.execute(
+            "const li = [...document.querySelectorAll('#alerts li[data-alert]')].find(l => l.textContent.includes('Topic outage: more conversations')); return [li.dataset.alert, Number(li.querySelector('button.show').textContent.replace(/[^0-9]/g, ''))]",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    c.find(Locator::Css(&format!(
+        "#alerts li[data-alert='{id}'] button.show"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(
+        &c,
+        &format!("const d = document.querySelector('#drill'); return !d.hidden && d.dataset.total === '{conversations}' && [...document.querySelectorAll('#drill tbody td:first-child')].every(td => td.textContent === '2026-04-02')"),
+        "the alert's conversations",
+    )
+    .await;
+    c.execute("document.querySelector('#alerts').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&c, "4g-alert-conversations.png").await;
+    c.find(Locator::Css(&format!(
+        "#alerts li[data-alert='{id}'] button.ack"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(
+        &c,
+        &format!("return !document.querySelector(\"#alerts li[data-alert='{id}']\")"),
+        "the acknowledged alert to go",
+    )
+    .await;
+    // A link to conversations, as an alert's webhook carries one.
+    c.goto(&format!(
+        "{alert_base}/#conversations?from=2026-04-02&to=2026-04-02&topic=outage"
+    ))
+    .await
+    .unwrap();
+    until(
+        &c,
+        &format!("return document.querySelector('#drill').dataset.total === '{conversations}'"),
+        "the linked conversations",
+    )
+    .await;
+
     // Cancel a slow upload against the fake LLM server.
     let fake = FakeServer::start(FakeConfig {
         latency: Latency::Fixed(Duration::from_millis(250)),

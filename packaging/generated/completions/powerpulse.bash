@@ -16,6 +16,9 @@ _powerpulse() {
             ",$1")
                 cmd="powerpulse"
                 ;;
+            powerpulse,alerts)
+                cmd="powerpulse__subcmd__alerts"
+                ;;
             powerpulse,analyze)
                 cmd="powerpulse__subcmd__analyze"
                 ;;
@@ -65,12 +68,46 @@ _powerpulse() {
 
     case "${cmd}" in
         powerpulse)
-            opts="-h -V --config --db --help --version analyze export serve uploads check cancel backup compact redact token audit"
+            opts="-h -V --config --db --help --version analyze export serve uploads check cancel backup compact redact token audit alerts"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        powerpulse__subcmd__alerts)
+            opts="-h --from --to --open --ack --json --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ack)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -39,6 +39,7 @@ complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "compact" -d '
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "redact" -d 'Show exactly what the LLM analyzer would send for each conversation of an export, personal data redacted as `[privacy]` says (sends and stores nothing)'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "token" -d 'Issue, list or revoke the API\'s named tokens (`[[server.tokens]]` in the config file, kept as hashes)'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "audit" -d 'The API\'s audit log, newest first: who did what, when, to which upload (every operator and admin action, and refused attempts)'
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -f -a "alerts" -d 'List the days a topic or an agent stood out from its own history (newest first), or acknowledge one with --ack'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l resume -d 'Continue an unfinished, cancelled or failed upload instead' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
 lexicon\t''
@@ -107,10 +108,18 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l who -d 'Only this token\'s entries (its name)' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, cancel, resume, delete, backup, transcript, read_audit' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, cancel, resume, delete, backup, transcript, read_audit, acknowledge_alert' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l upload -d 'Only entries about this upload' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l limit -d 'At most this many entries' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l json
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l from -d 'Only alerts of this day (YYYY-MM-DD) or later' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l to -d 'Only alerts of this day (YYYY-MM-DD) or earlier' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l ack -d 'Acknowledge this alert (its id, as listed) instead of listing' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l db -d 'Database file (overrides storage.path)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l open -d 'Only the alerts nobody acknowledged yet'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l json -d 'Print one JSON object, `{"alerts": [...]}` (as `GET /api/alerts`)'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -s h -l help -d 'Print help'

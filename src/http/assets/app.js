@@ -476,6 +476,7 @@ function breakdown(table, key, rows) {
 }
 
 async function loadInsights() {
+  await loadAlerts();
   const params = new URLSearchParams();
   for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
   const answer = await json(`/api/insights?${params}`);
@@ -501,15 +502,46 @@ async function loadInsights() {
   breakdown($("#insight-agents"), "agent", answer.agents);
 }
 
+// ---- alerts: days that stand out ---------------------------------------------------
+
+const KIND = { volume: "more conversations than usual", negative_share: "more negative than usual", satisfaction: "less satisfied than usual" };
+
+function describeAlert(a) {
+  const value = a.kind === "volume" ? `${fmt(a.value)} conversations (usually ${fmt(Math.round(a.baseline))})`
+    : a.kind === "negative_share" ? `${pct(100 * a.value)} negative (usually ${pct(100 * a.baseline)})`
+    : `satisfaction ${a.value.toFixed(2)} (usually ${a.baseline.toFixed(2)})`;
+  const who = a.topic != null ? `Topic ${a.topic}` : `Agent ${a.agent}`;
+  return `${a.date} · ${who}: ${KIND[a.kind]} — ${value}`;
+}
+
+async function loadAlerts() {
+  const { alerts } = await json("/api/alerts?open=true");
+  const box = $("#alerts");
+  box.hidden = alerts.length === 0;
+  const items = alerts.slice(0, 8).map((a) => {
+    const subject = a.topic != null ? { topic: a.topic } : { agent: a.agent };
+    return el("li", { "data-alert": a.id },
+      el("span", { class: "what" }, describeAlert(a)),
+      el("button", { type: "button", class: "show", onclick: () => guarded(() => openDrill(describeAlert(a), { from: a.date, to: a.date, ...subject }, true)) },
+        `Show the ${fmt(a.conversations)} conversations`),
+      // Acknowledging is an operator's (the server enforces it).
+      allows("operator") ? el("button", { type: "button", class: "ack quiet", onclick: () => guarded(async () => { await api(`/api/alerts/${a.id}/ack`, { method: "POST" }); await loadAlerts(); }) },
+        "Acknowledge") : "");
+  });
+  const more = alerts.length > items.length ? [el("li", {}, `and ${alerts.length - items.length} more (powerpulse alerts --open)`)] : [];
+  box.replaceChildren(el("h3", {}, alerts.length === 1 ? "1 alert" : `${alerts.length} alerts`), el("ul", {}, ...items, ...more));
+}
+
 // ---- drill-down: the conversations behind a number ---------------------------------
 
 const drill = { params: null, cursor: null, title: "" };
 
 // Lists the conversations behind a number of the insights: the insights'
-// filters (dates, topic, agent), with `extra` on top (a day, a topic, an agent).
-async function openDrill(title, extra) {
+// filters (dates, topic, agent), with `extra` on top (a day, a topic, an
+// agent); `fresh`: `extra` alone (an alert's, a link's).
+async function openDrill(title, extra, fresh = false) {
   const params = new URLSearchParams();
-  for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
+  if (!fresh) for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
   for (const [k, v] of Object.entries(extra)) params.set(k, v);
   Object.assign(drill, { params, cursor: null, title });
   $("#drill tbody").replaceChildren();
@@ -577,12 +609,27 @@ $("#audit-refresh").addEventListener("click", () => guarded(loadAudit));
 $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
 $("#drill-more").addEventListener("click", () => guarded(moreDrill));
 
+// A link to conversations (`#conversations?from=…&topic=…`, as alerts and
+// digests send): opened once the insights are in.
+async function openLinked() {
+  const hash = window.location.hash;
+  if (!hash.startsWith("#conversations?")) return;
+  const params = Object.fromEntries(new URLSearchParams(hash.slice("#conversations?".length)));
+  const title = Object.entries(params).map(([k, v]) => `${k} ${v}`).join(", ");
+  await openDrill(title || "All", params, true);
+}
+window.addEventListener("hashchange", () => guarded(openLinked));
+
 // Who is asking first (the token, when the server wants one, is asked for
-// once), then everything the role may see.
+// once), then everything the role may see; then the conversations a link
+// (an alert's, say) points at.
 async function start() {
   await loadIdentity();
   guarded(loadUploads);
-  guarded(loadInsights);
+  guarded(async () => {
+    await loadInsights();
+    await openLinked();
+  });
   guarded(loadAudit);
 }
 
