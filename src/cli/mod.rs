@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
-use powerpulse::access::{Action, AuditEntry, AuditFilter, Role};
+use powerpulse::access::{Action, AuditEntry, AuditFilter, ProofKey, Role};
 use powerpulse::analyze::Analyzer;
 use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::{Backend, Settings};
@@ -425,7 +425,9 @@ fn serve(settings: Settings) -> Result<ExitCode> {
             settings.server.bind
         )
     })?;
-    let keyring = ops::keyring_of(&settings.server);
+    // The runtime file's key: a client without a token checks this server with it.
+    let runtime_key = ProofKey::generate();
+    let keyring = ops::keyring_of(&settings.server).with_local_key(runtime_key);
     powerpulse::http::check_bind(&addr, &keyring).map_err(|e| anyhow::anyhow!(e.detail()))?;
     powerpulse::http::check_hosts(&addr, &settings.server.allowed_hosts)
         .map_err(|e| anyhow::anyhow!(e.detail()))?;
@@ -440,7 +442,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
         let signal = shutdown_signal();
         // Other commands find this server through it; removed when serving
         // ends. Without it they cannot, but the server serves all the same.
-        let _runtime = runtime::RuntimeFile::write(&engine.db_path(), bound)
+        let _runtime = runtime::RuntimeFile::write(&engine.db_path(), bound, &runtime_key)
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "no runtime file"))
             .ok();
         // The database is open and the port bound (connections wait in its
@@ -984,8 +986,10 @@ fn compact(settings: &Settings) -> Result<ExitCode> {
     let store = match open_existing(settings) {
         Ok(store) => store,
         Err(e) => {
+            // (Only to say who holds it: a server that cannot prove itself is
+            // not named, and nothing is sent to it.)
             if matches!(e.downcast_ref(), Some(StoreError::Locked { .. }))
-                && let Lookup::Found(remote) = Remote::find(settings)?
+                && let Ok(Lookup::Found(remote)) = Remote::find(settings)
             {
                 bail!(
                     "{} is held by the PowerPulse server at {}: compacting rewrites the file \

@@ -1,8 +1,10 @@
 //! The CLI's client of a running `serve`: when a server holds the database,
-//! `uploads`, `export`, `analyze`, `cancel` and `backup` go through its HTTP
-//! API. Found from the runtime file next to the database (see
-//! [`super::runtime`]), else from `server.bind`; the bearer token is
-//! `server.token` / `POWERPULSE_TOKEN`. Only transport lives here: what the
+//! `uploads`, `export`, `analyze`, `cancel`, `backup` and `audit` go through
+//! its HTTP API. Found from the runtime file next to the database (see
+//! [`super::runtime`]), else from `server.bind`, and sent nothing before it
+//! proves it holds the client's token or the runtime file's key
+//! ([`Remote::find`]); the bearer token is `server.token` /
+//! `POWERPULSE_TOKEN`. Only transport lives here: what the
 //! commands print is shared with the offline path in `cli`.
 
 use std::path::Path;
@@ -16,7 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use powerpulse::access::{AuditEntry, AuditFilter};
+use powerpulse::access::{AuditEntry, AuditFilter, Nonce, Proof, ProofKey, TokenHash};
 use powerpulse::analyze::estimate::Estimate;
 use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::Settings;
@@ -33,12 +35,96 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a remote `analyze` reads the upload's progress.
 const POLL: Duration = Duration::from_millis(200);
 
-/// A PowerPulse server that answered, and how to talk to it.
+/// A PowerPulse server that answered, proved itself, and how to talk to it.
 pub struct Remote {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
     base: String,
+    /// Sent only when the server proved it holds it.
     token: Option<String>,
+    /// A token was given but the server proved only its runtime key.
+    token_unknown: bool,
+}
+
+/// How a server answered a challenge.
+enum Challenge {
+    /// With the right proof.
+    Proven,
+    /// It holds no key of that id (404).
+    NotHeld,
+    /// Nothing answered.
+    Unreachable,
+    /// Something else: not a proof of the key.
+    Wrong(String),
+}
+
+/// The JSON of `GET /api/proof`.
+#[derive(Deserialize)]
+struct ProofAnswer {
+    proof: String,
+}
+
+/// Asks the server at `base` to prove it holds `key`: a fresh nonce, the
+/// key's id, nothing else (no token, no cookie).
+async fn challenge(client: &reqwest::Client, base: &str, key: &ProofKey) -> Result<Challenge> {
+    let nonce = Nonce::generate();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/proof"),
+        [("nonce", nonce.to_string()), ("key", key.id().to_string())],
+    )
+    .with_context(|| format!("{base} is not a URL"))?;
+    let Some(port) = url.port_or_known_default() else {
+        bail!("{base} has no port");
+    };
+    let response = match client.get(url).timeout(CONNECT_TIMEOUT).send().await {
+        Ok(r) => r,
+        Err(_) => return Ok(Challenge::Unreachable),
+    };
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Challenge::NotHeld);
+    }
+    if !status.is_success() {
+        return Ok(Challenge::Wrong(format!("it answered {status}")));
+    }
+    let proof = match response.json::<ProofAnswer>().await {
+        Ok(answer) => answer.proof.parse::<Proof>().ok(),
+        Err(_) => None,
+    };
+    Ok(match proof {
+        Some(p) if key.verify(&nonce, port, &p) => Challenge::Proven,
+        Some(_) => Challenge::Wrong("its answer does not match".into()),
+        None => Challenge::Wrong("it gave no proof".into()),
+    })
+}
+
+/// Whether something accepts connections at `base`.
+fn listens(base: &str) -> bool {
+    let addrs = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|u| u.socket_addrs(|| None).ok())
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .any(|a| std::net::TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
+}
+
+/// `server.bind` as a URL on this machine; `None` when it is not an
+/// address. A non-loopback one is refused: the token would cross the network
+/// in clear.
+fn bind_url(settings: &Settings) -> Result<Option<String>> {
+    let Ok(addr) = settings.server.bind.parse::<std::net::SocketAddr>() else {
+        return Ok(None);
+    };
+    let url = runtime::local_url(addr);
+    if !runtime::is_local(&url) {
+        bail!(
+            "server.bind {} is not an address on this machine: the CLI talks only to a server \
+             on loopback (bind 0.0.0.0, or loopback, to be reached from here)",
+            settings.server.bind
+        );
+    }
+    Ok(Some(url))
 }
 
 /// The part of a progress snapshot the CLI shows.
@@ -96,18 +182,29 @@ pub enum Lookup {
 }
 
 impl Remote {
-    /// The server holding `settings.storage.path`, if one answers: the one
-    /// its runtime file names; `server.bind` only when that file cannot be
-    /// read.
+    /// The server holding `settings.storage.path`, if one answers and
+    /// proves itself: the one its runtime file names, or `server.bind` when
+    /// that file cannot be read or is refused (see [`runtime`]). Nothing is
+    /// sent to it — no token, no file — before it has answered a challenge
+    /// with the client's token ([`TokenHash::proof_key`]) or, for a client
+    /// without one, the runtime file's key; a server that answers wrongly is
+    /// an error, never used.
     pub fn find(settings: &Settings) -> Result<Lookup> {
-        let base = match runtime::read(&settings.storage.path) {
-            runtime::Found::Server(info) => info.url,
+        let db = &settings.storage.path;
+        let (base, local_key, refused) = match runtime::read(db) {
+            runtime::Found::Server(found) => (Some(found.url), found.key, None),
             runtime::Found::Nobody => return Ok(Lookup::NoServer),
-            runtime::Found::Unreadable => match settings.server.bind.parse() {
-                Ok(addr) => runtime::local_url(addr),
-                Err(_) => return Ok(Lookup::NoServer),
-            },
+            runtime::Found::Unreadable => (bind_url(settings)?, None, None),
+            runtime::Found::Refused(why) => (
+                bind_url(settings)?,
+                None,
+                Some(format!("refused the runtime file: {why}")),
+            ),
         };
+        let Some(base) = base else {
+            return Ok(Lookup::NoServer);
+        };
+        let refused_note = refused.map(|r| format!("{r}; ")).unwrap_or_default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -119,24 +216,67 @@ impl Remote {
             .no_proxy()
             .build()
             .context("while starting the HTTP client")?;
-        let token = settings.server.token.clone().filter(|t| !t.is_empty());
-        let healthy = rt.block_on(async {
-            let r = client
-                .get(format!("{base}/healthz"))
-                .timeout(CONNECT_TIMEOUT)
-                .send()
-                .await;
-            r.is_ok_and(|r| r.status().is_success())
-        });
-        if !healthy {
-            return Ok(Lookup::NotAnswering(base));
+        let token = settings
+            .server
+            .token
+            .clone()
+            .filter(|t| !t.trim().is_empty());
+        // The token's key first: a server proven with it may be sent it.
+        let keys: Vec<(ProofKey, bool)> = token
+            .as_deref()
+            .map(|t| (TokenHash::of(t).proof_key(), true))
+            .into_iter()
+            .chain(local_key.map(|k| (k, false)))
+            .collect();
+        if keys.is_empty() {
+            // Whether anything listens there at all (a connection carries no data).
+            if !listens(&base) {
+                return Ok(Lookup::NotAnswering(base));
+            }
+            bail!(
+                "{refused_note}cannot make sure that the server at {base} is the PowerPulse server \
+                 holding {}: it proves itself with a key the client shares, and there is none here. \
+                 Set POWERPULSE_TOKEN (or server.token) to a token of the server's, or run this as \
+                 the user the server runs as, who may read its runtime file {}",
+                db.display(),
+                runtime::path_for(db).display()
+            );
         }
-        Ok(Lookup::Found(Remote {
-            rt,
-            client,
-            base,
-            token,
-        }))
+        for (key, is_token) in keys {
+            match rt.block_on(challenge(&client, &base, &key))? {
+                Challenge::Proven => {
+                    let token_unknown = !is_token && token.is_some();
+                    return Ok(Lookup::Found(Remote {
+                        rt,
+                        client,
+                        base,
+                        // Proven with the runtime key only: the token stays here.
+                        token: token.filter(|_| is_token),
+                        token_unknown,
+                    }));
+                }
+                Challenge::NotHeld => continue,
+                Challenge::Unreachable => return Ok(Lookup::NotAnswering(base)),
+                Challenge::Wrong(what) => bail!(
+                    "{refused_note}the server at {base} did not prove that it holds {}: {what}. \
+                     It may not be PowerPulse (another program on its port?): nothing was sent to it",
+                    if is_token {
+                        "your token"
+                    } else {
+                        "its runtime file's key"
+                    }
+                ),
+            }
+        }
+        bail!(
+            "{refused_note}the server at {base} holds none of the keys this client has{}: \
+             nothing was sent to it (a PowerPulse older than this CLI answers no challenge)",
+            if token.is_some() {
+                ": the token in POWERPULSE_TOKEN (or server.token) is not one of its tokens"
+            } else {
+                ""
+            }
+        )
     }
 
     /// The server's base URL.
@@ -182,6 +322,13 @@ impl Remote {
             return Ok(response);
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
+            if self.token_unknown {
+                bail!(
+                    "the PowerPulse server at {} does not know the token in POWERPULSE_TOKEN (or \
+                     server.token): it was not sent",
+                    self.base
+                );
+            }
             bail!(
                 "the PowerPulse server at {} wants its token: set POWERPULSE_TOKEN (or server.token)",
                 self.base
