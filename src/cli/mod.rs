@@ -14,6 +14,8 @@ mod audit;
 mod estimate;
 mod ops;
 mod output;
+#[cfg(unix)]
+mod packaged;
 mod redact;
 mod tokens;
 
@@ -311,6 +313,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     );
     if let Some(db) = cli.db {
         settings.storage.path = db;
+    }
+    // `sudo powerpulse --config /etc/powerpulse/config.toml …` uses the service's token.
+    #[cfg(unix)]
+    if let Some(token) = packaged::service_token(cli.config.as_deref(), &settings) {
+        settings.server.token = Some(token);
     }
     match cli.command {
         Command::Analyze {
