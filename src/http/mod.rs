@@ -80,13 +80,21 @@ impl LazyRedactor {
             .map_err(|e| HttpError::Internal(format!("the redactor cannot be built: {e}")))
     }
 
-    /// `messages` as a reader who may not see personal data is shown them
+    /// A transcript as a reader who may not see personal data is shown it:
+    /// its messages and its analysis's summary redacted in one session
     /// (blocking: call it off the workers).
     fn redact(
         &self,
-        messages: &[crate::model::Message],
-    ) -> Result<Vec<crate::model::Message>, HttpError> {
-        Ok(self.get()?.redact_messages(messages).0)
+        mut detail: crate::store::ConversationDetail,
+    ) -> Result<crate::store::ConversationDetail, HttpError> {
+        let summary = detail.analysis.as_ref().map(|a| a.summary.as_str());
+        let redacted = self.get()?.redact_transcript(&detail.messages, summary);
+        detail.messages = redacted.messages;
+        if let (Some(analysis), Some(summary)) = (&mut detail.analysis, redacted.summary) {
+            analysis.summary = summary;
+        }
+        detail.redacted = true;
+        Ok(detail)
     }
 }
 

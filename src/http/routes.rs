@@ -835,7 +835,8 @@ pub async fn conversations(
 /// One conversation: messages (autoresponses flagged) and its analysis.
 /// Operators and admins read it whole (and the audit says so); a viewer
 /// reads it with personal data replaced by placeholders (`<PHONE_1>`,
-/// `<NAME_1>`, consistent within the conversation; `redacted` is true).
+/// `<NAME_1>`, consistent within the conversation, the summary included;
+/// `redacted` is true).
 #[utoipa::path(params(ConversationPath), responses(
     (status = 200, body = ConversationDetail), (status = 400, description = "Not a UUID.", body = ErrorBody),
     (status = 404, body = ErrorBody)
@@ -866,11 +867,9 @@ pub async fn conversation(
     if !principal.role.allows(Role::Operator) {
         // Recognising personal data is CPU work: off the worker.
         let redactor = state.redactor.clone();
-        let messages = std::mem::take(&mut detail.messages);
-        detail.messages = web::block(move || redactor.redact(&messages))
+        detail = web::block(move || redactor.redact(detail))
             .await
             .map_err(|e| HttpError::Internal(e.to_string()))??;
-        detail.redacted = true;
     }
     Ok(HttpResponse::Ok().json(detail))
 }

@@ -257,11 +257,13 @@ impl Redactor {
         )
     }
 
-    /// `messages` redacted, texts and sender names, in one session: what a
-    /// reader without the right to see personal data is shown.
-    pub fn redact_messages(&self, messages: &[Message]) -> (Vec<Message>, Counts) {
+    /// A transcript as a reader without the right to see personal data is
+    /// shown it: the messages' texts and sender names, and the `summary` an
+    /// analyzer made of them (which may quote them), in one session, so a
+    /// value has the same placeholder in the summary as in the messages.
+    pub fn redact_transcript(&self, messages: &[Message], summary: Option<&str>) -> Transcript {
         let mut session = self.session_for(messages);
-        let redacted = messages
+        let messages = messages
             .iter()
             .map(|m| Message {
                 text: session.redact(&m.text).into_owned(),
@@ -272,7 +274,12 @@ impl Redactor {
                 ..m.clone()
             })
             .collect();
-        (redacted, session.counts)
+        let summary = summary.map(|s| session.redact(s).into_owned());
+        Transcript {
+            messages,
+            summary,
+            counts: session.counts,
+        }
     }
 
     /// The messages an analyzer reads (autoresponses left out), their
@@ -323,6 +330,14 @@ impl Redactor {
 #[derive(Debug, Clone)]
 pub struct Redacted {
     pub conversation: Conversation,
+    pub counts: Counts,
+}
+
+/// A transcript as [`Redactor::redact_transcript`] shows it.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub messages: Vec<Message>,
+    pub summary: Option<String>,
     pub counts: Counts,
 }
 

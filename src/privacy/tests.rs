@@ -250,7 +250,7 @@ fn names_are_redacted_in_every_part_and_case() {
 }
 
 #[test]
-fn redacted_messages_carry_their_senders_as_placeholders() {
+fn a_redacted_transcript_has_its_senders_and_summary_as_the_same_placeholders() {
     let message = |role, name: &str, text: &str| Message {
         role,
         text: text.into(),
@@ -271,7 +271,19 @@ fn redacted_messages_carry_their_senders_as_placeholders() {
             "Sorry Sita, Ram here. Calling 9841234567",
         ),
     ];
-    let (out, counts) = redactor().redact_messages(&messages);
+    let Transcript {
+        messages: out,
+        summary,
+        counts,
+    } = redactor().redact_transcript(
+        &messages,
+        Some("Sita Sharma (9841234567) had no power; Ram promised a crew"),
+    );
+    // The summary may quote the transcript: the same values, the same placeholders.
+    assert_eq!(
+        summary.as_deref(),
+        Some("<NAME_1> (<PHONE_1>) had no power; <NAME_2> promised a crew")
+    );
     assert_eq!(out[0].sender_name.as_deref(), Some("<NAME_1>"));
     assert_eq!(out[1].sender_name.as_deref(), Some("<NAME_2>"));
     assert_eq!(out[0].text, "No power. I'm <NAME_1>, <PHONE_1>");
@@ -279,11 +291,11 @@ fn redacted_messages_carry_their_senders_as_placeholders() {
         out[1].text,
         "Sorry <NAME_1>, <NAME_2> here. Calling <PHONE_1>"
     );
-    assert_eq!(counts.of(Kind::Phone), 2);
-    assert_eq!(counts.of(Kind::Name), 5);
+    assert_eq!(counts.of(Kind::Phone), 3);
+    assert_eq!(counts.of(Kind::Name), 7);
     assert_eq!(
         redactor().named_counts(&counts),
-        vec![("phone".to_string(), 2), ("name".to_string(), 5)]
+        vec![("phone".to_string(), 3), ("name".to_string(), 7)]
     );
 }
 

@@ -742,8 +742,9 @@ pub struct ConversationDetail {
     pub messages: Vec<Message>,
     pub record: Option<ConversationRecord>,
     pub analysis: Option<Analysis>,
-    /// Whether personal data in the messages (texts and sender names) was
-    /// replaced by placeholders: what a reader who may not see it is shown.
+    /// Whether personal data in the messages (texts and sender names) and
+    /// in the analysis's summary was replaced by placeholders: what a
+    /// reader who may not see it is shown.
     #[serde(default)]
     pub redacted: bool,
 }
