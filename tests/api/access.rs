@@ -110,6 +110,19 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
         .as_str()
         .unwrap()
         .to_string();
+    // So with an estimate.
+    let estimate = async |token: &str| {
+        app.client
+            .post(app.url("/api/estimate?filename=chats.csv"))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(personal_csv())
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_error(estimate(VIEWER).await, 403).await;
+    assert_eq!(estimate(OPERATOR).await.status(), 200);
 
     // Everyone reads results.
     for token in [VIEWER, OPERATOR, ADMIN] {
@@ -238,6 +251,8 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
         ("otto", "cancel", 409),
         ("vera", "cancel", 403),
         ("otto", "transcript", 200),
+        ("otto", "estimate", 200),
+        ("vera", "estimate", 403),
         ("otto", "upload", 200),
         ("vera", "upload", 403),
     ]
