@@ -6,20 +6,36 @@
 //! never bursts a minute's quota: its burst is one second's worth (for
 //! tokens, at least one largest request, or it could never send one).
 //!
-//! Each pace is GCRA (the generic cell rate algorithm, as governor and the
-//! providers' own limiters use) with reservations: [`Limits::ready_at`] says
-//! when a request could go without taking anything, and
-//! [`Limits::reserve`] takes its place in the schedule. The router needs
-//! both: it asks every endpoint when it could send a request, then reserves
-//! on the one that can send it first, and the caller sleeps until then. A
-//! caller never polls a limiter, so hundreds of callers waiting cost no
-//! wake-ups, and the pace stays exact (a late wake-up does not accumulate).
-//! It runs on tokio's clock, so tests can pause time.
+//! Each pace is a [`governor`] rate limiter (GCRA) on tokio's clock
+//! ([`TokioClock`]), so tests that pause tokio's time pace with it.
+//! [`Limits::check`] asks both limiters: a request they admit is taken out
+//! of them, one they refuse takes nothing and the refusal says when it
+//! could go (governor's `NotUntil`). The router asks the endpoints in its
+//! order of preference and the first that admits takes the call; when none
+//! does, the call sleeps until the earliest of those instants and asks
+//! again. Nobody holds a place in a schedule, so a call that goes elsewhere
+//! or is cancelled has nothing to give back, and a limit adopted from the
+//! headers is simply a new limiter. A late wake-up costs nothing: the
+//! burst tolerance absorbs it, and the pace stays exact.
+//!
+//! Hand-written beside governor, because it cannot check two limiters as
+//! one: a request admitted by the requests limiter and refused by the
+//! tokens limiter would lose its request; instead that one request is kept
+//! (`banked`) for the next check on the endpoint. At most one is kept, so
+//! the requests pace is never exceeded by more than one request; without
+//! it, a token-bound endpoint's refused checks would drain its request
+//! budget too. The pause (429s, exhausted quotas) is not a pace, and is
+//! plain state as well.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{NotUntil, Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -52,73 +68,62 @@ pub struct LimitsSnapshot {
     pub tokens_source: LimitSource,
 }
 
-/// GCRA over one resource: `per_minute` units a minute, evenly, with a
-/// burst of `burst` units.
-#[derive(Debug, Clone)]
-struct Pace {
-    /// Time one unit takes at the limit.
-    unit: Duration,
-    burst: u32,
-    /// Theoretical arrival time: when everything reserved so far would have
-    /// gone at the exact rate.
-    tat: Instant,
+/// Tokio's clock for governor: an instant is the time elapsed since
+/// `origin`, read from `tokio::time::Instant` (paused in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: Instant,
 }
 
-impl Pace {
-    /// `n` per minute with a burst of one second's worth (at least `min_burst`).
-    fn new(n: u32, min_burst: u32, now: Instant) -> Self {
-        let n = n.max(1);
+impl TokioClock {
+    fn new() -> Self {
         Self {
-            unit: Duration::from_secs_f64(60.0 / f64::from(n)),
-            burst: (n / 60).max(min_burst).max(1),
-            tat: now,
+            origin: Instant::now(),
         }
     }
 
-    /// When `n` units may go (at the soonest `now`), and the arrival time
-    /// that leaves behind.
-    fn slot(&self, n: u32, now: Instant) -> (Instant, Instant) {
-        let tat = self.tat.max(now) + self.unit * n;
-        let tolerance = self.unit * self.burst;
-        let at = tat.checked_sub(tolerance).map_or(now, |t| t.max(now));
-        (at, tat)
+    /// The tokio instant of one of this clock's readings.
+    fn instant(&self, reading: Duration) -> Instant {
+        self.origin + reading
     }
 }
 
-impl Pace {
-    /// Takes `n` units out of the schedule again (never before `now`: an
-    /// idle pace holds its whole burst anyway).
-    fn give_back(&mut self, n: u32, now: Instant) {
-        self.tat = self
-            .tat
-            .checked_sub(self.unit * n)
-            .map_or(now, |t| t.max(now));
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.origin)
     }
 }
 
-/// One limit (requests or tokens) as it stands.
+type Pacer = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+/// One limit (requests or tokens) as it stands: `per_minute` units a
+/// minute, evenly, with a burst of one second's worth (at least
+/// `min_burst`); `None`, no limit.
 struct Limit {
     per_minute: Option<u32>,
     source: LimitSource,
-    pace: Option<Pace>,
+    pacer: Option<Pacer>,
+    burst: u32,
 }
 
 impl Limit {
-    fn new(per_minute: Option<u32>, source: LimitSource, min_burst: u32, now: Instant) -> Self {
+    fn new(
+        per_minute: Option<u32>,
+        source: LimitSource,
+        min_burst: u32,
+        clock: TokioClock,
+    ) -> Self {
+        let n = NonZeroU32::new(per_minute.unwrap_or(0).max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = (n.get() / 60).max(min_burst).max(1);
+        let quota =
+            Quota::per_minute(n).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Self {
             per_minute,
             source,
-            pace: per_minute.map(|n| Pace::new(n, min_burst, now)),
-        }
-    }
-
-    fn slot(&self, n: u32, now: Instant) -> (Instant, Option<Instant>) {
-        match &self.pace {
-            Some(p) => {
-                let (at, tat) = p.slot(n, now);
-                (at, Some(tat))
-            }
-            None => (now, None),
+            pacer: per_minute.map(|_| RateLimiter::direct_with_clock(quota, clock)),
+            burst,
         }
     }
 }
@@ -126,24 +131,17 @@ impl Limit {
 struct State {
     requests: Limit,
     tokens: Limit,
+    /// A request the requests limiter admitted for a check the tokens
+    /// limiter refused: the next check takes it instead of another.
+    banked: bool,
     /// No request leaves before this instant (set by 429s and exhausted quotas).
     pause_until: Option<Instant>,
-    /// Counts the paces replaced (a limit adopted): a place reserved in an
-    /// earlier pace is not given back to the new one, which never held it.
-    generation: u64,
-}
-
-/// A place [`Limits::reserve`] took: when the request may go, and in which
-/// pace (to give it back to, if it is not sent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reservation {
-    pub at: Instant,
-    generation: u64,
 }
 
 /// The rate limits of one endpoint.
 pub struct Limits {
     state: Mutex<State>,
+    clock: TokioClock,
     auto_requests: bool,
     auto_tokens: bool,
     /// The largest request we send, in rate-limit tokens.
@@ -153,8 +151,8 @@ pub struct Limits {
     max_wait: Duration,
     /// Whether the capping of a wait has been logged (once per endpoint).
     capped_logged: AtomicBool,
-    /// Woken when the schedule changes under the callers sleeping on a
-    /// reservation (a limit adopted, a pause set): they reserve again.
+    /// Woken when a limit is adopted: callers sleeping until a refusal's
+    /// instant ask again (the new limiter may admit them sooner).
     changed: tokio::sync::Notify,
 }
 
@@ -172,16 +170,17 @@ impl Limits {
         max_request_tokens: u32,
         max_wait: Duration,
     ) -> Self {
-        let now = Instant::now();
+        let clock = TokioClock::new();
         let (r, rs) = initial(rpm, AUTO_START_RPM);
         let (t, ts) = initial(tpm, AUTO_START_TPM);
         Self {
             state: Mutex::new(State {
-                requests: Limit::new(r, rs, 1, now),
-                tokens: Limit::new(t, ts, max_request_tokens, now),
+                requests: Limit::new(r, rs, 1, clock),
+                tokens: Limit::new(t, ts, max_request_tokens, clock),
+                banked: false,
                 pause_until: None,
-                generation: 0,
             }),
+            clock,
             auto_requests: rpm == RateSetting::Auto,
             auto_tokens: tpm == RateSetting::Auto,
             max_request_tokens,
@@ -191,8 +190,8 @@ impl Limits {
         }
     }
 
-    /// Fires when reservations made so far no longer hold (a limit was
-    /// adopted, a pause set): whoever sleeps on one should reserve again.
+    /// Fires when a limit is adopted: whoever sleeps until a refusal's
+    /// instant should ask again.
     pub fn changed(&self) -> &tokio::sync::Notify {
         &self.changed
     }
@@ -233,82 +232,44 @@ impl Limits {
         }
     }
 
-    fn tokens_of(&self, tokens: u32) -> u32 {
-        tokens.clamp(1, self.max_request_tokens.max(1))
-    }
-
-    /// When a request of `tokens` rate-limit tokens could go, taking nothing.
-    pub fn ready_at(&self, tokens: u32, now: Instant) -> Instant {
-        let s = self.state();
-        let (r, _) = s.requests.slot(1, now);
-        let (t, _) = s.tokens.slot(self.tokens_of(tokens), now);
-        let at = r.max(t);
-        s.pause_until.map_or(at, |p| at.max(p))
-    }
-
-    /// Takes a place for a request of `tokens` rate-limit tokens: when it
-    /// may go (after any pause in force).
-    pub fn reserve(&self, tokens: u32, now: Instant) -> Reservation {
-        let n = self.tokens_of(tokens);
+    /// Whether a request of `tokens` rate-limit tokens may go now. If so,
+    /// it is taken out of both limits; if not, nothing is taken, and the
+    /// answer is the instant it could go (a pause in force, or the limiter
+    /// that refused it: when the other one refuses then, it says so then).
+    pub fn check(&self, tokens: u32) -> Result<(), Instant> {
         let mut s = self.state();
-        let (r, r_tat) = s.requests.slot(1, now);
-        let (t, t_tat) = s.tokens.slot(n, now);
-        if let (Some(p), Some(tat)) = (s.requests.pace.as_mut(), r_tat) {
-            p.tat = tat;
+        if let Some(until) = s.pause_until.filter(|p| *p > Instant::now()) {
+            return Err(until);
         }
-        if let (Some(p), Some(tat)) = (s.tokens.pace.as_mut(), t_tat) {
-            p.tat = tat;
+        if !s.banked
+            && let Some(requests) = &s.requests.pacer
+        {
+            requests.check().map_err(|refused| self.when(&refused))?;
         }
-        let at = r.max(t);
-        Reservation {
-            at: s.pause_until.map_or(at, |p| at.max(p)),
-            generation: s.generation,
+        // The tokens of the largest request we send fit the burst, and a
+        // request is never counted as more (a larger estimate is still one
+        // request the provider takes whole).
+        let n = tokens.clamp(1, self.max_request_tokens.max(1).min(s.tokens.burst));
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        if let Some(pacer) = &s.tokens.pacer
+            && let Ok(Err(refused)) = pacer.check_n(n)
+        {
+            let at = self.when(&refused);
+            s.banked = s.requests.pacer.is_some();
+            return Err(at);
         }
+        s.banked = false;
+        Ok(())
     }
 
-    /// Gives back the place [`Limits::reserve`] took for a request that was
-    /// not sent (its caller went elsewhere, or stopped); a place in a pace
-    /// since replaced is gone with it.
-    pub fn release(&self, tokens: u32, reservation: Reservation, now: Instant) {
-        let n = self.tokens_of(tokens);
-        let mut s = self.state();
-        if s.generation != reservation.generation {
-            return;
-        }
-        if let Some(p) = s.requests.pace.as_mut() {
-            p.give_back(1, now);
-        }
-        if let Some(p) = s.tokens.pace.as_mut() {
-            p.give_back(n, now);
-        }
+    /// The tokio instant a refusal names.
+    fn when(&self, refused: &NotUntil<Duration>) -> Instant {
+        self.clock.instant(refused.earliest_possible())
     }
 
     /// Until when every request waits (a 429's pause), if it is later than `now`.
     pub fn paused_until(&self, now: Instant) -> Option<Instant> {
         self.state().pause_until.filter(|p| *p > now)
-    }
-
-    /// Waits until a request of `tokens` may go on this endpoint alone: its
-    /// place reserved (again, when the schedule changes meanwhile), then any
-    /// pause set meanwhile waited out.
-    pub async fn acquire(&self, tokens: u32) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let reservation = self.reserve(tokens, Instant::now());
-            tokio::select! {
-                _ = tokio::time::sleep_until(reservation.at) => {}
-                _ = changed => {
-                    self.release(tokens, reservation, Instant::now());
-                    continue;
-                }
-            }
-            match self.paused_until(Instant::now()) {
-                Some(until) => tokio::time::sleep_until(until).await,
-                None => return,
-            }
-        }
     }
 
     /// Stops every request to this endpoint for `wait` (capped, see [`Limits::clamp_wait`]).
@@ -323,8 +284,6 @@ impl Limits {
                 "rate limited: pausing every call to the endpoint"
             );
             s.pause_until = Some(until);
-            drop(s);
-            self.changed.notify_waiters();
         }
     }
 
@@ -335,18 +294,19 @@ impl Limits {
         let limit_t = header_u32(headers, "x-ratelimit-limit-tokens");
         let adopted = {
             let mut s = self.state();
-            let now = Instant::now();
-            let r = self.auto_requests && adopt(&mut s.requests, limit_r, 1, "requests", now);
+            let clock = self.clock;
+            let r = self.auto_requests && adopt(&mut s.requests, limit_r, 1, "requests", clock);
             let t = self.auto_tokens
                 && adopt(
                     &mut s.tokens,
                     limit_t,
                     self.max_request_tokens,
                     "tokens",
-                    now,
+                    clock,
                 );
-            if r || t {
-                s.generation += 1;
+            if r {
+                // Admitted by the limiter replaced, which the new one never was.
+                s.banked = false;
             }
             r || t
         };
@@ -369,24 +329,24 @@ impl Limits {
 }
 
 /// Adopts an announced limit for an `auto` setting; none announced where
-/// one was assumed lifts it. Whether it changed: the new limit starts from
-/// now, and the callers holding reservations under the old one reserve again.
+/// one was assumed lifts it. Whether it changed: the new limiter starts
+/// from now, with its burst.
 fn adopt(
     limit: &mut Limit,
     announced: Option<u32>,
     min_burst: u32,
     what: &str,
-    now: Instant,
+    clock: TokioClock,
 ) -> bool {
     match announced {
         Some(n) if limit.per_minute != Some(n) || limit.source != LimitSource::Announced => {
             tracing::info!(limit = n, "adopting the provider's {what}-per-minute limit");
-            *limit = Limit::new(Some(n), LimitSource::Announced, min_burst, now);
+            *limit = Limit::new(Some(n), LimitSource::Announced, min_burst, clock);
             true
         }
         None if limit.source == LimitSource::Starting => {
             tracing::info!("the provider announces no {what} limit; pacing by 429s only");
-            *limit = Limit::new(None, LimitSource::Unlimited, min_burst, now);
+            *limit = Limit::new(None, LimitSource::Unlimited, min_burst, clock);
             true
         }
         _ => false,
@@ -638,6 +598,23 @@ mod tests {
         );
     }
 
+    /// Waits until `l` admits a request of `tokens`, as the router does
+    /// (woken early when a limit is adopted).
+    async fn admitted(l: &Limits, tokens: u32) {
+        loop {
+            let changed = l.changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match l.check(tokens) {
+                Ok(()) => return,
+                Err(at) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = changed => {}
+                },
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn long_waits_are_capped_at_the_configured_maximum() {
         let l = Limits::new(
@@ -652,21 +629,17 @@ mod tests {
             Duration::from_secs(7)
         );
         l.pause_for(Duration::MAX);
-        let start = Instant::now();
-        l.acquire(10).await;
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_secs(7) && waited < Duration::from_secs(8),
-            "{waited:?}"
-        );
+        let now = Instant::now();
+        assert_eq!(l.check(10), Err(now + Duration::from_secs(7)));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(l.check(10), Ok(()));
         // An absurd (but finite) reset header is capped the same way.
         l.observe(&headers(&[
             ("x-ratelimit-remaining-tokens", "0"),
             ("x-ratelimit-reset-tokens", "9999999h"),
         ]));
-        let start = Instant::now();
-        l.acquire(10).await;
-        assert!(start.elapsed() <= Duration::from_secs(8));
+        let now = Instant::now();
+        assert_eq!(l.check(10), Err(now + Duration::from_secs(7)));
     }
 
     #[test]
@@ -695,18 +668,30 @@ mod tests {
         assert_eq!(s.tokens_source, LimitSource::Unlimited);
     }
 
-    #[test]
-    fn paces_burst_one_second_not_one_minute() {
+    #[tokio::test(start_paused = true)]
+    async fn paces_burst_one_second_not_one_minute() {
+        let clock = TokioClock::new();
+        let per_minute =
+            |n, min_burst| Limit::new(Some(n), LimitSource::Configured, min_burst, clock);
+        assert_eq!(per_minute(6000, 1).burst, 100);
+        assert_eq!(per_minute(30_000, 4000).burst, 4000);
+        assert_eq!(per_minute(10, 1).burst, 1);
+        // 6,000 a minute: 100 at once, then one every 10 ms.
+        let l = Limits::new(
+            RateSetting::PerMinute(6000),
+            RateSetting::PerMinute(10_000_000),
+            100,
+            MINUTE,
+        );
         let now = Instant::now();
-        let p = Pace::new(6000, 1, now);
-        assert_eq!(p.burst, 100);
-        assert_eq!(p.unit, Duration::from_millis(10));
-        assert_eq!(Pace::new(30_000, 4000, now).burst, 4000);
-        assert_eq!(Pace::new(10, 1, now).burst, 1);
+        for _ in 0..100 {
+            assert_eq!(l.check(1), Ok(()));
+        }
+        assert_eq!(l.check(1), Err(now + Duration::from_millis(10)));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn reservations_keep_the_exact_pace_and_a_look_takes_nothing() {
+    async fn checks_keep_the_exact_pace_and_a_refusal_takes_nothing() {
         // 600 requests a minute: a burst of 10, then one every 100 ms.
         let l = Limits::new(
             RateSetting::PerMinute(600),
@@ -716,19 +701,22 @@ mod tests {
         );
         let now = Instant::now();
         for _ in 0..10 {
-            assert_eq!(l.ready_at(10, now), now, "a look takes nothing");
-            assert_eq!(l.reserve(10, now).at, now);
+            assert_eq!(l.check(10), Ok(()));
         }
         let ms = Duration::from_millis;
-        assert_eq!(l.ready_at(10, now), now + ms(100));
-        assert_eq!(l.reserve(10, now).at, now + ms(100));
-        let given_back = l.reserve(10, now);
-        assert_eq!(given_back.at, now + ms(200));
-        l.release(10, given_back, now);
-        assert_eq!(l.reserve(10, now).at, now + ms(200), "the same place again");
-        // Later, the schedule has caught up: what is left of the burst refills.
-        let later = now + Duration::from_secs(10);
-        assert_eq!(l.reserve(10, later).at, later);
+        for _ in 0..5 {
+            assert_eq!(l.check(10), Err(now + ms(100)), "a refusal takes nothing");
+        }
+        // Late by 30 ms: the burst's tolerance absorbs it, the pace holds.
+        tokio::time::advance(ms(130)).await;
+        assert_eq!(l.check(10), Ok(()));
+        assert_eq!(l.check(10), Err(now + ms(200)));
+        // Later, the schedule has caught up: the burst refills.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for _ in 0..10 {
+            assert_eq!(l.check(10), Ok(()));
+        }
+        assert!(l.check(10).is_err());
         // Tokens bind too: 6,000 a minute is 100 a second.
         let t = Limits::new(
             RateSetting::PerMinute(60_000),
@@ -736,9 +724,42 @@ mod tests {
             100,
             MINUTE,
         );
-        assert_eq!(t.reserve(100, now).at, now);
-        assert_eq!(t.reserve(50, now).at, now + ms(500));
-        assert_eq!(t.reserve(100, now).at, now + ms(1500));
+        let now = Instant::now();
+        assert_eq!(t.check(100), Ok(()));
+        assert_eq!(t.check(50), Err(now + ms(500)));
+        tokio::time::advance(ms(500)).await;
+        assert_eq!(t.check(50), Ok(()));
+        assert_eq!(t.check(100), Err(now + ms(1500)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_refused_for_its_tokens_keeps_its_request() {
+        // 600 requests a minute (a burst of 10), 6,000 tokens (100 a second).
+        let l = Limits::new(
+            RateSetting::PerMinute(600),
+            RateSetting::PerMinute(6_000),
+            100,
+            MINUTE,
+        );
+        assert_eq!(l.check(100), Ok(()));
+        let refused = l.check(100).unwrap_err();
+        for _ in 0..50 {
+            assert_eq!(l.check(100), Err(refused));
+        }
+        // Fifty-one checks refused for their tokens took one request, kept
+        // for the next: the requests limiter gave 2 of its 10.
+        {
+            let s = l.state();
+            let requests = s.requests.pacer.as_ref().unwrap();
+            assert!(
+                matches!(requests.check_n(NonZeroU32::new(8).unwrap()), Ok(Ok(()))),
+                "8 requests left"
+            );
+            assert!(requests.check().is_err());
+        }
+        // The request kept goes with the next tokens admitted.
+        tokio::time::advance(refused - Instant::now()).await;
+        assert_eq!(l.check(100), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -749,15 +770,15 @@ mod tests {
             100,
             MINUTE,
         ));
-        // 500 a minute: past the burst of 8, the 20th caller waits 1.44 s.
-        let mut old = Vec::new();
-        for _ in 0..19 {
-            old.push(l.reserve(1, Instant::now()));
+        // 500 a minute: past the burst of 8, a caller waits 120 ms.
+        for _ in 0..8 {
+            assert_eq!(l.check(1), Ok(()));
         }
         let start = Instant::now();
+        assert_eq!(l.check(1), Err(start + Duration::from_millis(120)));
         let waiting = tokio::spawn({
             let l = l.clone();
-            async move { l.acquire(1).await }
+            async move { admitted(&l, 1).await }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         l.observe(&headers(&[
@@ -765,21 +786,13 @@ mod tests {
             ("x-ratelimit-limit-tokens", "10000000"),
         ]));
         waiting.await.unwrap();
-        assert!(
-            start.elapsed() < Duration::from_millis(50),
-            "{:?}",
-            start.elapsed()
-        );
-        // Places taken under the old limit are not given to the new one,
-        // which never held them: past its burst of 1,000, the next waits.
+        assert_eq!(start.elapsed(), Duration::from_millis(10), "woken at once");
+        // The new limiter starts with its own burst (1,000, one taken).
         let now = Instant::now();
         for _ in 0..999 {
-            l.reserve(1, now);
+            assert_eq!(l.check(1), Ok(()));
         }
-        for r in old {
-            l.release(1, r, now);
-        }
-        assert_eq!(l.reserve(1, now).at, now + Duration::from_millis(1));
+        assert_eq!(l.check(1), Err(now + Duration::from_millis(1)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -792,14 +805,15 @@ mod tests {
         );
         l.pause_for(Duration::from_secs(5));
         let start = Instant::now();
-        l.acquire(10).await;
-        assert!(start.elapsed() >= Duration::from_secs(5));
+        assert_eq!(l.check(10), Err(start + Duration::from_secs(5)));
+        admitted(&l, 10).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
         l.observe(&headers(&[
             ("x-ratelimit-remaining-requests", "0"),
             ("x-ratelimit-reset-requests", "2s"),
         ]));
         let start = Instant::now();
-        l.acquire(10).await;
-        assert!(start.elapsed() >= Duration::from_secs(2));
+        admitted(&l, 10).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 }

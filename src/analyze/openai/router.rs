@@ -1,24 +1,26 @@
 //! Which endpoint takes each call, and when: plain code over the endpoints'
 //! limits and health, no actix.
 //!
-//! - **Free capacity.** A call goes to the endpoint that can send it
-//!   soonest: each endpoint's own limits say when ([`Limits::ready_at`]),
-//!   the call reserves its place there and sleeps until it. N endpoints
-//!   drain N schedules at once, so they finish about N times sooner, and
-//!   none is sent faster than its limits allow (no 429s of our making).
-//!   Where capacity ties (unlimited local servers, or bursts), the fewest
-//!   calls in flight per unit of `weight` wins.
+//! - **Free capacity.** A call asks the endpoints in order of preference
+//!   (lowest `priority` first; within a tier, the fewest calls in flight
+//!   per unit of `weight`) whether their limits admit it now
+//!   ([`Limits::check`], governor's limiters): the first that admits takes
+//!   it. When none does, the call sleeps until the earliest instant one of
+//!   them named, plus a little jitter ([`JITTER`], so that the calls
+//!   waiting do not all wake at once), and asks again. N endpoints admit N
+//!   paces at once, so they finish about N times sooner, and none is sent
+//!   faster than its limits allow (no 429s of our making).
 //! - **Tiers.** An endpoint of a higher `priority` gets a call only while
 //!   every endpoint of the lower tiers is cooling down, out of service, or
-//!   out of rate budget (could not send it within [`SPILL_AFTER`]).
+//!   out of rate budget (its limits refuse the call now): the lower tiers
+//!   run at their full rate, and the higher one takes the rest.
 //! - **Cooldowns.** An endpoint failing [`COOL_AFTER`] times in a row (no
 //!   answer, 5xx) while another endpoint is up is cooled down: no calls for
 //!   its `Retry-After`, or for a wait that doubles with each cooldown in a
 //!   row ([`COOLDOWN_FIRST`] up to [`COOLDOWN_MAX`]); then one call probes
 //!   it, and an answer brings it back. A call that failed on an endpoint
-//!   tries another one next. Calls never wait for a dead endpoint's
-//!   schedule: a change of health wakes them to choose again, giving back
-//!   the place they had reserved. An endpoint whose key, quota or URL is
+//!   tries another one next. A change of health, or a limit adopted, wakes
+//!   the waiting calls to choose again. An endpoint whose key, quota or URL is
 //!   refused is out of service for the process; when none is left, the
 //!   calls stop with that reason.
 //! - **Outages.** `analyzer.outage_failures` failures in a row, across
@@ -42,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use super::Request;
 use super::client::CallError;
 use super::endpoint::Endpoint;
-use super::limits::Reservation;
 use crate::analyze::FatalKind;
 
 /// Failures in a row that cool an endpoint down (when another is up).
@@ -50,9 +51,11 @@ pub const COOL_AFTER: u32 = 3;
 /// The first cooldown without a `Retry-After`, and the longest.
 pub const COOLDOWN_FIRST: Duration = Duration::from_secs(1);
 pub const COOLDOWN_MAX: Duration = Duration::from_secs(60);
-/// A lower tier that cannot send a call within this long is out of budget:
-/// a higher tier that can send it sooner takes it.
-pub const SPILL_AFTER: Duration = Duration::from_secs(1);
+/// The most a call waiting for a rate limit sleeps past the instant it was
+/// named (uniformly drawn): the calls waiting for one endpoint do not all
+/// wake in the same instant. A late call loses nothing while the limit has
+/// burst to spare (one second's worth).
+pub const JITTER: Duration = Duration::from_millis(2);
 /// The first wait between outage probes, and the longest.
 pub const OUTAGE_PROBE_FIRST: Duration = Duration::from_secs(5);
 pub const OUTAGE_PROBE_MAX: Duration = Duration::from_secs(300);
@@ -175,15 +178,11 @@ pub struct Router {
     outage_tx: watch::Sender<Option<ProviderOutage>>,
 }
 
-/// A call's place on an endpoint: reserved until it is sent, then in flight
-/// until reported. Dropped unreported, it gives its place back.
+/// A call admitted on an endpoint, in flight until reported.
 pub struct Ticket<'r> {
     router: &'r Router,
     index: usize,
     probe: Probe,
-    tokens: u32,
-    reservation: Reservation,
-    sent: bool,
     reported: bool,
 }
 
@@ -206,16 +205,10 @@ impl Drop for Ticket<'_> {
         if self.reported {
             return;
         }
-        if !self.sent {
-            self.endpoint()
-                .limits()
-                .release(self.tokens, self.reservation, Instant::now());
-        }
         let mut state = self.router.state();
         state.endpoints[self.index].in_flight -= 1;
-        // A probe abandoned (a cancel, a change of plan): the next call
-        // probes. (An ordinary call's place given back changes nothing for
-        // the others: they are not woken.)
+        // A probe abandoned (a cancel): the next call probes. (An ordinary
+        // call abandoned changes nothing for the others: they are not woken.)
         match self.probe {
             Probe::No => return,
             Probe::Endpoint => {
@@ -238,14 +231,17 @@ impl Drop for Ticket<'_> {
 }
 
 enum Decision {
+    /// Admitted on endpoint `index`.
     Go {
         index: usize,
-        reservation: Reservation,
-        tokens: u32,
         probe: Probe,
     },
-    /// Nothing to send on now: wait until then, or a change of health.
-    Wait(Option<Instant>),
+    /// Nothing admits the call now: wait until then (jittered when it is a
+    /// rate limit's instant), or a change of health or limits.
+    Wait {
+        until: Option<Instant>,
+        jitter: bool,
+    },
     Stop(Stop),
 }
 
@@ -302,7 +298,7 @@ impl Router {
             .collect()
     }
 
-    /// Waits for an endpoint to send `request` on, and for its turn there.
+    /// Waits for an endpoint whose limits admit `request`, and takes it.
     /// `avoid` (bit i: endpoint i) are endpoints this call failed on: they
     /// are used only when nothing else is.
     pub async fn acquire(
@@ -319,57 +315,50 @@ impl Router {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            let mut adopted: Vec<_> = self
+                .endpoints
+                .iter()
+                .map(|e| Box::pin(e.limits().changed().notified()))
+                .collect();
+            for n in &mut adopted {
+                n.as_mut().enable();
+            }
             let decision = {
                 let mut state = self.state();
                 self.decide(&mut state, request, avoid, Instant::now())
             };
             match decision {
                 Decision::Stop(stop) => return Err(stop),
-                Decision::Wait(until) => {
+                Decision::Go { index, probe } => {
+                    return Ok(Ticket {
+                        router: self,
+                        index,
+                        probe,
+                        reported: false,
+                    });
+                }
+                Decision::Wait { until, jitter } => {
                     let sleep = async {
                         match until {
+                            Some(t) if jitter => {
+                                let late = governor::Jitter::up_to(JITTER) + Duration::ZERO;
+                                tokio::time::sleep_until(t + late).await
+                            }
                             Some(t) => tokio::time::sleep_until(t).await,
                             None => std::future::pending().await,
                         }
                     };
+                    let adopted = async {
+                        if adopted.is_empty() {
+                            std::future::pending::<()>().await;
+                        }
+                        futures_util::future::select_all(adopted).await;
+                    };
                     tokio::select! {
                         _ = sleep => {}
                         _ = changed => {}
+                        _ = adopted => {}
                         _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                    }
-                }
-                Decision::Go {
-                    index,
-                    reservation,
-                    tokens,
-                    probe,
-                } => {
-                    let at = reservation.at;
-                    let mut ticket = Ticket {
-                        router: self,
-                        index,
-                        probe,
-                        tokens,
-                        reservation,
-                        sent: false,
-                        reported: false,
-                    };
-                    let limits = self.endpoints[index].limits();
-                    let rescheduled = limits.changed().notified();
-                    tokio::pin!(rescheduled);
-                    rescheduled.as_mut().enable();
-                    let on_time = tokio::select! {
-                        _ = tokio::time::sleep_until(at) => true,
-                        _ = changed => false,
-                        _ = rescheduled => false,
-                        // The ticket, dropped, gives its place back.
-                        _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                    };
-                    // A change of health or schedule (a 429's pause) while it
-                    // slept: choose again.
-                    if on_time && limits.paused_until(Instant::now()).is_none() {
-                        ticket.sent = true;
-                        return Ok(ticket);
                     }
                 }
             }
@@ -382,23 +371,34 @@ impl Router {
         }
         let timeout = self.outage_timeout;
         if let Some(outage) = &mut state.outage {
-            if now >= outage.since + timeout {
+            let gives_up = outage.since + timeout;
+            if now >= gives_up {
                 return Decision::Stop(Stop::Fatal {
                     kind: FatalKind::ProviderUnavailable,
                     detail: gave_up(&outage.shown, timeout),
                 });
             }
             if outage.probing || now < outage.next_probe {
-                return Decision::Wait(Some(outage.next_probe.min(outage.since + timeout)));
+                return Decision::Wait {
+                    until: Some(outage.next_probe.min(gives_up)),
+                    jitter: false,
+                };
             }
-            outage.probing = true;
             let n = state.endpoints.len();
             let index = (0..n)
                 .map(|k| (state.probe_turn + k) % n)
                 .find(|&i| !matches!(state.endpoints[i].health, Health::Out { .. }))
                 .unwrap_or(0);
+            let endpoint = &self.endpoints[index];
+            if let Err(at) = endpoint.limits().check(endpoint.tokens(request)) {
+                return Decision::Wait {
+                    until: Some(at.min(gives_up)),
+                    jitter: true,
+                };
+            }
+            outage.probing = true;
             state.probe_turn = index + 1;
-            return self.go(state, index, request, now, Probe::Outage);
+            return self.go(state, index, Probe::Outage);
         }
         let usable = |i: usize| !matches!(state.endpoints[i].health, Health::Out { .. });
         let n = self.endpoints.len();
@@ -408,72 +408,57 @@ impl Router {
         } else {
             (0..n).filter(|&i| usable(i)).collect()
         };
-        // A cooled-down endpoint whose time is up is probed first.
-        if let Some(&index) = allowed.iter().find(
-            |&&i| matches!(state.endpoints[i].health, Health::Cooling { until } if until <= now),
-        ) {
-            state.endpoints[index].health = Health::Probing;
-            return self.go(state, index, request, now, Probe::Endpoint);
-        }
-        let mut choice: Option<(usize, Instant, f64)> = None;
-        let mut tiers: Vec<u32> = allowed
-            .iter()
-            .map(|&i| self.endpoints[i].priority())
-            .collect();
-        tiers.sort_unstable();
-        tiers.dedup();
-        for tier in tiers {
-            let best = allowed
-                .iter()
-                .filter(|&&i| {
-                    self.endpoints[i].priority() == tier && state.endpoints[i].health == Health::Up
-                })
-                .map(|&i| {
-                    let e = &self.endpoints[i];
-                    let at = e.limits().ready_at(e.tokens(request), now);
-                    let load = f64::from(state.endpoints[i].in_flight) / f64::from(e.weight());
-                    (i, at, load)
-                })
-                .min_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
-            choice = match (choice, best) {
-                (None, best) => best,
-                (Some(c), Some(b)) if c.1 > now + SPILL_AFTER && b.1 < c.1 => Some(b),
-                (c, _) => c,
+        // The earliest instant something may change: a cooldown's end, or
+        // an instant a refusing limiter named.
+        let mut earliest: Option<Instant> = None;
+        let mut note = |at: Instant| earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        // A cooled-down endpoint whose time is up is probed first, when its
+        // limits admit the call.
+        for &i in &allowed {
+            let Health::Cooling { until } = state.endpoints[i].health else {
+                continue;
             };
+            if until > now {
+                note(until);
+                continue;
+            }
+            let endpoint = &self.endpoints[i];
+            match endpoint.limits().check(endpoint.tokens(request)) {
+                Ok(()) => {
+                    state.endpoints[i].health = Health::Probing;
+                    return self.go(state, i, Probe::Endpoint);
+                }
+                Err(at) => note(at),
+            }
         }
-        match choice {
-            Some((index, _, _)) => self.go(state, index, request, now, Probe::No),
-            None => Decision::Wait(
-                allowed
-                    .iter()
-                    .filter_map(|&i| match state.endpoints[i].health {
-                        Health::Cooling { until } => Some(until),
-                        _ => None,
-                    })
-                    .min(),
-            ),
+        // The endpoints up, in order of preference: tier, then load.
+        let mut order: Vec<(u32, f64, usize)> = allowed
+            .iter()
+            .filter(|&&i| state.endpoints[i].health == Health::Up)
+            .map(|&i| {
+                let e = &self.endpoints[i];
+                let load = f64::from(state.endpoints[i].in_flight) / f64::from(e.weight());
+                (e.priority(), load, i)
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        for (_, _, i) in order {
+            let endpoint = &self.endpoints[i];
+            match endpoint.limits().check(endpoint.tokens(request)) {
+                Ok(()) => return self.go(state, i, Probe::No),
+                Err(at) => note(at),
+            }
+        }
+        Decision::Wait {
+            until: earliest,
+            jitter: true,
         }
     }
 
-    /// Reserves `request`'s place on endpoint `index`.
-    fn go(
-        &self,
-        state: &mut State,
-        index: usize,
-        request: &Request,
-        now: Instant,
-        probe: Probe,
-    ) -> Decision {
-        let endpoint = &self.endpoints[index];
-        let tokens = endpoint.tokens(request);
-        let reservation = endpoint.limits().reserve(tokens, now);
+    /// The call admitted on endpoint `index`, in flight from now.
+    fn go(&self, state: &mut State, index: usize, probe: Probe) -> Decision {
         state.endpoints[index].in_flight += 1;
-        Decision::Go {
-            index,
-            reservation,
-            tokens,
-            probe,
-        }
+        Decision::Go { index, probe }
     }
 
     /// When every endpoint is out of service: why (the last one's reason).
@@ -755,29 +740,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_higher_tier_takes_calls_only_past_the_lower_tiers_budget() {
+    async fn a_higher_tier_takes_calls_only_while_the_lower_tier_refuses_them() {
+        // Listed first, the higher tier is still asked last.
         let r = router(
-            &[("cheap", 0, 1, Some(60)), ("dear", 1, 1, None)],
+            &[("dear", 1, 1, None), ("cheap", 0, 1, Some(60))],
             (20, 900),
         );
-        let req = request();
-        let now = Instant::now();
-        let chosen = |at: Instant| match r.decide(&mut r.state(), &req, 0, at) {
-            Decision::Go {
-                index, reservation, ..
-            } => (r.endpoints()[index].name().to_string(), reservation.at),
-            _ => panic!("no endpoint"),
+        let chosen = || async {
+            let t = take(&r).await;
+            let name = name(&t);
+            r.report(t, Report::Answered);
+            name
         };
-        // 60 a minute: a burst of one, then one a second.
-        assert_eq!(chosen(now), ("cheap".into(), now));
-        // A second away: within its budget still.
-        assert_eq!(chosen(now), ("cheap".into(), now + SPILL_AFTER));
-        // Two seconds away: past it, the higher tier takes the calls.
-        assert_eq!(chosen(now), ("dear".into(), now));
-        assert_eq!(chosen(now), ("dear".into(), now));
-        // Later, with budget again, the lower tier.
-        let later = now + Duration::from_secs(5);
-        assert_eq!(chosen(later), ("cheap".into(), later));
+        // 60 a minute: a burst of one, then one a second. Calls in between
+        // go to the higher tier, at once.
+        assert_eq!(chosen().await, "cheap");
+        let start = Instant::now();
+        assert_eq!(chosen().await, "dear");
+        assert_eq!(chosen().await, "dear");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // With budget again, the lower tier: it runs at its full rate.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(chosen().await, "cheap");
+        assert_eq!(chosen().await, "dear");
+        let mut cheap = 0;
+        for _ in 0..100 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            cheap += u32::from(chosen().await == "cheap");
+        }
+        assert_eq!(cheap, 10, "one a second over ten seconds");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1009,11 +1000,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_cancel_gives_the_place_back() {
-        let r = router(&[("a", 0, 1, Some(60))], (20, 900));
-        let t = take(&r).await;
-        r.report(t, Report::Answered);
-        // The next place is a second away; a cancelled call gives it back.
+    async fn a_call_waits_for_the_earliest_admission_and_a_cancelled_one_takes_nothing() {
+        let r = router(&[("a", 0, 1, Some(60)), ("b", 0, 1, Some(30))], (20, 900));
+        // A burst of one each; then a admits one a second, b one every two.
+        for _ in 0..2 {
+            let t = take(&r).await;
+            r.report(t, Report::Answered);
+        }
+        // The next admission is a second away; a call cancelled while it
+        // waits for it takes nothing.
         let cancel = CancellationToken::new();
         let req = request();
         let waiting = r.acquire(&req, 0, &cancel);
@@ -1026,11 +1021,12 @@ mod tests {
         cancel.cancel();
         assert_eq!(waiting.await.err(), Some(Stop::Cancelled));
         let start = Instant::now();
-        let _t = take(&r).await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_millis(990),
-            "the same place, not the next"
+        let t = take(&r).await;
+        let waited = start.elapsed();
+        assert_eq!(name(&t), "a");
+        assert!(
+            waited >= Duration::from_millis(990) && waited <= Duration::from_millis(990) + JITTER,
+            "the earliest admission (a's, not b's a second later), jittered: {waited:?}"
         );
     }
 }
