@@ -140,12 +140,17 @@ pub(super) struct Twins {
     /// Content in flight → conversations waiting for its analysis.
     in_flight: ByKey<Vec<LoadedConversation>>,
     /// Analyses finished here but perhaps not yet committed to the
-    /// processed-content index (which only shows committed rows).
+    /// processed-content index (which only shows committed rows), the
+    /// latest first: when `recent` is full it becomes `older`, so the last
+    /// [`RECENT_ANALYSES`] are always kept (clearing them all at once
+    /// forgot the ones just finished, whose twins in a batch read before
+    /// their commit were then paid for again).
     recent: ByKey<Analysis>,
+    older: ByKey<Analysis>,
 }
 
-/// Recent analyses kept; older ones are long committed (a batch commits
-/// within `storage.flush_ms`), so the store answers for them.
+/// Recent analyses kept, at least; older ones are long committed (a batch
+/// commits within `storage.flush_ms`), so the store answers for them.
 const RECENT_ANALYSES: usize = 4096;
 
 /// What a conversation needs, given what is known of its content.
@@ -168,7 +173,10 @@ impl Twins {
         key: [u8; 32],
         cached: Option<Analysis>,
     ) -> (Need, Option<LoadedConversation>) {
-        if let Some(analysis) = cached.or_else(|| self.recent.get(&key).cloned()) {
+        if let Some(analysis) = cached
+            .or_else(|| self.recent.get(&key).cloned())
+            .or_else(|| self.older.get(&key).cloned())
+        {
             return (Need::Answered(analysis), Some(conversation));
         }
         if let Some(waiting) = self.in_flight.get_mut(&key) {
@@ -188,7 +196,7 @@ impl Twins {
     ) -> Vec<LoadedConversation> {
         if let Some(analysis) = analysis {
             if self.recent.len() >= RECENT_ANALYSES {
-                self.recent.clear();
+                self.older = std::mem::take(&mut self.recent);
             }
             self.recent.insert(*key, analysis.clone());
         }
@@ -720,5 +728,28 @@ mod tests {
         assert_eq!(t.need(loaded("e"), other, None).0, Need::Call);
         assert!(t.settle(&other, None).is_empty());
         assert_eq!(t.need(loaded("f"), other, None).0, Need::Call);
+    }
+
+    #[test]
+    fn the_latest_analyses_are_remembered_however_many_came_before() {
+        let mut t = Twins::default();
+        let key = |i: usize| {
+            let mut k = [0; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        };
+        let n = RECENT_ANALYSES * 2 + 7;
+        for i in 0..n {
+            assert_eq!(t.need(loaded("x"), key(i), None).0, Need::Call);
+            t.settle(&key(i), Some(&analysis("done")));
+            // Every one of the last RECENT_ANALYSES is answered from memory.
+            for back in [0, i.min(1), i.min(RECENT_ANALYSES - 1)] {
+                assert_eq!(
+                    t.need(loaded("twin"), key(i - back), None).0,
+                    Need::Answered(analysis("done")),
+                    "{back} after the {i}th"
+                );
+            }
+        }
     }
 }
