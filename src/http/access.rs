@@ -5,6 +5,8 @@
 //! token, 403 for a role too low) and records the audit entry once the
 //! handler has answered, before the answer leaves. The OpenAPI document
 //! states the same table (`x-required-role`), so the two cannot disagree.
+//! A route the table does not name is admins' only: forgetting its line
+//! closes it rather than opening it.
 //!
 //! A server without tokens (`Keyring::is_open`) treats every caller as the
 //! anonymous admin: the audit still says what was done.
@@ -120,6 +122,25 @@ pub fn access_of(method: &str, template: &str) -> Option<Access> {
         .map(|(_, _, access)| *access)
 }
 
+/// What a request needs, by its method and the route it matched: the
+/// table's line. A route the table does not name at all (served without
+/// its line: a bug) needs an admin, so that it stays closed until its line
+/// says who may call it. An unmatched path, or a method its route does not
+/// serve, needs any token: it is told 404 or 405.
+fn required(method: &str, pattern: Option<&str>) -> Option<Access> {
+    let pattern = pattern?;
+    access_of(method, pattern).or_else(|| {
+        let named = POLICY.iter().any(|(_, t, _)| *t == pattern);
+        (!named).then(|| {
+            tracing::error!(
+                route = pattern,
+                "a route missing from access::POLICY: admins only"
+            );
+            needs(Admin, None)
+        })
+    })
+}
+
 /// What a handler adds to its answer for the audit entry, when the request
 /// alone does not say it (the id of a new upload, the file's name).
 #[derive(Debug, Clone, Default)]
@@ -158,9 +179,7 @@ pub async fn authorize(
         return Err(HttpError::Internal("no application state".into()).into());
     };
     let pattern = req.match_pattern();
-    let access = pattern
-        .as_deref()
-        .and_then(|p| access_of(req.method().as_str(), p));
+    let access = required(req.method().as_str(), pattern.as_deref());
     if access == Some(Access::Open) {
         return next
             .call(req)
@@ -307,5 +326,21 @@ mod tests {
         // Refused attempts are audited too.
         assert_eq!(audited(delete, &who(Viewer), true), Some(Action::Delete));
         assert_eq!(audited(get("/api/uploads"), &who(Admin), false), None);
+    }
+
+    #[test]
+    fn a_route_the_table_does_not_name_is_for_admins() {
+        assert_eq!(
+            required("GET", Some("/api/uploads")),
+            Some(needs(Viewer, None))
+        );
+        // Served without its line in the table: closed but to admins.
+        assert_eq!(
+            required("POST", Some("/api/new-thing/{id}")),
+            Some(needs(Admin, None))
+        );
+        // A method the route does not serve (405), an unmatched path (404).
+        assert_eq!(required("PUT", Some("/api/uploads")), None);
+        assert_eq!(required("GET", None), None);
     }
 }

@@ -99,6 +99,17 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() {
     )
     .await;
     assert_error(call(&app, None, Method::GET, "/api/uploads").await, 401).await;
+    // Any token is told what is not there, or not served so.
+    assert_error(
+        call(&app, Some(VIEWER), Method::GET, "/api/nowhere").await,
+        404,
+    )
+    .await;
+    assert_error(
+        call(&app, Some(VIEWER), Method::PUT, "/api/uploads").await,
+        405,
+    )
+    .await;
 
     // A viewer may not upload; an operator may.
     let refused = upload_as(&app, VIEWER, personal_csv(), true).await;
