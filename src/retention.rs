@@ -72,6 +72,7 @@ mod tests {
             parsed: true,
             progress_mark: 0,
             starts_without_progress: 0,
+            ingest: None,
         }
     }
 

@@ -123,6 +123,7 @@ mod tests {
             parsed,
             progress_mark: 0,
             starts_without_progress: 0,
+            ingest: None,
         }
     }
 

@@ -75,3 +75,27 @@ fn config_load() {
         harness::config_load(&harness::ConfigInput::from_bytes(data))
     });
 }
+
+#[test]
+fn ingest_whatsapp() {
+    replay("ingest_whatsapp", |data| {
+        harness::ingest_as(data, "txt", Some(powerpulse::ingest::Format::WhatsApp))
+    });
+}
+
+#[test]
+fn ingest_dialects() {
+    replay("ingest_dialects", harness::ingest_dialect);
+}
+
+#[test]
+fn ingest_zip() {
+    replay("ingest_zip", |data| harness::ingest_file(data, "zip"));
+}
+
+#[test]
+fn ingest_threads() {
+    replay("ingest_threads", |data| {
+        harness::ingest_as(data, "csv", Some(powerpulse::ingest::Format::Threads))
+    });
+}

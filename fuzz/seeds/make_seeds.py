@@ -155,3 +155,40 @@ put("config_load", "env_generic.bin",
 put("config_load", "env_prices.bin",
     b'[analyzer.openai.prices.m]\ninput_per_million = 1.0\noutput_per_million = 2.0\n'
     b'\x00\x80ANALYZER__OPENAI__PRICES__GPT_KEY=hunter2-hunter2')
+
+# The exports of chat apps and helpdesks: the fixtures of tests/data/exports.
+EXPORTS = os.path.join(ROOT, "tests", "data", "exports")
+
+
+def export(name):
+    with open(os.path.join(EXPORTS, name), "rb") as f:
+        return f.read()
+
+
+put("ingest_whatsapp", "android.txt", export("WhatsApp Chat with Ram Sharma.txt"))
+put("ingest_whatsapp", "ios.txt", export("_chat.txt"))
+put("ingest_whatsapp", "us_12h.txt",
+    "3/18/22, 2:56 PM - Ram: hi\n3/18/22, 2:57 PM - Desk: hello\nmore\n3/19/22, 9:00 AM - Ram: \u200eimage omitted\n")
+dialects = {  # the first byte picks the reader (fuzz/src/lib.rs: ingest_dialect)
+    0: "messenger/messages/inbox/hari_gurung/message_1.json",
+    1: "result.json",
+    2: "intercom_conversations.json",
+    3: "zendesk_tickets.json",
+    4: "freshdesk_tickets.json",
+    5: "chatwoot_conversations.json",
+}
+for pick, name in dialects.items():
+    put("ingest_dialects", f"{pick}_{os.path.basename(name)}", bytes([pick]) + export(name))
+put("ingest_dialects", "1_all_chats.json", bytes([1]) + export("telegram_all_chats.json"))
+put("ingest_threads", "twcs.csv", export("twcs_sample.csv"))
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+    z.writestr("WhatsApp Chat with Ram Sharma.txt", export("WhatsApp Chat with Ram Sharma.txt"))
+    z.writestr("IMG-20240403-WA0001.jpg", b"\xff\xd8\xff")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as zi:
+        zi.writestr("_chat.txt", export("_chat.txt"))
+    z.writestr("WhatsApp Chat - Sita Thapa.zip", inner.getvalue())
+    z.writestr("messages/inbox/hari_gurung/message_1.json",
+               export("messenger/messages/inbox/hari_gurung/message_1.json"))
+put("ingest_zip", "chats.zip", buf.getvalue())

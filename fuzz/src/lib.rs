@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use powerpulse::config::IngestSettings;
-use powerpulse::ingest::{self, IngestOptions};
+use powerpulse::ingest::{self, Format, IngestOptions};
 
 /// One scratch directory for the whole run (a fresh one per input would
 /// cost more than the parse).
@@ -17,9 +17,18 @@ fn scratch() -> &'static tempfile::TempDir {
 /// Writes `data` as `input.<extension>`, opens it as an upload with the
 /// default settings and drains every row, as the parser thread does.
 pub fn ingest_file(data: &[u8], extension: &str) {
+    ingest_as(data, extension, None);
+}
+
+/// [`ingest_file`], the file read as `format` whatever it looks like (as
+/// `--format` asks), so the reader of that format sees every input.
+pub fn ingest_as(data: &[u8], extension: &str, format: Option<Format>) {
     let path: PathBuf = scratch().path().join(format!("input.{extension}"));
     std::fs::write(&path, data).expect("write fuzz input");
-    let opts = IngestOptions::from_settings(&IngestSettings::default());
+    let mut opts = IngestOptions::from_settings(&IngestSettings::default());
+    opts.format = format;
+    // Small limits: a zip bomb is refused after 16 MiB, not 1 GiB.
+    opts.xlsx_max_inflated_bytes = 16 << 20;
     let Ok(reader) = ingest::open(&path, &opts) else {
         return;
     };
@@ -28,6 +37,24 @@ pub fn ingest_file(data: &[u8], extension: &str) {
             break;
         }
     }
+}
+
+/// The JSON readers of the chat apps and helpdesks: the first byte picks
+/// which one reads the rest.
+pub fn ingest_dialect(data: &[u8]) {
+    const DIALECTS: [Format; 6] = [
+        Format::Messenger,
+        Format::Telegram,
+        Format::Intercom,
+        Format::Zendesk,
+        Format::Freshdesk,
+        Format::Chatwoot,
+    ];
+    let Some((pick, json)) = data.split_first() else {
+        return;
+    };
+    let format = DIALECTS[usize::from(*pick) % DIALECTS.len()];
+    ingest_as(json, "json", Some(format));
 }
 
 /// A chat-completions body from a hostile server: parsed, and (when it is

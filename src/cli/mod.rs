@@ -18,6 +18,7 @@ mod output;
 mod packaged;
 mod redact;
 mod tokens;
+mod preview;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::{Backend, Settings};
 use powerpulse::engine::Engine;
 use powerpulse::export::{ExportFormat, ExportWriter, PAGE_ROWS};
+use powerpulse::ingest::IngestChoice;
 use powerpulse::model::Stage;
 use powerpulse::pipeline::{Submission, UploadReport};
 use powerpulse::privacy::Redactor;
@@ -67,7 +69,10 @@ pub struct Cli {
 enum Command {
     /// Parse an export, analyse every conversation and store the results.
     Analyze {
-        /// The export: .csv, .json, .jsonl or .xlsx.
+        /// The export: a table (.csv, .tsv, .xlsx), JSON or JSON lines, a
+        /// WhatsApp chat (.txt or its .zip), a Messenger or Telegram export,
+        /// a helpdesk's JSON (Intercom, Zendesk, Freshdesk, Chatwoot), or a
+        /// folder or .zip of them.
         #[arg(required_unless_present = "resume", conflicts_with = "resume")]
         file: Option<PathBuf>,
         /// Continue an unfinished, cancelled or failed upload instead.
@@ -86,6 +91,21 @@ enum Command {
         /// (conversations after dedupe, tokens, sync and batch cost, time).
         #[arg(long, conflicts_with = "resume")]
         estimate: bool,
+        /// Store and send nothing: print how FILE would be read (the format,
+        /// where each field comes from, the senders and their roles, the
+        /// first conversations as they would be analysed, the counts).
+        #[arg(long, conflicts_with_all = ["resume", "estimate"])]
+        dry_run: bool,
+        /// Read FILE as this format (overrides ingest.format): csv, json,
+        /// jsonl, xlsx, whatsapp, messenger, telegram, intercom, zendesk,
+        /// freshdesk, chatwoot, threads.
+        #[arg(long, value_name = "FORMAT", conflicts_with = "resume")]
+        format: Option<powerpulse::ingest::Format>,
+        /// A sender who speaks for the business (repeat for each; `*` for
+        /// any run of characters). Given, these are the whole business side
+        /// for this upload: every other sender is a customer.
+        #[arg(long = "agent", value_name = "NAME", conflicts_with = "resume")]
+        agents: Vec<String>,
     },
     /// Write stored results, one row per conversation.
     Export {
@@ -327,7 +347,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             concurrency,
             json,
             estimate,
+            dry_run,
+            format,
+            agents,
         } => {
+            let choice = IngestChoice {
+                format,
+                agents: (!agents.is_empty()).then_some(agents),
+            };
+            if dry_run {
+                let file = file.context("--dry-run needs a FILE")?;
+                return preview::run(&settings, &file, &choice, json);
+            }
             if estimate {
                 let file = file.context("--estimate needs a FILE")?;
                 return estimate::run(&settings, &file, json);
@@ -343,7 +374,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let job = match (file, resume) {
                 (_, Some(id)) => Job::Resume(id),
-                (Some(file), None) => Job::File(file),
+                (Some(file), None) => Job::File(file, choice),
                 (None, None) => bail!("give a FILE to analyse or --resume UPLOAD_ID"),
             };
             let overridden = analyzer.is_some() || concurrency.is_some();
@@ -505,13 +536,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// What `analyze` works on.
 enum Job {
-    File(PathBuf),
+    /// A file, and how to read it where `[ingest]` does not say.
+    File(PathBuf, IngestChoice),
     Resume(Uuid),
 }
 
 fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result<ExitCode> {
     // Checked here so a missing file never creates a database.
-    if let Job::File(file) = &job
+    if let Job::File(file, _) = &job
         && !file.exists()
     {
         bail!("{}: no such file", file.display());
@@ -519,7 +551,7 @@ fn analyze(settings: Settings, job: Job, json: bool, overridden: bool) -> Result
     let held = match &job {
         Job::Resume(_) => Some(Db::open(&settings)?),
         // A new database is made offline; an existing one may be a server's.
-        Job::File(_) => match std::fs::symlink_metadata(&settings.storage.path) {
+        Job::File(..) => match std::fs::symlink_metadata(&settings.storage.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             _ => Some(Db::open(&settings)?),
         },
@@ -646,13 +678,14 @@ fn show_progress(
 
 async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
     let mut ticket = match job {
-        Job::File(file) => {
+        Job::File(file, choice) => {
             let filename = filename_of(&file);
             engine
                 .submit(Submission {
                     path: file,
                     filename,
                     remove_file_after: false,
+                    ingest: choice,
                 })
                 .await?
         }
@@ -700,7 +733,7 @@ async fn run_upload(engine: &Engine, job: Job, json: bool) -> Result<ExitCode> {
 fn analyze_remote(remote: &Remote, job: Job, json: bool) -> Result<ExitCode> {
     let bar = progress_bar();
     let finished = match &job {
-        Job::File(file) => remote.run_upload(Some(file), None, bar.as_ref()),
+        Job::File(file, choice) => remote.run_upload(Some((file, choice)), None, bar.as_ref()),
         Job::Resume(id) => remote.run_upload(None, Some(*id), bar.as_ref()),
     };
     if let Some(bar) = bar {

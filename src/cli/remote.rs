@@ -23,6 +23,7 @@ use powerpulse::analyze::estimate::Estimate;
 use powerpulse::analyze::openai::batch::BatchStatus;
 use powerpulse::config::Settings;
 use powerpulse::export::{ExportRow, REDACTED_HEADER};
+use powerpulse::ingest::IngestChoice;
 use powerpulse::model::Stage;
 use powerpulse::store::{ConversationRow, Page, UploadRecord, UploadSummary};
 
@@ -555,14 +556,14 @@ impl Remote {
     /// on `bar`, cancels it on Ctrl-C, and answers once it is final.
     pub fn run_upload(
         &self,
-        file: Option<&Path>,
+        file: Option<(&Path, &IngestChoice)>,
         resume: Option<Uuid>,
         bar: Option<&ProgressBar>,
     ) -> Result<Finished> {
         self.rt.block_on(async {
             let started = Instant::now();
             let id = match (file, resume) {
-                (Some(file), _) => self.upload_file(file).await?,
+                (Some((file, choice)), _) => self.upload_file(file, choice).await?,
                 (None, Some(id)) => {
                     self.send(self.request(
                         reqwest::Method::POST,
@@ -636,19 +637,30 @@ impl Remote {
     }
 
     /// Streams `file` as a raw upload; answers the upload's id.
-    async fn upload_file(&self, file: &Path) -> Result<Uuid> {
+    async fn upload_file(&self, file: &Path, choice: &IngestChoice) -> Result<Uuid> {
+        if file.is_dir() {
+            bail!(
+                "{}: a folder cannot be sent to the server at {}; zip it and analyse the zip",
+                file.display(),
+                self.base
+            );
+        }
         let filename = super::filename_of(file);
         let f = tokio::fs::File::open(file)
             .await
             .with_context(|| format!("cannot read {}", file.display()))?;
         let len = f.metadata().await?.len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let mut query = vec![("filename", filename)];
+        if let Some(format) = choice.format {
+            query.push(("format", format.to_string()));
+        }
+        if let Some(agents) = &choice.agents {
+            query.push(("agents", agents.join("\n")));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let request = self
-            .request_with(
-                reqwest::Method::POST,
-                "/api/upload",
-                &[("filename", filename.as_str())],
-            )
+            .request_with(reqwest::Method::POST, "/api/upload", &query)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);

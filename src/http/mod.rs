@@ -20,6 +20,7 @@ mod identity;
 pub mod limits;
 pub mod metrics;
 mod openapi;
+mod preview;
 mod routes;
 
 use std::future::Future;

@@ -24,6 +24,7 @@ use super::routes;
         routes::health,
         routes::upload,
         routes::estimate,
+        super::preview::preview,
         routes::list_progress,
         routes::progress,
         routes::cancel,

@@ -45,6 +45,7 @@ const SSE_INTERVAL: Duration = Duration::from_millis(250);
 pub fn api(cfg: &mut web::ServiceConfig) {
     cfg.service(upload)
         .service(estimate)
+        .service(super::preview::preview)
         .service(list_progress)
         .service(progress)
         .service(cancel)
@@ -120,6 +121,22 @@ pub struct UploadQuery {
     /// Answer when the upload is done, with its summary.
     #[serde(default)]
     wait: bool,
+    /// Read the file as this format (default: told from its name and content).
+    format: Option<ingest::Format>,
+    /// The business side's senders, one per line (names, or patterns with
+    /// `*`): every other sender is a customer. For exports that name
+    /// senders but not their roles; as shown by `POST /api/preview`.
+    #[param(max_length = 65536)]
+    agents: Option<String>,
+}
+
+/// How to read an upload, from its query.
+pub(crate) fn ingest_choice(
+    format: Option<ingest::Format>,
+    agents: Option<&str>,
+) -> Result<ingest::IngestChoice> {
+    ingest::IngestChoice::from_fields(format, agents)
+        .map_err(|e| HttpError::BadRequest(format!("agents: {e}")))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -247,7 +264,7 @@ async fn receive(
 /// query and Content-Type checked, an upload slot taken (429 beyond
 /// `server.max_concurrent_uploads`), the body received into the spool
 /// directory. Answers the slot, the spooled file and the file's name.
-async fn receive_export(
+pub(crate) async fn receive_export(
     req: &HttpRequest,
     payload: web::Payload,
     filename: Option<&str>,
@@ -283,7 +300,7 @@ async fn receive_export(
 /// The multipart form of an upload.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the request body; the handler streams it
-pub struct UploadForm {
+pub(crate) struct UploadForm {
     /// The export file; its name's extension tells the format.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
@@ -293,7 +310,7 @@ pub struct UploadForm {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the request body; the handler streams it
 #[schema(value_type = String, format = Binary)]
-pub struct RawUpload(Vec<u8>);
+pub(crate) struct RawUpload(Vec<u8>);
 
 /// Upload an export: multipart/form-data with a `file` field, or a raw body
 /// with `?filename=` and a Content-Type that is not text/plain,
@@ -329,6 +346,7 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
+    let choice = ingest_choice(query.format, query.agents.as_deref())?;
     // Held until the file is parsed (or refused): see `release_after_parsing`.
     let (slot, path, filename) =
         receive_export(&req, payload, query.filename.as_deref(), &state).await?;
@@ -337,7 +355,7 @@ pub async fn upload(
 
     // Check the file can be read before accepting it, so a bad file is a
     // 4xx now rather than a failed upload later.
-    let opts = IngestOptions::from_settings(&settings.ingest);
+    let opts = IngestOptions::from_settings(&settings.ingest).with_choice(&choice);
     let probe = path.clone();
     let name = filename.clone();
     let checked = web::block(move || ingest::open_named(&probe, &name, &opts).map(|_| ()))
@@ -353,6 +371,7 @@ pub async fn upload(
             path,
             filename: filename.clone(),
             remove_file_after: true,
+            ingest: choice,
         })
         .await?;
     let upload_id = ticket.upload_id;
@@ -393,7 +412,7 @@ fn noted(
 }
 
 /// An ingest error naming the file as the user knows it, not by its spool name.
-fn ingest_error(e: ingest::IngestError, path: &Path, filename: &str) -> HttpError {
+pub(crate) fn ingest_error(e: ingest::IngestError, path: &Path, filename: &str) -> HttpError {
     let message = e.to_string().replace(&path.display().to_string(), filename);
     match HttpError::from(e) {
         HttpError::Unsupported(_) => HttpError::Unsupported(message),

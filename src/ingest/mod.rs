@@ -12,6 +12,7 @@ mod csv;
 mod dialects;
 mod filter;
 mod json;
+pub mod preview;
 mod roles;
 mod threads;
 mod time;
@@ -35,7 +36,9 @@ const SNIFF_BYTES: usize = 8192;
 
 /// What an export is, as sniffed from its name and content (or as
 /// `--format` / `ingest.format` says).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A table of message rows (CSV, TSV).
@@ -143,6 +146,9 @@ pub struct IngestOptions {
     pub format: Option<Format>,
     /// The business side's sender names or patterns (`ingest.agents`).
     pub agents: Vec<String>,
+    /// `agents` is the whole business side (an operator's list for one
+    /// upload): names it does not match are customers, none inferred.
+    pub agents_exact: bool,
     pub columns: ColumnOverrides,
     pub autoresponse_patterns: Vec<String>,
     pub max_field_bytes: usize,
@@ -157,6 +163,7 @@ impl IngestOptions {
         Self {
             format: s.format,
             agents: s.agents.clone(),
+            agents_exact: false,
             columns: s.columns.clone(),
             autoresponse_patterns: s.autoresponse_patterns.clone(),
             max_field_bytes: s.max_field_bytes,
@@ -165,6 +172,60 @@ impl IngestOptions {
             xlsx_max_cells: s.xlsx_max_cells,
             xlsx_max_inflated_bytes: s.xlsx_max_inflated_bytes,
         }
+    }
+}
+
+impl IngestOptions {
+    /// These options with an operator's choices for one upload.
+    pub fn with_choice(mut self, choice: &IngestChoice) -> Self {
+        if let Some(format) = choice.format {
+            self.format = Some(format);
+        }
+        if let Some(agents) = &choice.agents {
+            self.agents.clone_from(agents);
+            self.agents_exact = true;
+        }
+        self
+    }
+}
+
+/// How an operator said to read one upload, overriding `[ingest]`: chosen
+/// in a preview, kept with the upload so a resume reads it the same way.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct IngestChoice {
+    /// The format to read the file as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// The business side's senders (names or `*` patterns), all of them:
+    /// every other sender is a customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+}
+
+impl IngestChoice {
+    pub fn is_empty(&self) -> bool {
+        self.format.is_none() && self.agents.is_none()
+    }
+
+    /// A choice from a form's or a query's fields: the business side's
+    /// senders one per line (none given, or only blank lines: as
+    /// configured). Refuses a list `ingest.agents` could not take.
+    pub fn from_fields(format: Option<Format>, agents: Option<&str>) -> Result<Self, AgentsError> {
+        let agents: Option<Vec<String>> = agents
+            .map(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|list| !list.is_empty());
+        if let Some(list) = &agents {
+            Agents::new(list)?;
+        }
+        Ok(Self { format, agents })
     }
 }
 
@@ -477,6 +538,8 @@ struct RowBuilder {
     unknown_roles: HashSet<String>,
     /// Header names, for warnings that name a field.
     field_names: [String; 5],
+    /// Which of them name a column of the file (a preview says so).
+    mapped: [bool; 5],
 }
 
 impl RowBuilder {
@@ -489,6 +552,7 @@ impl RowBuilder {
             counts: RoleCounts::default(),
             unknown_roles: HashSet::new(),
             field_names: Column::ALL.map(|c| c.label().to_string()),
+            mapped: [false; 5],
         })
     }
 
@@ -529,6 +593,7 @@ impl RowBuilder {
         for (i, column) in Column::ALL.into_iter().enumerate() {
             if let Some(h) = map.get(column).and_then(|ix| headers.get(ix)) {
                 self.field_names[i] = crate::model::truncate_chars(h, MAX_NAME_CHARS);
+                self.mapped[i] = true;
             }
         }
     }
@@ -854,6 +919,14 @@ fn open_source(
     })
 }
 
+/// See [`RowReader::read_counts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub guessed_roles: u64,
+    /// Entries of the export that are not messages, by kind.
+    pub left_out: Vec<(String, u64)>,
+}
+
 /// Where a [`RowReader`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -901,6 +974,113 @@ impl RowReader {
         }
     }
 
+    /// Where each field of a message comes from, as `(field, source)` pairs
+    /// (for a preview).
+    pub fn fields(&self) -> Vec<(String, String)> {
+        let by_name = self.roles_by_name();
+        let names = |what: &str| -> String {
+            if by_name {
+                format!("{what}; roles told from the names")
+            } else {
+                what.to_string()
+            }
+        };
+        let described: Option<[&str; 5]> = match self.format {
+            Format::WhatsApp => Some([
+                "one conversation per chat file, named after it",
+                "none in the export",
+                "the message, its continuation lines joined",
+                "the line's date and time",
+                "the name on each message line",
+            ]),
+            Format::Messenger => Some([
+                "one conversation per thread (its folder)",
+                "none in the export",
+                "content (Facebook's mojibake repaired)",
+                "timestamp_ms",
+                "sender_name",
+            ]),
+            Format::Telegram => Some([
+                "one conversation per chat (its id)",
+                "none in the export",
+                "text (entities joined)",
+                "date_unixtime",
+                "from",
+            ]),
+            Format::Intercom => Some([
+                "the conversation's id",
+                "author.type: user, lead, contact → customer; admin, team → agent; bot",
+                "source (or conversation_message) and comment parts, HTML as text",
+                "created_at",
+                "author.name",
+            ]),
+            Format::Zendesk => Some([
+                "the ticket's id",
+                "none per comment: the requester is the customer, agents from users' roles",
+                "public comments' plain_body (or body); private comments dropped",
+                "created_at",
+                "author_id",
+            ]),
+            Format::Freshdesk => Some([
+                "the ticket's id",
+                "incoming → customer, else agent; the description is the customer's",
+                "description_text, then each conversation's body_text; private notes dropped",
+                "created_at",
+                "user_id",
+            ]),
+            Format::Chatwoot => Some([
+                "the conversation's id",
+                "message_type: 0 customer, 1 agent (bot for agent_bot), 3 bot; 2 dropped",
+                "content; private notes dropped",
+                "created_at",
+                "sender.name",
+            ]),
+            _ => None,
+        };
+        let kind = match self.format {
+            Format::Json | Format::Jsonl => "key",
+            _ => "column",
+        };
+        Column::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let source = match described {
+                    Some(d) if column == Column::Sender && by_name => names(d[i]),
+                    Some(d) => d[i].to_string(),
+                    None if self.format == Format::Threads && column == Column::ConversationId => {
+                        format!(
+                            "the thread's first post, followed up column \"{}\"",
+                            self.builder.field_names[i]
+                        )
+                    }
+                    None if self.builder.mapped[i] => {
+                        format!("{kind} \"{}\"", self.builder.field_names[i])
+                    }
+                    None if column == Column::Sender && by_name => {
+                        "none in the file; roles told from the sender names".to_string()
+                    }
+                    None => "none in the file".to_string(),
+                };
+                (column.label().to_string(), source)
+            })
+            .collect()
+    }
+
+    /// What reading found so far that rows do not show: messages whose
+    /// role was a guess, and entries left out by kind.
+    pub fn read_counts(&self) -> ReadCounts {
+        let c = &self.builder.counts;
+        ReadCounts {
+            guessed_roles: c.guessed,
+            left_out: c
+                .dropped
+                .iter()
+                .map(|(why, n)| (why.label().to_string(), *n))
+                .collect(),
+        }
+    }
+
     /// The first pass of an export whose roles come from names: every
     /// conversation's senders, then everyone's role.
     fn gather(&mut self) -> Result<(), IngestError> {
@@ -911,7 +1091,8 @@ impl RowReader {
             ignored.clear();
         }
         if let Roles::Gather(roster) = gatherer.roles {
-            self.builder.roles = Roles::Cast(roster.cast(&self.builder.agents));
+            let exact = self.opener.opts.agents_exact;
+            self.builder.roles = Roles::Cast(roster.cast(&self.builder.agents, exact));
         }
         Ok(())
     }

@@ -190,8 +190,10 @@ impl Roster {
         self.people[id as usize].business = true;
     }
 
-    /// Decides everyone's role (see the module's documentation).
-    pub fn cast(self, agents: &Agents) -> Cast {
+    /// Decides everyone's role (see the module's documentation). With
+    /// `exact`, `agents` is the whole business side, as an operator listed
+    /// it: everyone else is a customer, and nothing is a guess.
+    pub fn cast(self, agents: &Agents, exact: bool) -> Cast {
         let Roster {
             ids,
             people,
@@ -207,8 +209,28 @@ impl Roster {
         let mut agent: Vec<bool> = people
             .iter()
             .zip(&names)
-            .map(|(p, name)| p.business || agents.matches(name))
+            .map(|(p, name)| (p.business && !exact) || agents.matches(name))
             .collect();
+        if exact {
+            let cast = conversations
+                .into_iter()
+                .map(|(conversation, seen)| {
+                    let customers = seen
+                        .people
+                        .iter()
+                        .copied()
+                        .filter(|id| !agent[*id as usize])
+                        .collect();
+                    let decided = Decided {
+                        people: seen.people,
+                        customers,
+                        guessed: false,
+                    };
+                    (conversation, decided)
+                })
+                .collect();
+            return Cast { ids, cast };
+        }
         // A chat titled with one of its senders: the others are the business.
         for seen in conversations.values() {
             if let Some(title) = seen.title.filter(|t| seen.people.contains(t)) {
@@ -356,7 +378,7 @@ mod tests {
             ("b", &["Sita", "NEA Support"]),
             ("c", &["NEA Support", "Hari"]),
         ])
-        .cast(&Agents::default());
+        .cast(&Agents::default(), false);
         for (chat, customer) in [("a", "Ram"), ("b", "Sita"), ("c", "Hari")] {
             assert_eq!(role(&cast, chat, customer), (Role::Customer, false));
             assert_eq!(role(&cast, chat, "NEA Support"), (Role::Agent, false));
@@ -375,7 +397,7 @@ mod tests {
             ("6", &["Bina", "Agent Sita"]),
             ("7", &["Kiran", "Agent Hari"]),
         ])
-        .cast(&Agents::default());
+        .cast(&Agents::default(), false);
         assert_eq!(role(&cast, "1", "Ram"), (Role::Customer, false));
         assert_eq!(role(&cast, "2", "Agent Hari"), (Role::Agent, false));
         assert_eq!(role(&cast, "4", "Gita"), (Role::Customer, false));
@@ -384,7 +406,7 @@ mod tests {
 
     #[test]
     fn one_chat_of_two_strangers_is_a_guess_the_first_writer_the_customer() {
-        let cast = roster(&[("chat", &["Ram", "Sita"])]).cast(&Agents::default());
+        let cast = roster(&[("chat", &["Ram", "Sita"])]).cast(&Agents::default(), false);
         assert_eq!(role(&cast, "chat", "Ram"), (Role::Customer, true));
         assert_eq!(role(&cast, "chat", "Sita"), (Role::Agent, true));
     }
@@ -396,14 +418,14 @@ mod tests {
             ("chat", &["Ram", "Sita"]),
             ("other", &["Hari", "Gopal (NEA)"]),
         ])
-        .cast(&agents);
+        .cast(&agents, false);
         assert_eq!(role(&cast, "chat", "Sita"), (Role::Agent, false));
         assert_eq!(role(&cast, "chat", "Ram"), (Role::Customer, false));
         assert_eq!(role(&cast, "other", "Gopal (NEA)"), (Role::Agent, false));
 
         let mut r = roster(&[("chat", &["Nepal Electricity", "Ram Sharma"])]);
         r.hint("chat", Hint::Title("Ram Sharma".into()));
-        let cast = r.cast(&Agents::default());
+        let cast = r.cast(&Agents::default(), false);
         assert_eq!(role(&cast, "chat", "Ram Sharma"), (Role::Customer, false));
         assert_eq!(
             role(&cast, "chat", "Nepal Electricity"),
@@ -415,7 +437,7 @@ mod tests {
     fn a_title_that_names_nobody_in_the_chat_is_ignored() {
         let mut r = roster(&[("g", &["Ram", "Sita"])]);
         r.hint("g", Hint::Title("Kathmandu outage group".into()));
-        let cast = r.cast(&Agents::default());
+        let cast = r.cast(&Agents::default(), false);
         assert!(cast.role("g", "Ram").guessed);
     }
 
@@ -423,7 +445,7 @@ mod tests {
     fn the_exporter_is_the_business() {
         let mut r = roster(&[("chat", &["Ram", "NEA Helpdesk"])]);
         r.business("NEA Helpdesk");
-        let cast = r.cast(&Agents::default());
+        let cast = r.cast(&Agents::default(), false);
         assert_eq!(role(&cast, "chat", "Ram"), (Role::Customer, false));
         assert_eq!(role(&cast, "chat", "NEA Helpdesk"), (Role::Agent, false));
     }
@@ -436,9 +458,19 @@ mod tests {
             ("c", &["Page", "Hari"]),
             ("d", &["Page"]),
         ])
-        .cast(&Agents::default());
+        .cast(&Agents::default(), false);
         assert_eq!(role(&cast, "a", "Ram"), (Role::Customer, false));
         assert_eq!(role(&cast, "d", "Page"), (Role::Agent, false));
+    }
+
+    #[test]
+    fn an_exact_list_is_the_whole_business_side() {
+        // The data would make the page an agent; the operator says only Sita is.
+        let agents = Agents::new(&["Sita".into()]).unwrap();
+        let cast = roster(&[("a", &["Ram", "Page"]), ("b", &["Sita", "Page"])]).cast(&agents, true);
+        assert_eq!(role(&cast, "a", "Page"), (Role::Customer, false));
+        assert_eq!(role(&cast, "a", "Ram"), (Role::Customer, false));
+        assert_eq!(role(&cast, "b", "Sita"), (Role::Agent, false));
     }
 
     #[test]
@@ -454,7 +486,7 @@ mod tests {
 
     #[test]
     fn unseen_senders_are_guessed_customers() {
-        let cast = roster(&[("a", &["Ram"])]).cast(&Agents::default());
+        let cast = roster(&[("a", &["Ram"])]).cast(&Agents::default(), false);
         assert_eq!(role(&cast, "a", "Nobody"), (Role::Customer, true));
         assert_eq!(role(&cast, "zz", "Ram"), (Role::Customer, true));
     }

@@ -230,11 +230,15 @@ impl ThreadSource {
         if columns.inbound.is_none() && columns.author.is_none() {
             return Err(missing(super::Column::Sender));
         }
-        builder.field_names[1] = headers
-            .get(columns.inbound.or(columns.author).unwrap_or(0))
-            .cloned()
-            .unwrap_or_default();
-        builder.field_names[2] = headers[columns.text].clone();
+        // The conversation is the thread: named by the column that links it.
+        let map = super::ColumnMap {
+            conversation_id: Some(columns.parent),
+            sender: columns.inbound,
+            text: Some(columns.text),
+            timestamp: columns.time,
+            sender_name: columns.author,
+        };
+        builder.name_fields(&headers, &map);
         // First pass: who answers whom.
         let mut threads = Threads::default();
         let mut record = csv::StringRecord::new();

@@ -394,7 +394,10 @@ impl WhatsAppSource {
                 Ok(s) => s,
                 Err(e) => std::str::from_utf8(&start[..e.valid_up_to()]).unwrap_or(""),
             };
-            if let Some((stamp, _)) = header(start.trim_start_matches('\u{feff}')) {
+            let start = start
+                .trim_start_matches('\u{feff}')
+                .trim_end_matches(['\r', '\n']);
+            if let Some((stamp, _)) = header(start) {
                 votes.add(&stamp);
             }
         }
@@ -673,6 +676,78 @@ mod tests {
         ));
         assert!(!is_system_text("my power is off since morning"));
         assert_eq!(without_edit_mark("ok <This message was edited>"), "ok");
+    }
+
+    use proptest::prelude::*;
+
+    /// One message of a generated chat: sender, text lines, minutes after
+    /// the chat's start.
+    fn message() -> impl Strategy<Value = (String, Vec<String>, u32)> {
+        (
+            "[A-Z][a-z]{1,8}( [A-Z][a-z]{1,8})?",
+            proptest::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9 ,.!?]{0,28}[a-zA-Z0-9.!?])?", 1..3),
+            0u32..600,
+        )
+    }
+
+    proptest! {
+        /// A chat written in any of WhatsApp's layouts reads back as the
+        /// same messages: sender, text (continuation lines joined), time.
+        #[test]
+        fn any_layout_reads_back(
+            messages in proptest::collection::vec(message(), 1..12),
+            ios in any::<bool>(),
+            month_first in any::<bool>(),
+            twelve_hour in any::<bool>(),
+            two_digit_year in any::<bool>(),
+            day in 13u32..28,
+        ) {
+            use chrono::{Duration, NaiveDate, Timelike};
+            let start = NaiveDate::from_ymd_opt(2024, 3, day).unwrap().and_hms_opt(8, 0, 0).unwrap();
+            let mut minutes = 0;
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for (sender, lines, gap) in &messages {
+                minutes += gap;
+                let t = start + Duration::minutes(i64::from(minutes));
+                let (d, m) = (t.day(), t.month());
+                let y = if two_digit_year { format!("{:02}", t.year() % 100) } else { t.year().to_string() };
+                let date = if month_first { format!("{m}/{d}/{y}") } else { format!("{d:02}/{m:02}/{y}") };
+                let time = if twelve_hour {
+                    let (pm, h) = t.hour12();
+                    format!("{h}:{:02}{}{}", t.minute(), if ios { ":00\u{202f}" } else { " " }, if pm { "PM" } else { "AM" })
+                } else {
+                    format!("{:02}:{:02}{}", t.hour(), t.minute(), if ios { ":00" } else { "" })
+                };
+                let head = if ios { format!("[{date}, {time}] ") } else { format!("{date}, {time} - ") };
+                let eol = if ios { "\r\n" } else { "\n" };
+                text.push_str(&format!("{head}{sender}: {}{eol}", lines.join(eol)));
+                expected.push((
+                    sender.clone(),
+                    lines.join("\n"),
+                    t.format("%Y-%m-%dT%H:%M:00").to_string(),
+                ));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("chat.txt");
+            std::fs::write(&path, text).unwrap();
+            let opts = crate::ingest::IngestOptions {
+                format: Some(Format::WhatsApp),
+                ..Default::default()
+            };
+            let got: Vec<(String, String, String)> = crate::ingest::open(&path, &opts)
+                .unwrap()
+                .filter_map(|r| match r.unwrap() {
+                    crate::ingest::Row::Message(m) => Some((
+                        m.message.sender_name.unwrap(),
+                        m.message.text,
+                        m.message.timestamp.unwrap(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]

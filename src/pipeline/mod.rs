@@ -46,7 +46,7 @@ pub use actor::{Drain, ResumeUpload, StartUpload, UploadActor, UploadTicket};
 use crate::analyze::actor::AnalyzerPool;
 use crate::analyze::openai::router::ProviderOutage;
 use crate::analyze::{Analyzer, FailureKind, FatalKind, LlmUsage};
-use crate::ingest::{self, IngestError, IngestOptions};
+use crate::ingest::{self, IngestChoice, IngestError, IngestOptions};
 use crate::model::{Analysis, Stage};
 use crate::notify::UploadEnd;
 use crate::notify::actor::Notifier;
@@ -102,6 +102,21 @@ pub struct Submission {
     pub filename: String,
     /// Remove `path` when the job ends (uploads received over HTTP).
     pub remove_file_after: bool,
+    /// How to read it, where it differs from `[ingest]` (an operator's
+    /// choice in a preview, `analyze --format`/`--agent`).
+    pub ingest: IngestChoice,
+}
+
+impl Submission {
+    /// A file to read as `[ingest]` says.
+    pub fn file(path: PathBuf, filename: String, remove_file_after: bool) -> Self {
+        Self {
+            path,
+            filename,
+            remove_file_after,
+            ingest: IngestChoice::default(),
+        }
+    }
 }
 
 /// The final state of an upload.
@@ -195,7 +210,7 @@ impl Pipeline {
         submission: &Submission,
     ) -> Result<(UploadRecord, ingest::RowReader), UploadError> {
         let path = submission.path.clone();
-        let opts = self.ingest.clone();
+        let opts = self.ingest.clone().with_choice(&submission.ingest);
         // A spooled upload is named as the user knows it (its name may also
         // name a WhatsApp chat's other party).
         let name = if submission.remove_file_after {
@@ -222,6 +237,7 @@ impl Pipeline {
             parsed: false,
             progress_mark: 0,
             starts_without_progress: 1,
+            ingest: (!submission.ingest.is_empty()).then(|| submission.ingest.clone()),
         };
         self.store.send(PutUpload(record.clone())).await??;
         Ok((record, reader))
@@ -331,7 +347,11 @@ impl Pipeline {
                 } else {
                     source.display().to_string()
                 };
-                let reader = open_off_thread(source, name, self.ingest.clone()).await?;
+                let opts = match &record.ingest {
+                    Some(choice) => self.ingest.clone().with_choice(choice),
+                    None => self.ingest.clone(),
+                };
+                let reader = open_off_thread(source, name, opts).await?;
                 self.store.send(ClearUploadRows(upload_id)).await??;
                 record.counts = UploadCounts::default();
                 Some(reader)

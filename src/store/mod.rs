@@ -122,7 +122,7 @@ impl UploadCounts {
 pub struct UploadRecord {
     pub id: Uuid,
     pub filename: String,
-    /// `csv`, `json`, `jsonl` or `xlsx`.
+    /// The format it was read as (`csv`, `whatsapp`, `zendesk`, …).
     pub format: String,
     pub status: Stage,
     pub analyzer: String,
@@ -152,6 +152,10 @@ pub struct UploadRecord {
     /// ...and how many starts in a row found it no further.
     #[serde(default)]
     pub starts_without_progress: u32,
+    /// How the operator said to read the file (format, the business side's
+    /// senders), when not as `[ingest]` says; a resume reads it so again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<crate::ingest::IngestChoice>,
 }
 
 /// Records written before `parsed` existed were parsed unless still parsing

@@ -42,6 +42,7 @@ fn upload(id: Uuid) -> UploadRecord {
         parsed: false,
         progress_mark: 0,
         starts_without_progress: 1,
+        ingest: None,
     }
 }
 

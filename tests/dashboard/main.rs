@@ -102,14 +102,25 @@ async fn until(c: &Client, script: &str, what: &str) -> Value {
         if !(v.is_null() || v == false || v == "" || v == 0) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            // What the page said went wrong, if anything.
+            let shown = c
+                .execute(
+                    "return document.querySelector('#error').textContent",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!("timed out waiting for {what}; the page's error box: {shown}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Picks `path` in the page's file input, which starts an upload (once
-/// the page knows the caller may: the panel shows for operators).
-async fn choose_file(c: &Client, path: &str) {
+/// Picks `path` in the page's file input (once the page knows the caller
+/// may upload: the panel shows for operators), which shows how it will be
+/// read.
+async fn preview_file(c: &Client, path: &str) {
     until(
         c,
         "return !document.querySelector('#upload-panel').hidden",
@@ -118,6 +129,28 @@ async fn choose_file(c: &Client, path: &str) {
     .await;
     let input = c.find(Locator::Css("#file-input")).await.unwrap();
     input.send_keys(path).await.unwrap();
+    until(
+        c,
+        "const f = document.querySelector('#preview'); \
+         return !f.hidden && document.querySelector('#preview-title').textContent",
+        "the preview",
+    )
+    .await;
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Picks `path` and starts its upload from the preview.
+async fn choose_file(c: &Client, path: &str) {
+    preview_file(c, path).await;
+    click(c, "#preview-start").await;
 }
 
 /// The text of the first element matching `css`.
@@ -163,9 +196,26 @@ async fn the_dashboard_works_in_a_real_browser() {
     let (_driver, c) = browser(&dir.path().join("profile")).await;
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample_export.csv");
 
-    // Upload through the file picker; the live bar reaches 100%.
+    // Upload through the file picker: first a preview of how it is read,
+    // then the live bar reaches 100%.
     c.goto(&base).await.unwrap();
-    choose_file(&c, sample.to_str().unwrap()).await;
+    preview_file(&c, sample.to_str().unwrap()).await;
+    let title = text(&c, "#preview-title").await;
+    assert!(title.ends_with("read as csv"), "{title}");
+    assert!(
+        text(&c, "#preview-counts")
+            .await
+            .starts_with("200 conversations"),
+        "the preview counts the whole file"
+    );
+    c.execute(
+        "document.querySelector('#preview').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "0-preview.png").await;
+    click(&c, "#preview-start").await;
     until(
         &c,
         "const p = document.querySelector('[data-upload] progress'); return p && p.value === 100",
@@ -550,7 +600,12 @@ async fn the_dashboard_works_in_a_real_browser() {
     // A bad file gets a clear message.
     let bad = dir.path().join("broken.xlsx");
     std::fs::write(&bad, "not a workbook").unwrap();
-    choose_file(&c, bad.to_str().unwrap()).await;
+    c.find(Locator::Css("#file-input"))
+        .await
+        .unwrap()
+        .send_keys(bad.to_str().unwrap())
+        .await
+        .unwrap();
     let message = until(
         &c,
         "const e = document.querySelector('#error'); return !e.hidden && e.textContent",
@@ -558,6 +613,81 @@ async fn the_dashboard_works_in_a_real_browser() {
     )
     .await;
     assert!(message.as_str().unwrap().contains("XLSX"), "{message}");
+
+    // A WhatsApp chat names nobody's role: the preview says the roles are a
+    // guess; the operator ticks the business side, checks again, uploads.
+    let chat = dir.path().join("chat.txt");
+    std::fs::write(
+        &chat,
+        "05/04/2024, 10:00 - Hari: Voltage is very low in Butwal, nothing works\n\
+         05/04/2024, 10:05 - Desk: Sorry, we are checking the feeder now.\n\
+         05/04/2024, 11:00 - Hari: Fixed, thank you!\n",
+    )
+    .unwrap();
+    preview_file(&c, chat.to_str().unwrap()).await;
+    assert!(
+        text(&c, "#preview-title")
+            .await
+            .ends_with("read as whatsapp")
+    );
+    assert!(text(&c, "#preview-counts").await.contains("is a guess"));
+    // The first writer was taken for the customer; say Desk is the business.
+    c.execute(
+        "for (const b of document.querySelectorAll('#preview input[data-sender]')) \
+           b.checked = b.dataset.sender === 'Desk';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "#preview-check").await;
+    until(
+        &c,
+        "return !document.querySelector('#preview-counts').textContent.includes('guess')",
+        "the preview with the operator's business side",
+    )
+    .await;
+    c.execute(
+        "document.querySelector('#preview').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "4-preview-corrected.png").await;
+    click(&c, "#preview-start").await;
+    until(
+        &c,
+        "return [...document.querySelectorAll('[data-upload] .stage')].some(s => s.textContent === 'completed' \
+           && s.closest('[data-upload]').textContent.includes('chat.txt'))",
+        "the chat's upload",
+    )
+    .await;
+    // Read back through the page's own origin.
+    let get = |path: String| {
+        let c = &c;
+        async move {
+            let script = "const x = new XMLHttpRequest(); x.open('GET', arguments[0], false); \
+                          x.send(); return JSON.parse(x.responseText);";
+            c.execute(script, vec![json!(path)]).await.unwrap()
+        }
+    };
+    let uploads = get("/api/uploads".into()).await;
+    let id = uploads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["filename"] == "chat.txt")
+        .expect("the chat's upload")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conversation = get(format!("/api/uploads/{id}/conversations/chat")).await;
+    let roles: Vec<&str> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["customer", "agent", "customer"], "{conversation}");
 
     // Six weeks with an incident: the banner names it, lists its
     // conversations, and goes once acknowledged.

@@ -261,11 +261,7 @@ fn cancel_cancels_the_batch_and_keeps_what_finished() {
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).unwrap();
         let mut ticket = engine
-            .submit(Submission {
-                path: file,
-                filename: "cancel.csv".into(),
-                remove_file_after: false,
-            })
+            .submit(Submission::file(file, "cancel.csv".into(), false))
             .await
             .unwrap();
         // Progress shows the batch; cancel once some requests are done.

@@ -249,11 +249,7 @@ fn cancelling_stops_llm_traffic_within_a_second_and_keeps_results() {
     actix_rt::System::new().block_on(async move {
         let engine = Engine::start(settings, analyzer).unwrap();
         let mut ticket = engine
-            .submit(Submission {
-                path: file,
-                filename: "cancel.csv".into(),
-                remove_file_after: false,
-            })
+            .submit(Submission::file(file, "cancel.csv".into(), false))
             .await
             .unwrap();
         // Let it get going.

@@ -209,19 +209,120 @@ async function follow(id) {
   if (last && !FINAL.has(last.stage)) setTimeout(() => follow(id), 1000);
 }
 
-async function upload(file) {
-  await guarded(async () => {
-    // A non-simple Content-Type: the server refuses raw uploads that another
-    // site's page could send without a CORS preflight.
-    const accepted = await json(`/api/upload?filename=${encodeURIComponent(file.name)}`, {
-      method: "POST",
-      body: file,
-      headers: { "Content-Type": "application/octet-stream" },
-    });
-    render({ upload_id: accepted.upload_id, filename: accepted.filename, stage: "parsing", percent: 0, llm: {} });
-    follow(accepted.upload_id);
-    await loadUploads();
+// ---- preview, then upload ---------------------------------------------------------
+// A dropped file is first read by the server without being stored
+// (POST /api/preview): the operator sees the format, where each field comes
+// from, who is taken for the business side and the first conversations, can
+// correct the format and the business side's senders, then starts the upload
+// with those choices.
+
+const queue = [];
+let pending = null;
+
+function enqueue(files) {
+  queue.push(...files);
+  if (!pending) guarded(nextPreview);
+}
+
+async function nextPreview() {
+  const file = queue.shift();
+  const form = $("#preview");
+  if (!file) {
+    pending = null;
+    form.hidden = true;
+    return;
+  }
+  pending = { file, format: "", agents: null };
+  form.reset();
+  try {
+    await preview();
+  } catch (e) {
+    // An unreadable file: say why (the caller shows it) and go on.
+    pending = null;
+    form.hidden = true;
+    if (queue.length) setTimeout(() => guarded(nextPreview));
+    throw e;
+  }
+}
+
+// The query an upload or preview of the pending file carries.
+function readingQuery() {
+  const q = new URLSearchParams({ filename: pending.file.name });
+  if (pending.format) q.set("format", pending.format);
+  if (pending.agents) q.set("agents", pending.agents.join("\n"));
+  return q;
+}
+
+async function preview() {
+  const p = await json(`/api/preview?${readingQuery()}`, {
+    method: "POST",
+    body: pending.file,
+    headers: { "Content-Type": "application/octet-stream" },
   });
+  pending.preview = p;
+  const form = $("#preview");
+  $("#preview-title").textContent = `${p.file}: read as ${p.format}${p.files ? ` (${fmt(p.files)} files)` : ""}`;
+  const c = p.counts;
+  const leftOut = c.left_out.map((l) => `${fmt(l.count)} ${l.kind}`).join(", ");
+  $("#preview-counts").textContent = `${fmt(c.conversations)} conversations, ${fmt(c.messages)} messages: ` +
+    `${fmt(c.customer_messages)} customer, ${fmt(c.agent_messages)} business, ${fmt(c.bot_messages)} bot; ` +
+    `${fmt(c.autoresponses)} autoresponses not analysed` +
+    (c.guessed_roles ? `; the role of ${fmt(c.guessed_roles)} messages is a guess` : "") +
+    (leftOut ? `; left out: ${leftOut}` : "");
+  form.elements.format.value = pending.format;
+  $("#preview-fields tbody").replaceChildren(...p.fields.map((f) => el("tr", {}, el("td", {}, f.field), el("td", {}, f.source))));
+  $("#preview-roles-note").textContent = p.roles_from_names
+    ? "The export does not say who speaks for the business: tick its senders (the others are customers), then check again or start."
+    : "Roles come from the export itself.";
+  $("#preview-senders tbody").replaceChildren(...p.senders.map((s) => el("tr", {},
+    ...(p.roles_from_names
+      ? [el("td", {}, el("input", { type: "checkbox", "aria-label": `${s.name} speaks for the business`, "data-sender": s.name, ...(s.role === "agent" ? { checked: "" } : {}) }))]
+      : []),
+    el("td", {}, s.name), el("td", {}, fmt(s.messages)), el("td", {}, s.role))));
+  $("#preview-more-agents").hidden = !p.roles_from_names;
+  $("#preview-senders th").hidden = !p.roles_from_names;
+  $("#preview-conversations").replaceChildren(...p.conversations.map((conv) => {
+    const box = el("div", { class: "transcript" });
+    showTranscript(box, { conversation_id: conv.id, messages: conv.messages.map((m) => ({ ...m, text: m.sender ? `${m.sender}: ${m.text}` : m.text })) },
+      conv.more_messages ? el("p", {}, `… and ${fmt(conv.more_messages)} more messages`) : "");
+    box.querySelector(".analysis").remove();
+    return box;
+  }));
+  $("#preview-warnings").replaceChildren(...p.warnings.map((w) => el("li", {}, w)));
+  form.hidden = false;
+  form.scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+// The operator's choices on the form: the format, and (when the export
+// does not say) the business side's senders, all of them.
+function readChoices() {
+  const form = $("#preview");
+  pending.format = form.elements.format.value;
+  if (!pending.preview || !pending.preview.roles_from_names) return;
+  const ticked = [...form.querySelectorAll("input[data-sender]")].filter((b) => b.checked).map((b) => b.dataset.sender);
+  const more = form.elements.agents.value.split("\n").map((l) => l.trim()).filter(Boolean);
+  const detected = pending.preview.senders.filter((s) => s.role === "agent").map((s) => s.name);
+  const changed = more.length > 0 || ticked.length !== detected.length || ticked.some((n) => !detected.includes(n));
+  // A list the operator changed, or confirmed where the roles were a guess,
+  // is the whole business side; otherwise the server tells it from the data.
+  const guessed = pending.preview.counts.guessed_roles > 0;
+  if (changed || guessed || pending.agents) pending.agents = [...ticked, ...more];
+}
+
+async function startUpload() {
+  readChoices();
+  const { file } = pending;
+  // A non-simple Content-Type: the server refuses raw uploads that another
+  // site's page could send without a CORS preflight.
+  const accepted = await json(`/api/upload?${readingQuery()}`, {
+    method: "POST",
+    body: file,
+    headers: { "Content-Type": "application/octet-stream" },
+  });
+  render({ upload_id: accepted.upload_id, filename: accepted.filename, stage: "parsing", percent: 0, llm: {} });
+  follow(accepted.upload_id);
+  await loadUploads();
+  await nextPreview();
 }
 
 // ---- past uploads ------------------------------------------------------------------
@@ -592,12 +693,15 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
   e.preventDefault();
   drop.classList.remove("over");
-  for (const f of e.dataTransfer.files) upload(f);
+  enqueue([...e.dataTransfer.files]);
 });
 $("#file-input").addEventListener("change", (e) => {
-  for (const f of e.target.files) upload(f);
+  enqueue([...e.target.files]);
   e.target.value = "";
 });
+$("#preview").addEventListener("submit", (e) => { e.preventDefault(); guarded(startUpload); });
+$("#preview-check").addEventListener("click", () => guarded(async () => { readChoices(); await preview(); }));
+$("#preview-cancel").addEventListener("click", () => guarded(nextPreview));
 $("#filters").addEventListener("change", () => guarded(() => { state.cursors = [null]; state.page = 0; return loadConversations(); }));
 $("#next-page").addEventListener("click", () => guarded(() => { state.page += 1; return loadConversations(); }));
 $("#prev-page").addEventListener("click", () => guarded(() => { state.page = Math.max(0, state.page - 1); return loadConversations(); }));
