@@ -105,6 +105,7 @@ fn upload(id: Uuid, conversations: u64, created_at: DateTime<Utc>) -> UploadReco
         parsed: true,
         progress_mark: 0,
         starts_without_progress: 0,
+        ingest: None,
     }
 }
 

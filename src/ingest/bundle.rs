@@ -25,8 +25,10 @@ use super::{
     open_source, text,
 };
 
-/// Most files a bundle may hold (after skipping media).
-const MAX_FILES: usize = 100_000;
+/// Most files a bundle may hold (after skipping media): a Page's Messenger
+/// export of a few hundred thousand threads fits, an archive of millions of
+/// empty entries does not.
+const MAX_FILES: usize = 500_000;
 /// How deep a folder is walked, and zips opened within zips.
 const MAX_DEPTH: usize = 8;
 const MAX_ZIP_NESTING: usize = 1;
@@ -196,6 +198,10 @@ impl<'a> Gather<'a> {
                 continue;
             }
             names.push((inside, i));
+        }
+        // Refused before anything is unpacked.
+        if self.entries.len() + names.len() > MAX_FILES {
+            return Err(self.too_many());
         }
         names.sort();
         let limit = self.opts.xlsx_max_inflated_bytes;

@@ -56,19 +56,17 @@ fn parse_date_time(s: &str) -> Option<i64> {
     chrono_date_time(s)
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` exactly, the form most exports write, read
-/// without chrono's format machinery (a tenth of the parser's time); any
-/// other shape, or a leap second, is left to chrono.
+/// `YYYY-MM-DDTHH:MM:SSZ` (or without the `Z`) exactly, the form most
+/// exports write, read without chrono's format machinery (a tenth of the
+/// parser's time); any other shape, or a leap second, is left to chrono.
 fn utc_seconds(s: &str) -> Option<i64> {
-    let b: &[u8; 20] = s.as_bytes().try_into().ok()?;
-    let shape = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'Z'),
-    ];
+    // `YYYY-MM-DDTHH:MM:SS`, then `Z` or nothing (a naive time, read as UTC
+    // as chrono's naive forms are: WhatsApp's local times come so).
+    let b = s.as_bytes();
+    if !(b.len() == 19 || (b.len() == 20 && b[19] == b'Z')) {
+        return None;
+    }
+    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
     if shape.iter().any(|&(at, c)| b[at] != c) {
         return None;
     }
@@ -163,6 +161,8 @@ mod tests {
         ) {
             let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}Z");
             let fast = utc_seconds(&s);
+            // The naive form reads the same.
+            proptest::prop_assert_eq!(utc_seconds(&s[..19]), fast);
             proptest::prop_assert!(fast.is_none() || fast == chrono_date_time(&s), "{}", s);
             if chrono_date_time(&s).is_some() && se < 60 {
                 proptest::prop_assert_eq!(fast, chrono_date_time(&s), "{}", s);

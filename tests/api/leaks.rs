@@ -251,6 +251,7 @@ fn record(status: Stage, parsed: bool, finished_days_ago: Option<i64>) -> Upload
         parsed,
         progress_mark: 0,
         starts_without_progress: 0,
+        ingest: None,
     }
 }
 

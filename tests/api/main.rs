@@ -9,6 +9,7 @@ mod helpers;
 mod access;
 mod alerts;
 mod endpoints;
+mod exports;
 mod guards;
 mod insights;
 mod leaks;

@@ -9,6 +9,7 @@ mod analyze;
 mod bad_input;
 mod config;
 mod export;
+mod exports;
 mod hostile;
 mod leaks;
 mod ops;
