@@ -20,6 +20,8 @@ pub enum Action {
     Upload,
     /// `POST /api/estimate`.
     Estimate,
+    /// `POST /api/preview`: a file read back to its sender.
+    Preview,
     /// `DELETE /api/progress/{id}`.
     Cancel,
     /// `POST /api/uploads/{id}/resume`.
@@ -37,9 +39,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::Upload,
         Action::Estimate,
+        Action::Preview,
         Action::Cancel,
         Action::Resume,
         Action::Delete,
@@ -53,6 +56,7 @@ impl Action {
         match self {
             Action::Upload => "upload",
             Action::Estimate => "estimate",
+            Action::Preview => "preview",
             Action::Cancel => "cancel",
             Action::Resume => "resume",
             Action::Delete => "delete",

@@ -16,9 +16,9 @@ mod ops;
 mod output;
 #[cfg(unix)]
 mod packaged;
+mod preview;
 mod redact;
 mod tokens;
-mod preview;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -186,8 +186,8 @@ enum Command {
         /// Only this token's entries (its name).
         #[arg(long)]
         who: Option<String>,
-        /// Only this action: upload, estimate, cancel, resume, delete,
-        /// backup, transcript, read_audit, acknowledge_alert.
+        /// Only this action: upload, estimate, preview, cancel, resume,
+        /// delete, backup, transcript, read_audit, acknowledge_alert.
         #[arg(long)]
         action: Option<Action>,
         /// Only entries about this upload.

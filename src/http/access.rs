@@ -92,6 +92,11 @@ pub const POLICY: &[(&str, &str, Access)] = &[
         needs(Operator, Some(Action::Estimate)),
     ),
     (
+        "POST",
+        "/api/preview",
+        needs(Operator, Some(Action::Preview)),
+    ),
+    (
         "DELETE",
         "/api/progress/{upload_id}",
         needs(Operator, Some(Action::Cancel)),

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ErrorBody, HttpError};
-use super::routes::{ingest_choice, ingest_error, receive_export};
+use super::routes::{ingest_choice, ingest_error, noted, receive_export};
 use crate::ingest::preview::{CONVERSATIONS_SHOWN, MESSAGES_SHOWN, Preview};
 use crate::ingest::{self, IngestOptions};
 
@@ -83,5 +83,5 @@ pub async fn preview(
     let preview = built
         .map_err(|e| HttpError::Internal(e.to_string()))?
         .map_err(|e| ingest_error(e, &path, &filename))?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(noted(None, &filename)(HttpResponse::Ok().json(preview)))
 }

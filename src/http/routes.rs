@@ -397,7 +397,7 @@ pub async fn upload(
 
 /// What the audit entry of an upload or estimate names: its id (when it
 /// has one) and the file, as a closure that adds it to the answer.
-fn noted(
+pub(crate) fn noted(
     upload_id: Option<Uuid>,
     filename: &str,
 ) -> impl FnOnce(HttpResponse) -> HttpResponse + use<> {

@@ -124,7 +124,7 @@ _powerpulse() {
             return 0
             ;;
         powerpulse__subcmd__analyze)
-            opts="-h --resume --analyzer --concurrency --json --estimate --config --db --help"
+            opts="-h --resume --analyzer --concurrency --json --estimate --dry-run --format --agent --config --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,6 +139,14 @@ _powerpulse() {
                     return 0
                     ;;
                 --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,10 +45,13 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l analyz
 lexicon\t''
 openai\t''"
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l concurrency -d 'Conversations in flight at once (overrides analyzer.concurrency)' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l format -d 'Read FILE as this format (overrides ingest.format): csv, json, jsonl, xlsx, whatsapp, messenger, telegram, intercom, zendesk, freshdesk, chatwoot, threads' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l agent -d 'A sender who speaks for the business (repeat for each; `*` for any run of characters). Given, these are the whole business side for this upload: every other sender is a customer' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l config -d 'Config file (default: ./config.toml when present)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l json -d 'Print one JSON object with the summary on stdout'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l estimate -d 'Send nothing: print what analysing FILE with the LLM would cost (conversations after dedupe, tokens, sync and batch cost, time)'
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l dry-run -d 'Store and send nothing: print how FILE would be read (the format, where each field comes from, the senders and their roles, the first conversations as they would be analysed, the counts)'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l upload -d 'Only this upload (default: every upload)' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l format -r -f -a "csv\t''
@@ -108,7 +111,7 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l who -d 'Only this token\'s entries (its name)' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, cancel, resume, delete, backup, transcript, read_audit, acknowledge_alert' -r
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, preview, cancel, resume, delete, backup, transcript, read_audit, acknowledge_alert' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l upload -d 'Only entries about this upload' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l limit -d 'At most this many entries' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l config -d 'Config file (default: ./config.toml when present)' -r -F
