@@ -20,8 +20,9 @@ pub struct PreviewQuery {
     /// Read the file as this format (default: told from its name and content).
     format: Option<ingest::Format>,
     /// The business side's senders, one per line (names, or patterns with
-    /// `*`): every other sender is a customer.
-    #[param(max_length = 65536)]
+    /// `*`; at most 4,096 characters): every
+    /// other sender is a customer.
+    #[param(max_length = 4096)]
     agents: Option<String>,
     /// Conversations shown (default 5).
     #[param(minimum = 1, maximum = 100)]

@@ -124,9 +124,10 @@ pub struct UploadQuery {
     /// Read the file as this format (default: told from its name and content).
     format: Option<ingest::Format>,
     /// The business side's senders, one per line (names, or patterns with
-    /// `*`): every other sender is a customer. For exports that name
-    /// senders but not their roles; as shown by `POST /api/preview`.
-    #[param(max_length = 65536)]
+    /// `*`; at most 4,096 characters): every other sender is a customer.
+    /// For exports that name senders but not their roles; as shown by
+    /// `POST /api/preview`.
+    #[param(max_length = 4096)]
     agents: Option<String>,
 }
 

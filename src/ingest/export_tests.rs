@@ -479,3 +479,23 @@ fn zip_bombs_and_unsafe_paths_are_refused() {
     assert!(!dir.path().parent().unwrap().join("escape.txt").exists());
     assert!(r.notices().iter().any(|n| n.contains("unsafe path")));
 }
+
+#[test]
+fn a_choice_from_fields_takes_a_list_of_senders_up_to_its_limit() {
+    let choice = IngestChoice::from_fields(None, Some(" NEA Care \n\n* (NEA)\n")).unwrap();
+    assert_eq!(
+        choice.agents,
+        Some(vec!["NEA Care".to_string(), "* (NEA)".to_string()])
+    );
+    assert_eq!(
+        IngestChoice::from_fields(None, Some("\n \n"))
+            .unwrap()
+            .agents,
+        None
+    );
+    // The limit counts characters, not bytes: Devanagari takes three bytes each.
+    let most = "न".repeat(IngestChoice::MAX_AGENTS_CHARS);
+    assert!(IngestChoice::from_fields(None, Some(&most)).is_ok());
+    let e = IngestChoice::from_fields(None, Some(&format!("{most}x"))).unwrap_err();
+    assert!(e.to_string().contains("4097 characters"), "{e}");
+}

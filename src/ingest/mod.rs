@@ -209,10 +209,22 @@ impl IngestChoice {
         self.format.is_none() && self.agents.is_none()
     }
 
+    /// Longest list of senders a form or a query may give, in characters:
+    /// hundreds of names, and a URL carrying it (percent-encoded, up to 12
+    /// bytes a character) stays within what the HTTP server takes.
+    pub const MAX_AGENTS_CHARS: usize = 4096;
+
     /// A choice from a form's or a query's fields: the business side's
     /// senders one per line (none given, or only blank lines: as
-    /// configured). Refuses a list `ingest.agents` could not take.
+    /// configured). Refuses a list `ingest.agents` could not take, or one
+    /// longer than [`Self::MAX_AGENTS_CHARS`].
     pub fn from_fields(format: Option<Format>, agents: Option<&str>) -> Result<Self, AgentsError> {
+        if let Some(text) = agents {
+            let chars = text.chars().count();
+            if chars > Self::MAX_AGENTS_CHARS {
+                return Err(AgentsError::too_long(chars, Self::MAX_AGENTS_CHARS));
+            }
+        }
         let agents: Option<Vec<String>> = agents
             .map(|text| {
                 text.lines()

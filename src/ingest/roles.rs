@@ -57,6 +57,14 @@ pub struct Agents {
 #[error("{0}")]
 pub struct AgentsError(String);
 
+impl AgentsError {
+    pub(crate) fn too_long(chars: usize, max: usize) -> Self {
+        Self(format!(
+            "{chars} characters, more than the {max} a list of senders may have"
+        ))
+    }
+}
+
 impl Agents {
     pub fn new(patterns: &[String]) -> Result<Self, AgentsError> {
         let globs: Vec<String> = patterns
