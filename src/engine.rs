@@ -22,6 +22,7 @@ use crate::pipeline::{Pipeline, Submission, UploadError};
 use crate::privacy::{PrivacyError, Redactor};
 use crate::progress::actor::{Cancel, CancelError, GetProgress, ProgressActor};
 use crate::retention::{self, RetentionReport};
+use crate::search::actor::{IndexPending, IndexTrigger, SearchIndexer, StopIndexing};
 use crate::spool;
 use crate::store::actor::{
     Close, CloseReader, DeleteUpload, ListUploads, PutEndpointMemory, StoreActor, StoreReader,
@@ -55,6 +56,11 @@ pub struct Engine {
     redactor: Redactor,
     /// Alert checks and digests.
     alerts: Addr<AlertActor>,
+    /// Builds the search index's queued pieces (`search::actor`).
+    indexer: Addr<SearchIndexer>,
+    index_trigger: IndexTrigger,
+    /// Cancelled by `shutdown`: the indexer stops between pieces.
+    index_stop: CancellationToken,
     alert_stats: Arc<crate::alerts::AlertStats>,
 }
 
@@ -129,6 +135,9 @@ impl Engine {
             alert_stats.clone(),
         )
         .launch();
+        let index_stop = CancellationToken::new();
+        let (indexer, index_trigger) =
+            SearchIndexer::new(reader.clone(), writer.clone(), index_stop.clone()).launch();
         let threads = match analyzer {
             // Lexicon analysis is CPU work: one arbiter per core.
             Analyzer::Lexicon(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -149,6 +158,7 @@ impl Engine {
             notifier,
             retry_failed: false,
             alerts: Some(alert_trigger),
+            index: Some(index_trigger.clone()),
         };
         if let Analyzer::OpenAi(llm) = &pipeline.analyzer {
             remember_what_endpoints_learn(llm, pipeline.store.clone());
@@ -173,6 +183,9 @@ impl Engine {
             redactor,
             alerts,
             alert_stats,
+            indexer,
+            index_trigger,
+            index_stop,
         })
     }
 
@@ -328,6 +341,25 @@ impl Engine {
         });
     }
 
+    /// Keeps the search index built, as `serve` does: what is queued now
+    /// (an earlier process's uploads, a file without the index) is built at
+    /// once, and each upload as it completes, off the ingest path.
+    pub fn keep_index(&self) {
+        self.index_trigger.activate();
+        let _ = self.indexer.try_send(IndexPending);
+    }
+
+    /// Builds what is queued of completed uploads now and waits for it
+    /// (and for whatever the indexer was doing): a search sent afterwards
+    /// sees every upload completed before this call. Answers how many
+    /// segments were written.
+    pub async fn index_now(&self) -> Result<usize, StoreError> {
+        self.indexer
+            .send(IndexPending)
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
     /// Looks for alerts now and waits for the check (and anything sent to
     /// the alerts before it) to be done.
     pub async fn check_alerts(&self) {
@@ -372,6 +404,10 @@ impl Engine {
     /// `notify.timeout_seconds` to go out. The engine is unusable afterwards.
     pub async fn shutdown(&self) {
         self.pipeline.shutdown.cancel();
+        // The indexer stops after the piece it is building (what is left
+        // stays queued for the next `serve`).
+        self.index_stop.cancel();
+        let _ = self.indexer.send(StopIndexing).await;
         let _ = self.uploads.send(Drain).await;
         // The checks of uploads that completed, and their webhooks.
         let _ = self.alerts.send(FlushAlerts).await;

@@ -20,6 +20,7 @@
 //! - [`retention`]: which uploads `storage.retention_days` removes; [`spool`]: the
 //!   files of uploads received over HTTP, kept only while they can be needed.
 //! - [`privacy`]: personal data replaced by placeholders before text leaves the machine.
+//! - [`search`]: full-text search of the stored conversations (tokens, queries, segments, ranking), and the `SearchIndexer`.
 //! - [`alerts`]: days that stand out from a topic's or agent's own history; the `AlertActor`.
 
 pub mod access;
@@ -38,6 +39,7 @@ pub mod privacy;
 pub mod progress;
 pub mod report;
 pub mod retention;
+pub mod search;
 pub mod service;
 pub mod spool;
 pub mod store;

@@ -1,15 +1,18 @@
 //! `GET /api/conversations`: the conversations behind the insights' numbers,
 //! across every completed upload, each counted once as the insights count it
-//! (the drill-down of a day, a topic or agent row, a chart bar).
+//! (the drill-down of a day, a topic or agent row, a chart bar); with `q`,
+//! those whose messages or summary match a search, best first.
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ErrorBody, HttpError};
+use crate::access::{Principal, Role};
 use crate::model::SentimentLabel;
+use crate::search::Query;
 use crate::store::DrillPage;
-use crate::store::actor::DrillDown;
+use crate::store::actor::{DrillDown, Search};
 use crate::store::stats::{DrillCursor, DrillFilter};
 
 type Result<T, E = HttpError> = std::result::Result<T, E>;
@@ -39,6 +42,12 @@ pub struct DrillParams {
     satisfaction_max: Option<u8>,
     /// Only conversations judged resolved (`true`) or not (`false`).
     resolved: Option<bool>,
+    /// A search of their messages (autoresponses aside) and summaries:
+    /// words in any order (all of them), "a quoted phrase", Nepali in
+    /// Devanagari or in Latin letters (`batti chaina` finds `बत्ती छैन`);
+    /// best match first, each item with the text that matched (`match`).
+    #[param(max_length = 200)]
+    q: Option<String>,
     /// Page size, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -48,8 +57,15 @@ pub struct DrillParams {
 }
 
 impl DrillParams {
-    /// The bounds the document states, enforced; the filter and cursor.
-    fn parse(self) -> Result<(DrillFilter, Option<DrillCursor>, usize)> {
+    /// The bounds the document states, enforced; the filter, the search,
+    /// the cursor and the page size.
+    fn parse(self) -> Result<(DrillFilter, Option<Query>, Option<DrillCursor>, usize)> {
+        if let Some(q) = self.q.as_deref().filter(|q| q.chars().count() > 200) {
+            return Err(HttpError::BadRequest(format!(
+                "q is {} characters long; at most 200",
+                q.chars().count()
+            )));
+        }
         if let Some(s) = self.satisfaction_max.filter(|s| !(1..=5).contains(s)) {
             return Err(HttpError::BadRequest(format!(
                 "satisfaction_max must be between 1 and 5, not {s}"
@@ -66,6 +82,11 @@ impl DrillParams {
             .map(|c| c.parse::<DrillCursor>())
             .transpose()
             .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+        let query = self
+            .q
+            .as_deref()
+            .filter(|q| !q.trim().is_empty())
+            .map(Query::parse);
         let filter = DrillFilter {
             from: self.from,
             to: self.to,
@@ -76,7 +97,7 @@ impl DrillParams {
             satisfaction_max: self.satisfaction_max,
             resolved: self.resolved,
         };
-        Ok((filter, cursor, limit))
+        Ok((filter, query, cursor, limit))
     }
 }
 
@@ -84,7 +105,9 @@ impl DrillParams {
 /// each once (a conversation uploaded twice is listed under the upload the
 /// insights count it from): newest day first, filtered. With only `from`,
 /// `to`, `topic` and `agent`, `total` is the number the insights show for
-/// the same filters. `from` after `to` is an empty range.
+/// the same filters. With `q`, those matching the search, best first, each
+/// with the message (or summary) that matches best. `from` after `to` is an
+/// empty range; a `q` with no word in it finds nothing.
 #[utoipa::path(params(DrillParams), responses(
     (status = 200, body = DrillPage),
     (status = 400, description = "A bad date, bound or cursor.", body = ErrorBody)
@@ -93,16 +116,42 @@ impl DrillParams {
 pub async fn drill_down(
     query: web::Query<DrillParams>,
     state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
 ) -> Result<HttpResponse> {
-    let (filter, cursor, limit) = query.into_inner().parse()?;
-    let page = state
-        .engine
-        .reader()
-        .send(DrillDown {
-            filter,
-            cursor,
-            limit,
-        })
-        .await??;
+    let (filter, search, cursor, limit) = query.into_inner().parse()?;
+    let reader = state.engine.reader();
+    let page = match search {
+        None => {
+            reader
+                .send(DrillDown {
+                    filter,
+                    cursor,
+                    limit,
+                })
+                .await??
+        }
+        Some(query) => {
+            // What is queued to be indexed (an upload completed a moment
+            // ago) is built first: the search sees every completed upload.
+            if let Err(e) = state.engine.index_now().await {
+                tracing::warn!(error = %e, "searching without what is still queued to be indexed");
+            }
+            // A viewer is shown matching messages redacted, as transcripts.
+            let redactor = if principal.role.allows(Role::Operator) {
+                None
+            } else {
+                Some(state.redactor_for_viewers().await?)
+            };
+            reader
+                .send(Search {
+                    query,
+                    filter,
+                    cursor,
+                    limit,
+                    redactor,
+                })
+                .await??
+        }
+    };
     Ok(HttpResponse::Ok().json(page))
 }

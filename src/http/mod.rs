@@ -56,6 +56,17 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
 }
 
+impl AppState {
+    /// The redactor of what viewers read, built on first use (off the
+    /// workers: it may take a second).
+    pub(crate) async fn redactor_for_viewers(&self) -> Result<Redactor, HttpError> {
+        let lazy = self.redactor.clone();
+        web::block(move || lazy.get().cloned())
+            .await
+            .map_err(|e| HttpError::Internal(e.to_string()))?
+    }
+}
+
 /// The redactor of viewers' transcripts, built by the first request that
 /// needs one (loading the phone-number metadata takes a second in a debug
 /// build, a fraction of that in release: no server start waits for it, and
@@ -178,6 +189,7 @@ pub async fn serve(
     }
     engine.keep_retention();
     engine.keep_watching();
+    engine.keep_index();
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

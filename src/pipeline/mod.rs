@@ -147,6 +147,8 @@ pub struct Pipeline {
     pub retry_failed: bool,
     /// Asked for an alert check when an upload completes (never waited on).
     pub alerts: Option<crate::alerts::actor::AlertTrigger>,
+    /// Asked to index an upload when it completes (never waited on).
+    pub index: Option<crate::search::actor::IndexTrigger>,
 }
 
 /// A free analyzer's settled batches on their way to the store: the last
@@ -489,6 +491,11 @@ impl Pipeline {
             && let Some(alerts) = &self.alerts
         {
             alerts.upload_completed();
+        }
+        if end.status == Stage::Completed
+            && let Some(index) = &self.index
+        {
+            index.upload_completed();
         }
         if let Some(notifier) = &self.notifier {
             notifier.upload_ended(end);

@@ -395,6 +395,21 @@ impl Handler<SweepProcessed> for StoreActor {
     }
 }
 
+/// Writes search segments built by the `SearchIndexer`, each only if its
+/// piece is still queued as it was read (no fsync: one lost is still
+/// queued); answers how many were written.
+#[derive(Message)]
+#[rtype(result = "StoreResult<usize>")]
+pub struct PutSegments(pub Vec<super::BuiltSegment>);
+
+impl Handler<PutSegments> for StoreActor {
+    type Result = StoreResult<usize>;
+    fn handle(&mut self, msg: PutSegments, ctx: &mut Self::Context) -> Self::Result {
+        self.commit(ctx, None, false)?;
+        self.store()?.put_segments(&msg.0)
+    }
+}
+
 impl Handler<RaiseAlerts> for StoreActor {
     type Result = StoreResult<Vec<crate::alerts::Alert>>;
     fn handle(&mut self, msg: RaiseAlerts, ctx: &mut Self::Context) -> Self::Result {
@@ -549,6 +564,22 @@ query!(
     /// Audit entries, newest first, older than `before`.
     ListAudit { filter: AuditFilter, before: Option<Uuid>, limit: usize } -> Page<AuditEntry>
         = |s, m| s.audit(&m.filter, m.before, m.limit)
+);
+query!(
+    /// The conversations behind the insights' numbers that match a search,
+    /// best first; each item's matching text from its messages redacted by
+    /// `redactor` when given.
+    Search { query: crate::search::Query, filter: DrillFilter, cursor: Option<DrillCursor>, limit: usize, redactor: Option<crate::privacy::Redactor> } -> DrillPage
+        = |s, m| s.search(&m.query, &m.filter, m.cursor.as_ref(), m.limit, m.redactor.as_ref())
+);
+query!(
+    /// Pieces of the search index queued to be built, of completed uploads (at most `limit`).
+    PendingSegments { limit: usize } -> Vec<super::PendingSegment> = |s, m| s.pending_segments(m.limit)
+);
+query!(
+    /// The text a queued piece of the search index is built from (`None`: no longer queued as listed).
+    ReadSegmentSource { pending: super::PendingSegment } -> Option<super::SegmentSource>
+        = |s, m| s.segment_source(m.pending)
 );
 query!(
     /// The figures an alert check judges (`None` before any conversation).

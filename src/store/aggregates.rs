@@ -103,7 +103,7 @@ impl CompletedRow {
     }
 }
 
-fn facts_of(c: &Contribution, language: &str) -> RowFacts {
+pub(super) fn facts_of(c: &Contribution, language: &str) -> RowFacts {
     RowFacts {
         topic: c.topic.clone(),
         agent: c.agent.clone(),
@@ -119,6 +119,10 @@ fn facts_of(c: &Contribution, language: &str) -> RowFacts {
 struct RowChanges {
     removed: Vec<(DayNumber, UploadKey, String)>,
     added: Vec<((DayNumber, UploadKey, String), RowFacts)>,
+    /// Conversations of a completed upload counted under another holder
+    /// (`insight-shadowed-v1`), and those no longer so.
+    shadowed: Vec<(UploadKey, String)>,
+    unshadowed: Vec<(UploadKey, String)>,
 }
 
 impl RowChanges {
@@ -132,7 +136,23 @@ impl RowChanges {
             .push(((day, upload, conversation_id.to_string()), facts));
     }
 
+    fn shadow(&mut self, upload: UploadKey, conversation_id: &str) {
+        self.shadowed.push((upload, conversation_id.to_string()));
+    }
+
+    fn unshadow(&mut self, upload: UploadKey, conversation_id: &str) {
+        self.unshadowed.push((upload, conversation_id.to_string()));
+    }
+
     fn apply(mut self, t: &mut Tables<'_>) -> Result<()> {
+        self.unshadowed.sort_unstable();
+        for (upload, id) in &self.unshadowed {
+            t.insight_shadowed.remove((*upload, id.as_str()))?;
+        }
+        self.shadowed.sort_unstable();
+        for (upload, id) in &self.shadowed {
+            t.insight_shadowed.insert((*upload, id.as_str()), ())?;
+        }
         self.removed.sort_unstable();
         for (day, upload, id) in &self.removed {
             t.insight_rows.remove((*day, *upload, id.as_str()))?;
@@ -315,12 +335,14 @@ pub(super) fn count_completed(
                 changes.count(contribution, 1);
                 listed.remove(previous.day, *first, &row.conversation_id);
                 listed.add(contribution.day, k, &row.conversation_id, row.facts());
+                listed.shadow(*first, &row.conversation_id);
             }
-            Some(_) => {}
+            Some(_) => listed.shadow(k, &row.conversation_id),
         }
     }
     changes.apply(t)?;
-    listed.apply(t)
+    listed.apply(t)?;
+    super::search::queue_summaries(t, k)
 }
 
 /// The indices of `rows` in identity order. Identities are hashes: sorted
@@ -364,10 +386,11 @@ fn read_contributions(t: &Tables<'_>, upload: &UploadRecord) -> Result<Vec<Compl
     Ok(rows)
 }
 
-/// Builds `insight-rows-v1` from the holders, for a file written before
-/// the table existed: each completed upload's analysed rows, where that
-/// upload is the holder counted.
-pub(super) fn build_rows(t: &mut Tables<'_>) -> Result<u64> {
+/// Builds `insight-rows-v1` (`rows`) and `insight-shadowed-v1`
+/// (`shadowed`) from the holders, for a file written before the tables
+/// existed: each completed upload's analysed rows, listed where that upload
+/// is the holder counted, shadowed where it is not.
+pub(super) fn build_rows(t: &mut Tables<'_>, rows: bool, shadowed: bool) -> Result<u64> {
     let mut completed = Vec::new();
     for entry in t.uploads.iter()? {
         let (_, v) = entry?;
@@ -380,12 +403,18 @@ pub(super) fn build_rows(t: &mut Tables<'_>) -> Result<u64> {
     for upload in &completed {
         let k = upload.id.as_u128();
         for row in read_contributions(t, upload)? {
-            if counted_holder(t, &row.identity)?.is_some_and(|(first, _)| first == k) {
-                listed.add(row.contribution.day, k, &row.conversation_id, row.facts());
+            match counted_holder(t, &row.identity)? {
+                Some((first, _)) if first == k && rows => {
+                    listed.add(row.contribution.day, k, &row.conversation_id, row.facts());
+                }
+                Some((first, _)) if first != k && shadowed => {
+                    listed.shadow(k, &row.conversation_id);
+                }
+                _ => {}
             }
         }
     }
-    let n = listed.added.len() as u64;
+    let n = (listed.added.len() + listed.shadowed.len()) as u64;
     listed.apply(t)?;
     Ok(n)
 }
@@ -544,10 +573,13 @@ pub(super) fn uncount(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
             Some(v) => codec::decode_contribution(v.value()).map_err(corrupt("insights holder"))?,
             None => continue,
         };
-        if counted.is_some_and(|(first, _)| first == k) {
+        if counted.is_some_and(|(first, _)| first != k) {
+            listed.unshadow(k, &conversation_id);
+        } else {
             listed.remove(removed.day, k, &conversation_id);
             changes.count_owned(removed, -1);
             if let Some((next_upload, next)) = counted_holder(t, &id)? {
+                listed.unshadow(next_upload, &conversation_id);
                 // Its language is its record's (the holders keep the cell only).
                 let language = match t
                     .conversations
@@ -582,7 +614,10 @@ pub(super) fn on_upload_stored(
     let is = now.status == Stage::Completed;
     match (was, is) {
         (false, true) => count_completed(t, now, gathered),
-        (true, false) => uncount(t, now.id.as_u128()),
+        (true, false) => {
+            uncount(t, now.id.as_u128())?;
+            super::search::remove_summaries(t, now.id.as_u128())
+        }
         _ => Ok(()),
     }
 }

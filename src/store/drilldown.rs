@@ -14,8 +14,8 @@ use super::tables::{ReadTables, UploadKey};
 use super::{ConversationRow, Result, Store, StoreError, aggregates, analysis_for, codec};
 use super::{corrupt, record_of};
 
-/// One conversation a drill-down lists: its result and the day the
-/// insights count it on.
+/// One conversation a drill-down lists: its result, the day the insights
+/// count it on and, for a search, what matched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FoundConversation {
     #[serde(flatten)]
@@ -23,6 +23,9 @@ pub struct FoundConversation {
     /// The day the insights count it on (UTC, `YYYY-MM-DD`): its first
     /// message's, else its upload's.
     pub date: String,
+    /// With `q`: the message (or the summary) that matches best.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<crate::search::Snippet>,
 }
 
 /// One page of a drill-down.
@@ -143,6 +146,7 @@ pub(super) fn found(t: &ReadTables, (day, upload, id): &RowKey) -> Result<FoundC
         date: stats::date_of(*day)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .unwrap_or_default(),
+        matched: None,
     })
 }
 

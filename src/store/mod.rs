@@ -14,10 +14,12 @@ mod batches;
 mod codec;
 mod drilldown;
 mod endpoints;
+mod search;
 
 pub use alerts::AlertWindow;
 pub use batches::{BatchJob, JobState};
 pub use drilldown::{DrillPage, FoundConversation};
+pub use search::{BuiltSegment, IndexSize, PendingSegment, SegmentSource};
 mod migrate;
 pub mod stats;
 mod tables;
@@ -981,9 +983,10 @@ impl Store {
             }),
             None => self.write(|t| {
                 t.meta.insert("schema_version", SCHEMA_VERSION)?;
-                Ok(())
+                search::mark_built(t)
             }),
-        }
+        }?;
+        search::ensure_index(self)
     }
 
     /// Creates the tables a file written by an earlier build of the same
@@ -991,16 +994,18 @@ impl Store {
     /// read finds them, and fills those derived from the others (the
     /// drill-down's rows) in the same transaction.
     fn add_missing_tables(&self) -> Result<()> {
-        let (complete, has_rows) = {
+        let (complete, has_rows, has_shadowed) = {
             let txn = tables::begin_read(&self.db)?;
-            let has_rows = match txn.open_table(tables::INSIGHT_ROWS) {
-                Ok(_) => true,
-                Err(redb::TableError::TableDoesNotExist(_)) => false,
-                Err(e) => return Err(e.into()),
-            };
+            let names: Vec<String> = txn
+                .list_tables()?
+                .map(|t| redb::TableHandle::name(&t).to_string())
+                .collect();
+            let has = |t: &str| names.iter().any(|n| n == t);
+            let has_rows = has(redb::TableHandle::name(&tables::INSIGHT_ROWS));
+            let has_shadowed = has(redb::TableHandle::name(&tables::INSIGHT_SHADOWED));
             match ReadTables::open(&txn) {
-                Ok(_) => (true, has_rows),
-                Err(redb::TableError::TableDoesNotExist(_)) => (false, has_rows),
+                Ok(_) => (true, has_rows, has_shadowed),
+                Err(redb::TableError::TableDoesNotExist(_)) => (false, has_rows, has_shadowed),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -1008,9 +1013,12 @@ impl Store {
             return Ok(());
         }
         self.write(|t| {
-            if !has_rows {
-                let rows = aggregates::build_rows(t)?;
-                tracing::info!(rows, "built the drill-down's rows (insight-rows-v1)");
+            if !has_rows || !has_shadowed {
+                let rows = aggregates::build_rows(t, !has_rows, !has_shadowed)?;
+                tracing::info!(
+                    rows,
+                    "built the drill-down's rows (insight-rows-v1, insight-shadowed-v1)"
+                );
             }
             Ok(())
         })
@@ -1094,7 +1102,11 @@ impl Store {
                     block.bytes.as_slice(),
                 )?;
             }
-            Ok(())
+            if chunks.blocks.is_empty() {
+                return Ok(());
+            }
+            // Indexed later, off this path (`store::search`).
+            search::queue_run(t, key(upload_id), chunks.run)
         })
     }
 
@@ -1534,63 +1546,7 @@ impl Store {
         upload_id: Uuid,
         conversation_id: &str,
     ) -> Result<Option<ConversationDetail>> {
-        let k = key(upload_id);
-        self.read(|t| {
-            let mut conversation = Conversation {
-                id: conversation_id.to_string(),
-                messages: Vec::new(),
-            };
-            // Per run: the blocks starting with this conversation, and the
-            // one before them, which may hold its start.
-            for run in runs_of(t, k)? {
-                let mut blocks = Vec::new();
-                let range = (k, run, "", 0)..=(k, run, conversation_id, u64::MAX);
-                for entry in t.messages.range(range)?.rev() {
-                    let (kg, v) = entry?;
-                    if kg.value().2 == conversation_id {
-                        blocks.push(block_of(v.value())?);
-                        continue;
-                    }
-                    // Decompressed only when it goes on to this id.
-                    let last = codec::block_last_id(v.value()).map_err(corrupt("message"))?;
-                    if last >= conversation_id {
-                        blocks.push(block_of(v.value())?);
-                    }
-                    break;
-                }
-                for block in blocks.iter().rev() {
-                    for section in block.sections().map_err(corrupt("message"))? {
-                        if section.id == conversation_id {
-                            section
-                                .messages(codec::Timestamps::Text, |_, m| {
-                                    conversation.messages.push(m)
-                                })
-                                .map_err(corrupt("message"))?;
-                        }
-                    }
-                }
-            }
-            if conversation.messages.is_empty() {
-                return Ok(None);
-            }
-            conversation.sort_messages();
-            let (record, analysis) = match t.conversations.get((k, conversation_id))? {
-                Some(v) => {
-                    let (record, analysis_key) = record_of(v.value())?;
-                    let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
-                    (Some(record), analysis)
-                }
-                None => (None, None),
-            };
-            Ok(Some(ConversationDetail {
-                upload_id,
-                conversation_id: conversation.id,
-                messages: conversation.messages,
-                record,
-                analysis,
-                redacted: false,
-            }))
-        })
+        self.read(|t| conversation_in(t, upload_id, conversation_id))
     }
 
     /// The distinct sender names of the customers and agents of each of
@@ -1737,6 +1693,70 @@ impl Store {
     }
 }
 
+/// One conversation in full, as a read transaction sees it (see
+/// [`Store::conversation`]).
+fn conversation_in(
+    t: &ReadTables,
+    upload_id: Uuid,
+    conversation_id: &str,
+) -> Result<Option<ConversationDetail>> {
+    let k = key(upload_id);
+    let mut conversation = Conversation {
+        id: conversation_id.to_string(),
+        messages: Vec::new(),
+    };
+    // Per run: the blocks starting with this conversation, and the
+    // one before them, which may hold its start.
+    for run in runs_of(t, k)? {
+        let mut blocks = Vec::new();
+        let range = (k, run, "", 0)..=(k, run, conversation_id, u64::MAX);
+        for entry in t.messages.range(range)?.rev() {
+            let (kg, v) = entry?;
+            if kg.value().2 == conversation_id {
+                blocks.push(block_of(v.value())?);
+                continue;
+            }
+            // Decompressed only when it goes on to this id.
+            let last = codec::block_last_id(v.value()).map_err(corrupt("message"))?;
+            if last >= conversation_id {
+                blocks.push(block_of(v.value())?);
+            }
+            break;
+        }
+        for block in blocks.iter().rev() {
+            for section in block.sections().map_err(corrupt("message"))? {
+                if section.id == conversation_id {
+                    section
+                        .messages(codec::Timestamps::Text, |_, m| {
+                            conversation.messages.push(m)
+                        })
+                        .map_err(corrupt("message"))?;
+                }
+            }
+        }
+    }
+    if conversation.messages.is_empty() {
+        return Ok(None);
+    }
+    conversation.sort_messages();
+    let (record, analysis) = match t.conversations.get((k, conversation_id))? {
+        Some(v) => {
+            let (record, analysis_key) = record_of(v.value())?;
+            let analysis = analysis_for(t, (k, conversation_id), analysis_key)?;
+            (Some(record), analysis)
+        }
+        None => (None, None),
+    };
+    Ok(Some(ConversationDetail {
+        upload_id,
+        conversation_id: conversation.id,
+        messages: conversation.messages,
+        record,
+        analysis,
+        redacted: false,
+    }))
+}
+
 /// The analysis the processed-content index holds for `content_key`: the
 /// one already there, else `analysis`, stored now. A fresh analysis is
 /// inserted straight away (the index rarely has it: one lookup, not two),
@@ -1792,7 +1812,7 @@ fn remove_rows(t: &mut Tables<'_>, k: UploadKey) -> Result<()> {
     t.batch_jobs.retain_in((k, "")..(next, ""), |_, _| false)?;
     t.batch_keys.retain_in((k, "")..(next, ""), |_, _| false)?;
     t.upload_stats.remove(k)?;
-    Ok(())
+    search::remove_upload(t, k)
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {

@@ -438,6 +438,15 @@ pub fn date_of(day: DayNumber) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::TimeDelta::days(day.into()))
 }
 
+/// The day the insights count a conversation on: its first message's (UTC),
+/// else its upload's.
+pub fn day_of_start(started_ms: Option<i64>, uploaded: DateTime<Utc>) -> DayNumber {
+    let at = started_ms
+        .and_then(DateTime::from_timestamp_millis)
+        .unwrap_or(uploaded);
+    day_number(at.date_naive())
+}
+
 /// One completed upload's conversation as the insights count it: which cell
 /// (day, topic, agent) and what it adds there. Kept per holder in
 /// `insight-holders-v1`, so the conversation can be uncounted, or counted
@@ -453,12 +462,8 @@ pub struct Contribution {
 impl Contribution {
     /// A conversation's day is its first message's (UTC), else the upload's.
     pub fn of(record: &ConversationRecord, analysis: &Analysis, uploaded: DateTime<Utc>) -> Self {
-        let at = record
-            .started_ms
-            .and_then(DateTime::from_timestamp_millis)
-            .unwrap_or(uploaded);
         Self {
-            day: day_number(at.date_naive()),
+            day: day_of_start(record.started_ms, uploaded),
             topic: analysis.topic.clone().unwrap_or_default(),
             agent: record.agent.clone().unwrap_or_default(),
             counted: Counted::of(analysis),
@@ -523,15 +528,21 @@ impl DrillFilter {
 
     /// Whether a counted conversation on a day within [`DrillFilter::days`] is listed.
     pub fn wants(&self, f: &RowFacts) -> bool {
+        self.wants_parts([&f.topic, &f.agent, &f.language], &f.counted)
+    }
+
+    /// [`DrillFilter::wants`] of a conversation's topic, agent and language,
+    /// and what it counts.
+    pub fn wants_parts(&self, [topic, agent, language]: [&str; 3], counted: &Counted) -> bool {
         let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        is(&self.topic, &f.topic)
-            && is(&self.agent, &f.agent)
-            && is(&self.language, &f.language)
-            && self.sentiment.is_none_or(|s| s == f.counted.label)
+        is(&self.topic, topic)
+            && is(&self.agent, agent)
+            && is(&self.language, language)
+            && self.sentiment.is_none_or(|s| s == counted.label)
             && self
                 .satisfaction_max
-                .is_none_or(|m| f.counted.satisfaction <= m)
-            && self.resolved.is_none_or(|r| f.counted.resolved == Some(r))
+                .is_none_or(|m| counted.satisfaction <= m)
+            && self.resolved.is_none_or(|r| counted.resolved == Some(r))
     }
 }
 

@@ -86,6 +86,40 @@ pub const INSIGHT_ROWS: TableDefinition<(i32, UploadKey, &str), &[u8]> =
 /// one per request that needed the operator or admin role, and per
 /// transcript read whole. Outlives the uploads it names.
 pub const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit-v1");
+/// (upload id, run) → a search segment (`search::segment`): the inverted
+/// index of a run of the upload's messages (the run of `MESSAGES`), or of
+/// its summaries (run [`SUMMARY_RUN`], with each analysed conversation's
+/// facts): its docs, its term dictionary and its short posting lists.
+/// Written by the `SearchIndexer` from a piece queued in `SEARCH_PENDING`;
+/// removed with the upload's rows.
+pub const SEARCH_SEGMENTS: TableDefinition<(UploadKey, u64), &[u8]> =
+    TableDefinition::new("search-segments-v1");
+
+/// (upload id, run, term) → a posting list too long to be inline in its
+/// segment.
+pub const SEARCH_POSTINGS: TableDefinition<(UploadKey, u64, u64), &[u8]> =
+    TableDefinition::new("search-postings-v1");
+
+/// (upload id, conversation id) → (): a conversation of a completed upload
+/// that another completed upload holding it (with a smaller id) is counted
+/// under. Changed with `INSIGHT_ROWS`: a search keeps a conversation only
+/// from the upload the insights count it under.
+pub const INSIGHT_SHADOWED: TableDefinition<(UploadKey, &str), ()> =
+    TableDefinition::new("insight-shadowed-v1");
+
+/// The run number of an upload's summaries segment (message runs are row
+/// numbers, never this).
+pub const SUMMARY_RUN: u64 = u64::MAX;
+
+/// (upload id, run) → the number (`meta-v1`'s `search_seq`) a piece of the
+/// index was queued under: a run of messages, queued in the transaction that
+/// stores it, or (run [`SUMMARY_RUN`]) a completed upload's summaries,
+/// queued in the transaction that completes it. Taken off when its segment
+/// is written (only if still queued under the number its text was read
+/// with); removed with the upload's rows.
+pub const SEARCH_PENDING: TableDefinition<(UploadKey, u64), u64> =
+    TableDefinition::new("search-pending-v1");
+
 /// alert id (16 hex digits: its day, subject and kind hashed) → `Alert`
 /// (JSON): each alert raised, once, and whether it was acknowledged.
 pub const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts-v1");
@@ -133,6 +167,10 @@ pub struct Tables<'txn> {
     pub insight_holders: redb::Table<'txn, (&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::Table<'txn, (i32, UploadKey, &'static str), &'static [u8]>,
     pub audit: redb::Table<'txn, u128, &'static [u8]>,
+    pub insight_shadowed: redb::Table<'txn, (UploadKey, &'static str), ()>,
+    pub search_segments: redb::Table<'txn, (UploadKey, u64), &'static [u8]>,
+    pub search_postings: redb::Table<'txn, (UploadKey, u64, u64), &'static [u8]>,
+    pub search_pending: redb::Table<'txn, (UploadKey, u64), u64>,
     pub alerts: redb::Table<'txn, &'static str, &'static [u8]>,
 }
 
@@ -153,6 +191,10 @@ impl<'txn> Tables<'txn> {
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
             audit: txn.open_table(AUDIT)?,
+            insight_shadowed: txn.open_table(INSIGHT_SHADOWED)?,
+            search_segments: txn.open_table(SEARCH_SEGMENTS)?,
+            search_postings: txn.open_table(SEARCH_POSTINGS)?,
+            search_pending: txn.open_table(SEARCH_PENDING)?,
             alerts: txn.open_table(ALERTS)?,
         })
     }
@@ -173,6 +215,10 @@ pub struct ReadTables {
     pub insight_holders: redb::ReadOnlyTable<(&'static [u8; 32], UploadKey), &'static [u8]>,
     pub insight_rows: redb::ReadOnlyTable<(i32, UploadKey, &'static str), &'static [u8]>,
     pub audit: redb::ReadOnlyTable<u128, &'static [u8]>,
+    pub insight_shadowed: redb::ReadOnlyTable<(UploadKey, &'static str), ()>,
+    pub search_segments: redb::ReadOnlyTable<(UploadKey, u64), &'static [u8]>,
+    pub search_postings: redb::ReadOnlyTable<(UploadKey, u64, u64), &'static [u8]>,
+    pub search_pending: redb::ReadOnlyTable<(UploadKey, u64), u64>,
     pub alerts: redb::ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
@@ -192,6 +238,10 @@ impl ReadTables {
             insight_holders: txn.open_table(INSIGHT_HOLDERS)?,
             insight_rows: txn.open_table(INSIGHT_ROWS)?,
             audit: txn.open_table(AUDIT)?,
+            insight_shadowed: txn.open_table(INSIGHT_SHADOWED)?,
+            search_segments: txn.open_table(SEARCH_SEGMENTS)?,
+            search_postings: txn.open_table(SEARCH_POSTINGS)?,
+            search_pending: txn.open_table(SEARCH_PENDING)?,
             alerts: txn.open_table(ALERTS)?,
         })
     }

@@ -571,9 +571,24 @@ fn a_schema_1_file_is_migrated_on_open_with_every_row_kept() {
             ]
             .contains(&n.as_str())
             || n.starts_with("llm-")
-            || n.starts_with("insight-")),
+            || n.starts_with("insight-")
+            || n.starts_with("search-")),
         "{names:?}"
     );
+    // Queued when the file was first opened with the index; built here as
+    // the indexer builds it.
+    assert!(store.index_pending().unwrap() > 0);
+    let found = store
+        .search(
+            &crate::search::Query::parse("\"message 5\""),
+            &Default::default(),
+            None,
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(found.total, 1);
+    assert_eq!(found.items[0].matched.as_ref().unwrap().text, "message 5");
 }
 
 /// Two uploads sharing conversation "x" (the same content key): `a`
@@ -1479,6 +1494,444 @@ proptest::proptest! {
         expected.sort();
         proptest::prop_assert_eq!(got, expected);
     }
+}
+
+/// Words the search model test writes and asks for (Nepali in both
+/// scripts, a plural, words that also form phrases).
+const VOCABULARY: [&str; 12] = [
+    "power",
+    "cut",
+    "outage",
+    "bill",
+    "bills",
+    "meter",
+    "बत्ती",
+    "छैन",
+    "chaina",
+    "batti",
+    "lalitpur",
+    "again",
+];
+
+/// One step of the search's model test.
+#[derive(Debug, Clone)]
+enum SearchOp {
+    /// Parses an upload: its conversations' messages (word indices), in
+    /// `runs` batches.
+    Parse {
+        upload: u8,
+        seed: u64,
+        runs: u8,
+    },
+    /// Stores an outcome for each of its parsed conversations (some failed).
+    Analyse {
+        upload: u8,
+        seed: u64,
+    },
+    Complete(u8),
+    /// Deletes it (by hand or by retention: the same path).
+    Delete(u8),
+    /// A parse started again: its rows cleared, its file parsed anew.
+    Reparse(u8),
+    Reopen,
+    /// The indexer's turn: builds and writes what is queued.
+    Index,
+    /// Reads and builds what is queued now, and writes it only at the next
+    /// `Index`, `IndexLater` or the end: segments of text that may have
+    /// been deleted or parsed again since.
+    IndexLater,
+}
+
+fn search_op() -> impl proptest::strategy::Strategy<Value = SearchOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0u8..3, any::<u64>(), 1u8..4).prop_map(|(upload, seed, runs)| SearchOp::Parse { upload, seed, runs }),
+        3 => (0u8..3, any::<u64>()).prop_map(|(upload, seed)| SearchOp::Analyse { upload, seed }),
+        3 => (0u8..3).prop_map(SearchOp::Complete),
+        1 => (0u8..3).prop_map(SearchOp::Delete),
+        1 => (0u8..3).prop_map(SearchOp::Reparse),
+        1 => Just(SearchOp::Reopen),
+        2 => Just(SearchOp::Index),
+        2 => Just(SearchOp::IndexLater),
+    ]
+}
+
+/// splitmix64, for the model's texts.
+fn mix(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An upload's messages: conversations c0..c5 (some), 1–4 messages of 1–5
+/// words, some autoresponses, some timed.
+fn model_messages(mut seed: u64) -> Vec<StoredMessage> {
+    let mut rows = Vec::new();
+    for c in 0..6u64 {
+        if mix(&mut seed).is_multiple_of(3) {
+            continue;
+        }
+        for _ in 0..1 + mix(&mut seed) % 4 {
+            let words: Vec<&str> = (0..1 + mix(&mut seed) % 5)
+                .map(|_| VOCABULARY[(mix(&mut seed) % VOCABULARY.len() as u64) as usize])
+                .collect();
+            let mut m = message(Role::Customer, &words.join(" "), None);
+            m.autoresponse = mix(&mut seed).is_multiple_of(6);
+            m.time_ms = mix(&mut seed)
+                .is_multiple_of(2)
+                .then(|| (mix(&mut seed) % 3) as i64 * 86_400_000);
+            rows.push((c, m));
+        }
+    }
+    // Interleaved, as exports are: shuffled, then numbered in file order.
+    for i in (1..rows.len()).rev() {
+        rows.swap(i, (mix(&mut seed) % (i as u64 + 1)) as usize);
+    }
+    rows.into_iter()
+        .enumerate()
+        .map(|(seq, (c, message))| StoredMessage {
+            conversation_id: format!("c{c}"),
+            seq: seq as u64,
+            message,
+        })
+        .collect()
+}
+
+/// Whether the texts of a conversation match every clause (a phrase
+/// within one text), by reading them, not the index.
+fn matches_by_reading(query: &crate::search::Query, texts: &[String]) -> bool {
+    use crate::search::text;
+    let tokens: Vec<Vec<Vec<u64>>> = texts
+        .iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            text::tokens(t, |token| {
+                let mut terms = Vec::new();
+                text::index_terms(&token, |term| terms.push(term));
+                out.push(terms);
+            });
+            out
+        })
+        .collect();
+    query.clauses.iter().all(|clause| {
+        let words = clause.positions();
+        tokens.iter().any(|text| {
+            (0..text.len()).any(|start| {
+                start + words.len() <= text.len()
+                    && words
+                        .iter()
+                        .enumerate()
+                        .all(|(j, w)| text[start + j].iter().any(|t| w.contains(t)))
+            })
+        })
+    })
+}
+
+/// Every page of a search, two at a time.
+fn search_all(store: &Store, query: &crate::search::Query) -> (Vec<(Uuid, String)>, u64) {
+    let mut all = Vec::new();
+    let mut cursor: Option<stats::DrillCursor> = None;
+    let mut total = None;
+    loop {
+        let page = store
+            .search(
+                query,
+                &stats::DrillFilter::default(),
+                cursor.as_ref(),
+                2,
+                None,
+            )
+            .unwrap();
+        total.get_or_insert(page.total);
+        for item in &page.items {
+            assert!(item.matched.is_some(), "every item shows what matched");
+        }
+        all.extend(
+            page.items
+                .into_iter()
+                .map(|f| (f.row.upload_id, f.row.conversation_id)),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next.parse().unwrap()),
+            None => return (all, total.unwrap()),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 40, ..Default::default() })]
+
+    /// Whatever happens to uploads — parses split over batches, outcomes,
+    /// completions, deletes, parses started again, reopenings, the index
+    /// built at any point, segments built from text that went since — a search
+    /// finds exactly the conversations the insights count whose stored
+    /// text (messages but autoresponses, and summary) holds every clause,
+    /// each once, across pages.
+    #[test]
+    fn search_is_exact_across_deletes_reparses_and_reopens(ops in proptest::collection::vec(search_op(), 1..30)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut store = Store::open(&path).unwrap();
+        let mut parsed: BTreeMap<u8, Vec<StoredMessage>> = BTreeMap::new();
+        let mut late: Vec<super::BuiltSegment> = Vec::new();
+        let put = |store: &Store, id: Uuid, rows: &[StoredMessage], runs: u8| {
+            for batch in rows.chunks(rows.len().div_ceil(usize::from(runs)).max(1)) {
+                store.put_messages(id, batch, false).unwrap();
+            }
+        };
+        for op in &ops {
+            match op {
+                SearchOp::Parse { upload, seed, runs } => {
+                    let id = upload_uuid(*upload);
+                    if store.upload(id).unwrap().is_some() {
+                        continue;
+                    }
+                    store.save_results(&[], Some(&super::tests::upload(id)), true).unwrap();
+                    let rows = model_messages(*seed);
+                    put(&store, id, &rows, *runs);
+                    parsed.insert(*upload, rows);
+                }
+                SearchOp::Analyse { upload, seed } => {
+                    let id = upload_uuid(*upload);
+                    let (Some(rows), Some(rec)) = (parsed.get(upload), store.upload(id).unwrap()) else {
+                        continue;
+                    };
+                    if rec.status == Stage::Completed {
+                        continue;
+                    }
+                    let mut seed = *seed;
+                    let mut ids: Vec<&str> = rows.iter().map(|r| r.conversation_id.as_str()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let results: Vec<ConversationResult> = ids.iter().map(|c| {
+                        let messages: Vec<Message> = rows.iter().filter(|r| r.conversation_id == *c).map(|r| r.message.clone()).collect();
+                        let failed = mix(&mut seed).is_multiple_of(5);
+                        let mut a = analysis(SentimentLabel::Negative, 2, None);
+                        a.summary = format!("{} reported", VOCABULARY[(mix(&mut seed) % VOCABULARY.len() as u64) as usize]);
+                        let mut r = outcome(id, c, (!failed).then_some(a));
+                        let conversation = Conversation { id: c.to_string(), messages };
+                        r.record = ConversationRecord::describe(&conversation, r.record.status);
+                        r
+                    }).collect();
+                    store.save_results(&results, None, false).unwrap();
+                }
+                SearchOp::Complete(upload) => {
+                    if let Some(mut rec) = store.upload(upload_uuid(*upload)).unwrap() {
+                        rec.status = Stage::Completed;
+                        store.save_results(&[], Some(&rec), true).unwrap();
+                    }
+                }
+                SearchOp::Delete(upload) => {
+                    store.delete_upload(upload_uuid(*upload)).unwrap();
+                    parsed.remove(upload);
+                }
+                SearchOp::Reparse(upload) => {
+                    let id = upload_uuid(*upload);
+                    let Some(rec) = store.upload(id).unwrap() else { continue };
+                    if rec.status == Stage::Completed {
+                        continue;
+                    }
+                    store.clear_upload_rows(id).unwrap();
+                    if let Some(rows) = parsed.get(upload) {
+                        put(&store, id, rows, 2);
+                    }
+                }
+                SearchOp::Reopen => {
+                    drop(store);
+                    store = Store::open(&path).unwrap();
+                }
+                SearchOp::Index => {
+                    store.put_segments(&std::mem::take(&mut late)).unwrap();
+                    store.index_pending().unwrap();
+                }
+                SearchOp::IndexLater => {
+                    store.put_segments(&std::mem::take(&mut late)).unwrap();
+                    for p in store.pending_segments(usize::MAX).unwrap() {
+                        if let Some(source) = store.segment_source(p).unwrap() {
+                            late.push(super::BuiltSegment { pending: p, segment: source.build() });
+                        }
+                    }
+                }
+            }
+        }
+        // What a search waits for: the late segments land (or are dropped),
+        // then everything queued of completed uploads is built.
+        store.put_segments(&late).unwrap();
+        store.index_pending().unwrap();
+        proptest::prop_assert!(store.pending_segments(usize::MAX).unwrap().is_empty());
+        // Nothing indexed that the store does not hold: each segment is of a
+        // stored run, or the summaries of a completed upload.
+        let orphans = store
+            .read(|t| {
+                let mut orphans = Vec::new();
+                for entry in t.search_segments.iter()? {
+                    let (k, _) = entry?;
+                    let (upload, run) = k.value();
+                    let held = if run == super::tables::SUMMARY_RUN {
+                        store.upload(Uuid::from_u128(upload))?.is_some_and(|u| u.status == Stage::Completed)
+                    } else {
+                        t.messages.range((upload, run, "", 0)..super::run_end(upload, run))?.next().is_some()
+                    };
+                    if !held {
+                        orphans.push((upload, run));
+                    }
+                }
+                Ok(orphans)
+            })
+            .unwrap();
+        proptest::prop_assert!(orphans.is_empty(), "segments of text not stored: {:?}", orphans);
+        let counted = rows_by_rescan(&store);
+        for q in ["power", "chaina", "batti chaina", "\"power cut\"", "bill again", "\"छैन again\" lalitpur", "reported outage"] {
+            let query = crate::search::Query::parse(q);
+            let (found, total) = search_all(&store, &query);
+            let mut want: Vec<(Uuid, String)> = counted
+                .iter()
+                .filter(|(u, id, _, _)| {
+                    let detail = store.conversation(*u, id).unwrap();
+                    let mut texts: Vec<String> = detail
+                        .iter()
+                        .flat_map(|d| d.messages.iter().filter(|m| !m.autoresponse).map(|m| m.text.clone()))
+                        .collect();
+                    texts.extend(detail.and_then(|d| d.analysis).map(|a| a.summary));
+                    matches_by_reading(&query, &texts)
+                })
+                .map(|(u, id, _, _)| (*u, id.clone()))
+                .collect();
+            want.sort();
+            let mut got = found.clone();
+            got.sort();
+            proptest::prop_assert_eq!(&got, &want, "{}", q);
+            proptest::prop_assert_eq!(total, want.len() as u64);
+            proptest::prop_assert_eq!(found.len(), got.len());
+        }
+    }
+}
+
+/// The index is derived data: emptied (lost), it is queued again from the
+/// stored messages and summaries when the file is next opened, and built
+/// back to the same answers.
+#[test]
+fn a_lost_index_is_queued_again_and_built_back_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    let id = upload_uuid(1);
+    store.save_results(&[], Some(&upload(id)), true).unwrap();
+    let texts = ["power cut again", "meter is fine", "power restored, thanks"];
+    let rows: Vec<StoredMessage> = (0..6)
+        .map(|i| {
+            row(
+                if i % 2 == 0 { "a" } else { "b" },
+                i,
+                texts[i as usize % 3],
+                Some(i as i64),
+            )
+        })
+        .collect();
+    store.put_messages(id, &rows[..3], false).unwrap();
+    store.put_messages(id, &rows[3..], false).unwrap();
+    let results: Vec<ConversationResult> = ["a", "b"]
+        .iter()
+        .map(|c| {
+            let mut a = analysis(SentimentLabel::Negative, 2, None);
+            a.summary = format!("{c} reported an outage");
+            outcome(id, c, Some(a))
+        })
+        .collect();
+    store.save_results(&results, None, false).unwrap();
+    let mut rec = store.upload(id).unwrap().unwrap();
+    rec.status = Stage::Completed;
+    store.save_results(&[], Some(&rec), true).unwrap();
+    // Queued, not built: a search before the indexer's turn sees nothing.
+    let power = crate::search::Query::parse("power");
+    assert_eq!(search_all(&store, &power).1, 0);
+    assert_eq!(
+        store.index_pending().unwrap(),
+        3,
+        "two runs and the summaries"
+    );
+    let queries =
+        ["power", "\"power cut\"", "outage", "meter thanks"].map(crate::search::Query::parse);
+    let before: Vec<_> = queries.iter().map(|q| search_all(&store, q)).collect();
+    assert_eq!(before[0].1, 2);
+    assert_eq!(before[2].1, 2, "summaries are searched");
+    // Lost.
+    store
+        .write(|t| {
+            t.search_segments.retain(|_, _| false)?;
+            t.search_postings.retain(|_, _| false)?;
+            t.meta.remove("search_index")?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(search_all(&store, &power).1, 0);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.index_pending().unwrap(), 3);
+    let after: Vec<_> = queries.iter().map(|q| search_all(&store, q)).collect();
+    assert_eq!(after, before);
+}
+
+/// A segment built from text deleted (or parsed again) before it is
+/// written is dropped: the piece it was built from is no longer queued
+/// under the number it was read with.
+#[test]
+fn a_segment_built_from_text_since_gone_is_never_written() {
+    let (_dir, store) = temp_store();
+    let id = upload_uuid(1);
+    let complete = |texts: &[&str]| {
+        store.save_results(&[], Some(&upload(id)), true).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            store
+                .put_messages(id, &[row("c1", i as u64 * 10, text, Some(0))], false)
+                .unwrap();
+        }
+        store
+            .save_results(
+                &[outcome(
+                    id,
+                    "c1",
+                    Some(analysis(SentimentLabel::Negative, 2, None)),
+                )],
+                None,
+                false,
+            )
+            .unwrap();
+        let mut rec = store.upload(id).unwrap().unwrap();
+        rec.status = Stage::Completed;
+        store.save_results(&[], Some(&rec), true).unwrap();
+    };
+    complete(&["meter broken", "power cut"]);
+    // Read and built, not yet written...
+    let late: Vec<super::BuiltSegment> = store
+        .pending_segments(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|p| super::BuiltSegment {
+            pending: p,
+            segment: store.segment_source(p).unwrap().unwrap().build(),
+        })
+        .collect();
+    assert_eq!(late.len(), 3);
+    // ...while the upload is deleted and uploaded again with one run.
+    store.delete_upload(id).unwrap();
+    complete(&["meter broken"]);
+    assert_eq!(
+        store.put_segments(&late).unwrap(),
+        0,
+        "every piece was queued again, or is gone"
+    );
+    store.index_pending().unwrap();
+    assert_eq!(
+        search_all(&store, &crate::search::Query::parse("power")).1,
+        0
+    );
+    assert_eq!(
+        search_all(&store, &crate::search::Query::parse("meter")).1,
+        1
+    );
 }
 
 #[test]

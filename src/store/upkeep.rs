@@ -96,6 +96,10 @@ impl Store {
         rows += copy_table(&src.insight_holders, out, tables::INSIGHT_HOLDERS)?;
         rows += copy_table(&src.insight_rows, out, tables::INSIGHT_ROWS)?;
         rows += copy_table(&src.audit, out, tables::AUDIT)?;
+        rows += copy_table(&src.insight_shadowed, out, tables::INSIGHT_SHADOWED)?;
+        rows += copy_table(&src.search_segments, out, tables::SEARCH_SEGMENTS)?;
+        rows += copy_table(&src.search_postings, out, tables::SEARCH_POSTINGS)?;
+        rows += copy_table(&src.search_pending, out, tables::SEARCH_PENDING)?;
         rows += copy_table(&src.alerts, out, tables::ALERTS)?;
         // A table added to the schema and not here would be silently left
         // out of every backup: refuse instead.
@@ -114,6 +118,10 @@ impl Store {
             tables::INSIGHT_HOLDERS.name(),
             tables::INSIGHT_ROWS.name(),
             tables::AUDIT.name(),
+            tables::INSIGHT_SHADOWED.name(),
+            tables::SEARCH_SEGMENTS.name(),
+            tables::SEARCH_POSTINGS.name(),
+            tables::SEARCH_PENDING.name(),
             tables::ALERTS.name(),
         ];
         for table in txn.list_tables()? {

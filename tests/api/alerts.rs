@@ -3,7 +3,7 @@
 //! acknowledging it, raising it once, and the `insight.alert` webhook in
 //! each format.
 
-use powerpulse::config::{Settings, WebhookFormat};
+use powerpulse::config::{DigestSchedule, Settings, WebhookFormat};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -250,4 +250,47 @@ async fn alerts_go_to_slack_and_teams_as_their_messages() {
             }
         }
     }
+}
+
+/// A daily digest due at 00:00 UTC is due at every start (about the day
+/// before): `serve` sends it when it starts, and started again the same
+/// day, knows that period's went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_digest_goes_at_start_once_per_period() {
+    let receiver = Receiver::start(&[]);
+    let mut settings = Settings::default();
+    settings.notify.webhook_url = Some(receiver.url.clone());
+    settings.notify.backoff_ms = 20;
+    settings.notify.digest = DigestSchedule::Daily;
+    settings.notify.digest_hour = 0;
+    let app = spawn_with(Options {
+        settings: settings.clone(),
+        ..Default::default()
+    });
+    let got = receiver.wait_for(1);
+    assert_eq!(got[0].headers["x-powerpulse-event"], "insight.digest");
+    let digest = got[0].json();
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(digest["period"]["schedule"], "daily");
+    assert_eq!(digest["period"]["from"], yesterday.as_str());
+    assert_eq!(digest["period"]["to"], yesterday.as_str());
+    assert_eq!(digest["conversations"], 0);
+    assert_eq!(digest["open_alerts"], 0);
+    // Started again: the first alert check, which the alerts' actor takes
+    // after the digest's turn, then a shutdown that flushes the webhooks.
+    let app = spawn_with(Options {
+        settings,
+        dir: Some(app.stop()),
+        ..Default::default()
+    });
+    checked(&app, 1).await;
+    drop(app.stop());
+    let digests = receiver
+        .received()
+        .iter()
+        .filter(|h| h.headers["x-powerpulse-event"] == "insight.digest")
+        .count();
+    assert_eq!(digests, 1, "that day's digest went already");
 }

@@ -15,3 +15,4 @@ mod insights;
 mod leaks;
 mod lifecycle;
 mod notify;
+mod search;

@@ -34,7 +34,7 @@ impl Received {
 /// scripted statuses in turn (200 once the script is used up); while held,
 /// it answers nothing.
 pub(crate) struct Receiver {
-    url: String,
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
     held: Arc<(Mutex<bool>, Condvar)>,
 }

@@ -597,6 +597,39 @@ async fn the_dashboard_works_in_a_real_browser() {
     )
     .await;
 
+    // A search: every word, the matched ones marked, in the drill-down's list.
+    c.execute(
+        "const q = document.querySelector('#search [name=q]'); q.value = 'bill corrected'; document.querySelector('#search button').click();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "const t = document.querySelector('#drill-title').textContent; return t.startsWith('Search') && document.querySelectorAll('#drill tbody tr').length > 0 && document.querySelectorAll('#drill tbody mark').length > 0",
+        "the search's conversations",
+    )
+    .await;
+    let marked: Vec<String> = serde_json::from_value(
+        c.execute(
+            "return [...document.querySelectorAll('#drill tbody mark')].map(m => m.textContent.toLowerCase())",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        marked
+            .iter()
+            .all(|m| m.starts_with("bill") || m == "corrected"),
+        "{marked:?}"
+    );
+    c.execute("document.querySelector('#drill').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&c, "4e-search.png").await;
+
     // A bad file gets a clear message.
     let bad = dir.path().join("broken.xlsx");
     std::fs::write(&bad, "not a workbook").unwrap();
@@ -752,7 +785,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         "the alert's conversations",
     )
     .await;
-    c.execute("document.querySelector('#alerts').scrollIntoView()", vec![])
+    c.execute("document.querySelector('#drill').scrollIntoView()", vec![])
         .await
         .unwrap();
     shot(&c, "4g-alert-conversations.png").await;

@@ -639,12 +639,13 @@ const drill = { params: null, cursor: null, title: "" };
 
 // Lists the conversations behind a number of the insights: the insights'
 // filters (dates, topic, agent), with `extra` on top (a day, a topic, an
-// agent); `fresh`: `extra` alone (an alert's, a link's).
+// agent, a search `q`); `fresh`: `extra` alone (an alert's, a link's).
 async function openDrill(title, extra, fresh = false) {
   const params = new URLSearchParams();
   if (!fresh) for (const [k, v] of new FormData($("#insight-filters"))) if (v) params.set(k, v);
   for (const [k, v] of Object.entries(extra)) params.set(k, v);
   Object.assign(drill, { params, cursor: null, title });
+  $("#drill-text").textContent = params.has("q") ? "Match" : "Summary";
   $("#drill tbody").replaceChildren();
   $("#drill-transcript").hidden = true;
   await moreDrill();
@@ -665,7 +666,7 @@ async function moreDrill() {
       el("td", {}, r.conversation_id),
       el("td", { class: a ? `label-${a.sentiment.label}` : "" }, a ? a.sentiment.label : r.status),
       el("td", {}, a ? `${a.satisfaction.score}/5` : "—"),
-      el("td", {}, a ? a.summary : ""));
+      el("td", {}, r.match ? matched(r.match) : a ? a.summary : ""));
   });
   $("#drill tbody").append(...rows);
   drill.cursor = page.next;
@@ -683,6 +684,21 @@ async function openFound(r, row) {
   const open = el("button", { type: "button", onclick: () => guarded(async () => { await select(r.upload_id); await transcript(r.conversation_id); }) },
     `Open ${state.uploadNames.get(r.upload_id) || "its upload"}`);
   showTranscript($("#drill-transcript"), d, el("p", {}, `${r.date} · `, open));
+}
+
+// A search's matching text, its matched words marked (offsets are in characters).
+function matched(m) {
+  const chars = Array.from(m.text);
+  const parts = [];
+  let at = 0;
+  for (const [start, end] of m.highlights) {
+    if (start < at) continue;
+    parts.push(chars.slice(at, start).join(""), el("mark", {}, chars.slice(start, end).join("")));
+    at = end;
+  }
+  parts.push(chars.slice(at).join(""));
+  const who = m.source === "summary" ? "summary" : m.role;
+  return el("span", { class: "match" }, el("span", { class: "who" }, `${who}:`), ...parts);
 }
 
 // ---- wiring ------------------------------------------------------------------------
@@ -712,6 +728,11 @@ $("#token-button").addEventListener("click", () => {
 $("#audit-refresh").addEventListener("click", () => guarded(loadAudit));
 $("#insight-filters").addEventListener("change", () => guarded(loadInsights));
 $("#drill-more").addEventListener("click", () => guarded(moreDrill));
+$("#search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = new FormData(e.target).get("q").trim();
+  if (q) guarded(() => openDrill(`Search “${q}”`, { q }));
+});
 
 // A link to conversations (`#conversations?from=…&topic=…`, as alerts and
 // digests send): opened once the insights are in.
