@@ -353,7 +353,35 @@ impl Pipeline {
                     Some(choice) => self.ingest.clone().with_choice(choice),
                     None => self.ingest.clone(),
                 };
-                let reader = open_off_thread(source, name, opts).await?;
+                let reader = match open_off_thread(source, name, opts).await {
+                    Ok(reader) => reader,
+                    // The kept file no longer reads as an export (damaged on
+                    // disk): no resume ever will. The upload ends failed,
+                    // saying why, and the file goes (after the record no
+                    // longer names it: a crash in between leaves it to the
+                    // sweep at start). A file of the user's own, or one that
+                    // cannot be read for now, stays for them to mend.
+                    Err(UploadError::Ingest(e))
+                        if spooled
+                            && !matches!(e, IngestError::Io { .. } | IngestError::Agents(_)) =>
+                    {
+                        tracing::error!(error = %e, "the kept file cannot be parsed again");
+                        let kept = record.clone();
+                        record.status = Stage::Failed;
+                        record.error = Some(e.to_string());
+                        record.finished_at = Some(Utc::now());
+                        record.source = None;
+                        self.store.send(PutUpload(record.clone())).await??;
+                        if let Some(dir) = &self.spool_dir {
+                            crate::spool::release(dir, &kept);
+                        }
+                        return Ok(UploadReport {
+                            record,
+                            processing_time_seconds: started.elapsed().as_secs_f64(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.store.send(ClearUploadRows(upload_id)).await??;
                 record.counts = UploadCounts::default();
                 Some(reader)

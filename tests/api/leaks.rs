@@ -145,11 +145,9 @@ fn spooled(app_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The case: an upload cancelled while parsing keeps its raw file
-/// (a resume parses it again); deleting the upload takes the file too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_cancelled_while_parsing_takes_its_file_when_deleted() {
-    let app = spawn_app();
+/// An upload cancelled while parsing: its id (its raw file is kept, for a
+/// resume to parse it again).
+async fn cancelled_while_parsing(app: &TestApp) -> String {
     let r = app.upload_raw("big.csv", export_csv(6_000, 5), false).await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["upload_id"]
@@ -175,6 +173,15 @@ async fn an_upload_cancelled_while_parsing_takes_its_file_when_deleted() {
     assert_eq!(done["stage"], "cancelled");
     let record = app.get_json(&format!("/api/uploads/{id}")).await;
     assert_eq!(record["parsed"], false, "cancelled part-way: {record}");
+    id
+}
+
+/// The case: an upload cancelled while parsing keeps its raw file
+/// (a resume parses it again); deleting the upload takes the file too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cancelled_while_parsing_takes_its_file_when_deleted() {
+    let app = spawn_app();
+    let id = cancelled_while_parsing(&app).await;
     let files = spooled(app.dir.path());
     assert_eq!(files.len(), 1, "kept for a resume");
     assert_eq!(mode(&files[0]), 0o600, "customer data, the owner's alone");
@@ -185,6 +192,40 @@ async fn an_upload_cancelled_while_parsing_takes_its_file_when_deleted() {
         204
     );
     assert_eq!(spooled(app.dir.path()), Vec::<PathBuf>::new());
+}
+
+/// A resume that finds the kept file unreadable ends the upload, and the
+/// file goes with it: nothing can parse it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_file_no_resume_can_read_goes() {
+    let app = spawn_app();
+    let id = cancelled_while_parsing(&app).await;
+    let files = spooled(app.dir.path());
+    assert_eq!(files.len(), 1, "kept for a resume");
+    // Damaged on disk since: no longer a CSV of this export.
+    std::fs::write(&files[0], [0xffu8, 0xfe, 0x00, 0xd8, 0x00, 0x00, 0x01]).unwrap();
+    let r = app
+        .request(Method::POST, &format!("/api/uploads/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spooled(app.dir.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "resume answered {status}; the unreadable file stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Ended, saying why, and naming no file any more.
+    let record = app.get_json(&format!("/api/uploads/{id}")).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert!(
+        record["error"].as_str().unwrap().contains("big.csv"),
+        "{record}"
+    );
+    assert!(record["source"].is_null(), "{record}");
 }
 
 /// Writes `records` (and a file in the spool for each `(name, record)`)
