@@ -206,6 +206,7 @@ impl<'a> Gather<'a> {
         names.sort();
         let limit = self.opts.xlsx_max_inflated_bytes;
         let exports_of_zip = names.len();
+        let mut buf = vec![0u8; 64 * 1024];
         for (inside, i) in names {
             if self.entries.len() >= MAX_FILES {
                 return Err(self.too_many());
@@ -215,7 +216,6 @@ impl<'a> Gather<'a> {
             let target = self.scratch()?.join(format!("{n}.{ext}"));
             let mut entry = zip.by_index(i).map_err(|e| zip_error(display, e))?;
             let mut out = File::create(&target).map_err(io_error(display))?;
-            let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = match entry.read(&mut buf) {
                     Ok(0) => break,

@@ -61,11 +61,17 @@ pub(super) struct LineCountingReader<R> {
     newlines: Rc<Cell<u64>>,
 }
 
+/// The buffer starts small (a bundle may hold 100,000 small files, each
+/// read with a reader of its own) and doubles each time a read fills it, up
+/// to [`MAX_BUFFER`].
+const FIRST_BUFFER: usize = 8 * 1024;
+const MAX_BUFFER: usize = 256 * 1024;
+
 impl<R> LineCountingReader<R> {
     pub(super) fn new(inner: R, newlines: Rc<Cell<u64>>) -> Self {
         Self {
             inner,
-            buf: vec![0; 256 * 1024].into_boxed_slice(),
+            buf: vec![0; FIRST_BUFFER].into_boxed_slice(),
             pos: 0,
             len: 0,
             newlines,
@@ -76,6 +82,9 @@ impl<R> LineCountingReader<R> {
 impl<R: Read> Read for LineCountingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.pos == self.len {
+            if self.len == self.buf.len() && self.buf.len() < MAX_BUFFER {
+                self.buf = vec![0; self.buf.len() * 2].into_boxed_slice();
+            }
             self.len = self.inner.read(&mut self.buf)?;
             self.pos = 0;
         }
