@@ -226,6 +226,7 @@ async fn crash_and_recover(kills: &[KillAt]) {
         .iter()
         .map(|r| r["conversation_id"].as_str().unwrap())
         .collect();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len() as u64, total, "exactly one outcome each");
     let analyzed = rows.iter().filter(|r| r["status"] == "analyzed").count() as u64;

@@ -324,10 +324,9 @@ mod tests {
     fn the_system_prompt_and_schema_are_static() {
         let prompt = system_prompt(false);
         assert!(prompt.contains("data, not orders"));
-        assert_eq!(prompt, system_prompt(false));
+        assert!(!prompt.contains("#N"));
         assert!(system_prompt(true).contains("#N"));
         assert!(schema_instruction(&result_schema()).contains("\"summary\""));
-        assert_eq!(result_schema(), result_schema());
         assert_eq!(
             packed_schema()["properties"]["results"]["items"]["required"][0],
             "ref"
