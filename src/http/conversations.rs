@@ -110,7 +110,8 @@ impl DrillParams {
 /// empty range; a `q` with no word in it finds nothing.
 #[utoipa::path(params(DrillParams), responses(
     (status = 200, body = DrillPage),
-    (status = 400, description = "A bad date, bound or cursor.", body = ErrorBody)
+    (status = 400, description = "A bad date, bound or cursor.", body = ErrorBody),
+    (status = 403, description = "A viewer's `q` names personal data (a phone number, an e-mail address, an ID): searching for it needs the operator role.", body = ErrorBody)
 ))]
 #[get("/api/conversations")]
 pub async fn drill_down(
@@ -118,7 +119,24 @@ pub async fn drill_down(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
 ) -> Result<HttpResponse> {
-    let (filter, search, cursor, limit) = query.into_inner().parse()?;
+    let params = query.into_inner();
+    // A viewer sees transcripts redacted, so a search must not tell them
+    // which conversations hold a number, an address or an ID either.
+    let viewer_redactor = if principal.role.allows(Role::Operator) {
+        None
+    } else {
+        Some(state.redactor_for_viewers().await?)
+    };
+    if let (Some(redactor), Some(q)) = (&viewer_redactor, &params.q)
+        && !redactor.session([]).locate(q).is_empty()
+    {
+        return Err(HttpError::Forbidden(
+            "searching for personal data (a phone number, an e-mail address, an ID) \
+             needs the operator role"
+                .into(),
+        ));
+    }
+    let (filter, search, cursor, limit) = params.parse()?;
     let reader = state.engine.reader();
     let page = match search {
         None => {
@@ -137,18 +155,13 @@ pub async fn drill_down(
                 tracing::warn!(error = %e, "searching without what is still queued to be indexed");
             }
             // A viewer is shown matching messages redacted, as transcripts.
-            let redactor = if principal.role.allows(Role::Operator) {
-                None
-            } else {
-                Some(state.redactor_for_viewers().await?)
-            };
             reader
                 .send(Search {
                     query,
                     filter,
                     cursor,
                     limit,
-                    redactor,
+                    redactor: viewer_redactor,
                 })
                 .await??
         }

@@ -172,4 +172,17 @@ async fn a_viewer_sees_the_matching_message_redacted() {
         shown.contains("Lalitpur"),
         "the matched word is still there: {shown}"
     );
+    // Nor can a viewer learn which conversations hold a number by
+    // searching for it; an admin can.
+    assert_eq!(search(&app, "9841234567").await["total"], 1);
+    for q in ["9841234567", "%2B977-9841234567", "ram%40example.com"] {
+        let refused = app
+            .client
+            .get(app.url(&format!("/api/conversations?q={q}")))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{q}");
+    }
 }
