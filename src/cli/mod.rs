@@ -55,7 +55,8 @@ use remote::{Lookup, Remote};
     about = "Analyse customer-support chat exports"
 )]
 pub struct Cli {
-    /// Config file (default: ./config.toml when present).
+    /// Config file (default: ./config.toml when present; else, for root,
+    /// /etc/powerpulse/config.toml when installed).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Database file (overrides storage.path).
@@ -323,7 +324,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::GenerateAssets { dir } = &cli.command {
         return ops::generate_assets(dir);
     }
-    let mut settings = Settings::load(cli.config.as_deref()).context("while loading settings")?;
+    #[cfg(unix)]
+    let config = packaged::config_path(cli.config.as_deref());
+    #[cfg(not(unix))]
+    let config = cli.config.clone();
+    let mut settings = Settings::load(config.as_deref()).context("while loading settings")?;
     powerpulse::telemetry::init(
         match cli.command {
             Command::Serve { .. } => "info",
@@ -334,9 +339,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(db) = cli.db {
         settings.storage.path = db;
     }
-    // `sudo powerpulse --config /etc/powerpulse/config.toml …` uses the service's token.
+    // `sudo powerpulse …` (the packaged configuration) uses the service's token.
     #[cfg(unix)]
-    if let Some(token) = packaged::service_token(cli.config.as_deref(), &settings) {
+    if let Some(token) = packaged::service_token(config.as_deref(), &settings) {
         settings.server.token = Some(token);
     }
     match cli.command {
@@ -387,7 +392,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             redact,
         } => export(&settings, upload, format.into(), output.as_deref(), redact),
         Command::Uploads { json } => uploads(&settings, json),
-        Command::Check => ops::check(&settings, cli.config.as_deref()),
+        Command::Check => ops::check(&settings, config.as_deref()),
         Command::GenerateAssets { .. } => unreachable!("handled before the settings are loaded"),
         Command::Cancel { upload } => cancel(&settings, upload),
         Command::Backup { output } => backup(&settings, &output),
@@ -399,10 +404,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => redact::preview(&settings, &preview, conversation.as_deref(), json),
         Command::Token { command } => match command {
             TokenCommand::Add { name, role } => {
-                tokens::add(&settings, cli.config.as_deref(), &name, role.into())
+                tokens::add(&settings, config.as_deref(), &name, role.into())
             }
             TokenCommand::List => tokens::list(&settings),
-            TokenCommand::Remove { name } => tokens::remove(cli.config.as_deref(), &name),
+            TokenCommand::Remove { name } => tokens::remove(config.as_deref(), &name),
         },
         Command::Audit {
             who,

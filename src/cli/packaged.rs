@@ -6,7 +6,7 @@
 //! and only a root-owned file no one else may write is believed.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use powerpulse::config::Settings;
 
@@ -14,6 +14,30 @@ use powerpulse::config::Settings;
 pub const CONFIG: &str = "/etc/powerpulse/config.toml";
 /// The service's secrets (`EnvironmentFile=` of the unit).
 pub const ENV: &str = "/etc/powerpulse/env";
+
+/// The configuration file to read: the one given; else `./config.toml`
+/// when present; else, for root on a packaged install, the packaged one,
+/// so that `sudo powerpulse uploads` reaches the service's database (and
+/// token) as `sudo powerpulse --config /etc/powerpulse/config.toml uploads`
+/// does. Others cannot read that file, and keep the defaults.
+pub fn config_path(given: Option<&Path>) -> Option<PathBuf> {
+    // SAFETY: geteuid takes no argument and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    choose_config(
+        given,
+        Path::new("config.toml").exists(),
+        root && Path::new(CONFIG).is_file(),
+    )
+}
+
+fn choose_config(given: Option<&Path>, local: bool, packaged: bool) -> Option<PathBuf> {
+    match given {
+        Some(path) => Some(path.to_path_buf()),
+        None if local => Some(PathBuf::from("config.toml")),
+        None if packaged => Some(PathBuf::from(CONFIG)),
+        None => None,
+    }
+}
 
 /// The service's token, when this process is root, runs with the packaged
 /// configuration and has no token of its own.
@@ -70,6 +94,18 @@ fn token_of(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_without_a_local_config_reads_the_packaged_one() {
+        let given = Path::new("/tmp/mine.toml");
+        assert_eq!(choose_config(Some(given), true, true).unwrap(), given);
+        assert_eq!(
+            choose_config(None, true, true).unwrap(),
+            Path::new("config.toml")
+        );
+        assert_eq!(choose_config(None, false, true).unwrap(), Path::new(CONFIG));
+        assert_eq!(choose_config(None, false, false), None);
+    }
 
     #[test]
     fn the_token_is_read_as_systemd_reads_it() {

@@ -24,7 +24,7 @@ function __fish_powerpulse_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c powerpulse -n "__fish_powerpulse_needs_command" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_needs_command" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_needs_command" -s V -l version -d 'Print version'
@@ -47,7 +47,7 @@ openai\t''"
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l concurrency -d 'Conversations in flight at once (overrides analyzer.concurrency)' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l format -d 'Read FILE as this format (overrides ingest.format): csv, json, jsonl, xlsx, whatsapp, messenger, telegram, intercom, zendesk, freshdesk, chatwoot, threads' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l agent -d 'A sender who speaks for the business (repeat for each; `*` for any run of characters). Given, these are the whole business side for this upload: every other sender is a customer' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l json -d 'Print one JSON object with the summary on stdout'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand analyze" -l estimate -d 'Send nothing: print what analysing FILE with the LLM would cost (conversations after dedupe, tokens, sync and batch cost, time)'
@@ -58,7 +58,7 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l format 
 json\t''
 jsonl\t''"
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l output -d 'Output file (default: stdout)' -r -F
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -l redact -d 'An export to share: personal data in conversation ids and summaries replaced as `[privacy]` says, agents as <AGENT_n>'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand export" -s h -l help -d 'Print help'
@@ -66,33 +66,33 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l bind -d 
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l analyzer -d 'Which analyzer to use (overrides analyzer.backend)' -r -f -a "auto\t''
 lexicon\t''
 openai\t''"
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -l json
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand uploads" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand check" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand cancel" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l output -d 'The snapshot file to write (replaced if it exists)' -r -F
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand backup" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand compact" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l preview -d 'The export to preview' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l conversation -d 'Only this conversation' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -l json -d 'One JSON object per conversation: id, transcript, what was redacted'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand redact" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __fish_seen_subcommand_from add list remove" -f -a "add" -d 'Issue a token: printed once on stdout; its hash is added to the config file (`--config`, or ./config.toml). The server reads it at its next start'
@@ -101,27 +101,27 @@ complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and not __f
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l role -r -f -a "viewer\t'Summaries, insights, conversation lists and results, exports; transcripts redacted'
 operator\t'Also uploads, estimates, cancel, resume, full transcripts'
 admin\t'Also delete, backup, the audit log'"
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand token; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l who -d 'Only this token\'s entries (its name)' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l action -d 'Only this action: upload, estimate, preview, cancel, resume, delete, backup, transcript, read_audit, acknowledge_alert' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l upload -d 'Only entries about this upload' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l limit -d 'At most this many entries' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -l json
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l from -d 'Only alerts of this day (YYYY-MM-DD) or later' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l to -d 'Only alerts of this day (YYYY-MM-DD) or earlier' -r
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l ack -d 'Acknowledge this alert (its id, as listed) instead of listing' -r
-complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l config -d 'Config file (default: ./config.toml when present)' -r -F
+complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l config -d 'Config file (default: ./config.toml when present; else, for root, /etc/powerpulse/config.toml when installed)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l db -d 'Database file (overrides storage.path)' -r -F
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l open -d 'Only the alerts nobody acknowledged yet'
 complete -c powerpulse -n "__fish_powerpulse_using_subcommand alerts" -l json -d 'Print one JSON object, `{"alerts": [...]}` (as `GET /api/alerts`)'
