@@ -353,6 +353,27 @@ impl Remote {
             .with_context(|| format!("while reading {path} from {}", self.base))
     }
 
+    /// `method` on `path`, read as `what`; `None` when the server answers
+    /// 404 (it knows no such thing).
+    async fn optional<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<T>> {
+        let response =
+            self.request(method, path).send().await.with_context(|| {
+                format!("while talking to the PowerPulse server at {}", self.base)
+            })?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let value = self.checked(response).await?.json().await;
+        value
+            .map(Some)
+            .with_context(|| format!("while reading {what}"))
+    }
+
     /// Every upload, newest first.
     pub fn uploads(&self) -> Result<Vec<UploadRecord>> {
         self.rt.block_on(self.get("/api/uploads"))
@@ -360,22 +381,11 @@ impl Remote {
 
     /// One upload's record; `None` when the server does not know it.
     pub fn upload(&self, id: Uuid) -> Result<Option<UploadRecord>> {
-        self.rt.block_on(async {
-            let response = self
-                .request(reqwest::Method::GET, &format!("/api/uploads/{id}"))
-                .send()
-                .await
-                .with_context(|| {
-                    format!("while talking to the PowerPulse server at {}", self.base)
-                })?;
-            if response.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let record = self.checked(response).await?.json().await;
-            record
-                .map(Some)
-                .context("while reading the upload's record")
-        })
+        self.rt.block_on(self.optional(
+            reqwest::Method::GET,
+            &format!("/api/uploads/{id}"),
+            "the upload's record",
+        ))
     }
 
     /// One page of an upload's outcomes after `cursor`, `rows` at most.
@@ -501,20 +511,11 @@ impl Remote {
 
     /// Acknowledges an alert; `None` when the server has no such alert.
     pub fn acknowledge(&self, id: &str) -> Result<Option<powerpulse::alerts::Alert>> {
-        self.rt.block_on(async {
-            let response = self
-                .request(reqwest::Method::POST, &format!("/api/alerts/{id}/ack"))
-                .send()
-                .await
-                .with_context(|| {
-                    format!("while talking to the PowerPulse server at {}", self.base)
-                })?;
-            if response.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let alert = self.checked(response).await?.json().await;
-            alert.map(Some).context("while reading the alert")
-        })
+        self.rt.block_on(self.optional(
+            reqwest::Method::POST,
+            &format!("/api/alerts/{id}/ack"),
+            "the alert",
+        ))
     }
 
     /// Cancels an upload running in the server.
